@@ -14,10 +14,13 @@ import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from collectors.config import Config
 from collectors.model import ErrorKind, Reading, Snapshot
+
+if TYPE_CHECKING:
+    from collectors.http import HttpClient
 
 
 class Collector(Protocol):
@@ -211,53 +214,37 @@ COLLECTOR_NAMES = ("postgres", "redis", "services", "processes", "secrets")
 
 def build_collectors(config: Config, only: Sequence[str] | None = None) -> list[Collector]:
     """The collectors the config switches on. Client libraries are imported lazily,
-    so `check --only redis` never pays for psycopg."""
+    so `check --only redis` never pays for psycopg or httpx."""
     wanted = set(only or COLLECTOR_NAMES)
     out: list[Collector] = []
+    http = None
+
+    def shared_http() -> HttpClient:
+        nonlocal http
+        if http is None:
+            from collectors.http import HttpClient
+
+            http = HttpClient(config.http)
+        return http
+
     if "postgres" in wanted and config.postgres is not None:
         from collectors.postgres import PostgresCollector
 
         out.append(PostgresCollector(config))
-    for name, enabled in (
-        ("redis", config.redis is not None),
-        ("services", bool(config.services)),
-        ("processes", bool(config.processes) or any(s.process for s in config.services)),
-        ("secrets", config.secrets is not None),
-    ):
-        if name in wanted and enabled:
-            factory = _FACTORIES.get(name)
-            if factory is not None:
-                out.append(factory(config))
+    if "redis" in wanted and config.redis is not None:
+        from collectors.redis_locks import RedisLocksCollector
+
+        out.append(RedisLocksCollector(config))
+    if "services" in wanted and config.services:
+        from collectors.services import ServicesCollector
+
+        out.append(ServicesCollector(config, shared_http()))
+    if "processes" in wanted and (config.processes or any(s.process for s in config.services)):
+        from collectors.processes import ProcessesCollector
+
+        out.append(ProcessesCollector(config))
+    if "secrets" in wanted and config.secrets is not None:
+        from collectors.secrets import SecretsCollector
+
+        out.append(SecretsCollector(config, shared_http()))
     return out
-
-
-def _redis(config: Config) -> Collector:
-    from collectors.redis_locks import RedisLocksCollector
-
-    return RedisLocksCollector(config)
-
-
-def _services(config: Config) -> Collector:
-    from collectors.services import ServicesCollector
-
-    return ServicesCollector(config)
-
-
-def _processes(config: Config) -> Collector:
-    from collectors.processes import ProcessesCollector
-
-    return ProcessesCollector(config)
-
-
-def _secrets(config: Config) -> Collector:
-    from collectors.secrets import SecretsCollector
-
-    return SecretsCollector(config)
-
-
-_FACTORIES: dict[str, Callable[[Config], Collector]] = {
-    "redis": _redis,
-    "services": _services,
-    "processes": _processes,
-    "secrets": _secrets,
-}
