@@ -1,0 +1,234 @@
+"""Judges for services and processes (registered in collectors.rules.JUDGES).
+
+service.<name>.health     the health answer: fail/down critical, warn/degraded warning;
+                          unreachable: critical on the first poll (one-shot `check`) and
+                          after 3 consecutive failed polls, warning before that.
+service.<name>.latency    p95 over the window above latency_warn (latency_crit).
+service.<name>.listeners  an event above max_per_event: warning; total growing (R^2 >= 0.8):
+                          warning; growing and doubled from its baseline: critical.
+process.<name>.memory     RSS against the limit (config, cgroup or physical): 80 % / 95 %.
+process.<name>.memory_growth
+                          slope above growth_warn per minute with R^2 >= 0.8 over at least
+                          growth_min_span: warning; and projected time to the limit under
+                          growth_crit_ttl: critical.
+"""
+
+from __future__ import annotations
+
+from collectors.config import Config, ProcessConfig
+from collectors.model import CheckResult, Reading, Status
+
+UNREACHABLE_CRIT_AFTER = 3
+MEMORY_WARN = 0.8
+MEMORY_CRIT = 0.95
+GROWTH_R2 = 0.8
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1024 / 1024:.1f} MiB"
+
+
+def _duration(s: float) -> str:
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.0f} min"
+    if s < 172800:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} d"
+
+
+def judge_services(reading: Reading, config: Config) -> list[CheckResult]:
+    name = reading.target
+    cid = f"service.{name}"
+    svc = config.service(name)
+    d = reading.data
+
+    def result(check: str, status: Status, summary: str, **kw: object) -> CheckResult:
+        return CheckResult(f"{cid}.{check}", "services", name, status, summary, **kw)  # type: ignore[arg-type]
+
+    if not reading.ok:
+        fails = int(d.get("consecutive_failures") or 0)
+        polls = int(d.get("polls") or 0)
+        if reading.error_kind != "unreachable":
+            return [result("health", Status.UNKNOWN, f"not checked: {reading.error}")]
+        # No history yet (a one-shot check, or the first round) or 3 in a row: critical.
+        crit = polls <= 1 or fails >= UNREACHABLE_CRIT_AFTER or not d
+        status = Status.CRITICAL if crit else Status.WARNING
+        times = f" ({fails} consecutive polls)" if fails > 1 else ""
+        return [
+            result(
+                "health",
+                status,
+                f"unreachable{times}: {reading.error}",
+                value=float(fails),
+                unit="count",
+                crit=float(UNREACHABLE_CRIT_AFTER),
+            )
+        ]
+
+    out: list[CheckResult] = []
+    status = Status(d.get("status") or "unknown")
+    parts = [f"{d.get('message') or status.value}"]
+    parts.append(f"{d.get('format') or '?'} format, HTTP {d.get('http_status')}")
+    if d.get("draining"):
+        parts.append("draining")
+    if d.get("active_operations") is not None:
+        parts.append(f"{d['active_operations']} active operations")
+    bad = [c["name"] for c in d.get("components") or [] if c.get("status") != "ok"]
+    if bad:
+        parts.append("not ok: " + ", ".join(bad[:5]))
+    out.append(result("health", status, "; ".join(parts)))
+
+    p95 = d.get("latency_p95_ms")
+    if p95 is not None and svc is not None:
+        warn = svc.latency_warn * 1000
+        crit = svc.latency_crit * 1000 if svc.latency_crit is not None else None
+        st = Status.OK
+        if crit is not None and p95 > crit:
+            st = Status.CRITICAL
+        elif p95 > warn:
+            st = Status.WARNING
+        out.append(
+            result(
+                "latency",
+                st,
+                f"p95 {p95:.0f} ms, p50 {d.get('latency_p50_ms') or 0:.0f} ms "
+                f"over {d.get('latency_samples', 0)} polls",
+                value=p95,
+                unit="ms",
+                warn=warn,
+                crit=crit,
+            )
+        )
+
+    lis = d.get("listeners")
+    if lis and svc is not None:
+        out.append(_listeners(result, lis, d.get("listeners_trend"), svc.max_per_event))
+    return out
+
+
+def _listeners(result, lis: dict, trend: dict | None, limit: int) -> CheckResult:  # type: ignore[no-untyped-def]
+    total = lis.get("total") or 0
+    over = {k: v for k, v in (lis.get("byEvent") or {}).items() if v > limit}
+    status = Status.OK
+    parts = [f"{total} listeners"]
+    if over:
+        status = Status.WARNING
+        worst = sorted(over.items(), key=lambda kv: -kv[1])[:3]
+        parts.append(
+            f"{len(over)} event(s) above {limit}: " + ", ".join(f"{k}={v}" for k, v in worst)
+        )
+    if trend and trend.get("growing"):
+        base = trend.get("baseline") or 0
+        per_min = trend.get("slope_per_s", 0) * 60
+        parts.append(f"growing {per_min:.1f}/min (R^2 {trend.get('r2', 0):.2f}) from {base}")
+        status = Status.WARNING
+        if base > 0 and total >= 2 * base:
+            status = Status.CRITICAL
+            parts.append("doubled from its baseline")
+    return result("listeners", status, "; ".join(parts), value=float(total), unit="count")
+
+
+def _process_config(config: Config, name: str) -> ProcessConfig:
+    for p in config.processes:
+        if p.name == name:
+            return p
+    svc = config.service(name)
+    return ProcessConfig(name=name, memory_limit=svc.memory_limit if svc else None)
+
+
+def judge_processes(reading: Reading, config: Config) -> list[CheckResult]:
+    name = reading.target
+    cid = f"process.{name}"
+    d = reading.data
+    if not reading.ok:
+        if reading.error_kind != "unreachable":
+            return [
+                CheckResult(
+                    f"{cid}.memory",
+                    "processes",
+                    name,
+                    Status.UNKNOWN,
+                    f"not checked: {reading.error}",
+                )
+            ]
+        return [
+            CheckResult(f"{cid}.memory", "processes", name, Status.CRITICAL, str(reading.error))
+        ]
+    pc = _process_config(config, name)
+    rss = d.get("rss_bytes") or 0
+    limit = d.get("memory_limit")
+    source = d.get("memory_limit_source") or "config"
+    pids = d.get("pids") or []
+    who = f"pid {pids[0]}" if len(pids) == 1 else f"{len(pids)} processes"
+    out = []
+    if limit:
+        ratio = rss / limit
+        st = Status.OK
+        if ratio >= MEMORY_CRIT:
+            st = Status.CRITICAL
+        elif ratio >= MEMORY_WARN:
+            st = Status.WARNING
+        out.append(
+            CheckResult(
+                f"{cid}.memory",
+                "processes",
+                name,
+                st,
+                f"{who}: RSS {_mb(rss)} of {_mb(limit)} ({source} limit, {ratio:.0%})",
+                value=round(ratio, 4),
+                unit="ratio",
+                warn=MEMORY_WARN,
+                crit=MEMORY_CRIT,
+            )
+        )
+    else:
+        out.append(
+            CheckResult(
+                f"{cid}.memory",
+                "processes",
+                name,
+                Status.OK,
+                f"{who}: RSS {_mb(rss)} (no limit known)",
+                value=float(rss),
+                unit="bytes",
+            )
+        )
+
+    slope = d.get("growth_bytes_per_s")
+    r2 = d.get("growth_r2") or 0.0
+    span = d.get("growth_span_s") or 0.0
+    warn_per_s = pc.growth_warn / 60
+    if slope is None or span < pc.growth_min_span:
+        status = Status.OK
+        summary = (
+            f"collecting samples ({_duration(span)} of {_duration(pc.growth_min_span)} "
+            "needed for a trend)"
+        )
+    else:
+        per_min = slope * 60
+        summary = f"RSS {'+' if per_min >= 0 else ''}{_mb(per_min)}/min, R^2 {r2:.2f}"
+        growing = slope > warn_per_s and r2 >= GROWTH_R2
+        status = Status.OK
+        ttl = d.get("time_to_limit_s")
+        if growing:
+            status = Status.WARNING
+            summary += f", steady growth over {_duration(span)}"
+            if ttl is not None:
+                summary += f"; {source} limit in {_duration(ttl)}"
+                if ttl < pc.growth_crit_ttl:
+                    status = Status.CRITICAL
+    out.append(
+        CheckResult(
+            f"{cid}.memory_growth",
+            "processes",
+            name,
+            status,
+            summary,
+            value=None if slope is None else round(slope * 60, 1),
+            unit="bytes",
+            warn=float(pc.growth_warn),
+        )
+    )
+    return out
