@@ -1,0 +1,266 @@
+"""The engine: bounded histories and trend maths, hysteresis, and a poller
+whose rounds survive collectors that hang, raise or lose their target."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+import pytest
+
+from collectors.config import parse_config
+from collectors.history import Histories, RingBuffer, linear_trend, percentile, time_to_limit
+from collectors.model import CheckResult, Reading, Report, Snapshot, Status
+from collectors.poller import Poller
+from collectors.rules import JUDGES, Rules
+
+# ------------------------------------------------------------------- history
+
+
+def test_ring_buffer_is_bounded() -> None:
+    buf = RingBuffer(capacity=100)
+    for i in range(10_000):
+        buf.append(float(i), float(i))
+    assert len(buf) == 100
+    assert buf.first() == (9900.0, 9900.0)
+    assert [t for t, _ in buf.window(10)] == [float(t) for t in range(9989, 10_000)]
+
+
+def test_histories_forget_the_oldest_series_past_their_bound() -> None:
+    h = Histories(capacity=5, max_series=3)
+    for name in "abcd":
+        h.add(name, 0, 1)
+    assert len(h) == 3 and h.get("a") is None and h.get("d") is not None
+
+
+def test_trend_recovers_a_known_slope() -> None:
+    pts = [(1000.0 + t, 50.0 + 2.5 * t) for t in range(60)]
+    trend = linear_trend(pts)
+    assert trend is not None
+    assert trend.slope == pytest.approx(2.5)
+    assert trend.r2 == pytest.approx(1.0)
+    # 50 + 2.5 * 59 = 197.5 now; 300 is 102.5 away at 2.5/s = 41 s.
+    assert time_to_limit(trend, 300, now=1059.0) == pytest.approx(41.0)
+
+
+def test_trend_of_noise_has_low_r2_and_flat_lines_never_reach_limits() -> None:
+    noisy = [(float(t), 100.0 + (7 if t % 2 else -7)) for t in range(40)]
+    trend = linear_trend(noisy)
+    assert trend is not None and trend.r2 < 0.1
+    flat = linear_trend([(float(t), 5.0) for t in range(10)])
+    assert flat is not None and flat.slope == 0 and flat.time_to(10, now=9) is None
+    assert linear_trend([(0.0, 1.0), (1.0, 2.0)]) is None  # too few points
+
+
+def test_percentile() -> None:
+    assert percentile([], 95) is None
+    assert percentile(range(1, 101), 50) == pytest.approx(50.5)
+    assert percentile(range(1, 101), 95) == pytest.approx(95.05)
+
+
+# --------------------------------------------------------------- hysteresis
+
+
+def _judge_value(reading: Reading, config) -> list[CheckResult]:
+    status = Status(reading.data["status"])
+    return [CheckResult("test.value", "test", reading.target, status, f"now {status}")]
+
+
+@pytest.fixture
+def test_judge():
+    JUDGES["test"] = _judge_value
+    yield
+    del JUDGES["test"]
+
+
+def _snap(status: str, n: int = 1) -> Snapshot:
+    return Snapshot(n, time.time(), 1.0, (Reading("test", "t", time.time(), {"status": status}),))
+
+
+def test_hysteresis_raises_after_n_and_clears_after_m(test_judge) -> None:
+    rules = Rules(parse_config(""), raise_after=3, clear_after=2)
+    seen = [
+        rules.evaluate(_snap(s)).checks[0].status.value
+        for s in ["ok", "critical", "critical", "critical", "ok", "critical", "ok", "ok"]
+    ]
+    assert seen == ["ok", "ok", "ok", "critical", "critical", "critical", "critical", "ok"]
+    held = rules.evaluate(_snap("warning")).checks[0]
+    assert "raising to warning: 1/3" in held.summary
+
+
+def test_one_shot_rules_decide_on_one_poll(test_judge) -> None:
+    report = Rules(parse_config("")).evaluate(_snap("critical"))
+    assert report.status is Status.CRITICAL and report.status.exit_code == 2
+
+
+def test_overall_status_is_the_worst() -> None:
+    snap = _snap("ok")
+    mk = lambda i, s: CheckResult(f"c{i}", "x", "t", s, "")  # noqa: E731
+    report = Report(snap, (mk(1, Status.OK), mk(2, Status.WARNING), mk(3, Status.UNKNOWN)))
+    assert report.status is Status.UNKNOWN
+    assert report.counts == {"ok": 1, "warning": 1, "critical": 0, "unknown": 1}
+    report = Report(snap, (mk(1, Status.UNKNOWN), mk(2, Status.CRITICAL)))
+    assert report.status is Status.CRITICAL
+
+
+# ------------------------------------------------------------------- poller
+
+
+class Quick:
+    component = "test"
+
+    def __init__(self, status: str = "ok") -> None:
+        self.status = status
+        self.calls = 0
+
+    def targets(self) -> list[str]:
+        return ["quick"]
+
+    async def collect(self) -> list[Reading]:
+        self.calls += 1
+        return [Reading("test", "quick", time.time(), {"status": self.status})]
+
+    async def close(self) -> None:
+        pass
+
+
+class Hangs:
+    """Never answers, and shrugs off the poller's cancellation like a wedged driver
+    (only the event loop's shutdown gets through)."""
+
+    component = "test"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def targets(self) -> list[str]:
+        return ["stuck"]
+
+    async def collect(self) -> list[Reading]:
+        self.calls += 1
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(3600)
+        return []
+
+    async def close(self) -> None:
+        pass
+
+
+class Raises(Quick):
+    def targets(self) -> list[str]:
+        return ["broken"]
+
+    async def collect(self) -> list[Reading]:
+        raise RuntimeError("driver exploded")
+
+
+class Down(Quick):
+    def targets(self) -> list[str]:
+        return ["down"]
+
+    async def collect(self) -> list[Reading]:
+        self.calls += 1
+        return [Reading("test", "down", time.time(), error="refused", error_kind="unreachable")]
+
+
+def test_a_hanging_collector_cannot_delay_the_round_or_the_others() -> None:
+    async def go():
+        quick, hangs, raises = Quick(), Hangs(), Raises()
+        poller = Poller([quick, hangs, raises], deadline=0.3)
+        t0 = time.perf_counter()
+        first = await poller.poll()
+        elapsed = time.perf_counter() - t0
+        second = await poller.poll()
+        return elapsed, first, second, hangs
+
+    elapsed, first, second, hangs = asyncio.run(go())
+    assert elapsed < 2.0
+    by_target = {r.target: r for r in first.readings}
+    assert by_target["quick"].ok
+    assert by_target["stuck"].error_kind == "timeout"
+    assert "no answer within 0.3s" in by_target["stuck"].error
+    assert by_target["stuck"].stale_since is not None
+    assert by_target["broken"].error == "RuntimeError: driver exploded"
+    # The stuck collector is not started again on top of itself.
+    assert hangs.calls == 1
+    again = {r.target: r for r in second.readings}
+    assert "still busy" in again["stuck"].error
+    assert again["stuck"].stale_since == by_target["stuck"].stale_since
+
+
+def test_lost_target_is_retried_with_capped_exponential_backoff() -> None:
+    clock = [1000.0]
+    down = Down()
+    poller = Poller([down], deadline=1, backoff_base=1, backoff_cap=4, clock=lambda: clock[0])
+
+    async def rounds(n: int, step: float) -> list[int]:
+        calls = []
+        for _ in range(n):
+            await poller.poll()
+            calls.append(down.calls)
+            clock[0] += step
+        return calls
+
+    calls = asyncio.run(rounds(12, 1.0))
+    # attempts at t=0 and 1, then after waits of 2, 4 and 4 (capped) seconds
+    assert calls == [1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5]
+
+
+def test_stale_since_marks_the_first_failure_and_clears_on_recovery() -> None:
+    clock = [100.0]
+
+    class Flaky(Quick):
+        failing = True
+
+        async def collect(self) -> list[Reading]:
+            if self.failing:
+                return [Reading("test", "quick", clock[0], error="boom", error_kind="internal")]
+            return await super().collect()
+
+    flaky = Flaky()
+    poller = Poller([flaky], deadline=1, clock=lambda: clock[0])
+
+    async def go() -> list[Reading]:
+        out = []
+        for failing in (True, True, False):
+            flaky.failing = failing
+            out.append((await poller.poll()).readings[0])
+            clock[0] += 5
+        return out
+
+    first, second, recovered = asyncio.run(go())
+    assert first.stale_since == 100.0 and second.stale_since == 100.0
+    assert recovered.ok and recovered.stale_since is None
+
+
+def test_run_schedules_the_next_round_after_the_previous_ends() -> None:
+    class Slow(Quick):
+        active = 0
+        overlaps = 0
+
+        async def collect(self) -> list[Reading]:
+            Slow.active += 1
+            Slow.overlaps = max(Slow.overlaps, Slow.active)
+            await asyncio.sleep(0.05)
+            Slow.active -= 1
+            return await super().collect()
+
+    slow = Slow()
+    poller = Poller([slow], deadline=1)
+    snapshots: list[Snapshot] = []
+
+    async def go():
+        wake = asyncio.Event()
+        task = asyncio.create_task(poller.run(0.01, snapshots.append, wake=wake))
+        await asyncio.sleep(0.5)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(go())
+    assert len(snapshots) >= 3
+    assert Slow.overlaps == 1
+    starts = [s.started_at for s in snapshots]
+    assert all(b - a >= 0.05 for a, b in itertools.pairwise(starts))
