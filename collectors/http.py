@@ -142,8 +142,18 @@ def _ms(t0: float) -> float:
 
 
 def _describe(e: httpx.HTTPError) -> str:
-    text = str(e).strip() or type(e).__name__
-    cause = e.__cause__ or e.__context__
-    if cause is not None and str(cause) and str(cause) not in text:
-        text = f"{text}: {cause}"
+    """One line naming the failure and its root cause ("ReadError: connection reset by
+    peer"): httpx often wraps the useful OS error a few levels down with empty text."""
+    parts = [str(e).strip()]
+    cause: BaseException | None = e.__cause__ or e.__context__
+    for _ in range(6):
+        if cause is None:
+            break
+        text = str(cause).strip()
+        if isinstance(cause, OSError) and cause.strerror:
+            text = cause.strerror.lower()
+        if text and not any(text in p for p in parts):
+            parts.append(text)
+        cause = cause.__cause__ or cause.__context__
+    text = ": ".join(p for p in parts if p) or "no details"
     return f"{type(e).__name__}: {text}".splitlines()[0][:300]

@@ -1,0 +1,512 @@
+"""ServicesCollector against real HTTP servers on 127.0.0.1: every health format,
+every bad answer, latency, failures, flaps and listener leaks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import socket
+import ssl
+import struct
+import subprocess
+import threading
+import time
+import tracemalloc
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from collectors.config import Config, parse_config
+from collectors.http import HttpClient
+from collectors.model import Reading, Snapshot
+from collectors.rules import Rules
+from collectors.services import ServicesCollector
+from tests.conftest import run_cli
+from tests.helpers import respond
+from tests.test_health_formats import CASES
+
+BIG = 50 * 1024 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def http_server(handle) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """Like tests.helpers.http_server with a listen backlog for ~60 concurrent
+    connects (the stdlib default of 5 drops SYNs, which retry after 1 s)."""
+
+    class H(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            handle(self)
+
+        do_POST = do_GET
+
+    open_socks: list[socket.socket] = []
+
+    class S(ThreadingHTTPServer):
+        request_queue_size = 256
+        daemon_threads = True
+
+        def process_request(self, request, client_address):  # type: ignore[no-untyped-def]
+            open_socks.append(request)
+            super().process_request(request, client_address)
+
+    server = S(("127.0.0.1", 0), H)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        for sock in open_socks:  # keep-alive connections too: the service is gone
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def config_for(services: list[tuple[str, str]], extra: str = "", http: str = "") -> Config:
+    text = f'[dashboard]\nhistory = "15m"\n[http]\ntimeout = "1s"\n{http}\n'
+    for name, url in services:
+        text += f'[[services]]\nname = "{name}"\nurl = "{url}"\n{extra}\n'
+    return parse_config(text)
+
+
+def poll(config: Config, rounds: int = 1, pause: float = 0.0) -> list[list[Reading]]:
+    async def go() -> list[list[Reading]]:
+        c = ServicesCollector(config, HttpClient(config.http))
+        out = []
+        try:
+            for i in range(rounds):
+                if i and pause:
+                    await asyncio.sleep(pause)
+                out.append(await c.collect())
+        finally:
+            await c.close()
+        return out
+
+    return asyncio.run(go())
+
+
+def judged(config: Config, readings: list[Reading]) -> dict[str, object]:
+    report = Rules(config).evaluate(Snapshot(1, time.time(), 0.0, tuple(readings)))
+    return {c.id: c for c in report.checks}
+
+
+# ------------------------------------------------------------------ servers
+
+
+def _bad(req: BaseHTTPRequestHandler, what: str) -> None:
+    if what == "slow":
+        time.sleep(5)
+        with contextlib.suppress(OSError):
+            respond(req, 200, '{"status":"pass"}')
+    elif what == "invalid-json":
+        respond(req, 200, '{"status": "pass", oops}')
+    elif what == "big":
+        req.send_response(200)
+        req.send_header("Content-Type", "application/json")
+        req.send_header("Content-Length", str(BIG))
+        req.end_headers()
+        chunk = b" " * 65536
+        with contextlib.suppress(OSError):
+            for _ in range(BIG // len(chunk)):
+                req.wfile.write(chunk)
+    elif what == "trickle":
+        req.send_response(200)
+        req.send_header("Content-Type", "application/json")
+        req.send_header("Content-Length", "100")
+        req.end_headers()
+        with contextlib.suppress(OSError):
+            for b in b'{"status": "pass"    ':
+                req.wfile.write(bytes([b]))
+                req.wfile.flush()
+                time.sleep(1)
+    elif what == "reset":
+        req.send_response(200)
+        req.send_header("Content-Type", "application/json")
+        req.send_header("Content-Length", "1000")
+        req.end_headers()
+        req.wfile.write(b'{"status": "pa')
+        req.wfile.flush()
+        # SO_LINGER 0: close() sends a TCP RST instead of a FIN.
+        req.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        req.connection.close()
+        req.close_connection = True
+    elif what == "loop":
+        req.send_response(302)
+        req.send_header("Location", req.path)
+        req.send_header("Content-Length", "0")
+        req.end_headers()
+    elif what == "html":
+        respond(
+            req,
+            502,
+            "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>",
+            "text/html",
+        )
+    elif what == "array":
+        respond(req, 200, '[{"status": "pass"}]')
+    elif what == "deep":
+        respond(req, 200, "[" * 200_000 + "]" * 200_000)
+    elif what == "299":
+        respond(req, 299, b"", "text/plain")
+    elif what == "418":
+        respond(req, 418, b"", "text/plain")
+    else:
+        respond(req, 404, "no such case", "text/plain")
+
+
+def handler(req: BaseHTTPRequestHandler) -> None:
+    parts = req.path.strip("/").split("/")
+    if parts[0] == "fmt":
+        code, ctype, body, *_ = CASES[int(parts[1])]
+        respond(req, code, body, ctype or "text/plain")
+    elif parts[0] == "bad":
+        _bad(req, parts[1])
+    else:
+        respond(req, 404, "", "text/plain")
+
+
+BAD_CASES = {
+    # name: (expected error fragment or None, expected data status, message fragment)
+    "slow": ("timed out", None, None),
+    "invalid-json": (None, "unknown", "invalid JSON"),
+    "big": (None, "unknown", "size cap"),
+    "trickle": ("timed out", None, None),
+    "reset": ("reset by peer", None, None),
+    "loop": ("too many redirects", None, None),
+    "html": (None, "critical", "502 Bad Gateway"),
+    "array": (None, "unknown", "array"),
+    "deep": (None, "unknown", "nested too deeply"),
+    "299": (None, "ok", "HTTP 299"),
+    "418": (None, "critical", "HTTP 418"),
+}
+
+
+def test_every_format_and_bad_answer_with_others_unharmed():
+    refused = f"http://127.0.0.1:{free_port()}"
+    with http_server(handler) as base:
+        services = [(f"fmt{i}", f"{base}/fmt/{i}") for i in range(len(CASES))]
+        services += [(f"bad-{k}", f"{base}/bad/{k}") for k in BAD_CASES]
+        services.append(("refused", refused))
+        config = config_for(services)
+        tracemalloc.start()
+        t0 = time.perf_counter()
+        (readings,) = poll(config)
+        elapsed = time.perf_counter() - t0
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    by = {r.target: r for r in readings}
+    assert set(by) == {name for name, _ in services}
+    for i, (code, _ctype, _body, status, fmt, _text) in enumerate(CASES):
+        r = by[f"fmt{i}"]
+        assert r.ok, r
+        assert (r.data["status"], r.data["format"], r.data["http_status"]) == (status, fmt, code)
+        assert r.data["latency_ms"] is not None
+    for name, (error, status, message) in BAD_CASES.items():
+        r = by[f"bad-{name}"]
+        if error:
+            assert r.error_kind == "unreachable" and error in (r.error or ""), (name, r.error)
+            assert r.data["consecutive_failures"] == 1
+        else:
+            assert r.ok, (name, r.error)
+            assert r.data["status"] == status, (name, r.data)
+            assert message in r.data["message"], (name, r.data["message"])
+    assert by["refused"].error_kind == "unreachable"
+    assert "ConnectError" in (by["refused"].error or "")
+    # The 50 MB body was cut at the 1 MiB cap; the trickle and the sleeper at 1 s.
+    assert peak < 20 * 1024 * 1024, peak
+    assert elapsed < 4.5  # the 5 s sleeper and the 21 s trickle did not hold the round
+    checks = judged(config, readings)
+    assert checks["service.refused.health"].status == "critical"  # first poll: at once
+    assert checks["service.bad-html.health"].status == "critical"
+    assert checks["service.bad-array.health"].status == "unknown"
+    assert checks["service.fmt0.health"].status == "ok"
+
+
+def _openssl_cert(tmp: Path) -> tuple[Path, Path] | None:
+    try:
+        from cryptography import x509  # noqa: F401
+    except ImportError:
+        pass
+    else:  # pragma: no cover - the library is optional
+        return None
+    if shutil.which("openssl") is None:
+        return None
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+def _cryptography_cert(tmp: Path) -> tuple[Path, Path] | None:
+    try:
+        import datetime
+        import ipaddress
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+    except ImportError:
+        return None
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    c, k = tmp / "cert.pem", tmp / "key.pem"
+    c.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    k.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return c, k
+
+
+@contextlib.contextmanager
+def tls_server(cert: Path, key: Path) -> Iterator[str]:
+    class H(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            respond(self, 200, '{"status":"pass"}')
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    server.daemon_threads = True
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_self_signed_certificate(tmp_path: Path):
+    pair = _cryptography_cert(tmp_path) or _openssl_cert(tmp_path)
+    if pair is None:
+        pytest.skip("neither the cryptography package nor the openssl CLI is available")
+    cert, key = pair
+    with tls_server(cert, key) as url:
+        (readings,) = poll(config_for([("tls", url)]))
+        (r,) = readings
+        assert r.error_kind == "unreachable"
+        assert "CERTIFICATE_VERIFY_FAILED" in (r.error or "")
+        # Trusting that certificate through ca_file makes the same service healthy.
+        (readings,) = poll(config_for([("tls", url)], http=f'ca_file = "{cert}"'))
+        assert readings[0].ok and readings[0].data["status"] == "ok"
+
+
+# ---------------------------------------------------- UltraMarket and history
+
+
+class Platform:
+    """A real UltraMarket-like service whose answers a test changes."""
+
+    def __init__(self) -> None:
+        self.health: dict[str, object] = {
+            "status": "pass",
+            "serviceId": "order-service",
+            "version": "2.0.0",
+            "draining": False,
+            "activeOperations": 3,
+        }
+        self.code = 200
+        self.delay = 0.0
+        self.listeners: dict[str, int] = {"order.created": 4, "order.paid": 2}
+        self.grow = 0  # listeners added to order.created per /health/memory request
+
+    def __call__(self, req: BaseHTTPRequestHandler) -> None:
+        if self.delay:
+            time.sleep(self.delay)
+        if req.path == "/health":
+            respond(req, self.code, json.dumps(self.health))
+        elif req.path == "/health/connections":
+            respond(req, 200, '{"pool":{"max":5,"active":2,"idle":3,"waiting":1}}')
+        elif req.path == "/health/memory":
+            self.listeners["order.created"] += self.grow
+            body = {
+                "rss": 123456789,
+                "heapUsed": 45678901,
+                "listeners": {
+                    "total": sum(self.listeners.values()),
+                    "maxPerEvent": 10,
+                    "byEvent": self.listeners,
+                },
+            }
+            respond(req, 200, json.dumps(body))
+        elif req.path == "/health/security":
+            respond(
+                req,
+                200,
+                '{"jwt":{"algorithm":"HS256","accessKeyFingerprint":"sha256:1a2b3c4d5e6f",'
+                '"refreshKeyFingerprint":"sha256:0f0f0f0f0f0f","loadedAt":"2026-11-24T10:00:00Z"}}',
+            )
+        else:
+            respond(req, 404, "", "text/plain")
+
+
+DETAILS = 'detail_paths = ["/health/connections", "/health/memory", "/health/security"]'
+
+
+def test_ultramarket_details_and_latency():
+    plat = Platform()
+    with http_server(plat) as base:
+        config = config_for([("order-service", base)], DETAILS + '\nlatency_warn = "40ms"')
+        (first,) = poll(config)
+        d = first[0].data
+        assert (d["status"], d["format"], d["draining"], d["active_operations"]) == (
+            "ok",
+            "ultramarket",
+            False,
+            3,
+        )
+        assert d["pool"] == {"max": 5, "active": 2, "idle": 3, "waiting": 1}
+        assert d["memory"] == {"rss": 123456789, "heapUsed": 45678901}
+        assert d["listeners"]["total"] == 6 and d["listeners"]["maxPerEvent"] == 10
+        assert d["security"]["accessKeyFingerprint"] == "sha256:1a2b3c4d5e6f"
+        checks = judged(config, first)
+        assert checks["service.order-service.health"].status == "ok"
+        assert checks["service.order-service.latency"].status == "ok"
+        assert checks["service.order-service.listeners"].status == "ok"
+
+        plat.delay = 0.08  # every answer now takes 80 ms
+        rounds = poll(config, rounds=3)
+        last = rounds[-1][0]
+        assert last.data["latency_p95_ms"] >= 80
+        assert len(last.data["latency_history"]) == 3
+        lat = judged(config, rounds[-1])["service.order-service.latency"]
+        assert lat.status == "warning" and lat.value >= 80 and lat.warn == 40
+
+
+def test_draining_and_failing_health():
+    plat = Platform()
+    plat.health.update(status="fail", draining=True, activeOperations=1)
+    plat.code = 503
+    with http_server(plat) as base:
+        config = config_for([("order-service", base)])
+        (readings,) = poll(config)
+    d = readings[0].data
+    assert (d["status"], d["draining"], d["active_operations"]) == ("critical", True, 1)
+    check = judged(config, readings)["service.order-service.health"]
+    assert check.status == "critical"
+    assert "draining" in check.summary and "1 active operations" in check.summary
+
+
+def test_unreachable_counts_and_flaps():
+    """Critical on the first poll; later failures warn twice, then critical at 3 in a row."""
+    plat = Platform()
+    states = iter(["pass", "fail", "pass", "fail"])
+
+    def flapping(req: BaseHTTPRequestHandler) -> None:
+        plat.health["status"] = next(states, "pass")
+        plat(req)
+
+    async def scenario() -> list[list[Reading]]:
+        with http_server(flapping) as base:
+            config = config_for([("svc", base)])
+            c = ServicesCollector(config, HttpClient(config.http))
+            out = [await c.collect() for _ in range(4)]
+        # The server is gone now: connection refused from here on.
+        out += [await c.collect() for _ in range(3)]
+        await c.close()
+        return out
+
+    rounds = asyncio.run(scenario())
+    config = config_for([("svc", "http://127.0.0.1:1")])
+    assert rounds[3][0].data["flaps"] == 3
+    statuses = []
+    for rnd in rounds[4:]:
+        r = rnd[0]
+        assert not r.ok and r.error_kind == "unreachable"
+        assert len(r.data["latency_history"]) == 4  # kept while unreachable
+        statuses.append(judged(config, rnd)["service.svc.health"].status)
+    assert [r[0].data["consecutive_failures"] for r in rounds[4:]] == [1, 2, 3]
+    assert statuses == ["warning", "warning", "critical"]
+
+
+def test_listener_leak_warns_then_critical_when_doubled():
+    plat = Platform()
+    plat.listeners = {"order.created": 5, "order.paid": 5}  # total 10 (11 at first read)
+    plat.grow = 1
+    with http_server(plat) as base:
+        config = config_for([("order-service", base)], 'detail_paths = ["/health/memory"]')
+        rounds = poll(config, rounds=12, pause=0.05)
+    seen = [judged(config, rnd)["service.order-service.listeners"] for rnd in rounds]
+    # Rounds 1-4: too few samples for a trend, every event within 10.
+    assert [c.status for c in seen[:4]] == ["ok"] * 4
+    trend = rounds[5][0].data["listeners_trend"]
+    assert trend["growing"] and trend["r2"] >= 0.8 and trend["baseline"] == 11
+    assert seen[5].status == "warning" and "growing" in seen[5].summary
+    assert "order.created=" in seen[5].summary  # the event above its limit is named
+    # total = 11 + n: doubled from 11 at the 12th round
+    assert seen[10].status == "warning"
+    assert seen[11].status == "critical" and "doubled" in seen[11].summary
+
+
+def test_event_above_max_per_event_without_growth():
+    plat = Platform()
+    plat.listeners = {"order.created": 3, "cart.updated": 14}
+    with http_server(plat) as base:
+        config = config_for([("cart", base)], 'detail_paths = ["/health/memory"]')
+        (readings,) = poll(config)
+        c = judged(config, readings)["service.cart.listeners"]
+        assert c.status == "warning" and "cart.updated=14" in c.summary
+        config = config_for(
+            [("cart", base)], 'detail_paths = ["/health/memory"]\nmax_per_event = 20'
+        )
+        (readings,) = poll(config)
+        assert judged(config, readings)["service.cart.listeners"].status == "ok"
+
+
+def test_check_cli_reports_services(write_config):
+    plat = Platform()
+    with http_server(plat) as base:
+        path = write_config(
+            f'[[services]]\nname = "order-service"\nurl = "{base}"\n{DETAILS}\n'
+            f'[[services]]\nname = "gone"\nurl = "http://127.0.0.1:{free_port()}"\n'
+        )
+        res = run_cli("check", "--config", str(path), "--format", "json")
+    out = json.loads(res.stdout)
+    checks = {c["id"]: c for c in out["checks"]}
+    assert checks["service.order-service.health"]["status"] == "ok"
+    assert checks["service.gone.health"]["status"] == "critical"
+    assert "unreachable" in checks["service.gone.health"]["summary"]
+    assert res.returncode == 2
