@@ -1,0 +1,186 @@
+"""ProcessesCollector against real child processes."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from collectors.config import Config, parse_config
+from collectors.model import Reading, Snapshot
+from collectors.processes import ProcessesCollector
+from collectors.rules import Rules
+
+GROW = """
+import sys, time
+rate = int(sys.argv[1])          # bytes per second
+step = 0.05
+chunk = int(rate * step)
+keep = []
+print("ready", flush=True)
+t0 = time.monotonic()
+for i in range(1, int(8 / step)):  # at most 8 s of growth
+    keep.append(b"\\x01" * chunk)   # written bytes: the pages count in RSS
+    time.sleep(max(0.0, t0 + i * step - time.monotonic()))
+time.sleep(60)
+"""
+
+HOLD = """
+import sys, time
+keep = b"\\x01" * int(sys.argv[1])
+files = [open(sys.executable, "rb") for _ in range(20)]
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def spawn(script: str, *args: str) -> subprocess.Popen[str]:
+    p = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    return p
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for p in started:
+        p.kill()
+        p.wait()
+
+
+def cfg(body: str, history: str = "15m") -> Config:
+    return parse_config(f'[dashboard]\nhistory = "{history}"\n{body}')
+
+
+def collect(c: ProcessesCollector) -> dict[str, Reading]:
+    return {r.target: r for r in asyncio.run(c.collect())}
+
+
+def judged(config: Config, readings: list[Reading]) -> dict[str, object]:
+    report = Rules(config).evaluate(Snapshot(1, time.time(), 0.0, tuple(readings)))
+    return {c.id: c for c in report.checks}
+
+
+def test_rss_growth_slope_within_20_percent(procs: list[subprocess.Popen[str]]) -> None:
+    rate = 16 * 1024 * 1024
+    p = spawn(GROW, str(rate))
+    procs.append(p)
+    config = cfg(
+        f'[[processes]]\nname = "grower"\npid = {p.pid}\nmemory_limit = "1TiB"\n'
+        'growth_min_span = "2s"\n'
+    )
+    c = ProcessesCollector(config)
+    readings = []
+    for _ in range(13):
+        readings.append(collect(c)["grower"])
+        time.sleep(0.25)
+    d = readings[-1].data
+    assert d["pids"] == [p.pid]
+    slope = d["growth_bytes_per_s"]
+    assert abs(slope - rate) <= 0.2 * rate, (slope, rate)
+    assert d["growth_r2"] >= 0.8
+    assert len(d["rss_history"]) == 13 and d["rss_history"][-1] > d["rss_history"][0]
+    assert d["memory_limit"] == 1024**4 and d["memory_limit_source"] == "config"
+    ttl = d["time_to_limit_s"]
+    assert 0.8 * 1024**4 / rate < ttl < 1.25 * 1024**4 / rate  # about 18 hours
+
+    checks = judged(config, [readings[-1]])
+    growth = checks["process.grower.memory_growth"]
+    assert growth.status == "warning"  # steady growth; limit 18 h away (> 1 h)
+    assert "MiB/min" in growth.summary and "limit in" in growth.summary
+    assert checks["process.grower.memory"].status == "ok"
+    # The same readings with a 1-day horizon: the limit is nearer than that.
+    strict = cfg(
+        f'[[processes]]\nname = "grower"\npid = {p.pid}\nmemory_limit = "1TiB"\n'
+        'growth_min_span = "2s"\ngrowth_crit_ttl = "1d"\n'
+    )
+    assert judged(strict, [readings[-1]])["process.grower.memory_growth"].status == "critical"
+    # Too short a span for a verdict with the default 5 minutes.
+    default = cfg(f'[[processes]]\nname = "grower"\npid = {p.pid}\n')
+    early = judged(default, [readings[-1]])["process.grower.memory_growth"]
+    assert early.status == "ok" and "collecting samples" in early.summary
+
+
+def test_memory_level_fds_threads(procs: list[subprocess.Popen[str]]) -> None:
+    p = spawn(HOLD, str(80 * 1024 * 1024))
+    procs.append(p)
+    first = collect(ProcessesCollector(cfg(f'[[processes]]\nname = "h"\npid = {p.pid}\n')))["h"]
+    rss = first.data["rss_bytes"]
+    assert rss > 80 * 1024 * 1024
+    assert first.data["fds"] >= 20 and first.data["threads"] >= 1
+    assert first.data["memory_limit_source"] in ("cgroup", "physical")
+    body = "".join(
+        f'[[processes]]\nname = "{n}"\npid = {p.pid}\nmemory_limit = {int(rss / f)}\n'
+        for n, f in (("fine", 0.5), ("high", 0.9), ("full", 0.97))
+    )
+    config = cfg(body)
+    readings = list(collect(ProcessesCollector(config)).values())
+    checks = judged(config, readings)
+    assert checks["process.fine.memory"].status == "ok"
+    assert checks["process.high.memory"].status == "warning"
+    full = checks["process.full.memory"]
+    assert full.status == "critical" and full.unit == "ratio" and full.value >= 0.95
+    assert f"pid {p.pid}" in full.summary and "MiB" in full.summary
+
+
+def test_matching_by_cmdline_pidfile_and_service(
+    procs: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    marker = f"uw-marker-{uuid.uuid4().hex[:8]}"
+    a = spawn(HOLD, "1000", marker)
+    b = spawn(HOLD, "1000", marker)
+    procs += [a, b]
+    pidfile = tmp_path / "svc.pid"
+    pidfile.write_text(f"{a.pid}\n")
+    config = cfg(
+        f'[[processes]]\nname = "by-regex"\ncmdline = "{marker}"\n'
+        f'[[processes]]\nname = "by-pidfile"\npidfile = "{pidfile}"\n'
+        f'[[processes]]\nname = "nothing"\ncmdline = "no-such-{marker}-x"\n'
+        f'[[processes]]\nname = "no-pidfile"\npidfile = "{tmp_path / "none.pid"}"\n'
+        f'[[services]]\nname = "order-service"\nurl = "http://127.0.0.1:1"\n'
+        f"process = {{ pid = {b.pid} }}\n"
+    )
+    c = ProcessesCollector(config)
+    r = collect(c)
+    assert r["by-regex"].data["pids"] == sorted([a.pid, b.pid])
+    assert r["by-pidfile"].data["pids"] == [a.pid]
+    assert r["order-service"].data["pids"] == [b.pid]
+    assert r["nothing"].error == f"no process matches cmdline /no-such-{marker}-x/"
+    assert r["no-pidfile"].error and "does not exist" in r["no-pidfile"].error
+    checks = judged(config, list(r.values()))
+    assert checks["process.nothing.memory"].status == "critical"
+    assert "no process matches" in checks["process.nothing.memory"].summary
+
+    # A matched process that is gone is critical and says which pid it was.
+    a.kill()
+    a.wait()
+    r = collect(c)
+    assert r["by-pidfile"].error_kind == "unreachable"
+    assert f"was pid {a.pid}" in (r["by-pidfile"].error or "")
+    assert r["by-pidfile"].data["gone"] is True
+    assert r["by-regex"].data["pids"] == [b.pid]  # one left: the trend starts over
+    assert r["by-regex"].data["samples"] == 1
+    assert judged(config, list(r.values()))["process.by-pidfile.memory"].status == "critical"
+
+
+def test_restart_resets_the_trend(procs: list[subprocess.Popen[str]], tmp_path: Path) -> None:
+    pidfile = tmp_path / "w.pid"
+    a = spawn(HOLD, "1000")
+    procs.append(a)
+    pidfile.write_text(str(a.pid))
+    c = ProcessesCollector(cfg(f'[[processes]]\nname = "w"\npidfile = "{pidfile}"\n'))
+    for _ in range(3):
+        r = collect(c)["w"]
+    assert r.data["samples"] == 3
+    b = spawn(HOLD, "1000")
+    procs.append(b)
+    pidfile.write_text(str(b.pid))
+    r = collect(c)["w"]
+    assert r.data["pids"] == [b.pid] and r.data["samples"] == 1
