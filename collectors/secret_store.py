@@ -90,13 +90,22 @@ def open_store(config: SecretStoreConfig) -> SecretStore:
 def _write_order(updates: Mapping[str, str | None]) -> list[tuple[str, str | None]]:
     """Order for stores that write key by key: keep the previous secret safe first.
 
-    *_PREVIOUS values are set before anything else, deletions happen last; a crash
-    in between leaves old-or-new current plus the previous, never a lost previous.
+    *_PREVIOUS values are set first, then *_ROTATED_AT, then the rest, deletions
+    last; a crash in between leaves old-or-new current plus the previous, never a
+    lost previous.
     """
-    sets_prev = [(k, v) for k, v in updates.items() if v is not None and k.endswith("_PREVIOUS")]
-    sets = [(k, v) for k, v in updates.items() if v is not None and not k.endswith("_PREVIOUS")]
-    dels = [(k, v) for k, v in updates.items() if v is None]
-    return sets_prev + sets + dels
+
+    def rank(item: tuple[str, str | None]) -> int:
+        key, value = item
+        if value is None:
+            return 3
+        if key.endswith("_PREVIOUS"):
+            return 0
+        # the rotation time goes before the new value: a crash in between must
+        # still stop a second rotation from overwriting the previous secret
+        return 1 if key.endswith("_ROTATED_AT") else 2
+
+    return sorted(updates.items(), key=rank)
 
 
 def atomic_write(path: Path, data: bytes, default_mode: int = 0o600) -> None:
@@ -107,6 +116,10 @@ def atomic_write(path: Path, data: bytes, default_mode: int = 0o600) -> None:
         st: os.stat_result | None = os.stat(target)
     except FileNotFoundError:
         st = None
+    # A temp file left by a writer that was killed may hold a secret: remove it.
+    for stale in parent.glob(f".{target.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
     fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         try:
@@ -139,15 +152,25 @@ def _fsync_dir(path: Path) -> None:
         os.close(dfd)
 
 
+class StoreLocked(StoreError):
+    pass
+
+
 @contextlib.contextmanager
 def _flock_dir(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on a directory: serialises rotations across processes."""
+    """An exclusive advisory lock on a directory: one rotation at a time, across processes.
+
+    Non-blocking: a second writer is told at once instead of waiting behind the first.
+    """
     try:
         dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as e:
         raise StoreError(f"cannot open {path} to lock it: {e.strerror}") from None
     try:
-        fcntl.flock(dfd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(dfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreLocked(f"{path} is locked by another process writing the store") from None
         yield
     finally:
         os.close(dfd)  # closing releases the lock
