@@ -1,0 +1,80 @@
+"""The confirmation modal: names the exact target and what will happen; Cancel
+is focused; in production the engineer types the target's name to enable it."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Static
+
+from dashboard.actions.base import Plan
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    DEFAULT_CSS = """
+    ConfirmScreen { align: center middle; }
+    ConfirmScreen > Vertical {
+        width: 76; max-width: 95%; height: auto; max-height: 90%;
+        border: thick $error; background: $surface; padding: 1 2;
+    }
+    ConfirmScreen .what { margin-bottom: 1; }
+    ConfirmScreen Horizontal { height: auto; margin-top: 1; align-horizontal: right; }
+    ConfirmScreen Button { margin-left: 2; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, plan: Plan, *, production: bool = False) -> None:
+        super().__init__()
+        self.plan = plan
+        self.production = production
+        self.expected = plan.confirm_name or plan.target
+
+    def compose(self) -> ComposeResult:
+        p = self.plan
+        with Vertical():
+            yield Static(
+                Content.assemble((f"{p.action} ", "bold"), (p.target, "bold reverse")),
+                markup=False,
+                id="confirm-title",
+            )
+            yield Static(Content(p.summary), markup=False, classes="what", id="confirm-summary")
+            for k, v in p.details:
+                yield Static(Content.assemble((f"{k}: ", "bold"), str(v)), markup=False)
+            if self.production:
+                yield Static(
+                    Content.assemble(
+                        ("production: ", "bold red"), "type ", (self.expected, "bold"), " to enable"
+                    ),
+                    markup=False,
+                )
+                yield Input(placeholder=self.expected, id="confirm-name")
+            with Horizontal():
+                yield Button("Cancel", id="cancel", variant="primary")
+                yield Button(
+                    f"{p.action.capitalize()}",
+                    id="confirm",
+                    variant="error",
+                    disabled=self.production,
+                )
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.query_one("#confirm", Button).disabled = event.value.strip() != self.expected
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.value.strip() == self.expected:
+            self.dismiss(True)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "confirm" and not event.button.disabled)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)

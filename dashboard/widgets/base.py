@@ -1,0 +1,166 @@
+"""Shared parts of the panels: a titled container whose title carries its status,
+a line for "down / stale" instead of old numbers, and tables updated in place.
+
+Target text never goes through markup: cells are rich `Text` objects and lines
+are `Content` built from plain strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.text import Text
+from textual.containers import Vertical
+from textual.content import Content
+from textual.widgets import DataTable, Static
+
+from collectors.model import Reading, Status
+from dashboard.viewmodel import STATUS_ICON, STATUS_STYLE, ViewModel, duration
+
+MAX_ROWS = 500  # rows a table shows; the rest are counted and reachable with the filter
+
+
+def cell(value: Any, style: str = "") -> Text:
+    """A table cell that shows `value` literally, whatever brackets it holds."""
+    return Text("—" if value is None or value == "" else str(value), style=style, end="")
+
+
+def status_cell(status: Status | str | None) -> Text:
+    if status is None:
+        return cell(None)
+    try:
+        st = Status(status)
+    except ValueError:
+        return cell(status, "magenta")
+    return cell(f"{STATUS_ICON[st]} {st.value}", STATUS_STYLE[st])
+
+
+def status_title(name: str, status: Status | None) -> Content:
+    if status is None:
+        return Content.assemble((name, "bold"), " · ", ("no data", "dim"))
+    return Content.assemble(
+        (name, "bold"),
+        " · ",
+        (f"{STATUS_ICON[status]} {status.value.upper()}", STATUS_STYLE[status]),
+    )
+
+
+def down_line(model: ViewModel, reading: Reading) -> Content:
+    """What replaces the numbers of a target that did not answer."""
+    stale = model.stale_for(reading)
+    kind = reading.error_kind or "error"
+    parts: list[str | tuple[str, str]] = [(f"{reading.target} {kind}: ", "bold red")]
+    parts.append(reading.error or "")
+    if stale is not None:
+        parts.append((f"  (stale for {duration(stale)})", "yellow"))
+    return Content.assemble(*parts)
+
+
+class Panel(Vertical):
+    """A bordered panel; subclasses implement `show(model)` and `selected()`."""
+
+    DEFAULT_CSS = """
+    Panel { border: round $primary-darken-1; height: 1fr; padding: 0 1; }
+    Panel > .line { height: auto; }
+    Panel > DataTable { height: 1fr; }
+    """
+    TITLE = "Panel"
+    COMPONENT = ""
+
+    def set_status(self, status: Status | None) -> None:
+        self.border_title = status_title(self.TITLE, status)
+        self.set_class(status is Status.CRITICAL, "-critical")
+        self.set_class(status is Status.WARNING, "-warning")
+
+    def show(self, model: ViewModel) -> None:
+        raise NotImplementedError
+
+    def selected(self) -> dict[str, Any] | None:
+        return None
+
+    def tables(self) -> list[SyncTable]:
+        return list(self.query(SyncTable))
+
+
+class Line(Static):
+    """A line of panel text; never markup."""
+
+    DEFAULT_CSS = "Line { height: auto; }"
+
+    def __init__(self, *, id: str | None = None, classes: str = "") -> None:
+        super().__init__("", markup=False, id=id, classes=f"line {classes}".strip())
+        self._last: Any = None
+
+    def set(self, content: Content | str) -> None:
+        if isinstance(content, str):
+            content = Content(content)
+        if content != self._last:  # skip a repaint when nothing changed
+            self._last = content
+            self.update(content)
+
+
+class SyncTable(DataTable):
+    """A DataTable updated by stable row keys: changed cells in place, only the
+    difference added or removed, the cursor kept on the row it was on."""
+
+    DEFAULT_CSS = "SyncTable { height: 1fr; }"
+
+    def __init__(self, columns: Sequence[tuple[str, str, int | None]], id_column: str, **kw: Any):
+        super().__init__(cursor_type="row", zebra_stripes=False, **kw)
+        self._spec = list(columns)
+        self.id_column = id_column
+        self.records: dict[str, dict[str, Any]] = {}  # row key -> what the row shows
+        self._order: list[str] = []
+
+    def on_mount(self) -> None:
+        for key, label, width in self._spec:
+            self.add_column(label, key=key, width=width)
+
+    def cursor_key(self) -> str | None:
+        if not self.row_count:
+            return None
+        try:
+            row_key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        except Exception:
+            return None
+        return row_key.value
+
+    def selected(self) -> dict[str, Any] | None:
+        key = self.cursor_key()
+        return None if key is None else self.records.get(key)
+
+    def sync(self, rows: Sequence[tuple[str, dict[str, Any], Sequence[Text]]]) -> None:
+        """rows: (stable key, record for detail/actions, cells), in display order."""
+        rows = rows[:MAX_ROWS]
+        keep = self.cursor_key()
+        cols = [c[0] for c in self._spec]
+        wanted = {k for k, _, _ in rows}
+        if self.row_count and len(wanted & set(self._order)) < self.row_count // 2:
+            self.clear()  # most rows go: cheaper than removing one by one
+            self._order = []
+        for gone in [k for k in self._order if k not in wanted]:
+            self.remove_row(gone)
+            self.records.pop(gone, None)
+        present = set(self._order) & wanted
+        for key, record, cells in rows:
+            self.records[key] = record
+            if key in present:
+                old = self.get_row(key)
+                for col, old_v, new_v in zip(cols, old, cells, strict=False):
+                    if old_v != new_v:
+                        self.update_cell(key, col, new_v)
+            else:
+                self.add_row(*cells, key=key)
+        order = [k for k, _, _ in rows]
+        current = [row.key.value for row in self.ordered_rows]
+        if current != order:
+            rank = {k: i for i, k in enumerate(order)}
+            by_id = {self.get_row(k)[cols.index(self.id_column)].plain: rank[k] for k in order}
+            self.sort(self.id_column, key=lambda v: by_id.get(v.plain, len(rank)))
+        self._order = order
+        self.records = {k: self.records[k] for k in order}
+        if keep is not None and keep in self.records:
+            idx = order.index(keep)
+            if idx != self.cursor_row:
+                self.move_cursor(row=idx, animate=False, scroll=False)

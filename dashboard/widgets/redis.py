@@ -1,0 +1,143 @@
+"""Redis locks: no-TTL and stale locks first and marked; held, churn, evictions, memory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.content import Content
+
+from dashboard.viewmodel import DASH, ViewModel, duration, num, size
+from dashboard.widgets.base import Line, Panel, SyncTable, cell, down_line
+
+
+def _rank(lock: dict[str, Any], no_ttl: set[str], stale: set[str]) -> tuple[int, float]:
+    key = lock.get("key")
+    ttl = lock.get("ttl_ms")
+    age = lock.get("age_s") if isinstance(lock.get("age_s"), int | float) else -1.0
+    if ttl == -1 or key in no_ttl:
+        return (0, -age)
+    if key in stale:
+        return (1, -age)
+    return (2, -age)
+
+
+class RedisPanel(Panel):
+    TITLE = "Redis locks"
+    COMPONENT = "redis"
+
+    def compose(self) -> ComposeResult:
+        yield Line(id="redis-summary")
+        yield Line(id="redis-info")
+        yield SyncTable(
+            [
+                ("flag", "", 7),
+                ("key", "key", 30),
+                ("owner", "owner", 20),
+                ("ttl", "TTL", 8),
+                ("age", "age", 6),
+                ("kind", "kind", 10),
+            ],
+            id_column="key",
+            id="redis-locks",
+        )
+
+    def show(self, model: ViewModel) -> None:
+        self.set_status(model.status_of("redis"))
+        readings = model.readings("redis")
+        table = self.query_one(SyncTable)
+        summary = self.query_one("#redis-summary", Line)
+        info_line = self.query_one("#redis-info", Line)
+        if not readings:
+            summary.set(
+                "Redis is not configured" if model.report else "waiting for the first round…"
+            )
+            info_line.set("")
+            table.sync([])
+            return
+        r = readings[0]
+        if not r.ok:
+            summary.set(down_line(model, r))
+            info_line.set("")
+            table.sync([])
+            return
+        d = r.data
+        no_ttl = {str(k) for k in d.get("no_ttl") or []}
+        stale = {str(k) for k in d.get("stale") or []}
+        churn = d.get("churn") or {}
+        coverage = d.get("coverage")
+        summary.set(
+            Content.assemble(
+                ("held ", "bold"),
+                num(d.get("locks_total")),
+                ("  no-TTL ", "bold"),
+                (str(len(no_ttl)), "bold red" if no_ttl else ""),
+                ("  stale ", "bold"),
+                (str(len(stale)), "yellow" if stale else ""),
+                ("  oldest ", "bold"),
+                duration(d.get("oldest_age_s")),
+                ("  churn ", "bold"),
+                f"+{num(churn.get('acquired_per_s'), '{:.1f}')}/s"
+                f" -{num(churn.get('released_per_s'), '{:.1f}')}/s",
+                f"  {d.get('mode') or DASH}",
+                "" if d.get("scan_complete", True) else f" (scan {num((coverage or 0) * 100)}%)",
+            )
+        )
+        info = d.get("info") or {}
+        maxmem = info.get("maxmemory")
+        info_line.set(
+            Content.assemble(
+                ("memory ", "bold"),
+                size(info.get("used_memory")),
+                f" / {size(maxmem) if maxmem else 'no limit'}",
+                f" ({info.get('maxmemory_policy') or DASH})",
+                ("  evictions ", "bold"),
+                (num(info.get("evicted_keys")), "red" if info.get("evicted_keys") else ""),
+                f" ({num(info.get('evicted_per_s'), '{:.1f}')}/s)",
+                ("  clients ", "bold"),
+                num(info.get("connected_clients")),
+            )
+        )
+        locks = [lk for lk in d.get("locks") or [] if isinstance(lk, dict)]
+        locks = [
+            lk for lk in locks if model.matches(lk.get("key"), lk.get("owner"), lk.get("kind"))
+        ]
+        locks.sort(key=lambda lk: _rank(lk, no_ttl, stale))
+        rows = []
+        for lk in locks:
+            key = str(lk.get("key"))
+            ttl = lk.get("ttl_ms")
+            is_no_ttl = ttl == -1 or key in no_ttl
+            is_stale = key in stale
+            flag = (
+                ("NO TTL", "bold red")
+                if is_no_ttl
+                else ("STALE", "yellow")
+                if is_stale
+                else ("", "")
+            )
+            ttl_text = (
+                "none"
+                if is_no_ttl
+                else duration(ttl / 1000)
+                if isinstance(ttl, int | float)
+                else None
+            )
+            rows.append(
+                (
+                    key,
+                    lk,
+                    [
+                        cell(flag[0] or " ", flag[1]),
+                        cell(key),
+                        cell(lk.get("owner")),
+                        cell(ttl_text, "red" if is_no_ttl else ""),
+                        cell(duration(lk.get("age_s")), "yellow" if is_stale else ""),
+                        cell(lk.get("kind")),
+                    ],
+                )
+            )
+        table.sync(rows)
+
+    def selected(self) -> dict[str, Any] | None:
+        return self.query_one(SyncTable).selected()

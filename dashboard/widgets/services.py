@@ -1,0 +1,137 @@
+"""Services: status, latency sparkline and p95, active operations, draining,
+listeners and whether the service's key fingerprint matches the store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+
+from collectors.model import Status
+from dashboard.viewmodel import ViewModel, duration, num, spark
+from dashboard.widgets.base import Line, Panel, SyncTable, cell, status_cell
+
+
+class ServicesPanel(Panel):
+    TITLE = "Services"
+    COMPONENT = "services"
+
+    def compose(self) -> ComposeResult:
+        yield Line(id="svc-summary")
+        yield SyncTable(
+            [
+                ("name", "service", 16),
+                ("status", "status", 11),
+                ("spark", "latency", 12),
+                ("p95", "p95", 7),
+                ("active", "active", 6),
+                ("draining", "drain", 5),
+                ("listeners", "listeners", 9),
+                ("key", "key", 9),
+                ("note", "note", None),
+            ],
+            id_column="name",
+            id="svc-table",
+        )
+
+    def show(self, model: ViewModel) -> None:
+        self.set_status(model.status_of("services"))
+        readings = model.readings("services")
+        fingerprints = self._fingerprint_matches(model)
+        rows = []
+        down = 0
+        for r in readings:
+            d = r.data or {}
+            name = r.target
+            if not model.matches(name, d.get("message"), r.error):
+                continue
+            record = {"service": name, **dict(d), "error": r.error, "error_kind": r.error_kind}
+            check_status = model.status_of("services", name)
+            if not r.ok:
+                down += 1
+                stale = model.stale_for(r)
+                note = f"{r.error_kind or 'error'}: {r.error}"
+                if stale is not None:
+                    note += f" (stale for {duration(stale)})"
+                rows.append(
+                    (
+                        name,
+                        record,
+                        [
+                            cell(name),
+                            status_cell(
+                                Status.CRITICAL if r.error_kind == "unreachable" else Status.UNKNOWN
+                            ),
+                            cell(spark(d.get("latency_history"))),
+                            cell(None),
+                            cell(None),
+                            cell(None),
+                            cell(None),
+                            cell(None),
+                            cell(note, "red"),
+                        ],
+                    )
+                )
+                continue
+            listeners = d.get("listeners") or {}
+            trend = d.get("listeners_trend") or {}
+            lst = num(listeners.get("total")) if listeners else None
+            if lst and trend.get("growing"):
+                lst += " ↑"
+            match = fingerprints.get(name)
+            rows.append(
+                (
+                    name,
+                    record,
+                    [
+                        cell(name),
+                        status_cell(check_status or d.get("status")),
+                        cell(spark(d.get("latency_history"))),
+                        cell(
+                            f"{num(d.get('latency_p95_ms'))}ms"
+                            if d.get("latency_p95_ms") is not None
+                            else None
+                        ),
+                        cell(
+                            num(d.get("active_operations"))
+                            if d.get("active_operations") is not None
+                            else None
+                        ),
+                        cell(
+                            "yes"
+                            if d.get("draining")
+                            else "no"
+                            if d.get("draining") is False
+                            else None,
+                            "yellow" if d.get("draining") else "",
+                        ),
+                        cell(lst, "yellow" if trend.get("growing") else ""),
+                        cell(
+                            {True: "match", False: "MISMATCH"}.get(match)
+                            if match is not None
+                            else None,
+                            "" if match is not False else "bold red",
+                        ),
+                        cell(d.get("message")),
+                    ],
+                )
+            )
+        total = len(readings)
+        self.query_one("#svc-summary", Line).set(
+            f"{total} services, {down} not answering"
+            if total
+            else ("no services configured" if model.report else "waiting for the first round…")
+        )
+        self.query_one(SyncTable).sync(rows)
+
+    @staticmethod
+    def _fingerprint_matches(model: ViewModel) -> dict[str, bool | None]:
+        out: dict[str, bool | None] = {}
+        for r in model.readings("secrets"):
+            for name, info in ((r.data or {}).get("services") or {}).items():
+                if isinstance(info, dict):
+                    out[name] = info.get("matches")
+        return out
+
+    def selected(self) -> dict[str, Any] | None:
+        return self.query_one(SyncTable).selected()
