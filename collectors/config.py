@@ -189,6 +189,8 @@ class DashboardConfig(_Section):
     raise_after: int = 2  # consecutive rounds before an alert is raised (TUI)
     clear_after: int = 2  # consecutive rounds before it clears
     history: Duration = Duration(900)  # window for trends and sparklines
+    handoff_file: str = "~/.local/state/ultrawatch/handoff.txt"  # TUI `w` writes it here
+    snooze: Duration = Duration(900)  # how long TUI `z` silences an alert
 
 
 class Invariant(_Section):
