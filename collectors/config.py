@@ -309,6 +309,7 @@ class SecretsConfig(_Section):
     algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     max_age: Duration = Duration(90 * 86400)
     probe: ProbeConfig | None = None
+    probe_every: Duration = Duration(300)  # forged-token probe re-runs at most this often
     wordlist: str | None = None
     access_token_lifetime: Duration | None = None
     grace_period: Duration | None = None  # default: access_token_lifetime, else 15m

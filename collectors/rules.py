@@ -117,8 +117,11 @@ def judge_postgres(reading: Reading, config: Config) -> list[CheckResult]:
     return out
 
 
+from collectors.secret_rules import judge_secrets  # noqa: E402
+
 JUDGES: dict[str, Judge] = {
     "postgres": judge_postgres,
+    "secrets": judge_secrets,
 }
 
 

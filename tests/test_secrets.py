@@ -1,0 +1,293 @@
+"""The secrets collector and its checks against real store files and real HTTP services."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+
+import pytest
+
+from collectors.config import Config, parse_config
+from collectors.http import HttpClient
+from collectors.model import CheckResult, Reading, Status
+from collectors.rules import judge
+from collectors.secret_store import fingerprint
+from collectors.secrets import SecretsCollector
+from tests.conftest import run_cli
+from tests.jwt_service import JwtService, assert_no_secret, running
+
+
+def strong() -> str:
+    return secrets.token_urlsafe(64)
+
+
+def make_config(store: Path, extra: str = "", services: str = "") -> Config:
+    return parse_config(
+        f"""
+{services}
+[secrets]
+store = {{ kind = "dotenv", path = "{store}" }}
+{extra}
+"""
+    )
+
+
+def service_block(name: str, url: str) -> str:
+    return f"""
+[[services]]
+name = "{name}"
+url = "{url}"
+detail_paths = ["/health/security"]
+"""
+
+
+async def _collect(config: Config, collector: SecretsCollector | None = None) -> Reading:
+    http = HttpClient(config.http)
+    try:
+        c = collector or SecretsCollector(config, http)
+        c.http = http
+        (reading,) = await c.collect()
+        return reading
+    finally:
+        await http.aclose()
+
+
+def audit(
+    config: Config, collector: SecretsCollector | None = None
+) -> tuple[Reading, dict[str, CheckResult]]:
+    reading = asyncio.run(_collect(config, collector))
+    checks = {c.id: c for c in judge(reading, config)}
+    return reading, checks
+
+
+def everything(reading: Reading, checks: dict[str, CheckResult]) -> str:
+    return json.dumps(reading.to_dict()) + json.dumps([c.to_dict() for c in checks.values()])
+
+
+def test_default_secret_and_shared_refresh_are_critical(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("JWT_SECRET=your-secret-key\nJWT_REFRESH_SECRET=your-secret-key\n")
+    config = make_config(env)
+    reading, checks = audit(config)
+    strength = checks["secrets.JWT_SECRET.strength"]
+    assert strength.status is Status.CRITICAL
+    assert "known default" in strength.summary
+    assert fingerprint("your-secret-key") in strength.summary
+    assert reading.data["keys"]["JWT_SECRET"]["strength"] == "known-weak"
+    assert reading.data["keys"]["JWT_SECRET"]["length"] == 15
+    assert checks["secrets.distinct"].status is Status.CRITICAL
+    assert_no_secret(["your-secret-key"], everything(reading, checks))
+
+
+def test_short_low_entropy_and_strong_secrets(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    short = "k" + secrets.token_hex(10)  # 21 bytes: below HS256's 32
+    lowent = "ab" * 24  # long enough, but two characters
+    env.write_text(f"JWT_SECRET={short}\nJWT_REFRESH_SECRET={lowent}\n")
+    reading, checks = audit(make_config(env))
+    s = checks["secrets.JWT_SECRET.strength"]
+    assert s.status is Status.CRITICAL and "HS256 needs at least 32" in s.summary
+    assert s.value == 21 and s.crit == 32
+    r = checks["secrets.JWT_REFRESH_SECRET.strength"]
+    assert r.status is Status.WARNING and "entropy" in r.summary
+    assert checks["secrets.distinct"].status is Status.OK
+    assert_no_secret([short, lowent], everything(reading, checks))
+
+    good_a, good_b = strong(), strong()
+    env.write_text(f"JWT_SECRET={good_a}\nJWT_REFRESH_SECRET={good_b}\n")
+    reading, checks = audit(make_config(env, 'algorithm = "HS512"'))
+    assert checks["secrets.JWT_SECRET.strength"].status is Status.OK
+    assert checks["secrets.JWT_REFRESH_SECRET.strength"].status is Status.OK
+    assert checks["secrets.age"].status is Status.OK
+    assert_no_secret([good_a, good_b], everything(reading, checks))
+
+    # 48 random bytes pass HS256 and HS384 but not HS512's 64
+    mid = secrets.token_hex(24)
+    env.write_text(f"JWT_SECRET={mid}\nJWT_REFRESH_SECRET={good_b}\n")
+    _, checks = audit(make_config(env, 'algorithm = "HS512"'))
+    assert checks["secrets.JWT_SECRET.strength"].status is Status.CRITICAL
+
+
+def test_wordlist_secret_and_missing_key(tmp_path: Path) -> None:
+    words = tmp_path / "words.txt"
+    listed = "ultramarket-prod-jwt-2019-q3-x1"  # long, not built in, but leaked
+    words.write_text("\n".join(["foo", listed, "bar"]))
+    env = tmp_path / ".env"
+    env.write_text(f"JWT_SECRET={listed}\n")
+    reading, checks = audit(make_config(env, f'wordlist = "{words}"'))
+    s = checks["secrets.JWT_SECRET.strength"]
+    assert s.status is Status.CRITICAL and "wordlist" in s.summary
+    missing = checks["secrets.JWT_REFRESH_SECRET.strength"]
+    assert missing.status is Status.CRITICAL and "missing" in missing.summary
+    assert checks["secrets.distinct"].status is Status.UNKNOWN
+    assert reading.data["wordlist"]["entries"] == 3
+    assert_no_secret([listed], everything(reading, checks))
+
+
+def test_age_from_rotated_at_else_mtime(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    a, b = strong(), strong()
+    env.write_text(
+        f"JWT_SECRET={a}\nJWT_SECRET_ROTATED_AT=2020-01-01T00:00:00Z\nJWT_REFRESH_SECRET={b}\n"
+    )
+    _, checks = audit(make_config(env))
+    age = checks["secrets.age"]
+    assert age.status is Status.WARNING and "JWT_SECRET rotated" in age.summary
+    assert age.value > 5 * 365 * 86400
+
+    env.write_text(f"JWT_SECRET={a}\nJWT_REFRESH_SECRET={b}\n")
+    old = time.time() - 100 * 86400
+    os.utime(env, (old, old))
+    _, checks = audit(make_config(env))
+    assert checks["secrets.age"].status is Status.WARNING
+    assert "last modified" in checks["secrets.age"].summary
+    _, checks = audit(make_config(env, 'max_age = "200d"'))
+    assert checks["secrets.age"].status is Status.OK
+
+
+def test_unreadable_store_is_unknown(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text('JWT_SECRET="unterminated\n')
+    reading, checks = audit(make_config(env))
+    assert checks["secrets.store"].status is Status.UNKNOWN
+    assert "line 1" in checks["secrets.store"].summary
+
+
+def test_service_fingerprints_against_the_store(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    old_a, a, b = strong(), strong(), strong()
+    env.write_text(f"JWT_SECRET={old_a}\nJWT_REFRESH_SECRET={b}\n")
+    lagging = JwtService(env)  # loads the old key now
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    env.write_text(
+        f"JWT_SECRET={a}\nJWT_SECRET_PREVIOUS={old_a}\nJWT_SECRET_ROTATED_AT={stamp}\n"
+        f"JWT_REFRESH_SECRET={b}\n"
+    )
+    current = JwtService(env)
+    with running(current) as url_ok, running(lagging) as url_lag:
+        services = (
+            service_block("order-service", url_ok)
+            + service_block("user-service", url_lag)
+            + service_block("gone-service", "http://127.0.0.1:9")
+        )
+        config = make_config(env, 'grace_period = "10m"', services)
+        reading, checks = audit(config)
+        ok = checks["service.order-service.secret_fingerprint"]
+        assert ok.status is Status.OK and ok.component == "services"
+        assert ok.target == "order-service"
+        lag = checks["service.user-service.secret_fingerprint"]
+        assert lag.status is Status.WARNING and "previous key" in lag.summary
+        assert checks["service.gone-service.secret_fingerprint"].status is Status.UNKNOWN
+        assert reading.data["rotation"]["in_progress"] is True
+        assert reading.data["services"]["user-service"]["matches"] is False
+
+        # once the grace period is over, a service on the old key is critical
+        config = make_config(env, 'grace_period = "1s"', services)
+        time.sleep(1.1)
+        reading, checks = audit(config)
+        lag = checks["service.user-service.secret_fingerprint"]
+        assert lag.status is Status.CRITICAL and "after the grace period" in lag.summary
+    assert_no_secret([old_a, a, b], everything(reading, checks))
+
+
+def probe_config(env: Path, url: str, path: str = "/api/admin/me") -> Config:
+    return make_config(
+        env,
+        f'probe = {{ service = "user-service", path = "{path}" }}\nprobe_every = "5m"',
+        service_block("user-service", url),
+    )
+
+
+def test_forged_token_probe_catches_a_vulnerable_service(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    a, b = strong(), strong()
+    env.write_text(f"JWT_SECRET={a}\nJWT_REFRESH_SECRET={b}\n")
+    bad = JwtService(env, vulnerable=True)
+    with running(bad) as url:
+        config = probe_config(env, url)
+        http = HttpClient(config.http)
+        collector = SecretsCollector(config, http)
+        reading, checks = audit(config, collector)
+        forged = checks["secrets.forged_token"]
+        assert forged.status is Status.CRITICAL
+        assert "user-service accepted forged admin tokens" in forged.summary
+        assert "alg none" in forged.summary
+        assert fingerprint("your-secret-key") in forged.summary
+        probe_requests = [r for r in bad.requests if r[1] == "/api/admin/me"]
+        assert 2 <= len(probe_requests) <= 8  # a handful, never a brute force
+        # cached: the next round does not probe again before probe_every
+        reading2, checks2 = audit(config, collector)
+        assert len([r for r in bad.requests if r[1] == "/api/admin/me"]) == len(probe_requests)
+        assert checks2["secrets.forged_token"].status is Status.CRITICAL
+    assert_no_secret([a, b], everything(reading, checks), everything(reading2, checks2))
+
+
+def test_forged_token_probe_passes_a_correct_service(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    a, b = strong(), strong()
+    env.write_text(f"JWT_SECRET={a}\nJWT_REFRESH_SECRET={b}\n")
+    good = JwtService(env)
+    with running(good) as url:
+        reading, checks = audit(probe_config(env, url))
+        forged = checks["secrets.forged_token"]
+        assert forged.status is Status.OK, forged.summary
+        assert "rejected all 7 forged tokens" in forged.summary
+        # a path that answers without any token cannot prove anything
+        _, checks = audit(probe_config(env, url, "/health"))
+        assert checks["secrets.forged_token"].status is Status.WARNING
+        assert "without any token" in checks["secrets.forged_token"].summary
+    assert_no_secret([a, b], everything(reading, checks))
+
+
+def test_store_secret_that_is_weak_is_forgeable_but_never_shown(tmp_path: Path) -> None:
+    # The incident: the services really use `your-secret-key`.
+    env = tmp_path / ".env"
+    b = strong()
+    env.write_text(f"JWT_SECRET=your-secret-key\nJWT_REFRESH_SECRET={b}\n")
+    with running(JwtService(env)) as url:
+        reading, checks = audit(probe_config(env, url))
+    assert checks["secrets.forged_token"].status is Status.CRITICAL
+    assert checks["secrets.JWT_SECRET.strength"].status is Status.CRITICAL
+    assert_no_secret(["your-secret-key", b], everything(reading, checks))
+
+
+def test_check_cli_reports_secrets_without_values(tmp_path: Path, write_config) -> None:
+    env = tmp_path / ".env"
+    b = strong()
+    env.write_text(f"JWT_SECRET=your-256-bit-secret\nJWT_REFRESH_SECRET={b}\n")
+    cfg = write_config(f'[secrets]\nstore = {{ kind = "dotenv", path = "{env}" }}\n')
+    proc = run_cli("check", "--config", str(cfg), "--only", "secrets", "--format", "json")
+    assert proc.returncode == 2, proc.stderr
+    doc = json.loads(proc.stdout)
+    by_id = {c["id"]: c for c in doc["checks"]}
+    assert by_id["secrets.JWT_SECRET.strength"]["status"] == "critical"
+    text = run_cli("check", "--config", str(cfg), "--only", "secrets", "--format", "text")
+    assert_no_secret(["your-256-bit-secret", b], proc.stdout, proc.stderr, text.stdout, text.stderr)
+
+
+@pytest.mark.parametrize("kind", ["dir", "env"])
+def test_dir_and_env_stores(tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = strong(), strong()
+    if kind == "dir":
+        d = tmp_path / "secrets"
+        d.mkdir()
+        (d / "JWT_SECRET").write_text(a + "\n")
+        (d / "JWT_REFRESH_SECRET").write_text(b)
+        store = f'{{ kind = "dir", path = "{d}" }}'
+    else:
+        monkeypatch.setenv("UW_ACCESS", a)
+        monkeypatch.setenv("UW_REFRESH", b)
+        store = '{ kind = "env" }'
+    keys = '["JWT_SECRET", "JWT_REFRESH_SECRET"]' if kind == "dir" else '["UW_ACCESS", "UW_REFRESH"]'
+    config = parse_config(f"[secrets]\nstore = {store}\nkeys = {keys}\n")
+    reading, checks = audit(config)
+    strengths = [c for c in checks.values() if c.id.endswith(".strength")]
+    assert len(strengths) == 2 and all(c.status is Status.OK for c in strengths)
+    assert checks["secrets.distinct"].status is Status.OK
+    assert checks["secrets.age"].status is Status.OK
+    assert reading.data["keys"][strengths[0].id.split(".")[1]]["fingerprint"] == fingerprint(a)
+    assert_no_secret([a, b], everything(reading, checks))
