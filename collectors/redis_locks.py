@@ -1,0 +1,429 @@
+"""Redis locks: the inventory lock table, locks that never expire, stale holders,
+Redlock quorums, Redis Cluster, and the server's memory and evictions.
+
+One connection per node; SCAN with MATCH and COUNT (never KEYS) under a per-round
+key budget, resumed from its cursor next round; PTTL + GET pipelined with the
+SCAN itself. Where keyspace notifications are on (or `keyspace_events = "enable"`
+may turn them on), lock keys are followed by their events on one subscription
+per node and the full SCAN only reconciles now and then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import Counter
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from redis.exceptions import RedisError, ResponseError
+
+from collectors.config import Config, RedisConfig
+from collectors.model import Reading
+from collectors.redis_node import (
+    NEEDED_EVENTS,
+    Events,
+    LockState,
+    Node,
+    ReadPlan,
+    RoundStats,
+    events_enabled,
+)
+from collectors.redis_text import EXACT_LIMIT, display_text, exact_text
+
+TARGET = "main"
+MAX_LOCKS = 200  # lock rows in a reading
+MAX_NAMED = 50  # keys listed in no_ttl / stale
+_HEX32 = re.compile(rb"[0-9a-f]{32}")
+_PRL_ID = re.compile(rb"[A-Za-z0-9_=-]{24}")
+
+
+class RedisLocksCollector:
+    component = "redis"
+
+    def __init__(self, config: Config) -> None:
+        assert config.redis is not None
+        self.settings: RedisConfig = config.redis
+        self.patterns = list(self.settings.lock_patterns)
+        self.urls = self.settings.resolved_urls()
+        self.redlock = len(self.urls) > 1 and not self.settings.cluster
+        self.nodes: dict[str, Node] = {}
+        if not self.settings.cluster:
+            for url in self.urls:
+                node = Node(url, self.settings)
+                self.nodes[node.name] = node
+        self.cluster_error: str | None = None
+        self.last_round: float | None = None
+
+    def targets(self) -> list[str]:
+        return [TARGET]
+
+    # ----------------------------------------------------------------- round
+
+    async def collect(self) -> list[Reading]:
+        now = time.time()
+        t0 = time.perf_counter()
+        if self.settings.cluster:
+            await self._discover(now)
+        nodes = list(self.nodes.values())
+        stats = await asyncio.gather(*(self._collect_node(n, now) for n in nodes))
+        duration = (time.perf_counter() - t0) * 1000
+        up = [(n, s) for n, s in zip(nodes, stats, strict=True) if s is not None]
+        node_rows = [self._node_row(n, now) for n in nodes]
+        if not up:
+            error = self.cluster_error or _join_errors(nodes)
+            return [
+                Reading(
+                    self.component,
+                    TARGET,
+                    now,
+                    data={"nodes": node_rows, "mode": "scan"},
+                    error=error,
+                    error_kind="unreachable",
+                    duration_ms=duration,
+                )
+            ]
+        data = self._data(up, node_rows, now)
+        self.last_round = now
+        return [Reading(self.component, TARGET, now, data=data, duration_ms=duration)]
+
+    async def _collect_node(self, node: Node, now: float) -> RoundStats | None:
+        if not node.due(now):
+            return None
+        for attempt in (1, 2):
+            was_connected = node.conn is not None
+            try:
+                stats = await self._round(node, now)
+            except (RedisError, OSError) as e:
+                await node.disconnect()
+                # A connection broken by a restart gets one immediate retry.
+                if attempt == 1 and was_connected and not _is_auth(e):
+                    continue
+                node.failed(e, now)
+                return None
+            node.succeeded()
+            return stats
+        return None
+
+    async def _round(self, node: Node, now: float) -> RoundStats:
+        await node.connect()
+        info = await node.read_info(now)
+        dbsize = _dbsize(info)
+        use_events = await self._events_mode(node)
+        stats = RoundStats()
+        plan = ReadPlan(node, counting=node.view_complete(self.patterns))
+        extra: set[bytes] = set()
+        if use_events:
+            ev = node.events
+            if ev is None or not ev.alive:
+                if ev is not None:
+                    await ev.close()
+                node.events = ev = Events(node, self.patterns, _db_of(node))
+                await ev.start()
+                node.start_pass(self.patterns, now)  # events may have been missed
+            elif not node.scanning and now - node.pass_started >= self.settings.reconcile_every:
+                node.start_pass(self.patterns, now)
+            dirty, acquired, released, evicted = ev.take()
+            extra |= dirty
+            extra |= {k for k, lk in node.locks.items() if lk.pttl >= 0 and lk.ttl_ms(now) == 0}
+        else:
+            if node.events is not None:
+                await node.events.close()
+                node.events = None
+            if not node.scanning:
+                node.start_pass(self.patterns, now)
+        if node.scanning:
+            await self._scan(node, plan, stats, now, dbsize)
+            if not node.scanning:
+                node.last_full_pass = now
+                # Reconcile: anything we believe in that the pass did not see is re-read.
+                extra |= set(node.locks) - node.pass_seen
+        if not use_events:
+            extra |= set(node.locks)
+        await node.read_keys(sorted(extra - plan.read_now), plan, stats, now)
+        if use_events:
+            stats.acquired, stats.released, stats.evicted_locks = acquired, released, evicted
+        return stats
+
+    async def _scan(
+        self, node: Node, plan: ReadPlan, stats: RoundStats, now: float, dbsize: int
+    ) -> None:
+        active = [p for p in self.patterns if p in node.active]
+        per_pattern = self.settings.key_budget // max(1, self.settings.scan_count) // len(active)
+        for pattern in active:
+            await node.scan(pattern, max(1, per_pattern), plan, stats, now, dbsize)
+
+    async def _events_mode(self, node: Node) -> bool:
+        mode = self.settings.keyspace_events
+        if mode == "off":
+            node.mode_reason = "keyspace_events = off in the configuration"
+            return False
+        try:
+            reply = await node.call("CONFIG", "GET", "notify-keyspace-events")
+        except ResponseError as e:
+            node.mode_reason = f"cannot read notify-keyspace-events ({e})"
+            return False
+        flags = reply[1].decode() if len(reply) > 1 else ""
+        if events_enabled(flags):
+            node.mode_reason = f"notify-keyspace-events = {flags!r}"
+            return True
+        if mode != "enable":
+            node.mode_reason = (
+                f"keyspace notifications are off (notify-keyspace-events = {flags!r}); "
+                'keyspace_events = "enable" lets ultrawatch turn them on'
+            )
+            return False
+        wanted = "".join(sorted(set(flags) | {"K"} | NEEDED_EVENTS))
+        try:
+            await node.call("CONFIG", "SET", "notify-keyspace-events", wanted)
+        except ResponseError as e:
+            node.mode_reason = f"could not enable keyspace notifications ({e})"
+            return False
+        node.mode_reason = f"enabled notify-keyspace-events = {wanted!r}"
+        return True
+
+    # --------------------------------------------------------------- cluster
+
+    async def _discover(self, now: float) -> None:
+        """Find the primaries from whichever known node answers CLUSTER NODES."""
+        candidates = [n for n in self.nodes.values() if n.due(now)]
+        known = {n.name for n in candidates}
+        seeds = [Node(u, self.settings) for u in self.urls]
+        candidates += [n for n in seeds if n.name not in known]
+        text = None
+        for node in candidates:
+            try:
+                await node.connect()
+                text = await node.call("CLUSTER", "NODES")
+                break
+            except (RedisError, OSError) as e:
+                await node.disconnect()
+                node.failed(e, now)
+                self.cluster_error = f"no cluster node answered: {node.name}: {node.error}"
+        if text is None:
+            for node in candidates:
+                if node.name not in self.nodes:
+                    await node.close()
+            return
+        self.cluster_error = None
+        spare = {n.name: n for n in candidates if n.name not in self.nodes}
+        primaries = _parse_cluster_nodes(text.decode() if isinstance(text, bytes) else text)
+        seed = urlsplit(self.urls[0])
+        wanted: dict[str, Node] = {}
+        for addr, flags in primaries:
+            node = self.nodes.get(addr) or spare.pop(addr, None)
+            if node is None:
+                node = Node(_url_for(seed, addr), self.settings, role="primary")
+            node.role = "primary (failing)" if "fail" in flags else "primary"
+            wanted[addr] = node
+        for name, node in {**self.nodes, **spare}.items():
+            if name not in wanted:
+                await node.close()
+        self.nodes = wanted
+
+    # ------------------------------------------------------------------ data
+
+    def _node_row(self, node: Node, now: float) -> dict[str, Any]:
+        info = node.info
+        row: dict[str, Any] = {
+            "name": node.name,
+            "role": node.role,
+            "reachable": node.error is None and bool(info),
+            "error": node.error,
+        }
+        if info and node.error is None:
+            row.update(
+                version=info.get("redis_version"),
+                mode="events" if node.events is not None and node.events.alive else "scan",
+                mode_reason=node.mode_reason,
+                scan_complete=node.view_complete(self.patterns),
+                coverage=round(node.coverage(self.patterns), 4),
+                locks=len(node.locks),
+                keys=_dbsize(info),
+                used_memory=info.get("used_memory"),
+                maxmemory=info.get("maxmemory"),
+                maxmemory_policy=info.get("maxmemory_policy"),
+                evicted_keys=info.get("evicted_keys"),
+                evicted_per_s=_round(node.evicted_per_s),
+                connected_clients=info.get("connected_clients"),
+                restarted=node.restarted,
+            )
+        return row
+
+    def _data(
+        self, up: list[tuple[Node, RoundStats]], node_rows: list[dict[str, Any]], now: float
+    ) -> dict[str, Any]:
+        nodes_up = [n for n, _ in up]
+        locks = self._merge(nodes_up, now)
+        dt = now - self.last_round if self.last_round else None
+        acquired = sum(s.acquired for _, s in up)
+        released = sum(s.released for _, s in up)
+        all_complete = len(nodes_up) == len(self.nodes) and all(
+            n.view_complete(self.patterns) for n in nodes_up
+        )
+        coverage = min((n.coverage(self.patterns) for n in nodes_up), default=0.0)
+        if len(nodes_up) < len(self.nodes):
+            coverage *= len(nodes_up) / len(self.nodes)
+        no_ttl = [x["key"] for x in locks if x["ttl_ms"] == -1]
+        stale_after = float(self.settings.stale_after)
+        stale = [x["key"] for x in locks if x["age_s"] > stale_after]
+        modes = {"events" if n.events is not None and n.events.alive else "scan" for n in nodes_up}
+        not_locks = [x for _, s in up for x in s.not_locks][:20]
+        return {
+            "mode": "events" if modes == {"events"} else "scan",
+            "mode_reason": "; ".join(sorted({n.mode_reason for n in nodes_up if n.mode_reason})),
+            "scan_complete": all_complete,
+            "coverage": round(coverage, 4),
+            "scanned_keys": sum(s.scanned_estimate for _, s in up),
+            "scan_calls": sum(s.scan_calls for _, s in up),
+            "keys_total": sum(_dbsize(n.info) for n in nodes_up),
+            "patterns": self.patterns,
+            "topology": self._topology(),
+            "nodes": node_rows,
+            "locks": locks[:MAX_LOCKS],
+            "locks_total": len(locks),
+            "no_ttl": no_ttl[:MAX_NAMED],
+            "no_ttl_total": len(no_ttl),
+            "stale": stale[:MAX_NAMED],
+            "stale_total": len(stale),
+            "oldest_age_s": max((x["age_s"] for x in locks), default=None),
+            "oldest_key": max(locks, key=lambda x: x["age_s"])["key"] if locks else None,
+            "below_quorum": [x["key"] for x in locks if x["quorum"] is False][:MAX_NAMED],
+            "churn": {
+                "acquired_per_s": _round(acquired / dt) if dt else None,
+                "released_per_s": _round(released / dt) if dt else None,
+            },
+            "vanished": sum(s.vanished for _, s in up),
+            "evicted_locks": sum(s.evicted_locks for _, s in up),
+            "not_locks": not_locks,
+            "info": _info(nodes_up),
+        }
+
+    def _merge(self, nodes: list[Node], now: float) -> list[dict[str, Any]]:
+        """One row per lock key; Redlock: how many masters hold the same value."""
+        by_key: dict[bytes, list[tuple[Node, LockState]]] = {}
+        for node in nodes:
+            for key, lock in node.locks.items():
+                by_key.setdefault(key, []).append((node, lock))
+        masters = len(self.nodes) if self.redlock else 1
+        need = masters // 2 + 1
+        rows = []
+        for key, held in by_key.items():
+            values = Counter(lock.value for _, lock in held)
+            value, holders = values.most_common(1)[0]
+            group = [(n, lk) for n, lk in held if lk.value == value]
+            ttls = [lk.ttl_ms(now) for _, lk in group]
+            rows.append(
+                {
+                    "key": exact_text(key),
+                    "owner": display_text(value),
+                    "owner_exact": exact_text(value) if len(value) <= EXACT_LIMIT else None,
+                    "ttl_ms": -1 if -1 in ttls else min(ttls),
+                    "age_s": round(now - min(lk.first_seen for _, lk in group), 1),
+                    "kind": _kind(key, value, self.redlock),
+                    "holders": holders,
+                    "masters": masters,
+                    "quorum": holders >= need if self.redlock else None,
+                    "conflict": len(values) > 1,
+                    "nodes": sorted(n.name for n, _ in group),
+                }
+            )
+        rows.sort(key=lambda x: (x["ttl_ms"] != -1, -x["age_s"], x["key"]))
+        return rows
+
+    def _topology(self) -> str:
+        if self.settings.cluster:
+            return "cluster"
+        return "redlock" if self.redlock else "single"
+
+    async def close(self) -> None:
+        for node in self.nodes.values():
+            await node.close()
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _kind(key: bytes, value: bytes, redlock: bool) -> str:
+    if redlock:
+        return "redlock"
+    if _HEX32.fullmatch(value):
+        return "redis-py"  # redis.lock.Lock: uuid1().hex
+    if key.startswith(b"lock:") and _PRL_ID.fullmatch(value):
+        return "python-redis-lock"
+    return "generic"
+
+
+def _info(nodes: list[Node]) -> dict[str, Any]:
+    infos = [n.info for n in nodes]
+
+    def total(k: str) -> int:
+        return sum(int(i.get(k, 0) or 0) for i in infos)
+
+    rates = [n.evicted_per_s for n in nodes if n.evicted_per_s is not None]
+    policies = sorted({str(i.get("maxmemory_policy", "")) for i in infos})
+    maxmem = [int(i.get("maxmemory", 0) or 0) for i in infos]
+    return {
+        "connected_clients": total("connected_clients"),
+        "blocked_clients": total("blocked_clients"),
+        "used_memory": total("used_memory"),
+        "maxmemory": sum(maxmem) if all(maxmem) else 0,
+        "maxmemory_policy": ",".join(policies),
+        "evicted_keys": total("evicted_keys"),
+        "evicted_per_s": _round(sum(rates)) if rates else None,
+        "rejected_connections": total("rejected_connections"),
+        "own_commands": sum(n.commands for n in nodes),
+        "version": infos[0].get("redis_version") if infos else None,
+    }
+
+
+def _dbsize(info: dict[str, Any]) -> int:
+    total = 0
+    for k, v in info.items():
+        if k.startswith("db") and k[2:].isdigit() and isinstance(v, str):
+            for part in v.split(","):
+                name, _, num = part.partition("=")
+                if name == "keys" and num.isdigit():
+                    total += int(num)
+    return total
+
+
+def _db_of(node: Node) -> int:
+    path = urlsplit(node.url).path.strip("/")
+    return int(path) if path.isdigit() else 0
+
+
+def _parse_cluster_nodes(text: str) -> list[tuple[str, str]]:
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 8:
+            continue
+        addr = parts[1].split("@", 1)[0].split(",", 1)[0]
+        flags = parts[2]
+        if "master" in flags.split(",") and not addr.startswith(":"):
+            out.append((addr, flags))
+    return out
+
+
+def _url_for(seed: Any, addr: str) -> str:
+    userinfo = seed.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@{addr}" if userinfo else addr
+    return urlunsplit((seed.scheme, netloc, "/0", seed.query, ""))
+
+
+def _is_auth(e: BaseException) -> bool:
+    text = str(e).upper()
+    return "NOAUTH" in text or "WRONGPASS" in text or "PASSWORD" in text
+
+
+def _join_errors(nodes: list[Node]) -> str:
+    if len(nodes) == 1:
+        return nodes[0].error or "not reached yet"
+    parts = [f"{n.name}: {n.error or 'waiting to retry'}" for n in nodes]
+    return f"all {len(nodes)} nodes unreachable: " + "; ".join(parts)
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)

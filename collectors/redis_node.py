@@ -1,0 +1,482 @@
+"""One Redis node as the lock collector sees it: one connection, SCAN state,
+the locks found there and (optionally) one keyspace-notification subscription.
+
+The hot path talks to the connection directly (send a batch, read replies) so
+that the PTTL/GET reads for the keys of one SCAN batch travel in the same write
+as the next SCAN: the client parses replies while the server scans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.connection import Connection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import (
+    AuthenticationError,
+    ConnectionError,
+    RedisError,
+    ResponseError,
+    TimeoutError,
+)
+
+from collectors.config import RedisConfig
+from collectors.redis_text import node_name
+
+SIGNAL_PREFIX = b"lock-signal:"  # python-redis-lock's wake-up lists: not locks
+READ_CHUNK = 1000  # keys per pipelined write outside the scan loop
+MAX_DIRTY = 200_000  # events buffered beyond this: give up and reconcile by SCAN
+NEEDED_EVENTS = set("g$xe")  # generic (del/expire), string (set), expired, evicted
+
+
+@dataclass(slots=True)
+class LockState:
+    value: bytes
+    pttl: int  # as read; -1 = no expiry
+    read_at: float
+    first_seen: float
+
+    def ttl_ms(self, now: float) -> int:
+        if self.pttl < 0:
+            return self.pttl
+        return max(0, int(self.pttl - (now - self.read_at) * 1000))
+
+
+@dataclass(slots=True)
+class RoundStats:
+    scanned_estimate: int = 0
+    scan_calls: int = 0
+    reads: int = 0
+    vanished: int = 0  # deleted between SCAN and PTTL
+    acquired: int = 0
+    released: int = 0
+    evicted_locks: int = 0
+    not_locks: list[dict[str, str]] = field(default_factory=list)
+
+
+def rev64(cursor: int) -> int:
+    return int(f"{cursor:064b}"[::-1], 2)
+
+
+def describe_error(e: BaseException, timeout: float) -> str:
+    """A one-line reading of a Redis failure, never with a password in it."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    upper = text.upper()
+    cause = e.__cause__ or e.__context__
+    if isinstance(e, AuthenticationError) or "WRONGPASS" in upper or "INVALID PASSWORD" in upper:
+        return "authentication failed: the server rejected the password (requirepass/ACL)"
+    if "NOAUTH" in upper:
+        return "authentication required: the server has a password and none was given"
+    if isinstance(cause, ssl.SSLError) or "SSL" in upper or "TLS" in upper:
+        detail = str(cause) if isinstance(cause, ssl.SSLError) else text
+        return f"TLS failed: {detail}"
+    if isinstance(e, TimeoutError | asyncio.TimeoutError):
+        return f"no answer within {timeout:g}s ({text})"
+    if isinstance(e, ConnectionError):
+        return f"cannot connect: {text}"
+    return text
+
+
+class Node:
+    """A Redis server (standalone, a Redlock master, or a cluster primary)."""
+
+    def __init__(self, url: str, settings: RedisConfig, *, role: str = "master") -> None:
+        self.url = url
+        self.name = node_name(url)
+        self.role = role
+        self.settings = settings
+        self.pool: aioredis.ConnectionPool | None = None
+        self.conn: Connection | None = None
+        self.error: str | None = None
+        self.failures = 0
+        self.next_attempt = 0.0
+        self.commands = 0  # commands this tool sent to this node
+        self.no_touch = False
+        self.idle_supported = True
+        self.run_id: str | None = None
+        self.restarted = False
+        self.info: dict[str, Any] = {}
+        self.prev_evicted: tuple[float, int] | None = None
+        self.evicted_per_s: float | None = None
+        self.locks: dict[bytes, LockState] = {}
+        self.cursors: dict[str, int] = {}
+        self.passes: dict[str, int] = {}
+        self.active: set[str] = set()  # patterns whose current pass has not ended
+        self.pass_seen: set[bytes] = set()
+        self.pass_started = 0.0
+        self.last_full_pass = 0.0
+        self.events: Events | None = None
+        self.mode_reason = ""
+
+    # ------------------------------------------------------------ connection
+
+    def _pool(self) -> aioredis.ConnectionPool:
+        s = self.settings
+        kwargs: dict[str, Any] = {
+            "socket_timeout": float(s.socket_timeout),
+            "socket_connect_timeout": float(s.socket_timeout),
+            "retry": Retry(NoBackoff(), 0),
+            "client_name": "ultrawatch",
+            "max_connections": 1,
+        }
+        if self.url.startswith("rediss://") and s.ssl_ca_file:
+            kwargs["ssl_ca_certs"] = s.ssl_ca_file
+        return aioredis.ConnectionPool.from_url(self.url, **kwargs)
+
+    async def connect(self) -> Connection:
+        if self.conn is not None and self.conn.is_connected:
+            return self.conn
+        await self.disconnect()
+        self.pool = self._pool()
+        self.conn = await self.pool.get_connection()
+        self.commands += 2
+        # Our GETs must not make lock keys look recently used (Redis >= 7.2).
+        try:
+            await self.call("CLIENT", "NO-TOUCH", "ON")
+            self.no_touch = True
+        except ResponseError:
+            self.no_touch = False
+        return self.conn
+
+    async def disconnect(self) -> None:
+        pool, self.pool, self.conn = self.pool, None, None
+        if pool is not None:
+            with contextlib.suppress(Exception):
+                await pool.disconnect()
+
+    async def close(self) -> None:
+        if self.events is not None:
+            await self.events.close()
+            self.events = None
+        await self.disconnect()
+
+    async def call(self, *args: Any) -> Any:
+        assert self.conn is not None
+        self.commands += 1
+        await self.conn.send_command(*args, check_health=False)
+        return await self.conn.read_response()
+
+    async def send(self, commands: list[tuple[Any, ...]]) -> None:
+        assert self.conn is not None
+        self.commands += len(commands)
+        await self.conn.send_packed_command(self.conn.pack_commands(commands), check_health=False)
+
+    async def reply(self) -> Any:
+        """The next reply; error replies are returned, not raised."""
+        assert self.conn is not None
+        try:
+            return await self.conn.read_response()
+        except ResponseError as e:
+            return e
+
+    def due(self, now: float) -> bool:
+        return now >= self.next_attempt
+
+    def failed(self, e: BaseException, now: float) -> None:
+        self.error = describe_error(e, float(self.settings.socket_timeout))
+        self.failures += 1
+        # Reconnect with capped exponential backoff; the first retry is next round.
+        delay = min(30.0, 2.0 ** (self.failures - 1)) if self.failures > 1 else 0.0
+        self.next_attempt = now + delay
+
+    def succeeded(self) -> None:
+        self.error = None
+        self.failures = 0
+        self.next_attempt = 0.0
+
+    # -------------------------------------------------------------------- INFO
+
+    async def read_info(self, now: float) -> dict[str, Any]:
+        raw = await self.call("INFO")
+        info = parse_info(raw)
+        run_id = str(info.get("run_id", ""))
+        self.restarted = self.run_id is not None and run_id != self.run_id
+        if self.restarted:
+            self.forget()
+        self.run_id = run_id
+        evicted = int(info.get("evicted_keys", 0))
+        if self.prev_evicted is not None and not self.restarted:
+            t0, e0 = self.prev_evicted
+            dt = now - t0
+            self.evicted_per_s = max(0, evicted - e0) / dt if dt > 0 else None
+        else:
+            self.evicted_per_s = None
+        self.prev_evicted = (now, evicted)
+        if "lfu" in str(info.get("maxmemory_policy", "")):
+            self.idle_supported = False  # OBJECT IDLETIME is refused under LFU
+        self.info = info
+        return info
+
+    def forget(self) -> None:
+        """After a restart: everything known about this node is void."""
+        self.locks.clear()
+        self.cursors.clear()
+        self.passes.clear()
+        self.active.clear()
+        self.pass_seen.clear()
+        self.last_full_pass = 0.0
+        if self.events is not None:
+            self.events.lost = True
+
+    # -------------------------------------------------------------------- SCAN
+
+    def view_complete(self, patterns: Iterable[str]) -> bool:
+        return all(self.passes.get(p, 0) > 0 for p in patterns)
+
+    def coverage(self, patterns: list[str]) -> float:
+        parts = []
+        for p in patterns:
+            if self.passes.get(p, 0) > 0:
+                parts.append(1.0)
+            else:
+                parts.append(rev64(self.cursors.get(p, 0)) / 2**64)
+        return min(parts) if parts else 1.0
+
+    def start_pass(self, patterns: list[str], now: float) -> None:
+        for p in patterns:
+            self.cursors[p] = 0
+        self.active = set(patterns)
+        self.pass_seen = set()
+        self.pass_started = now
+
+    @property
+    def scanning(self) -> bool:
+        """A pass is under way."""
+        return bool(self.active)
+
+    async def scan(
+        self,
+        pattern: str,
+        calls_allowed: int,
+        read: ReadPlan,
+        stats: RoundStats,
+        now: float,
+        dbsize: int,
+    ) -> bool:
+        """Continue the SCAN of `pattern` for at most `calls_allowed` calls, reading
+        each batch's new keys in the same write as the next SCAN. True when the
+        pass ended."""
+        count = self.settings.scan_count
+        cursor = self.cursors.get(pattern, 0)
+        start_pos = rev64(cursor) / 2**64
+        in_flight: list[tuple[bytes, bool]] = []
+        await self.send([("SCAN", cursor, "MATCH", pattern, "COUNT", count)])
+        calls = 0
+        ended = False
+        while True:
+            answer = await self.reply()
+            if isinstance(answer, ResponseError):
+                raise answer
+            cursor = int(answer[0])
+            calls += 1
+            new = read.take(answer[1], self.pass_seen)
+            more = cursor != 0 and calls < calls_allowed
+            batch = read.commands(new, self.idle_supported)
+            if more:
+                batch.insert(0, ("SCAN", cursor, "MATCH", pattern, "COUNT", count))
+            if batch:
+                await self.send(batch)
+            # The server now scans on while we parse the previous batch's replies.
+            await read.collect(self, in_flight, stats, now)
+            in_flight = new
+            if not more:
+                await read.collect(self, in_flight, stats, now)
+                ended = cursor == 0
+                break
+        stats.scan_calls += calls
+        end_pos = 1.0 if ended else rev64(cursor) / 2**64
+        stats.scanned_estimate += int(max(0.0, end_pos - start_pos) * dbsize)
+        self.cursors[pattern] = cursor
+        if ended:
+            self.passes[pattern] = self.passes.get(pattern, 0) + 1
+            self.active.discard(pattern)
+        return ended
+
+    async def read_keys(self, keys: list[bytes], read: ReadPlan, stats: RoundStats, now: float):
+        """PTTL + GET (and OBJECT IDLETIME for unknown keys) in pipelined chunks."""
+        for i in range(0, len(keys), READ_CHUNK):
+            chunk = [(k, k not in self.locks) for k in keys[i : i + READ_CHUNK]]
+            await self.send(read.commands(chunk, self.idle_supported))
+            await read.collect(self, chunk, stats, now)
+
+
+class ReadPlan:
+    """Which keys this round reads, and what the replies mean."""
+
+    def __init__(self, node: Node, counting: bool) -> None:
+        self.node = node
+        self.read_now: set[bytes] = set()
+        self.counting = counting  # churn is only counted once a full view exists
+
+    def take(self, keys: list[bytes], pass_seen: set[bytes]) -> list[tuple[bytes, bool]]:
+        out = []
+        for k in keys:
+            pass_seen.add(k)
+            if k in self.read_now or k.startswith(SIGNAL_PREFIX):
+                continue  # SCAN repeats keys; signal lists are not locks
+            self.read_now.add(k)
+            out.append((k, k not in self.node.locks))
+        return out
+
+    def commands(self, keys: list[tuple[bytes, bool]], idle_ok: bool) -> list[tuple[Any, ...]]:
+        cmds: list[tuple[Any, ...]] = []
+        for k, new in keys:
+            if new and idle_ok:
+                cmds.append(("OBJECT", "IDLETIME", k))  # before GET, which resets it
+            cmds.append(("PTTL", k))
+            cmds.append(("GET", k))
+        return cmds
+
+    async def collect(
+        self, node: Node, keys: list[tuple[bytes, bool]], stats: RoundStats, now: float
+    ) -> None:
+        idle_ok = node.idle_supported
+        for k, new in keys:
+            idle = None
+            if new and idle_ok:
+                idle = await node.reply()
+                if isinstance(idle, ResponseError):
+                    idle = None
+                    node.idle_supported = False
+            pttl = await node.reply()
+            value = await node.reply()
+            stats.reads += 1
+            self.read_now.add(k)
+            prev = node.locks.get(k)
+            if isinstance(value, ResponseError):
+                node.locks.pop(k, None)
+                if len(stats.not_locks) < 20:
+                    stats.not_locks.append({"key": k.decode("utf-8", "replace")[:200]})
+                continue
+            if value is None or pttl == -2:
+                if prev is not None:
+                    del node.locks[k]
+                    stats.released += 1
+                else:
+                    stats.vanished += 1
+                continue
+            if prev is not None and prev.value == value:
+                prev.pttl, prev.read_at = int(pttl), now
+                continue
+            if prev is not None:
+                stats.released += 1  # released and taken again between rounds
+                first = now
+            else:
+                first = now - (int(idle) if isinstance(idle, int) else 0)
+            if self.counting or prev is not None:
+                stats.acquired += 1
+            node.locks[k] = LockState(value, int(pttl), now, first)
+
+
+def parse_info(raw: bytes | str) -> dict[str, Any]:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    out: dict[str, Any] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#") or ":" not in line:
+            continue
+        k, v = line.split(":", 1)
+        out[k] = int(v) if v.lstrip("-").isdigit() else v
+    return out
+
+
+# ------------------------------------------------------------------ events
+
+
+def events_enabled(flags: str) -> bool:
+    have = set(flags)
+    if "A" in have:
+        have |= set("g$lshzxetd")
+    return "K" in have and have >= NEEDED_EVENTS
+
+
+class Events:
+    """One pub/sub subscription following a node's lock keys by their events."""
+
+    def __init__(self, node: Node, patterns: list[str], db: int) -> None:
+        self.node = node
+        self.prefix = f"__keyspace@{db}__:".encode()
+        self.channels = [f"__keyspace@{db}__:{p}" for p in patterns]
+        self.client: aioredis.Redis | None = None
+        self.pubsub: Any = None
+        self.task: asyncio.Task[None] | None = None
+        self.dirty: set[bytes] = set()
+        self.acquired = 0
+        self.released = 0
+        self.evicted = 0
+        self.lost = False
+
+    async def start(self) -> None:
+        s = self.node.settings
+        kwargs: dict[str, Any] = {
+            "socket_timeout": float(s.socket_timeout),
+            "socket_connect_timeout": float(s.socket_timeout),
+            "retry": Retry(NoBackoff(), 0),
+            "client_name": "ultrawatch-events",
+        }
+        if self.node.url.startswith("rediss://") and s.ssl_ca_file:
+            kwargs["ssl_ca_certs"] = s.ssl_ca_file
+        self.client = aioredis.Redis.from_url(self.node.url, **kwargs)
+        self.pubsub = self.client.pubsub()
+        await self.pubsub.psubscribe(*self.channels)
+        self.node.commands += 1
+        self.task = asyncio.create_task(self._run(), name=f"redis-events-{self.node.name}")
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                msg = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if msg is None or msg.get("type") != "pmessage":
+                    continue
+                channel: bytes = msg["channel"]
+                key = channel[len(self.prefix) :]
+                event = msg["data"]
+                if key.startswith(SIGNAL_PREFIX):
+                    continue
+                if event == b"set":
+                    self.acquired += 1
+                elif event in (b"del", b"expired", b"evicted", b"rename_from"):
+                    self.released += 1
+                    if event == b"evicted":
+                        self.evicted += 1
+                self.dirty.add(key)
+                if len(self.dirty) > MAX_DIRTY:
+                    self.lost = True
+                    self.dirty.clear()
+        except asyncio.CancelledError:
+            raise
+        except (RedisError, OSError):
+            self.lost = True  # fire-and-forget pub/sub: reconcile by SCAN
+
+    def take(self) -> tuple[set[bytes], int, int, int]:
+        dirty, self.dirty = self.dirty, set()
+        counts = (self.acquired, self.released, self.evicted)
+        self.acquired = self.released = self.evicted = 0
+        return dirty, *counts
+
+    @property
+    def alive(self) -> bool:
+        return self.task is not None and not self.task.done() and not self.lost
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(BaseException):
+                await self.task
+        with contextlib.suppress(Exception):
+            if self.pubsub is not None:
+                await self.pubsub.aclose()
+        with contextlib.suppress(Exception):
+            if self.client is not None:
+                await self.client.aclose()
+
+
+def now_s() -> float:
+    return time.time()

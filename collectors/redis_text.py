@@ -1,0 +1,60 @@
+"""Lock keys and owner tokens as text: display-safe, and a lossless escaped form.
+
+Values under lock keys are whatever the lock library wrote: usually a hex uuid,
+sometimes raw bytes. The display form is printable and bounded; the exact form
+round-trips (`parse_exact(exact_text(b)) == b`) so the engineer can hand the value
+they saw back to `release-lock --owner` or the TUI.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+OWNER_CHARS = 64  # display width of an owner token
+EXACT_LIMIT = 512  # longer raw values get no exact form in readings
+
+_ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})|\\\\")
+
+
+def exact_text(raw: bytes) -> str:
+    """Lossless text: valid printable UTF-8 without backslashes as is; otherwise
+    printable ASCII as is, `\\\\` for a backslash and `\\xNN` for every other byte."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and "\\" not in text and text.isprintable():
+        return text
+    out = []
+    for b in raw:
+        if b == 0x5C:
+            out.append("\\\\")
+        elif 0x20 <= b < 0x7F:
+            out.append(chr(b))
+        else:
+            out.append(f"\\x{b:02x}")
+    return "".join(out)
+
+
+def parse_exact(text: str) -> bytes:
+    """The inverse of `exact_text`."""
+    if "\\" not in text:
+        return text.encode("utf-8")
+    raw = text.encode("utf-8")
+    return _ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]) if m.group(1) else b"\\", raw)
+
+
+def display_text(raw: bytes, limit: int = OWNER_CHARS) -> str:
+    """Printable, bounded text for a key or an owner token (never markup-safe:
+    the TUI escapes it)."""
+    text = exact_text(raw)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def node_name(url: str) -> str:
+    """host:port of a Redis URL, never its password."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = parts.port or 6379
+    return f"{host}:{port}"
