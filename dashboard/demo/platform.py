@@ -1,0 +1,193 @@
+"""The embedded UltraMarket: PostgreSQL, Redis, four services, shoppers, and its config.
+
+`Platform.start()` brings it all up and returns once every service answers
+/health, having written DIR/ultrawatch.toml; `Platform.stop()` takes it all
+down again (services first, then the shoppers, Redis and PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from collectors.config import parse_config
+from collectors.secret_store import atomic_write
+from dashboard.demo import schema
+from dashboard.demo.demo_config import render_config
+from dashboard.demo.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from dashboard.demo.scenarios import Scenario
+from dashboard.demo.supervisor import ServiceProcess, Supervisor
+from dashboard.demo.workload import Workload
+
+log = logging.getLogger("ultrawatch.demo")
+
+SERVICES = ("product-service", "order-service", "payment-service", "user-service")
+BUDGET = 5  # connections per service; 20 for the platform
+GRACE_S = 10  # the previous JWT secret's life after a rotation
+DATABASE = "ultramarket"
+STARTUP_TIMEOUT_S = 60.0
+
+
+class Platform:
+    def __init__(
+        self,
+        state_dir: Path,
+        scenario: Scenario,
+        *,
+        postgres_dsn: str | None = None,
+        redis_url: str | None = None,
+    ) -> None:
+        self.dir = state_dir.resolve()
+        self.scenario = scenario
+        self.external_dsn = postgres_dsn
+        self.external_redis = redis_url
+        self.pg: EmbeddedPostgres | None = None
+        self.redis: EmbeddedRedis | None = None
+        self.supervisor: Supervisor | None = None
+        self.workload: Workload | None = None
+        self.dsn = ""
+        self.redis_url = ""
+        self.config_path = self.dir / "ultrawatch.toml"
+        self.env_path = self.dir / ".env"
+        self.urls: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ start
+
+    def start(self) -> str:
+        """Bring everything up; returns the config text (also written to config_path)."""
+        t0 = time.monotonic()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "logs").mkdir(exist_ok=True)
+        atomic_write(self.env_path, self.scenario.dotenv().encode())
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            pg = pool.submit(self._start_postgres)
+            rd = pool.submit(self._start_redis)
+            self.dsn, self.redis_url = pg.result(), rd.result()
+        schema.create_schema(self.dsn)
+        client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
+        try:
+            schema.clear_locks(client)
+            if self.scenario.stuck_lock:
+                schema.plant_stuck_locks(client)
+        finally:
+            client.close()
+        log.info("data stores ready in %.1fs", time.monotonic() - t0)
+
+        procs = []
+        for name in SERVICES:
+            port = free_port()
+            self.urls[name] = f"http://127.0.0.1:{port}"
+            args = ["--dsn", self.dsn, "--redis-url", self.redis_url]
+            args += ["--env-file", str(self.env_path), "--budget", str(BUDGET)]
+            args += ["--grace", str(GRACE_S)]
+            procs.append(
+                ServiceProcess(
+                    name,
+                    port,
+                    args,
+                    self.scenario.service_faults(name),
+                    self.dir / "logs" / f"{name}.log",
+                )
+            )
+        self.supervisor = Supervisor(procs, on_event=lambda m: log.info("%s", m))
+        self.supervisor.start()
+        self._wait_healthy()
+        self.workload = Workload(self.urls, self.dsn)
+        self.workload.start()
+
+        text = render_config(
+            scenario=self.scenario.name,
+            dsn=self.dsn,
+            redis_url=self.redis_url,
+            services=[(p.name, self.urls[p.name], BUDGET) for p in procs],
+            env_path=self.env_path,
+            audit_log=self.dir / "audit.jsonl",
+            grace_s=GRACE_S,
+            invariants=schema.INVARIANTS,
+        )
+        parse_config(text, str(self.config_path))  # never hand out a config we cannot read
+        atomic_write(self.config_path, text.encode(), default_mode=0o644)
+        log.info("platform up in %.1fs", time.monotonic() - t0)
+        return text
+
+    def _start_postgres(self) -> str:
+        if self.external_dsn:
+            return self.external_dsn
+        self.pg = EmbeddedPostgres(self.dir / "pg", settings={"max_connections": 100})
+        self.pg.start()
+        if not self.pg.psql(f"select 1 from pg_database where datname = '{DATABASE}'").strip():
+            self.pg.psql(f"create database {DATABASE}")
+        return self.pg.dsn("postgres", DATABASE)
+
+    def _start_redis(self) -> str:
+        if self.external_redis:
+            return self.external_redis
+        self.redis = EmbeddedRedis(self.dir / "redis")
+        self.redis.start()
+        return self.redis.url
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        waiting = set(self.urls)
+        while waiting:
+            for name in sorted(waiting):
+                if _health_ok(self.urls[name]):
+                    waiting.discard(name)
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"services not healthy after {STARTUP_TIMEOUT_S:.0f}s: {', '.join(waiting)} "
+                    f"(see {self.dir / 'logs'})"
+                )
+            time.sleep(0.1)
+
+    # ------------------------------------------------------------------- stop
+
+    def stop(self) -> None:
+        """Everything down, in order; safe to call twice and after a failed start."""
+        if self.supervisor is not None:
+            self.supervisor.stop()
+        if self.workload is not None:
+            self.workload.stop()
+        if self.external_redis and self.redis_url:
+            with contextlib.suppress(redis.RedisError):
+                client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
+                schema.clear_locks(client)
+                client.close()
+        if self.redis is not None:
+            self.redis.stop()
+        if self.pg is not None:
+            self.pg.stop()
+
+    def status(self) -> dict[str, Any]:
+        """What the supervisor saw: for logs and tests."""
+        sup = self.supervisor
+        return {
+            "services": {
+                s.name: {
+                    "pid": s.proc.pid if s.proc else None,
+                    "generation": s.generation,
+                    "exits": list(s.exits),
+                }
+                for s in (sup.services if sup else [])
+            },
+            "workload": dict(self.workload.counts) if self.workload else {},
+        }
+
+
+def _health_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
+            return r.status == 200 and json.loads(r.read()).get("status") == "pass"
+    except (OSError, urllib.error.URLError, ValueError):
+        return False
