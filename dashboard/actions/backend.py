@@ -1,0 +1,279 @@
+"""Cancel a backend's query (`pg_cancel_backend`) or end its session
+(`pg_terminate_backend`): `ultrawatch cancel PID` / `ultrawatch terminate PID`.
+
+Actions are writes, so they use their own short-lived connection
+(application_name `ultrawatch-action`), never the monitor's. PID reuse is
+guarded by `backend_start`: the plan captures it (or checks the one the
+engineer saw) and the signal is sent by the same SQL statement that checks the
+pid still has that start time. The tool's own backends are never signalled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import psycopg
+
+from collectors.config import Config
+from collectors.postgres import APPLICATION_NAME, OTHER, service_app_names
+from dashboard.actions.base import ActionRefused, Outcome, Plan, Progress, Result
+
+Mode = Literal["cancel", "terminate"]
+ACTION_APPLICATION_NAME = f"{APPLICATION_NAME}-action"
+SAME_START = 0.0005  # seconds: backend_start equality tolerance (float epoch round trip)
+VERIFY_FOR = 5.0  # seconds to wait for the effect to show
+
+_LOOK_SQL = """
+select a.pid, date_part('epoch', a.backend_start), a.backend_type,
+       a.application_name, a.usename, a.datname, a.state,
+       date_part('epoch', now() - a.backend_start),
+       date_part('epoch', a.query_start), left(a.query, %(chars)s)
+from pg_stat_activity a
+where a.pid = %(pid)s
+"""
+
+# Check and signal in one statement: the function runs only for the row that
+# still has the start time the plan saw.
+_SIGNAL_SQL = {
+    "cancel": """
+        select pg_cancel_backend(a.pid) from pg_stat_activity a
+        where a.pid = %(pid)s and abs(date_part('epoch', a.backend_start) - %(start)s) < %(tol)s
+    """,
+    "terminate": """
+        select pg_terminate_backend(a.pid) from pg_stat_activity a
+        where a.pid = %(pid)s and abs(date_part('epoch', a.backend_start) - %(start)s) < %(tol)s
+    """,
+}
+
+_SIGNAL_FUNCTION = {"cancel": "pg_cancel_backend", "terminate": "pg_terminate_backend"}
+
+
+class BackendAction:
+    """Cancel or terminate one PostgreSQL backend. `backend_start` (epoch seconds),
+    when given, is the start time the engineer saw: the action refuses if the
+    pid now belongs to another session."""
+
+    def __init__(
+        self, config: Config, pid: int, mode: Mode, backend_start: float | None = None
+    ) -> None:
+        if mode not in _SIGNAL_SQL:
+            raise ValueError(f"mode must be 'cancel' or 'terminate', got {mode!r}")
+        # Problems found before planning are reported by plan(), through the runner.
+        self.problem: str | None = None
+        if config.postgres is None:
+            self.problem = "no [postgres] section in the configuration"
+        self.config = config
+        self.pid = pid
+        self.mode: Mode = mode
+        self.name = mode
+        self.backend_start = backend_start
+        self.conn: psycopg.AsyncConnection[Any] | None = None
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        if self.conn is None or self.conn.closed:
+            pg = self.config.postgres
+            assert pg is not None
+            self.conn = await psycopg.AsyncConnection.connect(
+                pg.dsn,
+                application_name=ACTION_APPLICATION_NAME,
+                autocommit=True,
+                connect_timeout=max(1, round(pg.connect_timeout)),
+                options=f"-c statement_timeout={int(pg.statement_timeout * 1000)}",
+            )
+        return self.conn
+
+    async def _look(self) -> tuple[Any, ...] | None:
+        conn = await self._connect()
+        pg = self.config.postgres
+        assert pg is not None
+        async with conn.cursor() as cur:
+            await cur.execute(_LOOK_SQL, {"pid": self.pid, "chars": max(0, pg.query_chars)})
+            return await cur.fetchone()
+
+    async def plan(self) -> Plan:
+        if self.problem:
+            raise ActionRefused(self.problem)
+        try:
+            row = await self._look()
+        except psycopg.Error as e:
+            raise ActionRefused(f"cannot reach PostgreSQL: {_one_line(e)}") from None
+        pid = self.pid
+        if row is None:
+            raise ActionRefused(f"no backend with pid {pid}: nothing to {self.mode}")
+        (_, start, btype, app, user, db, state, age, q_epoch, query) = row
+        assert self.conn is not None
+        if pid == self.conn.info.backend_pid or (app or "").startswith(APPLICATION_NAME):
+            raise ActionRefused(f"pid {pid} is ultrawatch's own backend; refusing to signal it")
+        if start is None:
+            raise ActionRefused(
+                f"cannot see pid {pid}'s details (this role lacks pg_monitor or membership "
+                "of its role); refusing without its backend_start to guard against pid reuse"
+            )
+        if btype != "client backend":
+            raise ActionRefused(f"pid {pid} is a {btype}, not a client session")
+        if self.backend_start is not None and abs(start - self.backend_start) >= SAME_START:
+            raise ActionRefused(
+                f"pid {pid} now belongs to another session (started {_iso(start)}, "
+                f"expected {_iso(self.backend_start)}): nothing was done"
+            )
+        if self.mode == "cancel" and state != "active":
+            raise ActionRefused(
+                f"pid {pid} is {state or 'not running a query'}: there is no running query "
+                "to cancel (terminate ends the session)"
+            )
+        service = service_app_names(self.config).get(app or "", OTHER)
+        details = [
+            ("pid", str(pid)),
+            ("service", service),
+            ("application", app or ""),
+            ("user", user or "?"),
+            ("database", db or "?"),
+            ("state", state or "?"),
+            ("session age", _duration(age)),
+            ("backend started", _iso(start)),
+            ("query started", _iso(q_epoch) if q_epoch is not None else "-"),
+            ("query", query or ""),
+        ]
+        if self.mode == "cancel":
+            summary = f"cancel the running query of pid {pid} ({service}); the session stays"
+        else:
+            summary = f"terminate the session of pid {pid} ({service}, {user}@{db})"
+        return Plan(
+            action=self.mode,
+            target=f"pid {pid}",
+            summary=summary,
+            details=details,
+            # audited: no query text (it may carry data), only who and what
+            params={
+                "pid": pid,
+                "backend_start": start,
+                "service": service,
+                "application_name": app,
+                "user": user,
+                "database": db,
+                "state": state,
+                "query_start": q_epoch,
+                "function": _SIGNAL_FUNCTION[self.mode],
+            },
+            confirm_name=str(pid),
+            dangerous=self.mode == "terminate",
+        )
+
+    async def execute(self, plan: Plan, progress: Progress) -> None:
+        conn = await self._connect()
+        pid, start = plan.params["pid"], plan.params["backend_start"]
+        if pid == conn.info.backend_pid:
+            raise ActionRefused(f"pid {pid} is this action's own connection")
+        progress(f"{_SIGNAL_FUNCTION[self.mode]}({pid})")
+        try:
+            async with conn.cursor() as cur:
+                await cur.execute(
+                    _SIGNAL_SQL[self.mode], {"pid": pid, "start": start, "tol": SAME_START}
+                )
+                row = await cur.fetchone()
+        except psycopg.errors.InsufficientPrivilege as e:
+            raise ActionRefused(f"PostgreSQL refused: {_one_line(e)}") from None
+        if row is None:
+            raise ActionRefused(
+                f"pid {pid} is gone or belongs to another session now: nothing was done"
+            )
+        if not row[0]:
+            raise ActionRefused(f"PostgreSQL could not signal pid {pid}: nothing was done")
+
+    async def verify(self, plan: Plan, progress: Progress) -> Outcome:
+        pid, start = plan.params["pid"], plan.params["backend_start"]
+        q_start = plan.params.get("query_start")
+        deadline = time.monotonic() + VERIFY_FOR
+        last = "unchanged"
+        while True:
+            row = await self._look()
+            gone = row is None or row[1] is None or abs(row[1] - start) >= SAME_START
+            if self.mode == "terminate":
+                if gone:
+                    return Outcome(Result.VERIFIED, f"pid {pid}'s session has ended")
+                last = f"pid {pid} is still there ({row[6] if row else '?'})"
+            else:
+                if gone:
+                    return Outcome(Result.VERIFIED, f"pid {pid}'s session has ended altogether")
+                assert row is not None
+                state, now_q = row[6], row[8]
+                if state != "active" or now_q is None or q_start is None or now_q != q_start:
+                    return Outcome(
+                        Result.VERIFIED,
+                        f"pid {pid}'s query was cancelled; the session is {state}",
+                    )
+                last = f"pid {pid} is still running the same query"
+            if time.monotonic() >= deadline:
+                return Outcome(Result.NOT_VERIFIED, f"after {VERIFY_FOR:g}s {last}")
+            progress(f"waiting: {last}")
+            await asyncio.sleep(0.2)
+
+    async def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None and not conn.closed:
+            await conn.close()
+
+
+class CancelBackend(BackendAction):
+    """`pg_cancel_backend`: stop the running query, keep the session."""
+
+    def __init__(self, config: Config, pid: int, backend_start: float | None = None) -> None:
+        super().__init__(config, pid, "cancel", backend_start)
+
+
+class TerminateBackend(BackendAction):
+    """`pg_terminate_backend`: end the whole session."""
+
+    def __init__(self, config: Config, pid: int, backend_start: float | None = None) -> None:
+        super().__init__(config, pid, "terminate", backend_start)
+
+
+def parse_backend_start(text: str) -> float | None:
+    """Epoch seconds, or an ISO time (as shown in plans and the TUI); None if neither."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def from_cli(config: Config, args: argparse.Namespace) -> BackendAction:
+    text = getattr(args, "backend_start", None)
+    start = parse_backend_start(text) if text else None
+    cls = CancelBackend if args.command == "cancel" else TerminateBackend
+    action = cls(config, args.pid, start)
+    if text and start is None:
+        action.problem = f"--backend-start: expected epoch seconds or an ISO time, got {text!r}"
+    return action
+
+
+def _iso(epoch: float) -> str:
+    return (
+        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    )
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    s = int(seconds)
+    if s < 120:
+        return f"{seconds:.1f}s"
+    if s < 7200:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def _one_line(e: BaseException) -> str:
+    text = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    return text[0] if text else type(e).__name__

@@ -1,0 +1,239 @@
+"""`ultrawatch cancel PID` / `ultrawatch terminate PID` against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from collectors.config import parse_config
+from collectors.postgres import PostgresCollector
+from dashboard.actions.backend import BackendAction, TerminateBackend
+from dashboard.actions.base import ActionRefused
+from tests.conftest import run_cli
+
+
+def _config(pg_dsn: str) -> str:
+    return f"""
+[postgres]
+dsn = "{pg_dsn}"
+
+[[services]]
+name = "order-service"
+url = "http://127.0.0.1:9"
+pg_application_name = "order-service"
+connection_budget = 5
+"""
+
+
+@pytest.fixture
+def config_path(pg_dsn: str, write_config) -> Path:
+    return write_config(_config(pg_dsn))
+
+
+@pytest.fixture
+def victim(pg_dsn: str) -> Iterator[psycopg.Connection]:
+    conn = psycopg.connect(pg_dsn, application_name="order-service", autocommit=True)
+    yield conn
+    conn.close()
+
+
+def _session(pg_dsn: str, pid: int) -> tuple | None:
+    with psycopg.connect(pg_dsn, autocommit=True) as c:
+        return c.execute(
+            "select state, date_part('epoch', backend_start), query from pg_stat_activity "
+            "where pid = %s",
+            (pid,),
+        ).fetchone()
+
+
+def _wait_state(pg_dsn: str, pid: int, state: str) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        row = _session(pg_dsn, pid)
+        if row and row[0] == state:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"pid {pid} never became {state}")
+
+
+def _alive(conn: psycopg.Connection) -> bool:
+    try:
+        conn.execute("select 1")
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
+def _audit(config_path: Path) -> list[dict]:
+    path = config_path.parent / "audit.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_terminate_via_cli_ends_the_session_and_is_audited(
+    pg_dsn: str, config_path: Path, victim: psycopg.Connection
+) -> None:
+    pid = victim.info.backend_pid
+    victim.execute("begin")
+    victim.execute("select 1")  # idle in transaction, the classic thing to end
+    proc = run_cli("terminate", str(pid), "--yes", "--config", str(config_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "verified" in proc.stdout
+    # the plan named the session before acting
+    assert f"pid {pid}" in proc.stderr and "order-service" in proc.stderr
+    assert "idle in transaction" in proc.stderr
+    assert _session(pg_dsn, pid) is None
+    assert not _alive(victim)
+    (entry,) = _audit(config_path)
+    assert entry["action"] == "terminate"
+    assert entry["target"] == f"pid {pid}"
+    assert entry["outcome"] == "verified"
+    assert entry["params"]["pid"] == pid
+    assert entry["params"]["function"] == "pg_terminate_backend"
+    assert "query" not in entry["params"]  # query text is never logged
+
+
+def test_cancel_via_cli_stops_the_query_but_keeps_the_session(
+    pg_dsn: str, config_path: Path, victim: psycopg.Connection
+) -> None:
+    pid = victim.info.backend_pid
+    seen: list[BaseException] = []
+
+    def sleep() -> None:
+        try:
+            victim.execute("select pg_sleep(30)")
+        except psycopg.Error as e:
+            seen.append(e)
+
+    t = threading.Thread(target=sleep)
+    t.start()
+    _wait_state(pg_dsn, pid, "active")
+    proc = run_cli("cancel", str(pid), "--yes", "--config", str(config_path))
+    t.join(10)
+    assert proc.returncode == 0, proc.stderr
+    assert "cancelled" in proc.stdout
+    assert "pg_sleep(30)" in proc.stderr  # the plan showed the start of the query
+    assert seen and isinstance(seen[0], psycopg.errors.QueryCanceled)
+    assert _alive(victim)  # the session stays
+    (entry,) = _audit(config_path)
+    assert (entry["action"], entry["outcome"]) == ("cancel", "verified")
+    assert entry["params"]["function"] == "pg_cancel_backend"
+
+
+def test_cancel_refuses_an_idle_session(config_path: Path, victim: psycopg.Connection) -> None:
+    pid = victim.info.backend_pid
+    proc = run_cli("cancel", str(pid), "--yes", "--config", str(config_path))
+    assert proc.returncode == 1
+    assert "no running query to cancel" in proc.stderr
+    assert _alive(victim)
+
+
+def test_pid_reuse_is_refused_at_plan_time(
+    pg_dsn: str, config_path: Path, victim: psycopg.Connection
+) -> None:
+    pid = victim.info.backend_pid
+    row = _session(pg_dsn, pid)
+    assert row is not None
+    seen_start = row[1] - 60  # the engineer saw an earlier session with this pid
+    proc = run_cli(
+        "terminate",
+        str(pid),
+        "--backend-start",
+        str(seen_start),
+        "--yes",
+        "--config",
+        str(config_path),
+    )
+    assert proc.returncode == 1
+    assert "another session" in proc.stderr
+    assert _alive(victim)
+    # the right start time, as epoch seconds, is accepted
+    proc = run_cli(
+        "terminate", str(pid), "--backend-start", str(row[1]), "--yes", "--config", str(config_path)
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert not _alive(victim)
+
+
+def test_pid_reuse_guard_is_in_the_signalling_statement(
+    pg_dsn: str, victim: psycopg.Connection
+) -> None:
+    """Between plan and execute the pid changed hands: execute does nothing."""
+    config = parse_config(_config(pg_dsn))
+    pid = victim.info.backend_pid
+
+    async def go() -> None:
+        action = BackendAction(config, pid, "terminate")
+        try:
+            plan = await action.plan()
+            assert plan.params["backend_start"] is not None
+            moved = dataclasses.replace(
+                plan, params={**plan.params, "backend_start": plan.params["backend_start"] - 5}
+            )
+            with pytest.raises(ActionRefused, match="another session"):
+                await action.execute(moved, lambda _m: None)
+        finally:
+            await action.close()
+
+    asyncio.run(go())
+    assert _alive(victim)
+
+
+def test_refuses_ultrawatch_own_backends(pg_dsn: str, config_path: Path) -> None:
+    config = parse_config(_config(pg_dsn))
+
+    async def go() -> None:
+        monitor = PostgresCollector(config)
+        try:
+            (reading,) = await monitor.collect()
+            assert reading.ok
+            assert monitor.pid is not None
+            proc = await asyncio.to_thread(
+                run_cli, "terminate", str(monitor.pid), "--yes", "--config", str(config_path)
+            )
+            assert proc.returncode == 1
+            assert "ultrawatch's own backend" in proc.stderr
+            (again,) = await monitor.collect()  # the monitor is untouched
+            assert again.ok
+            # the action's own connection is refused too
+            action = TerminateBackend(config, 0)
+            conn = await action._connect()
+            action.pid = conn.info.backend_pid
+            with pytest.raises(ActionRefused, match="own backend"):
+                await action.plan()
+            await action.close()
+        finally:
+            await monitor.close()
+
+    asyncio.run(go())
+    (entry,) = _audit(config_path)
+    assert entry["outcome"] == "refused"
+
+
+def test_read_only_refuses_and_touches_nothing(
+    config_path: Path, victim: psycopg.Connection
+) -> None:
+    pid = victim.info.backend_pid
+    proc = run_cli("terminate", str(pid), "--yes", "--read-only", "--config", str(config_path))
+    assert proc.returncode == 1
+    assert "read-only" in proc.stderr
+    assert _alive(victim)
+
+
+def test_unknown_pid_and_bad_backend_start_are_refused(config_path: Path) -> None:
+    proc = run_cli("terminate", "999999", "--yes", "--config", str(config_path))
+    assert proc.returncode == 1
+    assert "no backend with pid 999999" in proc.stderr
+    proc = run_cli(
+        "terminate", "1", "--backend-start", "yesterday", "--yes", "--config", str(config_path)
+    )
+    assert proc.returncode == 1
+    assert "--backend-start" in proc.stderr
+    assert "Traceback" not in proc.stderr
