@@ -1,0 +1,351 @@
+"""Drain and undrain a service: a graceful restart that loses no in-flight work.
+
+Drain, per the service's `drain` config: POST `drain.path` with a short-lived admin
+JWT (HS256, role=admin, exp 60 s, signed with the secret the service holds now), or
+send `drain.signal` (default SIGTERM) to the local process. Then follow it: the
+draining state, active operations falling to zero, the process exiting (or the
+service coming back fresh under its supervisor), until `drain.timeout`; on timeout
+the engineer is told what is still running. Undrain POSTs `drain.undrain_path` and
+verifies `draining` is false again. Never imports textual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+from collectors.config import Config, DrainConfig, ServiceConfig
+from collectors.health_formats import parse_details, parse_health
+from collectors.http import Fetched, HttpClient
+from collectors.processes import find_pids
+from dashboard.actions.base import ActionRefused, Outcome, Plan, Progress, Result
+
+TOKEN_LIFETIME = 60  # seconds: the most DESIGN.md allows for an admin token
+UNDRAIN_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """One look at the service: its health answer, or that it did not answer."""
+
+    reachable: bool
+    draining: bool | None = None
+    active: int | None = None
+    status: str = "unknown"
+    error: str | None = None
+
+    def describe(self) -> str:
+        if not self.reachable:
+            return f"not answering ({self.error})"
+        parts = [f"health {self.status}"]
+        if self.draining is not None:
+            parts.append("draining" if self.draining else "not draining")
+        if self.active is not None:
+            parts.append(f"{self.active} active operation{'s' if self.active != 1 else ''}")
+        return ", ".join(parts)
+
+
+def admin_token(secret: str, algorithm: str = "HS256") -> str:
+    import jwt
+
+    now = int(time.time())
+    payload = {"sub": "ultrawatch", "role": "admin", "iat": now, "exp": now + TOKEN_LIFETIME}
+    return jwt.encode(payload, secret, algorithm=algorithm)
+
+
+def _signal_number(name: str) -> signal.Signals:
+    text = name.strip().upper()
+    if text.isdigit():
+        return signal.Signals(int(text))
+    try:
+        return signal.Signals[text if text.startswith("SIG") else "SIG" + text]
+    except KeyError:
+        raise ActionRefused(f"unknown signal {name!r} in drain.signal") from None
+
+
+class DrainAction:
+    def __init__(
+        self,
+        config: Config,
+        service: str,
+        *,
+        undrain: bool = False,
+        http: HttpClient | None = None,
+        poll_interval: float = 0.25,
+    ) -> None:
+        self.config = config
+        self.service_name = service
+        self.undrain = undrain
+        self.name = "undrain" if undrain else "drain"
+        self.poll_interval = poll_interval
+        self._own_http = http is None
+        self.http = http or HttpClient(config.http)
+        self._pids: list[tuple[int, float]] = []  # (pid, create_time) signalled
+        self._before: _Seen | None = None
+
+    # ----------------------------------------------------------------- helpers
+
+    def _service(self) -> tuple[ServiceConfig, DrainConfig]:
+        svc = self.config.service(self.service_name)
+        if svc is None:
+            known = ", ".join(s.name for s in self.config.services) or "none configured"
+            raise ActionRefused(f"no service named {self.service_name!r} (configured: {known})")
+        if svc.drain is None:
+            raise ActionRefused(
+                f"service {svc.name!r} has no drain configured "
+                '(services[].drain = { path = "/admin/drain" } or { signal = "SIGTERM" })'
+            )
+        return svc, svc.drain
+
+    async def _look(self, svc: ServiceConfig, timeout: float | None = None) -> _Seen:
+        f = await self.http.get(svc.url + svc.health_path, timeout=timeout)
+        if f.error is not None:
+            return _Seen(False, error=f.error)
+        h = parse_health(f.status, f.content_type, f.body, f.truncated)
+        return _Seen(
+            True,
+            draining=h.fields.get("draining"),
+            active=h.fields.get("activeOperations"),
+            status=h.status,
+        )
+
+    def _secret(self, service_fp: str | None) -> tuple[str, str]:
+        """(secret, which key) to sign with: the one the service holds now."""
+        from collectors.secret_store import StoreError, fingerprint, open_store
+
+        s = self.config.secrets
+        if s is None or not s.keys:
+            raise ActionRefused(
+                "draining over HTTP needs [secrets] (the store and key) to mint an admin token"
+            )
+        key = s.keys[0]
+        try:
+            store = open_store(s.store)
+            current = store.get(key)
+            previous = store.get(key + "_PREVIOUS")
+        except StoreError as e:
+            raise ActionRefused(f"cannot read the secrets store: {e}") from None
+        # During a rotation the service may still hold the previous secret.
+        if previous and service_fp and fingerprint(previous) == service_fp:
+            return previous, key + "_PREVIOUS"
+        if not current:
+            raise ActionRefused(f"{key} is not in the secrets store: cannot mint an admin token")
+        return current, key
+
+    async def _service_fingerprint(self, svc: ServiceConfig) -> str | None:
+        if "/health/security" not in svc.detail_paths:
+            return None
+        f = await self.http.get(svc.url + "/health/security")
+        sec = parse_details(f.status, f.body, f.truncated).get("security") or {}
+        return sec.get("accessKeyFingerprint")
+
+    def _signal_targets(self, svc: ServiceConfig) -> list[tuple[int, float]]:
+        m = svc.process
+        if m is None:
+            raise ActionRefused(
+                f"drain by signal needs services[{svc.name}].process to find the process"
+            )
+        pids, why = find_pids(cmdline=m.cmdline, pid=m.pid, pidfile=m.pidfile)
+        if not pids:
+            raise ActionRefused(f"no process to signal: {why}")
+        out = []
+        for pid in pids:
+            try:
+                p = psutil.Process(pid)
+                # Signal only the top of a process tree: its children follow it.
+                if p.ppid() in pids:
+                    continue
+                out.append((pid, p.create_time()))
+            except psutil.Error:
+                continue
+        if not out:
+            raise ActionRefused("the matched processes exited before they could be signalled")
+        return out
+
+    # ---------------------------------------------------------------- protocol
+
+    async def plan(self) -> Plan:
+        svc, drain = self._service()
+        seen = await self._look(svc)
+        self._before = seen
+        url = svc.url + svc.health_path
+        details = [("service", svc.name), ("url", url), ("now", seen.describe())]
+        params: dict[str, Any] = {"service": svc.name, "url": svc.url}
+        if self.undrain:
+            if drain.path is None:
+                raise ActionRefused(
+                    f"{svc.name} drains by signal: its process exits; restart it instead"
+                )
+            if not seen.reachable:
+                raise ActionRefused(f"{svc.name} is not answering: {seen.error}")
+            details.append(("will", f"POST {drain.undrain_path} with a 60 s admin token"))
+            params.update(method="http", path=drain.undrain_path)
+            return Plan(
+                "undrain",
+                svc.name,
+                f"let {svc.name} take work again (POST {drain.undrain_path})",
+                details,
+                params,
+                confirm_name=svc.name,
+                dangerous=False,
+            )
+        if drain.path is not None:
+            if not seen.reachable:
+                raise ActionRefused(f"{svc.name} is not answering, cannot drain it: {seen.error}")
+            how = f"POST {drain.path} with a 60 s admin token"
+            params.update(method="http", path=drain.path)
+        else:
+            sig = _signal_number(drain.signal or "SIGTERM")
+            self._pids = self._signal_targets(svc)
+            pids = ", ".join(str(p) for p, _ in self._pids)
+            how = f"send {sig.name} to pid {pids}"
+            params.update(method="signal", signal=sig.name, pids=[p for p, _ in self._pids])
+        details += [
+            ("will", how),
+            ("then", f"wait up to {drain.timeout:g} s for in-flight work to finish and exit"),
+        ]
+        if seen.active is not None:
+            params["active_operations"] = seen.active
+        return Plan(
+            "drain",
+            svc.name,
+            f"drain {svc.name}: stop taking work, finish in-flight work, exit ({how})",
+            details,
+            params,
+            confirm_name=svc.name,
+            dangerous=True,
+        )
+
+    async def execute(self, plan: Plan, progress: Progress) -> None:
+        svc, drain = self._service()
+        if plan.params.get("method") == "signal":
+            sig = _signal_number(drain.signal or "SIGTERM")
+            for pid, created in self._pids:
+                try:
+                    if psutil.Process(pid).create_time() != created:
+                        raise ActionRefused(f"pid {pid} is now another process; not signalled")
+                except psutil.NoSuchProcess:
+                    progress(f"pid {pid} already exited")
+                    continue
+                os.kill(pid, sig)
+                progress(f"sent {sig.name} to pid {pid}")
+            return
+        path = plan.params["path"]
+        secret, key = self._secret(await self._service_fingerprint(svc))
+        token = admin_token(
+            secret, self.config.secrets.algorithm if self.config.secrets else "HS256"
+        )
+        del secret
+        f = await self.http.post(svc.url + path, headers={"Authorization": f"Bearer {token}"})
+        _raise_for(f, path)
+        progress(f"POST {path}: HTTP {f.status} (token signed with {key})")
+
+    async def verify(self, plan: Plan, progress: Progress) -> Outcome:
+        svc, drain = self._service()
+        if self.undrain:
+            return await self._verify_undrain(svc, progress)
+        deadline = time.monotonic() + drain.timeout
+        before = self._before.active if self._before else None
+        saw_draining = False
+        last = ""
+        seen = _Seen(False, error="not looked yet")
+        max_active = before
+        t0 = time.monotonic()
+        while True:
+            seen = await self._look(svc, timeout=min(2.0, self.config.http.timeout))
+            alive = self._alive() if plan.params.get("method") == "signal" else None
+            if seen.reachable and seen.draining:
+                saw_draining = True
+            if seen.active is not None:
+                max_active = max(max_active or 0, seen.active)
+            line = seen.describe() + (f"; {len(alive)} process(es) alive" if alive else "")
+            if line != last:
+                progress(line)
+                last = line
+            took = f"{time.monotonic() - t0:.1f} s"
+            ops = f"{max_active} -> 0" if max_active is not None else ""
+            if alive is not None and not alive:
+                pids = ", ".join(str(p) for p, _ in self._pids)
+                return Outcome(
+                    Result.VERIFIED,
+                    f"{svc.name} drained: pid {pids} exited after {took}",
+                    [("active operations", ops or "not reported"), ("exit code", _exit_note())],
+                )
+            if alive is None and not seen.reachable and saw_draining:
+                return Outcome(
+                    Result.VERIFIED,
+                    f"{svc.name} drained and stopped answering after {took}",
+                    [("active operations", ops or "not reported"), ("last", seen.describe())],
+                )
+            if alive is None and seen.reachable and saw_draining and seen.draining is False:
+                return Outcome(
+                    Result.VERIFIED,
+                    f"{svc.name} drained and came back fresh after {took} (draining false)",
+                    [("active operations", ops or "not reported")],
+                )
+            if time.monotonic() >= deadline:
+                still = [seen.describe()]
+                if alive:
+                    still.append("pid " + ", ".join(str(p) for p in alive) + " still running")
+                return Outcome(
+                    Result.NOT_VERIFIED,
+                    f"{svc.name} not drained within {drain.timeout:g} s: " + "; ".join(still),
+                    [("draining seen", "yes" if saw_draining else "no")],
+                )
+            await asyncio.sleep(self.poll_interval)
+
+    async def _verify_undrain(self, svc: ServiceConfig, progress: Progress) -> Outcome:
+        deadline = time.monotonic() + UNDRAIN_TIMEOUT
+        while True:
+            seen = await self._look(svc, timeout=2.0)
+            progress(seen.describe())
+            if seen.reachable and seen.draining is False:
+                return Outcome(Result.VERIFIED, f"{svc.name} is taking work: {seen.describe()}")
+            if time.monotonic() >= deadline:
+                return Outcome(
+                    Result.NOT_VERIFIED,
+                    f"{svc.name} still not taking work after {UNDRAIN_TIMEOUT:g} s: "
+                    + seen.describe(),
+                )
+            await asyncio.sleep(self.poll_interval)
+
+    def _alive(self) -> list[int]:
+        out = []
+        for pid, created in self._pids:
+            try:
+                p = psutil.Process(pid)
+                if p.create_time() == created and p.status() != psutil.STATUS_ZOMBIE:
+                    out.append(pid)
+            except psutil.Error:
+                continue
+        return out
+
+    async def close(self) -> None:
+        if self._own_http:
+            await self.http.aclose()
+
+
+def _exit_note() -> str:
+    # Only a parent can read a process's exit status; ultrawatch is not the parent.
+    return "not visible to ultrawatch (the process is not its child)"
+
+
+def _raise_for(f: Fetched, path: str) -> None:
+    if f.error is not None:
+        raise RuntimeError(f"POST {path} failed: {f.error}")
+    if f.status in (401, 403):
+        raise RuntimeError(f"POST {path}: the service refused the admin token (HTTP {f.status})")
+    if f.status is None or not 200 <= f.status < 300:
+        text = f.body[:200].decode("utf-8", "replace").strip()
+        raise RuntimeError(f"POST {path}: HTTP {f.status} {text}".strip())
+
+
+def from_cli(config: Config, args: argparse.Namespace) -> DrainAction:
+    return DrainAction(config, args.service, undrain=args.command == "undrain")
