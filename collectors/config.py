@@ -313,6 +313,7 @@ class SecretsConfig(_Section):
     wordlist: str | None = None
     access_token_lifetime: Duration | None = None
     grace_period: Duration | None = None  # default: access_token_lifetime, else 15m
+    verify_timeout: Duration = Duration(10)  # rotation waits this long for services' new key
 
 
 class ActionsConfig(_Section):

@@ -143,3 +143,23 @@ def assert_no_secret(values: list[str | None], *texts: str) -> None:
         for i, text in enumerate(texts):
             if value in text:  # not `assert ... in`: pytest would print the value
                 pytest.fail(f"secret {fingerprint(value)} leaked into output #{i}")
+
+
+def main() -> None:
+    """Run one service as a local process: `python -m tests.jwt_service STORE`.
+
+    Prints its URL, re-reads the store on SIGHUP (the `reload = {signal}` path).
+    """
+    import signal
+    import sys
+
+    service = JwtService(Path(sys.argv[1]))
+    signal.signal(signal.SIGHUP, lambda *_: service.load())
+    with running(service) as url:
+        print(url, flush=True)
+        while True:
+            signal.pause()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,612 @@
+"""Rotate JWT secrets without logging anyone out and without ever losing the old one.
+
+Rotate: plan -> generate (secrets.token_urlsafe, 64 bytes) -> write the store
+atomically with the old value kept as <KEY>_PREVIOUS and <KEY>_ROTATED_AT set ->
+tell the services (POST reload with an admin JWT minted from the secret they
+hold now, or a signal to the local process) -> verify every service reports the
+new fingerprint. Finish (--finish): once the grace period is over and every
+service is on the new key, drop <KEY>_PREVIOUS.
+
+Crash safety: the store is replaced by one rename (dotenv) or file by file with
+the previous secret and the rotation time written first (dir), so a SIGKILL at
+any step leaves a parseable store holding the old or the new secret and the
+previous one. ULTRAWATCH_FAULT=rotate:<step> kills the process at <step> (tests).
+
+Secret values live only in locals here; plans, progress, audit lines and
+outcomes carry key names, lengths and fingerprints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import signal
+import time
+import warnings
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from collectors.config import Config, ReloadConfig, SecretsConfig, ServiceConfig, format_duration
+from collectors.http import HttpClient
+from collectors.secret_store import (
+    SecretStore,
+    StoreError,
+    StoreLocked,
+    fault_point,
+    fingerprint,
+    open_store,
+)
+from collectors.secrets import (
+    PREVIOUS,
+    ROTATED_AT,
+    SECURITY_PATH,
+    fetch_fingerprints,
+    grace_period,
+    iso_now,
+    parse_time,
+)
+from dashboard.actions.audit import AuditLog
+from dashboard.actions.base import ActionRefused, Outcome, Plan, Progress, Result
+
+NEW_SECRET_BYTES = 64  # >= the HS512 minimum; token_urlsafe makes 86 characters
+
+
+@dataclass(eq=False)
+class _Told:
+    """One service to tell about the new secret, and what it reported."""
+
+    svc: ServiceConfig
+    how: str  # "http" | "signal"
+    path: str | None = None
+    signal_name: str | None = None
+    verifiable: bool = False  # publishes its fingerprints at /health/security
+    result: str = "not told"
+    told_ok: bool = False
+    fingerprint: str | None = None
+    refresh: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class _State:
+    mode: str = "rotate"  # "rotate" | "resume" | "finish" | "dry-run"
+    keys: list[str] = field(default_factory=list)
+    old_fp: dict[str, str | None] = field(default_factory=dict)
+    new_fp: dict[str, str] = field(default_factory=dict)
+    told: list[_Told] = field(default_factory=list)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _signal_number(name: str) -> int:
+    n = name.upper()
+    n = n if n.startswith("SIG") else "SIG" + n
+    try:
+        return int(signal.Signals[n])
+    except KeyError:
+        raise ActionRefused(f"unknown signal {name!r} in a service's reload config") from None
+
+
+def _pids(svc: ServiceConfig) -> list[int]:
+    """The local process(es) of a service, from its `process` match."""
+    m = svc.process
+    if m is None:
+        return []
+    if m.pid is not None:
+        return [m.pid]
+    if m.pidfile is not None:
+        try:
+            return [int(open(os.path.expanduser(m.pidfile)).read().split()[0])]
+        except (OSError, ValueError, IndexError):
+            return []
+    import psutil
+
+    pattern = re.compile(m.cmdline or "")
+    out = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        if p.info["pid"] == os.getpid():
+            continue
+        cmd = " ".join(p.info["cmdline"] or [])
+        if cmd and pattern.search(cmd):
+            out.append(p.info["pid"])
+    return out
+
+
+class RotateSecret:
+    name = "rotate-secret"
+
+    def __init__(
+        self,
+        config: Config,
+        keys: list[str] | None = None,
+        finish: bool = False,
+        dry_run: bool = False,
+    ) -> None:
+        self.config = config
+        self.requested = list(keys or [])
+        self.finish = finish
+        self.dry_run = dry_run
+        self.http = HttpClient(config.http)
+        self.audit = AuditLog(config.audit_log_path)
+        self.state = _State()
+
+    @property
+    def settings(self) -> SecretsConfig:
+        if self.config.secrets is None:
+            raise ActionRefused("no [secrets] section in the configuration: nothing to rotate")
+        return self.config.secrets
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    # ------------------------------------------------------------------ plan
+
+    async def plan(self) -> Plan:
+        s = self.settings
+        unknown = [k for k in self.requested if k not in s.keys]
+        if unknown:
+            raise ActionRefused(
+                f"{', '.join(unknown)} is not a configured secret (secrets.keys: "
+                f"{', '.join(s.keys)})"
+            )
+        keys = self.requested or list(s.keys)
+        store = self._store()
+        if not store.writable:
+            raise ActionRefused(
+                f"the {store.kind!r} secret store is read-only: change the secret where the "
+                "environment is defined, or configure a dotenv or dir store"
+            )
+        values = self._read(store, list(s.keys))
+        told = self._told()
+        await self._observe(told)
+        self.state = _State(keys=keys, told=told)
+        self.state.old_fp = {k: _fp(values.get(k)) for k in keys}
+        if self.finish:
+            return self._plan_finish(store, keys, values)
+        return self._plan_rotate(store, keys, values)
+
+    def _plan_rotate(self, store: SecretStore, keys: list[str], values: dict[str, str]) -> Plan:
+        s = self.settings
+        grace = grace_period(s)
+        now = time.time()
+        access = s.keys[0]
+        prev_fp = _fp(values.get(access + PREVIOUS))
+        # Services still on the previous key: the last rotation did not reach them.
+        # Telling them again (resume) is safe; generating another secret is not.
+        cur_fp = _fp(values.get(access))
+        lagging = [
+            t.svc.name
+            for t in self.state.told
+            if prev_fp and t.fingerprint == prev_fp and prev_fp != cur_fp
+        ]
+        mode = "resume" if lagging else "rotate"
+        for key in keys if mode == "rotate" else []:
+            rotated = parse_time(values.get(key + ROTATED_AT))
+            if rotated is None or now - rotated >= grace:
+                continue
+            raise ActionRefused(
+                f"{key} was rotated {format_duration(now - rotated)} ago ({_iso(rotated)}); "
+                f"the grace period ({format_duration(grace)}) runs until "
+                f"{_iso(rotated + grace)}. Tokens signed with the secret before it may still "
+                "be in use, and rotating again would drop that secret and log those users "
+                "out. Rotate again after the grace period."
+            )
+        self.state.mode = "dry-run" if self.dry_run else mode
+        details: list[tuple[str, str]] = [("store", _describe(store))]
+        for key in keys:
+            v = values.get(key)
+            now_text = f"{len(v.encode())} bytes, {_fp(v)}" if v is not None else "not set yet"
+            if mode == "resume":
+                details.append((key, f"already rotated ({now_text}); services told again"))
+            else:
+                details.append(
+                    (
+                        key,
+                        f"{now_text} -> new {NEW_SECRET_BYTES}-byte random secret; old kept "
+                        f"as {key}{PREVIOUS}",
+                    )
+                )
+        details.append(("services told", self._told_text() or "none configured"))
+        if mode == "resume":
+            details.append(("waiting for", ", ".join(lagging)))
+        details.append(("grace period", format_duration(grace)))
+        details.append(("then", "ultrawatch rotate-secret --finish (drops the previous secret)"))
+        if self.dry_run:
+            summary = "dry run: show the rotation plan; nothing will be changed"
+        elif mode == "resume":
+            summary = (
+                f"resume the interrupted rotation of {', '.join(keys)}: tell "
+                f"{', '.join(lagging)} to reload the new secret"
+            )
+        else:
+            summary = (
+                f"generate new {', '.join(keys)}, keep the old as previous for "
+                f"{format_duration(grace)}, tell {len(self.state.told)} service(s) to reload"
+            )
+        return Plan(
+            action=self.name,
+            target=", ".join(keys),
+            summary=summary,
+            details=details,
+            params=self._params(store, grace),
+            confirm_name=keys[0],
+            dangerous=not self.dry_run,
+        )
+
+    def _plan_finish(self, store: SecretStore, keys: list[str], values: dict[str, str]) -> Plan:
+        s = self.settings
+        grace = grace_period(s)
+        now = time.time()
+        open_keys = [k for k in keys if values.get(k + PREVIOUS) is not None]
+        if not open_keys:
+            raise ActionRefused(
+                f"no rotation to finish: the store holds no "
+                f"{' / '.join(k + PREVIOUS for k in keys)}"
+            )
+        for key in open_keys:
+            rotated = parse_time(values.get(key + ROTATED_AT))
+            if rotated is not None and now - rotated < grace:
+                raise ActionRefused(
+                    f"the grace period of {key} runs until {_iso(rotated + grace)} "
+                    f"({format_duration(rotated + grace - now)} from now): tokens signed with "
+                    "the previous secret may still be valid, and dropping it would log "
+                    "their users out"
+                )
+        not_ready = self._not_on_current(values)
+        if not_ready:
+            raise ActionRefused(
+                "cannot drop the previous secret while a service may still use it: "
+                + "; ".join(not_ready)
+            )
+        self.state.keys = open_keys
+        self.state.mode = "dry-run" if self.dry_run else "finish"
+        details = [("store", _describe(store))]
+        for key in open_keys:
+            details.append((key + PREVIOUS, f"{_fp(values[key + PREVIOUS])} will be deleted"))
+        details.append(("services", self._told_text() or "none configured"))
+        summary = (
+            "dry run: show the finish plan; nothing will be changed"
+            if self.dry_run
+            else f"drop the previous secret of {', '.join(open_keys)}; every service is on "
+            "the new one"
+        )
+        return Plan(
+            action=self.name,
+            target=", ".join(open_keys),
+            summary=summary,
+            details=details,
+            params=self._params(store, grace),
+            confirm_name=open_keys[0],
+            dangerous=not self.dry_run,
+        )
+
+    def _not_on_current(self, values: dict[str, str]) -> list[str]:
+        """Why each verifiable service may still need the previous secret."""
+        out = []
+        for t in self.state.told:
+            if not t.verifiable:
+                continue
+            if t.error:
+                out.append(f"{t.svc.name}: cannot read its key ({t.error})")
+            elif not self._matches(t, values):
+                out.append(f"{t.svc.name} still reports {t.fingerprint}")
+        return out
+
+    def _matches(self, t: _Told, values: dict[str, str]) -> bool:
+        s = self.settings
+        if t.error or t.fingerprint != _fp(values.get(s.keys[0])):
+            return False
+        if len(s.keys) > 1 and t.refresh is not None:
+            return t.refresh == _fp(values.get(s.keys[1]))
+        return True
+
+    # --------------------------------------------------------------- execute
+
+    async def execute(self, plan: Plan, progress: Progress) -> None:
+        st = self.state
+        if st.mode == "dry-run":
+            progress("dry run: nothing changed")
+            return
+        self._step("start", plan, f"{st.mode} started")
+        fault_point("rotate", "planned")
+        store = self._store()
+        if st.mode == "rotate":
+            self._rotate_store(store, plan, progress)
+            await self._notify(store, plan, progress, use_previous=True)
+            fault_point("rotate", "notified")
+        elif st.mode == "resume":
+            await self._notify(store, plan, progress, use_previous=True)
+            fault_point("rotate", "notified")
+        else:
+            self._finish_store(store, plan, progress)
+            # the services re-read the store and forget the previous secret
+            await self._notify(store, plan, progress, use_previous=False)
+
+    def _rotate_store(self, store: SecretStore, plan: Plan, progress: Progress) -> None:
+        st = self.state
+        try:
+            with store.lock():
+                values = self._read(store, st.keys)
+                changed = [k for k in st.keys if _fp(values.get(k)) != st.old_fp.get(k)]
+                if changed:
+                    raise ActionRefused(
+                        f"the store changed since the plan ({', '.join(changed)}): "
+                        "run the rotation again to see the new state"
+                    )
+                stamp = iso_now()
+                updates: dict[str, str | None] = {}
+                for key in st.keys:
+                    old = values.get(key)
+                    new = secrets.token_urlsafe(NEW_SECRET_BYTES)
+                    if old is not None:
+                        updates[key + PREVIOUS] = old
+                    updates[key + ROTATED_AT] = stamp
+                    updates[key] = new
+                    st.new_fp[key] = fingerprint(new)
+                fault_point("rotate", "generated")
+                store.write(updates)
+                del updates, values
+                fault_point("rotate", "written")
+        except StoreLocked as e:
+            raise ActionRefused(str(e)) from None
+        text = ", ".join(f"{k} {st.old_fp.get(k) or 'unset'} -> {st.new_fp[k]}" for k in st.keys)
+        self._step("written", plan, f"store written: {text}; previous kept")
+        progress(f"store written: {text}; previous kept")
+
+    def _finish_store(self, store: SecretStore, plan: Plan, progress: Progress) -> None:
+        st = self.state
+        try:
+            with store.lock():
+                values = self._read(store, st.keys)
+                # re-check under the lock: a service may have fallen back meanwhile
+                if any(_fp(values.get(k)) != st.old_fp.get(k) for k in st.keys):
+                    raise ActionRefused("the store changed since the plan: run --finish again")
+                store.write({k + PREVIOUS: None for k in st.keys})
+                fault_point("finish", "written")
+        except StoreLocked as e:
+            raise ActionRefused(str(e)) from None
+        names = ", ".join(k + PREVIOUS for k in st.keys)
+        self._step("written", plan, f"dropped {names}")
+        progress(f"dropped {names}")
+
+    async def _notify(
+        self, store: SecretStore, plan: Plan, progress: Progress, *, use_previous: bool
+    ) -> None:
+        """Tell each service to reload, with an admin token it can verify now."""
+        st = self.state
+        if not st.told:
+            return
+        access = self.settings.keys[0]
+        values = self._read(store, [access])
+        signing = values.get(access + PREVIOUS) if use_previous else None
+        if signing is None or access not in st.keys:
+            signing = values.get(access)
+        for i, t in enumerate(st.told):
+            if i:
+                fault_point("rotate", "notifying")
+            if t.how == "signal":
+                t.result, t.told_ok = self._signal(t)
+            else:
+                token = _admin_token(signing, self.settings.algorithm) if signing else None
+                t.result, t.told_ok = await self._post_reload(t, token)
+            progress(f"{t.svc.name}: {t.result}")
+        del signing, values
+        self._step("notified", plan, "; ".join(f"{t.svc.name}: {t.result}" for t in st.told))
+
+    async def _post_reload(self, t: _Told, token: str | None) -> tuple[str, bool]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        f = await self.http.post(t.svc.url + (t.path or ""), headers=headers, max_body=64 * 1024)
+        if f.error:
+            return f"reload request failed: {f.error}", False
+        if f.status is not None and 200 <= f.status < 300:
+            return f"reload accepted (HTTP {f.status})", True
+        if f.status in (401, 403):
+            return f"reload refused our admin token (HTTP {f.status})", False
+        return f"reload answered HTTP {f.status}", False
+
+    def _signal(self, t: _Told) -> tuple[str, bool]:
+        signo = _signal_number(t.signal_name or "SIGHUP")
+        pids = _pids(t.svc)
+        if not pids:
+            return "no local process found to signal", False
+        sent = []
+        for pid in pids:
+            try:
+                os.kill(pid, signo)
+                sent.append(str(pid))
+            except OSError as e:
+                return f"{signal.Signals(signo).name} to pid {pid} failed: {e.strerror}", False
+        return f"{signal.Signals(signo).name} sent to pid {', '.join(sent)}", True
+
+    # ---------------------------------------------------------------- verify
+
+    async def verify(self, plan: Plan, progress: Progress) -> Outcome:
+        st = self.state
+        if st.mode == "dry-run":
+            return Outcome(Result.VERIFIED, "dry run: nothing was changed", plan.details)
+        store = self._store()
+        values = self._read(store, self.settings.keys)
+        if st.mode == "rotate":
+            wrong = [k for k in st.keys if _fp(values.get(k)) != st.new_fp.get(k)]
+            lost = [
+                k
+                for k in st.keys
+                if st.old_fp.get(k) and _fp(values.get(k + PREVIOUS)) != st.old_fp[k]
+            ]
+            if wrong or lost:
+                return Outcome(
+                    Result.ERROR,
+                    "the store does not hold what was written: "
+                    + ", ".join(
+                        [
+                            *(f"{k} differs" for k in wrong),
+                            *(f"{k}{PREVIOUS} differs" for k in lost),
+                        ]
+                    ),
+                )
+        if st.mode == "finish":
+            left = [k + PREVIOUS for k in st.keys if values.get(k + PREVIOUS) is not None]
+            if left:
+                return Outcome(Result.NOT_VERIFIED, f"{', '.join(left)} still in the store")
+        # Poll until every service that can tell us reports the store's current key.
+        deadline = time.monotonic() + float(self.settings.verify_timeout)
+        checkable = [t for t in st.told if t.verifiable]
+        while True:
+            await self._observe(checkable)
+            behind = [t for t in checkable if not self._matches(t, values)]
+            if not behind or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.3)
+        fault_point("rotate", "verified")
+        access = self.settings.keys[0]
+        want = _fp(values.get(access))
+        details: list[tuple[str, str]] = []
+        for t in st.told:
+            if not t.verifiable:
+                details.append((t.svc.name, f"{t.result}; cannot verify (no {SECURITY_PATH})"))
+            elif t in behind:
+                seen = t.fingerprint or f"unreadable ({t.error})"
+                details.append((t.svc.name, f"NOT on the new key: reports {seen}; {t.result}"))
+            else:
+                details.append((t.svc.name, f"ok: reports {want}"))
+        for key in st.keys:
+            prev = values.get(key + PREVIOUS)
+            details.append(
+                (key, f"{_fp(values.get(key))}" + (f", previous {_fp(prev)} kept" if prev else ""))
+            )
+        grace_end = self._grace_end(values)
+        if behind:
+            names = ", ".join(t.svc.name for t in behind)
+            what = "still uses" if st.mode == "finish" else "did not take"
+            return Outcome(
+                Result.NOT_VERIFIED,
+                f"{names} {what} the new key; the previous secret stays in the store so it "
+                "keeps working. Make it reload, then run `ultrawatch rotate-secret` again "
+                "to tell it again.",
+                details,
+            )
+        if st.mode == "finish":
+            return Outcome(
+                Result.VERIFIED,
+                f"previous secret of {', '.join(st.keys)} dropped; "
+                f"{len(checkable)} service(s) confirmed on the current key",
+                details,
+            )
+        after = f" after {_iso(grace_end)}" if grace_end else ""
+        return Outcome(
+            Result.VERIFIED,
+            f"rotated {', '.join(st.keys)}: {len(checkable)} service(s) confirmed the new key; "
+            f"the previous secret is kept for the grace period: run "
+            f"`ultrawatch rotate-secret --finish`{after}",
+            details,
+        )
+
+    # --------------------------------------------------------------- helpers
+
+    def _store(self) -> SecretStore:
+        try:
+            return open_store(self.settings.store)
+        except StoreError as e:
+            raise ActionRefused(str(e)) from None
+
+    def _read(self, store: SecretStore, keys: list[str]) -> dict[str, str]:
+        wanted = {k + suffix for k in keys for suffix in ("", PREVIOUS, ROTATED_AT)}
+        if store.kind == "dotenv":
+            everything = store.items()  # one read: a consistent view of the file
+            return {k: everything[k] for k in wanted if k in everything}
+        return {k: v for k in wanted if (v := store.get(k)) is not None}
+
+    def _grace_end(self, values: dict[str, str]) -> float | None:
+        times = [parse_time(values.get(k + ROTATED_AT)) for k in self.state.keys]
+        known = [t for t in times if t is not None]
+        return max(known) + grace_period(self.settings) if known else None
+
+    def _told(self) -> list[_Told]:
+        out = []
+        for svc in self.config.services:
+            verifiable = SECURITY_PATH in svc.detail_paths
+            if svc.reload is None and not verifiable:
+                continue  # a service without JWT keys
+            reload = svc.reload or ReloadConfig()
+            if reload.signal:
+                out.append(_Told(svc, "signal", signal_name=reload.signal, verifiable=verifiable))
+            elif reload.path:
+                out.append(_Told(svc, "http", path=reload.path, verifiable=verifiable))
+        return out
+
+    def _told_text(self) -> str:
+        parts = []
+        for t in self.state.told:
+            how = f"POST {t.path}" if t.how == "http" else f"{t.signal_name} to its process"
+            parts.append(f"{t.svc.name} ({how})")
+        return ", ".join(parts)
+
+    async def _observe(self, told: list[_Told]) -> None:
+        timeout = min(float(self.config.http.timeout), 3.0)
+        checkable = [t for t in told if t.verifiable]
+        got = await asyncio.gather(
+            *(fetch_fingerprints(self.http, t.svc, timeout) for t in checkable)
+        )
+        for t, g in zip(checkable, got, strict=True):
+            t.error = g.get("error")
+            t.fingerprint = g.get("access")
+            t.refresh = g.get("refresh")
+
+    def _params(self, store: SecretStore, grace: float) -> dict[str, Any]:
+        st = self.state
+        return {
+            "mode": st.mode,
+            "keys": list(st.keys),
+            "store": _describe(store),
+            "services": [t.svc.name for t in st.told],
+            "grace_period_s": grace,
+            "fingerprints_before": [f"{k}={st.old_fp.get(k) or 'unset'}" for k in st.keys],
+        }
+
+    def _step(self, step: str, plan: Plan, message: str) -> None:
+        """One audit line per step, so a crash still leaves a trail (no values)."""
+        self.audit.append(
+            action=self.name,
+            target=plan.target,
+            outcome=f"step:{step}",
+            params={
+                "mode": self.state.mode,
+                "keys": list(self.state.keys),
+                "fingerprints_after": [f"{k}={v}" for k, v in self.state.new_fp.items()],
+            },
+            message=message,
+        )
+
+
+def _fp(value: str | None) -> str | None:
+    return fingerprint(value) if value is not None else None
+
+
+def _describe(store: SecretStore) -> str:
+    return f"{store.kind} {store.path}" if store.path else f"{store.kind} (environment)"
+
+
+def _admin_token(key: str, algorithm: str) -> str:
+    """An admin JWT for /admin/* calls: role=admin, valid for 30 s."""
+    import jwt
+
+    now = int(time.time())
+    payload = {"sub": "ultrawatch", "role": "admin", "iat": now, "exp": now + 30}
+    with warnings.catch_warnings():  # rotating away from a short key: it still signs
+        warnings.simplefilter("ignore")
+        return jwt.encode(payload, key, algorithm=algorithm)
+
+
+def from_cli(config: Config, args: Any) -> RotateSecret:
+    key = getattr(args, "key", None)
+    return RotateSecret(
+        config,
+        keys=[key] if key else None,
+        finish=bool(getattr(args, "finish", False)),
+        dry_run=bool(getattr(args, "dry_run", False)),
+    )

@@ -1,0 +1,334 @@
+"""`ultrawatch rotate-secret` against real store files and real HTTP services.
+
+Every test scans what the tool printed and audited for every secret value it
+handled (old and new), and fails if one is there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from collectors.config import parse_config
+from collectors.secret_store import fingerprint, parse_dotenv
+from dashboard.actions.base import ActionRunner, Result
+from dashboard.actions.rotate_secret import RotateSecret
+from tests.conftest import run_cli
+from tests.jwt_service import JwtService, assert_no_secret, running
+
+KEYS = ("JWT_SECRET", "JWT_REFRESH_SECRET")
+
+
+def strong() -> str:
+    return secrets.token_urlsafe(48)
+
+
+class World:
+    """A dotenv store, services on it, a config, and everything the tool emitted."""
+
+    def __init__(self, tmp_path: Path, write_config, urls: list[str], extra: str = "") -> None:
+        self.tmp = tmp_path
+        self.env = tmp_path / "ultramarket.env"
+        services = "".join(
+            f'\n[[services]]\nname = "svc-{i}"\nurl = "{u}"\ndetail_paths = ["/health/security"]\n'
+            for i, u in enumerate(urls)
+        )
+        self.config_path = write_config(
+            services + f'\n[secrets]\nstore = {{ kind = "dotenv", path = "{self.env}" }}\n{extra}\n'
+        )
+        self.audit = tmp_path / "audit.jsonl"
+        self.outputs: list[str] = []
+        self.seen: list[str] = []  # every secret value that was ever in the store
+
+    def values(self) -> dict[str, str]:
+        values = parse_dotenv(self.env.read_text())
+        for k, v in values.items():
+            if not k.endswith("_ROTATED_AT") and v not in self.seen:
+                self.seen.append(v)
+        return values
+
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        proc = run_cli("rotate-secret", "--config", str(self.config_path), *args, env=env)
+        self.outputs += [proc.stdout, proc.stderr]
+        return proc
+
+    def assert_clean(self) -> None:
+        self.values()
+        audit = self.audit.read_text() if self.audit.exists() else ""
+        assert_no_secret(self.seen, *self.outputs, audit)
+
+
+def write_store(path: Path, access: str, refresh: str) -> None:
+    path.write_text(
+        f"# UltraMarket\nNODE_ENV=production\nJWT_SECRET={access}\nJWT_REFRESH_SECRET={refresh}\n"
+    )
+
+
+@contextlib.contextmanager
+def services(env: Path, n: int = 2, **kw: object) -> Iterator[tuple[list[JwtService], list[str]]]:
+    svcs = [JwtService(env, **kw) for _ in range(n)]  # type: ignore[arg-type]
+    with contextlib.ExitStack() as stack:
+        urls = [stack.enter_context(running(s)) for s in svcs]
+        yield svcs, urls
+
+
+def test_rotate_tells_services_keeps_previous_and_refuses_a_second_rotation(
+    tmp_path: Path, write_config
+) -> None:
+    old_a, old_r = strong(), strong()
+    env = tmp_path / "ultramarket.env"
+    write_store(env, old_a, old_r)
+    env.chmod(0o640)
+    with services(env) as (svcs, urls):
+        w = World(tmp_path, write_config, urls, 'grace_period = "10m"')
+        w.values()
+        proc = w.cli("--yes")
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+        v = w.values()
+        assert v["JWT_SECRET"] != old_a and len(v["JWT_SECRET"]) >= 86
+        assert v["JWT_REFRESH_SECRET"] != old_r and v["JWT_REFRESH_SECRET"] != v["JWT_SECRET"]
+        assert v["JWT_SECRET_PREVIOUS"] == old_a
+        assert v["JWT_REFRESH_SECRET_PREVIOUS"] == old_r
+        assert v["JWT_SECRET_ROTATED_AT"].endswith("Z")
+        assert v["NODE_ENV"] == "production"
+        assert stat.S_IMODE(env.stat().st_mode) == 0o640
+        for s in svcs:
+            assert s.access == v["JWT_SECRET"] and s.reloads == 1
+        assert "svc-0: ok: reports " + fingerprint(v["JWT_SECRET"]) in proc.stdout
+        assert "--finish" in proc.stdout
+
+        again = w.cli("--yes")
+        assert again.returncode == 1
+        assert "grace period" in again.stderr and "log those users out" in again.stderr
+        assert w.values() == v  # nothing changed
+
+        finish = w.cli("--finish", "--yes")
+        assert finish.returncode == 1 and "grace period" in finish.stderr
+    entries = [line for line in w.audit.read_text().splitlines() if line.strip()]
+    outcomes = [__import__("json").loads(e)["outcome"] for e in entries]
+    assert outcomes[:5] == ["step:start", "step:written", "step:notified", "verified", "refused"]
+    w.assert_clean()
+
+
+def test_dry_run_changes_nothing(tmp_path: Path, write_config) -> None:
+    env = tmp_path / "ultramarket.env"
+    write_store(env, strong(), strong())
+    before = env.read_bytes()
+    with services(env, 1) as (svcs, urls):
+        w = World(tmp_path, write_config, urls)
+        w.values()
+        proc = w.cli("--dry-run", "--yes")
+        assert proc.returncode == 0, proc.stderr
+        assert "dry run" in proc.stdout + proc.stderr
+        assert "svc-0 (POST /admin/reload-secrets)" in proc.stderr
+        assert "grace period: 15m" in proc.stderr
+        assert svcs[0].reloads == 0
+    assert env.read_bytes() == before
+    w.assert_clean()
+
+
+def test_action_api_for_the_tui(tmp_path: Path, write_config) -> None:
+    env = tmp_path / "ultramarket.env"
+    a, r = strong(), strong()
+    write_store(env, a, r)
+    with services(env, 1) as (svcs, urls):
+        w = World(tmp_path, write_config, urls, 'grace_period = "10m"')
+        config = parse_config(w.config_path.read_text())
+        action = RotateSecret(config, keys=["JWT_REFRESH_SECRET"])
+        messages: list[str] = []
+
+        async def yes(plan: object) -> bool:
+            messages.append(repr(plan))
+            return True
+
+        outcome = asyncio.run(ActionRunner(config).run(action, yes, messages.append))
+        assert outcome.result is Result.VERIFIED, outcome.message
+        v = w.values()
+        assert v["JWT_SECRET"] == a and "JWT_SECRET_PREVIOUS" not in v  # only the one named
+        assert v["JWT_REFRESH_SECRET_PREVIOUS"] == r
+        assert svcs[0].refresh == v["JWT_REFRESH_SECRET"]
+        w.outputs += [*messages, repr(outcome)]
+    w.assert_clean()
+
+
+def test_service_that_does_not_reload_is_named_and_previous_stays(
+    tmp_path: Path, write_config
+) -> None:
+    env = tmp_path / "ultramarket.env"
+    old_a = strong()
+    write_store(env, old_a, strong())
+    good = JwtService(env)
+    stuck = JwtService(env, ignore_reload=True)
+    with running(good) as u1, running(stuck) as u2:
+        w = World(tmp_path, write_config, [u1, u2], 'grace_period = "10m"\nverify_timeout = "1s"')
+        w.values()
+        proc = w.cli("--yes")
+        assert proc.returncode == 1
+        assert "svc-1 did not take the new key" in proc.stderr
+        assert "svc-1: NOT on the new key" in proc.stderr
+        assert "svc-0: ok" in proc.stderr
+        v = w.values()
+        assert v["JWT_SECRET_PREVIOUS"] == old_a
+        finish = w.cli("--finish", "--yes")
+        assert finish.returncode == 1
+        # the service recovers: running the rotation again resumes (tells it again)
+        stuck.ignore_reload = False
+        resume = w.cli("--yes")
+        assert resume.returncode == 0, resume.stderr
+        assert "resume" in resume.stderr
+        assert w.values()["JWT_SECRET"] == v["JWT_SECRET"]  # no second new secret
+        assert stuck.access == v["JWT_SECRET"]
+    w.assert_clean()
+
+
+def test_finish_drops_previous_after_grace_and_refuses_with_a_lagging_service(
+    tmp_path: Path, write_config
+) -> None:
+    env = tmp_path / "ultramarket.env"
+    write_store(env, strong(), strong())
+    with services(env, 2) as (svcs, urls):
+        w = World(tmp_path, write_config, urls, 'grace_period = "1s"')
+        w.values()
+        assert w.cli("--yes").returncode == 0
+        time.sleep(1.1)
+        # a service falls back to the previous key (restarted from an old copy)
+        saved = svcs[1].access
+        svcs[1].access = w.values()["JWT_SECRET_PREVIOUS"]
+        refused = w.cli("--finish", "--yes")
+        assert refused.returncode == 1
+        assert "svc-1 still reports" in refused.stderr
+        assert "JWT_SECRET_PREVIOUS" in w.values()
+        svcs[1].access = saved
+        done = w.cli("--finish", "--yes")
+        assert done.returncode == 0, done.stderr
+        v = w.values()
+        assert "JWT_SECRET_PREVIOUS" not in v and "JWT_REFRESH_SECRET_PREVIOUS" not in v
+        assert all(s.previous is None for s in svcs)  # told to reload: previous forgotten
+        nothing = w.cli("--finish", "--yes")
+        assert nothing.returncode == 1 and "no rotation to finish" in nothing.stderr
+    w.assert_clean()
+
+
+def test_env_store_is_refused(tmp_path: Path, write_config) -> None:
+    cfg = write_config('[secrets]\nstore = { kind = "env" }\n')
+    proc = run_cli("rotate-secret", "--config", str(cfg), "--yes")
+    assert proc.returncode == 1 and "read-only" in proc.stderr
+
+
+def test_signal_reload_to_a_local_process(tmp_path: Path, write_config) -> None:
+    env = tmp_path / "ultramarket.env"
+    old = strong()
+    write_store(env, old, strong())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.jwt_service", str(env)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    try:
+        url = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        cfg = write_config(
+            f'[[services]]\nname = "local"\nurl = "{url}"\n'
+            'detail_paths = ["/health/security"]\n'
+            f'process = {{ pid = {proc.pid} }}\nreload = {{ signal = "SIGHUP" }}\n'
+            f'[secrets]\nstore = {{ kind = "dotenv", path = "{env}" }}\n'
+        )
+        out = run_cli("rotate-secret", "--config", str(cfg), "--yes")
+        assert out.returncode == 0, out.stderr
+        assert f"SIGHUP sent to pid {proc.pid}" in out.stderr
+        values = parse_dotenv(env.read_text())
+        assert values["JWT_SECRET_PREVIOUS"] == old
+        assert_no_secret(list(values.values()), out.stdout, out.stderr)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# --------------------------------------------------------------- crash safety
+
+STEPS = [
+    "rotate:planned",
+    "rotate:generated",
+    "store:temp-written",
+    "store:renamed",
+    "rotate:written",
+    "rotate:notifying",
+    "rotate:notified",
+    "rotate:verified",
+]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_sigkill_at_each_step_leaves_a_safe_store(tmp_path: Path, write_config, step: str) -> None:
+    env = tmp_path / "ultramarket.env"
+    old_a, old_r = strong(), strong()
+    write_store(env, old_a, old_r)
+    with services(env, 2) as (svcs, urls):
+        w = World(tmp_path, write_config, urls, 'grace_period = "10m"')
+        w.values()
+        killed = w.cli("--yes", env={"ULTRAWATCH_FAULT": step})
+        assert killed.returncode == -9, killed.stderr
+        v = w.values()  # complete and parseable
+        assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")] or (
+            step == "store:temp-written"
+        )
+        for key, old in (("JWT_SECRET", old_a), ("JWT_REFRESH_SECRET", old_r)):
+            if v[key] == old:
+                continue  # the old secret, untouched
+            assert v[key + "_PREVIOUS"] == old  # the new one, and the old kept
+        # no service is left holding a key the store does not have
+        for s in svcs:
+            assert s.access in (v["JWT_SECRET"], v.get("JWT_SECRET_PREVIOUS"))
+        # running it again completes the job or explains why not
+        again = w.cli("--yes")
+        after = w.values()
+        if step in ("rotate:planned", "rotate:generated", "store:temp-written"):
+            assert v["JWT_SECRET"] == old_a
+            assert again.returncode == 0, again.stderr
+        elif step in ("store:renamed", "rotate:written", "rotate:notifying"):
+            assert again.returncode == 0 and "resume" in again.stderr, again.stderr
+            assert after["JWT_SECRET"] == v["JWT_SECRET"]
+        else:
+            assert again.returncode == 1 and "grace period" in again.stderr
+        assert after.get("JWT_SECRET_PREVIOUS") == old_a
+        assert all(s.access == after["JWT_SECRET"] for s in svcs)
+    w.assert_clean()
+
+
+@pytest.mark.parametrize("step", ["store:between-files", "rotate:written"])
+def test_sigkill_with_a_dir_store(tmp_path: Path, write_config, step: str) -> None:
+    d = tmp_path / "secrets"
+    d.mkdir()
+    old_a, old_r = strong(), strong()
+    (d / "JWT_SECRET").write_text(old_a)
+    (d / "JWT_REFRESH_SECRET").write_text(old_r)
+    with services(d, 1, kind="dir") as (svcs, urls):
+        cfg = write_config(
+            f'[[services]]\nname = "svc"\nurl = "{urls[0]}"\n'
+            'detail_paths = ["/health/security"]\n'
+            f'[secrets]\nstore = {{ kind = "dir", path = "{d}" }}\n'
+        )
+        killed = run_cli(
+            "rotate-secret", "--config", str(cfg), "--yes", env={"ULTRAWATCH_FAULT": step}
+        )
+        assert killed.returncode == -9
+        files = {p.name: p.read_text() for p in d.iterdir() if not p.name.startswith(".")}
+        for key, old in (("JWT_SECRET", old_a), ("JWT_REFRESH_SECRET", old_r)):
+            assert files[key] == old or files[key + "_PREVIOUS"] == old
+        again = run_cli("rotate-secret", "--config", str(cfg), "--yes")
+        assert again.returncode in (0, 1)
+        files = {p.name: p.read_text() for p in d.iterdir() if not p.name.startswith(".")}
+        assert files["JWT_SECRET_PREVIOUS"] == old_a or files["JWT_SECRET"] == old_a
+        assert svcs[0].access in (files["JWT_SECRET"], files.get("JWT_SECRET_PREVIOUS"))
+        assert_no_secret(
+            list(files.values()), killed.stdout, killed.stderr, again.stdout, again.stderr
+        )
