@@ -14,11 +14,12 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import on
+from textual import events, on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Grid
 from textual.content import Content
+from textual.geometry import Size
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, TabbedContent, TabPane
@@ -141,6 +142,7 @@ class UltrawatchApp(App[int]):
         self._render_pending = False
         self._last_render = 0.0
         self._narrow: bool | None = None
+        self._next_size: Size | None = None
         self._action_busy = False
         self._thread = 0
 
@@ -150,12 +152,13 @@ class UltrawatchApp(App[int]):
     def actions_enabled(self) -> bool:
         return not self.read_only and self.config.actions.enabled and self.replay is None
 
-    def _is_narrow(self) -> bool:
-        w, h = self.size
+    def _is_narrow(self, size: Size | None = None) -> bool:
+        w, h = size or self.size
         return w < NARROW_WIDTH or h < NARROW_HEIGHT
 
     def compose(self) -> ComposeResult:
-        self._narrow = self._is_narrow()
+        self._narrow = self._is_narrow(self._next_size)
+        self._next_size = None
         yield Line(id="header")
         if self._narrow:
             with TabbedContent(id="tabs"):
@@ -191,8 +194,10 @@ class UltrawatchApp(App[int]):
         if tables:
             tables.first().focus()
 
-    async def on_resize(self) -> None:
-        if self._narrow is not None and self._is_narrow() != self._narrow:
+    async def on_resize(self, event: events.Resize) -> None:
+        # The event carries the new size; self.size catches up a moment later.
+        if self._narrow is not None and self._is_narrow(event.size) != self._narrow:
+            self._next_size = event.size
             await self.recompose()
             self.query_one("#filter", Input).display = bool(self.model.filter)
             self.query_one("#progress", Line).display = self._action_busy
@@ -255,7 +260,7 @@ class UltrawatchApp(App[int]):
             return
         self._render_pending = True
         delay = max(0.0, self._last_render + RENDER_EVERY - time.monotonic())
-        self.set_timer(delay, self._render_timer)
+        self.set_timer(max(0.01, delay), self._render_timer)  # 0 would divide by zero
 
     def _render_timer(self) -> None:
         self._render_pending = False
@@ -263,6 +268,8 @@ class UltrawatchApp(App[int]):
 
     def render_now(self) -> None:
         self._last_render = time.monotonic()
+        if not self.is_running or not self.query("#header"):
+            return  # starting, recomposing or shutting down
         self.renders += 1
         self._render_header()
         narrow = bool(self._narrow)
@@ -613,7 +620,7 @@ class UltrawatchApp(App[int]):
 
     def _replay_schedule(self) -> None:
         assert self.replay is not None
-        self.set_timer(self.replay.delay(), self._replay_tick)
+        self.set_timer(max(0.01, self.replay.delay()), self._replay_tick)
 
     def _replay_tick(self) -> None:
         r = self.replay

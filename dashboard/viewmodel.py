@@ -142,7 +142,7 @@ def duration(seconds: Any) -> str:
     if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
         return DASH
     s = float(seconds)
-    if s < 1:
+    if 0 < s < 1:
         return f"{s * 1000:.0f}ms"
     if s < 120:
         return f"{s:.0f}s"

@@ -112,6 +112,7 @@ class SyncTable(DataTable):
         self.id_column = id_column
         self.records: dict[str, dict[str, Any]] = {}  # row key -> what the row shows
         self._order: list[str] = []
+        self._auto = {key for key, _, width in self._spec if width is None}  # grow with content
 
     def on_mount(self) -> None:
         for key, label, width in self._spec:
@@ -149,7 +150,7 @@ class SyncTable(DataTable):
                 old = self.get_row(key)
                 for col, old_v, new_v in zip(cols, old, cells, strict=False):
                     if old_v != new_v:
-                        self.update_cell(key, col, new_v)
+                        self.update_cell(key, col, new_v, update_width=col in self._auto)
             else:
                 self.add_row(*cells, key=key)
         order = [k for k, _, _ in rows]

@@ -42,9 +42,8 @@ class ProcessesPanel(Panel):
             record = {"process": r.target, **dict(d), "error": r.error}
             if not r.ok:
                 stale = model.stale_for(r)
-                note = f"{r.error}" + (
-                    f" (stale for {duration(stale)})" if stale is not None else ""
-                )
+                when = f"stale for {duration(stale)}: " if stale is not None else ""
+                note = f"{when}{r.error}"
                 rows.append(
                     (r.target, record, [cell(r.target), *[cell(None)] * 6, cell(note, "red")])
                 )

@@ -50,9 +50,9 @@ class ServicesPanel(Panel):
             if not r.ok:
                 down += 1
                 stale = model.stale_for(r)
-                note = f"{r.error_kind or 'error'}: {r.error}"
-                if stale is not None:
-                    note += f" (stale for {duration(stale)})"
+                # Staleness first: a narrow column still shows it.
+                when = f"stale for {duration(stale)}: " if stale is not None else ""
+                note = f"{when}{r.error_kind or 'error'}: {r.error}"
                 rows.append(
                     (
                         name,
