@@ -42,12 +42,20 @@ def judge_secrets(reading: Reading, config: Config) -> list[CheckResult]:
             summary = f"{key} ({info.get('length')} bytes, {info.get('fingerprint')}): " + str(
                 info.get("reason", strength)
             )
+        status = _STRENGTH_STATUS.get(strength, Status.UNKNOWN)
+        if info.get("previous_weak"):
+            # The old weak secret still signs valid tokens until --finish.
+            summary += (
+                f"; previous {info.get('previous_fingerprint')} ({info['previous_weak']}) is "
+                "still accepted: finish the rotation once the grace period is over"
+            )
+            status = Status.worst([status, Status.WARNING])
         out.append(
             CheckResult(
                 f"secrets.{key}.strength",
                 "secrets",
                 t,
-                _STRENGTH_STATUS.get(strength, Status.UNKNOWN),
+                status,
                 summary,
                 value=info.get("length"),
                 unit="bytes",

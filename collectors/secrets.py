@@ -152,6 +152,14 @@ class SecretsCollector:
         )
         data["services"] = services
         data["probe"] = probe
+        rotation = data["rotation"]
+        if rotation is not None:
+            # what the TUI offers "finish" on: grace over, every service confirmed
+            rotation["can_finish"] = (
+                rotation["in_progress"]
+                and time.time() >= rotation["grace_ends_at"]
+                and all(svc["matches"] for svc in services.values())
+            )
         return [Reading("secrets", "store", t0, data=data, duration_ms=(time.time() - t0) * 1000)]
 
     # ------------------------------------------------------------ the store
@@ -193,6 +201,8 @@ class SecretsCollector:
                 "age_source": "rotated_at" if rotated is not None else "mtime",
                 "rotated_at": rotated_text if rotated is not None else None,
                 "previous_fingerprint": fingerprint(prev) if prev is not None else None,
+                # a weak previous secret is still accepted until the rotation is finished
+                "previous_weak": _weakness(prev, need, s.wordlist) if prev is not None else None,
             }
             if value is not None:
                 info.update(_strength(value, need, s.algorithm, s.wordlist))
@@ -347,5 +357,14 @@ def _strength(value: str, need: int, algorithm: str, wordlist: str | None) -> di
     elif why := low_entropy(value):
         info.update(strength="low-entropy", reason=f"low estimated entropy: {why}")
     else:
-        info.update(strength="ok", reason=f"{length} bytes, no weakness found")
+        info.update(strength="ok", reason="no weakness found")
     return info
+
+
+def _weakness(value: str, need: int, wordlist: str | None) -> str | None:
+    """Why a secret must not stay accepted (known weak or too short), or None."""
+    weak = known_weak(value, wordlist)
+    if weak:
+        return weak
+    length = len(value.encode("utf-8"))
+    return f"{length} bytes, shorter than {need}" if length < need else None

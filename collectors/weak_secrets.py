@@ -150,8 +150,9 @@ def load_wordlist(path: str) -> frozenset[bytes]:
             return hit[1]
     with open(full, "rb") as f:
         data = f.read()
-    words = frozenset(data.replace(b"\r\n", b"\n").split(b"\n"))
-    words = words - {b""}
+    words = frozenset(data.splitlines())  # handles \n and \r\n, no trailing empty line
+    if b"" in words:  # blank lines: rare, so only then pay for a copy
+        words = words - {b""}
     with _cache_lock:
         _cache[full] = (stamp, words)
     return words

@@ -152,7 +152,7 @@ def test_age_from_rotated_at_else_mtime(tmp_path: Path) -> None:
 def test_unreadable_store_is_unknown(tmp_path: Path) -> None:
     env = tmp_path / ".env"
     env.write_text('JWT_SECRET="unterminated\n')
-    reading, checks = audit(make_config(env))
+    _, checks = audit(make_config(env))
     assert checks["secrets.store"].status is Status.UNKNOWN
     assert "line 1" in checks["secrets.store"].summary
 
@@ -184,6 +184,7 @@ def test_service_fingerprints_against_the_store(tmp_path: Path) -> None:
         assert checks["service.gone-service.secret_fingerprint"].status is Status.UNKNOWN
         assert reading.data["rotation"]["in_progress"] is True
         assert reading.data["services"]["user-service"]["matches"] is False
+        assert reading.data["rotation"]["can_finish"] is False
 
         # once the grace period is over, a service on the old key is critical
         config = make_config(env, 'grace_period = "1s"', services)
@@ -282,7 +283,8 @@ def test_dir_and_env_stores(tmp_path: Path, kind: str, monkeypatch: pytest.Monke
         monkeypatch.setenv("UW_ACCESS", a)
         monkeypatch.setenv("UW_REFRESH", b)
         store = '{ kind = "env" }'
-    keys = '["JWT_SECRET", "JWT_REFRESH_SECRET"]' if kind == "dir" else '["UW_ACCESS", "UW_REFRESH"]'
+    names = ("JWT_SECRET", "JWT_REFRESH_SECRET") if kind == "dir" else ("UW_ACCESS", "UW_REFRESH")
+    keys = f'["{names[0]}", "{names[1]}"]'
     config = parse_config(f"[secrets]\nstore = {store}\nkeys = {keys}\n")
     reading, checks = audit(config)
     strengths = [c for c in checks.values() if c.id.endswith(".strength")]
@@ -291,3 +293,20 @@ def test_dir_and_env_stores(tmp_path: Path, kind: str, monkeypatch: pytest.Monke
     assert checks["secrets.age"].status is Status.OK
     assert reading.data["keys"][strengths[0].id.split(".")[1]]["fingerprint"] == fingerprint(a)
     assert_no_secret([a, b], everything(reading, checks))
+
+
+def test_weak_previous_secret_still_accepted_is_a_warning(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    a, b = strong(), strong()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    env.write_text(
+        f"JWT_SECRET={a}\nJWT_SECRET_PREVIOUS=your-secret-key\nJWT_SECRET_ROTATED_AT={stamp}\n"
+        f"JWT_REFRESH_SECRET={b}\n"
+    )
+    reading, checks = audit(make_config(env))
+    s = checks["secrets.JWT_SECRET.strength"]
+    assert s.status is Status.WARNING
+    assert "still accepted" in s.summary and fingerprint("your-secret-key") in s.summary
+    assert checks["secrets.JWT_REFRESH_SECRET.strength"].status is Status.OK
+    assert reading.data["rotation"]["in_progress"] is True
+    assert_no_secret([a, b, "your-secret-key"], everything(reading, checks))

@@ -207,8 +207,8 @@ class RotateSecret:
                 details.append(
                     (
                         key,
-                        f"{now_text} -> new {NEW_SECRET_BYTES}-byte random secret; old kept "
-                        f"as {key}{PREVIOUS}",
+                        f"{now_text} -> new random secret ({NEW_SECRET_BYTES} random bytes); "
+                        f"old kept as {key}{PREVIOUS}",
                     )
                 )
         details.append(("services told", self._told_text() or "none configured"))
