@@ -141,7 +141,11 @@ class RedisLocksCollector:
                 extra |= set(node.locks) - node.pass_seen
         if not use_events:
             extra |= set(node.locks)
-        await node.read_keys(sorted(extra - plan.read_now), plan, stats, now)
+            await node.read_keys(sorted(extra - plan.read_now), plan, stats, now)
+        else:
+            # Keys named by events changed: fetch their values; the rest are confirmations.
+            await node.read_keys(sorted(dirty - plan.read_now), plan, stats, now, full=True)
+            await node.read_keys(sorted(extra - dirty - plan.read_now), plan, stats, now)
         if use_events:
             stats.acquired, stats.released, stats.evicted_locks = acquired, released, evicted
         return stats

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
@@ -43,6 +44,7 @@ class LockState:
     pttl: int  # as read; -1 = no expiry
     read_at: float
     first_seen: float
+    value_at: float  # when the value was last fetched (our GET touched it then)
 
     def ttl_ms(self, now: float) -> int:
         if self.pttl < 0:
@@ -66,22 +68,26 @@ def rev64(cursor: int) -> int:
     return int(f"{cursor:064b}"[::-1], 2)
 
 
-def describe_error(e: BaseException, timeout: float) -> str:
+def describe_error(e: BaseException, timeout: float, url: str = "") -> str:
     """A one-line reading of a Redis failure, never with a password in it."""
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raw = e.args[0] if e.args and isinstance(e.args[0], str) else str(e)
+    text = raw.strip().splitlines()[0] if raw.strip() else type(e).__name__
     upper = text.upper()
     cause = e.__cause__ or e.__context__
+    has_password = bool(urlsplit(url).password) if url else True
+    if "NOAUTH" in upper or (isinstance(e, AuthenticationError) and not has_password):
+        return "authentication required: the server has a password and none was given"
     if isinstance(e, AuthenticationError) or "WRONGPASS" in upper or "INVALID PASSWORD" in upper:
         return "authentication failed: the server rejected the password (requirepass/ACL)"
-    if "NOAUTH" in upper:
-        return "authentication required: the server has a password and none was given"
-    if isinstance(cause, ssl.SSLError) or "SSL" in upper or "TLS" in upper:
+    if isinstance(cause, ssl.SSLError) or "SSL" in upper:
         detail = str(cause) if isinstance(cause, ssl.SSLError) else text
         return f"TLS failed: {detail}"
+    tls = url.startswith("rediss://")
     if isinstance(e, TimeoutError | asyncio.TimeoutError):
-        return f"no answer within {timeout:g}s ({text})"
+        hint = " (TLS handshake unanswered: does this port speak TLS?)" if tls else ""
+        return f"no answer within {timeout:g}s: {text}{hint}"
     if isinstance(e, ConnectionError):
-        return f"cannot connect: {text}"
+        return f"cannot connect{' (TLS)' if tls else ''}: {text}"
     return text
 
 
@@ -181,7 +187,7 @@ class Node:
         return now >= self.next_attempt
 
     def failed(self, e: BaseException, now: float) -> None:
-        self.error = describe_error(e, float(self.settings.socket_timeout))
+        self.error = describe_error(e, float(self.settings.socket_timeout), self.url)
         self.failures += 1
         # Reconnect with capped exponential backoff; the first retry is next round.
         delay = min(30.0, 2.0 ** (self.failures - 1)) if self.failures > 1 else 0.0
@@ -267,7 +273,7 @@ class Node:
         count = self.settings.scan_count
         cursor = self.cursors.get(pattern, 0)
         start_pos = rev64(cursor) / 2**64
-        in_flight: list[tuple[bytes, bool]] = []
+        in_flight: list[Shape] = []
         await self.send([("SCAN", cursor, "MATCH", pattern, "COUNT", count)])
         calls = 0
         ended = False
@@ -279,7 +285,7 @@ class Node:
             calls += 1
             new = read.take(answer[1], self.pass_seen)
             more = cursor != 0 and calls < calls_allowed
-            batch = read.commands(new, self.idle_supported)
+            batch = read.commands(new)
             if more:
                 batch.insert(0, ("SCAN", cursor, "MATCH", pattern, "COUNT", count))
             if batch:
@@ -300,80 +306,122 @@ class Node:
             self.active.discard(pattern)
         return ended
 
-    async def read_keys(self, keys: list[bytes], read: ReadPlan, stats: RoundStats, now: float):
-        """PTTL + GET (and OBJECT IDLETIME for unknown keys) in pipelined chunks."""
+    async def read_keys(
+        self, keys: list[bytes], read: ReadPlan, stats: RoundStats, now: float, full: bool = False
+    ) -> None:
+        """Pipelined reads in chunks, then the values of locks that showed signs of change."""
         for i in range(0, len(keys), READ_CHUNK):
-            chunk = [(k, k not in self.locks) for k in keys[i : i + READ_CHUNK]]
-            await self.send(read.commands(chunk, self.idle_supported))
+            chunk = read.shape(keys[i : i + READ_CHUNK], full)
+            await self.send(read.commands(chunk))
             await read.collect(self, chunk, stats, now)
+        while read.followup:
+            again, read.followup = read.followup, []
+            for i in range(0, len(again), READ_CHUNK):
+                chunk = read.shape(again[i : i + READ_CHUNK], True)
+                await self.send(read.commands(chunk))
+                await read.collect(self, chunk, stats, now)
+
+
+# (key, full, idle): full reads GET the value; idle asks OBJECT IDLETIME first.
+Shape = tuple[bytes, bool, bool]
 
 
 class ReadPlan:
-    """Which keys this round reads, and what the replies mean."""
+    """Which keys this round reads, and what the replies mean.
+
+    A GET makes a key look recently used (before Redis 7.2's CLIENT NO-TOUCH),
+    which would hide how long a lock has been idle. So a known lock is read with
+    OBJECT IDLETIME + PTTL only, and its value is fetched again only when someone
+    touched it (idle time shorter than our last read) or its TTL jumped.
+    """
 
     def __init__(self, node: Node, counting: bool) -> None:
         self.node = node
         self.read_now: set[bytes] = set()
+        self.followup: list[bytes] = []
         self.counting = counting  # churn is only counted once a full view exists
 
-    def take(self, keys: list[bytes], pass_seen: set[bytes]) -> list[tuple[bytes, bool]]:
-        out = []
+    def shape(self, keys: list[bytes], full: bool = False) -> list[Shape]:
+        node = self.node
+        idle = node.idle_supported
+        always = full or node.no_touch or not idle
+        return [(k, always or k not in node.locks, idle) for k in keys]
+
+    def take(self, keys: list[bytes], pass_seen: set[bytes]) -> list[Shape]:
+        fresh = []
         for k in keys:
             pass_seen.add(k)
             if k in self.read_now or k.startswith(SIGNAL_PREFIX):
                 continue  # SCAN repeats keys; signal lists are not locks
             self.read_now.add(k)
-            out.append((k, k not in self.node.locks))
-        return out
+            fresh.append(k)
+        return self.shape(fresh)
 
-    def commands(self, keys: list[tuple[bytes, bool]], idle_ok: bool) -> list[tuple[Any, ...]]:
+    def commands(self, keys: list[Shape]) -> list[tuple[Any, ...]]:
         cmds: list[tuple[Any, ...]] = []
-        for k, new in keys:
-            if new and idle_ok:
+        for k, full, idle in keys:
+            if idle:
                 cmds.append(("OBJECT", "IDLETIME", k))  # before GET, which resets it
             cmds.append(("PTTL", k))
-            cmds.append(("GET", k))
+            if full:
+                cmds.append(("GET", k))
         return cmds
 
-    async def collect(
-        self, node: Node, keys: list[tuple[bytes, bool]], stats: RoundStats, now: float
-    ) -> None:
-        idle_ok = node.idle_supported
-        for k, new in keys:
-            idle = None
-            if new and idle_ok:
-                idle = await node.reply()
-                if isinstance(idle, ResponseError):
-                    idle = None
-                    node.idle_supported = False
+    async def collect(self, node: Node, keys: list[Shape], stats: RoundStats, now: float) -> None:
+        for k, full, asked_idle in keys:
+            idle = await node.reply() if asked_idle else None
+            if isinstance(idle, ResponseError):
+                idle = None
+                node.idle_supported = False  # LFU policy or OBJECT renamed away
             pttl = await node.reply()
-            value = await node.reply()
+            value = await node.reply() if full else None
             stats.reads += 1
             self.read_now.add(k)
             prev = node.locks.get(k)
+            if isinstance(pttl, ResponseError):
+                pttl = -2
             if isinstance(value, ResponseError):
                 node.locks.pop(k, None)
                 if len(stats.not_locks) < 20:
                     stats.not_locks.append({"key": k.decode("utf-8", "replace")[:200]})
                 continue
-            if value is None or pttl == -2:
+            if pttl == -2 or (full and value is None):
                 if prev is not None:
                     del node.locks[k]
                     stats.released += 1
                 else:
-                    stats.vanished += 1
+                    stats.vanished += 1  # deleted between SCAN and PTTL
                 continue
-            if prev is not None and prev.value == value:
+            idle_s = int(idle) if isinstance(idle, int) else None
+            if not full:
+                assert prev is not None
+                if _touched(prev, int(pttl), idle_s, now):
+                    self.followup.append(k)
+                    continue
                 prev.pttl, prev.read_at = int(pttl), now
+                if idle_s is not None:
+                    prev.first_seen = min(prev.first_seen, now - idle_s)
+                continue
+            assert value is not None
+            if prev is not None and prev.value == value:
+                prev.pttl, prev.read_at, prev.value_at = int(pttl), now, now
                 continue
             if prev is not None:
                 stats.released += 1  # released and taken again between rounds
-                first = now
-            else:
-                first = now - (int(idle) if isinstance(idle, int) else 0)
+            first = now - (idle_s or 0)
             if self.counting or prev is not None:
                 stats.acquired += 1
-            node.locks[k] = LockState(value, int(pttl), now, first)
+            node.locks[k] = LockState(value, int(pttl), now, first, now)
+
+
+def _touched(prev: LockState, pttl: int, idle: int | None, now: float) -> bool:
+    """Did someone else write or read this lock since we last fetched its value?"""
+    if (pttl == -1) != (prev.pttl == -1):
+        return True
+    if pttl >= 0 and pttl > prev.ttl_ms(now) + 1000:
+        return True  # TTL jumped: extended, or released and taken again
+    # Idle time resolution is 1 s; our own GET at value_at is the last touch we know.
+    return idle is not None and idle < (now - prev.value_at) - 1.5
 
 
 def parse_info(raw: bytes | str) -> dict[str, Any]:

@@ -103,7 +103,9 @@ class ReleaseLock:
             except (RedisError, OSError) as e:
                 rc = self.config.redis
                 timeout = float(rc.socket_timeout) if rc else 2.0
-                out.append(_Seen(name, None, -2, None, describe_error(e, timeout)))
+                urls = rc.resolved_urls() if rc else []
+                url = next((u for u in urls if node_name(u) == name), "")
+                out.append(_Seen(name, None, -2, None, describe_error(e, timeout, url)))
         return out
 
     # ----------------------------------------------------------------- steps

