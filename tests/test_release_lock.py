@@ -1,0 +1,144 @@
+"""release-lock: compare-and-delete with the exact value seen, on real Redis servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from collectors.config import Config, load_config, parse_config
+from collectors.redis_text import exact_text
+from dashboard.actions.base import ActionRunner, Outcome, Plan, Result
+from dashboard.actions.release_lock import ReleaseLock
+from dashboard.demo.embedded import EmbeddedRedis
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    s = EmbeddedRedis(tmp_path_factory.mktemp("redis-release")).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def r(server: EmbeddedRedis) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(server.url)
+    client.flushall()
+    yield client
+    client.close()
+
+
+def cfg_for(urls: str | list[str], tmp_path: Path) -> Config:
+    key = f"urls = {json.dumps(urls)}" if isinstance(urls, list) else f'url = "{urls}"'
+    return parse_config(f'[redis]\n{key}\n[actions]\naudit_log = "{tmp_path / "audit.jsonl"}"\n')
+
+
+def run(config: Config, action: ReleaseLock, on_confirm=None) -> tuple[Outcome, list[Plan]]:
+    plans: list[Plan] = []
+
+    async def confirm(plan: Plan) -> bool:
+        plans.append(plan)
+        if on_confirm is not None:
+            on_confirm()
+        return True
+
+    outcome = asyncio.run(ActionRunner(config).run(action, confirm))
+    return outcome, plans
+
+
+def test_cli_releases_a_stuck_lock_and_audits_it(
+    server: EmbeddedRedis, r: redis.Redis, write_config
+) -> None:
+    lock = r.lock("lock:inventory:42")  # redis-py Lock without timeout: never expires
+    assert lock.acquire(blocking=False)
+    path = write_config(f'[redis]\nurl = "{server.url}"\n')
+    proc = run_cli("release-lock", "lock:inventory:42", "--yes", "--config", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert "verified" in proc.stdout
+    token = lock.local.token.decode()
+    assert "lock:inventory:42" in proc.stderr and token in proc.stderr  # the plan
+    assert "never expires" in proc.stderr
+    assert r.exists("lock:inventory:42") == 0
+    entries = load_config(path).audit_log_path.read_text().splitlines()
+    entry = json.loads(entries[-1])
+    assert entry["action"] == "release-lock" and entry["outcome"] == "verified"
+    assert entry["params"]["key"] == "lock:inventory:42"
+
+
+def test_cli_refuses_without_yes_when_not_a_terminal(
+    server: EmbeddedRedis, r: redis.Redis, write_config
+) -> None:
+    r.set("lock:x", "a")
+    path = write_config(f'[redis]\nurl = "{server.url}"\n')
+    proc = run_cli("release-lock", "lock:x", "--config", str(path))
+    assert proc.returncode == 1 and "--yes" in proc.stderr
+    assert r.get("lock:x") == b"a"
+
+
+def test_owner_given_but_lock_taken_again_is_refused(
+    server: EmbeddedRedis, r: redis.Redis, tmp_path: Path
+) -> None:
+    r.set("lock:sku:1", "new-holder", px=30_000)  # the engineer saw "old-holder"
+    config = cfg_for(server.url, tmp_path)
+    outcome, _ = run(config, ReleaseLock(config, "lock:sku:1", "old-holder"))
+    assert outcome.result is Result.REFUSED
+    assert "taken again" in outcome.message and "new-holder" in outcome.message
+    assert r.get("lock:sku:1") == b"new-holder"
+
+
+def test_race_between_plan_and_release_leaves_the_new_holder(
+    server: EmbeddedRedis, r: redis.Redis, tmp_path: Path
+) -> None:
+    r.set("lock:sku:2", "first", px=30_000)
+    config = cfg_for(server.url, tmp_path)
+
+    def retaken() -> None:
+        # While the engineer reads the plan, the holder releases and another takes it.
+        r.delete("lock:sku:2")
+        r.set("lock:sku:2", "second", px=30_000)
+
+    outcome, plans = run(config, ReleaseLock(config, "lock:sku:2"), on_confirm=retaken)
+    assert dict(plans[0].details)["owner"] == "first"
+    assert outcome.result is Result.REFUSED
+    assert "left in place" in outcome.message
+    assert r.get("lock:sku:2") == b"second"
+    audit = [json.loads(x) for x in config.audit_log_path.read_text().splitlines()]
+    assert audit[-1]["outcome"] == "refused"
+
+
+def test_binary_owner_round_trips_and_missing_lock_is_refused(
+    server: EmbeddedRedis, r: redis.Redis, tmp_path: Path
+) -> None:
+    raw = b"\x00\xfftoken\\"
+    r.set("lock:bin", raw, px=30_000)
+    config = cfg_for(server.url, tmp_path)
+    outcome, plans = run(config, ReleaseLock(config, "lock:bin", exact_text(raw)))
+    assert outcome.result is Result.VERIFIED, outcome.message
+    assert dict(plans[0].details)["ttl"].endswith("s")
+    assert r.exists("lock:bin") == 0
+    outcome, _ = run(config, ReleaseLock(config, "lock:bin"))
+    assert outcome.result is Result.REFUSED and "not held" in outcome.message
+
+
+def test_redlock_release_on_every_master_holding_the_value(tmp_path: Path) -> None:
+    servers = [EmbeddedRedis(tmp_path / f"m{i}").start() for i in range(3)]
+    clients = [redis.Redis.from_url(s.url) for s in servers]
+    try:
+        for c in clients[:2]:
+            c.set("lock:res", "mine", px=30_000)
+        clients[2].set("lock:res", "someone-else", px=30_000)
+        config = cfg_for([s.url for s in servers], tmp_path)
+        outcome, plans = run(config, ReleaseLock(config, "lock:res"))
+        assert outcome.result is Result.VERIFIED, outcome.message
+        assert dict(plans[0].details)["masters"] == "2 of 3 hold this value"
+        assert [c.get("lock:res") for c in clients] == [None, None, b"someone-else"]
+    finally:
+        for c in clients:
+            c.close()
+        for s in servers:
+            s.stop()
