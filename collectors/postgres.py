@@ -259,6 +259,7 @@ class PostgresCollector:
             if is_hidden:
                 hidden += 1
                 rank = 4
+                query = None  # PostgreSQL says "<insufficient privilege>"; hidden_fields says so
             else:
                 by_state[state] = by_state.get(state, 0) + 1
                 rank = 3
