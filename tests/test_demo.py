@@ -1,0 +1,403 @@
+"""`ultrawatch demo`: the embedded UltraMarket, run as a user runs it (`demo --serve`).
+
+Real PostgreSQL, real Redis, four real service processes; the checks are the
+real `ultrawatch check` and the remedies the real action subcommands.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import json
+import os
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import jwt
+import psutil
+import psycopg
+import pytest
+
+from collectors.config import Config, parse_config
+from collectors.secret_store import DotenvStore, fingerprint
+from dashboard.demo.schema import NO_TTL_PRODUCT, STALE_PRODUCT, lock_key
+from tests.conftest import ULTRAWATCH, run_cli
+
+pytestmark = pytest.mark.timeout(180)
+
+SERVICES = ("product-service", "order-service", "payment-service", "user-service")
+
+
+@dataclass
+class Demo:
+    proc: subprocess.Popen[bytes]
+    text: str
+    config: Config
+    config_path: Path
+    state_dir: Path
+    stderr_path: Path
+
+    def url(self, service: str) -> str:
+        svc = self.config.service(service)
+        assert svc is not None
+        return str(svc.url).rstrip("/")
+
+    def secret(self, key: str = "JWT_SECRET") -> str:
+        value = DotenvStore(self.state_dir / ".env").get(key)
+        assert value is not None
+        return value
+
+    def check(self) -> tuple[int, dict[str, dict[str, object]]]:
+        res = run_cli("check", "--config", str(self.config_path), "--format", "json")
+        assert res.returncode in (0, 1, 2), res.stderr
+        checks = {c["id"]: c for c in json.loads(res.stdout)["checks"]}
+        return res.returncode, checks
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, "--config", str(self.config_path), "--yes")
+
+    def log(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+
+def _read_config(proc: subprocess.Popen[bytes], timeout: float) -> str:
+    """What `demo --serve` prints: the whole config, ending with the audit_log line."""
+    assert proc.stdout is not None
+    out = b""
+    deadline = time.monotonic() + timeout
+    while b"\naudit_log = " not in out or not out.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or proc.poll() is not None:
+            raise AssertionError(f"no config from the demo (exit {proc.poll()}): {out!r}")
+        ready, _, _ = select.select([proc.stdout], [], [], left)
+        if ready:
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                continue
+            out += chunk
+    return out.decode()
+
+
+@contextlib.contextmanager
+def running_demo(scenario: str, log_dir: Path, *, state_dir: Path | None = None) -> Iterator[Demo]:
+    stderr_path = log_dir / f"demo-{scenario}.stderr"
+    argv = [ULTRAWATCH, "demo", "--serve", "--scenario", scenario]
+    if state_dir is not None:
+        argv += ["--state-dir", str(state_dir)]
+    with open(stderr_path, "wb") as err:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
+    try:
+        text = _read_config(proc, timeout=60)
+        config = parse_config(text)
+        state = Path(config.audit_log_path).parent
+        yield Demo(proc, text, config, state / "ultrawatch.toml", state, stderr_path)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(40)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _token(secret: str, **claims: object) -> str:
+    payload = {"sub": "test", "role": "admin", "exp": int(time.time()) + 60, **claims}
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _wait(predicate, timeout: float, what: str, every: float = 0.2):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(every)
+
+
+def _health(url: str) -> httpx.Response | None:
+    try:
+        return httpx.get(f"{url}/health", timeout=2)
+    except httpx.HTTPError:
+        return None
+
+
+def _demo_processes(demo: Demo) -> list[psutil.Process]:
+    """The demo and everything it started: descendants, plus the daemonized postmaster."""
+    root = psutil.Process(demo.proc.pid)
+    procs = [root, *root.children(recursive=True)]
+    pidfile = demo.state_dir / "pg" / "pgdata" / "postmaster.pid"
+    procs.append(psutil.Process(int(pidfile.read_text().split()[0])))
+    return procs
+
+
+def _gone(procs: list[psutil.Process]) -> list[str]:
+    alive = []
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(f"{p.pid} {' '.join(p.cmdline())[:120]}")
+    return alive
+
+
+# ------------------------------------------------------------------- healthy
+
+
+@pytest.fixture(scope="module")
+def healthy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    with running_demo("healthy", tmp_path_factory.mktemp("demo-healthy")) as demo:
+        yield demo
+
+
+def test_healthy_config_validates_and_check_exits_0(healthy: Demo) -> None:
+    res = run_cli("config", "check", "--config", str(healthy.config_path))
+    assert res.returncode == 0, res.stderr
+    assert "4 services" in res.stdout
+    assert healthy.config_path.read_text() == healthy.text
+    # A busy shared machine may slow one round: allow a few, as an operator would.
+    for _ in range(4):
+        code, checks = healthy.check()
+        if code == 0:
+            break
+        time.sleep(2)
+    bad = {k: v["summary"] for k, v in checks.items() if v["status"] != "ok"}
+    assert code == 0, bad
+    for service in SERVICES:
+        assert checks[f"service.{service}.health"]["status"] == "ok"
+        assert checks[f"process.{service}.memory"]["status"] == "ok"
+    assert checks["postgres.invariant.oversold"]["status"] == "ok"
+    assert checks["postgres.invariant.lost_orders"]["status"] == "ok"
+
+
+def test_health_contract_of_every_service(healthy: Demo) -> None:
+    store = DotenvStore(healthy.state_dir / ".env")
+    for service in SERVICES:
+        url = healthy.url(service)
+        r = httpx.get(f"{url}/health")
+        assert r.status_code == 200
+        body = r.json()
+        assert body["status"] == "pass" and body["serviceId"] == service
+        assert body["draining"] is False and isinstance(body["activeOperations"], int)
+        assert body["version"]
+        pool = httpx.get(f"{url}/health/connections").json()["pool"]
+        assert pool["max"] == 5 and pool["active"] + pool["idle"] <= 5
+        assert {"waiting"} <= pool.keys()
+        mem = httpx.get(f"{url}/health/memory").json()
+        assert mem["rss"] > 10_000_000 and mem["heapUsed"] > 0
+        assert mem["listeners"]["maxPerEvent"] == 10
+        assert max(mem["listeners"]["byEvent"].values()) <= 10
+        sec = httpx.get(f"{url}/health/security").json()["jwt"]
+        assert sec["algorithm"] == "HS256"
+        assert sec["accessKeyFingerprint"] == fingerprint(store.get("JWT_SECRET") or "")
+        assert sec["refreshKeyFingerprint"] == fingerprint(store.get("JWT_REFRESH_SECRET") or "")
+        assert sec["loadedAt"].endswith("Z")
+    # Each service is its own process, with its own pool named after it in PostgreSQL.
+    with psycopg.connect(healthy.config.postgres.dsn) as conn:  # type: ignore[union-attr]
+        rows = conn.execute(
+            "select application_name, count(*) from pg_stat_activity "
+            "where backend_type = 'client backend' group by 1"
+        ).fetchall()
+    counts = dict(rows)
+    for service in SERVICES:
+        assert 1 <= counts.get(service, 0) <= 5, counts
+
+
+def test_admin_endpoints_need_an_admin_token(healthy: Demo) -> None:
+    url = healthy.url("user-service")
+    secret = healthy.secret()
+    assert httpx.get(f"{url}/api/admin/me").status_code == 401
+    assert httpx.post(f"{url}/admin/undrain").status_code == 401
+    wrong = _token("not-the-secret-" * 4)
+    assert httpx.get(f"{url}/api/admin/me", headers=_auth(wrong)).status_code == 401
+    user = _token(secret, role="user")
+    assert httpx.get(f"{url}/api/admin/me", headers=_auth(user)).status_code == 403
+    expired = _token(secret, exp=int(time.time()) - 120)
+    assert httpx.get(f"{url}/api/admin/me", headers=_auth(expired)).status_code == 401
+    unsigned = jwt.encode({"role": "admin"}, None, algorithm="none")  # type: ignore[arg-type]
+    assert httpx.get(f"{url}/api/admin/me", headers=_auth(unsigned)).status_code == 401
+    weak = _token("your-secret-key")
+    assert httpx.get(f"{url}/api/admin/me", headers=_auth(weak)).status_code == 401
+    r = httpx.get(f"{url}/api/admin/me", headers=_auth(_token(secret)))
+    assert r.status_code == 200 and r.json()["role"] == "admin"
+    # undrain of a service that is not draining is harmless
+    r = httpx.post(f"{url}/admin/undrain", headers=_auth(_token(secret)))
+    assert r.status_code == 200 and r.json()["draining"] is False
+
+
+def test_reload_takes_new_secret_and_honours_previous(healthy: Demo) -> None:
+    url = healthy.url("product-service")
+    old = healthy.secret()
+    new = "n3w-" + os.urandom(32).hex()
+    DotenvStore(healthy.state_dir / ".env").write({"JWT_SECRET": new, "JWT_SECRET_PREVIOUS": old})
+    assert httpx.post(f"{url}/admin/reload-secrets").status_code == 401
+    r = httpx.post(f"{url}/admin/reload-secrets", headers=_auth(_token(old)))
+    assert r.status_code == 200
+    assert r.json()["accessKeyFingerprint"] == fingerprint(new)
+    assert old not in r.text and new not in r.text
+    sec = httpx.get(f"{url}/health/security").json()["jwt"]
+    assert sec["accessKeyFingerprint"] == fingerprint(new)
+    # during the grace period both the new and the previous secret are accepted
+    for secret in (new, old):
+        r = httpx.get(f"{url}/api/admin/me", headers=_auth(_token(secret)))
+        assert r.status_code == 200
+    # a service that has not reloaded still holds the old secret
+    other = httpx.get(f"{healthy.url('user-service')}/health/security").json()["jwt"]
+    assert other["accessKeyFingerprint"] == fingerprint(old)
+
+
+# ------------------------------------------------------------ drain, signals
+
+
+def test_drain_finishes_in_flight_work_exits_0_and_is_restarted(tmp_path: Path) -> None:
+    with running_demo("slow-drain", tmp_path) as demo:
+        url = demo.url("order-service")
+        before = _wait(
+            lambda: (h := _health(url)) is not None and h.json()["activeOperations"] >= 2 and h,
+            20,
+            "slow operations in flight",
+        )
+        port = f"--port {httpx.URL(url).port}"
+        pid = next(
+            p.pid
+            for p in psutil.process_iter(["cmdline"])
+            if "--name order-service" in " ".join(p.info["cmdline"] or [])
+            and port in " ".join(p.info["cmdline"] or [])
+        )
+        token = _token(demo.secret())
+        r = httpx.post(f"{url}/admin/drain", headers=_auth(token))
+        assert r.status_code == 202
+        h = httpx.get(f"{url}/health")
+        assert h.status_code == 503 and h.json()["draining"] is True
+        assert h.json()["activeOperations"] >= 1, before.json()
+        # new work is refused while the old finishes
+        order = httpx.post(f"{url}/api/orders", json={"product_id": 1})
+        assert order.status_code == 503
+        _wait(lambda: not psutil.pid_exists(pid), 30, "the drained service to exit")
+        assert _wait(lambda: "order-service exited with code 0" in demo.log(), 5, "exit log")
+        # restarted fresh on the same port, without the fault
+        fresh = _wait(
+            lambda: (h := _health(url)) is not None and h.status_code == 200 and h, 20, "restart"
+        )
+        assert fresh.json()["draining"] is False
+        order = httpx.post(f"{url}/api/orders", json={"product_id": 1})
+        assert order.status_code == 201
+        # nothing acknowledged was lost across the drain
+        with psycopg.connect(demo.config.postgres.dsn) as conn:  # type: ignore[union-attr]
+            for inv in demo.config.postgres.invariants:  # type: ignore[union-attr]
+                assert conn.execute(inv.sql).fetchone() == (0,), inv.name
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_nothing_survives_the_end_of_the_demo(tmp_path: Path, sig: signal.Signals) -> None:
+    with running_demo("connection-storm", tmp_path) as demo:
+        procs = _demo_processes(demo)
+        names = " ".join(" ".join(p.cmdline()) for p in procs)
+        assert names.count("dashboard.demo.service") == 4 and "redis-server" in names
+        assert "postgres" in names
+        state = demo.state_dir
+        assert state.is_dir() and (state / ".env").is_file()
+        demo.proc.send_signal(sig)
+        assert demo.proc.wait(40) == 0
+        _wait(lambda: not _gone(procs), 10, f"every demo process to end: {_gone(procs)}")
+        assert not state.exists()  # the temporary state directory is removed
+
+
+def test_unknown_scenario_is_refused() -> None:
+    res = run_cli("demo", "--serve", "--scenario", "nope")
+    assert res.returncode == 2
+    assert "incident" in res.stderr and "healthy" in res.stderr
+
+
+# ---------------------------------------------------------------- end to end
+
+INCIDENT_CHECKS = (
+    "postgres.budget.payment-service",  # connection storm
+    "service.order-service.listeners",  # memory and listener leak
+    "redis.locks.no_ttl",  # stuck lock
+    "redis.locks.stale",  # stale lock
+    "secrets.JWT_SECRET.strength",  # weak secret
+    "secrets.distinct",
+    "secrets.forged_token",
+)
+
+
+def test_incident_end_to_end_fixed_by_ultrawatch(tmp_path: Path) -> None:
+    with running_demo("incident", tmp_path, state_dir=tmp_path / "state") as demo:
+        order_url = demo.url("order-service")
+
+        def leaked() -> bool:
+            mem = httpx.get(f"{order_url}/health/memory").json()
+            return mem["listeners"]["byEvent"].get("order.created", 0) > 10
+
+        _wait(leaked, 30, "the listener leak")
+        code, checks = demo.check()
+        failing = {k: v["summary"] for k, v in checks.items() if v["status"] != "ok"}
+        assert code == 2, failing
+        for check_id in INCIDENT_CHECKS:
+            assert check_id in failing, (check_id, failing)
+        assert checks["postgres.invariant.oversold"]["status"] == "ok"
+        assert checks["postgres.invariant.lost_orders"]["status"] == "ok"
+        assert _health(order_url).json()["activeOperations"] >= 1  # type: ignore[union-attr]
+
+        # the remedies, each with ultrawatch's own subcommands
+        res = demo.cli("rotate-secret")
+        assert res.returncode == 0, res.stdout + res.stderr
+        for product in (NO_TTL_PRODUCT, STALE_PRODUCT):
+            res = demo.cli("release-lock", lock_key(product))
+            assert res.returncode == 0, res.stdout + res.stderr
+        res = demo.cli("drain", "order-service")
+        assert res.returncode == 0, res.stdout + res.stderr
+        with psycopg.connect(demo.config.postgres.dsn, autocommit=True) as conn:  # type: ignore[union-attr]
+            pids = [
+                r[0]
+                for r in conn.execute(
+                    "select pid from pg_stat_activity where application_name = "
+                    "'payment-service' and state = 'idle'"
+                )
+            ]
+        assert len(pids) > 5
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda p: demo.cli("terminate", str(p)), pids))
+        assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+
+        # orders for the formerly locked products go through again
+        _wait(lambda: (h := _health(order_url)) is not None and h.status_code == 200, 20, "restart")
+        for product in (NO_TTL_PRODUCT, STALE_PRODUCT):
+            r = httpx.post(f"{order_url}/api/orders", json={"product_id": product}, timeout=10)
+            assert r.status_code == 201, r.text
+        listeners = httpx.get(f"{order_url}/health/memory").json()["listeners"]
+        assert listeners["byEvent"]["order.created"] <= 10
+
+        # once the grace period is over, the rotation is finished: the weak secret is gone
+        _wait(
+            lambda: demo.cli("rotate-secret", "--finish").returncode == 0,
+            40,
+            "rotate-secret --finish",
+            every=2,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            code, checks = demo.check()
+            if code == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        failing = {k: v["summary"] for k, v in checks.items() if v["status"] != "ok"}
+        assert code == 0, failing
+        assert checks["postgres.invariant.lost_orders"]["status"] == "ok"
+        audit = (demo.state_dir / "audit.jsonl").read_text()
+        assert audit.count("\n") >= 4 + len(pids)
+        assert demo.secret() not in audit and demo.secret() not in demo.log()
