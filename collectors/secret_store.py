@@ -214,6 +214,10 @@ def _parse_value(rest: str) -> str:
 def _format_value(value: str) -> str:
     if _BARE_OK.fullmatch(value):
         return value
+    # Single quotes are literal for Node's dotenv, python-dotenv and sh alike;
+    # double-quote escapes are not read the same by all of them, so last resort.
+    if not re.search(r"['\\\n\r]", value):
+        return f"'{value}'"
     escaped = (
         value.replace("\\", "\\\\")
         .replace('"', '\\"')

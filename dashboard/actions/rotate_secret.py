@@ -212,6 +212,7 @@ class RotateSecret:
                     )
                 )
         details.append(("services told", self._told_text() or "none configured"))
+        details += self._seen_details()
         if mode == "resume":
             details.append(("waiting for", ", ".join(lagging)))
         details.append(("grace period", format_duration(grace)))
@@ -269,6 +270,7 @@ class RotateSecret:
         for key in open_keys:
             details.append((key + PREVIOUS, f"{_fp(values[key + PREVIOUS])} will be deleted"))
         details.append(("services", self._told_text() or "none configured"))
+        details += self._seen_details()
         summary = (
             "dry run: show the finish plan; nothing will be changed"
             if self.dry_run
@@ -497,6 +499,13 @@ class RotateSecret:
                 f"{len(checkable)} service(s) confirmed on the current key",
                 details,
             )
+        if not st.told:
+            return Outcome(
+                Result.VERIFIED,
+                f"{', '.join(st.keys)} {'finished' if st.mode == 'finish' else 'rotated'} in "
+                "the store; no services are configured to be told (restart them to load it)",
+                details,
+            )
         after = f" after {_iso(grace_end)}" if grace_end else ""
         return Outcome(
             Result.VERIFIED,
@@ -537,6 +546,19 @@ class RotateSecret:
                 out.append(_Told(svc, "signal", signal_name=reload.signal, verifiable=verifiable))
             elif reload.path:
                 out.append(_Told(svc, "http", path=reload.path, verifiable=verifiable))
+        return out
+
+    def _seen_details(self) -> list[tuple[str, str]]:
+        """What each service reports now, so the engineer sees who is on which key."""
+        out = []
+        for t in self.state.told:
+            if not t.verifiable:
+                now = f"cannot tell (no {SECURITY_PATH})"
+            elif t.error:
+                now = f"key unknown: {t.error}"
+            else:
+                now = f"on {t.fingerprint}"
+            out.append((f"{t.svc.name} now", now))
         return out
 
     def _told_text(self) -> str:
