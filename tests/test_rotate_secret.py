@@ -208,6 +208,10 @@ def test_finish_drops_previous_after_grace_and_refuses_with_a_lagging_service(
         assert "svc-1 still reports" in refused.stderr
         assert "JWT_SECRET_PREVIOUS" in w.values()
         svcs[1].access = saved
+        # killed while writing: the previous secret is still there, the file whole
+        killed = w.cli("--finish", "--yes", env={"ULTRAWATCH_FAULT": "store:temp-written"})
+        assert killed.returncode == -9
+        assert "JWT_SECRET_PREVIOUS" in w.values()
         done = w.cli("--finish", "--yes")
         assert done.returncode == 0, done.stderr
         v = w.values()
