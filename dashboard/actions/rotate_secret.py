@@ -101,7 +101,8 @@ def _pids(svc: ServiceConfig) -> list[int]:
         return [m.pid]
     if m.pidfile is not None:
         try:
-            return [int(open(os.path.expanduser(m.pidfile)).read().split()[0])]
+            with open(os.path.expanduser(m.pidfile)) as f:
+                return [int(f.read().split()[0])]
         except (OSError, ValueError, IndexError):
             return []
     import psutil
