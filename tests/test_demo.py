@@ -145,6 +145,18 @@ def _demo_processes(demo: Demo) -> list[psutil.Process]:
     return procs
 
 
+def _stop_and_expect_nothing_left(demo: Demo, sig: signal.Signals) -> None:
+    procs = _demo_processes(demo)
+    names = " ".join(" ".join(p.cmdline()) for p in procs)
+    assert names.count("dashboard.demo.service") == 4 and "redis-server" in names
+    assert "postgres" in names
+    assert demo.state_dir.is_dir() and (demo.state_dir / ".env").is_file()
+    demo.proc.send_signal(sig)
+    assert demo.proc.wait(40) == 0
+    _wait(lambda: not _gone(procs), 10, f"every demo process to end: {_gone(procs)}")
+    assert not demo.state_dir.exists()  # the temporary state directory is removed
+
+
 def _gone(procs: list[psutil.Process]) -> list[str]:
     alive = []
     for p in procs:
@@ -216,6 +228,7 @@ def test_health_contract_of_every_service(healthy: Demo) -> None:
         assert 1 <= counts.get(service, 0) <= 5, counts
 
 
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 def test_admin_endpoints_need_an_admin_token(healthy: Demo) -> None:
     url = healthy.url("user-service")
     secret = healthy.secret()
@@ -259,6 +272,11 @@ def test_reload_takes_new_secret_and_honours_previous(healthy: Demo) -> None:
     assert other["accessKeyFingerprint"] == fingerprint(old)
 
 
+def test_sigterm_ends_every_process_and_removes_the_state_dir(healthy: Demo) -> None:
+    # the last test on this demo: it ends it
+    _stop_and_expect_nothing_left(healthy, signal.SIGTERM)
+
+
 # ------------------------------------------------------------ drain, signals
 
 
@@ -299,21 +317,8 @@ def test_drain_finishes_in_flight_work_exits_0_and_is_restarted(tmp_path: Path) 
         with psycopg.connect(demo.config.postgres.dsn) as conn:  # type: ignore[union-attr]
             for inv in demo.config.postgres.invariants:  # type: ignore[union-attr]
                 assert conn.execute(inv.sql).fetchone() == (0,), inv.name
-
-
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_nothing_survives_the_end_of_the_demo(tmp_path: Path, sig: signal.Signals) -> None:
-    with running_demo("connection-storm", tmp_path) as demo:
-        procs = _demo_processes(demo)
-        names = " ".join(" ".join(p.cmdline()) for p in procs)
-        assert names.count("dashboard.demo.service") == 4 and "redis-server" in names
-        assert "postgres" in names
-        state = demo.state_dir
-        assert state.is_dir() and (state / ".env").is_file()
-        demo.proc.send_signal(sig)
-        assert demo.proc.wait(40) == 0
-        _wait(lambda: not _gone(procs), 10, f"every demo process to end: {_gone(procs)}")
-        assert not state.exists()  # the temporary state directory is removed
+        # Ctrl+C ends it all
+        _stop_and_expect_nothing_left(demo, signal.SIGINT)
 
 
 def test_unknown_scenario_is_refused() -> None:

@@ -190,7 +190,7 @@ class Service:
         """Fulfilment jobs that each take seconds: a drain must wait for them."""
         while not self.draining:
             async with self.operation():
-                await asyncio.sleep(random.uniform(3.0, 6.0))
+                await asyncio.sleep(random.uniform(2.5, 4.5))
                 with contextlib.suppress(psycopg.Error, TimeoutError):
                     async with self.pool.connection() as conn:
                         await conn.execute(
