@@ -251,6 +251,7 @@ class DrainConfig(_Section):
     path: UrlPath | None = None
     signal: str | None = None
     timeout: Duration = Duration(60)
+    undrain_path: UrlPath = UrlPath("/admin/undrain")  # `ultrawatch undrain` POSTs here
 
 
 class ReloadConfig(_Section):
@@ -280,6 +281,9 @@ class ProcessConfig(_Section):
     pid: int | None = None
     pidfile: str | None = None
     memory_limit: ByteSize | None = None
+    growth_warn: ByteSize = ByteSize(1024 * 1024)  # RSS slope per minute (R^2 >= 0.8)
+    growth_min_span: Duration = Duration(300)  # samples must cover this before judging growth
+    growth_crit_ttl: Duration = Duration(3600)  # projected time to the limit: critical below
 
 
 class HttpConfig(_Section):
@@ -291,6 +295,7 @@ class HttpConfig(_Section):
     ca_file: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
+    engine: Literal["aiohttp", "httpx"] = "aiohttp"  # httpx costs ms of CPU per request
 
 
 class SecretStoreConfig(_Section):
