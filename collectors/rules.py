@@ -290,10 +290,13 @@ def _secs(s: float) -> str:
 
 
 from collectors.secret_rules import judge_secrets  # noqa: E402
+from collectors.service_rules import judge_processes, judge_services  # noqa: E402
 
 JUDGES: dict[str, Judge] = {
     "postgres": judge_postgres,
     "secrets": judge_secrets,
+    "services": judge_services,
+    "processes": judge_processes,
 }
 
 
