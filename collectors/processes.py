@@ -197,6 +197,13 @@ class ProcessesCollector:
                 started,
                 data={
                     "pids": [],
+                    "rss_bytes": None,
+                    "cpu_percent": None,
+                    "fds": None,
+                    "threads": None,
+                    "growth_bytes_per_s": None,
+                    "growth_r2": None,
+                    "time_to_limit_s": None,
                     "gone": gone,
                     "last_pids": t.seen_pids[:20],
                     "match": t.how(),

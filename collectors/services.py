@@ -90,6 +90,10 @@ class ServicesCollector:
                 "format": None,
                 "http_status": None,
                 "message": main.error,
+                "components": [],
+                "draining": None,
+                "active_operations": None,
+                **dict.fromkeys(("pool", "memory", "listeners", "listeners_trend", "security")),
                 **self._latency_data(st, None),
                 **self._common(st, now),
             }
