@@ -145,6 +145,7 @@ class UltrawatchApp(App[int]):
         self._next_size: Size | None = None
         self._action_busy = False
         self._thread = 0
+        self.last_outcome: Any = None  # the last action's Outcome (shown as a notification)
 
     # --------------------------------------------------------------- layout
 
@@ -517,7 +518,8 @@ class UltrawatchApp(App[int]):
             self.notify("no lock selected (Redis locks panel)", severity="warning")
             return
         # What the engineer saw: this key with this owner; a changed owner is refused.
-        key, owner = str(record.get("key")), record.get("owner")
+        # `owner_exact` is the lossless value; `owner` is only for display.
+        key, owner = str(record.get("key")), record.get("owner_exact")
 
         def make() -> Action:
             from dashboard.actions.release_lock import ReleaseLock

@@ -60,7 +60,12 @@ class ServicesPanel(Panel):
                         [
                             cell(name),
                             status_cell(
-                                Status.CRITICAL if r.error_kind == "unreachable" else Status.UNKNOWN
+                                check_status
+                                or (
+                                    Status.CRITICAL
+                                    if r.error_kind == "unreachable"
+                                    else Status.UNKNOWN
+                                )
                             ),
                             cell(spark(d.get("latency_history"))),
                             cell(None),
