@@ -13,7 +13,6 @@ import html
 import re
 from pathlib import Path
 
-import pytest
 from textual.widgets import TabbedContent
 
 from collectors.config import parse_config
