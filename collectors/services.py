@@ -43,6 +43,11 @@ class ServicesCollector:
         self.config = config
         self.http = http
         self.window = float(config.dashboard.history)
+        # Finish inside the poller's deadline, so one slow service costs only its own
+        # reading, never the whole collector's.
+        deadline = float(config.dashboard.collector_timeout)
+        self.budget = max(0.2, deadline - 0.5 if deadline > 2 else deadline * 0.75)
+        self.request_timeout = min(float(config.http.timeout), self.budget)
         self._state: dict[str, _ServiceState] = {
             s.name: _ServiceState(RingBuffer(600), RingBuffer(600)) for s in config.services
         }
@@ -59,7 +64,10 @@ class ServicesCollector:
     async def _one(self, svc: ServiceConfig) -> Reading:
         started = time.time()
         try:
-            return await self._poll(svc, started)
+            return await asyncio.wait_for(self._poll(svc, started), self.budget)
+        except TimeoutError:
+            # Queued behind other requests for too long: a failed poll of this service.
+            return self._failed(svc, started, f"no answer within the {self.budget:g}s budget")
         except Exception as e:  # our bug, not the target's: one service, not the round
             return Reading(
                 self.component,
@@ -74,48 +82,56 @@ class ServicesCollector:
         st = self._state[svc.name]
         st.polls += 1
         base = svc.url.rstrip("/")
+        limit = self.request_timeout
         fetches = await asyncio.gather(
-            self.http.get(base + svc.health_path),
-            *(self.http.get(base + p) for p in svc.detail_paths),
+            self.http.get(base + svc.health_path, timeout=limit),
+            *(self.http.get(base + p, timeout=limit) for p in svc.detail_paths),
         )
         main, details = fetches[0], fetches[1:]
         now = time.time()
-        url = base + svc.health_path
         if main.error is not None:
-            st.consecutive_failures += 1
-            self._note_status(st, now, "unreachable")
-            data = {
-                "url": url,
-                "status": CRITICAL,
-                "format": None,
-                "http_status": None,
-                "message": main.error,
-                "components": [],
-                "draining": None,
-                "active_operations": None,
-                **dict.fromkeys(("pool", "memory", "listeners", "listeners_trend", "security")),
-                **self._latency_data(st, None),
-                **self._common(st, now),
-            }
-            return Reading(
-                self.component,
-                svc.name,
-                started,
-                data=data,
-                error=main.error,
-                error_kind="unreachable",
-                duration_ms=main.elapsed_ms,
-            )
+            return self._failed(svc, started, main.error, main.elapsed_ms)
 
         st.consecutive_failures = 0
         health = parse_health(main.status, main.content_type, main.body, main.truncated)
         self._note_status(st, now, health.status)
         st.latency.append(now, main.elapsed_ms)
-        data = self._health_data(url, main, health)
+        data = self._health_data(base + svc.health_path, main, health)
         data.update(self._latency_data(st, main.elapsed_ms))
         data.update(self._details(svc, st, now, details))
         data.update(self._common(st, now))
         return Reading(self.component, svc.name, started, data=data, duration_ms=main.elapsed_ms)
+
+    def _failed(
+        self, svc: ServiceConfig, started: float, error: str, elapsed_ms: float = 0.0
+    ) -> Reading:
+        """Unreachable: the reading still carries the failure count and latency history."""
+        st = self._state[svc.name]
+        now = time.time()
+        st.consecutive_failures += 1
+        self._note_status(st, now, "unreachable")
+        data = {
+            "url": svc.url.rstrip("/") + svc.health_path,
+            "status": CRITICAL,
+            "format": None,
+            "http_status": None,
+            "message": error,
+            "components": [],
+            "draining": None,
+            "active_operations": None,
+            **dict.fromkeys(("pool", "memory", "listeners", "listeners_trend", "security")),
+            **self._latency_data(st, None),
+            **self._common(st, now),
+        }
+        return Reading(
+            self.component,
+            svc.name,
+            started,
+            data=data,
+            error=error,
+            error_kind="unreachable",
+            duration_ms=elapsed_ms or (now - started) * 1000,
+        )
 
     # ------------------------------------------------------------------ pieces
 

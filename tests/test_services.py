@@ -510,3 +510,29 @@ def test_check_cli_reports_services(write_config):
     assert checks["service.gone.health"]["status"] == "critical"
     assert "unreachable" in checks["service.gone.health"]["summary"]
     assert res.returncode == 2
+
+
+def test_a_slow_service_costs_only_its_own_reading():
+    """Inside the poller's deadline: the slow one times out, the others keep their readings."""
+    from collectors.poller import Poller
+
+    with http_server(handler) as base:
+        config = parse_config(
+            '[dashboard]\ncollector_timeout = "1.5s"\n[http]\ntimeout = "5s"\n'
+            f'[[services]]\nname = "slow"\nurl = "{base}/bad/slow"\n'
+            f'[[services]]\nname = "fine"\nurl = "{base}/fmt/0"\n'
+        )
+
+        async def go() -> Snapshot:
+            c = ServicesCollector(config, HttpClient(config.http))
+            try:
+                return await Poller([c], deadline=1.5).poll()
+            finally:
+                await c.close()
+
+        snap = asyncio.run(go())
+    by = {r.target: r for r in snap.readings}
+    assert by["fine"].ok and by["fine"].data["status"] == "ok"
+    assert by["slow"].error_kind == "unreachable"
+    err = by["slow"].error or ""
+    assert "timed out after 1.12" in err or "no answer within the 1.125s budget" in err, err
