@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import decimal
 import time
+from collections import Counter
+from operator import itemgetter
 from typing import Any
 
 import psycopg
@@ -74,6 +76,28 @@ where s.pid <> pg_backend_pid()
   and (s.backend_type = 'client backend'
        or (s.backend_type is null and s.datid is not null and s.usesysid is not null))
 """
+
+# Column positions in _ROUND_SQL's rows.
+(
+    _PID,
+    _START,
+    _APP,
+    _USESYSID,
+    _DATID,
+    _STATE,
+    _HIDDEN,
+    _XACT_AGE,
+    _STATE_AGE,
+    _QUERY_AGE,
+    _WAIT_TYPE,
+    _WAIT_EVENT,
+    _QUERY,
+    _XMIN_AGE,
+    _BLOCKERS,
+    _WAITING,
+) = range(16)
+_IDLE_IN_XACT = frozenset({"idle in transaction", "idle in transaction (aborted)"})
+_BUSY = _IDLE_IN_XACT | {"active"}
 
 # Names for the oids above; asked again only when an unknown oid shows up.
 _NAMES_SQL = """
@@ -218,98 +242,61 @@ class PostgresCollector:
         )
 
     def _shape(self, rows: list[tuple[Any, ...]], latency_ms: float) -> dict[str, Any]:
-        """One pass over the rows: counts, the stuck and the blocked, the session list."""
+        """Counts, the stuck and the blocked, and the session list, from the rows.
+        Counting goes through Counter (C) and only the listed sessions become dicts:
+        the monitor's own cost stays small next to the server's."""
         version, max_conn, su_reserved, reserved = self._capacity
         names = self._names
         services = self.services
-        by_state: dict[str, int] = {}
-        by_database: dict[str, int] = {}
-        by_user: dict[str, int] = {}
-        per_app: dict[str, int] = {}
-        sessions: list[tuple[tuple[int, float], dict[str, Any]]] = []
-        blocked: list[dict[str, Any]] = []
-        oldest: tuple[float, int, str] | None = None
-        idlest: tuple[float, int, str] | None = None
-        xmin: tuple[int, int, str] | None = None
-        hidden = 0
-        for (
-            pid,
-            start,
-            app,
-            usesysid,
-            datid,
-            state,
-            is_hidden,
-            xact_age,
-            state_age,
-            query_age,
-            wtype,
-            wevent,
-            query,
-            xmin_age,
-            blockers,
-            waiting,
-        ) in rows:
-            service = services.get(app, OTHER)
-            db = names.get(("d", datid)) or "?"
-            user = names.get(("u", usesysid)) or "?"
-            per_app[app] = per_app.get(app, 0) + 1
-            by_database[db] = by_database.get(db, 0) + 1
-            by_user[user] = by_user.get(user, 0) + 1
-            if is_hidden:
-                hidden += 1
-                rank = 4
-                query = None  # PostgreSQL says "<insufficient privilege>"; hidden_fields says so
-            else:
-                by_state[state] = by_state.get(state, 0) + 1
-                rank = 3
-                if state == "active":
-                    rank = 2
-                elif state and state.startswith("idle in transaction"):
-                    rank = 1
-                    if idlest is None or state_age > idlest[0]:
-                        idlest = (state_age, pid, service)
-                if xact_age is not None and (oldest is None or xact_age > oldest[0]):
-                    oldest = (xact_age, pid, service)
-                if xmin_age is not None and (xmin is None or xmin_age > xmin[0]):
-                    xmin = (xmin_age, pid, service)
-            blocked_by = sorted(set(blockers)) if blockers else []
-            if blocked_by:
-                rank = 0
-                blocked.append(
-                    {
-                        "pid": pid,
-                        "service": service,
-                        "waiting_s": _r(waiting if waiting is not None else state_age),
-                        "blocked_by": blocked_by,  # 0 means a prepared transaction
-                        "query": query,
-                    }
-                )
-            age = xact_age if xact_age is not None else (query_age or 0.0)
-            sessions.append(
-                (
-                    (rank, -age),
-                    {
-                        "pid": pid,
-                        "backend_start": start,
-                        "service": service,
-                        "application_name": app,
-                        "user": user,
-                        "database": db,
-                        "state": state,
-                        "xact_age_s": xact_age,
-                        "state_age_s": state_age,
-                        "query_age_s": query_age,
-                        "wait_event_type": wtype,
-                        "wait_event": wevent,
-                        "query": query,
-                        "blocked_by": blocked_by,
-                    },
-                )
-            )
-        sessions.sort(key=lambda kv: kv[0])
-        unknown = "?" in by_database or "?" in by_user
-        blocked.sort(key=lambda b: -(b["waiting_s"] or 0.0))
+        hidden = sum(1 for r in rows if r[_HIDDEN])
+        visible = [r for r in rows if not r[_HIDDEN]] if hidden else rows
+        by_state = dict(Counter(r[_STATE] for r in visible))
+        per_app = Counter(r[_APP] for r in rows)
+        by_database = _named(Counter(r[_DATID] for r in rows), names, "d")
+        by_user = _named(Counter(r[_USESYSID] for r in rows), names, "u")
+        idle = [r for r in visible if r[_STATE] in _IDLE_IN_XACT]
+        idlest = max(idle, key=lambda r: r[_STATE_AGE] or 0.0) if idle else None
+        in_xact = [r for r in visible if r[_XACT_AGE] is not None]
+        oldest = max(in_xact, key=lambda r: r[_XACT_AGE]) if in_xact else None
+        with_xmin = [r for r in visible if r[_XMIN_AGE] is not None]
+        xmin = max(with_xmin, key=lambda r: r[_XMIN_AGE]) if with_xmin else None
+        waiting = [r for r in rows if r[_BLOCKERS]]
+        blocked = sorted(
+            (
+                {
+                    "pid": r[_PID],
+                    "service": services.get(r[_APP], OTHER),
+                    "waiting_s": _r(r[_WAITING] if r[_WAITING] is not None else r[_STATE_AGE]),
+                    "blocked_by": sorted(set(r[_BLOCKERS])),  # 0: a prepared transaction
+                    "query": r[_QUERY],
+                }
+                for r in waiting
+            ),
+            key=lambda b: -(b["waiting_s"] or 0.0),
+        )
+        listed = _most_interesting(rows, waiting, visible)
+        users = {oid: name for (kind, oid), name in names.items() if kind == "u"}
+        dbs = {oid: name for (kind, oid), name in names.items() if kind == "d"}
+        sessions = [
+            {
+                "pid": r[_PID],
+                "backend_start": r[_START],
+                "service": services.get(r[_APP], OTHER),
+                "application_name": r[_APP],
+                "user": users.get(r[_USESYSID]) or "?",
+                "database": dbs.get(r[_DATID]) or "?",
+                "state": r[_STATE],
+                "xact_age_s": r[_XACT_AGE],
+                "state_age_s": r[_STATE_AGE],
+                "query_age_s": r[_QUERY_AGE],
+                "wait_event_type": r[_WAIT_TYPE],
+                "wait_event": r[_WAIT_EVENT],
+                # PostgreSQL says "<insufficient privilege>"; hidden_fields says so
+                "query": None if r[_HIDDEN] else r[_QUERY],
+                "blocked_by": sorted(set(r[_BLOCKERS])) if r[_BLOCKERS] else [],
+            }
+            for r in listed
+        ]
         return {
             "server_version": version,
             "latency_ms": round(latency_ms, 2),
@@ -323,17 +310,23 @@ class PostgresCollector:
             "by_state": by_state,
             "by_database": by_database,
             "by_user": by_user,
-            "sessions": [s for _, s in sessions[:SESSIONS_MAX]],
-            "oldest_xact": _who(oldest),
-            "longest_idle_in_xact": _who(idlest),
-            "xmin_age": xmin[0] if xmin else None,
-            "xmin_pid": xmin[1] if xmin else None,
+            "sessions": sessions,
+            "oldest_xact": self._who(oldest, _XACT_AGE),
+            "longest_idle_in_xact": self._who(idlest, _STATE_AGE),
+            "xmin_age": xmin[_XMIN_AGE] if xmin else None,
+            "xmin_pid": xmin[_PID] if xmin else None,
             "blocked": blocked[:BLOCKED_MAX],
             "blocked_total": len(blocked),
             "hidden_sessions": hidden,
             "hidden_fields": list(HIDDEN_FIELDS) if hidden else [],
-            "_unknown_names": unknown,
+            "_unknown_names": "?" in by_database or "?" in by_user,
         }
+
+    def _who(self, row: tuple[Any, ...] | None, age: int) -> dict[str, Any] | None:
+        if row is None:
+            return None
+        service = self.services.get(row[_APP], OTHER)
+        return {"pid": row[_PID], "age_s": _r(row[age]), "service": service}
 
     def _by_service(self, per_app: dict[str, int]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -399,11 +392,36 @@ class PostgresCollector:
                 pass
 
 
-def _who(found: tuple[float, int, str] | None) -> dict[str, Any] | None:
-    if found is None:
-        return None
-    age, pid, service = found
-    return {"pid": pid, "age_s": _r(age), "service": service}
+def _most_interesting(
+    rows: list[tuple[Any, ...]], waiting: list[tuple[Any, ...]], visible: list[tuple[Any, ...]]
+) -> list[tuple[Any, ...]]:
+    """At most SESSIONS_MAX rows, most interesting first: blocked, idle in
+    transaction, active (oldest transaction first), idle (idle longest first),
+    then sessions we cannot see. Buckets and C-level sort keys keep this cheap
+    with hundreds of idle pooled connections."""
+    blocked = {r[_PID] for r in waiting}
+    out = sorted(waiting, key=lambda r: -(r[_WAITING] or 0.0))
+    rest = [r for r in visible if r[_PID] not in blocked] if blocked else visible
+    for state in (_IDLE_IN_XACT, ("active",)):
+        bucket = [r for r in rest if r[_STATE] in state]
+        bucket.sort(key=lambda r: -(r[_XACT_AGE] or r[_QUERY_AGE] or 0.0))
+        out += bucket
+    if len(out) < SESSIONS_MAX:
+        idle = [r for r in rest if r[_STATE] not in _BUSY]
+        if all(r[_STATE_AGE] is not None for r in idle):
+            idle.sort(key=itemgetter(_STATE_AGE), reverse=True)
+        out += idle
+    if len(out) < SESSIONS_MAX and len(visible) < len(rows):
+        out += [r for r in rows if r[_HIDDEN]]
+    return out[:SESSIONS_MAX]
+
+
+def _named(counts: Counter[Any], names: dict[tuple[str, int], str], kind: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for oid, n in counts.items():
+        name = names.get((kind, oid)) or "?"
+        out[name] = out.get(name, 0) + n
+    return out
 
 
 def _r(seconds: float | None) -> float | None:

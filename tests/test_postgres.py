@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,15 +31,16 @@ OK, WARNING, CRITICAL, UNKNOWN = Status.OK, Status.WARNING, Status.CRITICAL, Sta
 
 
 @pytest.fixture(scope="module")
-def own_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """A private server: restarted, filled to the last slot, given roles."""
+def own_pg() -> Iterator[object]:
+    """A private server: restarted, filled to the last slot, given roles. Its
+    directory is outside pytest's basetemp, which concurrent pytest runs prune."""
     from dashboard.demo.embedded import EmbeddedPostgres, EmbeddedUnavailable
 
+    base = tempfile.mkdtemp(prefix="ultrawatch-test-pg-")
     try:
-        server = EmbeddedPostgres(
-            tmp_path_factory.mktemp("pg-private"), settings={"max_connections": 20}
-        ).start()
+        server = EmbeddedPostgres(base, settings={"max_connections": 20}).start()
     except EmbeddedUnavailable as e:
+        shutil.rmtree(base, ignore_errors=True)
         pytest.skip(str(e))
     yield server
     server.cleanup()
