@@ -62,12 +62,15 @@ def start(tmp_path: Path, secret: str) -> Iterator:
         c.proc.wait()
 
 
-def config_text(child: Child, drain: str, tmp_path: Path, secret: str) -> str:
+def config_text(
+    child: Child, drain: str, tmp_path: Path, secret: str, *, process: bool = True
+) -> str:
     env = tmp_path / ".env"
     env.write_text(f"JWT_SECRET={secret}\nJWT_REFRESH_SECRET={secrets.token_urlsafe(48)}\n")
     return (
         f'[[services]]\nname = "orders"\nurl = "{child.url}"\n'
-        f"process = {{ pid = {child.proc.pid} }}\ndrain = {drain}\n"
+        + (f"process = {{ pid = {child.proc.pid} }}\n" if process else "")
+        + f"drain = {drain}\n"
         f'[secrets]\nstore = {{ kind = "dotenv", path = "{env}" }}\n'
     )
 
@@ -130,6 +133,7 @@ def test_drain_by_http_with_admin_token(start, tmp_path: Path, secret: str, writ
     config = load_config(path)
     outcome, _plans, progress = run(config, DrainAction(config, "orders", poll_interval=0.1))
     assert outcome.result is Result.VERIFIED, (outcome, progress)
+    assert f"pid {child.proc.pid} exited" in outcome.message
     assert any("HTTP 202" in p for p in progress)
     assert any("draining" in p for p in progress)
     assert child.proc.wait(timeout=10) == 0
@@ -184,14 +188,17 @@ def test_refusals(start, tmp_path: Path, secret: str, write_config) -> None:
 def test_cli_drain(start, tmp_path: Path, secret: str, write_config) -> None:
     child = start("--ops", "2")
     path = write_config(
-        config_text(child, '{ path = "/admin/drain", timeout = "20s" }', tmp_path, secret)
+        config_text(
+            child, '{ path = "/admin/drain", timeout = "20s" }', tmp_path, secret, process=False
+        )
     )
     res = run_cli("drain", "orders", "--config", str(path))
     assert res.returncode == 1 and "needs --yes" in res.stderr
     assert child.proc.poll() is None
     res = run_cli("drain", "orders", "--config", str(path), "--yes")
     assert res.returncode == 0, res.stderr
-    assert res.stdout.startswith("verified: orders drained")
+    # No process configured: the service answering no more after draining is the proof.
+    assert res.stdout.startswith("verified: orders drained and stopped answering")
     assert "active operations" in res.stderr  # the progress lines
     assert child.proc.wait(timeout=10) == 0
     assert_work_finished(child)

@@ -201,6 +201,14 @@ class DrainAction:
                 raise ActionRefused(f"{svc.name} is not answering, cannot drain it: {seen.error}")
             how = f"POST {drain.path} with a 60 s admin token"
             params.update(method="http", path=drain.path)
+            if svc.process is not None:
+                # Follow the process too when we know it: its exit is the proof.
+                try:
+                    self._pids = self._signal_targets(svc)
+                except ActionRefused:
+                    self._pids = []
+                if self._pids:
+                    params["pids"] = [p for p, _ in self._pids]
         else:
             sig = _signal_number(drain.signal or "SIGTERM")
             self._pids = self._signal_targets(svc)
@@ -211,6 +219,8 @@ class DrainAction:
             ("will", how),
             ("then", f"wait up to {drain.timeout:g} s for in-flight work to finish and exit"),
         ]
+        if self._pids:
+            details.append(("process", "pid " + ", ".join(str(p) for p, _ in self._pids)))
         if seen.active is not None:
             params["active_operations"] = seen.active
         return Plan(
@@ -260,7 +270,7 @@ class DrainAction:
         t0 = time.monotonic()
         while True:
             seen = await self._look(svc, timeout=min(2.0, self.config.http.timeout))
-            alive = self._alive() if plan.params.get("method") == "signal" else None
+            alive = self._alive() if self._pids else None
             if seen.reachable and seen.draining:
                 saw_draining = True
             if seen.active is not None:
