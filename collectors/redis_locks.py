@@ -11,6 +11,7 @@ per node and the full SCAN only reconciles now and then.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import re
 import time
 from collections import Counter
@@ -121,9 +122,9 @@ class RedisLocksCollector:
                     await ev.close()
                 node.events = ev = Events(node, self.patterns, _db_of(node))
                 await ev.start()
-                node.start_pass(self.patterns, now)  # events may have been missed
+                node.start_pass(self.patterns, now, dbsize)  # events may have been missed
             elif not node.scanning and now - node.pass_started >= self.settings.reconcile_every:
-                node.start_pass(self.patterns, now)
+                node.start_pass(self.patterns, now, dbsize)
             dirty, acquired, released, evicted = ev.take()
             extra |= dirty
             extra |= {k for k, lk in node.locks.items() if lk.pttl >= 0 and lk.ttl_ms(now) == 0}
@@ -132,7 +133,7 @@ class RedisLocksCollector:
                 await node.events.close()
                 node.events = None
             if not node.scanning:
-                node.start_pass(self.patterns, now)
+                node.start_pass(self.patterns, now, dbsize)
         if node.scanning:
             await self._scan(node, plan, stats, now, dbsize)
             if not node.scanning:
@@ -259,7 +260,7 @@ class RedisLocksCollector:
         self, up: list[tuple[Node, RoundStats]], node_rows: list[dict[str, Any]], now: float
     ) -> dict[str, Any]:
         nodes_up = [n for n, _ in up]
-        locks = self._merge(nodes_up, now)
+        view = self._merge(nodes_up, now)
         dt = now - self.last_round if self.last_round else None
         acquired = sum(s.acquired for _, s in up)
         released = sum(s.released for _, s in up)
@@ -269,9 +270,6 @@ class RedisLocksCollector:
         coverage = min((n.coverage(self.patterns) for n in nodes_up), default=0.0)
         if len(nodes_up) < len(self.nodes):
             coverage *= len(nodes_up) / len(self.nodes)
-        no_ttl = [x["key"] for x in locks if x["ttl_ms"] == -1]
-        stale_after = float(self.settings.stale_after)
-        stale = [x["key"] for x in locks if x["age_s"] > stale_after]
         modes = {"events" if n.events is not None and n.events.alive else "scan" for n in nodes_up}
         not_locks = [x for _, s in up for x in s.not_locks][:20]
         return {
@@ -285,15 +283,7 @@ class RedisLocksCollector:
             "patterns": self.patterns,
             "topology": self._topology(),
             "nodes": node_rows,
-            "locks": locks[:MAX_LOCKS],
-            "locks_total": len(locks),
-            "no_ttl": no_ttl[:MAX_NAMED],
-            "no_ttl_total": len(no_ttl),
-            "stale": stale[:MAX_NAMED],
-            "stale_total": len(stale),
-            "oldest_age_s": max((x["age_s"] for x in locks), default=None),
-            "oldest_key": max(locks, key=lambda x: x["age_s"])["key"] if locks else None,
-            "below_quorum": [x["key"] for x in locks if x["quorum"] is False][:MAX_NAMED],
+            **view,
             "churn": {
                 "acquired_per_s": _round(acquired / dt) if dt else None,
                 "released_per_s": _round(released / dt) if dt else None,
@@ -304,37 +294,62 @@ class RedisLocksCollector:
             "info": _info(nodes_up),
         }
 
-    def _merge(self, nodes: list[Node], now: float) -> list[dict[str, Any]]:
-        """One row per lock key; Redlock: how many masters hold the same value."""
+    def _merge(self, nodes: list[Node], now: float) -> dict[str, Any]:
+        """The lock table: one entry per key (Redlock: how many masters hold the same
+        value). Every lock is counted; only the first MAX_LOCKS become rows."""
+        masters = len(self.nodes) if self.redlock else 1
+        need = masters // 2 + 1
+        stale_after = float(self.settings.stale_after)
         by_key: dict[bytes, list[tuple[Node, LockState]]] = {}
         for node in nodes:
             for key, lock in node.locks.items():
                 by_key.setdefault(key, []).append((node, lock))
-        masters = len(self.nodes) if self.redlock else 1
-        need = masters // 2 + 1
-        rows = []
+        entries = []  # (no expiry?, -age, key, value, holders, group, ttl, conflict)
         for key, held in by_key.items():
-            values = Counter(lock.value for _, lock in held)
-            value, holders = values.most_common(1)[0]
-            group = [(n, lk) for n, lk in held if lk.value == value]
+            if len(held) == 1:
+                value, holders, group, conflict = held[0][1].value, 1, held, False
+            else:
+                values = Counter(lock.value for _, lock in held)
+                value, holders = values.most_common(1)[0]
+                group = [(n, lk) for n, lk in held if lk.value == value]
+                conflict = len(values) > 1
             ttls = [lk.ttl_ms(now) for _, lk in group]
+            ttl = -1 if -1 in ttls else min(ttls)
+            age = now - min(lk.first_seen for _, lk in group)
+            entries.append((ttl != -1, -age, key, value, holders, group, ttl, conflict))
+        no_ttl = [e[2] for e in entries if e[6] == -1]
+        stale = sorted((e for e in entries if -e[1] > stale_after), key=lambda e: e[1])
+        oldest = min(entries, key=lambda e: e[1]) if entries else None
+        below = [e[2] for e in entries if self.redlock and e[4] < need]
+        rows = []
+        for e in heapq.nsmallest(MAX_LOCKS, entries, key=lambda e: (e[0], e[1], e[2])):
+            _, neg_age, key, value, holders, group, ttl, conflict = e
             rows.append(
                 {
                     "key": exact_text(key),
                     "owner": display_text(value),
                     "owner_exact": exact_text(value) if len(value) <= EXACT_LIMIT else None,
-                    "ttl_ms": -1 if -1 in ttls else min(ttls),
-                    "age_s": round(now - min(lk.first_seen for _, lk in group), 1),
+                    "ttl_ms": ttl,
+                    "age_s": round(-neg_age, 1),
                     "kind": _kind(key, value, self.redlock),
                     "holders": holders,
                     "masters": masters,
                     "quorum": holders >= need if self.redlock else None,
-                    "conflict": len(values) > 1,
+                    "conflict": conflict,
                     "nodes": sorted(n.name for n, _ in group),
                 }
             )
-        rows.sort(key=lambda x: (x["ttl_ms"] != -1, -x["age_s"], x["key"]))
-        return rows
+        return {
+            "locks": rows,
+            "locks_total": len(entries),
+            "no_ttl": sorted(exact_text(k) for k in no_ttl[: 4 * MAX_NAMED])[:MAX_NAMED],
+            "no_ttl_total": len(no_ttl),
+            "stale": [exact_text(e[2]) for e in stale[:MAX_NAMED]],
+            "stale_total": len(stale),
+            "oldest_age_s": round(-oldest[1], 1) if oldest else None,
+            "oldest_key": exact_text(oldest[2]) if oldest else None,
+            "below_quorum": sorted(exact_text(k) for k in below[:MAX_NAMED]),
+        }
 
     def _topology(self) -> str:
         if self.settings.cluster:

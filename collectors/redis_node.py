@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ssl
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,8 +27,8 @@ from redis.exceptions import (
     ConnectionError,
     RedisError,
     ResponseError,
-    TimeoutError,
 )
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from collectors.config import RedisConfig
 from collectors.redis_text import node_name
@@ -83,12 +84,110 @@ def describe_error(e: BaseException, timeout: float, url: str = "") -> str:
         detail = str(cause) if isinstance(cause, ssl.SSLError) else text
         return f"TLS failed: {detail}"
     tls = url.startswith("rediss://")
-    if isinstance(e, TimeoutError | asyncio.TimeoutError):
+    if isinstance(e, RedisTimeoutError | TimeoutError):
         hint = " (TLS handshake unanswered: does this port speak TLS?)" if tls else ""
         return f"no answer within {timeout:g}s: {text}{hint}"
     if isinstance(e, ConnectionError):
         return f"cannot connect{' (TLS)' if tls else ''}: {text}"
     return text
+
+
+def pack(*parts: Any) -> bytes:
+    """One command in RESP: cheaper than the generic packer for thousands of reads."""
+    out = [b"*%d\r\n" % len(parts)]
+    for p in parts:
+        b = p if isinstance(p, bytes) else str(p).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    return b"".join(out)
+
+
+class Replies:
+    """A lean RESP2 reply reader over the connection's stream.
+
+    redis-py's pure-Python parser costs several microseconds and a timeout per
+    reply; reading the stream in large chunks keeps the client's share of a
+    10,000-lock round small. Used for every reply on the connection, so no
+    bytes are ever left for the other parser.
+    """
+
+    def __init__(self, stream: asyncio.StreamReader, timeout: float) -> None:
+        self.stream = stream
+        self.timeout = timeout
+        self.buf = b""
+        self.pos = 0
+
+    async def _fill(self) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                data = await self.stream.read(1 << 16)
+        except TimeoutError:
+            raise RedisTimeoutError(f"no reply within {self.timeout:g}s") from None
+        if not data:
+            raise ConnectionError("connection closed by the server")
+        self.buf = self.buf[self.pos :] + data
+        self.pos = 0
+
+    async def _line(self) -> bytes:
+        while (i := self.buf.find(b"\r\n", self.pos)) < 0:
+            await self._fill()
+        line = self.buf[self.pos : i]
+        self.pos = i + 2
+        return line
+
+    async def reply(self) -> Any:
+        line = await self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            while len(self.buf) - self.pos < n + 2:
+                await self._fill()
+            data = self.buf[self.pos : self.pos + n]
+            self.pos += n + 2
+            return data
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [await self.reply() for _ in range(n)]
+        if kind == b"+":
+            return rest
+        if kind == b"-":
+            return ResponseError(rest.decode("utf-8", "replace"))
+        raise ConnectionError(f"unexpected reply from the server: {line[:40]!r}")
+
+
+SCAN_DEPTH = 4  # SCANs queued at once: keeps the server busy, bounds its latency cost
+
+
+def partitions(dbsize: int, count: int) -> int:
+    """Ranges to scan side by side: one for small keyspaces, up to 8 for large ones."""
+    n = 1
+    while n < 8 and dbsize >= n * 2 * count * 50:
+        n *= 2
+    return n
+
+
+class Part:
+    """One range [lo, hi) of the reverse-binary cursor space and where its scan is."""
+
+    __slots__ = ("cursor", "done", "hi", "lo")
+
+    def __init__(self, lo: int, hi: int) -> None:
+        self.lo, self.hi = lo, hi
+        self.cursor = rev64(lo)  # Redis cursors count in reversed bit order
+        self.done = False
+
+    def advance(self, cursor: int) -> None:
+        self.cursor = cursor
+        if cursor == 0 or rev64(cursor) >= self.hi:
+            self.done = True
+
+    def progress(self) -> int:
+        if self.done:
+            return self.hi - self.lo
+        return max(0, min(self.hi, rev64(self.cursor)) - self.lo)
 
 
 class Node:
@@ -101,6 +200,7 @@ class Node:
         self.settings = settings
         self.pool: aioredis.ConnectionPool | None = None
         self.conn: Connection | None = None
+        self.replies: Replies | None = None
         self.error: str | None = None
         self.failures = 0
         self.next_attempt = 0.0
@@ -113,7 +213,7 @@ class Node:
         self.prev_evicted: tuple[float, int] | None = None
         self.evicted_per_s: float | None = None
         self.locks: dict[bytes, LockState] = {}
-        self.cursors: dict[str, int] = {}
+        self.cursors: dict[str, list[Part]] = {}
         self.passes: dict[str, int] = {}
         self.active: set[str] = set()  # patterns whose current pass has not ended
         self.pass_seen: set[bytes] = set()
@@ -132,6 +232,7 @@ class Node:
             "retry": Retry(NoBackoff(), 0),
             "client_name": "ultrawatch",
             "max_connections": 1,
+            "protocol": 2,  # our reply reader speaks RESP2
         }
         if self.url.startswith("rediss://") and s.ssl_ca_file:
             kwargs["ssl_ca_certs"] = s.ssl_ca_file
@@ -142,7 +243,9 @@ class Node:
             return self.conn
         await self.disconnect()
         self.pool = self._pool()
-        self.conn = await self.pool.get_connection()
+        self.conn = await self.pool.get_connection()  # AUTH, SELECT, TLS done by redis-py
+        stream = getattr(self.conn, "_reader", None)
+        self.replies = Replies(stream, float(self.settings.socket_timeout)) if stream else None
         self.commands += 2
         # Our GETs must not make lock keys look recently used (Redis >= 7.2).
         try:
@@ -153,7 +256,7 @@ class Node:
         return self.conn
 
     async def disconnect(self) -> None:
-        pool, self.pool, self.conn = self.pool, None, None
+        pool, self.pool, self.conn, self.replies = self.pool, None, None, None
         if pool is not None:
             with contextlib.suppress(Exception):
                 await pool.disconnect()
@@ -165,18 +268,21 @@ class Node:
         await self.disconnect()
 
     async def call(self, *args: Any) -> Any:
-        assert self.conn is not None
-        self.commands += 1
-        await self.conn.send_command(*args, check_health=False)
-        return await self.conn.read_response()
+        await self.send([args])
+        answer = await self.reply()
+        if isinstance(answer, ResponseError):
+            raise answer
+        return answer
 
     async def send(self, commands: list[tuple[Any, ...]]) -> None:
         assert self.conn is not None
         self.commands += len(commands)
-        await self.conn.send_packed_command(self.conn.pack_commands(commands), check_health=False)
+        await self.conn.send_packed_command([pack(*c) for c in commands], check_health=False)
 
     async def reply(self) -> Any:
         """The next reply; error replies are returned, not raised."""
+        if self.replies is not None:
+            return await self.replies.reply()
         assert self.conn is not None
         try:
             return await self.conn.read_response()
@@ -238,17 +344,22 @@ class Node:
         return all(self.passes.get(p, 0) > 0 for p in patterns)
 
     def coverage(self, patterns: list[str]) -> float:
+        """How much of the keyspace the view covers: 1.0 once a full pass has ended,
+        else the share of the first pass done (from the reverse-binary cursors)."""
         parts = []
         for p in patterns:
             if self.passes.get(p, 0) > 0:
                 parts.append(1.0)
             else:
-                parts.append(rev64(self.cursors.get(p, 0)) / 2**64)
+                parts.append(sum(x.progress() for x in self.cursors.get(p, [])) / 2**64)
         return min(parts) if parts else 1.0
 
-    def start_pass(self, patterns: list[str], now: float) -> None:
+    def start_pass(self, patterns: list[str], now: float, dbsize: int) -> None:
+        n = partitions(dbsize, self.settings.scan_count)
+        if self.info.get("cluster_enabled") == 1:
+            n = 1  # cluster cursors (Redis 7.4+) carry a slot index: no range splitting
         for p in patterns:
-            self.cursors[p] = 0
+            self.cursors[p] = [Part(i * 2**64 // n, (i + 1) * 2**64 // n) for i in range(n)]
         self.active = set(patterns)
         self.pass_seen = set()
         self.pass_started = now
@@ -267,40 +378,51 @@ class Node:
         now: float,
         dbsize: int,
     ) -> bool:
-        """Continue the SCAN of `pattern` for at most `calls_allowed` calls, reading
-        each batch's new keys in the same write as the next SCAN. True when the
-        pass ended."""
+        """Continue the SCAN of `pattern` for at most `calls_allowed` calls. True when
+        the pass ended.
+
+        The keyspace is split into a few ranges of the reverse-binary cursor, each
+        scanned on its own, with up to SCAN_DEPTH SCANs queued: the server never
+        waits for us. Each write carries the next SCAN plus the reads for the keys
+        the previous one found, and we parse those replies while the server scans.
+        """
         count = self.settings.scan_count
-        cursor = self.cursors.get(pattern, 0)
-        start_pos = rev64(cursor) / 2**64
-        in_flight: list[Shape] = []
-        await self.send([("SCAN", cursor, "MATCH", pattern, "COUNT", count)])
+        parts = self.cursors.get(pattern) or []
+        before = sum(x.progress() for x in parts)
+        waiting = [x for x in parts if not x.done]
+        inflight: deque[tuple[Part | None, list[Shape]]] = deque()
         calls = 0
-        ended = False
-        while True:
-            answer = await self.reply()
-            if isinstance(answer, ResponseError):
-                raise answer
-            cursor = int(answer[0])
+        first: list[tuple[Any, ...]] = []
+        while waiting and len(first) < SCAN_DEPTH and calls < calls_allowed:
+            part = waiting.pop(0)
+            first.append(("SCAN", part.cursor, "MATCH", pattern, "COUNT", count))
+            inflight.append((part, []))
             calls += 1
-            new = read.take(answer[1], self.pass_seen)
-            more = cursor != 0 and calls < calls_allowed
-            batch = read.commands(new)
-            if more:
-                batch.insert(0, ("SCAN", cursor, "MATCH", pattern, "COUNT", count))
-            if batch:
-                await self.send(batch)
-            # The server now scans on while we parse the previous batch's replies.
-            await read.collect(self, in_flight, stats, now)
-            in_flight = new
-            if not more:
-                await read.collect(self, in_flight, stats, now)
-                ended = cursor == 0
-                break
+        if first:
+            await self.send(first)
+        while inflight:
+            part, reads = inflight.popleft()
+            if part is not None:
+                answer = await self.reply()
+                if isinstance(answer, ResponseError):
+                    raise answer
+                part.advance(int(answer[0]))
+                new = read.take(answer[1], self.pass_seen)
+                nxt = part if not part.done else (waiting.pop(0) if waiting else None)
+                batch = read.commands(new)
+                if nxt is not None and calls < calls_allowed:
+                    batch.insert(0, ("SCAN", nxt.cursor, "MATCH", pattern, "COUNT", count))
+                    inflight.append((nxt, new))
+                    calls += 1
+                elif new:
+                    inflight.append((None, new))
+                if batch:
+                    await self.send(batch)
+            await read.collect(self, reads, stats, now)
         stats.scan_calls += calls
-        end_pos = 1.0 if ended else rev64(cursor) / 2**64
-        stats.scanned_estimate += int(max(0.0, end_pos - start_pos) * dbsize)
-        self.cursors[pattern] = cursor
+        after = sum(x.progress() for x in parts)
+        stats.scanned_estimate += int(max(0, after - before) / 2**64 * dbsize)
+        ended = all(x.done for x in parts)
         if ended:
             self.passes[pattern] = self.passes.get(pattern, 0) + 1
             self.active.discard(pattern)

@@ -1,0 +1,153 @@
+"""Benchmark: the Redis locks collector against the floors it cannot beat.
+
+One embedded Redis, 1,000,000 keys of which 10,000 are locks, same run, repeated,
+medians:
+  1. a full SCAN round (SCAN + OBJECT IDLETIME/PTTL/GET for every lock) against
+     the server's own time for that round's SCAN commands (INFO commandstats);
+     target <= 1.5
+  2. the same round against `redis-cli --scan --pattern 'lock:*'` (which only
+     lists the keys); target >= 5x faster
+  3. with keyspace notifications: a round's time with 1,000,000 keys against
+     10,000 keys (same 10,000 locks, same 100 lock changes between rounds);
+     target <= 1.2
+
+    uv run python bench/redis_locks.py [--repeat 5] [--count 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from collectors.config import Config, parse_config
+from collectors.redis_locks import RedisLocksCollector
+from dashboard.demo.embedded import EmbeddedRedis, redis_cli_binary
+
+TOTAL = 1_000_000
+LOCKS = 10_000
+CHURN = 100  # locks re-taken between event-mode rounds
+
+
+def load(r: redis.Redis, others: int) -> None:
+    r.flushall()
+    if others:
+        r.execute_command("DEBUG", "POPULATE", others, "item")
+    pipe = r.pipeline(transaction=False)
+    for i in range(LOCKS):
+        pipe.set(f"lock:inventory:{i}", f"{i:032x}", px=3_600_000)
+    pipe.execute()
+
+
+def cfg(url: str, count: int, events: bool) -> Config:
+    return parse_config(
+        f'[redis]\nurl = "{url}"\nscan_count = {count}\nkey_budget = 5000000\n'
+        f'keyspace_events = "{"enable" if events else "off"}"\nreconcile_every = "1h"\n'
+    )
+
+
+async def scan_round(config: Config, r: redis.Redis) -> tuple[float, float]:
+    """(wall seconds of one fresh full round, server seconds spent in its SCANs)."""
+    col = RedisLocksCollector(config)
+    try:
+        r.config_resetstat()
+        t0 = time.perf_counter()
+        (reading,) = await col.collect()
+        wall = time.perf_counter() - t0
+    finally:
+        await col.close()
+    assert reading.ok and reading.data["locks_total"] == LOCKS, reading.error
+    assert reading.data["scan_complete"]
+    scan_usec = r.info("commandstats")["cmdstat_scan"]["usec"]
+    return wall, scan_usec / 1e6
+
+
+def cli_scan(port: int) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [redis_cli_binary(), "-p", str(port), "--scan", "--pattern", "lock:*"],
+        stdout=subprocess.PIPE,
+        check=True,
+    )
+    wall = time.perf_counter() - t0
+    assert proc.stdout.count(b"\n") >= LOCKS
+    return wall
+
+
+async def event_rounds(config: Config, r: redis.Redis, repeat: int) -> list[float]:
+    col = RedisLocksCollector(config)
+    try:
+        (first,) = await col.collect()  # subscribes, then the reconciling full SCAN
+        assert first.data["mode"] == "events", first.data.get("mode_reason")
+        times = []
+        for n in range(repeat):
+            pipe = r.pipeline(transaction=False)
+            for i in range(CHURN):
+                pipe.set(f"lock:inventory:{(n * CHURN + i) % LOCKS}", f"r{n}", px=3_600_000)
+            pipe.execute()
+            await asyncio.sleep(0.2)  # let the events arrive
+            t0 = time.perf_counter()
+            (reading,) = await col.collect()
+            times.append(time.perf_counter() - t0)
+            assert reading.data["scan_calls"] == 0 and reading.data["locks_total"] == LOCKS
+        return times
+    finally:
+        await col.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--count", type=int, action="append", help="SCAN COUNT (repeatable)")
+    args = ap.parse_args()
+    counts = args.count or [1000, 5000]
+    with tempfile.TemporaryDirectory() as tmp:
+        server = EmbeddedRedis(tmp).start()
+        r = redis.Redis.from_url(server.url)
+        try:
+            t0 = time.perf_counter()
+            load(r, TOTAL - LOCKS)
+            took = time.perf_counter() - t0
+            print(f"loaded {r.dbsize():,} keys ({LOCKS:,} locks) in {took:.1f}s")
+            medians: dict[int, float] = {}
+            for count in counts:
+                config = cfg(server.url, count, events=False)
+                rounds = [asyncio.run(scan_round(config, r)) for _ in range(args.repeat)]
+                wall = statistics.median(w for w, _ in rounds)
+                floor = statistics.median(s for _, s in rounds)
+                medians[count] = wall
+                print(
+                    f"scan round, COUNT {count}: median {wall * 1000:.0f} ms; server time in "
+                    f"SCAN {floor * 1000:.0f} ms; ratio {wall / floor:.2f} (target <= 1.5)"
+                )
+            cli = statistics.median(cli_scan(server.port) for _ in range(max(3, args.repeat // 2)))
+            best = medians[counts[0]]
+            print(
+                f"redis-cli --scan --pattern 'lock:*': median {cli * 1000:.0f} ms; "
+                f"collector round (COUNT {counts[0]}) {best * 1000:.0f} ms; "
+                f"{cli / best:.1f}x faster (target >= 5)"
+            )
+            big = asyncio.run(event_rounds(cfg(server.url, counts[0], True), r, args.repeat))
+            load(r, 0)
+            small = asyncio.run(event_rounds(cfg(server.url, counts[0], True), r, args.repeat))
+            b, s = statistics.median(big), statistics.median(small)
+            print(
+                f"events mode, {CHURN} lock changes per round: {TOTAL:,} keys {b * 1000:.1f} ms, "
+                f"{LOCKS:,} keys {s * 1000:.1f} ms; ratio {b / s:.2f} (target <= 1.2)"
+            )
+        finally:
+            r.close()
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
