@@ -65,6 +65,18 @@ def process_targets(config: Config) -> list[ProcessConfig]:
     return out
 
 
+def ourselves() -> set[int]:
+    """Our pid and our ancestors': `uv run ultrawatch drain order-service` must never
+    match a cmdline regex for order-service."""
+    me = psutil.Process()
+    out = {me.pid}
+    try:
+        out.update(p.pid for p in me.parents())
+    except psutil.Error:
+        pass
+    return out
+
+
 def find_pids(
     cmdline: str | None = None, pid: int | None = None, pidfile: str | None = None
 ) -> tuple[list[int], str | None]:
@@ -82,11 +94,11 @@ def find_pids(
         return ([n], None) if psutil.pid_exists(n) else ([], f"pid {n} from {pidfile} is gone")
     assert cmdline is not None
     rx = re.compile(cmdline)
-    me = os.getpid()
+    skip = ourselves()
     pids = []
     for p in psutil.process_iter(["cmdline"]):
         cmd = p.info.get("cmdline") or []
-        if p.pid != me and cmd and rx.search(" ".join(cmd)):
+        if p.pid not in skip and cmd and rx.search(" ".join(cmd)):
             pids.append(p.pid)
     return pids, (None if pids else f"no process matches cmdline /{cmdline}/")
 
@@ -124,11 +136,11 @@ class ProcessesCollector:
         cmdlines: list[tuple[int, str]] | None = None
         if any(t.cmdline is not None for t in self._targets):
             # One pass over the process table serves every regex target.
-            me = os.getpid()
+            skip = ourselves()
             cmdlines = []
             for p in psutil.process_iter(["cmdline"]):
                 cmd = p.info.get("cmdline")
-                if cmd and p.pid != me:
+                if cmd and p.pid not in skip:
                     cmdlines.append((p.pid, " ".join(cmd)))
         out = []
         for t in self._targets:

@@ -184,3 +184,21 @@ def test_restart_resets_the_trend(procs: list[subprocess.Popen[str]], tmp_path: 
     pidfile.write_text(str(b.pid))
     r = collect(c)["w"]
     assert r.data["pids"] == [b.pid] and r.data["samples"] == 1
+
+
+def test_never_matches_itself_or_its_ancestors() -> None:
+    """`sh -c 'ultrawatch drain order-service'` must not find itself as order-service."""
+    marker = f"uw-self-{uuid.uuid4().hex[:8]}"
+    code = (
+        "import sys; from collectors.processes import find_pids; "
+        f"print(find_pids(cmdline={marker!r}))"
+    )
+    # The shell (our parent) and we both carry the marker on our command lines.
+    out = subprocess.run(
+        ["sh", "-c", f'"{sys.executable}" -c "{code}" {marker}; true'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert out.stdout.strip() == f"([], 'no process matches cmdline /{marker}/')", out.stderr
