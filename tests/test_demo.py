@@ -85,11 +85,14 @@ def _read_config(proc: subprocess.Popen[bytes], timeout: float) -> str:
 
 
 @contextlib.contextmanager
-def running_demo(scenario: str, log_dir: Path, *, state_dir: Path | None = None) -> Iterator[Demo]:
+def running_demo(
+    scenario: str, log_dir: Path, *, state_dir: Path | None = None, extra: list[str] | None = None
+) -> Iterator[Demo]:
     stderr_path = log_dir / f"demo-{scenario}.stderr"
     argv = [ULTRAWATCH, "demo", "--serve", "--scenario", scenario]
     if state_dir is not None:
         argv += ["--state-dir", str(state_dir)]
+    argv += extra or []
     with open(stderr_path, "wb") as err:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
     try:
@@ -272,6 +275,27 @@ def test_reload_takes_new_secret_and_honours_previous(healthy: Demo) -> None:
     assert other["accessKeyFingerprint"] == fingerprint(old)
 
 
+def _service_pid(demo: Demo, service: str) -> int:
+    port = f"--port {httpx.URL(demo.url(service)).port}"
+    return next(
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if f"--name {service}" in " ".join(p.info["cmdline"] or [])
+        and port in " ".join(p.info["cmdline"] or [])
+    )
+
+
+def test_a_crashed_service_is_restarted_on_its_port(healthy: Demo) -> None:
+    url = healthy.url("user-service")
+    pid = _service_pid(healthy, "user-service")
+    os.kill(pid, signal.SIGKILL)
+    _wait(lambda: "user-service exited with code -9" in healthy.log(), 10, "the crash logged")
+    _wait(lambda: (h := _health(url)) is not None and h.status_code == 200, 20, "restart")
+    assert _service_pid(healthy, "user-service") != pid
+    r = httpx.get(f"{url}/api/users/1")
+    assert r.status_code == 200 and r.json()["id"] == 1
+
+
 def test_sigterm_ends_every_process_and_removes_the_state_dir(healthy: Demo) -> None:
     # the last test on this demo: it ends it
     _stop_and_expect_nothing_left(healthy, signal.SIGTERM)
@@ -288,13 +312,7 @@ def test_drain_finishes_in_flight_work_exits_0_and_is_restarted(tmp_path: Path) 
             20,
             "slow operations in flight",
         )
-        port = f"--port {httpx.URL(url).port}"
-        pid = next(
-            p.pid
-            for p in psutil.process_iter(["cmdline"])
-            if "--name order-service" in " ".join(p.info["cmdline"] or [])
-            and port in " ".join(p.info["cmdline"] or [])
-        )
+        pid = _service_pid(demo, "order-service")
         token = _token(demo.secret())
         r = httpx.post(f"{url}/admin/drain", headers=_auth(token))
         assert r.status_code == 202
@@ -319,6 +337,34 @@ def test_drain_finishes_in_flight_work_exits_0_and_is_restarted(tmp_path: Path) 
                 assert conn.execute(inv.sql).fetchone() == (0,), inv.name
         # Ctrl+C ends it all
         _stop_and_expect_nothing_left(demo, signal.SIGINT)
+
+
+def test_existing_postgres_and_redis_are_used_and_left_running(
+    tmp_path: Path, pg_dsn: str, redis_url: str
+) -> None:
+    import redis
+
+    argv = ["--postgres-dsn", pg_dsn, "--redis-url", redis_url]
+    with running_demo("stuck-lock", tmp_path, extra=argv) as demo:
+        assert demo.config.postgres.dsn == pg_dsn  # type: ignore[union-attr]
+        assert demo.config.redis.url == redis_url  # type: ignore[union-attr]
+        assert not (demo.state_dir / "pg").exists() and not (demo.state_dir / "redis").exists()
+        client = redis.Redis.from_url(redis_url)
+        assert client.ttl(lock_key(NO_TTL_PRODUCT)) == -1
+        r = httpx.post(f"{demo.url('order-service')}/api/orders", json={"product_id": 1})
+        assert r.status_code == 201
+        with psycopg.connect(pg_dsn) as conn:
+            row = conn.execute(
+                "select count(*) from ultramarket_demo.orders where id = %s",
+                (r.json()["order_id"],),
+            ).fetchone()
+            assert row == (1,)
+        demo.proc.send_signal(signal.SIGTERM)
+        assert demo.proc.wait(40) == 0
+    # ours are gone, theirs still run
+    assert client.ping() and not list(client.scan_iter("lock:inventory:*"))
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
 
 
 def test_unknown_scenario_is_refused() -> None:
@@ -405,4 +451,6 @@ def test_incident_end_to_end_fixed_by_ultrawatch(tmp_path: Path) -> None:
         assert checks["postgres.invariant.lost_orders"]["status"] == "ok"
         audit = (demo.state_dir / "audit.jsonl").read_text()
         assert audit.count("\n") >= 4 + len(pids)
-        assert demo.secret() not in audit and demo.secret() not in demo.log()
+        logs = demo.log() + "".join(p.read_text() for p in (demo.state_dir / "logs").iterdir())
+        for secret in (demo.secret(), "your-secret-key"):
+            assert secret not in audit and secret not in logs

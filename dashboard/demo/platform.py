@@ -115,7 +115,7 @@ class Platform:
             invariants=schema.INVARIANTS,
         )
         parse_config(text, str(self.config_path))  # never hand out a config we cannot read
-        atomic_write(self.config_path, text.encode(), default_mode=0o644)
+        atomic_write(self.config_path, text.encode())  # 0600: a DSN may hold a password
         log.info("platform up in %.1fs", time.monotonic() - t0)
         return text
 
