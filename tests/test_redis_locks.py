@@ -19,6 +19,8 @@ from collectors.model import Reading, Status
 from collectors.redis_locks import RedisLocksCollector
 from collectors.redis_text import exact_text, parse_exact
 from collectors.rules import judge
+from dashboard.actions.base import ActionRunner, Result
+from dashboard.actions.release_lock import ReleaseLock
 from dashboard.demo.embedded import EmbeddedRedis, redis_cli_binary
 from tests.conftest import run_cli
 
@@ -263,6 +265,38 @@ def test_memory_and_evictions_under_an_evicting_policy(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_evicted_locks_seen_by_their_events_are_critical(tmp_path: Path) -> None:
+    # volatile-ttl evicts keys with a TTL first: exactly the locks.
+    server = EmbeddedRedis(
+        tmp_path, args=["--maxmemory", "3mb", "--maxmemory-policy", "volatile-ttl"]
+    ).start()
+    r = redis.Redis.from_url(server.url)
+    try:
+        for i in range(30):
+            r.set(f"lock:v:{i}", "owner", px=600_000)
+        cfg = config(server.url, keyspace_events="enable")
+
+        async def scenario() -> Reading:
+            col = RedisLocksCollector(cfg)
+            await col.collect()
+            pipe = r.pipeline(transaction=False)
+            for i in range(20_000):
+                pipe.set(f"filler:{i}", "v" * 200)
+            pipe.execute(raise_on_error=False)  # OOM once no volatile key is left
+            await asyncio.sleep(0.2)
+            reading = (await col.collect())[0]
+            await col.close()
+            return reading
+
+        reading = asyncio.run(scenario())
+        assert reading.data["evicted_locks"] == 30 and reading.data["locks_total"] == 0
+        c = checks(reading, cfg)["redis.evictions"]
+        assert c.status is Status.CRITICAL and "mutual exclusion" in c.summary
+    finally:
+        r.close()
+        server.stop()
+
+
 def test_keyspace_notifications_follow_locks_without_scanning(tmp_path: Path) -> None:
     server = EmbeddedRedis(tmp_path).start()
     r = redis.Redis.from_url(server.url)
@@ -283,6 +317,8 @@ def test_keyspace_notifications_follow_locks_without_scanning(tmp_path: Path) ->
             r.set("lock:k:1", "b", px=600_000)
             r.set("lock:k:new", "a")
             r.set("item:not-a-lock", "x")
+            r.set("lock:k:flash", "x")  # gone again before we read it
+            r.delete("lock:k:flash")
             await asyncio.sleep(0.2)  # let the subscription deliver (fire-and-forget)
             second = (await col.collect())[0]
             await col.close()
@@ -298,6 +334,8 @@ def test_keyspace_notifications_follow_locks_without_scanning(tmp_path: Path) ->
         keys = {x["key"]: x for x in d["locks"]}
         assert "lock:k:0" not in keys and keys["lock:k:1"]["owner"] == "b"
         assert d["no_ttl"] == ["lock:k:new"] and d["locks_total"] == 20
+        assert d["vanished"] == 1 and "lock:k:flash" not in keys
+        assert d["churn"]["acquired_per_s"] > 0 and d["churn"]["released_per_s"] > 0
     finally:
         r.close()
         server.stop()
@@ -392,13 +430,27 @@ def test_cluster_of_three_primaries(tmp_path: Path) -> None:
         assert all(n["reachable"] and n["role"] == "primary" for n in d["nodes"])
         assert all(n["locks"] > 0 for n in d["nodes"])  # keys spread over the primaries
         assert d["locks_total"] == 301 and d["no_ttl"] == ["lock:sku:stuck"]
+        # The release action finds the key's primary through the cluster client.
+        act_cfg = parse_config(
+            f'[redis]\nurl = "{servers[0].url}"\ncluster = true\n'
+            f'[actions]\naudit_log = "{tmp_path / "audit.jsonl"}"\n'
+        )
+
+        async def confirm(plan: object) -> bool:
+            return True
+
+        outcome = asyncio.run(
+            ActionRunner(act_cfg).run(ReleaseLock(act_cfg, "lock:sku:stuck"), confirm)
+        )
+        assert outcome.result is Result.VERIFIED, outcome.message
+        assert rc.exists("lock:sku:stuck") == 0
         rc.close()
         servers[2].stop()
         (reading,) = collect(cfg)
         d = reading.data
         down = [n for n in d["nodes"] if not n["reachable"]]
         assert [n["name"] for n in down] == [addrs[2]] and "cannot connect" in down[0]["error"]
-        assert d["scan_complete"] is False and 0 < d["locks_total"] < 301
+        assert d["scan_complete"] is False and 0 < d["locks_total"] < 300
         assert checks(reading, cfg)["redis.reachable"].status is Status.CRITICAL
     finally:
         for s in servers:
