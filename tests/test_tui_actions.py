@@ -238,7 +238,8 @@ async def test_drain_and_undrain_keys_on_a_real_service(service, tmp_path: Path)
     env = tmp_path / ".env"
     env.write_text(f"JWT_SECRET={secret}\nJWT_REFRESH_SECRET={secrets.token_urlsafe(48)}\n")
     body = (
-        f'[[services]]\nname = "orders"\nurl = "{url}"\ndrain = {{ path = "/admin/drain", timeout = "1s" }}\n'
+        f'[[services]]\nname = "orders"\nurl = "{url}"\n'
+        'drain = { path = "/admin/drain", timeout = "1s" }\n'
         f'[secrets]\nstore = {{ kind = "dotenv", path = "{env}" }}\n'
     )
     app = UltrawatchApp(_config(tmp_path, body))

@@ -8,7 +8,7 @@ from typing import Any
 from collectors.config import Config, parse_config
 from collectors.model import Reading, Snapshot
 
-T0 = 1_795_600_800.0  # 2026-11-24T10:00:00Z
+T0 = 1_795_600_800.0  # 2026-11-25T10:00:00Z
 SERVICES = ("order-service", "user-service", "inventory-service", "payment-service")
 
 CONFIG_TOML = """
