@@ -65,12 +65,12 @@ select current_setting('server_version'),
 _ROUND_SQL = """
 select s.pid, date_part('epoch', s.backend_start), s.application_name, s.usesysid, s.datid,
        s.state, s.backend_type is null,
-       date_part('epoch', now() - s.xact_start),
-       date_part('epoch', now() - s.state_change),
-       date_part('epoch', now() - s.query_start),
+       date_part('epoch', s.xact_start), date_part('epoch', s.state_change),
+       date_part('epoch', s.query_start),
        s.wait_event_type, s.wait_event, left(s.query, {query_chars}), age(s.backend_xmin),
        case when s.wait_event_type = 'Lock' then pg_blocking_pids(s.pid) end,
-       case when s.wait_event_type = 'Lock' then date_part('epoch', now() - {waitstart}) end
+       case when s.wait_event_type = 'Lock' then date_part('epoch', now() - {waitstart}) end,
+       (select date_part('epoch', now()))
 from pg_stat_get_activity(null) as s
 where s.pid <> pg_backend_pid()
   and (s.backend_type = 'client backend'
@@ -86,16 +86,17 @@ where s.pid <> pg_backend_pid()
     _DATID,
     _STATE,
     _HIDDEN,
-    _XACT_AGE,
-    _STATE_AGE,
-    _QUERY_AGE,
+    _XACT_START,  # epoch seconds: ages are taken against the server's now (_NOW)
+    _STATE_CHANGE,
+    _QUERY_START,
     _WAIT_TYPE,
     _WAIT_EVENT,
     _QUERY,
     _XMIN_AGE,
     _BLOCKERS,
     _WAITING,
-) = range(16)
+    _NOW,
+) = range(17)
 _IDLE_IN_XACT = frozenset({"idle in transaction", "idle in transaction (aborted)"})
 _BUSY = _IDLE_IN_XACT | {"active"}
 
@@ -255,9 +256,11 @@ class PostgresCollector:
         by_database = _named(Counter(r[_DATID] for r in rows), names, "d")
         by_user = _named(Counter(r[_USESYSID] for r in rows), names, "u")
         idle = [r for r in visible if r[_STATE] in _IDLE_IN_XACT]
-        idlest = max(idle, key=lambda r: r[_STATE_AGE] or 0.0) if idle else None
-        in_xact = [r for r in visible if r[_XACT_AGE] is not None]
-        oldest = max(in_xact, key=lambda r: r[_XACT_AGE]) if in_xact else None
+        idle = [r for r in idle if r[_STATE_CHANGE] is not None]
+        idlest = min(idle, key=itemgetter(_STATE_CHANGE)) if idle else None
+        in_xact = [r for r in visible if r[_XACT_START] is not None]
+        oldest = min(in_xact, key=itemgetter(_XACT_START)) if in_xact else None
+        now = rows[0][_NOW] if rows else 0.0
         with_xmin = [r for r in visible if r[_XMIN_AGE] is not None]
         xmin = max(with_xmin, key=lambda r: r[_XMIN_AGE]) if with_xmin else None
         waiting = [r for r in rows if r[_BLOCKERS]]
@@ -266,7 +269,9 @@ class PostgresCollector:
                 {
                     "pid": r[_PID],
                     "service": services.get(r[_APP], OTHER),
-                    "waiting_s": _r(r[_WAITING] if r[_WAITING] is not None else r[_STATE_AGE]),
+                    "waiting_s": _r(
+                        r[_WAITING] if r[_WAITING] is not None else _age(now, r[_STATE_CHANGE])
+                    ),
                     "blocked_by": sorted(set(r[_BLOCKERS])),  # 0: a prepared transaction
                     "query": r[_QUERY],
                 }
@@ -286,9 +291,9 @@ class PostgresCollector:
                 "user": users.get(r[_USESYSID]) or "?",
                 "database": dbs.get(r[_DATID]) or "?",
                 "state": r[_STATE],
-                "xact_age_s": r[_XACT_AGE],
-                "state_age_s": r[_STATE_AGE],
-                "query_age_s": r[_QUERY_AGE],
+                "xact_age_s": None if r[_XACT_START] is None else now - r[_XACT_START],
+                "state_age_s": None if r[_STATE_CHANGE] is None else now - r[_STATE_CHANGE],
+                "query_age_s": None if r[_QUERY_START] is None else now - r[_QUERY_START],
                 "wait_event_type": r[_WAIT_TYPE],
                 "wait_event": r[_WAIT_EVENT],
                 # PostgreSQL says "<insufficient privilege>"; hidden_fields says so
@@ -311,8 +316,8 @@ class PostgresCollector:
             "by_database": by_database,
             "by_user": by_user,
             "sessions": sessions,
-            "oldest_xact": self._who(oldest, _XACT_AGE),
-            "longest_idle_in_xact": self._who(idlest, _STATE_AGE),
+            "oldest_xact": self._who(oldest, _XACT_START, now),
+            "longest_idle_in_xact": self._who(idlest, _STATE_CHANGE, now),
             "xmin_age": xmin[_XMIN_AGE] if xmin else None,
             "xmin_pid": xmin[_PID] if xmin else None,
             "blocked": blocked[:BLOCKED_MAX],
@@ -322,11 +327,11 @@ class PostgresCollector:
             "_unknown_names": "?" in by_database or "?" in by_user,
         }
 
-    def _who(self, row: tuple[Any, ...] | None, age: int) -> dict[str, Any] | None:
+    def _who(self, row: tuple[Any, ...] | None, since: int, now: float) -> dict[str, Any] | None:
         if row is None:
             return None
         service = self.services.get(row[_APP], OTHER)
-        return {"pid": row[_PID], "age_s": _r(row[age]), "service": service}
+        return {"pid": row[_PID], "age_s": _age(now, row[since]), "service": service}
 
     def _by_service(self, per_app: dict[str, int]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -404,12 +409,12 @@ def _most_interesting(
     rest = [r for r in visible if r[_PID] not in blocked] if blocked else visible
     for state in (_IDLE_IN_XACT, ("active",)):
         bucket = [r for r in rest if r[_STATE] in state]
-        bucket.sort(key=lambda r: -(r[_XACT_AGE] or r[_QUERY_AGE] or 0.0))
+        bucket.sort(key=lambda r: r[_XACT_START] or r[_QUERY_START] or _LATEST)
         out += bucket
     if len(out) < SESSIONS_MAX:
         idle = [r for r in rest if r[_STATE] not in _BUSY]
-        if all(r[_STATE_AGE] is not None for r in idle):
-            idle.sort(key=itemgetter(_STATE_AGE), reverse=True)
+        if all(r[_STATE_CHANGE] is not None for r in idle):
+            idle.sort(key=itemgetter(_STATE_CHANGE))
         out += idle
     if len(out) < SESSIONS_MAX and len(visible) < len(rows):
         out += [r for r in rows if r[_HIDDEN]]
@@ -422,6 +427,13 @@ def _named(counts: Counter[Any], names: dict[tuple[str, int], str], kind: str) -
         name = names.get((kind, oid)) or "?"
         out[name] = out.get(name, 0) + n
     return out
+
+
+_LATEST = float("inf")
+
+
+def _age(now: float, since: float | None) -> float | None:
+    return None if since is None else round(now - since, 3)
 
 
 def _r(seconds: float | None) -> float | None:
