@@ -454,5 +454,7 @@ def _number(row: tuple[Any, ...] | None) -> tuple[float | None, str | None]:
 
 
 def _one_line(e: BaseException) -> str:
+    """The first line of a libpq message, without psycopg's generic prefix."""
     text = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
-    return text[0] if text else type(e).__name__
+    line = text[0] if text else type(e).__name__
+    return line.removeprefix("connection failed: ")
