@@ -94,7 +94,10 @@ async def event_rounds(config: Config, r: redis.Redis, repeat: int) -> list[floa
             for i in range(CHURN):
                 pipe.set(f"lock:inventory:{(n * CHURN + i) % LOCKS}", f"r{n}", px=3_600_000)
             pipe.execute()
-            await asyncio.sleep(0.2)  # let the events arrive
+            last = f"lock:inventory:{(n * CHURN + CHURN - 1) % LOCKS}".encode()
+            (node,) = col.nodes.values()
+            while node.events is None or last not in node.events.dirty:
+                await asyncio.sleep(0.005)  # let the events arrive (pub/sub is async)
             t0 = time.perf_counter()
             (reading,) = await col.collect()
             times.append(time.perf_counter() - t0)

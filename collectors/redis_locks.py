@@ -192,7 +192,9 @@ class RedisLocksCollector:
 
     async def _discover(self, now: float) -> None:
         """Find the primaries from whichever known node answers CLUSTER NODES."""
-        candidates = [n for n in self.nodes.values() if n.due(now)]
+        candidates = sorted(
+            (n for n in self.nodes.values() if n.due(now)), key=lambda n: n.error is not None
+        )
         known = {n.name for n in candidates}
         seeds = [Node(u, self.settings) for u in self.urls]
         candidates += [n for n in seeds if n.name not in known]
@@ -201,6 +203,7 @@ class RedisLocksCollector:
             try:
                 await node.connect()
                 text = await node.call("CLUSTER", "NODES")
+                node.in_round = False  # the connection is in a clean state again
                 break
             except (RedisError, OSError) as e:
                 await node.disconnect()

@@ -201,6 +201,7 @@ class Node:
         self.pool: aioredis.ConnectionPool | None = None
         self.conn: Connection | None = None
         self.replies: Replies | None = None
+        self.in_round = False  # a round is using the connection (cleared when it ends)
         self.error: str | None = None
         self.failures = 0
         self.next_attempt = 0.0
@@ -239,6 +240,10 @@ class Node:
         return aioredis.ConnectionPool.from_url(self.url, **kwargs)
 
     async def connect(self) -> Connection:
+        if self.in_round:
+            # The last round was cancelled mid-pipeline: its replies would be misread.
+            await self.disconnect()
+        self.in_round = True
         if self.conn is not None and self.conn.is_connected:
             return self.conn
         await self.disconnect()
@@ -257,6 +262,7 @@ class Node:
 
     async def disconnect(self) -> None:
         pool, self.pool, self.conn, self.replies = self.pool, None, None, None
+        self.in_round = False
         if pool is not None:
             with contextlib.suppress(Exception):
                 await pool.disconnect()
@@ -300,6 +306,7 @@ class Node:
         self.next_attempt = now + delay
 
     def succeeded(self) -> None:
+        self.in_round = False
         self.error = None
         self.failures = 0
         self.next_attempt = 0.0

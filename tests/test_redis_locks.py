@@ -50,6 +50,15 @@ def collect(cfg: Config, rounds: int = 1) -> list[Reading]:
     return asyncio.run(run())
 
 
+async def delivered(col: RedisLocksCollector, *keys: bytes) -> None:
+    """Wait until the subscription has seen events for `keys` (pub/sub is async)."""
+    (node,) = col.nodes.values()
+    deadline = time.monotonic() + 10
+    while node.events is None or not set(keys) <= node.events.dirty:
+        assert time.monotonic() < deadline, "keyspace event never arrived"
+        await asyncio.sleep(0.01)
+
+
 def checks(reading: Reading, cfg: Config) -> dict[str, object]:
     return {c.id: c for c in judge(reading, cfg)}
 
@@ -94,7 +103,11 @@ def test_full_view_of_a_loaded_server(loaded: EmbeddedRedis) -> None:
     first = d["locks"][0]  # no-TTL locks come first
     assert first["key"] == "lock:order:forever" and first["ttl_ms"] == -1
     assert first["kind"] == "redis-py"
-    by_key = {x["key"]: x for x in d["locks"]}
+    assert len(d["locks"]) <= 200
+    # Several patterns at once: the odd locks in detail.
+    (narrow,) = collect(config(loaded.url, lock_patterns=["lock:checkout:*", "lock:bin*"]))
+    by_key = {x["key"]: x for x in narrow.data["locks"]}
+    assert set(by_key) == {"lock:checkout:timeout", "lock:binary"}
     assert 0 < by_key["lock:checkout:timeout"]["ttl_ms"] <= 60_000
     binary = by_key["lock:binary"]
     assert binary["owner"].startswith("\\x00\\xff\\\\owner") and len(binary["owner"]) <= 64
@@ -283,7 +296,7 @@ def test_evicted_locks_seen_by_their_events_are_critical(tmp_path: Path) -> None
             for i in range(20_000):
                 pipe.set(f"filler:{i}", "v" * 200)
             pipe.execute(raise_on_error=False)  # OOM once no volatile key is left
-            await asyncio.sleep(0.2)
+            await delivered(col, *(f"lock:v:{i}".encode() for i in range(30)))
             reading = (await col.collect())[0]
             await col.close()
             return reading
@@ -319,7 +332,7 @@ def test_keyspace_notifications_follow_locks_without_scanning(tmp_path: Path) ->
             r.set("item:not-a-lock", "x")
             r.set("lock:k:flash", "x")  # gone again before we read it
             r.delete("lock:k:flash")
-            await asyncio.sleep(0.2)  # let the subscription deliver (fire-and-forget)
+            await delivered(col, b"lock:k:flash")
             second = (await col.collect())[0]
             await col.close()
             return [first, second]
