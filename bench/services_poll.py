@@ -46,7 +46,8 @@ asyncio.run(main())
 
 
 def config_text(port: int, endpoints: int, concurrency: int, engine: str) -> str:
-    text = f'[http]\nconcurrency = {concurrency}\ntimeout = "10s"\nengine = "{engine}"\n'
+    text = '[dashboard]\ncollector_timeout = "60s"\n'  # measure, do not cut the slow engine
+    text += f'[http]\nconcurrency = {concurrency}\ntimeout = "30s"\nengine = "{engine}"\n'
     for i in range(endpoints):
         text += f'[[services]]\nname = "s{i}"\nurl = "http://127.0.0.1:{port}/s{i}"\n'
     return text
