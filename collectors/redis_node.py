@@ -241,12 +241,17 @@ class Node:
 
     async def connect(self) -> Connection:
         if self.in_round:
-            # The last round was cancelled mid-pipeline: its replies would be misread.
+            # The last round was cancelled mid-pipeline: its replies would be misread,
+            # and keys it scanned were never read. Fresh connection, fresh pass.
             await self.disconnect()
-        self.in_round = True
+            self.active.clear()
+            if self.events is not None:
+                self.events.lost = True
         if self.conn is not None and self.conn.is_connected:
+            self.in_round = True
             return self.conn
         await self.disconnect()
+        self.in_round = True  # from here on a cancellation leaves the stream unknown
         self.pool = self._pool()
         self.conn = await self.pool.get_connection()  # AUTH, SELECT, TLS done by redis-py
         stream = getattr(self.conn, "_reader", None)

@@ -483,3 +483,26 @@ def test_check_command_names_the_lock_without_ttl(loaded: EmbeddedRedis, write_c
 def test_exact_text_round_trips() -> None:
     for raw in (b"plain", b"\x00\xff\\x41", "caf\u00e9".encode(), b"a\\b", b"\n\t"):
         assert parse_exact(exact_text(raw)) == raw
+
+
+def test_a_round_cut_short_by_the_deadline_does_not_garble_the_next(
+    loaded: EmbeddedRedis,
+) -> None:
+    cfg = config(loaded.url)
+
+    async def scenario() -> Reading:
+        col = RedisLocksCollector(cfg)
+        task = asyncio.create_task(col.collect())
+        (node,) = col.nodes.values()
+        while not any(p.progress() for parts in node.cursors.values() for p in parts):
+            await asyncio.sleep(0)
+        task.cancel()  # mid-scan, as the poller does at its deadline
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        reading = (await col.collect())[0]
+        await col.close()
+        return reading
+
+    reading = asyncio.run(scenario())
+    assert reading.ok, reading.error
+    assert reading.data["locks_total"] == N_LOCKS + EXTRA
