@@ -289,6 +289,7 @@ def _secs(s: float) -> str:
     return f"{s / 3600:.1f}h"
 
 
+from collectors.redis_rules import judge_redis  # noqa: E402
 from collectors.secret_rules import judge_secrets  # noqa: E402
 from collectors.service_rules import judge_processes, judge_services  # noqa: E402
 
@@ -297,6 +298,7 @@ JUDGES: dict[str, Judge] = {
     "secrets": judge_secrets,
     "services": judge_services,
     "processes": judge_processes,
+    "redis": judge_redis,
 }
 
 
