@@ -22,15 +22,8 @@ from redis.exceptions import RedisError, ResponseError
 
 from collectors.config import Config, RedisConfig
 from collectors.model import Reading
-from collectors.redis_node import (
-    NEEDED_EVENTS,
-    Events,
-    LockState,
-    Node,
-    ReadPlan,
-    RoundStats,
-    events_enabled,
-)
+from collectors.redis_events import NEEDED_EVENTS, Events, events_enabled
+from collectors.redis_node import LockState, Node, ReadPlan, RoundStats
 from collectors.redis_text import EXACT_LIMIT, display_text, exact_text
 
 TARGET = "main"

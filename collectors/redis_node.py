@@ -8,14 +8,12 @@ as the next SCAN: the client parses replies while the server scans.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ssl
-import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
@@ -25,18 +23,19 @@ from redis.backoff import NoBackoff
 from redis.exceptions import (
     AuthenticationError,
     ConnectionError,
-    RedisError,
     ResponseError,
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from collectors.config import RedisConfig
+from collectors.redis_resp import Replies, pack
 from collectors.redis_text import node_name
+
+if TYPE_CHECKING:
+    from collectors.redis_events import Events
 
 SIGNAL_PREFIX = b"lock-signal:"  # python-redis-lock's wake-up lists: not locks
 READ_CHUNK = 1000  # keys per pipelined write outside the scan loop
-MAX_DIRTY = 200_000  # events buffered beyond this: give up and reconcile by SCAN
-NEEDED_EVENTS = set("g$xe")  # generic (del/expire), string (set), expired, evicted
 
 
 @dataclass(slots=True)
@@ -90,72 +89,6 @@ def describe_error(e: BaseException, timeout: float, url: str = "") -> str:
     if isinstance(e, ConnectionError):
         return f"cannot connect{' (TLS)' if tls else ''}: {text}"
     return text
-
-
-def pack(*parts: Any) -> bytes:
-    """One command in RESP: cheaper than the generic packer for thousands of reads."""
-    out = [b"*%d\r\n" % len(parts)]
-    for p in parts:
-        b = p if isinstance(p, bytes) else str(p).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
-    return b"".join(out)
-
-
-class Replies:
-    """A lean RESP2 reply reader over the connection's stream.
-
-    redis-py's pure-Python parser costs several microseconds and a timeout per
-    reply; reading the stream in large chunks keeps the client's share of a
-    10,000-lock round small. Used for every reply on the connection, so no
-    bytes are ever left for the other parser.
-    """
-
-    def __init__(self, stream: asyncio.StreamReader, timeout: float) -> None:
-        self.stream = stream
-        self.timeout = timeout
-        self.buf = b""
-        self.pos = 0
-
-    async def _fill(self) -> None:
-        try:
-            async with asyncio.timeout(self.timeout):
-                data = await self.stream.read(1 << 16)
-        except TimeoutError:
-            raise RedisTimeoutError(f"no reply within {self.timeout:g}s") from None
-        if not data:
-            raise ConnectionError("connection closed by the server")
-        self.buf = self.buf[self.pos :] + data
-        self.pos = 0
-
-    async def _line(self) -> bytes:
-        while (i := self.buf.find(b"\r\n", self.pos)) < 0:
-            await self._fill()
-        line = self.buf[self.pos : i]
-        self.pos = i + 2
-        return line
-
-    async def reply(self) -> Any:
-        line = await self._line()
-        kind, rest = line[:1], line[1:]
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            while len(self.buf) - self.pos < n + 2:
-                await self._fill()
-            data = self.buf[self.pos : self.pos + n]
-            self.pos += n + 2
-            return data
-        if kind == b"*":
-            n = int(rest)
-            return None if n < 0 else [await self.reply() for _ in range(n)]
-        if kind == b"+":
-            return rest
-        if kind == b"-":
-            return ResponseError(rest.decode("utf-8", "replace"))
-        raise ConnectionError(f"unexpected reply from the server: {line[:40]!r}")
 
 
 SCAN_DEPTH = 4  # SCANs queued at once: keeps the server busy, bounds its latency cost
@@ -567,98 +500,3 @@ def parse_info(raw: bytes | str) -> dict[str, Any]:
         k, v = line.split(":", 1)
         out[k] = int(v) if v.lstrip("-").isdigit() else v
     return out
-
-
-# ------------------------------------------------------------------ events
-
-
-def events_enabled(flags: str) -> bool:
-    have = set(flags)
-    if "A" in have:
-        have |= set("g$lshzxetd")
-    return "K" in have and have >= NEEDED_EVENTS
-
-
-class Events:
-    """One pub/sub subscription following a node's lock keys by their events."""
-
-    def __init__(self, node: Node, patterns: list[str], db: int) -> None:
-        self.node = node
-        self.prefix = f"__keyspace@{db}__:".encode()
-        self.channels = [f"__keyspace@{db}__:{p}" for p in patterns]
-        self.client: aioredis.Redis | None = None
-        self.pubsub: Any = None
-        self.task: asyncio.Task[None] | None = None
-        self.dirty: set[bytes] = set()
-        self.acquired = 0
-        self.released = 0
-        self.evicted = 0
-        self.lost = False
-
-    async def start(self) -> None:
-        s = self.node.settings
-        kwargs: dict[str, Any] = {
-            "socket_timeout": float(s.socket_timeout),
-            "socket_connect_timeout": float(s.socket_timeout),
-            "retry": Retry(NoBackoff(), 0),
-            "client_name": "ultrawatch-events",
-        }
-        if self.node.url.startswith("rediss://") and s.ssl_ca_file:
-            kwargs["ssl_ca_certs"] = s.ssl_ca_file
-        self.client = aioredis.Redis.from_url(self.node.url, **kwargs)
-        self.pubsub = self.client.pubsub()
-        await self.pubsub.psubscribe(*self.channels)
-        self.node.commands += 1
-        self.task = asyncio.create_task(self._run(), name=f"redis-events-{self.node.name}")
-
-    async def _run(self) -> None:
-        try:
-            while True:
-                msg = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if msg is None or msg.get("type") != "pmessage":
-                    continue
-                channel: bytes = msg["channel"]
-                key = channel[len(self.prefix) :]
-                event = msg["data"]
-                if key.startswith(SIGNAL_PREFIX):
-                    continue
-                if event == b"set":
-                    self.acquired += 1
-                elif event in (b"del", b"expired", b"evicted", b"rename_from"):
-                    self.released += 1
-                    if event == b"evicted":
-                        self.evicted += 1
-                self.dirty.add(key)
-                if len(self.dirty) > MAX_DIRTY:
-                    self.lost = True
-                    self.dirty.clear()
-        except asyncio.CancelledError:
-            raise
-        except (RedisError, OSError):
-            self.lost = True  # fire-and-forget pub/sub: reconcile by SCAN
-
-    def take(self) -> tuple[set[bytes], int, int, int]:
-        dirty, self.dirty = self.dirty, set()
-        counts = (self.acquired, self.released, self.evicted)
-        self.acquired = self.released = self.evicted = 0
-        return dirty, *counts
-
-    @property
-    def alive(self) -> bool:
-        return self.task is not None and not self.task.done() and not self.lost
-
-    async def close(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(BaseException):
-                await self.task
-        with contextlib.suppress(Exception):
-            if self.pubsub is not None:
-                await self.pubsub.aclose()
-        with contextlib.suppress(Exception):
-            if self.client is not None:
-                await self.client.aclose()
-
-
-def now_s() -> float:
-    return time.time()
