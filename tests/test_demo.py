@@ -42,6 +42,7 @@ class Demo:
     config_path: Path
     state_dir: Path
     stderr_path: Path
+    temporary: bool
 
     def url(self, service: str) -> str:
         svc = self.config.service(service)
@@ -99,7 +100,9 @@ def running_demo(
         text = _read_config(proc, timeout=60)
         config = parse_config(text)
         state = Path(config.audit_log_path).parent
-        yield Demo(proc, text, config, state / "ultrawatch.toml", state, stderr_path)
+        yield Demo(
+            proc, text, config, state / "ultrawatch.toml", state, stderr_path, state_dir is None
+        )
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -157,7 +160,8 @@ def _stop_and_expect_nothing_left(demo: Demo, sig: signal.Signals) -> None:
     demo.proc.send_signal(sig)
     assert demo.proc.wait(40) == 0
     _wait(lambda: not _gone(procs), 10, f"every demo process to end: {_gone(procs)}")
-    assert not demo.state_dir.exists()  # the temporary state directory is removed
+    if demo.temporary:
+        assert not demo.state_dir.exists()  # the temporary state directory is removed
 
 
 def _gone(procs: list[psutil.Process]) -> list[str]:
@@ -304,41 +308,6 @@ def test_sigterm_ends_every_process_and_removes_the_state_dir(healthy: Demo) -> 
 # ------------------------------------------------------------ drain, signals
 
 
-def test_drain_finishes_in_flight_work_exits_0_and_is_restarted(tmp_path: Path) -> None:
-    with running_demo("slow-drain", tmp_path) as demo:
-        url = demo.url("order-service")
-        before = _wait(
-            lambda: (h := _health(url)) is not None and h.json()["activeOperations"] >= 2 and h,
-            20,
-            "slow operations in flight",
-        )
-        pid = _service_pid(demo, "order-service")
-        token = _token(demo.secret())
-        r = httpx.post(f"{url}/admin/drain", headers=_auth(token))
-        assert r.status_code == 202
-        h = httpx.get(f"{url}/health")
-        assert h.status_code == 503 and h.json()["draining"] is True
-        assert h.json()["activeOperations"] >= 1, before.json()
-        # new work is refused while the old finishes
-        order = httpx.post(f"{url}/api/orders", json={"product_id": 1})
-        assert order.status_code == 503
-        _wait(lambda: not psutil.pid_exists(pid), 30, "the drained service to exit")
-        assert _wait(lambda: "order-service exited with code 0" in demo.log(), 5, "exit log")
-        # restarted fresh on the same port, without the fault
-        fresh = _wait(
-            lambda: (h := _health(url)) is not None and h.status_code == 200 and h, 20, "restart"
-        )
-        assert fresh.json()["draining"] is False
-        order = httpx.post(f"{url}/api/orders", json={"product_id": 1})
-        assert order.status_code == 201
-        # nothing acknowledged was lost across the drain
-        with psycopg.connect(demo.config.postgres.dsn) as conn:  # type: ignore[union-attr]
-            for inv in demo.config.postgres.invariants:  # type: ignore[union-attr]
-                assert conn.execute(inv.sql).fetchone() == (0,), inv.name
-        # Ctrl+C ends it all
-        _stop_and_expect_nothing_left(demo, signal.SIGINT)
-
-
 def test_existing_postgres_and_redis_are_used_and_left_running(
     tmp_path: Path, pg_dsn: str, redis_url: str
 ) -> None:
@@ -410,8 +379,29 @@ def test_incident_end_to_end_fixed_by_ultrawatch(tmp_path: Path) -> None:
         for product in (NO_TTL_PRODUCT, STALE_PRODUCT):
             res = demo.cli("release-lock", lock_key(product))
             assert res.returncode == 0, res.stdout + res.stderr
-        res = demo.cli("drain", "order-service")
-        assert res.returncode == 0, res.stdout + res.stderr
+        # drain order-service while its slow operations run: it is seen to wait for them
+        pid = _service_pid(demo, "order-service")
+        drain = subprocess.Popen(
+            [ULTRAWATCH, "drain", "order-service", "--config", str(demo.config_path), "--yes"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        draining = _wait(
+            lambda: (h := _health(order_url)) is not None and h.status_code == 503 and h.json(),
+            20,
+            "order-service draining",
+            every=0.05,
+        )
+        assert draining["draining"] is True and draining["activeOperations"] >= 1
+        refused = httpx.post(f"{order_url}/api/orders", json={"product_id": 1})
+        assert refused.status_code in (503,) or not psutil.pid_exists(pid)
+        out, err = drain.communicate(timeout=90)
+        assert drain.returncode == 0, out + err
+        assert "active operations" in out + err
+        _wait(lambda: not psutil.pid_exists(pid), 10, "the drained service to exit")
+        _wait(lambda: "order-service exited with code 0" in demo.log(), 5, "exit 0 logged")
         with psycopg.connect(demo.config.postgres.dsn, autocommit=True) as conn:  # type: ignore[union-attr]
             pids = [
                 r[0]
@@ -451,6 +441,11 @@ def test_incident_end_to_end_fixed_by_ultrawatch(tmp_path: Path) -> None:
         assert checks["postgres.invariant.lost_orders"]["status"] == "ok"
         audit = (demo.state_dir / "audit.jsonl").read_text()
         assert audit.count("\n") >= 4 + len(pids)
+        # the supervisor started it fresh, on the same port, without the fault
+        assert _service_pid(demo, "order-service") != pid
         logs = demo.log() + "".join(p.read_text() for p in (demo.state_dir / "logs").iterdir())
         for secret in (demo.secret(), "your-secret-key"):
             assert secret not in audit and secret not in logs
+        # Ctrl+C ends it all; an explicit state directory is kept
+        _stop_and_expect_nothing_left(demo, signal.SIGINT)
+        assert (demo.state_dir / "ultrawatch.toml").is_file()

@@ -11,19 +11,28 @@ import concurrent.futures
 import contextlib
 import json
 import logging
+import os
+import signal
+import subprocess
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+import psutil
 import redis
 
 from collectors.config import parse_config
 from collectors.secret_store import atomic_write
 from dashboard.demo import schema
 from dashboard.demo.demo_config import render_config
-from dashboard.demo.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from dashboard.demo.embedded import (
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    EmbeddedUnavailable,
+    free_port,
+)
 from dashboard.demo.scenarios import Scenario
 from dashboard.demo.supervisor import ServiceProcess, Supervisor
 from dashboard.demo.workload import Workload
@@ -155,7 +164,9 @@ class Platform:
 
     def stop(self) -> None:
         """Everything down, in order; safe to call twice and after a failed start."""
+        t0 = time.monotonic()
         if self.supervisor is not None:
+            log.info("stopping the services")
             self.supervisor.stop()
         if self.workload is not None:
             self.workload.stop()
@@ -167,7 +178,9 @@ class Platform:
         if self.redis is not None:
             self.redis.stop()
         if self.pg is not None:
-            self.pg.stop()
+            log.info("stopping PostgreSQL")
+            _stop_postgres(self.pg)
+        log.info("stopped in %.1fs", time.monotonic() - t0)
 
     def status(self) -> dict[str, Any]:
         """What the supervisor saw: for logs and tests."""
@@ -183,6 +196,48 @@ class Platform:
             },
             "workload": dict(self.workload.counts) if self.workload else {},
         }
+
+
+def _stop_postgres(pg: EmbeddedPostgres) -> None:
+    """pg_ctl stop, then make sure: a postmaster left behind would outlive the demo."""
+    pid = _postmaster_pid(pg)
+    if not pg.running:
+        return
+    pg.running = False
+    try:  # pg.stop() without hiding why it failed
+        pg._run([pg.bin("pg_ctl"), "-D", str(pg.data_dir), "-m", "fast", "-w", "stop"], 60)
+    except (EmbeddedUnavailable, subprocess.TimeoutExpired) as e:
+        log.warning("pg_ctl stop failed: %s", str(e)[-500:])
+    if pid is None or not _alive(pid, "postgres", 5.0):
+        return
+    log.warning("PostgreSQL (pid %d) still running after pg_ctl stop; shutting it down", pid)
+    for sig in (signal.SIGQUIT, signal.SIGKILL):  # immediate shutdown, then no choice
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        if not _alive(pid, "postgres", 5.0):
+            return
+
+
+def _postmaster_pid(pg: EmbeddedPostgres) -> int | None:
+    try:
+        return int((pg.data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int, name: str, wait: float) -> bool:
+    """Whether `pid` is still a running `name` process after up to `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() == psutil.STATUS_ZOMBIE or name not in proc.name():
+                return False
+        except psutil.NoSuchProcess:
+            return False
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.05)
 
 
 def _health_ok(url: str) -> bool:
