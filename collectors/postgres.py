@@ -20,6 +20,7 @@ import asyncio
 import decimal
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
@@ -67,7 +68,9 @@ select s.pid, date_part('epoch', s.backend_start), s.application_name, s.usesysi
        s.state, s.backend_type is null,
        date_part('epoch', s.xact_start), date_part('epoch', s.state_change),
        date_part('epoch', s.query_start),
-       s.wait_event_type, s.wait_event, left(s.query, {query_chars}), age(s.backend_xmin),
+       s.wait_event_type, s.wait_event,
+       case when s.query_start > {since} then left(s.query, {query_chars}) end,
+       age(s.backend_xmin),
        case when s.wait_event_type = 'Lock' then pg_blocking_pids(s.pid) end,
        case when s.wait_event_type = 'Lock' then date_part('epoch', now() - {waitstart}) end,
        (select date_part('epoch', now()))
@@ -129,6 +132,7 @@ def round_query(config: Config, server_version: int) -> sql.Composed:
     return sql.SQL(_ROUND_SQL).format(
         waitstart=sql.SQL(waitstart),
         query_chars=sql.Literal(max(0, pg.query_chars)),
+        since=sql.Placeholder("since"),
     )
 
 
@@ -145,6 +149,10 @@ class PostgresCollector:
         self._query: sql.Composed | None = None
         self._capacity: tuple[Any, ...] = ()
         self._names: dict[tuple[str, int], str] = {}
+        # Query texts are sent only for queries started since the previous
+        # round (the server's now then); the others are known from before.
+        self._texts: dict[int, tuple[float | None, str | None]] = {}
+        self._since = 0.0
 
     def targets(self) -> list[str]:
         return [self.settings.name]
@@ -172,6 +180,7 @@ class PostgresCollector:
         self.conn = conn
         self.pid = conn.info.backend_pid
         self._query = round_query(self.config, conn.info.server_version)
+        self._texts, self._since = {}, 0.0
         return conn
 
     async def _load_names(self, conn: psycopg.AsyncConnection[Any]) -> None:
@@ -192,13 +201,15 @@ class PostgresCollector:
             assert self._query is not None
             async with conn.cursor(binary=True) as cur:
                 # prepared: planned once per connection, not every round
-                await cur.execute(self._query, prepare=True)
+                since = datetime.fromtimestamp(self._since, UTC)
+                await cur.execute(self._query, {"since": since}, prepare=True)
                 rows = await cur.fetchall()
             latency_ms = (time.perf_counter() - t1) * 1000
-            data = self._shape(rows, latency_ms)
+            texts = self._query_texts(rows)
+            data = self._shape(rows, texts, latency_ms)
             if data.pop("_unknown_names"):
                 await self._load_names(conn)  # a database or role created since we looked
-                data = self._shape(rows, latency_ms)
+                data = self._shape(rows, texts, latency_ms)
                 data.pop("_unknown_names")
             data["invariants"] = await self._invariants(conn) if self.settings.invariants else {}
         except psycopg.errors.QueryCanceled:
@@ -242,7 +253,26 @@ class PostgresCollector:
             duration_ms=(time.perf_counter() - t0) * 1000,
         )
 
-    def _shape(self, rows: list[tuple[Any, ...]], latency_ms: float) -> dict[str, Any]:
+    def _query_texts(self, rows: list[tuple[Any, ...]]) -> dict[int, str | None]:
+        """pid -> query text: sent this round, or kept from a round that saw the
+        same query start (so the same query)."""
+        old = self._texts
+        new: dict[int, tuple[float | None, str | None]] = {}
+        for r in rows:
+            text = r[_QUERY]
+            if text is None:
+                prev = old.get(r[_PID])
+                if prev is not None and prev[0] == r[_QUERY_START]:
+                    text = prev[1]
+            new[r[_PID]] = (r[_QUERY_START], text)
+        self._texts = new  # bounded: one entry per backend seen this round
+        if rows:
+            self._since = rows[0][_NOW]
+        return {pid: text for pid, (_, text) in new.items()}
+
+    def _shape(
+        self, rows: list[tuple[Any, ...]], texts: dict[int, str | None], latency_ms: float
+    ) -> dict[str, Any]:
         """Counts, the stuck and the blocked, and the session list, from the rows.
         Counting goes through Counter (C) and only the listed sessions become dicts:
         the monitor's own cost stays small next to the server's."""
@@ -273,7 +303,7 @@ class PostgresCollector:
                         r[_WAITING] if r[_WAITING] is not None else _age(now, r[_STATE_CHANGE])
                     ),
                     "blocked_by": sorted(set(r[_BLOCKERS])),  # 0: a prepared transaction
-                    "query": r[_QUERY],
+                    "query": texts.get(r[_PID]),
                 }
                 for r in waiting
             ),
@@ -297,7 +327,7 @@ class PostgresCollector:
                 "wait_event_type": r[_WAIT_TYPE],
                 "wait_event": r[_WAIT_EVENT],
                 # PostgreSQL says "<insufficient privilege>"; hidden_fields says so
-                "query": None if r[_HIDDEN] else r[_QUERY],
+                "query": None if r[_HIDDEN] else texts.get(r[_PID]),
                 "blocked_by": sorted(set(r[_BLOCKERS])) if r[_BLOCKERS] else [],
             }
             for r in listed

@@ -178,6 +178,12 @@ def test_groups_by_service_state_database_user_and_budgets(pg_dsn: str, pg_serve
             assert first["query"].startswith("select 42")
             assert first["backend_start"] > 0
             assert d["oldest_xact"]["pid"] == orders[0].info.backend_pid
+            # texts are sent once per query and kept while the query is the same
+            again = await one(c)
+            assert again.data["sessions"][0]["query"] == first["query"]
+            orders[0].execute("select 'second query'")
+            again = await one(c)
+            assert again.data["sessions"][0]["query"] == "select 'second query'"
             by_user = next(s for s in d["sessions"] if s["pid"] == users[0].info.backend_pid)
             assert (by_user["user"], by_user["service"]) == ("uw_shopper", "user-service")
 
