@@ -193,6 +193,9 @@ class PostgresCollector:
         t0 = time.perf_counter()
         try:
             conn = await self._connect()
+        except psycopg.errors.QueryCanceled:  # connected, but the setup query was too slow
+            await self.close()
+            return [self._timed_out(started, t0)]
         except psycopg.Error as e:
             await self.close()
             return [self._error(started, t0, f"cannot connect: {_one_line(e)}", "unreachable")]
@@ -213,16 +216,7 @@ class PostgresCollector:
                 data.pop("_unknown_names")
             data["invariants"] = await self._invariants(conn) if self.settings.invariants else {}
         except psycopg.errors.QueryCanceled:
-            # The server is there but too slow for our statement_timeout: we cannot see.
-            limit = self.settings.statement_timeout
-            return [
-                self._error(
-                    started,
-                    t0,
-                    f"monitoring query cancelled by statement_timeout ({limit})",
-                    "timeout",
-                )
-            ]
+            return [self._timed_out(started, t0)]
         except psycopg.Error as e:
             broken = conn.closed or conn.broken or isinstance(e, psycopg.OperationalError)
             await self.close()
@@ -242,6 +236,12 @@ class PostgresCollector:
                 duration_ms=(time.perf_counter() - t0) * 1000,
             )
         ]
+
+    def _timed_out(self, started: float, t0: float) -> Reading:
+        """The server is there but too slow for our statement_timeout: we cannot see."""
+        limit = self.settings.statement_timeout
+        message = f"monitoring query cancelled by statement_timeout ({limit})"
+        return self._error(started, t0, message, "timeout")
 
     def _error(self, started: float, t0: float, message: str, kind: ErrorKind) -> Reading:
         return Reading(
