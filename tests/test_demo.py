@@ -449,3 +449,28 @@ def test_incident_end_to_end_fixed_by_ultrawatch(tmp_path: Path) -> None:
         # Ctrl+C ends it all; an explicit state directory is kept
         _stop_and_expect_nothing_left(demo, signal.SIGINT)
         assert (demo.state_dir / "ultrawatch.toml").is_file()
+
+
+def test_each_scenario_switches_on_its_own_failure() -> None:
+    from dashboard.demo.scenarios import SCENARIOS, WEAK_SECRET, get_scenario
+
+    flags = ("connection_storm", "memory_leak", "stuck_lock", "weak_secret", "slow_drain")
+    on = {name: {f for f in flags if getattr(s, f)} for name, s in SCENARIOS.items()}
+    assert on["incident"] == set(flags) and on["healthy"] == set()
+    for flag in flags:
+        assert on[flag.replace("_", "-")] == {flag}
+    assert "--storm" in get_scenario("connection-storm").service_faults("payment-service")
+    assert get_scenario("connection-storm").service_faults("order-service") == []
+    assert "--leak" in get_scenario("memory-leak").service_faults("order-service")
+    assert "--slow-ops" in get_scenario("slow-drain").service_faults("order-service")
+    weak = parse_dotenv_text(get_scenario("weak-secret").dotenv())
+    assert weak["JWT_SECRET"] == weak["JWT_REFRESH_SECRET"] == WEAK_SECRET
+    strong = parse_dotenv_text(get_scenario("healthy").dotenv())
+    assert strong["JWT_SECRET"] != strong["JWT_REFRESH_SECRET"]
+    assert min(len(v) for v in strong.values()) >= 64
+
+
+def parse_dotenv_text(text: str) -> dict[str, str]:
+    from collectors.secret_store import parse_dotenv
+
+    return parse_dotenv(text)
