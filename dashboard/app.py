@@ -143,6 +143,7 @@ class UltrawatchApp(App[int]):
         self._last_render = 0.0
         self._narrow: bool | None = None
         self._next_size: Size | None = None
+        self._dirty: set[str] = set()  # panels not rendered since their data changed
         self._action_busy = False
         self._thread = 0
         self.last_outcome: Any = None  # the last action's Outcome (shown as a notification)
@@ -267,21 +268,41 @@ class UltrawatchApp(App[int]):
         self._render_pending = False
         self.render_now()
 
-    def render_now(self) -> None:
+    def render_now(self, only: tuple[str, ...] | None = None) -> None:
+        """Render the header and the panels (`only` some, after a key that changes
+        one panel). With tabs, hidden panels wait until their tab is shown."""
         self._last_render = time.monotonic()
         if not self.is_running or not self.query("#header"):
             return  # starting, recomposing or shutting down
         self.renders += 1
         self._render_header()
         narrow = bool(self._narrow)
+        active = None
+        if narrow:
+            try:
+                active = self.query_one("#tabs", TabbedContent).active
+            except Exception:
+                active = None
         for pane_id, cls in PANELS:
             try:
                 panel = self.query_one(f"#{pane_id}", cls)
             except Exception:
                 continue  # recomposing
-            panel.show(self.model)
             if narrow:
                 self._label_tab(pane_id, cls.TITLE, panel)
+            if only is not None and pane_id not in only:
+                continue
+            if narrow and active is not None and active != f"tab-{pane_id}":
+                self._dirty.add(pane_id)
+                continue
+            self._dirty.discard(pane_id)
+            panel.show(self.model)
+
+    @on(TabbedContent.TabActivated)
+    def _tab_shown(self, event: TabbedContent.TabActivated) -> None:
+        pane_id = (event.pane.id or "").removeprefix("tab-")
+        if pane_id in self._dirty:
+            self.render_now(only=(pane_id,))
 
     def _label_tab(self, pane_id: str, title: str, panel: Panel) -> None:
         status = self.model.status_of(panel.COMPONENT) if panel.COMPONENT else None
@@ -408,12 +429,12 @@ class UltrawatchApp(App[int]):
 
     def action_hide_idle(self) -> None:
         self.model.hide_idle = not self.model.hide_idle
-        self.render_now()
+        self.render_now(only=("postgres",))
 
     def action_sort(self) -> None:
         i = SORTS.index(self.model.session_sort)
         self.model.session_sort = SORTS[(i + 1) % len(SORTS)]
-        self.render_now()
+        self.render_now(only=("postgres",))
 
     def _panel(self, cls: type[Panel]) -> Panel:
         return self.query_one(cls)
@@ -434,7 +455,7 @@ class UltrawatchApp(App[int]):
             return
         alert.acked_by, alert.acked_at = os_user(), time.time()
         self.notify(f"acknowledged {check_id} as {alert.acked_by}", markup=False)
-        self.render_now()
+        self.render_now(only=("alerts",))
 
     def action_snooze(self) -> None:
         check_id = self._selected_alert()

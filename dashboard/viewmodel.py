@@ -40,11 +40,14 @@ class ViewModel:
     session_sort: str = "interest"
     rounds: int = 0
     new_criticals: list[CheckResult] = field(default_factory=list)
+    _by_target: dict[tuple[str, str | None], list[CheckResult]] = field(default_factory=dict)
+    _status: dict[tuple[str, str | None], Status] = field(default_factory=dict)
 
     def apply(self, report: Report) -> list[CheckResult]:
         """Take a new round; return the checks that just became critical."""
         self.report = report
         self.rounds += 1
+        self._index(report)
         t = report.snapshot.started_at
         self.now = t
         fresh: list[CheckResult] = []
@@ -81,17 +84,20 @@ class ViewModel:
         return [r for r in self.report.snapshot.readings if r.component == component]
 
     def checks(self, component: str, target: str | None = None) -> list[CheckResult]:
-        if self.report is None:
-            return []
-        return [
-            c
-            for c in self.report.checks
-            if c.component == component and (target is None or c.target == target)
-        ]
+        return list(self._by_target.get((component, target), ()))
 
     def status_of(self, component: str, target: str | None = None) -> Status | None:
-        checks = self.checks(component, target)
-        return Status.worst(c.status for c in checks) if checks else None
+        return self._status.get((component, target))
+
+    def _index(self, report: Report) -> None:
+        """Checks by (component, target) and by component, built once per round:
+        panels ask for hundreds of targets' status on every render."""
+        by: dict[tuple[str, str | None], list[CheckResult]] = {}
+        for c in report.checks:
+            by.setdefault((c.component, c.target), []).append(c)
+            by.setdefault((c.component, None), []).append(c)
+        self._by_target = by
+        self._status = {k: Status.worst(c.status for c in v) for k, v in by.items()}
 
     def open_alerts(self) -> list[Alert]:
         """Newest first; snoozed ones last."""

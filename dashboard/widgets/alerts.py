@@ -25,7 +25,7 @@ class AlertsPanel(Panel):
                 ("last", "last seen", 10),
                 ("for", "for", 6),
                 ("ack", "ack", 12),
-                ("summary", "summary", None),
+                ("summary", "summary", 80),
             ],
             id_column="id",
             id="alerts-table",

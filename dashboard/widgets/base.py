@@ -13,7 +13,8 @@ from typing import Any
 from rich.text import Text
 from textual.containers import Vertical
 from textual.content import Content
-from textual.widgets import DataTable, Static
+from textual.widget import Widget
+from textual.widgets import DataTable
 
 from collectors.model import Reading, Status
 from dashboard.viewmodel import STATUS_ICON, STATUS_STYLE, ViewModel, duration
@@ -83,21 +84,25 @@ class Panel(Vertical):
         return list(self.query(SyncTable))
 
 
-class Line(Static):
-    """A line of panel text; never markup."""
+class Line(Widget):
+    """One line of panel text; never markup. Fixed height, so a new text repaints
+    only this line instead of relaying out the screen (Static.update would)."""
 
-    DEFAULT_CSS = "Line { height: auto; }"
+    DEFAULT_CSS = "Line { height: 1; }"
 
     def __init__(self, *, id: str | None = None, classes: str = "") -> None:
-        super().__init__("", markup=False, id=id, classes=f"line {classes}".strip())
-        self._last: Any = None
+        super().__init__(id=id, classes=f"line {classes}".strip())
+        self._content: Content = Content("")
+
+    def render(self) -> Content:
+        return self._content
 
     def set(self, content: Content | str) -> None:
         if isinstance(content, str):
             content = Content(content)
-        if content != self._last:  # skip a repaint when nothing changed
-            self._last = content
-            self.update(content)
+        if content != self._content:
+            self._content = content
+            self.refresh()
 
 
 class SyncTable(DataTable):
@@ -106,13 +111,13 @@ class SyncTable(DataTable):
 
     DEFAULT_CSS = "SyncTable { height: 1fr; }"
 
-    def __init__(self, columns: Sequence[tuple[str, str, int | None]], id_column: str, **kw: Any):
+    def __init__(self, columns: Sequence[tuple[str, str, int]], id_column: str, **kw: Any):
+        # Fixed column widths: measuring cells on every update is what costs most.
         super().__init__(cursor_type="row", zebra_stripes=False, **kw)
         self._spec = list(columns)
         self.id_column = id_column
         self.records: dict[str, dict[str, Any]] = {}  # row key -> what the row shows
         self._order: list[str] = []
-        self._auto = {key for key, _, width in self._spec if width is None}  # grow with content
 
     def on_mount(self) -> None:
         for key, label, width in self._spec:
@@ -133,11 +138,17 @@ class SyncTable(DataTable):
 
     def sync(self, rows: Sequence[tuple[str, dict[str, Any], Sequence[Text]]]) -> None:
         """rows: (stable key, record for detail/actions, cells), in display order."""
-        rows = rows[:MAX_ROWS]
+        unique: dict[str, tuple[str, dict[str, Any], Sequence[Text]]] = {}
+        for row in rows:
+            unique.setdefault(row[0], row)  # a repeated key would break the table
+            if len(unique) >= MAX_ROWS:
+                break
+        rows = list(unique.values())
         keep = self.cursor_key()
         cols = [c[0] for c in self._spec]
         wanted = {k for k, _, _ in rows}
-        if self.row_count and len(wanted & set(self._order)) < self.row_count // 2:
+        # remove_row is O(rows): when many go, clearing and adding is cheaper.
+        if self.row_count and self.row_count - len(wanted & set(self._order)) > 48:
             self.clear()  # most rows go: cheaper than removing one by one
             self._order = []
         for gone in [k for k in self._order if k not in wanted]:
@@ -150,7 +161,7 @@ class SyncTable(DataTable):
                 old = self.get_row(key)
                 for col, old_v, new_v in zip(cols, old, cells, strict=False):
                     if old_v != new_v:
-                        self.update_cell(key, col, new_v, update_width=col in self._auto)
+                        self.update_cell(key, col, new_v)
             else:
                 self.add_row(*cells, key=key)
         order = [k for k, _, _ in rows]

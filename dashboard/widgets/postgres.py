@@ -39,7 +39,7 @@ class PostgresPanel(Panel):
                 ("age", "age", 6),
                 ("wait", "wait", 14),
                 ("query_age", "query", 6),
-                ("query", "query text", None),
+                ("query", "query text", 80),
             ],
             id_column="pid",
             id="pg-sessions",

@@ -25,7 +25,7 @@ class ProcessesPanel(Panel):
                 ("growth", "growth", 11),
                 ("ttl", "to limit", 8),
                 ("cpu", "cpu", 5),
-                ("note", "note", None),
+                ("note", "note", 60),
             ],
             id_column="name",
             id="proc-table",

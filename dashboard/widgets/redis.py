@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.content import Content
 
 from dashboard.viewmodel import DASH, ViewModel, duration, num, size
-from dashboard.widgets.base import Line, Panel, SyncTable, cell, down_line
+from dashboard.widgets.base import MAX_ROWS, Line, Panel, SyncTable, cell, down_line
 
 
 def _rank(lock: dict[str, Any], no_ttl: set[str], stale: set[str]) -> tuple[int, float]:
@@ -79,7 +79,7 @@ class RedisPanel(Panel):
                 ("  churn ", "bold"),
                 f"+{num(churn.get('acquired_per_s'), '{:.1f}')}/s"
                 f" -{num(churn.get('released_per_s'), '{:.1f}')}/s",
-                f"  {d.get('mode') or DASH}",
+                f"  mode {d.get('mode') or DASH}",
                 "" if d.get("scan_complete", True) else f" (scan {num((coverage or 0) * 100)}%)",
             )
         )
@@ -104,7 +104,7 @@ class RedisPanel(Panel):
         ]
         locks.sort(key=lambda lk: _rank(lk, no_ttl, stale))
         rows = []
-        for lk in locks:
+        for lk in locks[:MAX_ROWS]:  # cells only for the rows the table can show
             key = str(lk.get("key"))
             ttl = lk.get("ttl_ms")
             is_no_ttl = ttl == -1 or key in no_ttl

@@ -28,7 +28,7 @@ class SecurityPanel(Panel):
                 ("length", "len", 4),
                 ("age", "age", 6),
                 ("fingerprint", "fingerprint", 20),
-                ("reason", "reason", None),
+                ("reason", "reason", 40),
             ],
             id_column="key",
             id="sec-table",

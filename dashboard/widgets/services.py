@@ -21,14 +21,14 @@ class ServicesPanel(Panel):
         yield SyncTable(
             [
                 ("name", "service", 16),
-                ("status", "status", 11),
-                ("spark", "latency", 12),
-                ("p95", "p95", 7),
+                ("status", "status", 10),
+                ("spark", "latency", 10),
+                ("p95", "p95", 6),
                 ("active", "active", 6),
                 ("draining", "drain", 5),
-                ("listeners", "listeners", 9),
-                ("key", "key", 9),
-                ("note", "note", None),
+                ("listeners", "lstnr", 6),
+                ("key", "key", 8),
+                ("note", "note", 60),
             ],
             id_column="name",
             id="svc-table",
@@ -67,7 +67,7 @@ class ServicesPanel(Panel):
                                     else Status.UNKNOWN
                                 )
                             ),
-                            cell(spark(d.get("latency_history"))),
+                            cell(spark(d.get("latency_history"), 10)),
                             cell(None),
                             cell(None),
                             cell(None),
@@ -91,7 +91,7 @@ class ServicesPanel(Panel):
                     [
                         cell(name),
                         status_cell(check_status or d.get("status")),
-                        cell(spark(d.get("latency_history"))),
+                        cell(spark(d.get("latency_history"), 10)),
                         cell(
                             f"{num(d.get('latency_p95_ms'))}ms"
                             if d.get("latency_p95_ms") is not None

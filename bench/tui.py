@@ -1,0 +1,181 @@
+"""TUI benchmark: the app headless with 500 services and 10,000 locks per round.
+
+    uv run python bench/tui.py [--rounds 10000] [--presses 60]
+
+Prints:
+- key press -> updated screen: median and p95 over `--presses` presses of keys
+  that re-render every panel (`i` hide idle, `s` sort) and of a cursor move
+  (target: p95 <= 100 ms);
+- CPU of the app while idle between rounds, as % of one core (target < 5 %),
+  with the same big screen on display;
+- RSS after 100 rounds and after `--rounds` rounds (target: grows < 10 MB).
+Rounds arrive as RoundDone messages exactly as from the polling worker; the
+reports are judged once up front (the rules are not what is measured here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import gc
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from collectors.config import parse_config
+from collectors.model import Reading, Report, Snapshot
+from collectors.rules import Rules
+from dashboard.app import RoundDone, UltrawatchApp
+from tests import tui_data as td
+
+N_SERVICES = 500
+N_LOCKS = 10_000
+VARIANTS = 8  # distinct rounds, cycled with fresh times (keys churn between them)
+
+
+def config():
+    services = "\n".join(
+        f'[[services]]\nname = "svc-{i:03d}"\nurl = "http://127.0.0.1:{20000 + i}"\n'
+        for i in range(N_SERVICES)
+    )
+    return parse_config(
+        '[dashboard]\ninterval = "2s"\n'
+        '[postgres]\ndsn = "postgresql://x@127.0.0.1:1/x"\n'
+        '[redis]\nurl = "redis://127.0.0.1:1/0"\n'
+        f"{services}\n[actions]\naudit_log = '/tmp/ultrawatch-bench-audit.jsonl'\n",
+        "bench.toml",
+    )
+
+
+def snapshot(v: int) -> Snapshot:
+    t = td.T0 + v * 2
+    readings: list[Reading] = [td.postgres(t, used=40 + v)]
+    # 1 % of the lock keys change from one variant to the next: rows come and go.
+    locks = [
+        td.lock(
+            f"lock:inventory:sku-{i}" if i % 100 else f"lock:inventory:churn-{i}-{v}",
+            f"worker-{i % 64}",
+            -1 if i % 997 == 0 else 25_000,
+            float((i * 7 + v) % 90),
+        )
+        for i in range(N_LOCKS)
+    ]
+    readings.append(td.redis(t, locks=locks))
+    for i in range(N_SERVICES):
+        name = f"svc-{i:03d}"
+        if (i + v) % 50 == 0:
+            readings.append(td.service(t, name, down=True, i=i))
+        else:
+            readings.append(td.service(t, name, status="warning" if i % 40 == 0 else "ok", i=i + v))
+    return Snapshot(round=v + 1, started_at=t, duration_ms=120.0, readings=tuple(readings))
+
+
+def reports() -> list[Report]:
+    rules = Rules(config())
+    return [rules.evaluate(snapshot(v)) for v in range(VARIANTS)]
+
+
+def at(report: Report, n: int) -> Report:
+    snap = dataclasses.replace(report.snapshot, round=n, started_at=td.T0 + 2 * n)
+    return Report(snapshot=snap, checks=report.checks)
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round((len(s) - 1) * q / 100))]
+
+
+async def run(rounds: int, presses: int) -> None:
+    base = reports()
+    proc = psutil.Process()
+    app = UltrawatchApp(config(), poll=False)
+    async with app.run_test(size=(200, 60)) as pilot:
+        app.post_message(RoundDone(at(base[0], 1)))
+        await pilot.pause(0.5)
+        # -------------------------------------------------- key press latency
+        # Key press -> screen updated: from posting the key to the last compositor
+        # refresh it caused (Pilot's own idle waits are not counted).
+        refreshes: list[float] = []
+        screen = app.screen
+        original = screen._compositor_refresh
+
+        def timed_refresh() -> None:
+            original()
+            refreshes.append(time.perf_counter())
+
+        screen._compositor_refresh = timed_refresh  # type: ignore[method-assign]
+        latencies: dict[str, list[float]] = {"i": [], "s": [], "down": []}
+        app.query_one("#redis-locks").focus()
+        for _ in range(presses):
+            for key in latencies:
+                refreshes.clear()
+                t0 = time.perf_counter()
+                await pilot.press(key)
+                await pilot.pause()
+                if refreshes:
+                    latencies[key].append((refreshes[-1] - t0) * 1000)
+        all_lat = [x for v in latencies.values() for x in v]
+        # ------------------------------------------------------------ idle CPU
+        await pilot.pause(1.0)
+        c0, w0 = proc.cpu_times(), time.perf_counter()
+        await asyncio.sleep(5.0)
+        c1, w1 = proc.cpu_times(), time.perf_counter()
+        idle = ((c1.user + c1.system) - (c0.user + c0.system)) / (w1 - w0) * 100
+        # ------------------------------------------------------ one round cost
+        render_ms = []  # CPU time of one round: absorb, render, compositor
+        for n in range(20):
+            t0 = time.process_time()
+            app.absorb(at(base[n % VARIANTS], 2 + n))
+            app.render_now()
+            await pilot.pause()
+            render_ms.append((time.process_time() - t0) * 1000)
+        # --------------------------------------------------------- RSS growth
+        rss = {}
+        t_start = time.perf_counter()
+        for n in range(1, rounds + 1):
+            app.post_message(RoundDone(at(base[n % VARIANTS], 100 + n)))
+            if n % 25 == 0:
+                await pilot.pause(0.01)  # let messages, timers and renders run
+            if n in (100, rounds):
+                await pilot.pause(0.5)
+                gc.collect()
+                rss[n] = proc.memory_info().rss
+        feed_s = time.perf_counter() - t_start
+        renders = app.renders
+
+    print(f"ultrawatch TUI bench: {N_SERVICES} services, {N_LOCKS:,} locks per round, 200x60")
+    print(
+        f"key press -> updated screen: median {statistics.median(all_lat):.1f} ms, "
+        f"p95 {pct(all_lat, 95):.1f} ms over {len(all_lat)} presses (target p95 <= 100 ms)"
+    )
+    for key, vals in latencies.items():
+        print(f"  {key:>5}: median {statistics.median(vals):.1f} ms, p95 {pct(vals, 95):.1f} ms")
+    print(f"idle CPU between rounds: {idle:.2f} % of one core over 5 s (target < 5 %)")
+    print(
+        f"one round absorbed + rendered (CPU): median {statistics.median(render_ms):.1f} ms, "
+        f"p95 {pct(render_ms, 95):.1f} ms"
+    )
+    grow = (rss[rounds] - rss[100]) / 1e6
+    print(
+        f"RSS after 100 rounds {rss[100] / 1e6:.1f} MB, after {rounds:,} rounds "
+        f"{rss[rounds] / 1e6:.1f} MB: grew {grow:+.1f} MB (target < 10 MB); "
+        f"{rounds:,} rounds fed in {feed_s:.0f} s, {renders} renders (throttled)"
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--rounds", type=int, default=10_000)
+    p.add_argument("--presses", type=int, default=40)
+    a = p.parse_args()
+    asyncio.run(run(a.rounds, a.presses))
+
+
+if __name__ == "__main__":
+    main()
