@@ -386,11 +386,20 @@ class PostgresCollector:
 
     async def _invariants(self, conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
         """Each invariant in its own read-only transaction, under the statement timeout.
-        One failing invariant is reported as its error; the others still run."""
+        One failing invariant is reported as its error; the others still run, as long
+        as the invariants together have not used one statement_timeout already (so a
+        few slow ones cannot push the whole round past the poller's deadline)."""
         out: dict[str, Any] = {}
+        budget = float(self.settings.statement_timeout)
+        t0 = time.perf_counter()
         for inv in self.settings.invariants:
             value: float | None = None
             error: str | None = None
+            spent = time.perf_counter() - t0
+            if spent >= budget:
+                error = f"skipped: the invariants already took {spent:.1f}s this round"
+                out[inv.name] = {"value": None, "error": error}
+                continue
             try:
                 async with conn.transaction(), conn.cursor() as cur:
                     await cur.execute("set transaction read only")

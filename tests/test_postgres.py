@@ -347,6 +347,10 @@ sql = "delete from inventory returning 1"
 [[postgres.invariants]]
 name = "slow"
 sql = "select pg_sleep(3)"
+
+[[postgres.invariants]]
+name = "after_slow"
+sql = "select 1"
 """
     config = make_config(dsn, extra, statement_timeout='"300ms"')
 
@@ -366,6 +370,9 @@ sql = "select pg_sleep(3)"
         assert sneaky.status == UNKNOWN and "read-only transaction" in sneaky.summary
         slow = got["postgres.invariant.slow"]
         assert slow.status == UNKNOWN and "statement_timeout" in slow.summary
+        # the invariants' time budget (one statement_timeout) is spent: the rest wait
+        after = got["postgres.invariant.after_slow"]
+        assert after.status == UNKNOWN and "skipped" in after.summary
         assert got["postgres.reachable"].status == OK
         own_pg.psql("update inventory set quantity = 0 where quantity < 0")
         got = checks(await one(c), config)
