@@ -1,12 +1,15 @@
 """PostgreSQL: one connection for the whole tool, never a pool.
 
 Every monitoring query runs under `statement_timeout`; the tool's own backend
-is excluded from every count. A round is one query (capacity, grouped counts,
-the most interesting sessions, stuck transactions and lock waits, all built as
-JSON on the server), plus one read-only transaction per configured invariant.
+is excluded from every count. A round is one prepared query returning one row
+per client backend (filtered on the server), from which Python derives the
+counts by service, state, database and user, the stuck and blocked sessions and
+the ranked session list; then one read-only transaction per configured
+invariant. Capacity settings and role/database names are read at connect.
 `pg_blocking_pids` and `pg_locks` are only consulted for sessions actually
-waiting on a lock, so a quiet round costs little more than counting
-`pg_stat_activity`.
+waiting on a lock, and query texts only travel when the query is new since the
+last round, so a round costs about three bare `count(*)`s of `pg_stat_activity`
+(bench/postgres_collector.py).
 
 Without `pg_read_all_stats` (part of `pg_monitor`) PostgreSQL hides most
 columns of other users' sessions, including `backend_type`. Such sessions are
