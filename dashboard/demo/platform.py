@@ -132,6 +132,13 @@ class Platform:
         if self.external_dsn:
             return self.external_dsn
         self.pg = EmbeddedPostgres(self.dir / "pg", settings={"max_connections": 100})
+        left = _postmaster_pid(self.pg)
+        if left is not None and _alive(left, "postgres", 0):
+            # An earlier demo in this state dir was killed without cleaning up.
+            log.warning("stopping the PostgreSQL an earlier demo left running (pid %d)", left)
+            self.pg.init()
+            self.pg.running = True
+            _stop_postgres(self.pg)
         self.pg.start()
         if not self.pg.psql(f"select 1 from pg_database where datname = '{DATABASE}'").strip():
             self.pg.psql(f"create database {DATABASE}")
@@ -140,7 +147,14 @@ class Platform:
     def _start_redis(self) -> str:
         if self.external_redis:
             return self.external_redis
-        self.redis = EmbeddedRedis(self.dir / "redis")
+        pidfile = self.dir / "redis" / "redis.pid"
+        with contextlib.suppress(OSError, ValueError):
+            left = int(pidfile.read_text().strip())
+            if _alive(left, "redis-server", 0):
+                log.warning("stopping the Redis an earlier demo left running (pid %d)", left)
+                os.kill(left, signal.SIGTERM)
+                _alive(left, "redis-server", 5.0)
+        self.redis = EmbeddedRedis(self.dir / "redis", args=["--pidfile", str(pidfile)])
         self.redis.start()
         return self.redis.url
 

@@ -44,11 +44,7 @@ class Scenario:
             access = refresh = WEAK_SECRET
         else:
             access, refresh = secrets.token_urlsafe(64), secrets.token_urlsafe(64)
-        return (
-            "# UltraMarket secrets (written by `ultrawatch demo`)\n"
-            f"JWT_SECRET={access}\n"
-            f"JWT_REFRESH_SECRET={refresh}\n"
-        )
+        return f"JWT_SECRET={access}\nJWT_REFRESH_SECRET={refresh}\n"
 
 
 SCENARIOS: dict[str, Scenario] = {

@@ -103,8 +103,9 @@ class Supervisor:
                         svc.failures = svc.failures + 1 if quick else 0
                         delay = min(CRASH_BACKOFF_MAX_S, RESTART_DELAY_S * 2**svc.failures)
                         pending[svc.name] = now + delay
-                        self.on_event(f"{svc.name} exited with code {code}; restarting")
-                        log.info("%s exited with %d; restart in %.1fs", svc.name, code, delay)
+                        self.on_event(
+                            f"{svc.name} exited with code {code}; restarting in {delay:.1f}s"
+                        )
                     elif now >= pending[svc.name]:
                         del pending[svc.name]
                         svc.generation += 1
