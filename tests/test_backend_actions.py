@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -154,9 +155,10 @@ def test_pid_reuse_is_refused_at_plan_time(
     assert proc.returncode == 1
     assert "another session" in proc.stderr
     assert _alive(victim)
-    # the right start time, as epoch seconds, is accepted
+    # the right start time, as the ISO time a plan shows, is accepted
+    seen_iso = datetime.fromtimestamp(row[1], UTC).isoformat().replace("+00:00", "Z")
     proc = run_cli(
-        "terminate", str(pid), "--backend-start", str(row[1]), "--yes", "--config", str(config_path)
+        "terminate", str(pid), "--backend-start", seen_iso, "--yes", "--config", str(config_path)
     )
     assert proc.returncode == 0, proc.stderr
     assert not _alive(victim)
