@@ -397,9 +397,9 @@ def test_incident_end_to_end_fixed_by_ultrawatch(tmp_path: Path) -> None:
         assert draining["draining"] is True and draining["activeOperations"] >= 1
         try:  # new work is refused while the old finishes (unless it already exited)
             refused = httpx.post(f"{order_url}/api/orders", json={"product_id": 1})
-            assert refused.status_code == 503 or not psutil.pid_exists(pid)
+            assert refused.status_code == 503
         except httpx.ConnectError:
-            assert not psutil.pid_exists(pid)
+            pass  # its listener is already closed: no new work either
         out, err = drain.communicate(timeout=90)
         assert drain.returncode == 0, out + err
         assert "active operations" in out + err
