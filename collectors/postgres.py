@@ -156,6 +156,8 @@ class PostgresCollector:
         # round (the server's now then); the others are known from before.
         self._texts: dict[int, tuple[float | None, str | None]] = {}
         self._since = 0.0
+        # pid -> (row without ages, the session dict built from it), last round's
+        self._session_dicts: dict[int, tuple[tuple[Any, ...], dict[str, Any]]] = {}
 
     def targets(self) -> list[str]:
         return [self.settings.name]
@@ -184,6 +186,7 @@ class PostgresCollector:
         self.pid = conn.info.backend_pid
         self._query = round_query(self.config, conn.info.server_version)
         self._texts, self._since = {}, 0.0
+        self._session_dicts = {}
         return conn
 
     async def _load_names(self, conn: psycopg.AsyncConnection[Any]) -> None:
@@ -215,6 +218,7 @@ class PostgresCollector:
             data = self._shape(rows, texts, latency_ms)
             if data.pop("_unknown_names"):
                 await self._load_names(conn)  # a database or role created since we looked
+                self._session_dicts = {}  # they hold the names not found
                 data = self._shape(rows, texts, latency_ms)
                 data.pop("_unknown_names")
             data["invariants"] = await self._invariants(conn) if self.settings.invariants else {}
@@ -315,26 +319,44 @@ class PostgresCollector:
         listed = _most_interesting(rows, waiting, visible)
         users = {oid: name for (kind, oid), name in names.items() if kind == "u"}
         dbs = {oid: name for (kind, oid), name in names.items() if kind == "d"}
-        sessions = [
-            {
-                "pid": r[_PID],
-                "backend_start": r[_START],
-                "service": services.get(r[_APP], OTHER),
-                "application_name": r[_APP],
-                "user": users.get(r[_USESYSID]) or "?",
-                "database": dbs.get(r[_DATID]) or "?",
-                "state": r[_STATE],
-                "xact_age_s": None if r[_XACT_START] is None else now - r[_XACT_START],
-                "state_age_s": None if r[_STATE_CHANGE] is None else now - r[_STATE_CHANGE],
-                "query_age_s": None if r[_QUERY_START] is None else now - r[_QUERY_START],
-                "wait_event_type": r[_WAIT_TYPE],
-                "wait_event": r[_WAIT_EVENT],
-                # PostgreSQL says "<insufficient privilege>"; hidden_fields says so
-                "query": None if r[_HIDDEN] else texts.get(r[_PID]),
-                "blocked_by": sorted(set(r[_BLOCKERS])) if r[_BLOCKERS] else [],
-            }
-            for r in listed
-        ]
+        # A session whose row has not changed since the last round (pooled idle
+        # connections, mostly) is copied from the dict built then, with fresh ages:
+        # building hundreds of dicts was most of a round's own cost.
+        before, cache = self._session_dicts, {}
+        sessions = []
+        for r in listed:
+            key = r[:_WAITING]  # everything but the lock wait's age and the server's now
+            pid = r[_PID]
+            hit = before.get(pid)
+            if hit is not None and hit[0] == key:
+                d = hit[1].copy()
+            else:
+                d = {
+                    "pid": pid,
+                    "backend_start": r[_START],
+                    "service": services.get(r[_APP], OTHER),
+                    "application_name": r[_APP],
+                    "user": users.get(r[_USESYSID]) or "?",
+                    "database": dbs.get(r[_DATID]) or "?",
+                    "state": r[_STATE],
+                    "xact_age_s": None,
+                    "state_age_s": None,
+                    "query_age_s": None,
+                    "wait_event_type": r[_WAIT_TYPE],
+                    "wait_event": r[_WAIT_EVENT],
+                    # PostgreSQL says "<insufficient privilege>"; hidden_fields says so
+                    "query": None if r[_HIDDEN] else texts.get(pid),
+                    "blocked_by": sorted(set(r[_BLOCKERS])) if r[_BLOCKERS] else [],
+                }
+            if r[_XACT_START] is not None:
+                d["xact_age_s"] = now - r[_XACT_START]
+            if r[_STATE_CHANGE] is not None:
+                d["state_age_s"] = now - r[_STATE_CHANGE]
+            if r[_QUERY_START] is not None:
+                d["query_age_s"] = now - r[_QUERY_START]
+            cache[pid] = (key, d)
+            sessions.append(d)
+        self._session_dicts = cache
         return {
             "server_version": version,
             "latency_ms": round(latency_ms, 2),

@@ -179,8 +179,12 @@ def test_groups_by_service_state_database_user_and_budgets(pg_dsn: str, pg_serve
             assert first["backend_start"] > 0
             assert d["oldest_xact"]["pid"] == orders[0].info.backend_pid
             # texts are sent once per query and kept while the query is the same
+            first_age = first["xact_age_s"]
             again = await one(c)
             assert again.data["sessions"][0]["query"] == first["query"]
+            # unchanged sessions are reused for speed, but earlier readings stay as they were
+            assert again.data["sessions"][0]["xact_age_s"] >= first_age
+            assert first["xact_age_s"] == first_age
             orders[0].execute("select 'second query'")
             again = await one(c)
             assert again.data["sessions"][0]["query"] == "select 'second query'"
