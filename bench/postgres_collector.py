@@ -3,7 +3,7 @@
 with 500 client connections open on an embedded server. Prints medians and
 their ratio (target: at most 3).
 
-    uv run python bench/postgres_collector.py [--clients 500] [--rounds 60]
+    uv run python bench/postgres_collector.py [--clients 500] [--rounds 200]
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ async def bench(dsn: str, clients: int, rounds: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=500)
-    ap.add_argument("--rounds", type=int, default=60)
+    ap.add_argument("--rounds", type=int, default=200)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="uw-bench-pg-") as tmp:
         server = EmbeddedPostgres(

@@ -151,7 +151,8 @@ class PostgresCollector:
         self.services = service_app_names(config)
         self._query: sql.Composed | None = None
         self._capacity: tuple[Any, ...] = ()
-        self._names: dict[tuple[str, int], str] = {}
+        self._users: dict[int, str] = {}  # oid -> role name
+        self._dbs: dict[int, str] = {}  # oid -> database name
         # Query texts are sent only for queries started since the previous
         # round (the server's now then); the others are known from before.
         self._texts: dict[int, tuple[float | None, str | None]] = {}
@@ -192,7 +193,9 @@ class PostgresCollector:
     async def _load_names(self, conn: psycopg.AsyncConnection[Any]) -> None:
         async with conn.cursor() as cur:
             await cur.execute(_NAMES_SQL)
-            self._names = {(kind, oid): name for kind, oid, name in await cur.fetchall()}
+            found = await cur.fetchall()
+        self._users = {oid: name for kind, oid, name in found if kind == "u"}
+        self._dbs = {oid: name for kind, oid, name in found if kind == "d"}
 
     async def collect(self) -> list[Reading]:
         started = time.time()
@@ -284,14 +287,14 @@ class PostgresCollector:
         Counting goes through Counter (C) and only the listed sessions become dicts:
         the monitor's own cost stays small next to the server's."""
         version, max_conn, su_reserved, reserved = self._capacity
-        names = self._names
+        users, dbs = self._users, self._dbs
         services = self.services
         hidden = sum(1 for r in rows if r[_HIDDEN])
         visible = [r for r in rows if not r[_HIDDEN]] if hidden else rows
         by_state = dict(Counter(r[_STATE] for r in visible))
         per_app = Counter(r[_APP] for r in rows)
-        by_database = _named(Counter(r[_DATID] for r in rows), names, "d")
-        by_user = _named(Counter(r[_USESYSID] for r in rows), names, "u")
+        by_database = _named(Counter(r[_DATID] for r in rows), dbs)
+        by_user = _named(Counter(r[_USESYSID] for r in rows), users)
         idle = [r for r in visible if r[_STATE] in _IDLE_IN_XACT]
         idle = [r for r in idle if r[_STATE_CHANGE] is not None]
         idlest = min(idle, key=itemgetter(_STATE_CHANGE)) if idle else None
@@ -317,8 +320,6 @@ class PostgresCollector:
             key=lambda b: -(b["waiting_s"] or 0.0),
         )
         listed = _most_interesting(rows, waiting, visible)
-        users = {oid: name for (kind, oid), name in names.items() if kind == "u"}
-        dbs = {oid: name for (kind, oid), name in names.items() if kind == "d"}
         # A session whose row has not changed since the last round (pooled idle
         # connections, mostly) is copied from the dict built then, with fresh ages:
         # building hundreds of dicts was most of a round's own cost.
@@ -485,10 +486,10 @@ def _most_interesting(
     return out[:SESSIONS_MAX]
 
 
-def _named(counts: Counter[Any], names: dict[tuple[str, int], str], kind: str) -> dict[str, int]:
+def _named(counts: Counter[Any], names: dict[int, str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for oid, n in counts.items():
-        name = names.get((kind, oid)) or "?"
+        name = names.get(oid) or "?"
         out[name] = out.get(name, 0) + n
     return out
 
