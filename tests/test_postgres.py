@@ -150,6 +150,7 @@ def test_groups_by_service_state_database_user_and_budgets(pg_dsn: str, pg_serve
         assert before.ok, before.error
         base = checks(before, config)
         assert base["postgres.budget.order-service"].status == OK
+        assert base["postgres.budget.total"].status == OK
 
         with (
             sessions(pg_dsn, "order-service", "order-service", "order-service") as orders,
