@@ -379,8 +379,15 @@ def test_incident_end_to_end_fixed_by_ultrawatch(tmp_path: Path) -> None:
         for product in (NO_TTL_PRODUCT, STALE_PRODUCT):
             res = demo.cli("release-lock", lock_key(product))
             assert res.returncode == 0, res.stdout + res.stderr
-        # drain order-service while its slow operations run: it is seen to wait for them
+        # a drain can be called off while in-flight work still runs
         pid = _service_pid(demo, "order-service")
+        admin = _auth(_token(demo.secret()))
+        assert httpx.post(f"{order_url}/admin/drain", headers=admin).status_code == 202
+        r = httpx.post(f"{order_url}/admin/undrain", headers=admin)
+        assert r.status_code == 200 and r.json()["draining"] is False
+        assert httpx.get(f"{order_url}/health").status_code == 200
+        assert _service_pid(demo, "order-service") == pid
+        # drain order-service while its slow operations run: it is seen to wait for them
         drain = subprocess.Popen(
             [ULTRAWATCH, "drain", "order-service", "--config", str(demo.config_path), "--yes"],
             stdout=subprocess.PIPE,

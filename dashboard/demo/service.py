@@ -69,6 +69,7 @@ class Service:
             aioredis.Redis.from_url(args.redis_url, socket_timeout=5) if args.redis_url else None
         )
         self.draining = False
+        self.closing = False
         self.active = 0
         self.idle = asyncio.Event()
         self.idle.set()
@@ -130,6 +131,7 @@ class Service:
             self.undrained.clear()
             self.draining = False
             return
+        self.closing = True  # past the point of no return: undrain is refused
         if waiter not in done:
             log.warning("drain timeout: %d operations still in flight", self.active)
         try:
@@ -188,7 +190,10 @@ class Service:
 
     async def _slow_operations(self) -> None:
         """Fulfilment jobs that each take seconds: a drain must wait for them."""
-        while not self.draining:
+        while True:
+            if self.draining:  # no new job; an undrain resumes them
+                await asyncio.sleep(0.2)
+                continue
             async with self.operation():
                 await asyncio.sleep(random.uniform(2.5, 4.5))
                 with contextlib.suppress(psycopg.Error, TimeoutError):
@@ -240,9 +245,13 @@ class Service:
         return web.json_response({"draining": True, "activeOperations": self.active}, status=202)
 
     async def admin_undrain(self, request: web.Request) -> web.Response:
-        if self.draining and self.drain_task is not None and not self.drain_task.done():
+        if self.closing:
+            return web.json_response(
+                {**self.health_body(), "error": "already stopping"}, status=409
+            )
+        if self.draining:
+            self.draining = False  # taking work again from now on
             self.undrained.set()
-            await asyncio.sleep(0)
         return web.json_response(self.health_body())
 
     async def admin_reload(self, request: web.Request) -> web.Response:
