@@ -136,13 +136,14 @@ async def run(rounds: int, presses: int) -> None:
             await pilot.pause()
             render_ms.append((time.process_time() - t0) * 1000)
         # --------------------------------------------------------- RSS growth
-        rss = {}
+        rss: dict[int, int] = {}
+        checkpoints = {100, rounds, *(rounds * k // 4 for k in (1, 2, 3))}
         t_start = time.perf_counter()
         for n in range(1, rounds + 1):
             app.post_message(RoundDone(at(base[n % VARIANTS], 100 + n)))
             if n % 25 == 0:
                 await pilot.pause(0.01)  # let messages, timers and renders run
-            if n in (100, rounds):
+            if n in checkpoints:
                 await pilot.pause(0.5)
                 gc.collect()
                 rss[n] = proc.memory_info().rss
@@ -161,6 +162,8 @@ async def run(rounds: int, presses: int) -> None:
         f"one round absorbed + rendered (CPU): median {statistics.median(render_ms):.1f} ms, "
         f"p95 {pct(render_ms, 95):.1f} ms"
     )
+    curve = ", ".join(f"{n:,}: {v / 1e6:.1f}" for n, v in sorted(rss.items()))
+    print(f"RSS (MB) by rounds fed: {curve}")
     grow = (rss[rounds] - rss[100]) / 1e6
     print(
         f"RSS after 100 rounds {rss[100] / 1e6:.1f} MB, after {rounds:,} rounds "

@@ -501,12 +501,19 @@ class UltrawatchApp(App[int]):
     # ------------------------------------------------------------- actions
 
     def action_rotate_secret(self) -> None:
+        # Once a rotation's grace period is over and every service has the new key,
+        # the same key finishes it (drops the previous secret).
+        rotation = next(
+            ((r.data or {}).get("rotation") for r in self.model.readings("secrets")), None
+        )
+        finish = bool(rotation and rotation.get("in_progress") and rotation.get("can_finish"))
+
         def make() -> Action:
             from dashboard.actions.rotate_secret import RotateSecret
 
-            return RotateSecret(self.config)
+            return RotateSecret(self.config, finish=finish)
 
-        self._start_action("rotate-secret", make)
+        self._start_action("rotate-secret (finish)" if finish else "rotate-secret", make)
 
     def _selected_service(self) -> str | None:
         record = self._panel(ServicesPanel).selected()

@@ -203,6 +203,9 @@ def run_replay(args: argparse.Namespace) -> int:
     if not Path(args.file).is_file():
         raise ConfigError(args.file, "", "no such recording")
     rec = Recording(args.file, keep=None)
+    if not len(rec):
+        rec.close()
+        raise ConfigError(args.file, "", "the recording holds no rounds")
     config = load_config(args.config) if getattr(args, "config", None) else rec.config()
     if config is None:
         config = Config()

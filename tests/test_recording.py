@@ -123,6 +123,9 @@ def test_replay_steps_seeks_and_plays(tmp_path: Path) -> None:
     asyncio.run(run())
 
 
-def test_replay_cli_rejects_missing_file(tmp_path: Path) -> None:
+def test_replay_cli_rejects_missing_and_empty_files(tmp_path: Path) -> None:
     r = run_cli("replay", str(tmp_path / "nope.db"))
     assert r.returncode == 3 and "no such recording" in r.stderr
+    Recording(tmp_path / "empty.db").close()
+    r = run_cli("replay", str(tmp_path / "empty.db"))
+    assert r.returncode == 3 and "holds no rounds" in r.stderr

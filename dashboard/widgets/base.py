@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.text import Text
+from textual.cache import LRUCache
 from textual.containers import Vertical
 from textual.content import Content
 from textual.widget import Widget
@@ -114,6 +115,13 @@ class SyncTable(DataTable):
     def __init__(self, columns: Sequence[tuple[str, str, int]], id_column: str, **kw: Any):
         # Fixed column widths: measuring cells on every update is what costs most.
         super().__init__(cursor_type="row", zebra_stripes=False, **kw)
+        # DataTable's render caches default to 10,000 cells and 1,000 rows/lines
+        # per table: tens of MB across six tables once warm. A panel shows at most
+        # a screenful, so a few hundred entries keep the hit rate and bound memory.
+        self._cell_render_cache = LRUCache(1200)
+        self._row_render_cache = LRUCache(150)
+        self._row_renderable_cache = LRUCache(150)
+        self._line_cache = LRUCache(300)
         self._spec = list(columns)
         self.id_column = id_column
         self.records: dict[str, dict[str, Any]] = {}  # row key -> what the row shows
