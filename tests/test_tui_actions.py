@@ -260,3 +260,33 @@ async def test_drain_and_undrain_keys_on_a_real_service(service, tmp_path: Path)
     actions = [(e["action"], e["outcome"]) for e in audit(tmp_path)]
     assert ("drain", "not_verified") in actions and ("undrain", "verified") in actions
     assert ("drain", "cancelled") in actions and ("undrain", "cancelled") in actions
+
+
+@sync
+async def test_rotate_key_rotates_the_real_store_and_never_shows_a_value(
+    tmp_path: Path, write_config
+) -> None:
+    from tests.test_rotate_secret import World, services, strong, write_store
+
+    env = tmp_path / "ultramarket.env"
+    access, refresh = strong(), strong()
+    write_store(env, access, refresh)
+    with services(env, 1) as (_svcs, urls):
+        w = World(tmp_path, write_config, urls, 'grace_period = "10m"')
+        cfg = parse_config('[dashboard]\ninterval = "200ms"\n' + w.config_path.read_text())
+        app = UltrawatchApp(cfg)
+        async with app.run_test(size=WIDE, notifications=True) as pilot:
+            await select_row(pilot, app, "#sec-table", lambda rec: rec["secret"] == "JWT_SECRET")
+            before = env.read_bytes()
+            outcome, modal = await cancel_then_confirm(pilot, app, "r")
+            assert outcome.result.value == "verified", outcome.message
+            values = w.values()
+            assert values["JWT_SECRET"] != access and values["JWT_SECRET_PREVIOUS"] == access
+            assert env.read_bytes() != before
+            await pilot.press("space")
+            await pilot.pause(0.5)
+            shown = modal + screen_text(app)
+            for secret in w.seen:  # every value the store ever held
+                assert secret not in shown
+    outcomes = [e["outcome"] for e in audit(tmp_path) if e["action"].startswith("rotate")]
+    assert outcomes[0] == "cancelled" and outcomes[-1] == "verified"  # steps are logged between
