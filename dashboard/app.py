@@ -144,6 +144,7 @@ class UltrawatchApp(App[int]):
         self._narrow: bool | None = None
         self._next_size: Size | None = None
         self._dirty: set[str] = set()  # panels not rendered since their data changed
+        self._relayout_pending = False  # a resize crossed the grid/tabs line under a modal
         self._action_busy = False
         self._thread = 0
         self.last_outcome: Any = None  # the last action's Outcome (shown as a notification)
@@ -200,11 +201,24 @@ class UltrawatchApp(App[int]):
         # The event carries the new size; self.size catches up a moment later.
         if self._narrow is not None and self._is_narrow(event.size) != self._narrow:
             self._next_size = event.size
-            await self.recompose()
-            self.query_one("#filter", Input).display = bool(self.model.filter)
-            self.query_one("#progress", Line).display = self._action_busy
-            self.render_now()
-            self._focus_first()
+            await self._relayout()
+
+    async def _relayout(self) -> None:
+        """Grid <-> tabs. Not under a modal (recompose works on the active screen):
+        then it waits until the modal is gone (see render_now)."""
+        if len(self.screen_stack) > 1:
+            self._relayout_pending = True
+            return
+        self._relayout_pending = False
+        if self._next_size is None:
+            self._next_size = self.size
+        await self.recompose()
+        box = self.query_one("#filter", Input)
+        box.value = self.model.filter
+        box.display = bool(self.model.filter)
+        self.query_one("#progress", Line).display = self._action_busy
+        self.render_now()
+        self._focus_first()
 
     # --------------------------------------------------------------- polling
 
@@ -274,6 +288,8 @@ class UltrawatchApp(App[int]):
         self._last_render = time.monotonic()
         if not self.is_running or not self.query("#header"):
             return  # starting, recomposing or shutting down
+        if self._relayout_pending and len(self.screen_stack) == 1:
+            self.call_later(self._relayout)
         self.renders += 1
         self._render_header()
         narrow = bool(self._narrow)

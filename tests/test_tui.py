@@ -268,9 +268,16 @@ async def test_narrow_terminal_uses_tabs_wide_uses_grid() -> None:
         assert not app.query(TabbedContent)
         assert app.query_one("#grid")
         assert "PostgreSQL" in screen_text(app) and "Redis locks" in screen_text(app)
+        await pilot.press("slash", *"sku", "enter")
+        await pilot.press("question_mark")  # a modal is open while the terminal shrinks
         await pilot.resize_terminal(80, 24)
         await pilot.pause()
+        assert "Keys" in screen_text(app)  # the help is untouched
+        await pilot.press("escape")
+        app.render_now()
+        await pilot.pause()
         assert app.query(TabbedContent)
+        assert app.query_one("#filter").value == "sku"  # the filter survives the relayout
 
 
 class Restartable:
