@@ -10,6 +10,7 @@ import concurrent.futures
 import contextlib
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -224,7 +225,13 @@ def test_health_contract_of_every_service(healthy: Demo) -> None:
         assert sec["accessKeyFingerprint"] == fingerprint(store.get("JWT_SECRET") or "")
         assert sec["refreshKeyFingerprint"] == fingerprint(store.get("JWT_REFRESH_SECRET") or "")
         assert sec["loadedAt"].endswith("Z")
-    # Each service is its own process, with its own pool named after it in PostgreSQL.
+    # Each service is its own process, found by its config's pattern and by nothing else.
+    cmdlines = [" ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])]
+    for service in SERVICES:
+        svc = healthy.config.service(service)
+        assert svc is not None and svc.process is not None and svc.process.cmdline
+        assert sum(bool(re.search(svc.process.cmdline, c)) for c in cmdlines) == 1
+    # Each has its own pool, named after it in PostgreSQL.
     with psycopg.connect(healthy.config.postgres.dsn) as conn:  # type: ignore[union-attr]
         rows = conn.execute(
             "select application_name, count(*) from pg_stat_activity "

@@ -15,9 +15,14 @@ def _q(value: str) -> str:
     return json.dumps(value)
 
 
-def cmdline_pattern(service: str) -> str:
-    """A regex matching that service's process and nothing else (not ours, not a test's)."""
-    return rf"dashboard[.]demo[.]service --name {service}( |$)"
+def cmdline_pattern(service: str, port: int) -> str:
+    """A regex matching that service's process and nothing else: not ours, not a test's,
+    not the same service of another demo running beside this one (hence the port)."""
+    return rf"dashboard[.]demo[.]service --name {service} --port {port}( |$)"
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/")[0])
 
 
 def render_config(
@@ -62,7 +67,7 @@ def render_config(
             f"detail_paths = [{', '.join(_q(p) for p in DETAIL_PATHS)}]",
             f"pg_application_name = {_q(name)}",
             f"connection_budget = {svc_budget}",
-            f"process = {{ cmdline = {_q(cmdline_pattern(name))} }}",
+            f"process = {{ cmdline = {_q(cmdline_pattern(name, _port(url)))} }}",
             'drain = { path = "/admin/drain", timeout = "60s" }',
             f"memory_limit = {_q(MEMORY_LIMIT)}",
         ]
