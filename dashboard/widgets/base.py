@@ -14,6 +14,8 @@ from rich.text import Text
 from textual.cache import LRUCache
 from textual.containers import Vertical
 from textual.content import Content
+from textual.geometry import Size
+from textual.reactive import Reactive
 from textual.widget import Widget
 from textual.widgets import DataTable
 
@@ -110,7 +112,18 @@ class SyncTable(DataTable):
     """A DataTable updated by stable row keys: changed cells in place, only the
     difference added or removed, the cursor kept on the row it was on."""
 
-    DEFAULT_CSS = "SyncTable { height: 1fr; }"
+    # The vertical scrollbar is always there, so a change in the number of rows
+    # never changes the layout: the table repaints itself instead of the whole
+    # screen being laid out and repainted (hiding idle sessions was slow).
+    DEFAULT_CSS = "SyncTable { height: 1fr; overflow-y: scroll; }"
+    virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False)
+
+    def watch_virtual_size(self, size: Size) -> None:
+        self._scroll_update(size)  # keep the scrollbar's thumb in step
+
+    def refresh(self, *regions: Any, repaint: bool = True, layout: bool = False, **kw: Any) -> Any:
+        # DataTable asks for a layout when rows come and go; its size is fixed here.
+        return super().refresh(*regions, repaint=repaint, layout=False, **kw)
 
     def __init__(self, columns: Sequence[tuple[str, str, int]], id_column: str, **kw: Any):
         # Fixed column widths: measuring cells on every update is what costs most.
