@@ -307,9 +307,10 @@ def test_a_crashed_service_is_restarted_on_its_port(healthy: Demo) -> None:
     assert r.status_code == 200 and r.json()["id"] == 1
 
 
-def test_sigterm_ends_every_process_and_removes_the_state_dir(healthy: Demo) -> None:
-    # the last test on this demo: it ends it
-    _stop_and_expect_nothing_left(healthy, signal.SIGTERM)
+def test_sighup_ends_every_process_and_removes_the_state_dir(healthy: Demo) -> None:
+    # the last test on this demo: it ends it, as a dropped SSH session would
+    # (SIGTERM and SIGINT are covered below)
+    _stop_and_expect_nothing_left(healthy, signal.SIGHUP)
 
 
 # ------------------------------------------------------------ drain, signals

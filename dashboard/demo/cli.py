@@ -28,9 +28,13 @@ class _Stop(Exception):
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     # Once only: `timeout`, uv and a terminal may all deliver the same stop, and a
     # second exception must not interrupt the cleanup of the first.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     raise KeyboardInterrupt if signum == signal.SIGINT else _Stop
+
+
+# SIGHUP too: a dropped SSH session must not leave PostgreSQL and Redis behind.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -51,8 +55,7 @@ def run_demo(args: argparse.Namespace) -> int:
     platform = Platform(
         state_dir, scenario, postgres_dsn=args.postgres_dsn, redis_url=args.redis_url
     )
-    previous = signal.signal(signal.SIGTERM, _on_signal)
-    previous_int = signal.signal(signal.SIGINT, _on_signal)
+    previous = {sig: signal.signal(sig, _on_signal) for sig in _STOP_SIGNALS}
     code = 0
     try:
         text = platform.start()
@@ -79,16 +82,16 @@ def run_demo(args: argparse.Namespace) -> int:
         code = 3
     finally:
         # No second Ctrl+C may cut the cleanup short and leave processes behind.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
         try:
             platform.stop()
         finally:
             logging.shutdown()
             if temporary:
                 shutil.rmtree(state_dir, ignore_errors=True)
-            signal.signal(signal.SIGTERM, previous)
-            signal.signal(signal.SIGINT, previous_int)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     return code
 
 
