@@ -8,6 +8,7 @@ from typing import Any
 
 from collectors.config import Config, format_duration
 from collectors.model import CheckResult, Reading, Status
+from collectors.thresholds import above, at_least, failure
 
 
 def _names(keys: list[str], total: int, shown: int = 5) -> str:
@@ -22,8 +23,6 @@ def _partial(d: Mapping[str, Any]) -> str:
 
 
 def judge_redis(reading: Reading, config: Config) -> list[CheckResult]:
-    from collectors.rules import above, at_least, failure
-
     if not reading.ok:
         return [failure(reading, "redis.reachable", "Redis")]
     rc = config.redis

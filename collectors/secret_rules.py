@@ -10,6 +10,7 @@ from typing import Any
 
 from collectors.config import Config, format_duration
 from collectors.model import CheckResult, Reading, Status
+from collectors.thresholds import failure
 
 _STRENGTH_STATUS = {
     "ok": Status.OK,
@@ -21,8 +22,6 @@ _STRENGTH_STATUS = {
 
 
 def judge_secrets(reading: Reading, config: Config) -> list[CheckResult]:
-    from collectors.rules import failure
-
     if not reading.ok:
         return [failure(reading, "secrets.store", "secret store")]
     s = config.secrets
