@@ -23,7 +23,7 @@ from pathlib import Path
 
 from dashboard.demo.embedded import EmbeddedPostgres, EmbeddedRedis
 
-REFERENCE = "import psycopg, redis.asyncio, httpx"
+REFERENCE = "import psycopg, redis.asyncio, aiohttp"
 
 
 class Health(BaseHTTPRequestHandler):
