@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from collectors.redis_node import SIGNAL_PREFIX
 
@@ -61,29 +62,51 @@ class Events:
         self.pubsub = self.client.pubsub()
         await self.pubsub.psubscribe(*self.channels)
         self.node.commands += 1
+        await self._confirmed(float(s.socket_timeout))
         self.task = asyncio.create_task(self._run(), name=f"redis-events-{self.node.name}")
+
+    async def _confirmed(self, timeout: float) -> None:
+        """Wait for the server to confirm every pattern: a refusal (an ACL user
+        without channel permissions gets NOPERM) is raised here, at the start,
+        not discovered later by the reader task as a lost subscription."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        confirmed = 0
+        while confirmed < len(self.channels):
+            left = deadline - loop.time()
+            if left <= 0:
+                raise RedisTimeoutError(f"PSUBSCRIBE not confirmed within {timeout:g}s")
+            msg = await self.pubsub.get_message(timeout=left)
+            if msg is not None and msg.get("type") == "psubscribe":
+                confirmed += 1
+            elif msg is not None:
+                self._handle(msg)  # an event for a pattern confirmed already
+
+    def _handle(self, msg: dict[str, Any]) -> None:
+        if msg.get("type") != "pmessage":
+            return
+        channel: bytes = msg["channel"]
+        key = channel[len(self.prefix) :]
+        event = msg["data"]
+        if key.startswith(SIGNAL_PREFIX):
+            return
+        if event == b"set":
+            self.acquired += 1
+        elif event in (b"del", b"expired", b"evicted", b"rename_from"):
+            self.released += 1
+            if event == b"evicted":
+                self.evicted += 1
+        self.dirty.add(key)
+        if len(self.dirty) > MAX_DIRTY:
+            self.lost = True
+            self.dirty.clear()
 
     async def _run(self) -> None:
         try:
             while True:
                 msg = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if msg is None or msg.get("type") != "pmessage":
-                    continue
-                channel: bytes = msg["channel"]
-                key = channel[len(self.prefix) :]
-                event = msg["data"]
-                if key.startswith(SIGNAL_PREFIX):
-                    continue
-                if event == b"set":
-                    self.acquired += 1
-                elif event in (b"del", b"expired", b"evicted", b"rename_from"):
-                    self.released += 1
-                    if event == b"evicted":
-                        self.evicted += 1
-                self.dirty.add(key)
-                if len(self.dirty) > MAX_DIRTY:
-                    self.lost = True
-                    self.dirty.clear()
+                if msg is not None:
+                    self._handle(msg)
         except asyncio.CancelledError:
             raise
         except (RedisError, OSError):

@@ -18,12 +18,12 @@ from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
 from collectors.config import Config, RedisConfig
 from collectors.model import Reading
 from collectors.redis_events import NEEDED_EVENTS, Events, events_enabled
-from collectors.redis_node import LockState, Node, ReadPlan, RoundStats
+from collectors.redis_node import LockState, Node, ReadPlan, RoundStats, describe_error
 from collectors.redis_text import EXACT_LIMIT, display_text, exact_text
 
 TARGET = "main"
@@ -108,15 +108,12 @@ class RedisLocksCollector:
         stats = RoundStats()
         plan = ReadPlan(node, counting=node.view_complete(self.patterns))
         extra: set[bytes] = set()
+        if use_events and (node.events is None or not node.events.alive):
+            use_events = await self._subscribe(node, now, dbsize)
         if use_events:
             ev = node.events
-            if ev is None or not ev.alive:
-                if ev is not None:
-                    await ev.close()
-                node.events = ev = Events(node, self.patterns, _db_of(node))
-                await ev.start()
-                node.start_pass(self.patterns, now, dbsize)  # events may have been missed
-            elif not node.scanning and now - node.pass_started >= self.settings.reconcile_every:
+            assert ev is not None
+            if not node.scanning and now - node.pass_started >= self.settings.reconcile_every:
                 node.start_pass(self.patterns, now, dbsize)
             dirty, acquired, released, evicted = ev.take()
             extra |= dirty
@@ -143,6 +140,39 @@ class RedisLocksCollector:
         if use_events:
             stats.acquired, stats.released, stats.evicted_locks = acquired, released, evicted
         return stats
+
+    async def _subscribe(self, node: Node, now: float, dbsize: int) -> bool:
+        """(Re)start the node's subscription; False (scan mode) when it fails.
+
+        A refused subscription (an ACL user without channel rights) is not retried
+        every round, and a pass under way is never thrown away for it: restarting
+        the SCAN each round would keep the view from ever completing."""
+        if node.events is not None:
+            await node.events.close()
+            node.events = None
+        if node.events_refused is not None and now < node.events_retry_at:
+            node.mode_reason = node.events_refused
+            return False
+        ev = Events(node, self.patterns, _db_of(node))
+        try:
+            await ev.start()
+        except (RedisError, OSError) as e:
+            await ev.close()
+            text = describe_error(e, float(self.settings.socket_timeout), node.url)
+            why = "this user may not subscribe" if _is_noperm(e) else "the subscription failed"
+            node.events_refused = f"keyspace notifications on, but {why}: {text}"
+            node.events_retry_at = now + float(self.settings.reconcile_every)
+            node.mode_reason = node.events_refused
+            return False
+        node.events = ev
+        node.events_refused = None
+        if node.scanning:
+            # Events may have been missed in the part already scanned: let the
+            # reconcile pass follow right after this one instead of starting over.
+            node.pass_started = 0.0
+        else:
+            node.start_pass(self.patterns, now, dbsize)  # events may have been missed
+        return True
 
     async def _scan(
         self, node: Node, plan: ReadPlan, stats: RoundStats, now: float, dbsize: int
@@ -426,6 +456,14 @@ def _url_for(seed: Any, addr: str) -> str:
     userinfo = seed.netloc.rpartition("@")[0]
     netloc = f"{userinfo}@{addr}" if userinfo else addr
     return urlunsplit((seed.scheme, netloc, "/0", seed.query, ""))
+
+
+def _is_noperm(e: BaseException) -> bool:
+    return (
+        isinstance(e, NoPermissionError)
+        or "NOPERM" in str(e).upper()
+        or ("NO PERMISSIONS" in str(e).upper())
+    )
 
 
 def _is_auth(e: BaseException) -> bool:

@@ -154,6 +154,8 @@ class Node:
         self.pass_started = 0.0
         self.last_full_pass = 0.0
         self.events: Events | None = None
+        self.events_refused: str | None = None  # why the last subscription failed
+        self.events_retry_at = 0.0
         self.mode_reason = ""
 
     # ------------------------------------------------------------ connection

@@ -510,3 +510,31 @@ def test_a_round_cut_short_by_the_deadline_does_not_garble_the_next(
     reading = asyncio.run(scenario())
     assert reading.ok, reading.error
     assert reading.data["locks_total"] == N_LOCKS + EXTRA
+
+
+def test_a_user_refused_subscription_still_completes_the_scan(tmp_path: Path) -> None:
+    """Notifications on, but the ACL user has no channel rights (`resetchannels`):
+    the collector scans, says why, and the pass is not restarted every round."""
+    server = EmbeddedRedis(tmp_path).start()
+    r = redis.Redis.from_url(server.url)
+    try:
+        r.execute_command("ACL", "SETUSER", "mon", "on", ">mon-pw", "~*", "resetchannels", "+@all")
+        r.config_set("notify-keyspace-events", "KEA")
+        r.execute_command("DEBUG", "POPULATE", 20_000, "item")
+        r.set("lock:stuck", "holder")
+        url = f"redis://mon:mon-pw@127.0.0.1:{server.port}/0"
+        cfg = config(url, key_budget=8000, scan_count=1000)
+        readings = collect(cfg, rounds=6)
+        first, last = readings[0].data, readings[-1].data
+        assert first["scan_complete"] is False and first["mode"] == "scan"
+        assert "this user may not subscribe" in first["mode_reason"]
+        assert "mon-pw" not in json.dumps([x.to_dict() for x in readings])
+        coverage = [x.data["coverage"] for x in readings]
+        assert coverage == sorted(coverage)  # the pass advances, never restarts
+        assert last["scan_complete"] is True and last["mode"] == "scan"
+        assert last["no_ttl"] == ["lock:stuck"]
+        c = checks(readings[-1], cfg)["redis.locks.no_ttl"]
+        assert c.status is Status.CRITICAL and "lock:stuck" in c.summary
+    finally:
+        r.close()
+        server.stop()
