@@ -73,7 +73,9 @@ def test_confirmed_action_runs_verifies_and_is_audited(tmp_path: Path) -> None:
     log = tmp_path / "state" / "audit.jsonl"
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
     assert stat.S_IMODE(log.parent.stat().st_mode) == 0o700
-    (entry,) = AuditLog(log).entries()
+    started, entry = AuditLog(log).entries()  # one line when it starts, one when it ends
+    assert (started["action"], started["outcome"]) == ("touch", "started")
+    assert started["params"]["path"] == str(target)
     assert entry["action"] == "touch" and entry["target"] == str(target)
     assert entry["outcome"] == "verified" and entry["user"]
     assert entry["params"]["api_secret"] == "<redacted>"
@@ -99,8 +101,59 @@ def test_refusals_and_errors(tmp_path: Path) -> None:
     assert "disk on fire" in failed.message
     assert [e["outcome"] for e in AuditLog(config.audit_log_path).entries()] == [
         "refused",
+        "started",
         "error",
     ]
+
+
+def test_unwritable_audit_log_refuses_before_executing(tmp_path: Path) -> None:
+    # Tests run as root, so chmod cannot make a directory unwritable: put the log
+    # "inside" a regular file instead, which fails for every user.
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a directory")
+    config = parse_config(f'[actions]\naudit_log = "{blocker}/audit.jsonl"\n')
+    target = tmp_path / "never"
+    outcome = asyncio.run(ActionRunner(config).run(TouchFile(target), _yes))
+    assert outcome.result is Result.ERROR and outcome.result.exit_code == 3
+    assert outcome.message.startswith(f"audit log not writable: {blocker}/audit.jsonl: ")
+    assert not target.exists()  # never executed unaudited
+    assert blocker.read_text() == "not a directory"
+
+
+class Hang(TouchFile):
+    """Starts, then hangs in execute until it is cancelled."""
+
+    name = "hang"
+
+    def __init__(self, path: Path, started: asyncio.Event) -> None:
+        super().__init__(path)
+        self.started = started
+
+    async def execute(self, plan: Plan, progress) -> None:
+        self.started.set()
+        await asyncio.sleep(3600)
+
+
+def test_interrupted_action_is_audited_and_the_cancellation_propagates(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+
+    async def go() -> None:
+        started = asyncio.Event()
+        action = Hang(tmp_path / "h", started)
+        task = asyncio.create_task(ActionRunner(config).run(action, _yes))
+        await started.wait()
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        else:
+            raise AssertionError("the cancellation was swallowed")
+        assert action.closed
+
+    asyncio.run(go())
+    outcomes = [(e["action"], e["outcome"]) for e in AuditLog(config.audit_log_path).entries()]
+    assert outcomes == [("touch", "started"), ("touch", "interrupted")]
 
 
 def test_read_only_and_disabled_refuse_everything(tmp_path: Path) -> None:

@@ -92,7 +92,8 @@ def test_terminate_via_cli_ends_the_session_and_is_audited(
     assert "idle in transaction" in proc.stderr
     assert _session(pg_dsn, pid) is None
     assert not _alive(victim)
-    (entry,) = _audit(config_path)
+    started, entry = _audit(config_path)
+    assert (started["outcome"], started["params"]["pid"]) == ("started", pid)
     assert entry["action"] == "terminate"
     assert entry["target"] == f"pid {pid}"
     assert entry["outcome"] == "verified"
@@ -123,7 +124,7 @@ def test_cancel_via_cli_stops_the_query_but_keeps_the_session(
     assert "pg_sleep(30)" in proc.stderr  # the plan showed the start of the query
     assert seen and isinstance(seen[0], psycopg.errors.QueryCanceled)
     assert _alive(victim)  # the session stays
-    (entry,) = _audit(config_path)
+    _started, entry = _audit(config_path)
     assert (entry["action"], entry["outcome"]) == ("cancel", "verified")
     assert entry["params"]["function"] == "pg_cancel_backend"
 
@@ -239,3 +240,61 @@ def test_unknown_pid_and_bad_backend_start_are_refused(config_path: Path) -> Non
     assert proc.returncode == 1
     assert "--backend-start" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_cancel_refuses_when_the_planned_query_was_replaced(
+    pg_dsn: str, victim: psycopg.Connection
+) -> None:
+    """Between plan and execute the planned query ended and the same session started
+    another one: the cancel must not hit the new query."""
+    config = parse_config(_config(pg_dsn))
+    pid = victim.info.backend_pid
+    errors: list[BaseException] = []
+
+    def run(sql: str) -> None:
+        try:
+            victim.execute(sql)
+        except psycopg.Error as e:
+            errors.append(e)
+
+    first = threading.Thread(target=run, args=("select pg_sleep(30)",))
+    first.start()
+    _wait_state(pg_dsn, pid, "active")
+
+    async def plan_it() -> tuple[BackendAction, object]:
+        action = BackendAction(config, pid, "cancel")
+        return action, await action.plan()
+
+    async def execute_it(action: BackendAction, plan) -> None:
+        try:
+            with pytest.raises(ActionRefused, match="query changed since the plan"):
+                await action.execute(plan, lambda _m: None)
+        finally:
+            await action.close()
+
+    action, plan = asyncio.run(plan_it())
+    # the planned query ends (someone else cancelled it) ...
+    with psycopg.connect(pg_dsn, autocommit=True) as c:
+        c.execute("select pg_cancel_backend(%s)", (pid,))
+    first.join(10)
+    assert len(errors) == 1
+    # ... and the session starts another one
+    second = threading.Thread(target=run, args=("select pg_sleep(30) as second",))
+    second.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        row = _session(pg_dsn, pid)
+        if row and row[0] == "active" and "second" in row[2]:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the second query never started")
+    try:
+        asyncio.run(execute_it(action, plan))
+        row = _session(pg_dsn, pid)
+        assert row is not None and row[0] == "active" and "second" in row[2]
+        assert len(errors) == 1  # the new query was not cancelled
+    finally:
+        with psycopg.connect(pg_dsn, autocommit=True) as c:
+            c.execute("select pg_cancel_backend(%s)", (pid,))
+        second.join(10)

@@ -115,7 +115,14 @@ def test_rotate_tells_services_keeps_previous_and_refuses_a_second_rotation(
         assert finish.returncode == 1 and "grace period" in finish.stderr
     entries = [line for line in w.audit.read_text().splitlines() if line.strip()]
     outcomes = [__import__("json").loads(e)["outcome"] for e in entries]
-    assert outcomes[:5] == ["step:start", "step:written", "step:notified", "verified", "refused"]
+    assert outcomes[:6] == [
+        "started",
+        "step:start",
+        "step:written",
+        "step:notified",
+        "verified",
+        "refused",
+    ]
     w.assert_clean()
 
 

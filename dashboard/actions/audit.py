@@ -1,4 +1,5 @@
-"""The audit log: one JSON line per action attempt, fsynced, mode 0600.
+"""The audit log: JSON lines (an attempt that executes has a "started" line and
+one for its end), fsynced, mode 0600.
 
 Entries never hold secret values: parameters whose names look secret are
 redacted here as a last line of defence (actions should not pass them at all).

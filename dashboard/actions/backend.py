@@ -5,7 +5,8 @@ Actions are writes, so they use their own short-lived connection
 (application_name `ultrawatch-action`), never the monitor's. PID reuse is
 guarded by `backend_start`: the plan captures it (or checks the one the
 engineer saw) and the signal is sent by the same SQL statement that checks the
-pid still has that start time. The tool's own backends are never signalled.
+pid still has that start time (and, for a cancel, is still active in the
+query that started at the planned `query_start`). The tool's own backends are never signalled.
 """
 
 from __future__ import annotations
@@ -39,9 +40,12 @@ where a.pid = %(pid)s
 # Check and signal in one statement: the function runs only for the row that
 # still has the start time the plan saw.
 _SIGNAL_SQL = {
+    # A cancel must also hit the very query the plan showed, not the next one.
     "cancel": """
         select pg_cancel_backend(a.pid) from pg_stat_activity a
         where a.pid = %(pid)s and abs(date_part('epoch', a.backend_start) - %(start)s) < %(tol)s
+          and a.state = 'active'
+          and abs(date_part('epoch', a.query_start) - %(qstart)s) < %(tol)s
     """,
     "terminate": """
         select pg_terminate_backend(a.pid) from pg_stat_activity a
@@ -166,17 +170,31 @@ class BackendAction:
     async def execute(self, plan: Plan, progress: Progress) -> None:
         conn = await self._connect()
         pid, start = plan.params["pid"], plan.params["backend_start"]
+        q_start = plan.params.get("query_start")
+        if self.mode == "cancel" and q_start is None:
+            raise ActionRefused(f"the plan saw no query start for pid {pid}: nothing was done")
         if pid == conn.info.backend_pid:
             raise ActionRefused(f"pid {pid} is this action's own connection")
         progress(f"{_SIGNAL_FUNCTION[self.mode]}({pid})")
         try:
             async with conn.cursor() as cur:
                 await cur.execute(
-                    _SIGNAL_SQL[self.mode], {"pid": pid, "start": start, "tol": SAME_START}
+                    _SIGNAL_SQL[self.mode],
+                    {"pid": pid, "start": start, "qstart": q_start, "tol": SAME_START},
                 )
                 row = await cur.fetchone()
         except psycopg.errors.InsufficientPrivilege as e:
             raise ActionRefused(f"PostgreSQL refused: {_one_line(e)}") from None
+        if row is None and self.mode == "cancel":
+            now = await self._look()
+            if now is not None and now[1] is not None and abs(now[1] - start) < SAME_START:
+                state = now[6] or "not running a query"
+                raise ActionRefused(
+                    f"pid {pid}'s query changed since the plan (the planned query has "
+                    f"finished; the session is {state}"
+                    + (f", running a query started {_iso(now[8])}" if now[8] else "")
+                    + "): nothing was cancelled"
+                )
         if row is None:
             raise ActionRefused(
                 f"pid {pid} is gone or belongs to another session now: nothing was done"

@@ -6,7 +6,9 @@ The same Action object runs from a TUI key and from a CLI subcommand; only the
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -103,28 +105,68 @@ class ActionRunner:
             return Outcome(Result.REFUSED, why)
         t0 = time.perf_counter()
         plan: Plan | None = None
+        outcome: Outcome | None = None
         try:
-            plan = await action.plan()
-            if not await confirm(plan):
-                outcome = Outcome(Result.CANCELLED, "cancelled: nothing was done")
-            else:
-                await action.execute(plan, progress)
-                outcome = await action.verify(plan, progress)
-        except ActionRefused as e:
-            outcome = Outcome(Result.REFUSED, str(e))
-        except Exception as e:
-            outcome = Outcome(Result.ERROR, f"{type(e).__name__}: {e}")
-        finally:
             try:
-                await action.close()
-            except Exception:  # closing is best effort
-                pass
-        self.audit.append(
+                plan = await action.plan()
+                if not await confirm(plan):
+                    outcome = Outcome(Result.CANCELLED, "cancelled: nothing was done")
+                else:
+                    # Audited before anything is done: an action that cannot be
+                    # recorded does not run, and an interrupted one leaves a trace.
+                    problem = await self._append(plan, action, "started", "", t0)
+                    if problem is not None:
+                        outcome = Outcome(Result.ERROR, problem)
+                    else:
+                        await action.execute(plan, progress)
+                        outcome = await action.verify(plan, progress)
+            except ActionRefused as e:
+                outcome = Outcome(Result.REFUSED, str(e))
+            except Exception as e:
+                outcome = Outcome(Result.ERROR, f"{type(e).__name__}: {e}")
+            finally:
+                try:
+                    await action.close()
+                except Exception:  # closing is best effort
+                    pass
+        finally:
+            # Also on CancelledError / KeyboardInterrupt (outcome None): recorded, re-raised.
+            final = outcome or Outcome(Result.ERROR, "interrupted before it finished")
+            label = final.result.value if outcome is not None else "interrupted"
+            problem = await self._append(
+                plan, action, label, final.message, t0, in_thread=outcome is not None
+            )
+        if problem is not None and not final.message.startswith("audit log not writable"):
+            final = Outcome(final.result, f"{final.message} ({problem})", final.details)
+        return final
+
+    async def _append(
+        self,
+        plan: Plan | None,
+        action: Action,
+        outcome: str,
+        message: str,
+        t0: float,
+        *,
+        in_thread: bool = True,
+    ) -> str | None:
+        """Write one audit line; None when written, else why not (never raises).
+        In a thread (fsync must not freeze the TUI), except while being interrupted,
+        when a second cancellation must not lose the line."""
+        write = functools.partial(
+            self.audit.append,
             action=plan.action if plan else action.name,
             target=plan.target if plan else "",
             params=plan.params if plan else {},
-            outcome=outcome.result.value,
-            message=outcome.message,
+            outcome=outcome,
+            message=message,
             duration_ms=(time.perf_counter() - t0) * 1000,
         )
-        return outcome
+        try:
+            if in_thread:
+                await asyncio.to_thread(write)
+            else:
+                write()
+        except OSError as e:
+            return f"audit log not writable: {self.audit.path}: {e.strerror or e}"
+        return None
