@@ -142,3 +142,29 @@ def test_redlock_release_on_every_master_holding_the_value(tmp_path: Path) -> No
             c.close()
         for s in servers:
             s.stop()
+
+
+class StopAfterExecute(ReleaseLock):
+    """The master goes down between the delete and the read-back."""
+
+    def __init__(self, config: Config, key: str, server: EmbeddedRedis) -> None:
+        super().__init__(config, key)
+        self.server = server
+
+    async def execute(self, plan: Plan, progress) -> None:
+        await super().execute(plan, progress)
+        await asyncio.to_thread(self.server.stop)
+
+
+def test_unreadable_master_at_verify_is_not_verified(tmp_path: Path) -> None:
+    s = EmbeddedRedis(tmp_path / "down").start()
+    try:
+        with redis.Redis.from_url(s.url) as c:
+            c.set("lock:gone", "mine", px=30_000)
+        config = cfg_for(s.url, tmp_path)
+        outcome, _ = run(config, StopAfterExecute(config, "lock:gone", s))
+        assert outcome.result is Result.NOT_VERIFIED, outcome.message
+        assert f"could not read lock:gone back on 127.0.0.1:{s.port} (" in outcome.message
+        assert "not seen" in outcome.message
+    finally:
+        s.stop()

@@ -183,6 +183,17 @@ class ReleaseLock:
 
     async def verify(self, plan: Plan, progress: Progress) -> Outcome:
         seen = {s.master: s for s in await self._read()}
+        # A master that could not be read back shows nothing: never count it released.
+        unread = [(m, seen[m].error if m in seen else "not read") for m in self.targets]
+        unread = [(m, why) for m, why in unread if why]
+        if unread:
+            return Outcome(
+                Result.NOT_VERIFIED,
+                f"could not read {plan.target} back on "
+                + "; ".join(f"{m} ({why})" for m, why in unread)
+                + ": its release there was not seen",
+                [("released on", ", ".join(m for m, n in self.deleted.items() if n))],
+            )
         still = [m for m in self.targets if seen[m].value == self.value]
         retaken = [m for m in self.targets if seen[m].value not in (None, self.value)]
         released = [m for m, n in self.deleted.items() if n]
