@@ -23,7 +23,15 @@ from redis.exceptions import NoPermissionError, RedisError, ResponseError
 from collectors.config import Config, RedisConfig
 from collectors.model import Reading
 from collectors.redis_events import NEEDED_EVENTS, Events, events_enabled
-from collectors.redis_node import LockState, Node, ReadPlan, RoundStats, describe_error
+from collectors.redis_node import (
+    MAX_TRACKED,
+    READ_CHUNK,
+    LockState,
+    Node,
+    ReadPlan,
+    RoundStats,
+    describe_error,
+)
 from collectors.redis_text import EXACT_LIMIT, display_text, exact_text
 
 TARGET = "main"
@@ -127,12 +135,11 @@ class RedisLocksCollector:
         if node.scanning:
             await self._scan(node, plan, stats, now, dbsize)
             if not node.scanning:
-                node.last_full_pass = now
+                node.end_pass(now)
                 # Reconcile: anything we believe in that the pass did not see is re-read.
                 extra |= set(node.locks) - node.pass_seen
         if not use_events:
-            extra |= set(node.locks)
-            await node.read_keys(sorted(extra - plan.read_now), plan, stats, now)
+            await node.read_keys(self._rereads(node, plan, stats, extra), plan, stats, now)
         else:
             # Keys named by events changed: fetch their values; the rest are confirmations.
             await node.read_keys(sorted(dirty - plan.read_now), plan, stats, now, full=True)
@@ -173,6 +180,19 @@ class RedisLocksCollector:
         else:
             node.start_pass(self.patterns, now, dbsize)  # events may have been missed
         return True
+
+    def _rereads(
+        self, node: Node, plan: ReadPlan, stats: RoundStats, must: set[bytes]
+    ) -> list[bytes]:
+        """Scan mode: the known locks this round confirms. The reconcile set first,
+        then those read longest ago, within what is left of the round's key budget
+        (at least one chunk): the rest keep their extrapolated TTL till next round."""
+        budget = max(READ_CHUNK, self.settings.key_budget - stats.reads)
+        locks = node.locks
+        keys = [k for k in locks if k not in plan.read_now]
+        if len(keys) > budget:
+            keys = heapq.nsmallest(budget, keys, key=lambda k: (k not in must, locks[k].read_at, k))
+        return sorted(keys)
 
     async def _scan(
         self, node: Node, plan: ReadPlan, stats: RoundStats, now: float, dbsize: int
@@ -271,6 +291,7 @@ class RedisLocksCollector:
                 scan_complete=node.view_complete(self.patterns),
                 coverage=round(node.coverage(self.patterns), 4),
                 locks=len(node.locks),
+                locks_untracked=node.untracked,
                 keys=_dbsize(info),
                 used_memory=info.get("used_memory"),
                 maxmemory=info.get("maxmemory"),
@@ -310,6 +331,8 @@ class RedisLocksCollector:
             "topology": self._topology(),
             "nodes": node_rows,
             **view,
+            "locks_untracked": sum(n.untracked for n in nodes_up),
+            "locks_tracked_max": MAX_TRACKED,
             "churn": {
                 "acquired_per_s": _round(acquired / dt) if dt else None,
                 "released_per_s": _round(released / dt) if dt else None,

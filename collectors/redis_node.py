@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
 SIGNAL_PREFIX = b"lock-signal:"  # python-redis-lock's wake-up lists: not locks
 READ_CHUNK = 1000  # keys per pipelined write outside the scan loop
+# Locks tracked per node at most: a leak creating millions of lock keys must not
+# grow our memory or our rounds without bound. Beyond it locks are only counted.
+MAX_TRACKED = 50_000
 
 
 @dataclass(slots=True)
@@ -150,7 +153,9 @@ class Node:
         self.cursors: dict[str, list[Part]] = {}
         self.passes: dict[str, int] = {}
         self.active: set[str] = set()  # patterns whose current pass has not ended
-        self.pass_seen: set[bytes] = set()
+        self.pass_seen: set[bytes] = set()  # tracked locks this pass returned
+        self.pass_untracked = 0  # lock keys this pass found beyond MAX_TRACKED
+        self.last_untracked = 0  # ... and the last complete pass
         self.pass_started = 0.0
         self.last_full_pass = 0.0
         self.events: Events | None = None
@@ -281,6 +286,7 @@ class Node:
         self.passes.clear()
         self.active.clear()
         self.pass_seen.clear()
+        self.pass_untracked = self.last_untracked = 0
         self.last_full_pass = 0.0
         if self.events is not None:
             self.events.lost = True
@@ -309,7 +315,17 @@ class Node:
             self.cursors[p] = [Part(i * 2**64 // n, (i + 1) * 2**64 // n) for i in range(n)]
         self.active = set(patterns)
         self.pass_seen = set()
+        self.pass_untracked = 0
         self.pass_started = now
+
+    def end_pass(self, now: float) -> None:
+        self.last_full_pass = now
+        self.last_untracked = self.pass_untracked
+
+    @property
+    def untracked(self) -> int:
+        """Lock keys known to exist but not tracked (the table is full)."""
+        return max(self.last_untracked, self.pass_untracked)
 
     @property
     def scanning(self) -> bool:
@@ -347,6 +363,7 @@ class Node:
             calls += 1
         if first:
             await self.send(first)
+        read.in_scan = True
         while inflight:
             part, reads = inflight.popleft()
             if part is not None:
@@ -366,6 +383,7 @@ class Node:
                 if batch:
                     await self.send(batch)
             await read.collect(self, reads, stats, now)
+        read.in_scan = False
         stats.scan_calls += calls
         after = sum(x.progress() for x in parts)
         stats.scanned_estimate += int(max(0, after - before) / 2**64 * dbsize)
@@ -409,6 +427,7 @@ class ReadPlan:
         self.read_now: set[bytes] = set()
         self.followup: list[bytes] = []
         self.counting = counting  # churn is only counted once a full view exists
+        self.in_scan = False  # replies being read belong to the SCAN pass
 
     def shape(self, keys: list[bytes], full: bool = False) -> list[Shape]:
         node = self.node
@@ -418,8 +437,10 @@ class ReadPlan:
 
     def take(self, keys: list[bytes], pass_seen: set[bytes]) -> list[Shape]:
         fresh = []
+        locks = self.node.locks
         for k in keys:
-            pass_seen.add(k)
+            if k in locks:
+                pass_seen.add(k)  # only tracked keys: the set stays bounded
             if k in self.read_now or k.startswith(SIGNAL_PREFIX):
                 continue  # SCAN repeats keys; signal lists are not locks
             self.read_now.add(k)
@@ -478,9 +499,29 @@ class ReadPlan:
             if prev is not None:
                 stats.released += 1  # released and taken again between rounds
             first = now - (idle_s or 0)
+            full_table = prev is None and len(node.locks) >= MAX_TRACKED
+            if full_table and not _make_room(node, int(pttl)):
+                if self.in_scan:
+                    node.pass_untracked += 1
+                continue
             if self.counting or prev is not None:
                 stats.acquired += 1
             node.locks[k] = LockState(value, int(pttl), now, first, now)
+            if self.in_scan:
+                node.pass_seen.add(k)
+
+
+def _make_room(node: Node, pttl: int) -> bool:
+    """A full table still takes a lock without expiry (the one that matters) in
+    place of one that expires by itself; the displaced lock is counted instead."""
+    if pttl != -1:
+        return False
+    victim = next((k for k, lk in node.locks.items() if lk.pttl >= 0), None)
+    if victim is None:
+        return False
+    del node.locks[victim]
+    node.pass_untracked += 1
+    return True
 
 
 def _touched(prev: LockState, pttl: int, idle: int | None, now: float) -> bool:

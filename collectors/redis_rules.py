@@ -16,10 +16,16 @@ def _names(keys: list[str], total: int, shown: int = 5) -> str:
     return text + (f" and {total - shown} more" if total > shown else "")
 
 
+def _untracked(d: Mapping[str, Any]) -> str:
+    n = int(d.get("locks_untracked") or 0)
+    return f"; {n} more locks not tracked (a lock leak?)" if n else ""
+
+
 def _partial(d: Mapping[str, Any]) -> str:
     if d.get("scan_complete", True):
-        return ""
-    return f" (partial view: {d.get('coverage', 0):.0%} of the keyspace scanned so far)"
+        return _untracked(d)
+    scanned = f" (partial view: {d.get('coverage', 0):.0%} of the keyspace scanned so far)"
+    return _untracked(d) + scanned
 
 
 def judge_redis(reading: Reading, config: Config) -> list[CheckResult]:
@@ -42,7 +48,8 @@ def judge_redis(reading: Reading, config: Config) -> list[CheckResult]:
             check(
                 "redis.locks.no_ttl",
                 Status.CRITICAL,
-                f"{no_ttl} of {total} locks never expire: {_names(d['no_ttl'], no_ttl)}",
+                f"{no_ttl} of {total} locks never expire: {_names(d['no_ttl'], no_ttl)}"
+                f"{_untracked(d)}",
                 value=no_ttl,
                 unit="count",
                 crit=0,

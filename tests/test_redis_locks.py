@@ -538,3 +538,52 @@ def test_a_user_refused_subscription_still_completes_the_scan(tmp_path: Path) ->
     finally:
         r.close()
         server.stop()
+
+
+def test_a_lock_leak_is_counted_not_tracked_and_rounds_stay_in_budget(tmp_path: Path) -> None:
+    """60,000 expiring lock keys (a leak) and one lock without expiry: the table stops
+    at MAX_TRACKED, the rest is counted and said, the stuck lock is still named, and
+    a round's reads stay within its key budget."""
+    from collectors.redis_node import MAX_TRACKED
+
+    leaked = MAX_TRACKED + 10_000
+    server = EmbeddedRedis(tmp_path).start()
+    r = redis.Redis.from_url(server.url)
+    try:
+        pipe = r.pipeline(transaction=False)
+        for i in range(leaked):
+            pipe.set(f"lock:leak:{i}", "tok", px=600_000)
+        pipe.set("lock:stuck", "holder")
+        pipe.execute()
+        budget = 20_000
+        cfg = config(server.url, key_budget=budget, scan_count=1000)
+
+        async def scenario() -> tuple[list[Reading], list[int]]:
+            col = RedisLocksCollector(cfg)
+            readings, reads = [], []
+            for _ in range(6):
+                before = r.info("commandstats")["cmdstat_pttl"]["calls"] if readings else 0
+                readings.append((await col.collect())[0])
+                reads.append(r.info("commandstats")["cmdstat_pttl"]["calls"] - before)
+            (node,) = col.nodes.values()
+            assert len(node.locks) <= MAX_TRACKED and len(node.pass_seen) <= MAX_TRACKED
+            await col.close()
+            return readings, reads
+
+        readings, reads = asyncio.run(scenario())
+        last = readings[-1].data
+        assert readings[0].data["scan_complete"] is False
+        assert last["scan_complete"] is True
+        assert last["locks_total"] == MAX_TRACKED
+        assert leaked + 1 - MAX_TRACKED <= last["locks_untracked"] <= leaked + 100 - MAX_TRACKED
+        assert last["no_ttl"] == ["lock:stuck"]  # a lock without expiry displaces one with
+        c = checks(readings[-1], cfg)
+        assert "lock:stuck" in c["redis.locks.no_ttl"].summary
+        assert (
+            f"{last['locks_untracked']} more locks not tracked" in c["redis.locks.no_ttl"].summary
+        )
+        assert "more locks not tracked" in c["redis.locks.stale"].summary
+        assert max(reads[1:]) <= 2 * budget, reads  # not every tracked lock every round
+    finally:
+        r.close()
+        server.stop()
