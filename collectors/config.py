@@ -101,7 +101,10 @@ class ByteSize(int):
 class HttpUrl(str):
     @classmethod
     def parse(cls, value: object) -> HttpUrl:
-        if isinstance(value, str) and re.fullmatch(r"https?://[^/\s:]+(:\d+)?(/\S*)?", value):
+        if isinstance(value, str) and "@" in value.split("://", 1)[-1].split("/", 1)[0]:
+            # The URL is shown and audited everywhere: no place for credentials.
+            raise ValueError("expected an http(s) URL without user or password in it")
+        if isinstance(value, str) and re.fullmatch(r"https?://[^/\s:@]+(:\d+)?(/\S*)?", value):
             return cls(value.rstrip("/"))
         raise ValueError(f"expected an http(s) URL, got {value!r}")
 

@@ -47,8 +47,6 @@ _EXIT = {Status.OK: 0, Status.WARNING: 1, Status.CRITICAL: 2, Status.UNKNOWN: 3}
 # "internal": the collector itself hung or broke (we cannot see: unknown).
 ErrorKind = Literal["unreachable", "timeout", "internal"]
 
-COMPONENTS = ("postgres", "redis", "services", "processes", "secrets")
-
 
 @dataclass(frozen=True, slots=True)
 class Reading:
@@ -81,12 +79,15 @@ class Reading:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Reading:
+        # A recording is a file from elsewhere: its text is escaped like live text.
+        from collectors.redact import clean
+
         return cls(
             component=d["component"],
-            target=d["target"],
+            target=clean(d["target"]),
             taken_at=d["taken_at"],
-            data=d.get("data") or {},
-            error=d.get("error"),
+            data=clean(d.get("data") or {}),
+            error=clean(d.get("error")),
             error_kind=d.get("error_kind"),
             stale_since=d.get("stale_since"),
             duration_ms=d.get("duration_ms", 0.0),

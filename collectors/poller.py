@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from collectors.config import Config
 from collectors.model import ErrorKind, Reading, Snapshot
+from collectors.redact import clean, printable
 
 if TYPE_CHECKING:
     from collectors.http import HttpClient
@@ -83,7 +84,8 @@ class Poller:
 
         readings: list[Reading] = []
         for c in self.collectors:
-            readings.extend(self._settle(c, waiting.get(id(c)), started, limit))
+            settled = self._settle(c, waiting.get(id(c)), started, limit)
+            readings.extend(_escaped(r) for r in settled)
         self.rounds += 1
         return Snapshot(
             round=self.rounds,
@@ -207,6 +209,15 @@ class Poller:
                 await asyncio.wait_for(c.close(), timeout=2)
             except Exception:  # closing is best effort; the process is ending
                 pass
+
+
+def _escaped(r: Reading) -> Reading:
+    """Target text is data: control characters (terminal escapes) become `\\xNN`
+    here, once, for every screen, format and recording downstream."""
+    data, error, target = clean(r.data), clean(r.error), printable(r.target)
+    if data is r.data and error is r.error and target is r.target:
+        return r
+    return dataclasses.replace(r, data=data, error=error, target=target)
 
 
 COLLECTOR_NAMES = ("postgres", "redis", "services", "processes", "secrets")

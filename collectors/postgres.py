@@ -32,6 +32,7 @@ from psycopg import sql
 
 from collectors.config import Config, PostgresConfig
 from collectors.model import ErrorKind, Reading
+from collectors.redact import dsn_secrets, scrub
 
 APPLICATION_NAME = "ultrawatch"
 OTHER = "other"  # the by_service bucket for application names no service claims
@@ -258,7 +259,8 @@ class PostgresCollector:
             "postgres",
             self.settings.name,
             started,
-            error=message,
+            # libpq quotes the malformed part of a DSN, which may be the password
+            error=scrub(message, dsn_secrets(self.settings.dsn)),
             error_kind=kind,
             duration_ms=(time.perf_counter() - t0) * 1000,
         )

@@ -281,7 +281,7 @@ class DotenvStore:
         except FileNotFoundError:
             return ""
         except (OSError, UnicodeDecodeError) as e:
-            raise StoreError(f"cannot read {self.path}: {e}") from None
+            raise StoreError(f"cannot read {self.path}: {_reason(e)}") from None
 
     def items(self) -> dict[str, str]:
         return parse_dotenv(self._text())
@@ -351,7 +351,7 @@ class DirStore:
         except FileNotFoundError:
             return None
         except (OSError, UnicodeDecodeError) as e:
-            raise StoreError(f"cannot read secret file {key}: {e}") from None
+            raise StoreError(f"cannot read secret file {key}: {_reason(e)}") from None
         # mounted secrets often end with a newline that is not part of the secret
         return data[:-1] if data.endswith("\n") else data
 
@@ -417,3 +417,10 @@ class EnvStore:
 
     def lock(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
+
+
+def _reason(e: Exception) -> str:
+    """Why a store could not be read; a decode error's message quotes a secret's byte."""
+    if isinstance(e, UnicodeDecodeError):
+        return f"not valid UTF-8 (at byte {e.start})"
+    return str(e)

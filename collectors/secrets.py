@@ -69,15 +69,15 @@ def parse_security(body: bytes) -> dict[str, Any] | None:
 
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting too
         return None
     if not isinstance(doc, dict):
         return None
     jwt_part = doc.get("jwt") if isinstance(doc.get("jwt"), dict) else doc
     if "accessKeyFingerprint" not in jwt_part and "refreshKeyFingerprint" not in jwt_part:
         return None
-    return {
-        k: jwt_part.get(k) if isinstance(jwt_part.get(k), str) else None
+    return {  # clipped: a service's answer must not bloat readings and recordings
+        k: jwt_part[k][:80] if isinstance(jwt_part.get(k), str) else None
         for k in ("algorithm", "accessKeyFingerprint", "refreshKeyFingerprint", "loadedAt")
     }
 

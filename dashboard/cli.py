@@ -151,6 +151,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_UNKNOWN
     except KeyboardInterrupt:
         return 130
+    except Exception as e:
+        # Nagios reads any other exit as a state: an internal error must be UNKNOWN (3),
+        # with one line of reason; ULTRAWATCH_DEBUG=1 shows the traceback.
+        if os.environ.get("ULTRAWATCH_DEBUG"):
+            raise
+        first = (str(e).strip().splitlines() or [""])[0]
+        print(f"ultrawatch: internal error: {type(e).__name__}: {first}", file=sys.stderr)
+        return EXIT_UNKNOWN
 
 
 def _dispatch(command: str, args: argparse.Namespace) -> int:

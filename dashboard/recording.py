@@ -24,6 +24,7 @@ import msgspec
 
 from collectors.config import Config, _dec_hook, load_config
 from collectors.model import Report, Snapshot
+from collectors.redact import config_without_passwords
 
 DEFAULT_KEEP = 24 * 3600.0  # seconds of rounds a recording keeps by default
 SCHEMA = """
@@ -72,7 +73,12 @@ class Recording:
         with self.db:
             self.db.execute(
                 "insert or replace into meta(key, value) values ('config', ?)",
-                (msgspec.json.encode(config, enc_hook=_enc_hook).decode(),),
+                # a recording travels: it keeps the thresholds, never a password
+                (
+                    msgspec.json.encode(
+                        config_without_passwords(config), enc_hook=_enc_hook
+                    ).decode(),
+                ),
             )
 
     def append(self, snapshot: Snapshot) -> None:

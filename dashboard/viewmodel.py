@@ -39,7 +39,6 @@ class ViewModel:
     hide_idle: bool = False
     session_sort: str = "interest"
     rounds: int = 0
-    new_criticals: list[CheckResult] = field(default_factory=list)
     _by_target: dict[tuple[str, str | None], list[CheckResult]] = field(default_factory=dict)
     _status: dict[tuple[str, str | None], Status] = field(default_factory=dict)
 
@@ -73,7 +72,6 @@ class ViewModel:
                 if isinstance(used, int | float):
                     hist = self.pg_used.setdefault(r.target, deque(maxlen=HISTORY))
                     hist.append(float(used) / usable if usable else float(used))
-        self.new_criticals = fresh
         return fresh
 
     # ------------------------------------------------------------- queries

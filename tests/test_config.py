@@ -164,3 +164,11 @@ def test_config_check_and_check_exit_3_with_one_line(write_config, text: str, ke
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1
         assert f"{path}: {key}: " in lines[0]
+
+
+def test_service_urls_refuse_credentials_without_echoing_them() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config('[[services]]\nname = "a"\nurl = "https://ghp_T0KEN@svc.internal:3002"\n')
+    assert str(info.value) == (
+        "ultrawatch.toml: services[0].url: expected an http(s) URL without user or password in it"
+    )

@@ -19,8 +19,12 @@ from tests.conftest import run_cli
 def test_record_cli_writes_rounds_from_real_targets(
     tmp_path: Path, redis_url: str, pg_dsn: str, write_config
 ) -> None:
+    # The embedded server trusts local connections, so a password in the DSN is
+    # accepted and ignored: it must still never reach the recording.
+    dsn = pg_dsn.replace("postgres@", "postgres:Rec0rdedPassw0rd@", 1)
+    assert dsn != pg_dsn
     cfg = write_config(
-        f'[dashboard]\ninterval = "100ms"\n[postgres]\ndsn = "{pg_dsn}"\n'
+        f'[dashboard]\ninterval = "100ms"\n[postgres]\ndsn = "{dsn}"\n'
         f'[redis]\nurl = "{redis_url}"\n'
     )
     out = tmp_path / "rec.db"
@@ -34,7 +38,9 @@ def test_record_cli_writes_rounds_from_real_targets(
         assert {x.component for x in snap.readings} == {"postgres", "redis"}
         pg = next(x for x in snap.readings if x.component == "postgres")
         assert pg.ok and pg.data["max_connections"] == 60
-        assert rec.config().postgres.dsn == pg_dsn  # judged later with the same thresholds
+        # judged later with the same thresholds, without the password
+        assert rec.config().postgres.dsn == dsn.replace("Rec0rdedPassw0rd", "***")
+    assert b"Rec0rdedPassw0rd" not in out.read_bytes()
     # A past moment, judged like `check`: JSON on stdout and the Nagios exit code.
     r = run_cli(
         "check", "--config", str(cfg), "--replay", str(out), "--at", "0", "--format", "json"

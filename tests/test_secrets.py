@@ -310,3 +310,11 @@ def test_weak_previous_secret_still_accepted_is_a_warning(tmp_path: Path) -> Non
     assert checks["secrets.JWT_REFRESH_SECRET.strength"].status is Status.OK
     assert reading.data["rotation"]["in_progress"] is True
     assert_no_secret([a, b, "your-secret-key"], everything(reading, checks))
+
+
+def test_a_hostile_security_answer_is_no_reading_at_all() -> None:
+    from collectors.secrets import parse_security
+
+    assert parse_security(b"[" * 60_000) is None  # deep nesting: no RecursionError escapes
+    long = b'{"jwt": {"accessKeyFingerprint": "' + b"a" * 100_000 + b'"}}'
+    assert len(parse_security(long)["accessKeyFingerprint"]) == 80

@@ -1,0 +1,66 @@
+"""Passwords stay out of readings and output; target text never drives the terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from collectors.model import Reading, Snapshot
+from collectors.poller import Poller
+from collectors.redact import mask_dsn, mask_url, printable
+from dashboard.demo.embedded import free_port
+from tests.conftest import run_cli
+
+
+def test_malformed_dsn_error_never_shows_the_password(write_config) -> None:
+    # libpq quotes the token it cannot parse: here, the password itself.
+    path = write_config(
+        f'[postgres]\ndsn = "postgresql://mon:S3CRET%ZZpw@127.0.0.1:{free_port()}/x"\n'
+    )
+    result = run_cli("check", "--config", str(path))
+    assert result.returncode == 2
+    reach = next(c for c in json.loads(result.stdout)["checks"] if c["id"] == "postgres.reachable")
+    assert reach["status"] == "critical" and "***" in reach["summary"]
+    assert "S3CRET" not in result.stdout + result.stderr
+
+
+def test_masking() -> None:
+    assert mask_url("redis://:pw@h:6379/0") == "redis://:***@h:6379/0"
+    assert mask_url("redis://h:6379/0") == "redis://h:6379/0"
+    assert mask_dsn("postgresql://u:p@h/db") == "postgresql://u:***@h/db"
+    assert mask_dsn("host=h password='a b' user=u") == "host=h password=*** user=u"
+
+
+class Hostile:
+    """A real collector shape returning what a hostile target could send."""
+
+    component = "services"
+
+    def targets(self) -> list[str]:
+        return ["svc"]
+
+    async def collect(self) -> list[Reading]:
+        return [
+            Reading(
+                "services",
+                "svc",
+                time.time(),
+                data={"message": "ok\x1b]52;c;cHduZWQ=\x07\x1b[2J", "ids": ["a\nb", 3]},
+                error=None,
+            )
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+def test_control_characters_from_targets_are_escaped_once_for_everyone() -> None:
+    snap: Snapshot = asyncio.run(Poller([Hostile()], deadline=1).poll())
+    (r,) = snap.readings
+    assert r.data["message"] == "ok\\x1b]52;c;cHduZWQ=\\x07\\x1b[2J"
+    assert r.data["ids"] == ["a b", 3]
+    # A recording read back is escaped the same way.
+    raw = {**r.to_dict(), "data": {"message": "\x1b[31mred"}}
+    assert Reading.from_dict(raw).data["message"] == "\\x1b[31mred"
+    assert printable("plain text stays") == "plain text stays"
