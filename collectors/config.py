@@ -16,6 +16,7 @@ import types
 import typing
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -434,6 +435,11 @@ def _check_consistency(config: Config, source: str) -> None:
             inv_names.add(inv.name)
     if config.redis is not None and config.redis.url and config.redis.urls:
         raise ConfigError(source, "redis.urls", "give either url or urls, not both")
+    if config.redis is not None:
+        given = [("redis.url", config.redis.url)] if config.redis.url else []
+        given += [(f"redis.urls[{i}]", u) for i, u in enumerate(config.redis.urls or [])]
+        for path, url in given:
+            _check_redis_url(source, path, url)
     s = config.secrets
     if s is not None:
         if s.store.kind in ("dotenv", "dir") and not s.store.path:
@@ -447,6 +453,37 @@ def _check_consistency(config: Config, source: str) -> None:
                 "secrets.probe.service",
                 f"expected the name of a configured service ({known}), got {s.probe.service!r}",
             )
+
+
+def _check_redis_url(source: str, path: str, url: str) -> None:
+    """A URL the Redis client would choke on is a config error, not a traceback."""
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("redis", "rediss") and bool(parts.netloc)
+        ok = ok and (parts.port is None or parts.port > 0)  # .port raises on junk
+        db = parts.path.strip("/")
+        ok = ok and (not db or db.isdigit())
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigError(
+            source, path, f"expected a redis:// or rediss:// URL, got {_redact_url(url)!r}"
+        )
+
+
+def _redact_url(url: str) -> str:
+    """The URL with any password replaced by *** (a lone user part may be a password)."""
+    url = re.sub(r"(?i)(password=)[^&#]*", r"\1***", url)  # ?password=... too
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "***" if "@" in url else url
+    netloc, slash, tail = rest.partition("/")
+    userinfo, at, host = netloc.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    shown = f"{user}:***" if colon else "***"
+    return f"{scheme}://{shown}@{host}{slash}{tail}"
 
 
 def _exactly_one(source: str, path: str, obj: object, keys: tuple[str, ...]) -> None:

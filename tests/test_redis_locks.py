@@ -587,3 +587,19 @@ def test_a_lock_leak_is_counted_not_tracked_and_rounds_stay_in_budget(tmp_path: 
     finally:
         r.close()
         server.stop()
+
+
+def test_check_with_a_bad_redis_url_is_a_config_error_without_the_password(
+    write_config,
+) -> None:
+    for key, text in (
+        ("redis.url", 'url = "redis://:hunter2-pw@127.0.0.1:abc/0"'),
+        ("redis.urls[1]", 'urls = ["redis://127.0.0.1:1/0", "redis://:hunter2-pw@h:70000/0"]'),
+    ):
+        path = write_config(f"[redis]\n{text}\n")
+        proc = run_cli("check", "--config", str(path), "--only", "redis")
+        assert proc.returncode == 3, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and key in lines[0] and "redis://" in lines[0], lines
+        assert "***" in lines[0]
+        assert "hunter2-pw" not in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
