@@ -65,6 +65,7 @@ def judge(reading: Reading, config: Config) -> list[CheckResult]:
 @dataclass
 class _Held:
     status: Status
+    where: tuple[str, str]  # (component, target) of the reading it came from
     pending: Status | None = None
     count: int = 0
 
@@ -77,18 +78,22 @@ class Rules:
         self._held: dict[str, _Held] = {}
 
     def evaluate(self, snapshot: Snapshot) -> Report:
-        raw = [c for r in snapshot.readings for c in judge(r, self.config)]
-        checks = tuple(self._hold(c) for c in raw)
+        raw = [(r, c) for r in snapshot.readings for c in judge(r, self.config)]
+        checks = tuple(self._hold(r, c) for r, c in raw)
         seen = {c.id for c in checks}
+        # A target that failed this round hides its other checks; their state is
+        # kept, so a one-round blip neither re-raises nor forgets them.
+        blind = {(r.component, r.target) for r in snapshot.readings if not r.ok}
         for gone in self._held.keys() - seen:
-            del self._held[gone]
+            if self._held[gone].where not in blind:
+                del self._held[gone]
         return Report(snapshot=snapshot, checks=checks)
 
-    def _hold(self, check: CheckResult) -> CheckResult:
+    def _hold(self, reading: Reading, check: CheckResult) -> CheckResult:
         held = self._held.get(check.id)
         if held is None:
             # First sight: a fresh start has no history to smooth.
-            self._held[check.id] = _Held(check.status)
+            self._held[check.id] = _Held(check.status, (reading.component, reading.target))
             return check
         if check.status == held.status:
             held.pending, held.count = None, 0

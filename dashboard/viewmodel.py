@@ -64,8 +64,13 @@ class ViewModel:
             alert.check, alert.last_seen = c, t
             if c.status is Status.CRITICAL and was is not Status.CRITICAL and not alert.snoozed(t):
                 fresh.append(c)
+        # A target that did not answer hides its checks: its open alerts (and their
+        # acknowledgements) stay open rather than clear and ring again on its return.
+        blind = {(r.component, r.target) for r in report.snapshot.readings if not r.ok}
         for gone in self.alerts.keys() - seen:
-            del self.alerts[gone]  # cleared: its acknowledgement goes with it
+            check = self.alerts[gone].check
+            if (check.component, check.target) not in blind:
+                del self.alerts[gone]  # cleared: its acknowledgement goes with it
         for r in report.snapshot.readings:
             if r.component == "postgres" and r.ok:
                 used, usable = r.data.get("connections_used"), r.data.get("usable")

@@ -264,3 +264,14 @@ def test_run_schedules_the_next_round_after_the_previous_ends() -> None:
     assert Slow.overlaps == 1
     starts = [s.started_at for s in snapshots]
     assert all(b - a >= 0.05 for a, b in itertools.pairwise(starts))
+
+
+def test_a_one_round_blip_keeps_the_hidden_checks_state(test_judge) -> None:
+    rules = Rules(parse_config(""), raise_after=1, clear_after=3)
+    rules.evaluate(_snap("critical"))
+    blip = Snapshot(2, time.time(), 1.0, (Reading("test", "t", time.time(), error="down"),))
+    JUDGES["test"] = lambda r, c: [] if not r.ok else _judge_value(r, c)
+    rules.evaluate(blip)
+    # back, and better: still held critical, clearing needs 3 rounds, not a fresh start
+    back = rules.evaluate(_snap("ok")).checks[0]
+    assert back.status is Status.CRITICAL and "clearing to ok: 1/3" in back.summary
