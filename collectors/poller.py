@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 class Collector(Protocol):
     component: str
+    # False for collectors whose targets are cheap to retry one by one (HTTP with a
+    # timeout, a process lookup): every round tries again, so recovery shows at once.
+    # backoff: bool  (optional attribute; True when absent)
 
     def targets(self) -> list[str]:
         """Target names, so a collector that fails still yields one reading each."""
@@ -131,7 +134,8 @@ class Poller:
             else:
                 since = st.stale_since.setdefault(key, r.stale_since or now)
                 out.append(dataclasses.replace(r, stale_since=since))
-        if result and all(r.error_kind == "unreachable" for r in result):
+        lost = result and all(r.error_kind == "unreachable" for r in result)
+        if lost and getattr(c, "backoff", True):
             self._backoff(st, now)
             st.last_errors = out
         else:

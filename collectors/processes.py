@@ -105,6 +105,7 @@ def find_pids(
 
 class ProcessesCollector:
     component = "processes"
+    backoff = False  # a lookup is cheap: retried every round, so a restart shows at once
 
     def __init__(self, config: Config) -> None:
         self.config = config

@@ -38,6 +38,7 @@ class _ServiceState:
 
 class ServicesCollector:
     component = "services"
+    backoff = False  # each target is retried every round (per-request timeouts)
 
     def __init__(self, config: Config, http: HttpClient) -> None:
         self.config = config

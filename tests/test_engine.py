@@ -275,3 +275,18 @@ def test_a_one_round_blip_keeps_the_hidden_checks_state(test_judge) -> None:
     # back, and better: still held critical, clearing needs 3 rounds, not a fresh start
     back = rules.evaluate(_snap("ok")).checks[0]
     assert back.status is Status.CRITICAL and "clearing to ok: 1/3" in back.summary
+
+
+def test_collectors_that_opt_out_are_retried_every_round() -> None:
+    clock = [1000.0]
+    down = Down()
+    down.backoff = False
+    poller = Poller([down], deadline=1, clock=lambda: clock[0])
+
+    async def rounds(n: int) -> None:
+        for _ in range(n):
+            await poller.poll()
+            clock[0] += 1
+
+    asyncio.run(rounds(6))
+    assert down.calls == 6
