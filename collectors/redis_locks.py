@@ -32,7 +32,7 @@ from collectors.redis_node import (
     RoundStats,
     describe_error,
 )
-from collectors.redis_text import EXACT_LIMIT, display_text, exact_text
+from collectors.redis_text import EXACT_LIMIT, display_text, exact_text, host_port
 
 TARGET = "main"
 MAX_LOCKS = 200  # lock rows in a reading
@@ -239,7 +239,7 @@ class RedisLocksCollector:
             (n for n in self.nodes.values() if n.due(now)), key=lambda n: n.error is not None
         )
         known = {n.name for n in candidates}
-        seeds = [Node(u, self.settings) for u in self.urls]
+        seeds = [n for n in (self._new_node(u, "master") for u in self.urls) if n is not None]
         candidates += [n for n in seeds if n.name not in known]
         text = None
         for node in candidates:
@@ -248,7 +248,7 @@ class RedisLocksCollector:
                 text = await node.call("CLUSTER", "NODES")
                 node.in_round = False  # the connection is in a clean state again
                 break
-            except (RedisError, OSError) as e:
+            except (RedisError, OSError, ValueError) as e:  # ValueError: unusable URL
                 await node.disconnect()
                 node.failed(e, now)
                 self.cluster_error = f"no cluster node answered: {node.name}: {node.error}"
@@ -265,13 +265,22 @@ class RedisLocksCollector:
         for addr, flags in primaries:
             node = self.nodes.get(addr) or spare.pop(addr, None)
             if node is None:
-                node = Node(_url_for(seed, addr), self.settings, role="primary")
+                node = self._new_node(_url_for(seed, addr), "primary")
+            if node is None:
+                continue  # an address no URL can carry: said in cluster_error
             node.role = "primary (failing)" if "fail" in flags else "primary"
             wanted[addr] = node
         for name, node in {**self.nodes, **spare}.items():
             if name not in wanted:
                 await node.close()
         self.nodes = wanted
+
+    def _new_node(self, url: str, role: str) -> Node | None:
+        try:
+            return Node(url, self.settings, role=role)
+        except ValueError as e:  # a malformed address from CLUSTER NODES
+            self.cluster_error = f"cannot use cluster node address: {e}"
+            return None
 
     # ------------------------------------------------------------------ data
 
@@ -329,6 +338,7 @@ class RedisLocksCollector:
             "keys_total": sum(_dbsize(n.info) for n in nodes_up),
             "patterns": self.patterns,
             "topology": self._topology(),
+            "cluster_error": self.cluster_error,
             "nodes": node_rows,
             **view,
             "locks_untracked": sum(n.untracked for n in nodes_up),
@@ -468,14 +478,17 @@ def _parse_cluster_nodes(text: str) -> list[tuple[str, str]]:
         parts = line.split()
         if len(parts) < 8:
             continue
-        addr = parts[1].split("@", 1)[0].split(",", 1)[0]
+        # ip:port@cport[,hostname]; IPv6 as ::1:7000; no ip (":0") = not connected.
+        host, _, port = parts[1].split("@", 1)[0].split(",", 1)[0].rpartition(":")
         flags = parts[2]
-        if "master" in flags.split(",") and not addr.startswith(":"):
-            out.append((addr, flags))
+        if "master" in flags.split(",") and host and port.isdigit():
+            out.append((host_port(host, port), flags))
     return out
 
 
 def _url_for(seed: Any, addr: str) -> str:
+    """The seed URL (scheme, user, password, query) pointed at `addr` (host:port,
+    IPv6 already bracketed)."""
     userinfo = seed.netloc.rpartition("@")[0]
     netloc = f"{userinfo}@{addr}" if userinfo else addr
     return urlunsplit((seed.scheme, netloc, "/0", seed.query, ""))

@@ -53,8 +53,18 @@ def display_text(raw: bytes, limit: int = OWNER_CHARS) -> str:
 
 
 def node_name(url: str) -> str:
-    """host:port of a Redis URL, never its password."""
+    """host:port of a Redis URL (an IPv6 host in brackets), never its password.
+    Never raises: a junk port shows as written (connecting then says what is wrong)."""
     parts = urlsplit(url)
     host = parts.hostname or "localhost"
-    port = parts.port or 6379
-    return f"{host}:{port}"
+    try:
+        port: int | str = parts.port or 6379
+    except ValueError:
+        port = parts.netloc.rpartition("@")[2].rpartition(":")[2] or "?"
+    return host_port(host, port)
+
+
+def host_port(host: str, port: int | str) -> str:
+    """`host:port`, with an IPv6 address bracketed as in a URL."""
+    host = host.strip("[]")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

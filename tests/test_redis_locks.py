@@ -603,3 +603,47 @@ def test_check_with_a_bad_redis_url_is_a_config_error_without_the_password(
         assert len(lines) == 1 and key in lines[0] and "redis://" in lines[0], lines
         assert "***" in lines[0]
         assert "hunter2-pw" not in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_cluster_on_ipv6_addresses(tmp_path: Path) -> None:
+    """A cluster whose nodes announce ::1 addresses: every primary is found and read
+    (the addresses become bracketed URLs and names, not dropped or mangled)."""
+    args = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]
+    args += ["--cluster-config-file", "nodes.conf", "--bind", "127.0.0.1", "::1"]
+    servers = [
+        EmbeddedRedis(tmp_path / f"n{i}", port=cluster_port(), args=args).start() for i in range(3)
+    ]
+    clients = [redis.Redis(host="::1", port=s.port) for s in servers]
+    try:
+        subprocess.run(
+            [redis_cli_binary(), "--cluster", "create"]
+            + [f"::1:{s.port}" for s in servers]
+            + ["--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        deadline = time.monotonic() + 20
+        while clients[0].cluster("info").get("cluster_state") != "ok":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        for i in range(60):  # each key on the primary owning its slot
+            for c in clients:
+                try:
+                    c.set(f"lock:v6:{i}", "tok", px=60_000)
+                    break
+                except redis.exceptions.ResponseError:  # MOVED
+                    continue
+        cfg = config(f"redis://[::1]:{servers[0].port}/0", cluster=True)
+        (reading,) = collect(cfg)
+        d = reading.data
+        assert reading.ok, reading.error
+        names = sorted(n["name"] for n in d["nodes"])
+        assert names == sorted(f"[::1]:{s.port}" for s in servers)
+        assert all(n["reachable"] and n["locks"] > 0 for n in d["nodes"]), d["nodes"]
+        assert d["locks_total"] == 60 and d["scan_complete"] is True
+    finally:
+        for c in clients:
+            c.close()
+        for s in servers:
+            s.stop()
