@@ -133,6 +133,7 @@ class SecretsCollector:
         self.http = http
         self._probe: dict[str, Any] | None = None
         self._probe_at = 0.0  # monotonic time of the last probe run
+        self._probe_signature: object = None  # the keys the last probe ran against
 
     def targets(self) -> list[str]:
         return ["store"]
@@ -147,8 +148,16 @@ class SecretsCollector:
         except StoreError as e:
             return [Reading("secrets", "store", t0, error=str(e), error_kind="internal")]
         timeout = min(float(self.config.http.timeout), 3.0)
+        # The probe is rate-limited, but a key change in the store (a rotation
+        # started or finished) makes its last answer stale: then it runs again at once.
+        keys = data.get("keys") or {}
+        signature = tuple(
+            sorted(
+                (k, v.get("fingerprint"), v.get("previous_fingerprint")) for k, v in keys.items()
+            )
+        )
         services, probe = await asyncio.gather(
-            self._services(expected, timeout), self._maybe_probe()
+            self._services(expected, timeout), self._maybe_probe(signature)
         )
         data["services"] = services
         data["probe"] = probe
@@ -281,12 +290,17 @@ class SecretsCollector:
 
     # -------------------------------------------------------------- probe
 
-    async def _maybe_probe(self) -> dict[str, Any] | None:
+    async def _maybe_probe(self, signature: object) -> dict[str, Any] | None:
         p = self.settings.probe
         if p is None:
             return None
-        due = self._probe is None or time.monotonic() - self._probe_at >= self.settings.probe_every
+        due = (
+            self._probe is None
+            or signature != self._probe_signature
+            or time.monotonic() - self._probe_at >= self.settings.probe_every
+        )
         if due:
+            self._probe_signature = signature
             # Stamp first: a probe that hangs or fails is not retried before probe_every.
             self._probe_at = time.monotonic()
             budget = max(1.0, float(self.config.dashboard.collector_timeout) * 0.6)

@@ -224,7 +224,17 @@ def test_forged_token_probe_catches_a_vulnerable_service(tmp_path: Path) -> None
         reading2, checks2 = audit(config, collector)
         assert len([r for r in bad.requests if r[1] == "/api/admin/me"]) == len(probe_requests)
         assert checks2["secrets.forged_token"].status is Status.CRITICAL
-    assert_no_secret([a, b], everything(reading, checks), everything(reading2, checks2))
+        # ...but a key change (a rotation) makes the cached answer stale: probed again
+        c = strong()
+        env.write_text(f"JWT_SECRET={c}\nJWT_REFRESH_SECRET={b}\nJWT_SECRET_PREVIOUS={a}\n")
+        reading3, _ = audit(config, collector)
+        assert len([r for r in bad.requests if r[1] == "/api/admin/me"]) > len(probe_requests)
+    assert_no_secret(
+        [a, b, c],
+        everything(reading, checks),
+        everything(reading2, checks2),
+        everything(reading3, {}),
+    )
 
 
 def test_forged_token_probe_passes_a_correct_service(tmp_path: Path) -> None:
