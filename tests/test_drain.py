@@ -202,3 +202,64 @@ def test_cli_drain(start, tmp_path: Path, secret: str, write_config) -> None:
     assert "active operations" in res.stderr  # the progress lines
     assert child.proc.wait(timeout=10) == 0
     assert_work_finished(child)
+
+
+def test_error_body_echoing_the_token_is_redacted(
+    tmp_path: Path, secret: str, write_config
+) -> None:
+    """A service that echoes the request headers in its error body must not leak
+    the admin token into the outcome, the progress or the audit log."""
+    from tests.helpers import http_server, respond
+
+    echoed: list[str] = []
+
+    def handle(req) -> None:
+        if req.command == "POST":
+            auth = req.headers.get("Authorization", "")
+            echoed.append(auth)
+            token = auth.removeprefix("Bearer ")
+            respond(req, 500, f"oops; you sent: Authorization: {auth} (raw {token})", "text/plain")
+        else:
+            respond(req, 200, '{"status": "ok", "draining": false}')
+
+    with http_server(handle) as url:
+        env = tmp_path / ".env"
+        env.write_text(f"JWT_SECRET={secret}\n")
+        path = write_config(
+            f'[[services]]\nname = "orders"\nurl = "{url}"\n'
+            'drain = { path = "/admin/drain" }\n'
+            f'[secrets]\nstore = {{ kind = "dotenv", path = "{env}" }}\n'
+        )
+        config = load_config(path)
+        outcome, _plans, progress = run(config, DrainAction(config, "orders"))
+    assert outcome.result is Result.ERROR and "HTTP 500" in outcome.message
+    assert "oops" in outcome.message and "<redacted" in outcome.message
+    (auth,) = echoed
+    token = auth.removeprefix("Bearer ")
+    assert auth.startswith("Bearer ") and token.count(".") == 2
+    audit = (tmp_path / "audit.jsonl").read_text()
+    for text in (outcome.message, "".join(progress), audit):
+        assert token not in text and secret not in text
+        for part in token.split("."):
+            assert part not in text
+
+
+def test_shared_signal_and_token_helpers(secret: str) -> None:
+    import signal
+
+    import jwt
+
+    from dashboard.actions.base import ActionRefused
+    from dashboard.actions.signals import admin_token, redact_tokens, signal_number
+
+    assert signal_number("term") is signal.SIGTERM and signal_number("SIGHUP") is signal.SIGHUP
+    assert signal_number(" 15 ") is signal.SIGTERM
+    with pytest.raises(ActionRefused, match=r"unknown signal 'SIGNOPE' in drain\.signal"):
+        signal_number("SIGNOPE", "drain.signal")
+    for asked in (60, 30, 3600):
+        claims = jwt.decode(admin_token(secret, lifetime=asked), secret, algorithms=["HS256"])
+        assert claims["role"] == "admin" and 0 < claims["exp"] - claims["iat"] <= 60
+    assert jwt.get_unverified_header(admin_token(secret))["alg"] == "HS256"
+    token = admin_token(secret)
+    text = redact_tokens(f"x-echo: bearer {token}; body {token}; host api.example.com v1.2.3")
+    assert token.split(".")[2] not in text and "api.example.com v1.2.3" in text

@@ -343,3 +343,41 @@ def test_sigkill_with_a_dir_store(tmp_path: Path, write_config, step: str) -> No
         assert_no_secret(
             list(files.values()), killed.stdout, killed.stderr, again.stdout, again.stderr
         )
+
+
+def test_signal_reload_never_hits_a_stale_pidfile_or_our_own_ancestors(
+    tmp_path: Path, write_config
+) -> None:
+    """The reload signal goes only to a live, matched process that is not ultrawatch
+    itself or one of its parents (a shell whose command line names the service)."""
+    from tests.conftest import ULTRAWATCH
+
+    env = tmp_path / "ultramarket.env"
+    write_store(env, strong(), strong())
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+    pidfile = tmp_path / "svc.pid"
+    pidfile.write_text(gone.stdout)
+    marker = f"uw-marker-{secrets.token_hex(6)}"
+    cfg = write_config(
+        f'[[services]]\nname = "stale"\nurl = "http://127.0.0.1:9"\n'
+        f'process = {{ pidfile = "{pidfile}" }}\nreload = {{ signal = "SIGHUP" }}\n'
+        f'[[services]]\nname = "mine"\nurl = "http://127.0.0.1:9"\n'
+        f'process = {{ cmdline = "{marker}" }}\nreload = {{ signal = "SIGHUP" }}\n'
+        f'[secrets]\nstore = {{ kind = "dotenv", path = "{env}" }}\n'
+    )
+    # The parent shell's command line carries the marker (as `uv run ... svc` would).
+    script = f'"{ULTRAWATCH}" rotate-secret --config "{cfg}" --yes; echo "rc=$?" # {marker}'
+    out = subprocess.run(
+        ["sh", "-c", script], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
+    assert out.returncode == 0 and "rc=" in out.stdout, out  # the shell was not signalled
+    assert f"stale: no local process found to signal (pid {gone.stdout.strip()}" in out.stderr
+    assert f"mine: no local process found to signal (no process matches cmdline /{marker}/)" in (
+        out.stderr
+    )
+    assert "SIGHUP sent" not in out.stderr

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -24,10 +23,16 @@ import psutil
 from collectors.config import Config, DrainConfig, ServiceConfig
 from collectors.health_formats import parse_details, parse_health
 from collectors.http import Fetched, HttpClient
-from collectors.processes import find_pids
 from dashboard.actions.base import ActionRefused, Outcome, Plan, Progress, Result
+from dashboard.actions.signals import (
+    Target,
+    admin_token,
+    alive,
+    local_targets,
+    redact_tokens,
+    signal_number,
+)
 
-TOKEN_LIFETIME = 60  # seconds: the most DESIGN.md allows for an admin token
 UNDRAIN_TIMEOUT = 10.0
 
 
@@ -52,24 +57,6 @@ class _Seen:
         return ", ".join(parts)
 
 
-def admin_token(secret: str, algorithm: str = "HS256") -> str:
-    import jwt
-
-    now = int(time.time())
-    payload = {"sub": "ultrawatch", "role": "admin", "iat": now, "exp": now + TOKEN_LIFETIME}
-    return jwt.encode(payload, secret, algorithm=algorithm)
-
-
-def _signal_number(name: str) -> signal.Signals:
-    text = name.strip().upper()
-    if text.isdigit():
-        return signal.Signals(int(text))
-    try:
-        return signal.Signals[text if text.startswith("SIG") else "SIG" + text]
-    except KeyError:
-        raise ActionRefused(f"unknown signal {name!r} in drain.signal") from None
-
-
 class DrainAction:
     def __init__(
         self,
@@ -87,7 +74,7 @@ class DrainAction:
         self.poll_interval = poll_interval
         self._own_http = http is None
         self.http = http or HttpClient(config.http)
-        self._pids: list[tuple[int, float]] = []  # (pid, create_time) signalled
+        self._pids: list[Target] = []  # (pid, create_time) signalled
         self._before: _Seen | None = None
 
     # ----------------------------------------------------------------- helpers
@@ -146,28 +133,17 @@ class DrainAction:
         sec = parse_details(f.status, f.body, f.truncated).get("security") or {}
         return sec.get("accessKeyFingerprint")
 
-    def _signal_targets(self, svc: ServiceConfig) -> list[tuple[int, float]]:
+    async def _signal_targets(self, svc: ServiceConfig) -> list[Target]:
         m = svc.process
         if m is None:
             raise ActionRefused(
                 f"drain by signal needs services[{svc.name}].process to find the process"
             )
-        pids, why = find_pids(cmdline=m.cmdline, pid=m.pid, pidfile=m.pidfile)
-        if not pids:
+        # Walking /proc blocks: off the event loop, so the TUI keeps drawing.
+        targets, why = await asyncio.to_thread(local_targets, m)
+        if not targets:
             raise ActionRefused(f"no process to signal: {why}")
-        out = []
-        for pid in pids:
-            try:
-                p = psutil.Process(pid)
-                # Signal only the top of a process tree: its children follow it.
-                if p.ppid() in pids:
-                    continue
-                out.append((pid, p.create_time()))
-            except psutil.Error:
-                continue
-        if not out:
-            raise ActionRefused("the matched processes exited before they could be signalled")
-        return out
+        return targets
 
     # ---------------------------------------------------------------- protocol
 
@@ -204,14 +180,14 @@ class DrainAction:
             if svc.process is not None:
                 # Follow the process too when we know it: its exit is the proof.
                 try:
-                    self._pids = self._signal_targets(svc)
+                    self._pids = await self._signal_targets(svc)
                 except ActionRefused:
                     self._pids = []
                 if self._pids:
                     params["pids"] = [p for p, _ in self._pids]
         else:
-            sig = _signal_number(drain.signal or "SIGTERM")
-            self._pids = self._signal_targets(svc)
+            sig = signal_number(drain.signal or "SIGTERM", "drain.signal")
+            self._pids = await self._signal_targets(svc)
             pids = ", ".join(str(p) for p, _ in self._pids)
             how = f"send {sig.name} to pid {pids}"
             params.update(method="signal", signal=sig.name, pids=[p for p, _ in self._pids])
@@ -236,7 +212,7 @@ class DrainAction:
     async def execute(self, plan: Plan, progress: Progress) -> None:
         svc, drain = self._service()
         if plan.params.get("method") == "signal":
-            sig = _signal_number(drain.signal or "SIGTERM")
+            sig = signal_number(drain.signal or "SIGTERM", "drain.signal")
             for pid, created in self._pids:
                 try:
                     if psutil.Process(pid).create_time() != created:
@@ -248,7 +224,8 @@ class DrainAction:
                 progress(f"sent {sig.name} to pid {pid}")
             return
         path = plan.params["path"]
-        secret, key = self._secret(await self._service_fingerprint(svc))
+        service_fp = await self._service_fingerprint(svc)
+        secret, key = await asyncio.to_thread(self._secret, service_fp)  # a file read
         token = admin_token(
             secret, self.config.secrets.algorithm if self.config.secrets else "HS256"
         )
@@ -270,31 +247,31 @@ class DrainAction:
         t0 = time.monotonic()
         while True:
             seen = await self._look(svc, timeout=min(2.0, self.config.http.timeout))
-            alive = self._alive() if self._pids else None
+            running = await asyncio.to_thread(alive, self._pids) if self._pids else None
             if seen.reachable and seen.draining:
                 saw_draining = True
             if seen.active is not None:
                 max_active = max(max_active or 0, seen.active)
-            line = seen.describe() + (f"; {len(alive)} process(es) alive" if alive else "")
+            line = seen.describe() + (f"; {len(running)} process(es) alive" if running else "")
             if line != last:
                 progress(line)
                 last = line
             took = f"{time.monotonic() - t0:.1f} s"
             ops = f"{max_active} -> 0" if max_active is not None else ""
-            if alive is not None and not alive:
+            if running is not None and not running:
                 pids = ", ".join(str(p) for p, _ in self._pids)
                 return Outcome(
                     Result.VERIFIED,
                     f"{svc.name} drained: pid {pids} exited after {took}",
                     [("active operations", ops or "not reported"), ("exit code", _exit_note())],
                 )
-            if alive is None and not seen.reachable and saw_draining:
+            if running is None and not seen.reachable and saw_draining:
                 return Outcome(
                     Result.VERIFIED,
                     f"{svc.name} drained and stopped answering after {took}",
                     [("active operations", ops or "not reported"), ("last", seen.describe())],
                 )
-            if alive is None and seen.reachable and saw_draining and seen.draining is False:
+            if running is None and seen.reachable and saw_draining and seen.draining is False:
                 return Outcome(
                     Result.VERIFIED,
                     f"{svc.name} drained and came back fresh after {took} (draining false)",
@@ -302,8 +279,8 @@ class DrainAction:
                 )
             if time.monotonic() >= deadline:
                 still = [seen.describe()]
-                if alive:
-                    still.append("pid " + ", ".join(str(p) for p in alive) + " still running")
+                if running:
+                    still.append("pid " + ", ".join(str(p) for p in running) + " still running")
                 return Outcome(
                     Result.NOT_VERIFIED,
                     f"{svc.name} not drained within {drain.timeout:g} s: " + "; ".join(still),
@@ -326,17 +303,6 @@ class DrainAction:
                 )
             await asyncio.sleep(self.poll_interval)
 
-    def _alive(self) -> list[int]:
-        out = []
-        for pid, created in self._pids:
-            try:
-                p = psutil.Process(pid)
-                if p.create_time() == created and p.status() != psutil.STATUS_ZOMBIE:
-                    out.append(pid)
-            except psutil.Error:
-                continue
-        return out
-
     async def close(self) -> None:
         if self._own_http:
             await self.http.aclose()
@@ -348,13 +314,14 @@ def _exit_note() -> str:
 
 
 def _raise_for(f: Fetched, path: str) -> None:
+    # What the service sent back may echo our request (the bearer token): redacted.
     if f.error is not None:
-        raise RuntimeError(f"POST {path} failed: {f.error}")
+        raise RuntimeError(redact_tokens(f"POST {path} failed: {f.error}"))
     if f.status in (401, 403):
         raise RuntimeError(f"POST {path}: the service refused the admin token (HTTP {f.status})")
     if f.status is None or not 200 <= f.status < 300:
         text = f.body[:200].decode("utf-8", "replace").strip()
-        raise RuntimeError(f"POST {path}: HTTP {f.status} {text}".strip())
+        raise RuntimeError(redact_tokens(f"POST {path}: HTTP {f.status} {text}".strip()))
 
 
 def from_cli(config: Config, args: argparse.Namespace) -> DrainAction:

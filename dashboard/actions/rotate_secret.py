@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import secrets
 import signal
 import time
-import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -50,6 +48,7 @@ from collectors.secrets import (
 )
 from dashboard.actions.audit import AuditLog
 from dashboard.actions.base import ActionRefused, Outcome, Plan, Progress, Result
+from dashboard.actions.signals import admin_token, local_targets, redact_tokens, signal_number
 
 NEW_SECRET_BYTES = 64  # >= the HS512 minimum; token_urlsafe makes 86 characters
 
@@ -81,41 +80,6 @@ class _State:
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _signal_number(name: str) -> int:
-    n = name.upper()
-    n = n if n.startswith("SIG") else "SIG" + n
-    try:
-        return int(signal.Signals[n])
-    except KeyError:
-        raise ActionRefused(f"unknown signal {name!r} in a service's reload config") from None
-
-
-def _pids(svc: ServiceConfig) -> list[int]:
-    """The local process(es) of a service, from its `process` match."""
-    m = svc.process
-    if m is None:
-        return []
-    if m.pid is not None:
-        return [m.pid]
-    if m.pidfile is not None:
-        try:
-            with open(os.path.expanduser(m.pidfile)) as f:
-                return [int(f.read().split()[0])]
-        except (OSError, ValueError, IndexError):
-            return []
-    import psutil
-
-    pattern = re.compile(m.cmdline or "")
-    out = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        if p.info["pid"] == os.getpid():
-            continue
-        cmd = " ".join(p.info["cmdline"] or [])
-        if cmd and pattern.search(cmd):
-            out.append(p.info["pid"])
-    return out
 
 
 class RotateSecret:
@@ -162,7 +126,7 @@ class RotateSecret:
                 f"the {store.kind!r} secret store is read-only: change the secret where the "
                 "environment is defined, or configure a dotenv or dir store"
             )
-        values = self._read(store, list(s.keys))
+        values = await asyncio.to_thread(self._read, store, list(s.keys))
         told = self._told()
         await self._observe(told)
         self.state = _State(keys=keys, told=told)
@@ -315,22 +279,24 @@ class RotateSecret:
         if st.mode == "dry-run":
             progress("dry run: nothing changed")
             return
-        self._step("start", plan, f"{st.mode} started")
+        # Store and audit writes fsync: in a thread, so the TUI keeps drawing.
+        await asyncio.to_thread(self._step, "start", plan, f"{st.mode} started")
         fault_point("rotate", "planned")
-        store = self._store()
+        store = await asyncio.to_thread(self._store)
         if st.mode == "rotate":
-            self._rotate_store(store, plan, progress)
+            progress(await asyncio.to_thread(self._rotate_store, store, plan))
             await self._notify(store, plan, progress, use_previous=True)
             fault_point("rotate", "notified")
         elif st.mode == "resume":
             await self._notify(store, plan, progress, use_previous=True)
             fault_point("rotate", "notified")
         else:
-            self._finish_store(store, plan, progress)
+            progress(await asyncio.to_thread(self._finish_store, store, plan))
             # the services re-read the store and forget the previous secret
             await self._notify(store, plan, progress, use_previous=False)
 
-    def _rotate_store(self, store: SecretStore, plan: Plan, progress: Progress) -> None:
+    def _rotate_store(self, store: SecretStore, plan: Plan) -> str:
+        """Blocking (lock, write, fsync): run in a thread. Returns the progress line."""
         st = self.state
         try:
             with store.lock():
@@ -359,9 +325,10 @@ class RotateSecret:
             raise ActionRefused(str(e)) from None
         text = ", ".join(f"{k} {st.old_fp.get(k) or 'unset'} -> {st.new_fp[k]}" for k in st.keys)
         self._step("written", plan, f"store written: {text}; previous kept")
-        progress(f"store written: {text}; previous kept")
+        return f"store written: {text}; previous kept"
 
-    def _finish_store(self, store: SecretStore, plan: Plan, progress: Progress) -> None:
+    def _finish_store(self, store: SecretStore, plan: Plan) -> str:
+        """Blocking (lock, write, fsync): run in a thread. Returns the progress line."""
         st = self.state
         try:
             with store.lock():
@@ -375,7 +342,7 @@ class RotateSecret:
             raise ActionRefused(str(e)) from None
         names = ", ".join(k + PREVIOUS for k in st.keys)
         self._step("written", plan, f"dropped {names}")
-        progress(f"dropped {names}")
+        return f"dropped {names}"
 
     async def _notify(
         self, store: SecretStore, plan: Plan, progress: Progress, *, use_previous: bool
@@ -385,7 +352,7 @@ class RotateSecret:
         if not st.told:
             return
         access = self.settings.keys[0]
-        values = self._read(store, [access])
+        values = await asyncio.to_thread(self._read, store, [access])
         signing = values.get(access + PREVIOUS) if use_previous else None
         if signing is None or access not in st.keys:
             signing = values.get(access)
@@ -393,19 +360,21 @@ class RotateSecret:
             if i:
                 fault_point("rotate", "notifying")
             if t.how == "signal":
-                t.result, t.told_ok = self._signal(t)
+                t.result, t.told_ok = await asyncio.to_thread(self._signal, t)
             else:
-                token = _admin_token(signing, self.settings.algorithm) if signing else None
+                # 30 s: a reload is one request
+                token = admin_token(signing, self.settings.algorithm, 30) if signing else None
                 t.result, t.told_ok = await self._post_reload(t, token)
             progress(f"{t.svc.name}: {t.result}")
         del signing, values
-        self._step("notified", plan, "; ".join(f"{t.svc.name}: {t.result}" for t in st.told))
+        told = "; ".join(f"{t.svc.name}: {t.result}" for t in st.told)
+        await asyncio.to_thread(self._step, "notified", plan, told)
 
     async def _post_reload(self, t: _Told, token: str | None) -> tuple[str, bool]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         f = await self.http.post(t.svc.url + (t.path or ""), headers=headers, max_body=64 * 1024)
         if f.error:
-            return f"reload request failed: {f.error}", False
+            return redact_tokens(f"reload request failed: {f.error}"), False
         if f.status is not None and 200 <= f.status < 300:
             return f"reload accepted (HTTP {f.status})", True
         if f.status in (401, 403):
@@ -413,12 +382,15 @@ class RotateSecret:
         return f"reload answered HTTP {f.status}", False
 
     def _signal(self, t: _Told) -> tuple[str, bool]:
-        signo = _signal_number(t.signal_name or "SIGHUP")
-        pids = _pids(t.svc)
-        if not pids:
+        """Blocking (walks /proc): run in a thread."""
+        signo = signal_number(t.signal_name or "SIGHUP", "a service's reload config")
+        if t.svc.process is None:
             return "no local process found to signal", False
+        targets, why = local_targets(t.svc.process)
+        if not targets:
+            return f"no local process found to signal ({why})", False
         sent = []
-        for pid in pids:
+        for pid, _created in targets:
             try:
                 os.kill(pid, signo)
                 sent.append(str(pid))
@@ -432,8 +404,8 @@ class RotateSecret:
         st = self.state
         if st.mode == "dry-run":
             return Outcome(Result.VERIFIED, "dry run: nothing was changed", plan.details)
-        store = self._store()
-        values = self._read(store, self.settings.keys)
+        store = await asyncio.to_thread(self._store)
+        values = await asyncio.to_thread(self._read, store, self.settings.keys)
         if st.mode == "rotate":
             wrong = [k for k in st.keys if _fp(values.get(k)) != st.new_fp.get(k)]
             lost = [
@@ -612,17 +584,6 @@ def _fp(value: str | None) -> str | None:
 
 def _describe(store: SecretStore) -> str:
     return f"{store.kind} {store.path}" if store.path else f"{store.kind} (environment)"
-
-
-def _admin_token(key: str, algorithm: str) -> str:
-    """An admin JWT for /admin/* calls: role=admin, valid for 30 s."""
-    import jwt
-
-    now = int(time.time())
-    payload = {"sub": "ultrawatch", "role": "admin", "iat": now, "exp": now + 30}
-    with warnings.catch_warnings():  # rotating away from a short key: it still signs
-        warnings.simplefilter("ignore")
-        return jwt.encode(payload, key, algorithm=algorithm)
 
 
 def from_cli(config: Config, args: Any) -> RotateSecret:
