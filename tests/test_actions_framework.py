@@ -188,3 +188,21 @@ def test_action_subcommands_refuse_read_only_disabled_and_no_tty(write_config) -
     off = str(write_config('[actions]\nenabled = false\naudit_log = "/tmp/x.jsonl"\n', "off.toml"))
     disabled = run_cli("cancel", "4242", "--yes", "--config", off)
     assert disabled.returncode == 1 and "actions.enabled = false" in disabled.stderr
+
+
+class Echo(TouchFile):
+    """Fails with a message that carries a token, as a service echoing headers would."""
+
+    async def execute(self, plan: Plan, progress) -> None:
+        token = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoiYWRtaW4ifQ.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg"
+        raise RuntimeError(f"HTTP 500 you sent Authorization: Bearer {token} and {token}")
+
+
+def test_tokens_in_messages_are_redacted_everywhere(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    outcome = asyncio.run(ActionRunner(config).run(Echo(tmp_path / "e"), _yes))
+    assert outcome.result is Result.ERROR and "HTTP 500" in outcome.message
+    log = config.audit_log_path.read_text()
+    for text in (outcome.message, log):
+        assert "c2lnbmF0dXJl" not in text and "eyJyb2xl" not in text
+        assert "Bearer <redacted>" in text

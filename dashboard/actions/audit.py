@@ -17,6 +17,20 @@ from typing import Any
 
 _SECRET_NAME = re.compile(r"secret|password|passwd|credential|private", re.I)
 
+# "Bearer <anything>" and JWT-looking strings (three base64url parts: a JSON header
+# starts "eyJ"; otherwise long parts, so host names and versions are left alone),
+# wherever a service echoes them back.
+_BEARER = re.compile(r"(?i)\bbearer\s+[^\s\"',;]+")
+_JWT = re.compile(
+    r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"
+    r"|[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"
+)
+
+
+def redact_tokens(text: str) -> str:
+    """Text safe for an Outcome, an exception message, a notification or the audit log."""
+    return _JWT.sub("<redacted token>", _BEARER.sub("Bearer <redacted>", text))
+
 
 def os_user() -> str:
     try:
@@ -58,7 +72,7 @@ class AuditLog:
             "target": target,
             "params": redact(params or {}),
             "outcome": outcome,
-            "message": message,
+            "message": redact_tokens(message),
             "duration_ms": round(duration_ms, 1),
         }
         line = json.dumps(entry, ensure_ascii=False, default=str) + "\n"

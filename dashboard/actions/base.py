@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from collectors.config import Config
-from dashboard.actions.audit import AuditLog
+from dashboard.actions.audit import AuditLog, redact_tokens
 
 
 class ActionRefused(Exception):
@@ -138,7 +138,9 @@ class ActionRunner:
             )
         if problem is not None and not final.message.startswith("audit log not writable"):
             final = Outcome(final.result, f"{final.message} ({problem})", final.details)
-        return final
+        # Last line of defence: a token echoed by a target never reaches the engineer.
+        details = [(k, redact_tokens(v) if isinstance(v, str) else v) for k, v in final.details]
+        return Outcome(final.result, redact_tokens(final.message), details)
 
     async def _append(
         self,

@@ -8,7 +8,6 @@ Process lookups are blocking (psutil walks /proc): async callers run them with
 
 from __future__ import annotations
 
-import re
 import signal
 import time
 import warnings
@@ -17,7 +16,17 @@ import psutil
 
 from collectors.config import ProcessConfig
 from collectors.processes import find_pids
+from dashboard.actions.audit import redact_tokens
 from dashboard.actions.base import ActionRefused
+
+__all__ = [
+    "admin_token",
+    "alive",
+    "local_targets",
+    "redact_tokens",
+    "signal_number",
+    "top_of_tree",
+]
 
 TOKEN_LIFETIME = 60  # seconds: the most DESIGN.md allows for an admin token
 
@@ -88,18 +97,3 @@ def alive(targets: list[Target]) -> list[int]:
         except psutil.Error:
             continue
     return out
-
-
-# "Bearer <anything>" and JWT-looking strings (three base64url parts: a JSON header
-# starts "eyJ"; otherwise long parts, so host names and versions are left alone),
-# wherever a service echoes them back.
-_BEARER = re.compile(r"(?i)\bbearer\s+[^\s\"',;]+")
-_JWT = re.compile(
-    r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"
-    r"|[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"
-)
-
-
-def redact_tokens(text: str) -> str:
-    """Text safe for an Outcome, an exception message, a notification or the audit log."""
-    return _JWT.sub("<redacted token>", _BEARER.sub("Bearer <redacted>", text))
