@@ -123,7 +123,7 @@ async def test_terminate_key_ends_the_selected_real_backend(
     with pytest.raises(psycopg.OperationalError):
         victim.execute("select 1")
     entries = audit(tmp_path)
-    assert [e["outcome"] for e in entries] == ["cancelled", "verified"]
+    assert [e["outcome"] for e in entries] == ["cancelled", "started", "verified"]
     assert entries[-1]["action"] == "terminate"
 
 
