@@ -7,6 +7,7 @@ import asyncio
 import os
 import ssl
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,18 +130,9 @@ class HttpClient:
             allow_redirects=True,
             max_redirects=self.settings.max_redirects,
         ) as resp:
-            chunks: list[bytes] = []
-            size = 0
-            truncated = False
-            async for chunk in resp.content.iter_chunked(65536):  # decoded: the cap bounds memory
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > cap:
-                    truncated = True
-                    break  # the rest is never read
+            body, truncated = await _read_capped(resp.content.iter_chunked(65536), cap)
             if truncated:
                 resp.close()  # drop the connection rather than drain a huge body
-            body = b"".join(chunks)[:cap]
             return Fetched(
                 url,
                 status=resp.status,
@@ -161,16 +153,7 @@ class HttpClient:
         t0: float,
     ) -> Fetched:
         async with client.stream(method, url, headers=headers, json=json) as resp:
-            chunks: list[bytes] = []
-            size = 0
-            truncated = False
-            async for chunk in resp.aiter_bytes():  # decoded: the cap bounds memory
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > cap:
-                    truncated = True
-                    break  # the rest is never read
-            body = b"".join(chunks)[:cap]
+            body, truncated = await _read_capped(resp.aiter_bytes(), cap)
             return Fetched(
                 url,
                 status=resp.status_code,
@@ -193,6 +176,19 @@ class HttpClient:
                 await client.aclose()
             else:
                 await client.close()
+
+
+async def _read_capped(chunks: AsyncIterator[bytes], cap: int) -> tuple[bytes, bool]:
+    """The body up to `cap` bytes (decoded, so the cap bounds memory), and whether
+    there was more; the rest is never read."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        parts.append(chunk)
+        size += len(chunk)
+        if size > cap:
+            return b"".join(parts)[:cap], True
+    return b"".join(parts), False
 
 
 def _ms(t0: float) -> float:

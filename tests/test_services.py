@@ -536,3 +536,22 @@ def test_a_slow_service_costs_only_its_own_reading():
     assert by["slow"].error_kind == "unreachable"
     err = by["slow"].error or ""
     assert "timed out after 1.12" in err or "no answer within the 1.125s budget" in err, err
+
+
+@pytest.mark.parametrize("engine", ["aiohttp", "httpx"])
+def test_both_http_engines_cap_the_body_the_same_way(engine: str) -> None:
+    from collectors.http import HttpClient
+    from tests.helpers import http_server, respond
+
+    with http_server(lambda req: respond(req, 200, b"x" * 5000, "text/plain")) as url:
+        client = HttpClient(parse_config(f'[http]\nengine = "{engine}"\nmax_body = 1000\n').http)
+
+        async def fetch():
+            try:
+                return await client.get(url + "/"), await client.get(url + "/", max_body=10_000)
+            finally:
+                await client.aclose()
+
+        capped, whole = asyncio.run(fetch())
+    assert (capped.status, len(capped.body), capped.truncated) == (200, 1000, True)
+    assert (len(whole.body), whole.truncated) == (5000, False)
