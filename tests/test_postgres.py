@@ -34,14 +34,15 @@ OK, WARNING, CRITICAL, UNKNOWN = Status.OK, Status.WARNING, Status.CRITICAL, Sta
 def own_pg() -> Iterator[object]:
     """A private server: restarted, filled to the last slot, given roles. Its
     directory is outside pytest's basetemp, which concurrent pytest runs prune."""
-    from dashboard.demo.embedded import EmbeddedPostgres, EmbeddedUnavailable
+    from dashboard.demo.embedded import EmbeddedPostgres
 
     base = tempfile.mkdtemp(prefix="ultrawatch-test-pg-")
     try:
+        # No skip: a server that will not start is a failure, as for the shared one.
         server = EmbeddedPostgres(base, settings={"max_connections": 20}).start()
-    except EmbeddedUnavailable as e:
+    except Exception:
         shutil.rmtree(base, ignore_errors=True)
-        pytest.skip(str(e))
+        raise
     yield server
     server.cleanup()
 
