@@ -82,10 +82,12 @@ class JwtService:
         return None
 
     def handle(self, req: BaseHTTPRequestHandler) -> None:
-        status = self._handle(req)
+        status, body = self._handle(req)
+        # Recorded before the answer goes out: a client that has its answer can count it.
         self.requests.append((req.command, req.path, status))
+        respond(req, status, json.dumps(body))
 
-    def _handle(self, req: BaseHTTPRequestHandler) -> int:
+    def _handle(self, req: BaseHTTPRequestHandler) -> tuple[int, dict]:
         auth = req.headers.get("Authorization")
         length = int(req.headers.get("Content-Length") or 0)
         if length:
@@ -100,33 +102,25 @@ class JwtService:
                         "loadedAt": self.loaded_at,
                     }
                 }
-            respond(req, 200, json.dumps(body))
-            return 200
+            return 200, body
         if req.path == "/health":
-            respond(req, 200, json.dumps({"status": "pass"}))
-            return 200
+            return 200, {"status": "pass"}
         if req.path == "/admin/reload-secrets" and req.command == "POST":
             claims = self._verify(auth, admin_exp_limit=True)
             if not claims or claims.get("role") != "admin":
-                respond(req, 401, json.dumps({"error": "unauthorized"}))
-                return 401
+                return 401, {"error": "unauthorized"}
             self.reloads += 1
             if not self.ignore_reload:
                 self.load()
-            respond(req, 200, json.dumps({"accessKeyFingerprint": fingerprint(self.access or "")}))
-            return 200
+            return 200, {"accessKeyFingerprint": fingerprint(self.access or "")}
         if req.path == "/api/admin/me":
             claims = self._verify(auth)
             if not claims:
-                respond(req, 401, json.dumps({"error": "unauthorized"}))
-                return 401
+                return 401, {"error": "unauthorized"}
             if claims.get("role") != "admin":
-                respond(req, 403, json.dumps({"error": "forbidden"}))
-                return 403
-            respond(req, 200, json.dumps({"user": claims.get("sub"), "role": "admin"}))
-            return 200
-        respond(req, 404, json.dumps({"error": "not found"}))
-        return 404
+                return 403, {"error": "forbidden"}
+            return 200, {"user": claims.get("sub"), "role": "admin"}
+        return 404, {"error": "not found"}
 
 
 @contextlib.contextmanager
