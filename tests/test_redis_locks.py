@@ -23,6 +23,7 @@ from dashboard.actions.base import ActionRunner, Result
 from dashboard.actions.release_lock import ReleaseLock
 from dashboard.demo.embedded import EmbeddedRedis, redis_cli_binary
 from tests.conftest import run_cli
+from tests.helpers import Pki, tls_proxy
 
 N_LOCKS = 1000
 N_OTHER = 100_000
@@ -277,6 +278,46 @@ def test_memory_and_evictions_under_an_evicting_policy(tmp_path: Path) -> None:
         assert "allkeys-random" in c["redis.evictions"].summary
         assert c["redis.memory"].status in (Status.WARNING, Status.CRITICAL)
         assert c["redis.memory"].value >= 0.8
+    finally:
+        r.close()
+        server.stop()
+
+
+def test_rediss_reads_locks_and_follows_events_over_tls(tmp_path: Path) -> None:
+    """rediss:// through a TLS front signed by a private CA: untrusted without
+    ssl_ca_file (a clear TLS reading), and with it the same locks and keyspace events
+    as over plain TCP."""
+    pki = Pki.create(tmp_path)
+    server = EmbeddedRedis(tmp_path / "redis").start()
+    r = redis.Redis.from_url(server.url)
+    try:
+        r.set("lock:tls:held", "a1b2", px=600_000)
+        r.set("lock:tls:stuck", "c3d4")
+        with tls_proxy(server.port, pki.server_context()) as port:
+            url = f"rediss://127.0.0.1:{port}/0"
+            (untrusted,) = collect(config(url, socket_timeout="2s"))
+            assert untrusted.error_kind == "unreachable"
+            assert "certificate verify failed" in (untrusted.error or "").lower()
+
+            cfg = config(url, ssl_ca_file=str(pki.ca_file), keyspace_events="enable")
+
+            async def scenario() -> list[Reading]:
+                col = RedisLocksCollector(cfg)
+                try:
+                    first = (await col.collect())[0]
+                    r.set("lock:tls:new", "e5f6", px=600_000)
+                    await delivered(col, b"lock:tls:new")
+                    return [first, (await col.collect())[0]]
+                finally:
+                    await col.close()
+
+            first, second = asyncio.run(scenario())
+        assert first.ok, first.error
+        assert first.data["locks_total"] == 2
+        assert second.data["mode"] == "events", second.data.get("mode_reason")
+        assert second.data["locks_total"] == 3 and second.data["scan_calls"] == 0
+        no_ttl = checks(first, cfg)["redis.locks.no_ttl"]
+        assert no_ttl.status is Status.CRITICAL and "lock:tls:stuck" in no_ttl.summary
     finally:
         r.close()
         server.stop()

@@ -6,16 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import socket
-import ssl
 import struct
-import subprocess
-import threading
 import time
 import tracemalloc
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -26,7 +21,7 @@ from collectors.model import Reading, Snapshot
 from collectors.rules import Rules
 from collectors.services import ServicesCollector
 from tests.conftest import run_cli
-from tests.helpers import respond
+from tests.helpers import Pki, http_server, respond
 from tests.test_health_formats import CASES
 
 BIG = 50 * 1024 * 1024
@@ -36,44 +31,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def http_server(handle) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """Like tests.helpers.http_server with a listen backlog for ~60 concurrent
-    connects (the stdlib default of 5 drops SYNs, which retry after 1 s)."""
-
-    class H(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            handle(self)
-
-        do_POST = do_GET
-
-    open_socks: list[socket.socket] = []
-
-    class S(ThreadingHTTPServer):
-        request_queue_size = 256
-        daemon_threads = True
-
-        def process_request(self, request, client_address):  # type: ignore[no-untyped-def]
-            open_socks.append(request)
-            super().process_request(request, client_address)
-
-    server = S(("127.0.0.1", 0), H)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        for sock in open_socks:  # keep-alive connections too: the service is gone
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
 
 
 def config_for(services: list[tuple[str, str]], extra: str = "", http: str = "") -> Config:
@@ -236,102 +193,30 @@ def test_every_format_and_bad_answer_with_others_unharmed():
     assert checks["service.fmt0.health"].status == "ok"
 
 
-def _openssl_cert(tmp: Path) -> tuple[Path, Path] | None:
-    try:
-        from cryptography import x509  # noqa: F401
-    except ImportError:
-        pass
-    else:  # pragma: no cover - the library is optional
-        return None
-    if shutil.which("openssl") is None:
-        return None
-    cert, key = tmp / "cert.pem", tmp / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-         "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return cert, key
+def _pass(req: BaseHTTPRequestHandler) -> None:
+    respond(req, 200, '{"status":"pass"}')
 
 
-def _cryptography_cert(tmp: Path) -> tuple[Path, Path] | None:
-    try:
-        import datetime
-        import ipaddress
-
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-    except ImportError:
-        return None
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    c, k = tmp / "cert.pem", tmp / "key.pem"
-    c.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    k.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return c, k
-
-
-@contextlib.contextmanager
-def tls_server(cert: Path, key: Path) -> Iterator[str]:
-    class H(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            respond(self, 200, '{"status":"pass"}')
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    server.daemon_threads = True
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_self_signed_certificate(tmp_path: Path):
-    pair = _cryptography_cert(tmp_path) or _openssl_cert(tmp_path)
-    if pair is None:
-        pytest.skip("neither the cryptography package nor the openssl CLI is available")
-    cert, key = pair
-    with tls_server(cert, key) as url:
-        (readings,) = poll(config_for([("tls", url)]))
+@pytest.mark.parametrize("engine", ["aiohttp", "httpx"])
+def test_tls_private_ca_and_client_certificate(tmp_path: Path, engine: str) -> None:
+    pki = Pki.create(tmp_path)
+    trust = f'engine = "{engine}"\nca_file = "{pki.ca_file}"'
+    with http_server(_pass, tls=pki.server_context()) as url:
+        (readings,) = poll(config_for([("tls", url)], http=f'engine = "{engine}"'))
         (r,) = readings
         assert r.error_kind == "unreachable"
         assert "CERTIFICATE_VERIFY_FAILED" in (r.error or "")
-        # Trusting that certificate through ca_file makes the same service healthy.
-        (readings,) = poll(config_for([("tls", url)], http=f'ca_file = "{cert}"'))
-        assert readings[0].ok and readings[0].data["status"] == "ok"
+        # Trusting the private CA through ca_file makes the same service healthy.
+        (readings,) = poll(config_for([("tls", url)], http=trust))
+        assert readings[0].ok and readings[0].data["status"] == "ok", readings[0].error
+    with http_server(_pass, tls=pki.server_context(require_client_cert=True)) as url:
+        (readings,) = poll(config_for([("mtls", url)], http=trust))
+        assert readings[0].error_kind == "unreachable", readings[0].data
+        # (the reason reads "certificate required" or, when TLS 1.3's alert loses the
+        # race with the close, "connection reset by peer")
+        mtls = f'{trust}\nclient_cert = "{pki.client_cert}"\nclient_key = "{pki.client_key}"'
+        (readings,) = poll(config_for([("mtls", url)], http=mtls))
+        assert readings[0].ok and readings[0].data["status"] == "ok", readings[0].error
 
 
 # ---------------------------------------------------- UltraMarket and history
