@@ -8,7 +8,7 @@ import random
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -460,33 +460,48 @@ def cluster_port() -> int:
 LOOPBACKS = ["127.0.0.1"] + (["::1"] if _bindable("::1", 0) else [])
 
 
-def test_cluster_of_three_primaries(tmp_path: Path) -> None:
+def start_cluster(tmp_path: Path, host: str = "127.0.0.1") -> list[EmbeddedRedis]:
+    """Three cluster primaries announcing `host`, ready: every node sees cluster_state ok
+    (one that does not yet answers CLUSTERDOWN, and writes to its slots would fail)."""
     args = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]
-    servers = [
-        EmbeddedRedis(
-            tmp_path / f"n{i}",
-            port=cluster_port(),
-            args=[*args, "--cluster-config-file", "nodes.conf"],
-        ).start()
-        for i in range(3)
-    ]
+    args += ["--cluster-config-file", "nodes.conf", "--bind", *LOOPBACKS]
+    servers: list[EmbeddedRedis] = []
     try:
-        addrs = [f"127.0.0.1:{s.port}" for s in servers]
-        subprocess.run(
-            [redis_cli_binary(), "--cluster", "create", *addrs, "--cluster-yes"],
-            check=True,
+        for i in range(3):
+            servers.append(EmbeddedRedis(tmp_path / f"n{i}", port=cluster_port(), args=args))
+            servers[-1].start()
+        at = f"[{host}]" if ":" in host else host
+        made = subprocess.run(
+            [redis_cli_binary(), "--cluster", "create"]
+            + [f"{host}:{s.port}" for s in servers]
+            + ["--cluster-yes"],
             capture_output=True,
+            text=True,
             timeout=30,
         )
+        assert made.returncode == 0, made.stdout + made.stderr
+        clients = [redis.Redis.from_url(f"redis://{at}:{s.port}/0") for s in servers]
+        deadline = time.monotonic() + 20
+        try:
+            while any(c.cluster("info").get("cluster_state") != "ok" for c in clients):
+                assert time.monotonic() < deadline, "cluster never became ok on every node"
+                time.sleep(0.1)
+        finally:
+            for c in clients:
+                c.close()
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
+    return servers
+
+
+def test_cluster_of_three_primaries(tmp_path: Path) -> None:
+    servers = start_cluster(tmp_path)
+    try:
+        addrs = [f"127.0.0.1:{s.port}" for s in servers]
         from redis.cluster import RedisCluster
 
-        deadline = time.monotonic() + 20
-        while True:
-            info = redis.Redis.from_url(servers[0].url).cluster("info")
-            if info.get("cluster_state") == "ok":
-                break
-            assert time.monotonic() < deadline, info
-            time.sleep(0.1)
         rc = RedisCluster.from_url(servers[0].url)
         for i in range(300):
             rc.set(f"lock:sku:{i}", f"{i:032x}", px=60_000)
@@ -522,6 +537,96 @@ def test_cluster_of_three_primaries(tmp_path: Path) -> None:
         assert d["scan_complete"] is False and 0 < d["locks_total"] < 300
         assert checks(reading, cfg)["redis.reachable"].status is Status.CRITICAL
     finally:
+        for s in servers:
+            s.stop()
+
+
+async def delivered_everywhere(col: RedisLocksCollector, key: bytes, nodes: int) -> None:
+    """Wait until `nodes` nodes' subscriptions have seen an event for `key`."""
+    deadline = time.monotonic() + 10
+    while sum(1 for n in col.nodes.values() if n.events and key in n.events.dirty) < nodes:
+        assert time.monotonic() < deadline, "keyspace event never arrived"
+        await asyncio.sleep(0.01)
+
+
+def follow_with_events(cfg: Config, change: Callable[[], bytes], nodes: int) -> list[Reading]:
+    """A first round (scan, subscribe), `change()` writes a lock, then a round that must
+    see it from the notifications of `nodes` nodes alone."""
+
+    async def run() -> list[Reading]:
+        col = RedisLocksCollector(cfg)
+        try:
+            first = (await col.collect())[0]
+            await delivered_everywhere(col, change(), nodes)
+            return [first, (await col.collect())[0]]
+        finally:
+            await col.close()
+
+    return asyncio.run(run())
+
+
+def test_redlock_masters_each_follow_their_own_events(tmp_path: Path) -> None:
+    servers = [EmbeddedRedis(tmp_path / f"m{i}").start() for i in range(3)]
+    clients = [redis.Redis.from_url(s.url) for s in servers]
+    try:
+        clients[0].set("lock:res:old", "tok-0", px=60_000)
+
+        def take() -> bytes:
+            for c in clients[:2]:  # a quorum of two of three
+                c.set("lock:res:new", "tok-1", px=60_000)
+            return b"lock:res:new"
+
+        cfg = config([s.url for s in servers], keyspace_events="enable", reconcile_every="10m")
+        first, second = follow_with_events(cfg, take, nodes=2)
+        assert first.ok, first.error
+        assert second.data["mode"] == "events", second.data["mode_reason"]
+        assert second.data["scan_calls"] == 0
+        by_key = {x["key"]: x for x in second.data["locks"]}
+        assert by_key["lock:res:new"]["holders"] == 2 and by_key["lock:res:new"]["quorum"]
+        assert by_key["lock:res:old"]["holders"] == 1 and not by_key["lock:res:old"]["quorum"]
+    finally:
+        for c in clients:
+            c.close()
+        for s in servers:
+            s.stop()
+
+
+def test_cluster_primaries_each_follow_their_own_events(tmp_path: Path) -> None:
+    """Keyspace notifications are local to the node holding the key: each primary's
+    subscription must be followed."""
+    from redis.cluster import RedisCluster
+
+    servers = start_cluster(tmp_path)
+    rc = RedisCluster.from_url(servers[0].url)
+    try:
+        for i in range(30):
+            rc.set(f"lock:ev:{i}", "tok", px=60_000)
+        cfg = config(servers[0].url, cluster=True, keyspace_events="enable", reconcile_every="10m")
+
+        async def run() -> list[Reading]:
+            col = RedisLocksCollector(cfg)
+            try:
+                first = (await col.collect())[0]
+                keys = [f"lock:ev:new:{i}".encode() for i in range(30)]
+                for key in keys:
+                    rc.set(key, "tok", px=60_000)
+                deadline = time.monotonic() + 10
+                while not all(
+                    any(n.events and k in n.events.dirty for n in col.nodes.values()) for k in keys
+                ):
+                    assert time.monotonic() < deadline, "keyspace events never arrived"
+                    await asyncio.sleep(0.01)
+                return [first, (await col.collect())[0]]
+            finally:
+                await col.close()
+
+        first, second = asyncio.run(run())
+        assert first.ok and first.data["locks_total"] == 30, first.error
+        assert second.data["mode"] == "events", second.data["mode_reason"]
+        assert second.data["scan_calls"] == 0 and second.data["locks_total"] == 60
+        assert all(n["mode"] == "events" for n in second.data["nodes"])
+    finally:
+        rc.close()
         for s in servers:
             s.stop()
 
@@ -661,28 +766,9 @@ def test_check_with_a_bad_redis_url_is_a_config_error_without_the_password(
 def test_cluster_on_ipv6_addresses(tmp_path: Path) -> None:
     """A cluster whose nodes announce ::1 addresses: every primary is found and read
     (the addresses become bracketed URLs and names, not dropped or mangled)."""
-    args = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]
-    args += ["--cluster-config-file", "nodes.conf", "--bind", "127.0.0.1", "::1"]
-    servers = [
-        EmbeddedRedis(tmp_path / f"n{i}", port=cluster_port(), args=args).start() for i in range(3)
-    ]
+    servers = start_cluster(tmp_path, "::1")
     clients = [redis.Redis(host="::1", port=s.port) for s in servers]
     try:
-        made = subprocess.run(
-            [redis_cli_binary(), "--cluster", "create"]
-            + [f"::1:{s.port}" for s in servers]
-            + ["--cluster-yes"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert made.returncode == 0, made.stdout + made.stderr
-        # Every node must see the cluster as ok: one that does not yet answers CLUSTERDOWN,
-        # and the keys of its slots would silently go unwritten.
-        deadline = time.monotonic() + 20
-        while any(c.cluster("info").get("cluster_state") != "ok" for c in clients):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
         for i in range(60):  # each key on the primary owning its slot
             errors = []
             for c in clients:
