@@ -112,6 +112,12 @@ def test_drain_by_signal(start, tmp_path: Path, secret: str, write_config) -> No
     outcome, plans, progress = run(config, DrainAction(config, "orders", poll_interval=0.1))
     assert outcome.result is Result.VERIFIED, (outcome, progress)
     assert f"pid {child.proc.pid} exited" in outcome.message
+    shown_after = dict(outcome.details)
+    # The real sequence the service reported, ending at 0, and the exit code: the
+    # child is a zombie of this test process until wait(), so it is visible.
+    assert shown_after["active operations"].startswith("3 -> ")
+    assert shown_after["active operations"].endswith(" -> 0")
+    assert shown_after["exit"] == "exit code 0"
     (plan,) = plans
     assert plan.params["method"] == "signal" and plan.params["pids"] == [child.proc.pid]
     shown = dict(plan.details)
@@ -198,7 +204,9 @@ def test_cli_drain(start, tmp_path: Path, secret: str, write_config) -> None:
     res = run_cli("drain", "orders", "--config", str(path), "--yes")
     assert res.returncode == 0, res.stderr
     # No process configured: the service answering no more after draining is the proof.
-    assert res.stdout.startswith("verified: orders drained and stopped answering")
+    assert res.stdout.startswith("verified: orders drained: stopped answering")
+    assert "active operations: 2 -> " in res.stdout and res.stdout.count(" -> 0\n") == 1
+    assert "exit: not followed (no process configured): unknown" in res.stdout
     assert "active operations" in res.stderr  # the progress lines
     assert child.proc.wait(timeout=10) == 0
     assert_work_finished(child)
@@ -263,3 +271,107 @@ def test_shared_signal_and_token_helpers(secret: str) -> None:
     token = admin_token(secret)
     text = redact_tokens(f"x-echo: bearer {token}; body {token}; host api.example.com v1.2.3")
     assert token.split(".")[2] not in text and "api.example.com v1.2.3" in text
+
+
+def test_forced_shutdown_is_not_a_clean_drain(
+    start, tmp_path: Path, secret: str, write_config
+) -> None:
+    """SIGTERM kills this one at once with its work in flight: not verified, and the
+    engineer reads how many operations were in flight and how the process ended."""
+    child = start("--forced", "--op-time", "30")
+    path = write_config(
+        config_text(child, '{ signal = "SIGTERM", timeout = "10s" }', tmp_path, secret)
+    )
+    config = load_config(path)
+    outcome, _plans, progress = run(config, DrainAction(config, "orders", poll_interval=0.1))
+    assert outcome.result is Result.NOT_VERIFIED, (outcome, progress)
+    assert outcome.message.startswith(f"orders pid {child.proc.pid} exited after ")
+    assert "with 3 operations in flight (killed by SIGTERM): work may be lost" in outcome.message
+    shown = dict(outcome.details)
+    assert shown["active operations"] == "3"  # never fell; no made-up "-> 0"
+    assert shown["exit"] == "killed by SIGTERM"
+    assert child.proc.wait(timeout=10) == -15
+    lines = child.lines()
+    started = {ln.split()[1] for ln in lines if ln.startswith("start ")}
+    done = {ln.split()[1] for ln in lines if ln.startswith("done ")}
+    assert len(started - done) == 3  # the work really was dropped
+    entry = json.loads((tmp_path / "audit.jsonl").read_text().splitlines()[-1])
+    assert entry["outcome"] == "not_verified"
+    res_text = outcome.message + "".join(progress)
+    assert "verified" not in res_text.replace("not_verified", "")
+
+
+def test_forced_shutdown_on_the_cli_exits_1(start, tmp_path: Path, secret: str, write_config):
+    child = start("--forced", "--op-time", "30")
+    path = write_config(
+        config_text(child, '{ signal = "SIGTERM", timeout = "10s" }', tmp_path, secret)
+    )
+    res = run_cli("drain", "orders", "--config", str(path), "--yes")
+    assert res.returncode == 1, (res.stdout, res.stderr)
+    assert res.stdout == ""
+    assert f"not_verified: orders pid {child.proc.pid} exited after " in res.stderr
+    assert "with 3 operations in flight" in res.stderr and "work may be lost" in res.stderr
+    assert "  active operations: 3\n" in res.stderr
+    # ultrawatch is not the parent, but the exited child is still a zombie of this test.
+    assert "  exit: killed by SIGTERM\n" in res.stderr
+    assert child.proc.wait(timeout=10) == -15
+
+
+def test_unknown_exit_and_count_never_read_as_success() -> None:
+    """The judgement on its own: the pieces of evidence a drain can end with."""
+    from dashboard.actions.drain import EXIT_CLEAN, _Ops, _Seen
+
+    def ops(*counts: int | None) -> _Ops:
+        o = _Ops()
+        for c in counts:
+            o.note(_Seen(True, draining=True, active=c))
+        return o
+
+    unknown = ops().outcome("svc", "pid 7 exited", [None])
+    assert unknown.result is Result.NOT_VERIFIED
+    assert "never reported 0 active operations and its exit code is not known" in unknown.message
+    assert dict(unknown.details)["exit"].startswith("exit code unknown")
+    assert ops().outcome("svc", "pid 7 exited", [EXIT_CLEAN]).result is Result.VERIFIED
+    assert ops(2, 1, 0).outcome("svc", "pid 7 exited", [None]).result is Result.VERIFIED
+    bad = ops(2, 0).outcome("svc", "pid 7 exited", ["exit code 3"])
+    assert bad.result is Result.NOT_VERIFIED and "not cleanly (exit code 3)" in bad.message
+    lost = ops(2, 1).outcome("svc", "stopped answering", None)
+    assert lost.result is Result.NOT_VERIFIED
+    assert "with 1 operation in flight: work may be lost" in lost.message
+    assert dict(lost.details)["active operations"] == "2 -> 1"
+
+
+def test_undrain_of_a_service_that_was_not_draining(
+    tmp_path: Path, secret: str, write_config
+) -> None:
+    from tests.helpers import http_server, respond
+
+    posts: list[str] = []
+
+    def handle(req) -> None:
+        if req.command == "POST":
+            posts.append(req.path)
+            respond(req, 200, '{"draining": false}')
+        else:
+            respond(req, 200, '{"status": "pass", "draining": false, "activeOperations": 2}')
+
+    with http_server(handle) as url:
+        env = tmp_path / ".env"
+        env.write_text(f"JWT_SECRET={secret}\n")
+        path = write_config(
+            f'[[services]]\nname = "orders"\nurl = "{url}"\n'
+            'drain = { path = "/admin/drain" }\n'
+            f'[secrets]\nstore = {{ kind = "dotenv", path = "{env}" }}\n'
+        )
+        config = load_config(path)
+        outcome, plans, _ = run(config, DrainAction(config, "orders", undrain=True))
+        res = run_cli("undrain", "orders", "--config", str(path), "--yes")
+    (plan,) = plans
+    assert plan.summary == "orders was not draining: nothing to undrain"
+    assert dict(plan.details)["will"] == "nothing: it was not draining (no POST sent)"
+    assert outcome.result is Result.VERIFIED
+    assert outcome.message == "orders was not draining: nothing to undrain (no POST sent)"
+    assert posts == []  # nothing was sent, from the action or the CLI
+    assert res.returncode == 0, res.stderr
+    assert "orders was not draining: nothing to undrain" in res.stderr  # the plan
+    assert res.stdout.startswith("verified: orders was not draining: nothing to undrain")

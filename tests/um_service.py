@@ -4,7 +4,8 @@ It keeps `--ops` operations in flight (each takes `--op-time` seconds and logs
 "start N" / "done N" to `--log`). POST /admin/drain (admin JWT checked against
 $JWT_SECRET) or SIGTERM: stop starting work, let in-flight work finish, log
 "drained", exit 0 (or, with --stay, keep answering as draining until
-POST /admin/undrain). Prints its port on stdout once listening.
+POST /admin/undrain). With --forced, SIGTERM kills it at once, work in flight.
+Prints its port on stdout once listening.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def drain() -> None:
             time.sleep(0.02)
         log("drained")
         if not args.stay:
+            # Still answering "draining, 0 active" for a moment, as a graceful service
+            # does while it closes its listener: a watcher sees the 0 before the exit.
+            time.sleep(args.linger)
             os._exit(0)
 
     threading.Thread(target=finish, daemon=True).start()
@@ -137,10 +141,15 @@ def main() -> None:
     p.add_argument("--ops", type=int, default=3)
     p.add_argument("--op-time", type=float, default=1.0)
     p.add_argument("--stay", action="store_true")
+    p.add_argument("--linger", type=float, default=0.5)
+    # --forced: SIGTERM keeps its default action, so the process dies at once with
+    # its work in flight: the "graceful" shutdown that was really forced.
+    p.add_argument("--forced", action="store_true")
     args = p.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    signal.signal(signal.SIGTERM, lambda *_: drain())
+    if not args.forced:
+        signal.signal(signal.SIGTERM, lambda *_: drain())
     start_work()
     print(server.server_address[1], flush=True)
     sys.stdout.close()

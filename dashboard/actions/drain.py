@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -161,6 +162,20 @@ class DrainAction:
                 )
             if not seen.reachable:
                 raise ActionRefused(f"{svc.name} is not answering: {seen.error}")
+            if seen.draining is False:
+                # Nothing to undo: no POST, and the outcome says so rather than
+                # "verified" as if an undrain had happened.
+                details.append(("will", "nothing: it was not draining (no POST sent)"))
+                params.update(method="none", noop=True)
+                return Plan(
+                    "undrain",
+                    svc.name,
+                    f"{svc.name} was not draining: nothing to undrain",
+                    details,
+                    params,
+                    confirm_name=svc.name,
+                    dangerous=False,
+                )
             details.append(("will", f"POST {drain.undrain_path} with a 60 s admin token"))
             params.update(method="http", path=drain.undrain_path)
             return Plan(
@@ -211,6 +226,9 @@ class DrainAction:
 
     async def execute(self, plan: Plan, progress: Progress) -> None:
         svc, drain = self._service()
+        if plan.params.get("noop"):
+            progress(f"{svc.name} was not draining: no POST sent")
+            return
         if plan.params.get("method") == "signal":
             sig = signal_number(drain.signal or "SIGTERM", "drain.signal")
             for pid, created in self._pids:
@@ -237,46 +255,55 @@ class DrainAction:
     async def verify(self, plan: Plan, progress: Progress) -> Outcome:
         svc, drain = self._service()
         if self.undrain:
+            if plan.params.get("noop"):
+                return Outcome(
+                    Result.VERIFIED,
+                    f"{svc.name} was not draining: nothing to undrain (no POST sent)",
+                    [("now", self._before.describe() if self._before else "unknown")],
+                )
             return await self._verify_undrain(svc, progress)
         deadline = time.monotonic() + drain.timeout
-        before = self._before.active if self._before else None
+        ops = _Ops()
+        if self._before is not None:
+            ops.note(self._before)
         saw_draining = False
         last = ""
         seen = _Seen(False, error="not looked yet")
-        max_active = before
+        exits: dict[int, str] = {}  # pid -> how it ended, read while it was a zombie
         t0 = time.monotonic()
         while True:
             seen = await self._look(svc, timeout=min(2.0, self.config.http.timeout))
-            running = await asyncio.to_thread(alive, self._pids) if self._pids else None
+            running = None
+            if self._pids:
+                running, found = await asyncio.to_thread(_alive_and_exits, self._pids)
+                exits.update(found)
             if seen.reachable and seen.draining:
                 saw_draining = True
-            if seen.active is not None:
-                max_active = max(max_active or 0, seen.active)
+            if not (saw_draining and seen.draining is False):
+                ops.note(seen)  # not a fresh process's count after a restart
             line = seen.describe() + (f"; {len(running)} process(es) alive" if running else "")
             if line != last:
                 progress(line)
                 last = line
             took = f"{time.monotonic() - t0:.1f} s"
-            ops = f"{max_active} -> 0" if max_active is not None else ""
             if running is not None and not running:
                 pids = ", ".join(str(p) for p, _ in self._pids)
-                return Outcome(
-                    Result.VERIFIED,
-                    f"{svc.name} drained: pid {pids} exited after {took}",
-                    [("active operations", ops or "not reported"), ("exit code", _exit_note())],
+                codes = [exits.get(p) for p, _ in self._pids]
+                return ops.outcome(
+                    svc.name,
+                    f"pid {pids} exited after {took}",
+                    codes,
                 )
             if running is None and not seen.reachable and saw_draining:
-                return Outcome(
-                    Result.VERIFIED,
-                    f"{svc.name} drained and stopped answering after {took}",
-                    [("active operations", ops or "not reported"), ("last", seen.describe())],
+                return ops.outcome(
+                    svc.name,
+                    f"stopped answering after {took}",
+                    None,
+                    extra=[("last", seen.describe())],
                 )
             if running is None and seen.reachable and saw_draining and seen.draining is False:
-                return Outcome(
-                    Result.VERIFIED,
-                    f"{svc.name} drained and came back fresh after {took} (draining false)",
-                    [("active operations", ops or "not reported")],
-                )
+                # Back under its supervisor: what it had in flight before going away counts.
+                return ops.outcome(svc.name, f"came back fresh after {took} (draining false)", None)
             if time.monotonic() >= deadline:
                 still = [seen.describe()]
                 if running:
@@ -284,7 +311,10 @@ class DrainAction:
                 return Outcome(
                     Result.NOT_VERIFIED,
                     f"{svc.name} not drained within {drain.timeout:g} s: " + "; ".join(still),
-                    [("draining seen", "yes" if saw_draining else "no")],
+                    [
+                        ("draining seen", "yes" if saw_draining else "no"),
+                        ("active operations", ops.sequence()),
+                    ],
                 )
             await asyncio.sleep(self.poll_interval)
 
@@ -308,9 +338,115 @@ class DrainAction:
             await self.http.aclose()
 
 
-def _exit_note() -> str:
-    # Only a parent can read a process's exit status; ultrawatch is not the parent.
-    return "not visible to ultrawatch (the process is not its child)"
+class _Ops:
+    """Active operations as the service reported them, from before the drain to its
+    last answer: only a last count of 0 shows that no in-flight work was dropped."""
+
+    def __init__(self) -> None:
+        self.counts: list[int] = []
+
+    def note(self, seen: _Seen) -> None:
+        active = seen.active
+        if not seen.reachable or not isinstance(active, int) or isinstance(active, bool):
+            return
+        if not self.counts or self.counts[-1] != active:
+            self.counts.append(active)
+
+    def sequence(self) -> str:
+        c: list[object] = list(self.counts)
+        if not c:
+            return "not reported"
+        shown = c if len(c) <= 12 else [*c[:5], "...", *c[-6:]]
+        return " -> ".join(str(x) for x in shown)
+
+    def outcome(
+        self,
+        name: str,
+        ended: str,
+        exits: list[str | None] | None,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> Outcome:
+        """VERIFIED only when the last count seen was 0, or (never reported) every
+        exit code is known and 0; a known bad exit is never verified. An unknown exit
+        code or count never reads as success. `exits` is None when no process was
+        followed."""
+        last = self.counts[-1] if self.counts else None
+        details = [("active operations", self.sequence())]
+        if exits is None:
+            details.append(("exit", "not followed (no process configured): unknown"))
+        else:
+            details.append(("exit", "; ".join(e or EXIT_UNKNOWN for e in exits)))
+        details += extra or []
+        bad = [e for e in exits or [] if e is not None and e != EXIT_CLEAN]
+        all_clean = bool(exits) and all(e == EXIT_CLEAN for e in exits or [])
+        if last is not None and last > 0:
+            ops = f"{last} operation{'s' if last != 1 else ''}"
+            how = f" ({'; '.join(bad)})" if bad else ""
+            return Outcome(
+                Result.NOT_VERIFIED,
+                f"{name} {ended} with {ops} in flight{how}: work may be lost",
+                details,
+            )
+        if bad:
+            return Outcome(
+                Result.NOT_VERIFIED,
+                f"{name} {ended}, not cleanly ({'; '.join(bad)}): work may be lost",
+                details,
+            )
+        if last is None and not all_clean:
+            return Outcome(
+                Result.NOT_VERIFIED,
+                f"{name} {ended}, but it never reported 0 active operations and its exit "
+                "code is not known: in-flight work may be lost",
+                details,
+            )
+        return Outcome(Result.VERIFIED, f"{name} drained: {ended}", details)
+
+
+EXIT_CLEAN = "exit code 0"
+EXIT_UNKNOWN = "exit code unknown (not visible to ultrawatch: reaped by its parent)"
+
+
+def _exit_of(pid: int) -> str | None:
+    """How a zombie ended, from /proc/<pid>/stat (field 52, the raw wait status, since
+    Linux 3.5): readable until its parent reaps it, without reaping it ourselves (which
+    would steal the status from a parent that waits). None when not a zombie or gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    rest = text[text.rfind(")") + 2 :].split()  # comm may hold spaces and ")"
+    if not rest or rest[0] != "Z" or len(rest) < 50:
+        return None
+    status = int(rest[49])
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return f"killed by {name}"
+    code = os.WEXITSTATUS(status)
+    return EXIT_CLEAN if code == 0 else f"exit code {code}"
+
+
+def _alive_and_exits(targets: list[Target]) -> tuple[list[int], dict[int, str]]:
+    """Which targets still run, and the exit of each one seen as a zombie. Blocking."""
+    running = alive(targets)
+    exits: dict[int, str] = {}
+    for pid, created in targets:
+        if pid in running:
+            continue
+        try:
+            same = psutil.Process(pid).create_time() == created
+        except psutil.Error:
+            continue  # reaped already: its exit code is gone with it
+        if same:
+            how = _exit_of(pid)
+            if how is not None:
+                exits[pid] = how
+    return running, exits
 
 
 def _raise_for(f: Fetched, path: str) -> None:
