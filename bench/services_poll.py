@@ -57,11 +57,10 @@ async def measure(
     port: int, endpoints: int, concurrency: int, rounds: int, engine: str
 ) -> dict[str, float]:
     from collectors.config import parse_config
-    from collectors.http import HttpClient
     from collectors.services import ServicesCollector
 
     config = parse_config(config_text(port, endpoints, concurrency, engine))
-    collector = ServicesCollector(config, HttpClient(config.http))
+    collector = ServicesCollector(config)  # its own HttpClient, closed by close()
     try:
         await collector.collect()  # warm-up: connections opened
         walls, cpus = [], []

@@ -276,6 +276,7 @@ class ServiceConfig(_Section):
     latency_warn: Duration = Duration(0.5)
     latency_crit: Duration | None = None
     max_per_event: int = 10
+    flap_warn: int = 6  # health state changes in the history window that warn (0: never)
     memory_limit: ByteSize | None = None
 
 

@@ -72,6 +72,9 @@ class HttpClient:
                         max_connections=s.concurrency, max_keepalive_connections=s.concurrency
                     ),
                     headers={"User-Agent": "ultrawatch"},
+                    # Like aiohttp below: health polls go straight to the targets,
+                    # never through an HTTP(S)_PROXY from the environment.
+                    trust_env=False,
                 )
             else:
                 import aiohttp

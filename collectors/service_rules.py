@@ -1,11 +1,14 @@
 """Judges for services and processes (registered in collectors.rules.JUDGES).
 
 service.<name>.health     the health answer: fail/down critical, warn/degraded warning;
-                          unreachable: critical on the first poll (one-shot `check`) and
-                          after 3 consecutive failed polls, warning before that.
+                          unreachable: critical while it has never answered (one-shot
+                          `check`, or down from the start) and after 3 consecutive failed
+                          polls, warning before that; flapping (state changes in the
+                          window) is shown, and warns at flap_warn when the answer is ok.
 service.<name>.latency    p95 over the window above latency_warn (latency_crit).
-service.<name>.listeners  an event above max_per_event: warning; total growing (R^2 >= 0.8):
-                          warning; growing and doubled from its baseline: critical.
+service.<name>.listeners  an event above the service's maxPerEvent (else max_per_event):
+                          warning; total growing (R^2 >= 0.8): warning; growing and
+                          doubled from its baseline: critical.
 process.<name>.memory     RSS against the limit (config, cgroup or physical): 80 % / 95 %.
 process.<name>.memory_growth
                           slope above growth_warn per minute with R^2 >= 0.8 over at least
@@ -52,10 +55,15 @@ def judge_services(reading: Reading, config: Config) -> list[CheckResult]:
         polls = int(d.get("polls") or 0)
         if reading.error_kind != "unreachable":
             return [result("health", Status.UNKNOWN, f"not checked: {reading.error}")]
-        # No history yet (a one-shot check, or the first round) or 3 in a row: critical.
-        crit = polls <= 1 or fails >= UNREACHABLE_CRIT_AFTER or not d
+        # Never answered since we started (a one-shot check, or down from the start):
+        # critical from the first failure on, so it never dips to warning on the 2nd
+        # poll. A service that did answer warns first: 3 failures in a row are critical.
+        never = not d.get("ever_answered", polls <= 1)
+        crit = never or fails >= UNREACHABLE_CRIT_AFTER or not d
         status = Status.CRITICAL if crit else Status.WARNING
         times = f" ({fails} consecutive polls)" if fails > 1 else ""
+        if never and polls > 1:
+            times += ", never answered since ultrawatch started"
         return [
             result(
                 "health",
@@ -78,6 +86,19 @@ def judge_services(reading: Reading, config: Config) -> list[CheckResult]:
     bad = [c["name"] for c in d.get("components") or [] if c.get("status") != "ok"]
     if bad:
         parts.append("not ok: " + ", ".join(bad[:5]))
+    failed = d.get("detail_errors") or {}
+    if failed:
+        parts.append(
+            "detail paths failed: " + ", ".join(f"{p} ({e})" for p, e in list(failed.items())[:3])
+        )
+    flaps = int(d.get("flaps") or 0)
+    if flaps:
+        window = _duration(float(d.get("flap_window_s") or 0))
+        parts.append(f"flapping: {flaps} state changes in {window}")
+        limit = svc.flap_warn if svc is not None else None
+        if limit and flaps >= limit and status is Status.OK:
+            # Up now, but up and down too often to trust: someone should look.
+            status = Status.WARNING
     out.append(result("health", status, "; ".join(parts)))
 
     p95 = d.get("latency_p95_ms")
@@ -108,11 +129,17 @@ def judge_services(reading: Reading, config: Config) -> list[CheckResult]:
     return out
 
 
-def _listeners(result, lis: dict, trend: dict | None, limit: int) -> CheckResult:  # type: ignore[no-untyped-def]
+def _listeners(result, lis: dict, trend: dict | None, configured: int) -> CheckResult:  # type: ignore[no-untyped-def]
     total = lis.get("total") or 0
+    # The service knows its own budget per event: its maxPerEvent wins over the config.
+    reported = lis.get("maxPerEvent")
+    if isinstance(reported, int | float) and not isinstance(reported, bool) and reported > 0:
+        limit, whose = int(reported), "the service's maxPerEvent"
+    else:
+        limit, whose = configured, "max_per_event from the config"
     over = {k: v for k, v in (lis.get("byEvent") or {}).items() if v > limit}
     status = Status.OK
-    parts = [f"{total} listeners"]
+    parts = [f"{total} listeners", f"limit {limit} per event ({whose})"]
     if over:
         status = Status.WARNING
         worst = sorted(over.items(), key=lambda kv: -kv[1])[:3]
@@ -226,9 +253,10 @@ def judge_processes(reading: Reading, config: Config) -> list[CheckResult]:
             name,
             status,
             summary,
-            value=None if slope is None else round(slope * 60, 1),
-            unit="bytes",
-            warn=float(pc.growth_warn),
+            # A rate, in base units per second (growth_warn is per minute).
+            value=None if slope is None else round(slope, 2),
+            unit="bytes_per_s",
+            warn=round(pc.growth_warn / 60, 2),
         )
     )
     return out

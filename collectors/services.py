@@ -24,6 +24,8 @@ from collectors.model import Reading
 HISTORY_POINTS = 60  # latency_history kept in a reading (sparkline width)
 GROWTH_R2 = 0.8  # a listener total "keeps growing" when the fit is at least this good
 GROWTH_MIN_SAMPLES = 5
+DETAIL_SHARE = 0.75  # detail paths time out at this share of the per-service budget
+DETAIL_MARGIN = 0.05  # s kept back from the budget to parse and build the reading
 
 
 @dataclass
@@ -33,6 +35,7 @@ class _ServiceState:
     statuses: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=600))
     consecutive_failures: int = 0
     polls: int = 0
+    answered: bool = False  # /health has answered at least once since we started
     listeners_baseline: int | None = None
 
 
@@ -40,15 +43,21 @@ class ServicesCollector:
     component = "services"
     backoff = False  # each target is retried every round (per-request timeouts)
 
-    def __init__(self, config: Config, http: HttpClient) -> None:
+    def __init__(self, config: Config, http: HttpClient | None = None) -> None:
         self.config = config
-        self.http = http
+        # A client handed in is shared and closed by its owner (the Poller); one made
+        # here is ours to close.
+        self._own_http = http is None
+        self.http = http or HttpClient(config.http)
         self.window = float(config.dashboard.history)
         # Finish inside the poller's deadline, so one slow service costs only its own
         # reading, never the whole collector's.
         deadline = float(config.dashboard.collector_timeout)
         self.budget = max(0.2, deadline - 0.5 if deadline > 2 else deadline * 0.75)
         self.request_timeout = min(float(config.http.timeout), self.budget)
+        # Clearly below the budget: a hanging detail path gives up before /health's
+        # reading is due.
+        self.detail_timeout = min(self.request_timeout, self.budget * DETAIL_SHARE)
         self._state: dict[str, _ServiceState] = {
             s.name: _ServiceState(RingBuffer(600), RingBuffer(600)) for s in config.services
         }
@@ -60,7 +69,8 @@ class ServicesCollector:
         return list(await asyncio.gather(*(self._one(s) for s in self.config.services)))
 
     async def close(self) -> None:
-        await self.http.aclose()
+        if self._own_http:
+            await self.http.aclose()
 
     async def _one(self, svc: ServiceConfig) -> Reading:
         started = time.time()
@@ -83,21 +93,45 @@ class ServicesCollector:
         st = self._state[svc.name]
         st.polls += 1
         base = svc.url.rstrip("/")
-        limit = self.request_timeout
-        fetches = await asyncio.gather(
-            self.http.get(base + svc.health_path, timeout=limit),
-            *(self.http.get(base + p, timeout=limit) for p in svc.detail_paths),
+        # /health alone decides reachability; the detail paths start at the same time but
+        # only get what is left of the budget once /health has answered, so one hanging
+        # detail path costs its own entry in detail_errors, never the service.
+        t0 = time.monotonic()
+        end = t0 + self.budget - DETAIL_MARGIN
+        health = asyncio.ensure_future(
+            self.http.get(base + svc.health_path, timeout=self.request_timeout)
         )
-        main, details = fetches[0], fetches[1:]
+        detail_tasks = [
+            asyncio.ensure_future(self.http.get(base + p, timeout=self.detail_timeout))
+            for p in svc.detail_paths
+        ]
+        try:
+            main = await health
+            if main.error is not None:
+                return self._failed(svc, started, main.error, main.elapsed_ms)
+            if detail_tasks:
+                left = max(0.0, end - time.monotonic())
+                await asyncio.wait(detail_tasks, timeout=left)
+        finally:
+            pending = [t for t in detail_tasks if not t.done()]
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        waited = time.monotonic() - t0
+        details = [
+            t.result()
+            if not t.cancelled()
+            else Fetched(base + p, error=f"no answer within {waited:.2g}s (after /health)")
+            for p, t in zip(svc.detail_paths, detail_tasks, strict=True)
+        ]
         now = time.time()
-        if main.error is not None:
-            return self._failed(svc, started, main.error, main.elapsed_ms)
-
         st.consecutive_failures = 0
-        health = parse_health(main.status, main.content_type, main.body, main.truncated)
-        self._note_status(st, now, health.status)
+        st.answered = True
+        health_seen = parse_health(main.status, main.content_type, main.body, main.truncated)
+        self._note_status(st, now, health_seen.status)
         st.latency.append(now, main.elapsed_ms)
-        data = self._health_data(base + svc.health_path, main, health)
+        data = self._health_data(base + svc.health_path, main, health_seen)
         data.update(self._latency_data(st, main.elapsed_ms))
         data.update(self._details(svc, st, now, details))
         data.update(self._common(st, now))
@@ -169,7 +203,13 @@ class ServicesCollector:
     def _common(self, st: _ServiceState, now: float) -> dict[str, Any]:
         seen = [s for t, s in st.statuses if t >= now - self.window]
         flaps = sum(1 for a, b in itertools.pairwise(seen) if a != b)
-        return {"consecutive_failures": st.consecutive_failures, "flaps": flaps, "polls": st.polls}
+        return {
+            "consecutive_failures": st.consecutive_failures,
+            "flaps": flaps,
+            "flap_window_s": self.window,
+            "polls": st.polls,
+            "ever_answered": st.answered,
+        }
 
     def _details(
         self, svc: ServiceConfig, st: _ServiceState, now: float, details: list[Fetched]

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from collectors.config import Config, parse_config
-from collectors.http import HttpClient
 from collectors.model import Reading, Snapshot
 from collectors.rules import Rules
 from collectors.services import ServicesCollector
@@ -42,7 +41,7 @@ def config_for(services: list[tuple[str, str]], extra: str = "", http: str = "")
 
 def poll(config: Config, rounds: int = 1, pause: float = 0.0) -> list[list[Reading]]:
     async def go() -> list[list[Reading]]:
-        c = ServicesCollector(config, HttpClient(config.http))
+        c = ServicesCollector(config)
         out = []
         try:
             for i in range(rounds):
@@ -160,9 +159,7 @@ def test_every_format_and_bad_answer_with_others_unharmed():
         services.append(("refused", refused))
         config = config_for(services)
         tracemalloc.start()
-        t0 = time.perf_counter()
         (readings,) = poll(config)
-        elapsed = time.perf_counter() - t0
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     by = {r.target: r for r in readings}
@@ -185,7 +182,9 @@ def test_every_format_and_bad_answer_with_others_unharmed():
     assert "connection refused" in (by["refused"].error or "")
     # The 50 MB body was cut at the 1 MiB cap; the trickle and the sleeper at 1 s.
     assert peak < 20 * 1024 * 1024, peak
-    assert elapsed < 4.5  # the 5 s sleeper and the 21 s trickle did not hold the round
+    # The 5 s sleeper and the 21 s trickle were each cut at their own 1 s timeout.
+    for name in ("slow", "trickle"):
+        assert by[f"bad-{name}"].error == "timed out after 1s", by[f"bad-{name}"].error
     checks = judged(config, readings)
     assert checks["service.refused.health"].status == "critical"  # first poll: at once
     assert checks["service.bad-html.health"].status == "critical"
@@ -237,6 +236,7 @@ class Platform:
         self.delay = 0.0
         self.listeners: dict[str, int] = {"order.created": 4, "order.paid": 2}
         self.grow = 0  # listeners added to order.created per /health/memory request
+        self.max_per_event: int | None = 10  # None: the service does not say
 
     def __call__(self, req: BaseHTTPRequestHandler) -> None:
         if self.delay:
@@ -252,10 +252,11 @@ class Platform:
                 "heapUsed": 45678901,
                 "listeners": {
                     "total": sum(self.listeners.values()),
-                    "maxPerEvent": 10,
                     "byEvent": self.listeners,
                 },
             }
+            if self.max_per_event is not None:
+                body["listeners"]["maxPerEvent"] = self.max_per_event  # type: ignore[index]
             respond(req, 200, json.dumps(body))
         elif req.path == "/health/security":
             respond(
@@ -327,7 +328,7 @@ def test_unreachable_counts_and_flaps():
     async def scenario() -> list[list[Reading]]:
         with http_server(flapping) as base:
             config = config_for([("svc", base)])
-            c = ServicesCollector(config, HttpClient(config.http))
+            c = ServicesCollector(config)
             out = [await c.collect() for _ in range(4)]
         # The server is gone now: connection refused from here on.
         out += [await c.collect() for _ in range(3)]
@@ -367,6 +368,7 @@ def test_listener_leak_warns_then_critical_when_doubled():
 
 
 def test_event_above_max_per_event_without_growth():
+    """The service's own maxPerEvent is the limit; the config's applies when it says none."""
     plat = Platform()
     plat.listeners = {"order.created": 3, "cart.updated": 14}
     with http_server(plat) as base:
@@ -374,11 +376,122 @@ def test_event_above_max_per_event_without_growth():
         (readings,) = poll(config)
         c = judged(config, readings)["service.cart.listeners"]
         assert c.status == "warning" and "cart.updated=14" in c.summary
-        config = config_for(
+        assert "limit 10 per event (the service's maxPerEvent)" in c.summary
+        # A higher max_per_event in the config does not override what the service says.
+        raised = config_for(
             [("cart", base)], 'detail_paths = ["/health/memory"]\nmax_per_event = 20'
         )
+        (readings,) = poll(raised)
+        c = judged(raised, readings)["service.cart.listeners"]
+        assert c.status == "warning" and "limit 10 per event" in c.summary
+        # The service allows 20: within its limit.
+        plat.max_per_event = 20
         (readings,) = poll(config)
-        assert judged(config, readings)["service.cart.listeners"].status == "ok"
+        c = judged(config, readings)["service.cart.listeners"]
+        assert c.status == "ok" and "limit 20 per event (the service's maxPerEvent)" in c.summary
+        # The service says nothing: the config's max_per_event (default 10) applies.
+        plat.max_per_event = None
+        (readings,) = poll(config)
+        c = judged(config, readings)["service.cart.listeners"]
+        assert c.status == "warning"
+        assert "limit 10 per event (max_per_event from the config)" in c.summary
+        (readings,) = poll(raised)
+        c = judged(raised, readings)["service.cart.listeners"]
+        assert (
+            c.status == "ok" and "limit 20 per event (max_per_event from the config)" in c.summary
+        )
+
+
+def test_hanging_detail_path_costs_only_its_own_entry():
+    """/health answers at once and /health/memory hangs: the service is reachable,
+    its /health latency is kept, and detail_errors names the path that did not answer."""
+    plat = Platform()
+
+    def handle(req: BaseHTTPRequestHandler) -> None:
+        if req.path == "/health/memory":
+            time.sleep(8)
+            with contextlib.suppress(OSError):
+                respond(req, 200, "{}")
+        else:
+            plat(req)
+
+    with http_server(handle) as base:
+        config = parse_config(
+            '[dashboard]\ncollector_timeout = "2s"\n[http]\ntimeout = "5s"\n'
+            f'[[services]]\nname = "orders"\nurl = "{base}"\n{DETAILS}\n'
+        )
+        rounds = poll(config, rounds=2)
+    for rnd in rounds:
+        (r,) = rnd
+        assert r.ok and r.error is None, r.error
+        assert r.data["status"] == "ok" and r.data["latency_ms"] is not None
+        assert r.data["pool"] == {"max": 5, "active": 2, "idle": 3, "waiting": 1}
+        assert r.data["security"]["accessKeyFingerprint"] == "sha256:1a2b3c4d5e6f"
+        assert r.data["memory"] is None and r.data["listeners"] is None
+        # budget 1.5 s (2 s collector deadline - 0.5); details time out at 75 % of it
+        assert r.data["detail_errors"] == {"/health/memory": "timed out after 1.125s"}
+    assert rounds[1][0].data["latency_samples"] == 2
+    checks = judged(config, rounds[1])
+    health = checks["service.orders.health"]
+    assert health.status == "ok"
+    assert "detail paths failed: /health/memory (timed out after 1.125s)" in health.summary
+    assert checks["service.orders.latency"].status == "ok"
+
+
+def test_down_from_the_start_stays_critical():
+    """Never answered: critical from the first failed poll, with or without hysteresis."""
+    config = config_for([("down", f"http://127.0.0.1:{free_port()}")])
+    rounds = poll(config, rounds=4)
+    tui = Rules(config, raise_after=2, clear_after=2)
+    plain = Rules(config)
+    seen_tui, seen_plain = [], []
+    for i, rnd in enumerate(rounds):
+        snap = Snapshot(i + 1, time.time(), 0.0, tuple(rnd))
+        seen_tui.append(tui.evaluate(snap).checks[0])
+        seen_plain.append(plain.evaluate(snap).checks[0])
+    assert [c.status for c in seen_plain] == ["critical"] * 4
+    # The TUI's raise_after=2 holds a new problem back one round, then it never dips.
+    assert [c.status for c in seen_tui][1:] == ["critical"] * 3
+    assert "never answered since ultrawatch started" in seen_plain[3].summary
+    assert "(4 consecutive polls" in seen_plain[3].summary
+
+
+def test_flapping_is_shown_and_warns_at_flap_warn():
+    states = iter(["pass", "fail", "pass", "fail", "pass"])
+    plat = Platform()
+
+    def flapping(req: BaseHTTPRequestHandler) -> None:
+        plat.health["status"] = next(states, "pass")
+        plat(req)
+
+    with http_server(flapping) as base:
+        config = config_for([("svc", base)], "flap_warn = 4")
+        rounds = poll(config, rounds=5)
+    quiet = config_for([("svc", "http://127.0.0.1:1")], "flap_warn = 0")
+    first = judged(config, rounds[0])["service.svc.health"]
+    assert first.status == "ok" and "flapping" not in first.summary
+    third = judged(config, rounds[2])["service.svc.health"]
+    assert third.status == "ok" and "flapping: 2 state changes in 15 min" in third.summary
+    fifth = judged(config, rounds[4])["service.svc.health"]
+    assert fifth.status == "warning" and "flapping: 4 state changes in 15 min" in fifth.summary
+    # flap_warn = 0: shown, never warned on.
+    off = judged(quiet, rounds[4])["service.svc.health"]
+    assert off.status == "ok" and "flapping: 4 state changes" in off.summary
+
+
+def test_httpx_engine_ignores_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Health polls go straight to the service on both engines, never through a proxy
+    from the environment (here one that does not exist)."""
+    dead_proxy = f"http://127.0.0.1:{free_port()}"
+    for var in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(var, dead_proxy)
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with http_server(_pass) as base:
+        for engine in ("httpx", "aiohttp"):
+            config = config_for([("direct", base)], http=f'engine = "{engine}"')
+            (readings,) = poll(config)
+            assert readings[0].ok and readings[0].data["status"] == "ok", (engine, readings)
 
 
 def test_check_cli_reports_services(write_config):
@@ -409,7 +522,7 @@ def test_a_slow_service_costs_only_its_own_reading():
         )
 
         async def go() -> Snapshot:
-            c = ServicesCollector(config, HttpClient(config.http))
+            c = ServicesCollector(config)
             try:
                 return await Poller([c], deadline=1.5).poll()
             finally:
