@@ -24,6 +24,17 @@ if TYPE_CHECKING:
     from collectors.http import HttpClient
 
 
+class SharedResource(Protocol):
+    async def aclose(self) -> None: ...
+
+
+class Collectors(list["Collector"]):
+    """build_collectors' answer: the collectors, plus what they share (`shared`),
+    which the Poller given this list closes in its `aclose`."""
+
+    shared: list[SharedResource]
+
+
 class Collector(Protocol):
     component: str
     # False for collectors whose targets are cheap to retry one by one (HTTP with a
@@ -58,8 +69,12 @@ class Poller:
         backoff_base: float = 1.0,
         backoff_cap: float = 30.0,
         clock: Callable[[], float] = time.time,
+        shared: Sequence[SharedResource] | None = None,
     ) -> None:
         self.collectors = list(collectors)
+        # Resources the collectors share (build_collectors' one HttpClient): the Poller
+        # owns them and closes them once, after every collector has closed.
+        self.shared = list(shared if shared is not None else getattr(collectors, "shared", []))
         self.deadline = deadline
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -213,6 +228,11 @@ class Poller:
                 await asyncio.wait_for(c.close(), timeout=2)
             except Exception:  # closing is best effort; the process is ending
                 pass
+        for r in self.shared:
+            try:
+                await asyncio.wait_for(r.aclose(), timeout=2)
+            except Exception:  # best effort too
+                pass
 
 
 def _escaped(r: Reading) -> Reading:
@@ -227,11 +247,13 @@ def _escaped(r: Reading) -> Reading:
 COLLECTOR_NAMES = ("postgres", "redis", "services", "processes", "secrets")
 
 
-def build_collectors(config: Config, only: Sequence[str] | None = None) -> list[Collector]:
+def build_collectors(config: Config, only: Sequence[str] | None = None) -> Collectors:
     """The collectors the config switches on. Client libraries are imported lazily,
-    so `check --only redis` never pays for psycopg or httpx."""
+    so `check --only redis` never pays for psycopg or httpx. The one HttpClient they
+    share is in `.shared`: the Poller built from this list closes it."""
     wanted = set(only or COLLECTOR_NAMES)
-    out: list[Collector] = []
+    out = Collectors()
+    out.shared = []
     http = None
 
     def shared_http() -> HttpClient:
@@ -240,6 +262,7 @@ def build_collectors(config: Config, only: Sequence[str] | None = None) -> list[
             from collectors.http import HttpClient
 
             http = HttpClient(config.http)
+            out.shared.append(http)
         return http
 
     if "postgres" in wanted and config.postgres is not None:

@@ -290,3 +290,49 @@ def test_collectors_that_opt_out_are_retried_every_round() -> None:
 
     asyncio.run(rounds(6))
     assert down.calls == 6
+
+
+def test_the_poller_closes_the_http_client_its_collectors_share(tmp_path, write_config) -> None:
+    """`check --only secrets` uses the shared HttpClient without the services
+    collector: the Poller owns it and closes it, so nothing is left unclosed."""
+    import json
+    import secrets
+
+    from collectors.poller import build_collectors
+    from tests.conftest import run_cli
+    from tests.helpers import http_server, respond
+
+    hits: list[str] = []
+
+    def handle(req) -> None:
+        hits.append(req.path)
+        if req.path == "/health/security":
+            body = {"jwt": {"algorithm": "HS256", "accessKeyFingerprint": "sha256:00"}}
+            respond(req, 200, json.dumps(body))
+        else:
+            respond(req, 200, '{"status": "pass"}')
+
+    env = tmp_path / ".env"
+    env.write_text(
+        f"JWT_SECRET={secrets.token_urlsafe(48)}\nJWT_REFRESH_SECRET={secrets.token_urlsafe(48)}\n"
+    )
+    with http_server(handle) as url:
+        text = (
+            f'[[services]]\nname = "users"\nurl = "{url}"\ndetail_paths = ["/health/security"]\n'
+            f'[secrets]\nstore = {{ kind = "dotenv", path = "{env}" }}\n'
+        )
+        res = run_cli("check", "--config", str(write_config(text)), "--only", "secrets")
+        assert "/health/security" in hits  # the secrets collector did use the client
+        assert res.stderr == ""
+        assert json.loads(res.stdout)["checks"]
+
+        async def one_round() -> tuple[bool, bool]:
+            collectors = build_collectors(parse_config(text), ["secrets"])
+            (http,) = collectors.shared
+            poller = Poller(collectors, deadline=5)
+            await poller.poll()
+            opened = http._client is not None
+            await poller.aclose()
+            return opened, http._client is None
+
+        assert asyncio.run(one_round()) == (True, True)
