@@ -5,7 +5,9 @@ match (named after the service). A target is matched by pid, pidfile or a
 command-line regex; psutil is blocking, so each round runs in a thread. The RSS
 trend is a least-squares fit over the dashboard history window; a restart (new
 pids or create times) starts a new trend. The limit for time-to-limit is the
-configured one, else the process's cgroup v2 `memory.max`, else physical memory.
+configured one, else the process's cgroup limit (the lowest v2 `memory.max` up its
+cgroup tree, or v1 `memory.limit_in_bytes`), else physical memory. CPU % is None on a
+process's first sample: there is nothing yet to measure it against.
 """
 
 from __future__ import annotations
@@ -121,6 +123,7 @@ class ProcessesCollector:
             for p in process_targets(config)
         ]
         self._physical = psutil.virtual_memory().total
+        self.root = Path("/")  # where /proc and /sys are: a test points it at a fake tree
 
     def targets(self) -> list[str]:
         return [t.name for t in self._targets]
@@ -170,13 +173,14 @@ class ProcessesCollector:
     def _one(self, t: _Target, cmdlines: list[tuple[int, str]] | None, started: float) -> Reading:
         pids, why = self._pids(t, cmdlines)
         rss = fds = threads = 0
-        cpu = 0.0
+        cpu: float | None = None  # None until some process has a previous sample
         identity: set[tuple[int, float]] = set()
         procs: dict[int, psutil.Process] = {}
         for pid in pids:
             try:
                 proc = t.procs.get(pid)
-                if proc is None or not proc.is_running():  # is_running: pid not reused
+                fresh = proc is None or not proc.is_running()  # is_running: pid not reused
+                if fresh:
                     proc = psutil.Process(pid)
                 with proc.oneshot():
                     if proc.status() == psutil.STATUS_ZOMBIE:
@@ -188,7 +192,9 @@ class ProcessesCollector:
                         nfds = proc.num_fds()
                     except (psutil.AccessDenied, AttributeError):
                         nfds = 0
-                    pct = proc.cpu_percent(None)  # since the previous round
+                    # Since the previous round; psutil's first call has nothing to
+                    # compare with and says 0.0, which would read as "idle".
+                    pct = proc.cpu_percent(None)
             except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
                 continue
             identity.add((pid, created))
@@ -196,7 +202,8 @@ class ProcessesCollector:
             rss += mem
             fds += nfds
             threads += nthreads
-            cpu += pct
+            if not fresh:
+                cpu = (cpu or 0.0) + pct
         t.procs = procs
         limit, source = self._limit(t, sorted(procs))
         if not procs:
@@ -244,7 +251,7 @@ class ProcessesCollector:
             "match": t.how(),
             "rss_bytes": rss,
             "rss_history": [int(v) for _, v in samples[-HISTORY_POINTS:]],
-            "cpu_percent": round(cpu, 1),
+            "cpu_percent": None if cpu is None else round(cpu, 1),
             "fds": fds,
             "threads": threads,
             "growth_bytes_per_s": round(trend.slope, 2) if trend else None,
@@ -261,24 +268,88 @@ class ProcessesCollector:
         if t.memory_limit:
             return int(t.memory_limit), "config"
         for pid in pids[:1]:
-            limit = cgroup_memory_max(pid)
+            limit = cgroup_memory_max(pid, self.root)
             if limit:
                 return limit, "cgroup"
         return self._physical, "physical"
 
 
-def cgroup_memory_max(pid: int) -> int | None:
-    """The cgroup v2 `memory.max` of a process, None when unlimited or unknown."""
+# cgroup v1 says "unlimited" with a huge page-rounded number (2**63 - 4096 and the like).
+V1_UNLIMITED = 1 << 60
+
+
+def _mounts(root: Path) -> tuple[list[tuple[str, Path]], list[tuple[str, Path]]]:
+    """(cgroup2 mounts, cgroup v1 memory mounts) from /proc/self/mountinfo, each as
+    (the mount's root inside the hierarchy, where it is mounted)."""
+    v2: list[tuple[str, Path]] = []
+    v1: list[tuple[str, Path]] = []
     try:
-        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        lines = (root / "proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return v2, v1
+    for line in lines:
+        left, sep, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if not sep or len(fields) < 5 or len(tail) < 3:
+            continue
+        # Mount points escape spaces and the like as octal (\040).
+        where = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+        point = root / where.lstrip("/")
+        if tail[0] == "cgroup2":
+            v2.append((fields[3], point))
+        elif tail[0] == "cgroup" and "memory" in tail[2].split(","):
+            v1.append((fields[3], point))
+    return v2, v1
+
+
+def _lowest_along(mount_root: str, point: Path, group: str, name: str) -> int | None:
+    """The lowest limit in `name` from the process's cgroup up to the mount's root:
+    a parent's limit caps every child below it."""
+    rel = group.strip()
+    if mount_root not in ("", "/") and (rel == mount_root or rel.startswith(mount_root + "/")):
+        rel = rel[len(mount_root) :]
+    parts = [p for p in rel.split("/") if p and p not in (".", "..")]
+    lowest: int | None = None
+    for depth in range(len(parts), -1, -1):
+        try:
+            text = (point.joinpath(*parts[:depth]) / name).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < V1_UNLIMITED:
+            lowest = int(text) if lowest is None else min(lowest, int(text))
+    return lowest
+
+
+def cgroup_memory_max(pid: int, root: Path = Path("/")) -> int | None:
+    """The memory limit a process's cgroups put on it, None when unlimited or unknown.
+
+    cgroup v2: the lowest `memory.max` from its cgroup up the tree, under wherever
+    cgroup2 is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts);
+    else cgroup v1's `memory.limit_in_bytes`, the "unlimited" huge values ignored.
+    `root` stands for "/" (tests point it at a fake tree).
+    """
+    try:
+        lines = (root / f"proc/{pid}/cgroup").read_text().splitlines()
     except OSError:
         return None
+    v2_group = v1_group = None
     for line in lines:
-        if line.startswith("0::"):
-            rel = line[3:].strip().lstrip("/")
-            try:
-                text = (Path("/sys/fs/cgroup") / rel / "memory.max").read_text().strip()
-            except OSError:
-                return None
-            return int(text) if text.isdigit() else None
-    return None
+        hid, _, rest = line.partition(":")
+        controllers, _, group = rest.partition(":")
+        if hid == "0" and controllers == "":
+            v2_group = group
+        elif "memory" in controllers.split(","):
+            v1_group = group
+    v2_mounts, v1_mounts = _mounts(root)
+    found: list[int] = []
+    if v2_group is not None:
+        for mount_root, point in v2_mounts or [("/", root / "sys/fs/cgroup")]:
+            limit = _lowest_along(mount_root, point, v2_group, "memory.max")
+            if limit is not None:
+                found.append(limit)
+    if v1_group is not None:
+        for mount_root, point in v1_mounts or [("/", root / "sys/fs/cgroup/memory")]:
+            limit = _lowest_along(mount_root, point, v1_group, "memory.limit_in_bytes")
+            if limit is not None:
+                found.append(limit)
+    return min(found) if found else None

@@ -89,6 +89,9 @@ _UOM = {
     "s": ("s", 1.0),
     "seconds": ("s", 1.0),
     "bytes": ("B", 1.0),
+    # Nagios has no rate UOM: the number stays in bytes per second, unit-less, so no
+    # graphing tool mistakes a growth rate for a size in bytes.
+    "bytes_per_s": ("", 1.0),
     "count": ("", 1.0),
 }
 
@@ -155,6 +158,7 @@ _PROM_UNITS = {
     "s": ("_seconds", 1.0),
     "seconds": ("_seconds", 1.0),
     "bytes": ("_bytes", 1.0),
+    "bytes_per_s": ("_bytes_per_second", 1.0),
 }
 
 

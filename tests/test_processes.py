@@ -202,3 +202,145 @@ def test_never_matches_itself_or_its_ancestors() -> None:
         cwd=Path(__file__).parent.parent,
     )
     assert out.stdout.strip() == f"([], 'no process matches cmdline /{marker}/')", out.stderr
+
+
+BUSY = """
+import time
+print("ready", flush=True)
+while True:
+    pass
+"""
+
+
+def test_cpu_is_unknown_on_the_first_sample_then_measured(
+    procs: list[subprocess.Popen[str]],
+) -> None:
+    p = spawn(BUSY)
+    procs.append(p)
+    config = cfg(f'[[processes]]\nname = "busy"\npid = {p.pid}\n')
+    c = ProcessesCollector(config)
+    first = collect(c)["busy"]
+    # Nothing to measure against yet: n/a, not a false "idle" 0.0.
+    assert first.ok and first.data["cpu_percent"] is None
+    time.sleep(0.5)
+    second = collect(c)["busy"]
+    assert second.data["cpu_percent"] > 20, second.data  # a spinning loop: near 100 %
+
+
+MiB = 1024 * 1024
+V1_UNLIMITED = "9223372036854771712"
+
+
+def fake_host(root: Path, pid: int, cgroup: str, mountinfo: str, files: dict[str, str]) -> Path:
+    """A real file tree shaped like /proc and /sys/fs/cgroup, under `root`."""
+    (root / f"proc/{pid}").mkdir(parents=True, exist_ok=True)
+    (root / f"proc/{pid}/cgroup").write_text(cgroup)
+    (root / "proc/self").mkdir(parents=True, exist_ok=True)
+    (root / "proc/self/mountinfo").write_text(mountinfo)
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text + "\n")
+    return root
+
+
+HYBRID_MOUNTS = (
+    "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n"
+    "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+    "40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd\n"
+    "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"
+)
+
+
+def test_cgroup_limit_is_the_lowest_up_the_tree(tmp_path: Path) -> None:
+    from collectors.processes import cgroup_memory_max
+
+    # Hybrid host (like this one): cgroup2 at /sys/fs/cgroup/unified; the parent's
+    # memory.max caps the child whose own is "max"; v1's "unlimited" is ignored.
+    root = fake_host(
+        tmp_path / "hybrid",
+        42,
+        "9:name=systemd:/\n4:memory:/app\n0::/kube/pod/app\n",
+        HYBRID_MOUNTS,
+        {
+            "sys/fs/cgroup/unified/kube/pod/app/memory.max": "max",
+            "sys/fs/cgroup/unified/kube/pod/memory.max": str(512 * MiB),
+            "sys/fs/cgroup/unified/kube/memory.max": str(1024 * MiB),
+            "sys/fs/cgroup/memory/app/memory.limit_in_bytes": V1_UNLIMITED,
+            "sys/fs/cgroup/memory/memory.limit_in_bytes": V1_UNLIMITED,
+        },
+    )
+    assert cgroup_memory_max(42, root) == 512 * MiB
+    # cgroup v1 only: memory.limit_in_bytes, the lowest along the path.
+    root = fake_host(
+        tmp_path / "v1",
+        7,
+        "4:memory:/svc/worker\n1:cpu:/\n",
+        "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n",
+        {
+            "sys/fs/cgroup/memory/svc/worker/memory.limit_in_bytes": V1_UNLIMITED,
+            "sys/fs/cgroup/memory/svc/memory.limit_in_bytes": str(256 * MiB),
+            "sys/fs/cgroup/memory/memory.limit_in_bytes": V1_UNLIMITED,
+        },
+    )
+    assert cgroup_memory_max(7, root) == 256 * MiB
+    # Pure cgroup v2 at /sys/fs/cgroup, unlimited everywhere: no limit.
+    root = fake_host(
+        tmp_path / "v2",
+        9,
+        "0::/user.slice/app.scope\n",
+        "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n",
+        {
+            "sys/fs/cgroup/user.slice/app.scope/memory.max": "max",
+            "sys/fs/cgroup/user.slice/memory.max": "max",
+        },
+    )
+    assert cgroup_memory_max(9, root) is None
+    assert cgroup_memory_max(12345, root) is None  # no such process in the tree
+
+
+def test_collector_reports_the_cgroup_limit(
+    procs: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    p = spawn(HOLD, str(10 * MiB))
+    procs.append(p)
+    root = fake_host(
+        tmp_path,
+        p.pid,
+        "4:memory:/x\n0::/svc\n",
+        HYBRID_MOUNTS,
+        {"sys/fs/cgroup/unified/svc/memory.max": str(2 * 1024 * MiB)},
+    )
+    config = cfg(f'[[processes]]\nname = "h"\npid = {p.pid}\n')
+    c = ProcessesCollector(config)
+    c.root = root
+    r = collect(c)["h"]
+    assert (r.data["memory_limit"], r.data["memory_limit_source"]) == (2 * 1024 * MiB, "cgroup")
+    mem = judged(config, [r])["process.h.memory"]
+    assert mem.status == "ok" and "of 2048.0 MiB (cgroup limit" in mem.summary
+
+
+def test_memory_growth_is_a_rate_in_every_format(
+    procs: list[subprocess.Popen[str]],
+) -> None:
+    from dashboard.headless import format_nagios, format_prometheus
+
+    p = spawn(GROW, str(4 * MiB))
+    procs.append(p)
+    config = cfg(f'[[processes]]\nname = "g"\npid = {p.pid}\ngrowth_min_span = "1s"\n')
+    c = ProcessesCollector(config)
+    for _ in range(6):
+        r = collect(c)["g"]
+        time.sleep(0.3)
+    report = Rules(config).evaluate(Snapshot(1, time.time(), 0.0, (r,)))
+    growth = {x.id: x for x in report.checks}["process.g.memory_growth"]
+    assert growth.unit == "bytes_per_s"
+    assert growth.value == r.data["growth_bytes_per_s"]  # per second, as the unit says
+    assert growth.warn == round(1 * MiB / 60, 2)  # growth_warn 1 MiB per minute
+    prom = format_prometheus(report)
+    assert 'ultrawatch_check_value_bytes_per_second{id="process.g.memory_growth"}' in prom
+    assert 'ultrawatch_check_value_bytes{id="process.g.memory_growth"}' not in prom
+    perf = format_nagios(report).splitlines()[0].split(" | ")[1]
+    (field,) = [f for f in perf.split() if f.startswith("process.g.memory_growth=")]
+    value = field.split("=")[1].split(";")[0]
+    assert not value.endswith("B")  # a rate, not a size in bytes
+    assert float(value) == pytest.approx(growth.value, rel=1e-5)  # 6 significant digits
