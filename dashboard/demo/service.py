@@ -139,7 +139,9 @@ class Service:
         except TimeoutError:
             log.warning("closing connections took too long; exiting anyway")
         log.info("drained: exiting")
-        await asyncio.sleep(0.3)  # let a last /health poll see the drained state
+        # Answer "0 in flight" for a moment before exiting: a drain verifies only on a
+        # last count of 0 it has seen (it polls every 0.25 s, slower under load).
+        await asyncio.sleep(1.0)
         self.exit_event.set()
 
     async def close_resources(self) -> None:
