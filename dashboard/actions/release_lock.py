@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,12 +24,22 @@ from collectors.redis_node import describe_error
 from collectors.redis_text import display_text, exact_text, node_name, parse_exact
 from dashboard.actions.base import ActionRefused, Outcome, Plan, Progress, Result
 
-# Delete only if the value is still exactly the one the engineer saw.
+# Delete only if the value is still exactly the one the engineer saw (ARGV[2] = "sha1":
+# ARGV[1] is the SHA-1 of a value too long to carry exactly). 1 deleted, 0 another
+# value (left in place), -1 no such key any more.
 CAS_DELETE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('del', KEYS[1])
+local v = redis.call('get', KEYS[1])
+if v == false then
+  return -1
 end
-return 0
+if ARGV[2] == 'sha1' then
+  if redis.sha1hex(v) ~= ARGV[1] then
+    return 0
+  end
+elseif v ~= ARGV[1] then
+  return 0
+end
+return redis.call('del', KEYS[1])
 """
 
 
@@ -45,10 +56,19 @@ class ReleaseLock:
     name = "release-lock"
 
     def __init__(
-        self, config: Config, key: str | bytes, expected_owner: str | bytes | None = None
+        self,
+        config: Config,
+        key: str | bytes,
+        expected_owner: str | bytes | None = None,
+        *,
+        age_s: float | None = None,
+        expected_sha1: str | None = None,
     ) -> None:
         """`key` and `expected_owner` as bytes, or as the text a reading shows
-        (`key`, `owner_exact`), which is decoded losslessly."""
+        (`key`, `owner_exact`), which is decoded losslessly. A value too long for an
+        exact form is named by its SHA-1 (`owner_sha1`). `age_s`: the lock's age as
+        the caller's reading knows it (an idle time read now may have been reset by
+        an earlier GET)."""
         self.config = config
         self.key = key if isinstance(key, bytes) else parse_exact(key)
         self.expected = (
@@ -56,6 +76,10 @@ class ReleaseLock:
             if isinstance(expected_owner, bytes | None)
             else parse_exact(expected_owner)
         )
+        self.expected_sha1 = expected_sha1.lower() if expected_sha1 else None
+        self.age_s = age_s
+        # Per master: CLIENT NO-TOUCH accepted, so our reads leave its idle times alone.
+        self.touch_off: dict[str, bool] = {}
         self.clients: dict[str, Any] = {}
         self.targets: list[str] = []  # masters that hold exactly the expected value
         self.value: bytes | None = None
@@ -85,13 +109,36 @@ class ReleaseLock:
                 self.clients[node_name(url)] = RedisCluster.from_url(url, **extra)
                 break
             extra["retry"] = Retry(NoBackoff(), 0)
+            # One connection per master, so CLIENT NO-TOUCH sent once covers every read.
+            extra["single_connection_client"] = True
             self.clients[node_name(url)] = aioredis.Redis.from_url(url, **extra)
         return self.clients
 
+    @property
+    def audit_target(self) -> str:
+        """What a refused run is audited under when no plan was made."""
+        return exact_text(self.key)
+
+    @property
+    def audit_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"key": exact_text(self.key)}
+        if self.expected is not None:
+            params["owner"] = display_text(self.expected)
+        if self.expected_sha1:
+            params["owner_sha1"] = self.expected_sha1
+        return params
+
     async def _read(self) -> list[_Seen]:
         out = []
+        cluster = bool(self.config.redis and self.config.redis.cluster)
         for name, client in self._connect().items():
             try:
+                if name not in self.touch_off and not cluster:
+                    try:  # Redis >= 7.2: our GET must not make the lock look fresh
+                        await client.execute_command("CLIENT", "NO-TOUCH", "ON")
+                        self.touch_off[name] = True
+                    except ResponseError:
+                        self.touch_off[name] = False
                 idle = None
                 with contextlib.suppress(ResponseError):
                     idle = await client.object("idletime", self.key)  # before GET resets it
@@ -120,28 +167,34 @@ class ReleaseLock:
             if failed and len(failed) == len(seen):
                 raise ActionRefused(f"cannot read {key}: {why}")
             raise ActionRefused(f"{key} is not held (no such key): nothing to release")
-        if self.expected is None:
+        if self.expected_sha1 is not None:
+            # A long value known by its SHA-1: the one read now must hash to it.
+            match = [s.value for s in held if _sha1(s.value) == self.expected_sha1]
+            self.value = match[0] if match else None
+        elif self.expected is None:
             # Without --owner, the value read now is the one that must still be there.
             values = [s.value for s in held]
             self.value = max(set(values), key=values.count)
         else:
             self.value = self.expected
-        mine = [s for s in held if s.value == self.value]
+        mine = [s for s in held if self.value is not None and s.value == self.value]
         if not mine:
             now = display_text(held[0].value or b"")
-            raise ActionRefused(
-                f"{key} is now held by {now!r}, not by {display_text(self.value)!r}: it was "
-                "released and taken again by another holder; nothing was done"
+            wanted = (
+                display_text(self.value)
+                if self.value is not None
+                else f"a value with SHA-1 {self.expected_sha1}"
             )
+            raise ActionRefused(f"{key} holds {now}, not {wanted}: nothing was done")
+        assert self.value is not None
         self.targets = [s.master for s in mine]
         first = mine[0]
         ttl = "never expires" if first.pttl == -1 else format_duration(max(0, first.pttl) / 1000)
-        age = f"at least {format_duration(first.idle)}" if first.idle is not None else "unknown"
         details = [
             ("key", key),
             ("owner", display_text(self.value)),
             ("ttl", ttl),
-            ("age", age),
+            self._age(first.idle, self.touch_off.get(first.master, False)),
         ]
         masters = len(seen)
         if masters > 1:
@@ -154,32 +207,59 @@ class ReleaseLock:
         if failed:
             details.append(("unreadable", "; ".join(f"{s.master}: {s.error}" for s in failed)))
         where = f" on {len(mine)} master(s)" if masters > 1 else ""
+        params: dict[str, Any] = {
+            "key": key,
+            "owner": display_text(self.value),
+            "masters": self.targets,
+            "ttl_ms": first.pttl,
+        }
+        if self.expected_sha1:
+            params["owner_sha1"] = self.expected_sha1
         return Plan(
             action=self.name,
             target=key,
-            summary=f"delete {key}{where} only if it still holds {display_text(self.value)!r}",
+            summary=f"delete {key}{where} only if it still holds {display_text(self.value)}",
             details=details,
-            params={
-                "key": key,
-                "owner": display_text(self.value),
-                "masters": self.targets,
-                "ttl_ms": first.pttl,
-            },
+            params=params,
             confirm_name=key,
         )
+
+    def _age(self, idle: int | None, no_touch: bool) -> tuple[str, str]:
+        """The age line: the caller's reading knows it best; an idle time read now
+        is an age only where no read resets it (CLIENT NO-TOUCH, Redis >= 7.2)."""
+        if self.age_s is not None:
+            return ("age", f"{format_duration(max(self.age_s, idle or 0))} (as last seen)")
+        if idle is None:
+            return ("age", "unknown (OBJECT IDLETIME refused)")
+        if no_touch:
+            return ("age", f"at least {format_duration(idle)} (idle time)")
+        # Before 7.2 any GET (ours included) resets the idle time: not an age.
+        return ("idle since last read", format_duration(idle))
 
     async def execute(self, plan: Plan, progress: Progress) -> None:
         assert self.value is not None
         clients = self._connect()
+        if self.expected_sha1:
+            args: tuple[Any, ...] = (self.expected_sha1, "sha1")
+        else:
+            args = (self.value, "exact")
         for name in self.targets:
-            n = await clients[name].eval(CAS_DELETE, 1, self.key, self.value)
-            self.deleted[name] = int(n)
-            progress(f"{name}: {'deleted' if n else 'value changed, left in place'}")
-        if not any(self.deleted.values()):
+            n = int(await clients[name].eval(CAS_DELETE, 1, self.key, *args))
+            self.deleted[name] = n
+            what = {1: "deleted", 0: "holds another value, left in place"}
+            progress(f"{name}: {what.get(n, 'no such key any more (expired or released)')}")
+        results = set(self.deleted.values())
+        if 1 in results:
+            return
+        if results == {-1}:
             raise ActionRefused(
-                f"{plan.target} changed after the plan (released and taken again?): "
-                "its current holder's lock was left in place; nothing was deleted"
+                f"{plan.target} was gone before the delete (expired or released by its "
+                "holder): nothing was deleted"
             )
+        raise ActionRefused(
+            f"{plan.target} holds another value since the plan: that lock was left in "
+            "place; nothing was deleted"
+        )
 
     async def verify(self, plan: Plan, progress: Progress) -> Outcome:
         seen = {s.master: s for s in await self._read()}
@@ -192,11 +272,11 @@ class ReleaseLock:
                 f"could not read {plan.target} back on "
                 + "; ".join(f"{m} ({why})" for m, why in unread)
                 + ": its release there was not seen",
-                [("released on", ", ".join(m for m, n in self.deleted.items() if n))],
+                [("released on", ", ".join(m for m, n in self.deleted.items() if n == 1))],
             )
         still = [m for m in self.targets if seen[m].value == self.value]
         retaken = [m for m in self.targets if seen[m].value not in (None, self.value)]
-        released = [m for m, n in self.deleted.items() if n]
+        released = [m for m, n in self.deleted.items() if n == 1]
         details = [("released on", ", ".join(released))]
         if retaken:
             details.append(("taken again since", ", ".join(retaken)))
@@ -206,17 +286,24 @@ class ReleaseLock:
                 f"{plan.target} still holds the old value on {', '.join(still)}",
                 details,
             )
-        skipped = [m for m, n in self.deleted.items() if not n]
+        skipped = [m for m, n in self.deleted.items() if n == 0]
         if skipped:
             details.append(("changed before delete, left alone", ", ".join(skipped)))
+        gone = [m for m, n in self.deleted.items() if n == -1]
+        if gone:
+            details.append(("gone before delete", ", ".join(gone)))
         owner = plan.params["owner"]
-        return Outcome(Result.VERIFIED, f"released {plan.target} (owner {owner!r})", details)
+        return Outcome(Result.VERIFIED, f"released {plan.target} (owner {owner})", details)
 
     async def close(self) -> None:
         clients, self.clients = self.clients, {}
         for client in clients.values():
             with contextlib.suppress(Exception):
                 await client.aclose()
+
+
+def _sha1(value: bytes | None) -> str | None:
+    return hashlib.sha1(value).hexdigest() if value is not None else None
 
 
 def from_cli(config: Config, args: argparse.Namespace) -> ReleaseLock:
