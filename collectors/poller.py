@@ -247,10 +247,13 @@ def _escaped(r: Reading) -> Reading:
 COLLECTOR_NAMES = ("postgres", "redis", "services", "processes", "secrets")
 
 
-def build_collectors(config: Config, only: Sequence[str] | None = None) -> Collectors:
+def build_collectors(
+    config: Config, only: Sequence[str] | None = None, *, one_shot: bool = False
+) -> Collectors:
     """The collectors the config switches on. Client libraries are imported lazily,
     so `check --only redis` never pays for psycopg or httpx. The one HttpClient they
-    share is in `.shared`: the Poller built from this list closes it."""
+    share is in `.shared`: the Poller built from this list closes it. `one_shot`:
+    a single round (`check`), whose reads must leave no trace the next check sees."""
     wanted = set(only or COLLECTOR_NAMES)
     out = Collectors()
     out.shared = []
@@ -272,7 +275,7 @@ def build_collectors(config: Config, only: Sequence[str] | None = None) -> Colle
     if "redis" in wanted and config.redis is not None:
         from collectors.redis_locks import RedisLocksCollector
 
-        out.append(RedisLocksCollector(config))
+        out.append(RedisLocksCollector(config, one_shot=one_shot))
     if "services" in wanted and config.services:
         from collectors.services import ServicesCollector
 

@@ -32,6 +32,29 @@ def events_enabled(flags: str) -> bool:
     return "K" in have and have >= NEEDED_EVENTS
 
 
+_FLAG_NAMES = {
+    "K": "key-space events",
+    "g": "generic commands (del, expire)",
+    "$": "string commands (set)",
+    "x": "expirations",
+    "e": "evictions",
+}
+
+
+def events_missing(flags: str) -> str:
+    """Why `flags` do not let ultrawatch follow locks by their events, naming the
+    missing flags (key-event events alone, `E`, are not enough: we subscribe to
+    key-space channels)."""
+    if not flags:
+        return "keyspace notifications are off (notify-keyspace-events = '')"
+    have = set(flags)
+    if "A" in have:
+        have |= set("g$lshzxetd")
+    missing = [f for f in "Kg$xe" if f not in have]
+    names = ", ".join(f"{f} ({_FLAG_NAMES[f]})" for f in missing)
+    return f"notify-keyspace-events = {flags!r} lacks {names}"
+
+
 class Events:
     """One pub/sub subscription following a node's lock keys by their events."""
 

@@ -11,6 +11,7 @@ per node and the full SCAN only reconciles now and then.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import heapq
 import re
 import time
@@ -22,7 +23,7 @@ from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
 from collectors.config import Config, RedisConfig
 from collectors.model import Reading
-from collectors.redis_events import NEEDED_EVENTS, Events, events_enabled
+from collectors.redis_events import NEEDED_EVENTS, Events, events_enabled, events_missing
 from collectors.redis_node import (
     MAX_TRACKED,
     READ_CHUNK,
@@ -38,14 +39,20 @@ TARGET = "main"
 MAX_LOCKS = 200  # lock rows in a reading
 MAX_NAMED = 50  # keys listed in no_ttl / stale
 _HEX32 = re.compile(rb"[0-9a-f]{32}")
-_PRL_ID = re.compile(rb"[A-Za-z0-9_=-]{24}")
+# python-redis-lock: b64encode(urandom(18)), 24 chars of the standard alphabet (with
+# + and /); the URL-safe variant seen in forks is accepted too.
+_PRL_ID = re.compile(rb"[A-Za-z0-9+/_-]{24}")
 
 
 class RedisLocksCollector:
     component = "redis"
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, one_shot: bool = False) -> None:
+        """`one_shot`: this collector runs one round (`ultrawatch check`): on a server
+        without CLIENT NO-TOUCH it reads no lock values, since a GET would reset the
+        idle time the next check's ages come from."""
         assert config.redis is not None
+        self.one_shot = one_shot
         self.settings: RedisConfig = config.redis
         self.patterns = list(self.settings.lock_patterns)
         self.urls = self.settings.resolved_urls()
@@ -53,7 +60,7 @@ class RedisLocksCollector:
         self.nodes: dict[str, Node] = {}
         if not self.settings.cluster:
             for url in self.urls:
-                node = Node(url, self.settings)
+                node = Node(url, self.settings, one_shot=one_shot)
                 self.nodes[node.name] = node
         self.cluster_error: str | None = None
         self.last_round: float | None = None
@@ -144,6 +151,7 @@ class RedisLocksCollector:
             # Keys named by events changed: fetch their values; the rest are confirmations.
             await node.read_keys(sorted(dirty - plan.read_now), plan, stats, now, full=True)
             await node.read_keys(sorted(extra - dirty - plan.read_now), plan, stats, now)
+        await plan.types(stats)
         if use_events:
             stats.acquired, stats.released, stats.evicted_locks = acquired, released, evicted
         return stats
@@ -218,8 +226,7 @@ class RedisLocksCollector:
             return True
         if mode != "enable":
             node.mode_reason = (
-                f"keyspace notifications are off (notify-keyspace-events = {flags!r}); "
-                'keyspace_events = "enable" lets ultrawatch turn them on'
+                f'{events_missing(flags)}; keyspace_events = "enable" lets ultrawatch turn them on'
             )
             return False
         wanted = "".join(sorted(set(flags) | {"K"} | NEEDED_EVENTS))
@@ -277,7 +284,7 @@ class RedisLocksCollector:
 
     def _new_node(self, url: str, role: str) -> Node | None:
         try:
-            return Node(url, self.settings, role=role)
+            return Node(url, self.settings, role=role, one_shot=self.one_shot)
         except ValueError as e:  # a malformed address from CLUSTER NODES
             self.cluster_error = f"cannot use cluster node address: {e}"
             return None
@@ -308,6 +315,12 @@ class RedisLocksCollector:
                 evicted_keys=info.get("evicted_keys"),
                 evicted_per_s=_round(node.evicted_per_s),
                 connected_clients=info.get("connected_clients"),
+                blocked_clients=info.get("blocked_clients"),
+                rejected_connections=info.get("rejected_connections"),
+                rejected_since_last=node.rejected_since_last,
+                own_commands=node.commands,
+                values_read=node.read_values,
+                idle_supported=node.idle_supported,
                 restarted=node.restarted,
             )
         return row
@@ -328,6 +341,8 @@ class RedisLocksCollector:
             coverage *= len(nodes_up) / len(self.nodes)
         modes = {"events" if n.events is not None and n.events.alive else "scan" for n in nodes_up}
         not_locks = [x for _, s in up for x in s.not_locks][:20]
+        unread = [n for n in nodes_up if not n.read_values]
+        no_idle = [n for n in nodes_up if not n.idle_supported]
         return {
             "mode": "events" if modes == {"events"} else "scan",
             "mode_reason": "; ".join(sorted({n.mode_reason for n in nodes_up if n.mode_reason})),
@@ -350,6 +365,21 @@ class RedisLocksCollector:
             "vanished": sum(s.vanished for _, s in up),
             "evicted_locks": sum(s.evicted_locks for _, s in up),
             "not_locks": not_locks,
+            "not_locks_total": sum(s.not_locks_total for _, s in up),
+            "owners_unread": (
+                "owners not read: a one-shot check on Redis "
+                f"{unread[0].info.get('redis_version') or '< 7.2'} (no CLIENT NO-TOUCH) "
+                "would reset the idle time lock ages come from by reading them"
+                if unread
+                else None
+            ),
+            "age_unknown": (
+                "OBJECT IDLETIME is refused under maxmemory-policy "
+                f"{no_idle[0].info.get('maxmemory_policy') or '(LFU)'}: ages count from "
+                "when ultrawatch first saw each lock"
+                if no_idle
+                else None
+            ),
             "info": _info(nodes_up),
         }
 
@@ -363,7 +393,8 @@ class RedisLocksCollector:
         for node in nodes:
             for key, lock in node.locks.items():
                 by_key.setdefault(key, []).append((node, lock))
-        entries = []  # (no expiry?, -age, key, value, holders, group, ttl, conflict)
+        # (no expiry?, -age, key, value, holders, group, ttl, conflict, age known?)
+        entries: list[tuple[Any, ...]] = []
         for key, held in by_key.items():
             if len(held) == 1:
                 value, holders, group, conflict = held[0][1].value, 1, held, False
@@ -372,24 +403,31 @@ class RedisLocksCollector:
                 value, holders = values.most_common(1)[0]
                 group = [(n, lk) for n, lk in held if lk.value == value]
                 conflict = len(values) > 1
+            age_known = all(lk.age_known for _, lk in group)
             ttls = [lk.ttl_ms(now) for _, lk in group]
             ttl = -1 if -1 in ttls else min(ttls)
             age = now - min(lk.first_seen for _, lk in group)
-            entries.append((ttl != -1, -age, key, value, holders, group, ttl, conflict))
+            entries.append((ttl != -1, -age, key, value, holders, group, ttl, conflict, age_known))
         no_ttl = [e[2] for e in entries if e[6] == -1]
         stale = sorted((e for e in entries if -e[1] > stale_after), key=lambda e: e[1])
         oldest = min(entries, key=lambda e: e[1]) if entries else None
         below = [e[2] for e in entries if self.redlock and e[4] < need]
+        conflicts = [e[2] for e in entries if e[7]]
         rows = []
         for e in heapq.nsmallest(MAX_LOCKS, entries, key=lambda e: (e[0], e[1], e[2])):
-            _, neg_age, key, value, holders, group, ttl, conflict = e
+            _, neg_age, key, value, holders, group, ttl, conflict, age_known = e
+            long = value is not None and len(value) > EXACT_LIMIT
             rows.append(
                 {
                     "key": exact_text(key),
-                    "owner": display_text(value),
-                    "owner_exact": exact_text(value) if len(value) <= EXACT_LIMIT else None,
+                    "owner": None if value is None else display_text(value),
+                    "owner_exact": None if value is None or long else exact_text(value),
+                    # A long value has no exact form: release compares its SHA-1.
+                    "owner_sha1": hashlib.sha1(value).hexdigest() if long else None,
+                    "owner_read": value is not None,
                     "ttl_ms": ttl,
                     "age_s": round(-neg_age, 1),
+                    "age_known": age_known,
                     "kind": _kind(key, value, self.redlock),
                     "holders": holders,
                     "masters": masters,
@@ -408,6 +446,10 @@ class RedisLocksCollector:
             "oldest_age_s": round(-oldest[1], 1) if oldest else None,
             "oldest_key": exact_text(oldest[2]) if oldest else None,
             "below_quorum": sorted(exact_text(k) for k in below[:MAX_NAMED]),
+            "below_quorum_total": len(below),
+            "conflict": sorted(exact_text(k) for k in conflicts[:MAX_NAMED]),
+            "conflict_total": len(conflicts),
+            "quorum_need": need if self.redlock else None,
         }
 
     def _topology(self) -> str:
@@ -423,9 +465,11 @@ class RedisLocksCollector:
 # ---------------------------------------------------------------- helpers
 
 
-def _kind(key: bytes, value: bytes, redlock: bool) -> str:
+def _kind(key: bytes, value: bytes | None, redlock: bool) -> str:
     if redlock:
         return "redlock"
+    if value is None:
+        return "unknown"  # the value was not read
     if _HEX32.fullmatch(value):
         return "redis-py"  # redis.lock.Lock: uuid1().hex
     if key.startswith(b"lock:") and _PRL_ID.fullmatch(value):
@@ -451,6 +495,11 @@ def _info(nodes: list[Node]) -> dict[str, Any]:
         "evicted_keys": total("evicted_keys"),
         "evicted_per_s": _round(sum(rates)) if rates else None,
         "rejected_connections": total("rejected_connections"),
+        "rejected_since_last": (
+            sum(n.rejected_since_last or 0 for n in nodes)
+            if any(n.rejected_since_last is not None for n in nodes)
+            else None
+        ),
         "own_commands": sum(n.commands for n in nodes),
         "version": infos[0].get("redis_version") if infos else None,
     }

@@ -29,7 +29,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from collectors.config import RedisConfig
 from collectors.redis_resp import Replies, pack
-from collectors.redis_text import node_name
+from collectors.redis_text import exact_text, node_name
 
 if TYPE_CHECKING:
     from collectors.redis_events import Events
@@ -43,11 +43,12 @@ MAX_TRACKED = 50_000
 
 @dataclass(slots=True)
 class LockState:
-    value: bytes
+    value: bytes | None  # None: not read (a GET would have reset the idle time)
     pttl: int  # as read; -1 = no expiry
     read_at: float
     first_seen: float
     value_at: float  # when the value was last fetched (our GET touched it then)
+    age_known: bool = True  # first_seen came from OBJECT IDLETIME, not our first sight
 
     def ttl_ms(self, now: float) -> int:
         if self.pttl < 0:
@@ -65,6 +66,7 @@ class RoundStats:
     released: int = 0
     evicted_locks: int = 0
     not_locks: list[dict[str, str]] = field(default_factory=list)
+    not_locks_total: int = 0  # non-string keys under a lock pattern
 
 
 def rev64(cursor: int) -> int:
@@ -129,8 +131,13 @@ class Part:
 class Node:
     """A Redis server (standalone, a Redlock master, or a cluster primary)."""
 
-    def __init__(self, url: str, settings: RedisConfig, *, role: str = "master") -> None:
+    def __init__(
+        self, url: str, settings: RedisConfig, *, role: str = "master", one_shot: bool = False
+    ) -> None:
         self.url = url
+        # One round and gone (`ultrawatch check`): no later round corrects an idle
+        # time our GET reset, so values are read only where the read leaves no trace.
+        self.one_shot = one_shot
         self.name = node_name(url)
         self.role = role
         self.settings = settings
@@ -148,6 +155,8 @@ class Node:
         self.restarted = False
         self.info: dict[str, Any] = {}
         self.prev_evicted: tuple[float, int] | None = None
+        self.prev_rejected: int | None = None
+        self.rejected_since_last: int | None = None  # None: the first INFO
         self.evicted_per_s: float | None = None
         self.locks: dict[bytes, LockState] = {}
         self.cursors: dict[str, list[Part]] = {}
@@ -240,6 +249,13 @@ class Node:
         except ResponseError as e:
             return e
 
+    @property
+    def read_values(self) -> bool:
+        """May this round GET lock values? Not in a one-shot run on a server without
+        CLIENT NO-TOUCH (< 7.2) that has idle times: the GET would reset the idle
+        time, and the next one-shot check would see every lock as young."""
+        return not self.one_shot or self.no_touch or not self.idle_supported
+
     def due(self, now: float) -> bool:
         return now >= self.next_attempt
 
@@ -274,6 +290,13 @@ class Node:
         else:
             self.evicted_per_s = None
         self.prev_evicted = (now, evicted)
+        rejected = int(info.get("rejected_connections", 0) or 0)
+        self.rejected_since_last = (
+            max(0, rejected - self.prev_rejected)
+            if self.prev_rejected is not None and not self.restarted
+            else None
+        )
+        self.prev_rejected = rejected
         if "lfu" in str(info.get("maxmemory_policy", "")):
             self.idle_supported = False  # OBJECT IDLETIME is refused under LFU
         self.info = info
@@ -409,7 +432,8 @@ class Node:
                 await read.collect(self, chunk, stats, now)
 
 
-# (key, full, idle): full reads GET the value; idle asks OBJECT IDLETIME first.
+# (key, full, idle): full reads the value (GET; TYPE instead when values may not
+# be read); idle asks OBJECT IDLETIME first.
 Shape = tuple[bytes, bool, bool]
 
 
@@ -428,6 +452,8 @@ class ReadPlan:
         self.followup: list[bytes] = []
         self.counting = counting  # churn is only counted once a full view exists
         self.in_scan = False  # replies being read belong to the SCAN pass
+        self.get = node.read_values  # fixed for the round: replies are read by shape
+        self.wrong_type: list[bytes] = []  # GET refused: their TYPE is asked after
 
     def shape(self, keys: list[bytes], full: bool = False) -> list[Shape]:
         node = self.node
@@ -454,7 +480,9 @@ class ReadPlan:
                 cmds.append(("OBJECT", "IDLETIME", k))  # before GET, which resets it
             cmds.append(("PTTL", k))
             if full:
-                cmds.append(("GET", k))
+                # TYPE looks the key up without touching it: it still tells a lock
+                # (a string) from a hash or a list under the lock pattern.
+                cmds.append(("GET", k) if self.get else ("TYPE", k))
         return cmds
 
     async def collect(self, node: Node, keys: list[Shape], stats: RoundStats, now: float) -> None:
@@ -472,9 +500,21 @@ class ReadPlan:
                 pttl = -2
             if isinstance(value, ResponseError):
                 node.locks.pop(k, None)
+                stats.not_locks_total += 1
                 if len(stats.not_locks) < 20:
-                    stats.not_locks.append({"key": k.decode("utf-8", "replace")[:200]})
+                    self.wrong_type.append(k)
+                    stats.not_locks.append({"key": exact_text(k), "error": _first_line(value)})
                 continue
+            if full and not self.get:
+                kind = value.decode("ascii", "replace") if isinstance(value, bytes) else "none"
+                if kind == "none":
+                    value = None  # gone between SCAN and TYPE
+                elif kind != "string":
+                    node.locks.pop(k, None)
+                    stats.not_locks_total += 1
+                    if len(stats.not_locks) < 20:
+                        stats.not_locks.append({"key": exact_text(k), "type": kind})
+                    continue
             if pttl == -2 or (full and value is None):
                 if prev is not None:
                     del node.locks[k]
@@ -492,11 +532,12 @@ class ReadPlan:
                 if idle_s is not None:
                     prev.first_seen = min(prev.first_seen, now - idle_s)
                 continue
-            assert value is not None
-            if prev is not None and prev.value == value:
+            if not self.get:
+                value = None  # a string: its value is not read this round
+            elif prev is not None and prev.value == value:
                 prev.pttl, prev.read_at, prev.value_at = int(pttl), now, now
                 continue
-            if prev is not None:
+            if prev is not None and self.get:
                 stats.released += 1  # released and taken again between rounds
             first = now - (idle_s or 0)
             full_table = prev is None and len(node.locks) >= MAX_TRACKED
@@ -506,9 +547,31 @@ class ReadPlan:
                 continue
             if self.counting or prev is not None:
                 stats.acquired += 1
-            node.locks[k] = LockState(value, int(pttl), now, first, now)
+            node.locks[k] = LockState(value, int(pttl), now, first, now, idle_s is not None)
             if self.in_scan:
                 node.pass_seen.add(k)
+
+    async def types(self, stats: RoundStats) -> None:
+        """The TYPE of the keys whose GET was refused (a hash or a list under the lock
+        pattern), asked after the round's pipeline: TYPE does not touch the key."""
+        keys, self.wrong_type = self.wrong_type, []
+        if not keys:
+            return
+        await self.node.send([("TYPE", k) for k in keys])
+        found = {}
+        for k in keys:
+            answer = await self.node.reply()
+            if isinstance(answer, bytes | str) and not isinstance(answer, ResponseError):
+                found[exact_text(k)] = answer.decode() if isinstance(answer, bytes) else answer
+        for row in stats.not_locks:
+            if row["key"] in found:
+                row.pop("error", None)
+                row["type"] = found[row["key"]]
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
 
 
 def _make_room(node: Node, pttl: int) -> bool:

@@ -10,6 +10,16 @@ from collectors.config import Config, format_duration
 from collectors.model import CheckResult, Reading, Status
 from collectors.thresholds import above, at_least, failure
 
+# Every check id this judge can emit (the README's check-id table lists them).
+CHECK_IDS = (
+    "redis.reachable",
+    "redis.locks.no_ttl",
+    "redis.locks.stale",
+    "redis.locks.quorum",
+    "redis.memory",
+    "redis.evictions",
+)
+
 
 def _names(keys: list[str], total: int, shown: int = 5) -> str:
     text = ", ".join(keys[:shown])
@@ -19,6 +29,18 @@ def _names(keys: list[str], total: int, shown: int = 5) -> str:
 def _untracked(d: Mapping[str, Any]) -> str:
     n = int(d.get("locks_untracked") or 0)
     return f"; {n} more locks not tracked (a lock leak?)" if n else ""
+
+
+def _not_locks(d: Mapping[str, Any]) -> str:
+    n = int(d.get("not_locks_total") or 0)
+    if not n:
+        return ""
+    shown = [
+        f"{x.get('key')} ({x.get('type') or x.get('error') or 'not a string'})"
+        for x in (d.get("not_locks") or [])[:3]
+    ]
+    more = f" and {n - len(shown)} more" if n > len(shown) else ""
+    return f"; {n} keys under the lock pattern are not strings, not locks: {', '.join(shown)}{more}"
 
 
 def _partial(d: Mapping[str, Any]) -> str:
@@ -49,7 +71,7 @@ def judge_redis(reading: Reading, config: Config) -> list[CheckResult]:
                 "redis.locks.no_ttl",
                 Status.CRITICAL,
                 f"{no_ttl} of {total} locks never expire: {_names(d['no_ttl'], no_ttl)}"
-                f"{_untracked(d)}",
+                f"{_untracked(d)}{_not_locks(d)}",
                 value=no_ttl,
                 unit="count",
                 crit=0,
@@ -60,7 +82,7 @@ def judge_redis(reading: Reading, config: Config) -> list[CheckResult]:
             check(
                 "redis.locks.no_ttl",
                 Status.OK,
-                f"all {total} locks expire{partial}",
+                f"all {total} locks expire{partial}{_not_locks(d)}",
                 value=0,
                 unit="count",
                 crit=0,
@@ -76,6 +98,8 @@ def judge_redis(reading: Reading, config: Config) -> list[CheckResult]:
         rates = (
             f"; {churn['acquired_per_s']:.1f}/s acquired, {churn['released_per_s']:.1f}/s released"
         )
+    # Ages are lower bounds when the server hides idle times; values unread: said so.
+    notes = "".join(f"; {d[k]}" for k in ("age_unknown", "owners_unread") if d.get(k))
     if oldest is None:
         out.append(
             check(
@@ -96,12 +120,13 @@ def judge_redis(reading: Reading, config: Config) -> list[CheckResult]:
             if stale
             else f"{total} locks held"
         )
+        unknown = "at least " if d.get("age_unknown") else ""
         out.append(
             check(
                 "redis.locks.stale",
                 status,
-                f"{head}; oldest {d.get('oldest_key')} for {format_duration(oldest)}"
-                f"{rates}{partial}",
+                f"{head}; oldest {d.get('oldest_key')} for {unknown}{format_duration(oldest)}"
+                f"{rates}{partial}{notes}",
                 value=oldest,
                 unit="s",
                 warn=warn,
@@ -109,9 +134,62 @@ def judge_redis(reading: Reading, config: Config) -> list[CheckResult]:
             )
         )
 
+    if d.get("topology") == "redlock":
+        out.append(_quorum(d, total, check))
     out.append(_memory(d, rc.memory_warn, rc.memory_crit, check, at_least))
     out.append(_evictions(d, total, check))
     return out
+
+
+def _quorum(d: Mapping[str, Any], total: int, check: Any) -> CheckResult:
+    """Redlock: a resource held on fewer than a majority of masters is not locked
+    (another client can take it), and one held by different owners on different
+    masters means two clients each believe they hold it."""
+    below = int(d.get("below_quorum_total", len(d.get("below_quorum") or [])))
+    conflict = int(d.get("conflict_total", len(d.get("conflict") or [])))
+    need = d.get("quorum_need")
+    masters = len(d.get("nodes") or [])
+    parts = []
+    if below:
+        parts.append(
+            f"{below} of {total} resources held on fewer than {need} of {masters} masters: "
+            f"{_names(d.get('below_quorum') or [], below)}"
+        )
+    if conflict:
+        parts.append(
+            f"{conflict} held by different owners on different masters: "
+            f"{_names(d.get('conflict') or [], conflict)}"
+        )
+    if parts:
+        return check(
+            "redis.locks.quorum",
+            Status.WARNING,
+            "; ".join(parts),
+            value=below + conflict,
+            unit="count",
+            warn=0,
+        )
+    return check(
+        "redis.locks.quorum",
+        Status.OK,
+        f"all {total} resources held by one owner on at least {need} of {masters} masters",
+        value=0,
+        unit="count",
+        warn=0,
+    )
+
+
+def _clients(d: Mapping[str, Any]) -> str:
+    info = d.get("info") or {}
+    blocked = info.get("blocked_clients", 0)
+    text = f"; {info.get('connected_clients', 0)} clients ({blocked} blocked)"
+    since = info.get("rejected_since_last")
+    rejected = info.get("rejected_connections") or 0
+    if since is not None:
+        text += f", {since} connections rejected since last round"
+    elif rejected:
+        text += f", {rejected} connections rejected since start"
+    return text + f"; {info.get('own_commands', 0)} commands sent by ultrawatch"
 
 
 def _reachable(d: Mapping[str, Any], check: Any) -> CheckResult:
@@ -124,7 +202,8 @@ def _reachable(d: Mapping[str, Any], check: Any) -> CheckResult:
         return check(
             "redis.reachable",
             Status.OK,
-            f"{what} {info.get('version') or ''} reachable; mode {mode}".replace("  ", " "),
+            f"{what} {info.get('version') or ''} reachable; mode {mode}".replace("  ", " ")
+            + _clients(d),
             value=len(nodes),
             unit="count",
         )
@@ -200,8 +279,20 @@ def _evictions(d: Mapping[str, Any], locks: int, check: Any) -> CheckResult:
             unit="count",
             crit=0,
         )
+    total = int(info.get("evicted_keys") or 0)
+    if rate is None and total and locks and evicting:
+        # A one-shot check has no previous sample: the total is all it knows.
+        return check(
+            "redis.evictions",
+            Status.WARNING,
+            f"{total} keys evicted since start under {policy} while {locks} locks are held; "
+            "rate next round (evicted locks let two holders in)",
+            value=total,
+            unit="count",
+            crit=0,
+        )
     if rate is None:
-        summary = f"{info.get('evicted_keys', 0)} keys evicted since start (rate next round)"
+        summary = f"{total} keys evicted since start (rate next round)"
     else:
         summary = f"{rate:.1f} keys/s evicted"
     if evicting and locks:

@@ -268,7 +268,7 @@ async def check_once(
     from collectors.rules import Rules
 
     t0 = time.monotonic()
-    collectors = build_collectors(config, only)
+    collectors = build_collectors(config, only, one_shot=True)
     # Leave room inside the hard bound to judge, print and close.
     deadline = max(0.1, min(config.dashboard.collector_timeout, timeout - 0.3))
     poller = Poller(collectors, deadline=deadline)

@@ -99,7 +99,7 @@ def test_full_view_of_a_loaded_server(loaded: EmbeddedRedis) -> None:
     assert d["keys_total"] == N_OTHER + N_LOCKS + EXTRA + 2
     keys = {x["key"] for x in d["locks"]}
     assert "lock:not-a-lock" not in keys and not any(k.startswith("lock-signal") for k in keys)
-    assert {"key": "lock:not-a-lock"} in d["not_locks"]
+    assert {"key": "lock:not-a-lock", "type": "list"} in d["not_locks"]
     assert d["no_ttl"] == ["lock:order:forever"]
     first = d["locks"][0]  # no-TTL locks come first
     assert first["key"] == "lock:order:forever" and first["ttl_ms"] == -1

@@ -22,6 +22,26 @@ def _rank(lock: dict[str, Any], no_ttl: set[str], stale: set[str]) -> tuple[int,
     return (2, -age)
 
 
+def _rejected(info: dict[str, Any]) -> Content:
+    since = info.get("rejected_since_last")
+    if since is not None:  # since the last round: a number that moves when it matters
+        return Content.styled(f"+{since}", "red" if since else "")
+    return Content(f"{num(info.get('rejected_connections'))} since start")
+
+
+def _holders(lk: dict[str, Any]) -> Any:
+    """Redlock: masters holding this value, `2/3`; marked when below quorum or when
+    another master holds a different owner."""
+    if lk.get("quorum") is None:
+        return cell(DASH)
+    text = f"{lk.get('holders')}/{lk.get('masters')}"
+    if lk.get("quorum") is False:
+        return cell(f"{text} !", "bold red")
+    if lk.get("conflict"):
+        return cell(f"{text} ≠", "yellow")
+    return cell(text)
+
+
 class RedisPanel(Panel):
     TITLE = "Redis locks"
     COMPONENT = "redis"
@@ -37,6 +57,7 @@ class RedisPanel(Panel):
                 ("ttl", "TTL", 8),
                 ("age", "age", 6),
                 ("kind", "kind", 10),
+                ("holders", "held on", 8),
             ],
             id_column="key",
             id="redis-locks",
@@ -81,6 +102,11 @@ class RedisPanel(Panel):
                 f" -{num(churn.get('released_per_s'), '{:.1f}')}/s",
                 f"  mode {d.get('mode') or DASH}",
                 "" if d.get("scan_complete", True) else f" (scan {num((coverage or 0) * 100)}%)",
+                *(
+                    (("  not locks ", "bold"), (str(d.get("not_locks_total")), "yellow"))
+                    if d.get("not_locks_total")
+                    else ()
+                ),
             )
         )
         info = d.get("info") or {}
@@ -96,6 +122,14 @@ class RedisPanel(Panel):
                 f" ({num(info.get('evicted_per_s'), '{:.1f}')}/s)",
                 ("  clients ", "bold"),
                 num(info.get("connected_clients")),
+                (
+                    f" ({num(info.get('blocked_clients'))} blocked)",
+                    "yellow" if info.get("blocked_clients") else "",
+                ),
+                ("  rejected ", "bold"),
+                _rejected(info),
+                ("  our commands ", "bold"),
+                num(info.get("own_commands")),
             )
         )
         locks = [lk for lk in d.get("locks") or [] if isinstance(lk, dict)]
@@ -130,10 +164,11 @@ class RedisPanel(Panel):
                     [
                         cell(flag[0] or " ", flag[1]),
                         cell(key),
-                        cell(lk.get("owner")),
+                        cell(lk.get("owner") if lk.get("owner_read", True) else "not read"),
                         cell(ttl_text, "red" if is_no_ttl else ""),
                         cell(duration(lk.get("age_s")), "yellow" if is_stale else ""),
                         cell(lk.get("kind")),
+                        _holders(lk),
                     ],
                 )
             )

