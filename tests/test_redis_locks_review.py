@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import os
 import socket
@@ -22,6 +23,8 @@ from collectors.redis_locks import RedisLocksCollector
 from collectors.redis_node import Node
 from collectors.redis_rules import CHECK_IDS
 from collectors.rules import judge
+from dashboard.actions.base import ActionRunner, Result
+from dashboard.actions.release_lock import ReleaseLock
 from dashboard.demo.embedded import EmbeddedRedis
 from dashboard.widgets.redis import _holders, _rejected
 from tests.conftest import run_cli
@@ -330,3 +333,51 @@ def test_memory_at_95_percent_is_critical_just_below_is_warning() -> None:
 
 def test_widget_info_line_parts_are_plain_content() -> None:
     assert isinstance(_rejected({"rejected_since_last": 0}), Content)
+
+
+def test_a_long_owner_is_named_by_its_sha1_and_released_by_it(
+    server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    r = redis.Redis.from_url(server.url)
+    try:
+        value = b"x" * 600
+        r.set("lock:long", value, px=60_000)
+        cfg = parse_config(
+            f'[redis]\nurl = "{server.url}"\n[actions]\naudit_log = "{tmp_path / "a.jsonl"}"\n'
+        )
+        (reading,) = collect(cfg)
+        row = reading.data["locks"][0]
+        assert row["owner_exact"] is None
+        assert row["owner_sha1"] == hashlib.sha1(value).hexdigest()
+        # What the TUI hands to the action for this row.
+        action = ReleaseLock(
+            cfg, row["key"], row["owner_exact"], age_s=row["age_s"], expected_sha1=row["owner_sha1"]
+        )
+        outcome = asyncio.run(ActionRunner(cfg).run(action, _yes))
+        assert outcome.result is Result.VERIFIED, outcome.message
+        assert r.exists("lock:long") == 0
+    finally:
+        r.close()
+
+
+async def _yes(_plan: object) -> bool:
+    return True
+
+
+def test_release_lock_after_a_check_shows_the_lock_still_idle(
+    server: EmbeddedRedis, write_config
+) -> None:
+    """The reviewer's case: `check` said 60m, then `release-lock --yes` said 1s."""
+    r = redis.Redis.from_url(server.url)
+    try:
+        restore_idle(r, "lock:old", b"worker-1", 3600)
+        path = write_config(f'[redis]\nurl = "{server.url}"\n')
+        proc = run_cli("check", "--config", str(path), "--only", "redis")
+        assert "lock:old for 60m" in proc.stdout
+        proc = run_cli("release-lock", "lock:old", "--yes", "--config", str(path))
+        assert proc.returncode == 0, proc.stderr
+        assert "idle since last read" in proc.stderr and "60m" in proc.stderr
+        assert "at least 1s" not in proc.stderr
+        assert "released lock:old (owner worker-1)" in proc.stdout
+    finally:
+        r.close()
