@@ -129,7 +129,11 @@ def test_redlock_below_quorum_and_split_owners_are_warned_and_shown(tmp_path: Pa
         (reading,) = collect(cfg)
         quorum = checks(reading, cfg)["redis.locks.quorum"]
         assert quorum.status is Status.OK
-        assert quorum.summary == "all 1 resources held by one owner on at least 2 of 3 masters"
+        assert quorum.summary == "all 1 resources held on at least 2 of 3 masters"
+        (one,) = collect(cfg, one_shot=True)
+        assert checks(one, cfg)["redis.locks.quorum"].summary.endswith(
+            "(owners not read: split owners not checked)"
+        )
         clients[0].set("lock:res:one", "tok-1", px=60_000)
         for c, owner in zip(clients, ("a", "a", "b"), strict=True):
             c.set("lock:res:split", owner, px=60_000)
