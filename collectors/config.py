@@ -427,6 +427,13 @@ def _check_consistency(config: Config, source: str) -> None:
         names.add(proc.name)
         _exactly_one(source, f"processes[{i}]", proc, ("cmdline", "pid", "pidfile"))
     if config.postgres is not None:
+        if config.postgres.statement_timeout < 0.001:  # 0 would switch the timeout off
+            raise ConfigError(
+                source,
+                "postgres.statement_timeout",
+                "expected a duration of at least 1ms (0 would switch the timeout off), "
+                f"got {config.postgres.statement_timeout * 1000:g}ms",
+            )
         inv_names: set[str] = set()
         for i, inv in enumerate(config.postgres.invariants):
             if inv.name in inv_names:

@@ -14,15 +14,22 @@ last round, so a round costs about three bare `count(*)`s of `pg_stat_activity`
 Without `pg_read_all_stats` (part of `pg_monitor`) PostgreSQL hides most
 columns of other users' sessions, including `backend_type`. Such sessions are
 counted (a slot is a slot) but never guessed at: the reading lists the
-`hidden_fields` and how many sessions they concern.
+`hidden_fields` and how many sessions they concern. With `backend_type` hidden,
+such rows may also be parallel workers (which hold no connection slot), so every
+count that includes them is an upper bound, and the reading says so.
+
+Actions may borrow the monitoring connection between rounds (`lend`): when every
+slot is taken it is the one connection already in.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import decimal
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
@@ -42,6 +49,7 @@ OTHER_APPS_MAX = 50  # application names listed under "other"
 
 # What PostgreSQL hides in other users' rows without pg_read_all_stats.
 HIDDEN_FIELDS = [
+    "backend_type",  # so a hidden row may be a parallel worker, not a client session
     "state",
     "query",
     "backend_start",
@@ -160,6 +168,9 @@ class PostgresCollector:
         self._since = 0.0
         # pid -> (row without ages, the session dict built from it), last round's
         self._session_dicts: dict[int, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+        # Held by a round and by a lent connection's user: their statements never
+        # interleave (a lent statement must not land inside an invariant's transaction).
+        self._busy = asyncio.Lock()
 
     def targets(self) -> list[str]:
         return [self.settings.name]
@@ -198,7 +209,29 @@ class PostgresCollector:
         self._users = {oid: name for kind, oid, name in found if kind == "u"}
         self._dbs = {oid: name for kind, oid, name in found if kind == "d"}
 
+    @contextlib.asynccontextmanager
+    async def lend(self) -> AsyncIterator[psycopg.AsyncConnection[Any] | None]:
+        """The live monitoring connection, between rounds, for an action's few
+        statements (autocommit, under statement_timeout); None when not connected.
+        The borrower must not close it nor change its session settings."""
+        async with self._busy:
+            conn = self.conn
+            if conn is None or conn.closed or conn.broken:
+                yield None
+                return
+            try:
+                yield conn
+            except asyncio.CancelledError:
+                self._drop()  # cancelled mid-statement: the connection's state is unknown
+                raise
+
     async def collect(self) -> list[Reading]:
+        # Waiting here is not inside a query: a deadline hit while an action holds
+        # the connection must not drop it.
+        async with self._busy:
+            return await self._collect()
+
+    async def _collect(self) -> list[Reading]:
         started = time.time()
         t0 = time.perf_counter()
         try:
@@ -251,7 +284,10 @@ class PostgresCollector:
     def _timed_out(self, started: float, t0: float) -> Reading:
         """The server is there but too slow for our statement_timeout: we cannot see."""
         limit = self.settings.statement_timeout
-        message = f"monitoring query cancelled by statement_timeout ({limit})"
+        message = (
+            f"monitoring query cancelled by statement_timeout ({limit}): the server is "
+            "overloaded or the query waits on a lock"
+        )
         return self._error(started, t0, message, "timeout")
 
     def _error(self, started: float, t0: float, message: str, kind: ErrorKind) -> Reading:
@@ -295,6 +331,7 @@ class PostgresCollector:
         visible = [r for r in rows if not r[_HIDDEN]] if hidden else rows
         by_state = dict(Counter(r[_STATE] for r in visible))
         per_app = Counter(r[_APP] for r in rows)
+        hidden_per_app = Counter(r[_APP] for r in rows if r[_HIDDEN]) if hidden else Counter()
         by_database = _named(Counter(r[_DATID] for r in rows), dbs)
         by_user = _named(Counter(r[_USESYSID] for r in rows), users)
         idle = [r for r in visible if r[_STATE] in _IDLE_IN_XACT]
@@ -369,7 +406,7 @@ class PostgresCollector:
             "usable": max_conn - su_reserved - reserved,
             "connections_used": len(rows),
             "connection_budget": self.settings.connection_budget,
-            "by_service": self._by_service(per_app),
+            "by_service": self._by_service(per_app, hidden_per_app),
             "by_state": by_state,
             "by_database": by_database,
             "by_user": by_user,
@@ -382,6 +419,7 @@ class PostgresCollector:
             "blocked_total": len(blocked),
             "hidden_sessions": hidden,
             "hidden_fields": list(HIDDEN_FIELDS) if hidden else [],
+            "hidden_note": _hidden_note(hidden),
             "_unknown_names": "?" in by_database or "?" in by_user,
         }
 
@@ -391,13 +429,18 @@ class PostgresCollector:
         service = self.services.get(row[_APP], OTHER)
         return {"pid": row[_PID], "age_s": _age(now, row[since]), "service": service}
 
-    def _by_service(self, per_app: dict[str, int]) -> dict[str, dict[str, Any]]:
+    def _by_service(
+        self, per_app: dict[str, int], hidden_per_app: dict[str, int]
+    ) -> dict[str, dict[str, Any]]:
+        """Counts per service; `hidden` is how many of them are rows this role cannot
+        see (upper bounds: they may be parallel workers of the service's queries)."""
         out: dict[str, dict[str, Any]] = {}
         for svc in self.config.services:
             if svc.pg_application_name and svc.name not in out:
                 apps = [a for a, name in self.services.items() if name == svc.name]
                 out[svc.name] = {
                     "count": sum(per_app.get(a, 0) for a in apps),
+                    "hidden": sum(hidden_per_app.get(a, 0) for a in apps),
                     "budget": svc.connection_budget,
                     "application_names": apps,
                 }
@@ -406,6 +449,7 @@ class PostgresCollector:
             ranked = sorted(other.items(), key=lambda kv: (-kv[1], kv[0]))[:OTHER_APPS_MAX]
             out[OTHER] = {
                 "count": sum(other.values()),
+                "hidden": sum(n for a, n in hidden_per_app.items() if a not in self.services),
                 "budget": None,
                 "application_names": [a for a, _ in ranked],
                 "application_counts": dict(ranked),
@@ -486,6 +530,16 @@ def _most_interesting(
     if len(out) < SESSIONS_MAX and len(visible) < len(rows):
         out += [r for r in rows if r[_HIDDEN]]
     return out[:SESSIONS_MAX]
+
+
+def _hidden_note(hidden: int) -> str:
+    if not hidden:
+        return ""
+    return (
+        f"{hidden} sessions of other roles are hidden (grant pg_monitor to see them); "
+        "their backend_type is hidden too, so they may include parallel workers, and "
+        "the counts that include them are upper bounds"
+    )
 
 
 def _named(counts: Counter[Any], names: dict[int, str]) -> dict[str, int]:

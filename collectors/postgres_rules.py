@@ -41,10 +41,11 @@ def _pg_check(check_id: str, target: str, status: Status, summary: str, **kw: An
     return CheckResult(check_id, "postgres", target, status, summary, **kw)
 
 
-def _pg_over_budget(d: Mapping[str, Any]) -> list[tuple[str, int, int]]:
-    """(service, count, budget) for every service above its connection budget."""
+def _pg_over_budget(d: Mapping[str, Any]) -> list[tuple[str, int, int, Mapping[str, Any]]]:
+    """(service, count, budget, its by_service entry) for every service above its
+    connection budget."""
     return [
-        (name, s["count"], s["budget"])
+        (name, s["count"], s["budget"], s)
         for name, s in (d.get("by_service") or {}).items()
         if s.get("budget") is not None and s["count"] > s["budget"]
     ]
@@ -55,10 +56,17 @@ def _pg_connections(d: Mapping[str, Any], pg: PostgresConfig, t: str) -> CheckRe
     if used is None or not usable:
         return _pg_check("postgres.connections", t, Status.UNKNOWN, "connection counts unknown")
     ratio = used / usable
-    summary = f"{used} of {usable} usable connections in use ({ratio:.0%})"
+    hidden = d.get("hidden_sessions") or 0
+    # Hidden rows may be parallel workers (no slot of their own): an upper bound.
+    bound = "at most " if hidden else ""
+    summary = f"{bound}{used} of {usable} usable connections in use ({ratio:.0%})"
     over = _pg_over_budget(d)
     if over:
-        summary += "; " + ", ".join(f"{n} {c} over its budget of {b}" for n, c, b in over)
+        summary += "; " + ", ".join(
+            f"{n} {_at_most(s)}{c} over its budget of {b}" for n, c, b, s in over
+        )
+    if hidden:
+        summary += f"; {_pg_hidden_count_note(d)}"
     return _pg_check(
         "postgres.connections",
         t,
@@ -91,12 +99,15 @@ def _pg_budgets(d: Mapping[str, Any], config: Config, t: str) -> list[CheckResul
             continue
         n, budget = s["count"], svc.connection_budget
         word = "over" if n > budget else "within"
+        summary = f"{svc.name}: {_at_most(s)}{n} connections, {word} its budget of {budget}"
+        if s.get("hidden"):
+            summary += f" ({s['hidden']} of them hidden, maybe parallel workers)"
         out.append(
             _pg_check(
                 cid,
                 t,
                 Status.WARNING if n > budget else Status.OK,
-                f"{svc.name}: {n} connections, {word} its budget of {budget}",
+                summary,
                 value=n,
                 unit="count",
                 warn=budget,
@@ -107,12 +118,16 @@ def _pg_budgets(d: Mapping[str, Any], config: Config, t: str) -> list[CheckResul
         named = [s for name, s in by_service.items() if name != "other"]
         total = sum(s["count"] for s in named) if named else d.get("connections_used", 0)
         what = "the services hold" if named else "clients hold"
-        summary = f"{what} {total} connections; platform budget {budget}"
+        hidden = sum(s.get("hidden") or 0 for s in named) if named else d.get("hidden_sessions")
+        bound = "at most " if hidden else ""
+        summary = f"{what} {bound}{total} connections; platform budget {budget}"
         if total > budget:
             over = _pg_over_budget(d)
             summary += " (over" + (
-                ": " + ", ".join(f"{n} {c}/{b}" for n, c, b in over) + ")" if over else ")"
+                ": " + ", ".join(f"{n} {c}/{b}" for n, c, b, _ in over) + ")" if over else ")"
             )
+        if hidden:
+            summary += f"; {hidden} of them hidden sessions of other roles, maybe parallel workers"
         out.append(
             _pg_check(
                 "postgres.budget.total",
@@ -125,6 +140,18 @@ def _pg_budgets(d: Mapping[str, Any], config: Config, t: str) -> list[CheckResul
             )
         )
     return out
+
+
+def _at_most(service: Mapping[str, Any]) -> str:
+    return "at most " if service.get("hidden") else ""
+
+
+def _pg_hidden_count_note(d: Mapping[str, Any]) -> str:
+    n = d.get("hidden_sessions") or 0
+    return (
+        f"{n} of them hidden sessions of other roles, which may include parallel workers "
+        "(grant pg_monitor to see them)"
+    )
 
 
 def _pg_hidden_note(d: Mapping[str, Any]) -> str:

@@ -298,3 +298,38 @@ def test_cancel_refuses_when_the_planned_query_was_replaced(
         with psycopg.connect(pg_dsn, autocommit=True) as c:
             c.execute("select pg_cancel_backend(%s)", (pid,))
         second.join(10)
+
+
+def test_server_text_is_shown_escaped_on_one_line(
+    pg_dsn: str, config_path: Path, victim: psycopg.Connection
+) -> None:
+    """A query carrying a terminal escape sequence and a line break: the plan, the
+    outcome and the audit log show it escaped, on one line, never interpreted."""
+    pid = victim.info.backend_pid
+    victim.execute("begin")
+    victim.execute("select '\x1b]0;pwned\x07 evil query'\n  as second_line")
+    proc = run_cli("terminate", str(pid), "--yes", "--config", str(config_path))
+    assert proc.returncode == 0, proc.stderr
+    for out in (proc.stdout, proc.stderr):
+        assert "\x1b" not in out and "\x07" not in out
+    (query_line,) = [line for line in proc.stderr.splitlines() if "pwned" in line]
+    assert query_line == "  query: select '\\x1b]0;pwned\\x07 evil query'   as second_line"
+    audit = (config_path.parent / "audit.jsonl").read_text()
+    assert "pwned" not in audit  # query text is never audited
+    assert not _alive(victim)
+
+
+def test_dsn_password_never_reaches_the_output_or_the_audit_log(pg_server, write_config) -> None:
+    """libpq quotes the malformed part of a DSN, which here is the password."""
+    port = pg_server.dsn().rsplit(":", 1)[1].split("/")[0]
+    path = write_config(
+        _config(f"postgresql://postgres:hunter2%ZZsecret@127.0.0.1:{port}/postgres")
+    )
+    proc = run_cli("terminate", "12345", "--yes", "--config", str(path))
+    assert proc.returncode == 1
+    assert "cannot reach PostgreSQL" in proc.stderr
+    assert "***" in proc.stderr  # the quoted part is there, masked
+    audit = (path.parent / "audit.jsonl").read_text()
+    assert "refused" in audit
+    for text in (proc.stdout, proc.stderr, audit):
+        assert "hunter2" not in text and "ZZsecret" not in text

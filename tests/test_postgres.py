@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from collectors.config import Config, parse_config
+from collectors.config import Config, ConfigError, parse_config
 from collectors.model import CheckResult, Reading, Status
 from collectors.poller import Poller
 from collectors.postgres import PostgresCollector
@@ -489,6 +489,59 @@ def test_server_restart_is_critical_then_reconnects(own_pg) -> None:
     run(scenario, config)
 
 
+def test_round_hitting_statement_timeout_is_a_timeout_reading_then_recovers(own_pg) -> None:
+    """A round that waits on a catalog lock past statement_timeout: a clear
+    'timeout' reading (not 'unreachable', not a traceback), then back to ok."""
+    dsn = own_pg.dsn()
+    config = make_config(dsn, statement_timeout='"200ms"')
+    own_pg.psql("drop role if exists uw_newcomer; create role uw_newcomer login")
+
+    async def scenario(c: PostgresCollector) -> None:
+        assert (await one(c)).ok  # connected, role names loaded
+        # a role the collector has not seen yet: its next round reads pg_roles ...
+        own_pg.psql("drop role if exists uw_latecomer; create role uw_latecomer login")
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(psycopg.connect(own_pg.dsn("uw_latecomer")))
+            # ... which waits on this lock until statement_timeout cancels it
+            locker = stack.enter_context(psycopg.connect(dsn))
+            locker.execute("lock table pg_catalog.pg_authid in access exclusive mode")
+            r = await one(c)
+            assert not r.ok
+            assert r.error_kind == "timeout"
+            assert r.error == (
+                "monitoring query cancelled by statement_timeout (200ms): the server is "
+                "overloaded or the query waits on a lock"
+            )
+            got = checks(r, config)["postgres.reachable"]
+            assert got.status == UNKNOWN
+            assert got.summary == f"PostgreSQL not checked: {r.error}"
+            locker.rollback()
+            r = await one(c)
+            assert r.ok, r.error
+            assert r.data["by_user"]["uw_latecomer"] == 1
+            assert checks(r, config)["postgres.reachable"].status == OK
+        assert ultrawatch_backends(dsn) == 1
+
+    run(scenario, config)
+
+
+@pytest.mark.parametrize("value", ["0", '"0s"', '"0.5ms"'])
+def test_statement_timeout_below_1ms_is_refused(value: str, write_config) -> None:
+    """0 would switch PostgreSQL's statement_timeout off: refused, with the key path."""
+    with pytest.raises(ConfigError) as info:
+        parse_config(f"[postgres]\nstatement_timeout = {value}\n")
+    assert info.value.path == "postgres.statement_timeout"
+    assert "expected a duration of at least 1ms" in info.value.message
+    path = write_config(f"[postgres]\nstatement_timeout = {value}\n")
+    proc = run_cli("config", "check", "--config", str(path))
+    assert proc.returncode == 3
+    assert proc.stderr.strip() == (
+        f"ultrawatch: {path}: postgres.statement_timeout: expected a duration of at least 1ms "
+        f"(0 would switch the timeout off), got {'0.5' if '0.5' in value else '0'}ms"
+    )
+    assert parse_config('[postgres]\nstatement_timeout = "1ms"\n').postgres is not None
+
+
 # ------------------------------------------------------------------------ roles
 
 
@@ -498,8 +551,12 @@ def test_plain_role_says_what_it_cannot_see_and_pg_monitor_sees_all(own_pg) -> N
         "create role uw_plain login; create role uw_mon login in role pg_monitor;"
     )
     dsn = own_pg.dsn()
-    plain = make_config(own_pg.dsn("uw_plain"), idle_in_transaction_warn='"1h"')
-    monitor = make_config(own_pg.dsn("uw_mon"), idle_in_transaction_warn='"1h"')
+    plain = make_config(
+        own_pg.dsn("uw_plain"), idle_in_transaction_warn='"1h"', connection_budget="10"
+    )
+    monitor = make_config(
+        own_pg.dsn("uw_mon"), idle_in_transaction_warn='"1h"', connection_budget="10"
+    )
 
     async def look(config: Config) -> Reading:
         c = PostgresCollector(config)
@@ -526,10 +583,38 @@ def test_plain_role_says_what_it_cannot_see_and_pg_monitor_sees_all(own_pg) -> N
             assert "idle in transaction" not in d["by_state"]  # not guessed
             got = checks(r, plain)["postgres.idle_in_transaction"]
             assert got.status == UNKNOWN and "pg_monitor" in got.summary
+            # A hidden row may be a parallel worker (backend_type is hidden too): every
+            # count that includes hidden rows is said to be an upper bound.
+            assert "backend_type" in d["hidden_fields"]
+            assert "parallel workers" in d["hidden_note"]
+            hidden = d["hidden_sessions"]
+            got = checks(r, plain)
+            conn_summary = got["postgres.connections"].summary
+            assert conn_summary.startswith(f"at most {d['connections_used']} of ")
+            assert f"{hidden} of them hidden sessions of other roles" in conn_summary
+            assert "parallel workers" in conn_summary
+            assert d["by_service"]["order-service"]["hidden"] == 1
+            assert got["postgres.budget.order-service"].summary == (
+                "order-service: at most 1 connections, within its budget of 2 "
+                "(1 of them hidden, maybe parallel workers)"
+            )
+            assert got["postgres.budget.user-service"].summary == (
+                "user-service: 0 connections, within its budget of 3"
+            )
+            total = got["postgres.budget.total"].summary
+            assert total.startswith("the services hold at most 1 connections; platform budget 10")
+            assert "parallel workers" in total
 
             r = await look(monitor)
             d = r.data
             assert d["hidden_sessions"] == 0 and d["hidden_fields"] == []
+            assert d["hidden_note"] == ""
+            got = checks(r, monitor)
+            assert got["postgres.connections"].summary.startswith(f"{d['connections_used']} of ")
+            assert "hidden" not in got["postgres.connections"].summary
+            assert got["postgres.budget.order-service"].summary == (
+                "order-service: 1 connections, within its budget of 2"
+            )
             assert d["by_state"]["idle in transaction"] == 1
             assert d["longest_idle_in_xact"]["pid"] == pid
             assert checks(r, monitor)["postgres.idle_in_transaction"].status == OK

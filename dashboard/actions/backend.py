@@ -1,26 +1,38 @@
 """Cancel a backend's query (`pg_cancel_backend`) or end its session
 (`pg_terminate_backend`): `ultrawatch cancel PID` / `ultrawatch terminate PID`.
 
-Actions are writes, so they use their own short-lived connection
-(application_name `ultrawatch-action`), never the monitor's. PID reuse is
+From the command line an action opens its own short-lived connection
+(application_name `ultrawatch-action`). In the TUI it borrows the monitor's
+connection between rounds (`lender`, PostgresCollector.lend): when every slot
+is taken, which is when an engineer most needs to end a session, that
+connection is the one already in. PID reuse is
 guarded by `backend_start`: the plan captures it (or checks the one the
 engineer saw) and the signal is sent by the same SQL statement that checks the
 pid still has that start time (and, for a cancel, is still active in the
 query that started at the planned `query_start`). The tool's own backends are never signalled.
+
+Everything the server says (query text, names, states, errors) is data: escaped
+to one printable line before it reaches a plan, a message or the audit log, and
+the DSN's password is scrubbed from every error.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import re
 import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import psycopg
 
 from collectors.config import Config
 from collectors.postgres import APPLICATION_NAME, OTHER, service_app_names
+from collectors.redact import dsn_secrets, printable, scrub
 from dashboard.actions.base import ActionRefused, Outcome, Plan, Progress, Result
 
 Mode = Literal["cancel", "terminate"]
@@ -55,6 +67,21 @@ _SIGNAL_SQL = {
 
 _SIGNAL_FUNCTION = {"cancel": "pg_cancel_backend", "terminate": "pg_terminate_backend"}
 
+# What PostgreSQL says when a new connection finds no slot (sqlstate 53300):
+# "sorry, too many clients already" (none left at all) or "remaining connection
+# slots are reserved for ..." (only superusers / pg_use_reserved_connections may).
+_NO_SLOT_RE = re.compile(r"too many clients|remaining connection slots are reserved", re.I)
+
+
+class ConnectionLender(Protocol):
+    """Lends its live connection (or None) for a few statements (PostgresCollector)."""
+
+    def lend(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any] | None]: ...
+
+
+class PostgreSQLError(Exception):
+    """A PostgreSQL failure while acting, already escaped and without secrets."""
+
 
 class BackendAction:
     """Cancel or terminate one PostgreSQL backend. `backend_start` (epoch seconds),
@@ -62,8 +89,19 @@ class BackendAction:
     pid now belongs to another session."""
 
     def __init__(
-        self, config: Config, pid: int, mode: Mode, backend_start: float | None = None
+        self,
+        config: Config,
+        pid: int,
+        mode: Mode,
+        backend_start: float | None = None,
+        *,
+        conn: psycopg.AsyncConnection[Any] | None = None,
+        lender: ConnectionLender | None = None,
     ) -> None:
+        """`conn`: an open connection to use instead of opening one (autocommit,
+        under statement_timeout; never closed here). `lender`: borrow its
+        connection per statement (the TUI's collector), opening one only when it
+        has none."""
         if mode not in _SIGNAL_SQL:
             raise ValueError(f"mode must be 'cancel' or 'terminate', got {mode!r}")
         # Problems found before planning are reported by plan(), through the runner.
@@ -75,7 +113,49 @@ class BackendAction:
         self.mode: Mode = mode
         self.name = mode
         self.backend_start = backend_start
-        self.conn: psycopg.AsyncConnection[Any] | None = None
+        self.conn: psycopg.AsyncConnection[Any] | None = None  # our own, if we opened one
+        self.given = conn
+        self.lender = lender
+        self._secrets = dsn_secrets(config.postgres.dsn) if config.postgres else []
+
+    def _text(self, value: Any) -> Any:
+        """A value from the server as it may be shown: one escaped line, no DSN secret."""
+        return printable(scrub(value, self._secrets)) if isinstance(value, str) else value
+
+    def _error(self, e: BaseException) -> str:
+        return self._text(_one_line(e))
+
+    def _cannot_reach(self, e: psycopg.Error) -> str:
+        text = self._error(e)
+        if e.sqlstate == "53300" or _NO_SLOT_RE.search(str(e)):
+            if "reserved" in str(e):
+                how = (
+                    "only reserved slots are left: put a superuser role in postgres.dsn, or "
+                    "a role granted pg_use_reserved_connections (PostgreSQL 16+, when "
+                    "reserved_connections > 0)"
+                )
+            else:
+                how = "even the reserved slots are taken: free a slot (stop a client's pool)"
+            return (
+                f"cannot connect to PostgreSQL: no connection slot for this action ({text}); "
+                f"{how}; or act from the TUI (`ultrawatch`), whose monitoring connection "
+                "is already in: nothing was done"
+            )
+        return f"cannot reach PostgreSQL: {text}"
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """The connection for one short exchange: the given one, the lender's
+        (held for the exchange only, so its rounds go on between), or our own."""
+        if self.given is not None and not self.given.closed:
+            yield self.given
+            return
+        if self.lender is not None:
+            async with self.lender.lend() as lent:
+                if lent is not None:
+                    yield lent
+                    return
+        yield await self._connect()
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         if self.conn is None or self.conn.closed:
@@ -90,27 +170,29 @@ class BackendAction:
             )
         return self.conn
 
-    async def _look(self) -> tuple[Any, ...] | None:
-        conn = await self._connect()
+    async def _look(self) -> tuple[tuple[Any, ...] | None, int]:
+        """The target's row (server text made printable) and the pid of the
+        backend that asked."""
         pg = self.config.postgres
         assert pg is not None
-        async with conn.cursor() as cur:
+        async with self._session() as conn, conn.cursor() as cur:
             await cur.execute(_LOOK_SQL, {"pid": self.pid, "chars": max(0, pg.query_chars)})
-            return await cur.fetchone()
+            row = await cur.fetchone()
+            own = conn.info.backend_pid
+        return (None if row is None else tuple(self._text(v) for v in row)), own
 
     async def plan(self) -> Plan:
         if self.problem:
             raise ActionRefused(self.problem)
         try:
-            row = await self._look()
+            row, own = await self._look()
         except psycopg.Error as e:
-            raise ActionRefused(f"cannot reach PostgreSQL: {_one_line(e)}") from None
+            raise ActionRefused(self._cannot_reach(e)) from None
         pid = self.pid
         if row is None:
             raise ActionRefused(f"no backend with pid {pid}: nothing to {self.mode}")
         (_, start, btype, app, user, db, state, age, q_epoch, query) = row
-        assert self.conn is not None
-        if pid == self.conn.info.backend_pid or (app or "").startswith(APPLICATION_NAME):
+        if pid == own or (app or "").startswith(APPLICATION_NAME):
             raise ActionRefused(f"pid {pid} is ultrawatch's own backend; refusing to signal it")
         if start is None:
             raise ActionRefused(
@@ -168,33 +250,41 @@ class BackendAction:
         )
 
     async def execute(self, plan: Plan, progress: Progress) -> None:
-        conn = await self._connect()
         pid, start = plan.params["pid"], plan.params["backend_start"]
         q_start = plan.params.get("query_start")
         if self.mode == "cancel" and q_start is None:
             raise ActionRefused(f"the plan saw no query start for pid {pid}: nothing was done")
-        if pid == conn.info.backend_pid:
-            raise ActionRefused(f"pid {pid} is this action's own connection")
         progress(f"{_SIGNAL_FUNCTION[self.mode]}({pid})")
         try:
-            async with conn.cursor() as cur:
-                await cur.execute(
-                    _SIGNAL_SQL[self.mode],
-                    {"pid": pid, "start": start, "qstart": q_start, "tol": SAME_START},
-                )
-                row = await cur.fetchone()
+            async with self._session() as conn:
+                if pid == conn.info.backend_pid:
+                    raise ActionRefused(f"pid {pid} is this action's own connection")
+                async with conn.cursor() as cur:
+                    await cur.execute(
+                        _SIGNAL_SQL[self.mode],
+                        {"pid": pid, "start": start, "qstart": q_start, "tol": SAME_START},
+                    )
+                    row = await cur.fetchone()
+            if row is None and self.mode == "cancel":
+                now, _ = await self._look()  # outside the session above: the lender's lock
+            else:
+                now = None
         except psycopg.errors.InsufficientPrivilege as e:
-            raise ActionRefused(f"PostgreSQL refused: {_one_line(e)}") from None
-        if row is None and self.mode == "cancel":
-            now = await self._look()
-            if now is not None and now[1] is not None and abs(now[1] - start) < SAME_START:
-                state = now[6] or "not running a query"
-                raise ActionRefused(
-                    f"pid {pid}'s query changed since the plan (the planned query has "
-                    f"finished; the session is {state}"
-                    + (f", running a query started {_iso(now[8])}" if now[8] else "")
-                    + "): nothing was cancelled"
-                )
+            raise ActionRefused(f"PostgreSQL refused: {self._error(e)}") from None
+        except psycopg.Error as e:
+            # The signal may or may not have gone out: an error, not a refusal.
+            raise PostgreSQLError(
+                f"{_SIGNAL_FUNCTION[self.mode]}({pid}) failed: {self._error(e)}"
+            ) from None
+        # `now` is only looked up for a cancel that matched no row
+        if now is not None and now[1] is not None and abs(now[1] - start) < SAME_START:
+            state = now[6] or "not running a query"
+            raise ActionRefused(
+                f"pid {pid}'s query changed since the plan (the planned query has "
+                f"finished; the session is {state}"
+                + (f", running a query started {_iso(now[8])}" if now[8] else "")
+                + "): nothing was cancelled"
+            )
         if row is None:
             raise ActionRefused(
                 f"pid {pid} is gone or belongs to another session now: nothing was done"
@@ -208,7 +298,14 @@ class BackendAction:
         deadline = time.monotonic() + VERIFY_FOR
         last = "unchanged"
         while True:
-            row = await self._look()
+            try:
+                row, _ = await self._look()
+            except psycopg.Error as e:
+                return Outcome(
+                    Result.NOT_VERIFIED,
+                    f"{_SIGNAL_FUNCTION[self.mode]}({pid}) was sent, but its effect could "
+                    f"not be checked: {self._error(e)}",
+                )
             gone = row is None or row[1] is None or abs(row[1] - start) >= SAME_START
             if self.mode == "terminate":
                 if gone:
@@ -239,15 +336,27 @@ class BackendAction:
 class CancelBackend(BackendAction):
     """`pg_cancel_backend`: stop the running query, keep the session."""
 
-    def __init__(self, config: Config, pid: int, backend_start: float | None = None) -> None:
-        super().__init__(config, pid, "cancel", backend_start)
+    def __init__(
+        self,
+        config: Config,
+        pid: int,
+        backend_start: float | None = None,
+        **via: Any,  # conn= / lender=, as for BackendAction
+    ) -> None:
+        super().__init__(config, pid, "cancel", backend_start, **via)
 
 
 class TerminateBackend(BackendAction):
     """`pg_terminate_backend`: end the whole session."""
 
-    def __init__(self, config: Config, pid: int, backend_start: float | None = None) -> None:
-        super().__init__(config, pid, "terminate", backend_start)
+    def __init__(
+        self,
+        config: Config,
+        pid: int,
+        backend_start: float | None = None,
+        **via: Any,  # conn= / lender=, as for BackendAction
+    ) -> None:
+        super().__init__(config, pid, "terminate", backend_start, **via)
 
 
 def parse_backend_start(text: str) -> float | None:
@@ -293,5 +402,7 @@ def _duration(seconds: float | None) -> str:
 
 
 def _one_line(e: BaseException) -> str:
+    """The first line of a libpq message, without psycopg's generic prefix."""
     text = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
-    return text[0] if text else type(e).__name__
+    line = text[0] if text else type(e).__name__
+    return line.removeprefix("connection failed: ")
