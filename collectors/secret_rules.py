@@ -59,6 +59,7 @@ def judge_secrets(reading: Reading, config: Config) -> list[CheckResult]:
                 value=info.get("length"),
                 unit="bytes",
                 crit=info.get("required_bytes"),
+                below=True,  # too few bytes is the alert
             )
         )
 
@@ -95,24 +96,37 @@ def judge_secrets(reading: Reading, config: Config) -> list[CheckResult]:
 
 
 def _age(keys: dict[str, Any], max_age: float, t: str, where: str) -> CheckResult:
+    present = {key: info for key, info in keys.items() if info.get("present", True)}
     aged = [
-        (info["age_s"], key, info) for key, info in keys.items() if info.get("age_s") is not None
+        (info["age_s"], key, info) for key, info in present.items() if info.get("age_s") is not None
     ]
+    blind = [key for key, info in present.items() if info.get("age_s") is None]
     if not aged:
+        hint = " (set <KEY>_ROTATED_AT to an ISO time)" if where.startswith("env") else ""
         return CheckResult(
             "secrets.age",
             "secrets",
             t,
-            Status.OK if where.startswith("env") else Status.UNKNOWN,
-            f"age not known ({where} has no rotation time or modification time)",
+            Status.UNKNOWN,
+            f"age not known ({where} has no rotation time or modification time){hint}",
             unit="s",
             warn=max_age,
         )
     age, key, info = max(aged, key=lambda x: x[0])
     source = "rotated" if info.get("age_source") == "rotated_at" else "file last modified"
-    status = Status.WARNING if age > max_age else Status.OK
     summary = f"{key} {source} {format_duration(age)} ago"
-    summary += f" (older than max_age {format_duration(max_age)})" if age > max_age else ""
+    if age > max_age:
+        status = Status.WARNING
+        summary += f" (older than max_age {format_duration(max_age)})"
+    elif blind:
+        # another key's rotation rewrote the file: this key's age is not known
+        status = Status.UNKNOWN
+        summary = (
+            f"age of {', '.join(blind)} not known (no <KEY>_ROTATED_AT, and the file was "
+            f"rewritten when another key was rotated); {summary}"
+        )
+    else:
+        status = Status.OK
     return CheckResult(
         "secrets.age", "secrets", t, status, summary, value=age, unit="s", warn=max_age
     )
@@ -175,7 +189,10 @@ def _probe(probe: dict[str, Any], t: str) -> CheckResult:
         )
     err = probe.get("error")
     if err:
-        status = Status.WARNING if "without any token" in err else Status.UNKNOWN
+        # a wrong/unprotected path is a configuration problem; anything else means
+        # we do not know whether forgeries would work
+        wrong_path = probe.get("error_kind") == "not_protected" or "without any token" in err
+        status = Status.WARNING if wrong_path else Status.UNKNOWN
         return CheckResult(
             "secrets.forged_token", "secrets", t, status, f"probe of {svc} {path}: {err}"
         )

@@ -36,14 +36,19 @@ def fingerprint(value: str) -> str:
     return "sha256:" + hashlib.sha256(value.encode("utf-8")).hexdigest()[:12]
 
 
-def fault_point(area: str, step: str) -> None:
+def fault_point(area: str, step: str, n: int | None = None) -> None:
     """Fault injection for crash tests: ULTRAWATCH_FAULT=<area>:<step> SIGKILLs us here.
 
+    Numbered points (`n`, e.g. `store:between-files:3`) let a test kill at each of a
+    series of boundaries; the bare name kills at the first of them.
     Off unless the variable is set; SIGKILL (not an exception) so no cleanup runs,
     exactly like a power cut or the OOM killer.
     """
     want = os.environ.get(FAULT_ENV)
-    if want and want == f"{area}:{step}":
+    if not want:
+        return
+    here = f"{area}:{step}"
+    if (want == here and n in (None, 1)) or (n is not None and want == f"{here}:{n}"):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -67,6 +72,8 @@ class SecretStore(Protocol):
     def write(self, updates: Mapping[str, str | None]) -> None: ...
 
     def mtime(self, key: str | None = None) -> float | None: ...
+
+    def exists(self) -> bool: ...
 
     def describe(self) -> dict[str, str | None]: ...
 
@@ -92,7 +99,9 @@ def _write_order(updates: Mapping[str, str | None]) -> list[tuple[str, str | Non
 
     *_PREVIOUS values are set first, then *_ROTATED_AT, then the rest, deletions
     last; a crash in between leaves old-or-new current plus the previous, never a
-    lost previous.
+    lost previous. A key whose current value still equals its _PREVIOUS was not
+    rotated yet (whatever its _ROTATED_AT says): that is how a rerun tells an
+    interrupted write from a finished one.
     """
 
     def rank(item: tuple[str, str | None]) -> int:
@@ -361,7 +370,8 @@ class DirStore:
     def write(self, updates: Mapping[str, str | None]) -> None:
         for i, (key, value) in enumerate(_write_order(updates)):
             if i:
-                fault_point("store", "between-files")
+                # store:between-files:<i>: killed after the i-th file of this write
+                fault_point("store", "between-files", i)
             f = self._file(key)
             if value is None:
                 with contextlib.suppress(FileNotFoundError):

@@ -8,6 +8,8 @@ fingerprints and reasons only. One Reading per round, target "store".
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
 import warnings
 from datetime import UTC, datetime
@@ -16,7 +18,8 @@ from typing import Any
 from collectors.config import Config, SecretsConfig, ServiceConfig
 from collectors.http import HttpClient
 from collectors.model import Reading
-from collectors.secret_store import StoreError, fingerprint, open_store
+from collectors.redact import printable
+from collectors.secret_store import SecretStore, StoreError, fingerprint, open_store
 from collectors.weak_secrets import (
     MIN_BYTES,
     PROBE_SECRETS,
@@ -58,15 +61,35 @@ def iso_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+class StoreMissing(StoreError):
+    """The configured store file or directory does not exist."""
+
+
+def check_exists(store: SecretStore) -> None:
+    """Raise StoreMissing for a dotenv file or dir store that is not there: reading it
+    as empty would report every key "missing", and a rotation would create it."""
+    if store.path is None or store.exists():
+        return
+    what = "directory" if store.kind == "dir" else "file"
+    raise StoreMissing(f"{what} not found: {store.path}")
+
+
 def security_services(config: Config) -> list[ServiceConfig]:
     """Services that publish their key fingerprints (detail_paths has /health/security)."""
     return [s for s in config.services if SECURITY_PATH in s.detail_paths]
 
 
-def parse_security(body: bytes) -> dict[str, Any] | None:
-    """The `jwt` object of a /health/security answer (or the top level), or None."""
-    import json
+_FINGERPRINT = re.compile(r"sha256:[0-9a-f]{12}")
+_SECURITY_FIELDS = {"accessKeyFingerprint": "access", "refreshKeyFingerprint": "refresh"}
 
+
+def parse_security(body: bytes) -> dict[str, Any] | None:
+    """The `jwt` object of a /health/security answer (or the top level), or None.
+
+    A fingerprint that is not `sha256:` + 12 lowercase hex digits makes the answer
+    an error ("malformed fingerprint"): the text is the target's, it could carry
+    terminal escapes or even a raw secret, so it is never passed on, only its length.
+    """
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting too
@@ -76,10 +99,25 @@ def parse_security(body: bytes) -> dict[str, Any] | None:
     jwt_part = doc.get("jwt") if isinstance(doc.get("jwt"), dict) else doc
     if "accessKeyFingerprint" not in jwt_part and "refreshKeyFingerprint" not in jwt_part:
         return None
-    return {  # clipped: a service's answer must not bloat readings and recordings
-        k: jwt_part[k][:80] if isinstance(jwt_part.get(k), str) else None
-        for k in ("algorithm", "accessKeyFingerprint", "refreshKeyFingerprint", "loadedAt")
+    out: dict[str, Any] = {  # clipped: a service's answer must not bloat readings
+        k: printable(jwt_part[k][:80]) if isinstance(jwt_part.get(k), str) else None
+        for k in ("algorithm", "loadedAt")
     }
+    out["error"] = None
+    for name in _SECURITY_FIELDS:
+        value = jwt_part.get(name)
+        if value is None:
+            out[name] = None
+        elif isinstance(value, str) and _FINGERPRINT.fullmatch(value):
+            out[name] = value
+        else:
+            out[name] = None
+            what = f"{len(value)} characters" if isinstance(value, str) else type(value).__name__
+            out["error"] = (
+                f"{SECURITY_PATH}: malformed fingerprint in {name} ({what}; expected sha256: "
+                "and 12 lowercase hex digits)"
+            )
+    return out
 
 
 async def fetch_fingerprints(
@@ -94,6 +132,8 @@ async def fetch_fingerprints(
     sec = parse_security(f.body)
     if sec is None:
         return {"error": f"{SECURITY_PATH} has no key fingerprints"}
+    if sec["error"]:
+        return {"error": sec["error"]}
     return {
         "access": sec["accessKeyFingerprint"],
         "refresh": sec["refreshKeyFingerprint"],
@@ -145,6 +185,9 @@ class SecretsCollector:
         t0 = time.time()
         try:
             data, expected = await asyncio.to_thread(self._read_store)
+        except StoreMissing as e:
+            # services started from a store that is not there: as bad as unreachable
+            return [Reading("secrets", "store", t0, error=str(e), error_kind="unreachable")]
         except StoreError as e:
             return [Reading("secrets", "store", t0, error=str(e), error_kind="internal")]
         timeout = min(float(self.config.http.timeout), 3.0)
@@ -176,6 +219,7 @@ class SecretsCollector:
     def _read_store(self) -> tuple[dict[str, Any], dict[str, str | None]]:
         s = self.settings
         store = open_store(s.store)
+        check_exists(store)
         wanted = [k + suffix for k in s.keys for suffix in ("", PREVIOUS, ROTATED_AT)]
         if store.kind == "dotenv":
             everything = store.items()  # one read, one parse
@@ -191,12 +235,25 @@ class SecretsCollector:
                 wordlist = {"path": s.wordlist, "entries": 0, "error": e.strerror or str(e)}
         need = MIN_BYTES[s.algorithm]
         now = time.time()
+        stamps = [t for k in s.keys if (t := parse_time(values.get(k + ROTATED_AT))) is not None]
         keys: dict[str, Any] = {}
         for key in s.keys:
             value = values.get(key)
             rotated_text = values.get(key + ROTATED_AT)
             rotated = parse_time(rotated_text)
             changed = rotated if rotated is not None else store.mtime(key)
+            source = "rotated_at" if rotated is not None else "mtime"
+            # A dotenv file's mtime is the last write of ANY key: once another key
+            # was stamped at (or before) that write, the mtime says nothing about
+            # this one (rotating the refresh key must not make the access key fresh).
+            if (
+                rotated is None
+                and changed is not None
+                and store.kind == "dotenv"
+                and stamps
+                and changed >= max(stamps) - 1.0
+            ):
+                changed, source = None, "unknown"
             prev = values.get(key + PREVIOUS)
             info: dict[str, Any] = {
                 "present": value is not None,
@@ -207,7 +264,7 @@ class SecretsCollector:
                 "reason": f"{key} is not in the store",
                 "entropy_bits": None,
                 "age_s": round(now - changed, 1) if changed is not None else None,
-                "age_source": "rotated_at" if rotated is not None else "mtime",
+                "age_source": source,
                 "rotated_at": rotated_text if rotated is not None else None,
                 "previous_fingerprint": fingerprint(prev) if prev is not None else None,
                 # a weak previous secret is still accepted until the rotation is finished
@@ -330,19 +387,23 @@ class SecretsCollector:
             "accepted": [],
             "at": time.time(),
             "error": None,
+            "error_kind": None,
         }
         timeout = min(float(self.config.http.timeout), 2.0)
-        # A baseline without a token: a path that answers 2xx anyway proves nothing.
+        # A baseline without a token must be refused (401/403): a path that answers
+        # 2xx anyway proves nothing, and one that answers 404/5xx is not the
+        # protected path the probe was told about (a forged token would "fail" too).
         base = await self.http.get(url, timeout=timeout, max_body=4096)
         result["tried"] = 1
         if base.error:
             result["error"] = f"unreachable: {base.error}"
             return result
-        if base.status is not None and 200 <= base.status < 300:
-            result["error"] = (
-                f"{p.path} answers {base.status} without any token: not a protected path"
-            )
+        if base.status not in (401, 403):
+            extra = " without any token" if base.status and 200 <= base.status < 300 else ""
+            result["error"] = f"{p.path} is not a protected path (HTTP {base.status}{extra})"
+            result["error_kind"] = "not_protected"
             return result
+        unclear: list[str] = []
         for label, token in forged_tokens(self.settings.algorithm):
             await asyncio.sleep(0.05)  # rate limit: a probe, not a flood
             f = await self.http.get(
@@ -351,6 +412,18 @@ class SecretsCollector:
             result["tried"] += 1
             if f.status is not None and 200 <= f.status < 300:
                 result["accepted"].append(label)
+            elif f.error or f.status not in (401, 403):
+                # only 401/403 is a rejection; anything else leaves the answer open
+                unclear.append(f"{label}: {f.error or f'HTTP {f.status}'}")
+        if unclear and not result["accepted"]:
+            result["error"] = (
+                f"inconclusive: {len(unclear)} forged token(s) got neither 401/403 nor 2xx ("
+                + "; ".join(unclear[:3])
+                + ("; ..." if len(unclear) > 3 else "")
+                + ")"
+            )
+            result["error_kind"] = "inconclusive"
+        result["unclear"] = unclear
         return result
 
 

@@ -9,6 +9,7 @@ Nothing here returns or logs a secret value: callers get reasons, not values.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -200,6 +201,12 @@ def low_entropy(value: str) -> str | None:
     longest_run = max(len(m.group(0)) for m in re.finditer(r"(.)\1*", value, re.S))
     if longest_run >= max(6, n // 4):
         return f"a run of {longest_run} identical characters"
+    sequence = _longest_sequence(value)
+    if sequence >= 8:
+        return f"a run of {sequence} consecutive characters (like abcdef or 0123)"
+    repeated = _longest_repeat(value)
+    if repeated >= 8:
+        return f"a {repeated}-character sequence repeated"
     if _WORD_DIGITS.fullmatch(value):
         return "a dictionary word with digits"
     parts = [p for p in re.split(r"[\s\-_.:/+]+", value) if p]
@@ -223,3 +230,47 @@ def _period(value: str) -> int | None:
         if same >= 0.9 * (n - p):
             return p
     return None
+
+
+# Both thresholds are 8: in a random hex secret (16 symbols, the smallest alphabet we
+# expect) an 8-long run or repeat turns up by chance far below once in a million.
+_SCAN = 512  # longer secrets: the first 512 characters tell enough
+
+
+def _longest_sequence(value: str) -> int:
+    """The longest run of consecutive code points, up or down ("abcdef", "9876")."""
+    text = value[:_SCAN]
+    best = run = 1
+    step = 0
+    for a, b in itertools.pairwise(text):
+        d = ord(b) - ord(a)
+        if d in (1, -1) and (run == 1 or d == step):
+            run, step = run + 1, d
+        elif d in (1, -1):
+            run, step = 2, d
+        else:
+            run, step = 1, 0
+        best = max(best, run)
+    return best if text else 0
+
+
+def _longest_repeat(value: str) -> int:
+    """Length of the longest substring that occurs twice without overlapping
+    ("correcthorse...correcthorse"), 0 when none of 8 or more characters does."""
+    text = value[:_SCAN]
+    best = 0
+    length = 8
+    while length <= len(text) // 2:
+        first: dict[str, int] = {}
+        found = False
+        for i in range(len(text) - length + 1):
+            chunk = text[i : i + length]
+            j = first.setdefault(chunk, i)
+            if i - j >= length:
+                found = True
+                break
+        if not found:
+            break  # no repeat of this length: none longer either
+        best = length
+        length += 1
+    return best

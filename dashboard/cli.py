@@ -174,6 +174,8 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
         from dashboard.demo.cli import run_demo
 
         return run_demo(args)
+    if command == "rotate-secret" and args.dry_run:
+        return _rotate_dry_run(args)
     if command in ACTION_MODULES:
         return _action(command, args)
     if command == "record":
@@ -291,6 +293,34 @@ def _action(command: str, args: argparse.Namespace) -> int:
     for k, v in outcome.details:
         print(f"  {k}: {v}", file=stream)
     return outcome.result.exit_code
+
+
+def _rotate_dry_run(args: argparse.Namespace) -> int:
+    """`rotate-secret --dry-run`: the plan, and nothing else. It changes nothing, so
+    it needs neither --yes nor actions enabled, and works under --read-only."""
+    import asyncio
+
+    from collectors.redact import printable
+    from dashboard.actions.base import ActionRefused, Result
+    from dashboard.actions.rotate_secret import from_cli
+
+    action = from_cli(_load(args), args)
+
+    async def plan() -> Plan:
+        try:
+            return await action.plan()
+        finally:
+            await action.close()
+
+    try:
+        p = asyncio.run(plan())
+    except ActionRefused as e:
+        print(f"ultrawatch: refused: {printable(str(e))}", file=sys.stderr)
+        return Result.REFUSED.exit_code
+    print(f"{p.action} {printable(p.target)}: {printable(p.summary)}")
+    for k, v in p.details:
+        print(f"  {printable(k)}: {printable(v)}")
+    return 0
 
 
 def _print_plan(plan: Plan) -> None:

@@ -36,11 +36,13 @@ class JwtService:
         keys: tuple[str, str] = ("JWT_SECRET", "JWT_REFRESH_SECRET"),
         vulnerable: bool = False,
         ignore_reload: bool = False,
+        bad_token_status: int = 401,
     ) -> None:
         self.store = open_store(SecretStoreConfig(kind=kind, path=str(store_path)))  # type: ignore[arg-type]
         self.keys = keys
         self.vulnerable = vulnerable
         self.ignore_reload = ignore_reload
+        self.bad_token_status = bad_token_status  # e.g. 500: a service that crashes on them
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status)
         self.reloads = 0
@@ -116,7 +118,8 @@ class JwtService:
         if req.path == "/api/admin/me":
             claims = self._verify(auth)
             if not claims:
-                return 401, {"error": "unauthorized"}
+                status = self.bad_token_status if auth else 401
+                return status, {"error": "unauthorized"}
             if claims.get("role") != "admin":
                 return 403, {"error": "forbidden"}
             return 200, {"user": claims.get("sub"), "role": "admin"}

@@ -29,6 +29,7 @@ from collectors.config import Config, parse_config
 from collectors.secret_store import DotenvStore, fingerprint
 from dashboard.demo.schema import NO_TTL_PRODUCT, STALE_PRODUCT, lock_key
 from tests.conftest import ULTRAWATCH, run_cli
+from tests.jwt_service import assert_no_secret
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -382,8 +383,12 @@ def test_incident_end_to_end_fixed_by_ultrawatch(tmp_path: Path) -> None:
         assert _health(order_url).json()["activeOperations"] >= 1  # type: ignore[union-attr]
 
         # the remedies, each with ultrawatch's own subcommands
+        weak = [demo.secret(), demo.secret("JWT_REFRESH_SECRET")]
         res = demo.cli("rotate-secret")
         assert res.returncode == 0, res.stdout + res.stderr
+        # no value, old or new, in what the rotation printed
+        rotated = [demo.secret(), demo.secret("JWT_REFRESH_SECRET")]
+        assert_no_secret([*weak, *rotated], res.stdout, res.stderr)
         for product in (NO_TTL_PRODUCT, STALE_PRODUCT):
             res = demo.cli("release-lock", lock_key(product))
             assert res.returncode == 0, res.stdout + res.stderr

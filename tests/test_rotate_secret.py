@@ -131,15 +131,21 @@ def test_dry_run_changes_nothing(tmp_path: Path, write_config) -> None:
     write_store(env, strong(), strong())
     before = env.read_bytes()
     with services(env, 1) as (svcs, urls):
-        w = World(tmp_path, write_config, urls)
+        w = World(tmp_path, write_config, urls, "[actions]\nenabled = false\n")
         w.values()
-        proc = w.cli("--dry-run", "--yes")
+        # no terminal, no --yes, read-only, actions switched off: it changes nothing
+        proc = w.cli("--dry-run", "--read-only")
         assert proc.returncode == 0, proc.stderr
-        assert "dry run" in proc.stdout + proc.stderr
-        assert "svc-0 (POST /admin/reload-secrets)" in proc.stderr
-        assert "grace period: 15m" in proc.stderr
+        assert "dry run: show the rotation plan; nothing will be changed" in proc.stdout
+        assert "svc-0 (POST /admin/reload-secrets)" in proc.stdout
+        assert "grace period: 15m" in proc.stdout
+        assert "svc-0 now: on " + fingerprint(w.values()["JWT_SECRET"]) in proc.stdout
         assert svcs[0].reloads == 0
+        # without --dry-run the same command is refused
+        refused = w.cli("--yes", "--read-only")
+        assert refused.returncode == 1 and "read-only" in refused.stderr
     assert env.read_bytes() == before
+    assert not w.audit.exists()  # nothing done, nothing to audit
     w.assert_clean()
 
 
@@ -224,9 +230,19 @@ def test_finish_drops_previous_after_grace_and_refuses_with_a_lagging_service(
         v = w.values()
         assert "JWT_SECRET_PREVIOUS" not in v and "JWT_REFRESH_SECRET_PREVIOUS" not in v
         assert all(s.previous is None for s in svcs)  # told to reload: previous forgotten
-        nothing = w.cli("--finish", "--yes")
-        assert nothing.returncode == 1 and "no rotation to finish" in nothing.stderr
+        # nothing left to drop: the services are told again (a finish killed before
+        # telling them leaves them holding the previous secret in memory)
+        again = w.cli("--finish", "--yes")
+        assert again.returncode == 0, again.stderr
+        assert "no rotation to finish" in again.stderr
+        assert "no previous secret was left in the store; told the services" in again.stdout
     w.assert_clean()
+    # without services to tell, there is nothing to do at all
+    cfg = write_config(
+        f'[secrets]\nstore = {{ kind = "dotenv", path = "{env}" }}\n', name="alone.toml"
+    )
+    alone = run_cli("rotate-secret", "--finish", "--yes", "--config", str(cfg))
+    assert alone.returncode == 1 and "no rotation to finish" in alone.stderr
 
 
 def test_env_store_is_refused(tmp_path: Path, write_config) -> None:
@@ -258,7 +274,9 @@ def test_signal_reload_to_a_local_process(tmp_path: Path, write_config) -> None:
         assert f"SIGHUP sent to pid {proc.pid}" in out.stderr
         values = parse_dotenv(env.read_text())
         assert values["JWT_SECRET_PREVIOUS"] == old
-        assert_no_secret(list(values.values()), out.stdout, out.stderr)
+        audit = (tmp_path / "audit.jsonl").read_text()
+        assert "step:notified" in audit
+        assert_no_secret(list(values.values()), out.stdout, out.stderr, audit)
     finally:
         proc.kill()
         proc.wait()
@@ -272,7 +290,8 @@ STEPS = [
     "store:temp-written",
     "store:renamed",
     "rotate:written",
-    "rotate:notifying",
+    "rotate:notifying:1",
+    "rotate:notifying:2",
     "rotate:notified",
     "rotate:verified",
 ]
@@ -283,7 +302,7 @@ def test_sigkill_at_each_step_leaves_a_safe_store(tmp_path: Path, write_config, 
     env = tmp_path / "ultramarket.env"
     old_a, old_r = strong(), strong()
     write_store(env, old_a, old_r)
-    with services(env, 2) as (svcs, urls):
+    with services(env, 3) as (svcs, urls):
         w = World(tmp_path, write_config, urls, 'grace_period = "10m"')
         w.values()
         killed = w.cli("--yes", env={"ULTRAWATCH_FAULT": step})
@@ -299,50 +318,170 @@ def test_sigkill_at_each_step_leaves_a_safe_store(tmp_path: Path, write_config, 
         # no service is left holding a key the store does not have
         for s in svcs:
             assert s.access in (v["JWT_SECRET"], v.get("JWT_SECRET_PREVIOUS"))
+        told = sum(s.access == v["JWT_SECRET"] != old_a for s in svcs)
+        if step.startswith("rotate:notifying:"):
+            assert told == int(step.rsplit(":", 1)[1])  # killed after telling that many
         # running it again completes the job or explains why not
         again = w.cli("--yes")
         after = w.values()
         if step in ("rotate:planned", "rotate:generated", "store:temp-written"):
             assert v["JWT_SECRET"] == old_a
             assert again.returncode == 0, again.stderr
-        elif step in ("store:renamed", "rotate:written", "rotate:notifying"):
+        elif step in ("store:renamed", "rotate:written") or step.startswith("rotate:notifying"):
             assert again.returncode == 0 and "resume" in again.stderr, again.stderr
             assert after["JWT_SECRET"] == v["JWT_SECRET"]
         else:
             assert again.returncode == 1 and "grace period" in again.stderr
         assert after.get("JWT_SECRET_PREVIOUS") == old_a
+        assert after["JWT_SECRET"] != old_a and after["JWT_REFRESH_SECRET"] != old_r
         assert all(s.access == after["JWT_SECRET"] for s in svcs)
     w.assert_clean()
 
 
-@pytest.mark.parametrize("step", ["store:between-files", "rotate:written"])
+def rotated_store(env: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """A store mid-rotation whose grace period is long over: (current, previous)."""
+    cur = {"JWT_SECRET": strong(), "JWT_REFRESH_SECRET": strong()}
+    prev = {"JWT_SECRET": strong(), "JWT_REFRESH_SECRET": strong()}
+    env.write_text(
+        "".join(
+            f"{k}={cur[k]}\n{k}_PREVIOUS={prev[k]}\n{k}_ROTATED_AT=2020-01-01T00:00:00Z\n"
+            for k in cur
+        )
+    )
+    return cur, prev
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        "store:temp-written",
+        "store:renamed",
+        "finish:written",
+        "rotate:notifying:1",
+        "rotate:notifying:2",
+    ],
+)
+def test_sigkill_while_finishing(tmp_path: Path, write_config, step: str) -> None:
+    env = tmp_path / "ultramarket.env"
+    cur, prev = rotated_store(env)
+    with services(env, 3) as (svcs, urls):
+        assert all(s.previous == prev["JWT_SECRET"] for s in svcs)
+        w = World(tmp_path, write_config, urls)
+        w.values()
+        killed = w.cli("--finish", "--yes", env={"ULTRAWATCH_FAULT": step})
+        assert killed.returncode == -9, killed.stderr
+        v = w.values()  # complete and parseable, the current secrets untouched
+        assert {k: v[k] for k in cur} == cur
+        dropped = "JWT_SECRET_PREVIOUS" not in v
+        assert dropped == (step not in ("store:temp-written",)), v.keys()
+        if not dropped:
+            assert v["JWT_SECRET_PREVIOUS"] == prev["JWT_SECRET"]
+        # killed after the write and before every service was told: some still hold
+        # the previous secret in memory; the rerun tells them
+        again = w.cli("--finish", "--yes")
+        assert again.returncode == 0, again.stdout + again.stderr
+        after = w.values()
+        assert "JWT_SECRET_PREVIOUS" not in after and "JWT_REFRESH_SECRET_PREVIOUS" not in after
+        assert all(s.previous is None and s.access == cur["JWT_SECRET"] for s in svcs)
+    w.assert_clean()
+
+
+def dir_files(d: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in d.iterdir() if not p.name.startswith(".")}
+
+
+# DirStore.write for a two-key rotation writes 6 files: a kill at every boundary
+@pytest.mark.parametrize(
+    "step", [f"store:between-files:{i}" for i in range(1, 6)] + ["rotate:written"]
+)
 def test_sigkill_with_a_dir_store(tmp_path: Path, write_config, step: str) -> None:
     d = tmp_path / "secrets"
     d.mkdir()
     old_a, old_r = strong(), strong()
     (d / "JWT_SECRET").write_text(old_a)
     (d / "JWT_REFRESH_SECRET").write_text(old_r)
-    with services(d, 1, kind="dir") as (svcs, urls):
+    with services(d, 2, kind="dir") as (svcs, urls):
         cfg = write_config(
-            f'[[services]]\nname = "svc"\nurl = "{urls[0]}"\n'
-            'detail_paths = ["/health/security"]\n'
-            f'[secrets]\nstore = {{ kind = "dir", path = "{d}" }}\n'
+            "".join(
+                f'[[services]]\nname = "svc-{i}"\nurl = "{u}"\n'
+                'detail_paths = ["/health/security"]\n'
+                for i, u in enumerate(urls)
+            )
+            + f'[secrets]\nstore = {{ kind = "dir", path = "{d}" }}\ngrace_period = "10m"\n'
         )
         killed = run_cli(
             "rotate-secret", "--config", str(cfg), "--yes", env={"ULTRAWATCH_FAULT": step}
         )
         assert killed.returncode == -9
-        files = {p.name: p.read_text() for p in d.iterdir() if not p.name.startswith(".")}
+        files = dir_files(d)
+        seen = [v for k, v in files.items() if not k.endswith("_ROTATED_AT")]
         for key, old in (("JWT_SECRET", old_a), ("JWT_REFRESH_SECRET", old_r)):
+            # old or new, and never a new one without the old kept
             assert files[key] == old or files[key + "_PREVIOUS"] == old
         again = run_cli("rotate-secret", "--config", str(cfg), "--yes")
-        assert again.returncode in (0, 1)
-        files = {p.name: p.read_text() for p in d.iterdir() if not p.name.startswith(".")}
-        assert files["JWT_SECRET_PREVIOUS"] == old_a or files["JWT_SECRET"] == old_a
-        assert svcs[0].access in (files["JWT_SECRET"], files.get("JWT_SECRET_PREVIOUS"))
-        assert_no_secret(
-            list(files.values()), killed.stdout, killed.stderr, again.stdout, again.stderr
+        # the rerun finishes the job: exit 0 only because both keys really rotated
+        assert again.returncode == 0, again.stdout + again.stderr
+        files = dir_files(d)
+        seen += [v for k, v in files.items() if not k.endswith("_ROTATED_AT")]
+        for key, old in (("JWT_SECRET", old_a), ("JWT_REFRESH_SECRET", old_r)):
+            assert files[key] != old and files[key + "_PREVIOUS"] == old
+        assert all(s.access == files["JWT_SECRET"] for s in svcs)
+        assert all(s.refresh == files["JWT_REFRESH_SECRET"] for s in svcs)
+        # the rotation is complete: a third run is the refused second rotation
+        third = run_cli("rotate-secret", "--config", str(cfg), "--yes")
+        assert third.returncode == 1 and "grace period" in third.stderr
+    audit = (tmp_path / "audit.jsonl").read_text()
+    assert_no_secret(
+        [*seen, old_a, old_r],
+        killed.stdout,
+        killed.stderr,
+        again.stdout,
+        again.stderr,
+        third.stdout,
+        third.stderr,
+        audit,
+    )
+
+
+def test_no_new_secret_while_a_service_that_may_use_the_previous_is_down(
+    tmp_path: Path, write_config
+) -> None:
+    """After the grace period, a rotation drops the current _PREVIOUS: not while a
+    service that can report its key is unreachable or on another key."""
+    env = tmp_path / "ultramarket.env"
+    cur, _prev = rotated_store(env)
+    up, down = JwtService(env), JwtService(env)
+    with running(up) as u1:
+        stack = contextlib.ExitStack()
+        u2 = stack.enter_context(running(down))
+        w = World(tmp_path, write_config, [u1, u2])
+        w.values()
+        stack.close()  # svc-1 is stopped (restarting, network blip)
+        before = env.read_bytes()
+        refused = w.cli("--yes")
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "cannot generate a new secret while a service may still use a key" in (
+            refused.stderr
         )
+        assert "svc-1: cannot read which key it uses" in refused.stderr
+        assert env.read_bytes() == before
+        # a service on some other key (neither current nor previous) is named too
+        up.access = strong()
+        other = w.cli("--yes")
+        assert other.returncode == 1
+        assert f"svc-0 reports {fingerprint(up.access)} for JWT_SECRET, not the store's" in (
+            other.stderr
+        )
+        w.seen.append(up.access)
+        up.load()
+        with running(down) as u2_again:  # back, on a new port: the config follows it
+            w2 = World(tmp_path, write_config, [u1, u2_again])
+            w2.seen, w2.outputs = w.seen, w.outputs
+            done = w2.cli("--yes")
+            assert done.returncode == 0, done.stdout + done.stderr
+        v = w.values()
+        assert v["JWT_SECRET_PREVIOUS"] == cur["JWT_SECRET"]
+    w.assert_clean()
 
 
 def test_signal_reload_never_hits_a_stale_pidfile_or_our_own_ancestors(

@@ -201,6 +201,10 @@ def test_known_weak_builtin_and_wordlist(tmp_path: Path) -> None:
         ("Summer2024!", "word"),
         ("correct-horse-battery-staple-2024", "words"),
         ("thisismysupersecretkeyforourjwtservice!", "dictionary"),
+        ("abcdefghijklmnopqrstuvwxyz0123456789", "consecutive"),
+        ("Kq7-0123456789-zW4pX9mLb2Vn8Rt5Yc1", "consecutive"),
+        ("zyxwvutsrqponm!Q7wE3rT9yU1iO5pA2sD6", "consecutive"),
+        ("correcthorsebatterystaplecorrecthorse", "12-character sequence repeated"),
     ],
 )
 def test_low_entropy_is_flagged(value: str, why: str) -> None:

@@ -18,6 +18,7 @@ from collectors.rules import judge
 from collectors.secret_store import fingerprint
 from collectors.secrets import SecretsCollector
 from tests.conftest import run_cli
+from tests.helpers import http_server, respond
 from tests.jwt_service import JwtService, assert_no_secret, running
 
 
@@ -300,9 +301,21 @@ def test_dir_and_env_stores(tmp_path: Path, kind: str, monkeypatch: pytest.Monke
     strengths = [c for c in checks.values() if c.id.endswith(".strength")]
     assert len(strengths) == 2 and all(c.status is Status.OK for c in strengths)
     assert checks["secrets.distinct"].status is Status.OK
-    assert checks["secrets.age"].status is Status.OK
     assert reading.data["keys"][strengths[0].id.split(".")[1]]["fingerprint"] == fingerprint(a)
     assert_no_secret([a, b], everything(reading, checks))
+    if kind == "dir":
+        assert checks["secrets.age"].status is Status.OK
+        return
+    # the environment has no modification time: age unknown, not silently ok...
+    age = checks["secrets.age"]
+    assert age.status is Status.UNKNOWN and "set <KEY>_ROTATED_AT" in age.summary
+    # ...until the rotation time is given alongside the secrets
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
+    monkeypatch.setenv("UW_ACCESS_ROTATED_AT", stamp)
+    monkeypatch.setenv("UW_REFRESH_ROTATED_AT", stamp)
+    _, checks = audit(config)
+    assert checks["secrets.age"].status is Status.OK
+    assert "UW_ACCESS rotated" in checks["secrets.age"].summary
 
 
 def test_weak_previous_secret_still_accepted_is_a_warning(tmp_path: Path) -> None:
@@ -327,4 +340,131 @@ def test_a_hostile_security_answer_is_no_reading_at_all() -> None:
 
     assert parse_security(b"[" * 60_000) is None  # deep nesting: no RecursionError escapes
     long = b'{"jwt": {"accessKeyFingerprint": "' + b"a" * 100_000 + b'"}}'
-    assert len(parse_security(long)["accessKeyFingerprint"]) == 80
+    parsed = parse_security(long)
+    assert parsed["accessKeyFingerprint"] is None
+    assert "malformed fingerprint in accessKeyFingerprint (100000 characters" in parsed["error"]
+    good = parse_security(b'{"accessKeyFingerprint": "sha256:0123456789ab"}')
+    assert good["accessKeyFingerprint"] == "sha256:0123456789ab" and good["error"] is None
+    for bad in ("SHA256:0123456789AB", "sha256:0123456789abc", r"sha256:0123456789a\u001b"):
+        doc = b'{"accessKeyFingerprint": "' + bad.encode() + b'"}'
+        assert "malformed fingerprint" in parse_security(doc)["error"], bad
+
+
+ESCAPES = "sha256:\x1b]2;PWNED\x07\x1b[2J\x1b[31mevil"
+
+
+def escape_service(req) -> None:  # type: ignore[no-untyped-def]
+    """A service whose /health/security answers terminal escape sequences."""
+    if req.path == "/health/security":
+        body = {"jwt": {"algorithm": "HS256\x1b[5m", "accessKeyFingerprint": ESCAPES}}
+        respond(req, 200, json.dumps(body))
+    else:
+        respond(req, 401, "{}")
+
+
+def test_a_service_answering_escape_sequences_never_reaches_the_terminal(
+    tmp_path: Path, write_config
+) -> None:
+    env = tmp_path / ".env"
+    a, b = strong(), strong()
+    env.write_text(f"JWT_SECRET={a}\nJWT_REFRESH_SECRET={b}\n")
+    with http_server(escape_service) as url:
+        config = make_config(env, "", service_block("evil", url))
+        reading, checks = audit(config)
+        fp = checks["service.evil.secret_fingerprint"]
+        assert fp.status is Status.UNKNOWN and "malformed fingerprint" in fp.summary
+        assert "\x1b" not in everything(reading, checks)
+        cfg = write_config(
+            service_block("evil", url)
+            + f'[secrets]\nstore = {{ kind = "dotenv", path = "{env}" }}\nverify_timeout = "1s"\n'
+        )
+        dry = run_cli("rotate-secret", "--config", str(cfg), "--dry-run")
+        rot = run_cli("rotate-secret", "--config", str(cfg), "--yes")
+        text = run_cli("check", "--config", str(cfg), "--only", "secrets", "--format", "text")
+    # a service whose key cannot be read blocks a new secret; the refusal says why
+    for out in (dry, rot):
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert "evil: cannot read which key it uses (/health/security: malformed" in out.stderr
+    assert "malformed fingerprint" in text.stdout
+    for out in (dry, rot, text):
+        assert "\x1b" not in out.stdout + out.stderr and "PWNED" not in out.stdout + out.stderr
+    assert_no_secret([a, b], dry.stdout, dry.stderr, rot.stdout, rot.stderr, text.stdout)
+    assert env.read_text() == f"JWT_SECRET={a}\nJWT_REFRESH_SECRET={b}\n"
+
+
+def test_forged_token_probe_needs_a_protected_path_and_clear_rejections(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    a, b = strong(), strong()
+    env.write_text(f"JWT_SECRET={a}\nJWT_REFRESH_SECRET={b}\n")
+    vulnerable = JwtService(env, vulnerable=True)
+    with running(vulnerable) as url:
+        # a typo in the path: 404 for everything, which used to count as "rejected"
+        reading, checks = audit(probe_config(env, url, "/api/admin/mee"))
+        forged = checks["secrets.forged_token"]
+        assert forged.status is Status.WARNING
+        assert "/api/admin/mee is not a protected path (HTTP 404)" in forged.summary
+        assert reading.data["probe"]["tried"] == 1  # no forged token sent to a wrong path
+    # a service that answers 500 to a forged token: neither accepted nor rejected
+    broken = JwtService(env, bad_token_status=500)
+    with running(broken) as url:
+        reading, checks = audit(probe_config(env, url))
+    forged = checks["secrets.forged_token"]
+    assert forged.status is Status.UNKNOWN, forged.summary
+    assert "inconclusive: 7 forged token(s) got neither 401/403 nor 2xx" in forged.summary
+    assert "alg none (unsigned): HTTP 500" in " ".join(reading.data["probe"]["unclear"])
+    assert_no_secret([a, b], everything(reading, checks))
+
+
+def test_missing_store_file_is_a_clear_reading_and_never_created(
+    tmp_path: Path, write_config
+) -> None:
+    env = tmp_path / "no-such.env"
+    _, checks = audit(make_config(env))
+    store = checks["secrets.store"]
+    assert store.status is Status.CRITICAL
+    assert f"file not found: {env}" in store.summary
+    assert not [c for c in checks if c.endswith(".strength")]  # no "missing" per key
+    cfg = write_config(f'[secrets]\nstore = {{ kind = "dotenv", path = "{env}" }}\n')
+    proc = run_cli("rotate-secret", "--config", str(cfg), "--yes")
+    assert proc.returncode == 1
+    assert f"secret store file not found: {env}: ultrawatch does not create a store" in (
+        proc.stderr
+    )
+    assert not env.exists()
+    d = tmp_path / "no-such-dir"
+    config = parse_config(f'[secrets]\nstore = {{ kind = "dir", path = "{d}" }}\n')
+    _, checks = audit(config)
+    assert f"directory not found: {d}" in checks["secrets.store"].summary
+
+
+def test_rotating_one_key_does_not_make_the_other_look_fresh(tmp_path: Path, write_config) -> None:
+    env = tmp_path / ".env"
+    a, b = strong(), strong()
+    env.write_text(f"JWT_SECRET={a}\nJWT_REFRESH_SECRET={b}\n")
+    old = time.time() - 400 * 86400
+    os.utime(env, (old, old))
+    cfg = write_config(f'[secrets]\nstore = {{ kind = "dotenv", path = "{env}" }}\n')
+    config = parse_config(cfg.read_text())
+    _, checks = audit(config)
+    assert checks["secrets.age"].status is Status.WARNING
+    proc = run_cli("rotate-secret", "JWT_REFRESH_SECRET", "--config", str(cfg), "--yes")
+    assert proc.returncode == 0, proc.stderr
+    # the untouched key got its age from the file's old mtime, stamped by the write
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(old))
+    assert f"JWT_SECRET_ROTATED_AT={stamp}" in env.read_text()
+    reading, checks = audit(config)
+    age = checks["secrets.age"]
+    assert age.status is Status.WARNING and "JWT_SECRET rotated 400d" in age.summary
+    assert_no_secret([a, b], everything(reading, checks), proc.stdout, proc.stderr)
+
+    # a store rewritten by something else: one key stamped, the other not, and the
+    # file's mtime is that rotation's: the other key's age is unknown, not fresh
+    stamp_now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    env.write_text(
+        f"JWT_SECRET={a}\nJWT_REFRESH_SECRET={b}\nJWT_REFRESH_SECRET_ROTATED_AT={stamp_now}\n"
+    )
+    reading, checks = audit(config)
+    age = checks["secrets.age"]
+    assert age.status is Status.UNKNOWN, age.summary
+    assert "age of JWT_SECRET not known" in age.summary
+    assert reading.data["keys"]["JWT_SECRET"]["age_source"] == "unknown"

@@ -23,12 +23,13 @@ import os
 import secrets
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from collectors.config import Config, ReloadConfig, SecretsConfig, ServiceConfig, format_duration
 from collectors.http import HttpClient
+from collectors.redact import printable
 from collectors.secret_store import (
     SecretStore,
     StoreError,
@@ -41,6 +42,7 @@ from collectors.secrets import (
     PREVIOUS,
     ROTATED_AT,
     SECURITY_PATH,
+    check_exists,
     fetch_fingerprints,
     grace_period,
     iso_now,
@@ -73,7 +75,10 @@ class _Told:
 class _State:
     mode: str = "rotate"  # "rotate" | "resume" | "finish" | "dry-run"
     keys: list[str] = field(default_factory=list)
+    gen: list[str] = field(default_factory=list)  # keys that get a new secret now
+    retell: bool = False  # finish: PREVIOUS already dropped, only tell the services
     old_fp: dict[str, str | None] = field(default_factory=dict)
+    prev_fp: dict[str, str | None] = field(default_factory=dict)  # <KEY>_PREVIOUS at plan
     new_fp: dict[str, str] = field(default_factory=dict)
     told: list[_Told] = field(default_factory=list)
 
@@ -126,56 +131,104 @@ class RotateSecret:
                 f"the {store.kind!r} secret store is read-only: change the secret where the "
                 "environment is defined, or configure a dotenv or dir store"
             )
+        try:
+            check_exists(store)
+        except StoreError as e:
+            # a new store would hold secrets no service reads: never create one silently
+            raise ActionRefused(
+                f"secret store {e}: ultrawatch does not create a store; fix secrets.store "
+                "or create it with the services' current secrets first"
+            ) from None
         values = await asyncio.to_thread(self._read, store, list(s.keys))
         told = self._told()
         await self._observe(told)
         self.state = _State(keys=keys, told=told)
         self.state.old_fp = {k: _fp(values.get(k)) for k in keys}
+        self.state.prev_fp = {k: _fp(values.get(k + PREVIOUS)) for k in keys}
         if self.finish:
-            return self._plan_finish(store, keys, values)
-        return self._plan_rotate(store, keys, values)
+            plan = self._plan_finish(store, keys, values)
+        else:
+            plan = self._plan_rotate(store, keys, values)
+        return _printable_plan(plan)
 
     def _plan_rotate(self, store: SecretStore, keys: list[str], values: dict[str, str]) -> Plan:
         s = self.settings
         grace = grace_period(s)
         now = time.time()
-        access = s.keys[0]
-        prev_fp = _fp(values.get(access + PREVIOUS))
-        # Services still on the previous key: the last rotation did not reach them.
-        # Telling them again (resume) is safe; generating another secret is not.
-        cur_fp = _fp(values.get(access))
+        # A key whose current value equals its _PREVIOUS was not rotated: a write was
+        # interrupted after keeping the previous (dir stores write file by file).
+        interrupted = [
+            k for k in keys if values.get(k + PREVIOUS) is not None and _same_as_previous(values, k)
+        ]
+
+        def recent(k: str) -> float | None:
+            """When `k` was rotated, if that was within the grace period."""
+            at = parse_time(values.get(k + ROTATED_AT))
+            if k in interrupted or values.get(k) is None or at is None or now - at >= grace:
+                return None
+            return at
+
+        rotated = [k for k in keys if _rotated(values, k)]
+        # Services still on the previous key of a rotated key: the last rotation did
+        # not reach them. Telling them again (resume) is safe; a new secret is not.
         lagging = [
             t.svc.name
             for t in self.state.told
-            if prev_fp and t.fingerprint == prev_fp and prev_fp != cur_fp
-        ]
-        mode = "resume" if lagging else "rotate"
-        for key in keys if mode == "rotate" else []:
-            rotated = parse_time(values.get(key + ROTATED_AT))
-            if rotated is None or now - rotated >= grace:
-                continue
-            raise ActionRefused(
-                f"{key} was rotated {format_duration(now - rotated)} ago ({_iso(rotated)}); "
-                f"the grace period ({format_duration(grace)}) runs until "
-                f"{_iso(rotated + grace)}. Tokens signed with the secret before it may still "
-                "be in use, and rotating again would drop that secret and log those users "
-                "out. Rotate again after the grace period."
+            if not t.error
+            and any(
+                (fp := self._reported(t, k)) is not None and fp == _fp(values.get(k + PREVIOUS))
+                for k in rotated
             )
+        ]
+        kept: list[str] = []
+        if interrupted:
+            mode = "rotate"
+            kept = [k for k in keys if recent(k)]
+            gen = [k for k in keys if k not in kept]
+        elif lagging:
+            mode, gen = "resume", []
+            self.state.keys = keys = rotated
+        else:
+            for key in keys:
+                rotated_at = recent(key)
+                if rotated_at is None:
+                    continue
+                raise ActionRefused(
+                    f"{key} was rotated {format_duration(now - rotated_at)} ago "
+                    f"({_iso(rotated_at)}); the grace period ({format_duration(grace)}) runs "
+                    f"until {_iso(rotated_at + grace)}. Tokens signed with the secret before "
+                    "it may still be in use, and rotating again would drop that secret and "
+                    "log those users out. Rotate again after the grace period."
+                )
+            mode, gen = "rotate", list(keys)
+        # A new secret moves the current one to _PREVIOUS and drops the _PREVIOUS held
+        # now: refuse while any service might still use a key that would go.
+        dropping = [k for k in gen if k not in interrupted]
+        blockers = self._blockers(values, dropping) if dropping else []
+        if blockers:
+            raise ActionRefused(
+                "cannot generate a new secret while a service may still use a key the "
+                "rotation would drop: "
+                + "; ".join(blockers)
+                + ". Bring it back or make it reload, then rotate again."
+            )
+        self.state.gen = gen
         self.state.mode = "dry-run" if self.dry_run else mode
         details: list[tuple[str, str]] = [("store", _describe(store))]
         for key in keys:
             v = values.get(key)
             now_text = f"{len(v.encode())} bytes, {_fp(v)}" if v is not None else "not set yet"
-            if mode == "resume":
-                details.append((key, f"already rotated ({now_text}); services told again"))
-            else:
+            if key in gen:
+                why = " (the interrupted rotation had not changed it)" if key in interrupted else ""
                 details.append(
                     (
                         key,
                         f"{now_text} -> new random secret ({NEW_SECRET_BYTES} random bytes); "
-                        f"old kept as {key}{PREVIOUS}",
+                        f"old kept as {key}{PREVIOUS}{why}",
                     )
                 )
+            else:
+                details.append((key, f"already rotated ({now_text}); services told again"))
         details.append(("services told", self._told_text() or "none configured"))
         details += self._seen_details()
         if mode == "resume":
@@ -188,6 +241,12 @@ class RotateSecret:
             summary = (
                 f"resume the interrupted rotation of {', '.join(keys)}: tell "
                 f"{', '.join(lagging)} to reload the new secret"
+            )
+        elif interrupted:
+            summary = (
+                f"resume the interrupted rotation: generate new {', '.join(gen)}"
+                + (f" ({', '.join(kept)} already rotated)" if kept else "")
+                + f", tell {len(self.state.told)} service(s) to reload"
             )
         else:
             summary = (
@@ -204,16 +263,44 @@ class RotateSecret:
             dangerous=not self.dry_run,
         )
 
+    def _reported(self, t: _Told, key: str) -> str | None:
+        """The fingerprint `t` reports for `key` (access or refresh), if it reports one."""
+        s = self.settings
+        if key == s.keys[0]:
+            return t.fingerprint
+        if len(s.keys) > 1 and key == s.keys[1]:
+            return t.refresh
+        return None
+
+    def _blockers(self, values: dict[str, str], keys: list[str]) -> list[str]:
+        """Why each verifiable service may still use a key other than the current one."""
+        out = []
+        for t in self.state.told:
+            if not t.verifiable:
+                continue
+            if t.error:
+                out.append(f"{t.svc.name}: cannot read which key it uses ({t.error})")
+                continue
+            for k in keys:
+                fp, want = self._reported(t, k), _fp(values.get(k))
+                if fp is not None and fp != want:
+                    out.append(f"{t.svc.name} reports {fp} for {k}, not the store's {want}")
+        return out
+
     def _plan_finish(self, store: SecretStore, keys: list[str], values: dict[str, str]) -> Plan:
         s = self.settings
         grace = grace_period(s)
         now = time.time()
         open_keys = [k for k in keys if values.get(k + PREVIOUS) is not None]
         if not open_keys:
-            raise ActionRefused(
-                f"no rotation to finish: the store holds no "
-                f"{' / '.join(k + PREVIOUS for k in keys)}"
-            )
+            if not self.state.told or not any(values.get(k + ROTATED_AT) for k in keys):
+                raise ActionRefused(
+                    f"no rotation to finish: the store holds no "
+                    f"{' / '.join(k + PREVIOUS for k in keys)}"
+                )
+            # Dropped already, maybe by a finish killed before it told the services:
+            # they may still hold the previous secret in memory. Telling them is safe.
+            return self._plan_retell(store, keys, grace)
         for key in open_keys:
             rotated = parse_time(values.get(key + ROTATED_AT))
             if rotated is not None and now - rotated < grace:
@@ -252,6 +339,28 @@ class RotateSecret:
             dangerous=not self.dry_run,
         )
 
+    def _plan_retell(self, store: SecretStore, keys: list[str], grace: float) -> Plan:
+        self.state.retell = True
+        self.state.mode = "dry-run" if self.dry_run else "finish"
+        details = [("store", _describe(store))]
+        details.append(("services told", self._told_text()))
+        details += self._seen_details()
+        summary = (
+            f"no rotation to finish: the store holds no "
+            f"{' / '.join(k + PREVIOUS for k in keys)} (already dropped); tell "
+            f"{len(self.state.told)} service(s) to reload so none keeps the previous secret "
+            "in memory"
+        )
+        return Plan(
+            action=self.name,
+            target=", ".join(keys),
+            summary=("dry run: " if self.dry_run else "") + summary,
+            details=details,
+            params=self._params(store, grace),
+            confirm_name=keys[0],
+            dangerous=False,
+        )
+
     def _not_on_current(self, values: dict[str, str]) -> list[str]:
         """Why each verifiable service may still need the previous secret."""
         out = []
@@ -276,6 +385,7 @@ class RotateSecret:
 
     async def execute(self, plan: Plan, progress: Progress) -> None:
         st = self.state
+        progress = _printable_progress(progress)
         if st.mode == "dry-run":
             progress("dry run: nothing changed")
             return
@@ -291,7 +401,8 @@ class RotateSecret:
             await self._notify(store, plan, progress, use_previous=True)
             fault_point("rotate", "notified")
         else:
-            progress(await asyncio.to_thread(self._finish_store, store, plan))
+            if not st.retell:
+                progress(await asyncio.to_thread(self._finish_store, store, plan))
             # the services re-read the store and forget the previous secret
             await self._notify(store, plan, progress, use_previous=False)
 
@@ -300,19 +411,27 @@ class RotateSecret:
         st = self.state
         try:
             with store.lock():
-                values = self._read(store, st.keys)
-                changed = [k for k in st.keys if _fp(values.get(k)) != st.old_fp.get(k)]
+                values = self._read(store, list(self.settings.keys))
+                changed = [
+                    k
+                    for k in st.keys
+                    if _fp(values.get(k)) != st.old_fp.get(k)
+                    or _fp(values.get(k + PREVIOUS)) != st.prev_fp.get(k)
+                ]
                 if changed:
                     raise ActionRefused(
                         f"the store changed since the plan ({', '.join(changed)}): "
                         "run the rotation again to see the new state"
                     )
                 stamp = iso_now()
-                updates: dict[str, str | None] = {}
+                updates: dict[str, str | None] = self._stamp_untouched(store, values)
                 for key in st.keys:
+                    if key not in st.gen:  # already rotated by an interrupted run
+                        st.new_fp[key] = st.old_fp[key] or ""
+                        continue
                     old = values.get(key)
                     new = secrets.token_urlsafe(NEW_SECRET_BYTES)
-                    if old is not None:
+                    if old is not None and values.get(key + PREVIOUS) != old:
                         updates[key + PREVIOUS] = old
                     updates[key + ROTATED_AT] = stamp
                     updates[key] = new
@@ -323,9 +442,32 @@ class RotateSecret:
                 fault_point("rotate", "written")
         except StoreLocked as e:
             raise ActionRefused(str(e)) from None
-        text = ", ".join(f"{k} {st.old_fp.get(k) or 'unset'} -> {st.new_fp[k]}" for k in st.keys)
+        text = ", ".join(
+            f"{k} {st.old_fp.get(k) or 'unset'} -> {st.new_fp[k]}" for k in st.keys if k in st.gen
+        )
+        kept = [k for k in st.keys if k not in st.gen]
+        if kept:
+            text += f" ({', '.join(kept)} already rotated)"
         self._step("written", plan, f"store written: {text}; previous kept")
         return f"store written: {text}; previous kept"
+
+    def _stamp_untouched(self, store: SecretStore, values: dict[str, str]) -> dict[str, str | None]:
+        """<KEY>_ROTATED_AT for configured keys this write leaves alone, from the file's
+        modification time: rewriting a dotenv file resets the mtime that is their
+        only age, and an old secret must not look fresh because its neighbour rotated."""
+        if store.kind != "dotenv":
+            return {}  # dir stores: each key keeps its own file's mtime
+        mtime = store.mtime()
+        stamps = [t for k in self.settings.keys if (t := parse_time(values.get(k + ROTATED_AT)))]
+        if mtime is None or (stamps and mtime >= max(stamps) - 1.0):
+            return {}  # the mtime is another key's rotation: it dates nothing
+        return {
+            k + ROTATED_AT: _iso(mtime)
+            for k in self.settings.keys
+            if k not in self.state.gen
+            and values.get(k) is not None
+            and values.get(k + ROTATED_AT) is None
+        }
 
     def _finish_store(self, store: SecretStore, plan: Plan) -> str:
         """Blocking (lock, write, fsync): run in a thread. Returns the progress line."""
@@ -358,7 +500,7 @@ class RotateSecret:
             signing = values.get(access)
         for i, t in enumerate(st.told):
             if i:
-                fault_point("rotate", "notifying")
+                fault_point("rotate", "notifying", i)  # told i services so far
             if t.how == "signal":
                 t.result, t.told_ok = await asyncio.to_thread(self._signal, t)
             else:
@@ -401,17 +543,24 @@ class RotateSecret:
     # ---------------------------------------------------------------- verify
 
     async def verify(self, plan: Plan, progress: Progress) -> Outcome:
+        outcome = await self._verify(plan, _printable_progress(progress))
+        return Outcome(outcome.result, printable(outcome.message), _printable(outcome.details))
+
+    async def _verify(self, plan: Plan, progress: Progress) -> Outcome:
         st = self.state
         if st.mode == "dry-run":
             return Outcome(Result.VERIFIED, "dry run: nothing was changed", plan.details)
         store = await asyncio.to_thread(self._store)
         values = await asyncio.to_thread(self._read, store, self.settings.keys)
-        if st.mode == "rotate":
-            wrong = [k for k in st.keys if _fp(values.get(k)) != st.new_fp.get(k)]
+        if st.mode in ("rotate", "resume"):
+            wrong = [k for k in st.keys if st.new_fp and _fp(values.get(k)) != st.new_fp.get(k)]
+            # every key must really be rotated: a current equal to its previous is not
+            wrong += [k for k in st.keys if k not in wrong and _same_as_previous(values, k)]
             lost = [
                 k
                 for k in st.keys
-                if st.old_fp.get(k) and _fp(values.get(k + PREVIOUS)) != st.old_fp[k]
+                if (expected := st.old_fp.get(k) if k in st.gen else st.prev_fp.get(k))
+                and _fp(values.get(k + PREVIOUS)) != expected
             ]
             if wrong or lost:
                 return Outcome(
@@ -457,19 +606,29 @@ class RotateSecret:
         grace_end = self._grace_end(values)
         if behind:
             names = ", ".join(t.svc.name for t in behind)
-            what = "still uses" if st.mode == "finish" else "did not take"
+            if st.mode == "finish":
+                return Outcome(
+                    Result.NOT_VERIFIED,
+                    f"{names} is not confirmed on the current key; make it reload, then run "
+                    "`ultrawatch rotate-secret --finish` again to tell it again.",
+                    details,
+                )
             return Outcome(
                 Result.NOT_VERIFIED,
-                f"{names} {what} the new key; the previous secret stays in the store so it "
-                "keeps working. Make it reload, then run `ultrawatch rotate-secret` again "
+                f"{names} did not take the new key; the previous secret stays in the store so "
+                "it keeps working. Make it reload, then run `ultrawatch rotate-secret` again "
                 "to tell it again.",
                 details,
             )
         if st.mode == "finish":
+            done = (
+                "no previous secret was left in the store; told the services to reload"
+                if st.retell
+                else f"previous secret of {', '.join(st.keys)} dropped"
+            )
             return Outcome(
                 Result.VERIFIED,
-                f"previous secret of {', '.join(st.keys)} dropped; "
-                f"{len(checkable)} service(s) confirmed on the current key",
+                f"{done}; {len(checkable)} service(s) confirmed on the current key",
                 details,
             )
         if not st.told:
@@ -580,6 +739,36 @@ class RotateSecret:
 
 def _fp(value: str | None) -> str | None:
     return fingerprint(value) if value is not None else None
+
+
+def _same_as_previous(values: dict[str, str], key: str) -> bool:
+    """True when `key` still holds its <KEY>_PREVIOUS: a rotation that never changed it."""
+    prev = values.get(key + PREVIOUS)
+    return prev is not None and values.get(key) == prev
+
+
+def _rotated(values: dict[str, str], key: str) -> bool:
+    """A new secret in place and the old one kept as <KEY>_PREVIOUS."""
+    prev, cur = values.get(key + PREVIOUS), values.get(key)
+    return prev is not None and cur is not None and prev != cur
+
+
+def _printable(details: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    # service answers (errors, names) end up here: never let them drive a terminal
+    return [(printable(k), printable(v)) for k, v in details]
+
+
+def _printable_plan(plan: Plan) -> Plan:
+    return replace(
+        plan,
+        target=printable(plan.target),
+        summary=printable(plan.summary),
+        details=_printable(plan.details),
+    )
+
+
+def _printable_progress(progress: Progress) -> Progress:
+    return lambda message: progress(printable(message))
 
 
 def _describe(store: SecretStore) -> str:
