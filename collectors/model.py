@@ -107,6 +107,10 @@ class CheckResult:
     unit: str | None = None
     warn: float | None = None
     crit: float | None = None
+    # True when the check alerts as the value falls to warn/crit (a key's strength, an
+    # invariant's *_below), so Nagios ranges point the right way. Not in to_dict: the
+    # JSON shape is fixed by DESIGN.md (its readers see it in the summary).
+    below: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -133,6 +137,7 @@ class CheckResult:
             unit=d.get("unit"),
             warn=d.get("warn"),
             crit=d.get("crit"),
+            below=bool(d.get("below", False)),
         )
 
 
