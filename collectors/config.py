@@ -15,7 +15,7 @@ import tomllib
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import msgspec
@@ -68,6 +68,22 @@ class Duration(float):
 
     def __str__(self) -> str:
         return format_duration(self)
+
+
+class PositiveDuration(Duration):
+    """A duration that must be above zero (an interval or timeout of 0 is a mistake)."""
+
+    @classmethod
+    def parse(cls, value: object) -> PositiveDuration:
+        seconds = Duration.parse(value)
+        if seconds <= 0:
+            raise ValueError(f"expected a duration above 0, got {value!r}")
+        return cls(seconds)
+
+
+# Counts with a floor: msgspec says "expected an integer >= 1, got 0".
+Count = Annotated[int, msgspec.Meta(ge=0)]
+PositiveCount = Annotated[int, msgspec.Meta(ge=1)]
 
 
 class ByteSize(int):
@@ -140,6 +156,18 @@ class Name(str):
         raise ValueError(f"expected a name of letters, digits, '-', '_' or '.', got {value!r}")
 
 
+class SecretKey(str):
+    """A key in the secret store: an environment-variable-like name (or file name)."""
+
+    @classmethod
+    def parse(cls, value: object) -> SecretKey:
+        if isinstance(value, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", value):
+            return cls(value)
+        raise ValueError(
+            f"expected a key name of letters, digits, '_', '-' or '.' (no spaces), got {value!r}"
+        )
+
+
 class Ratio(float):
     @classmethod
     def parse(cls, value: object) -> Ratio:
@@ -150,6 +178,8 @@ class Ratio(float):
 
 _CUSTOM: dict[type, Any] = {
     Duration: Duration.parse,
+    PositiveDuration: PositiveDuration.parse,
+    SecretKey: SecretKey.parse,
     ByteSize: ByteSize.parse,
     HttpUrl: HttpUrl.parse,
     UrlPath: UrlPath.parse,
@@ -187,14 +217,14 @@ class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
 
 class DashboardConfig(_Section):
-    interval: Duration = Duration(2)
+    interval: PositiveDuration = Duration(2)
     production: bool = False  # actions ask to type the target's name
-    collector_timeout: Duration = Duration(5)  # per-collector deadline in a round
-    raise_after: int = 2  # consecutive rounds before an alert is raised (TUI)
-    clear_after: int = 2  # consecutive rounds before it clears
-    history: Duration = Duration(900)  # window for trends and sparklines
+    collector_timeout: PositiveDuration = Duration(5)  # per-collector deadline in a round
+    raise_after: PositiveCount = 2  # consecutive rounds before an alert is raised (TUI)
+    clear_after: PositiveCount = 2  # consecutive rounds before it clears
+    history: PositiveDuration = Duration(900)  # window for trends and sparklines
     handoff_file: str = "~/.local/state/ultrawatch/handoff.txt"  # TUI `w` writes it here
-    snooze: Duration = Duration(900)  # how long TUI `z` silences an alert
+    snooze: PositiveDuration = Duration(900)  # how long TUI `z` silences an alert
 
 
 class Invariant(_Section):
@@ -209,16 +239,16 @@ class Invariant(_Section):
 class PostgresConfig(_Section):
     dsn: str = ""  # empty: libpq defaults and PG* environment variables
     name: Name = Name("main")
-    connection_budget: int | None = None  # the platform's pooled total
+    connection_budget: PositiveCount | None = None  # the platform's pooled total
     statement_timeout: Duration = Duration(2)
-    connect_timeout: Duration = Duration(3)
+    connect_timeout: PositiveDuration = Duration(3)
     connections_warn: Ratio = Ratio(0.8)
     connections_crit: Ratio = Ratio(0.95)
     idle_in_transaction_warn: Duration = Duration(30)
     idle_in_transaction_crit: Duration = Duration(300)
     blocked_warn: Duration = Duration(10)
     blocked_crit: Duration = Duration(60)
-    query_chars: int = 200  # query text is truncated to this for display
+    query_chars: Count = 200  # query text is truncated to this for display
     invariants: list[Invariant] = []
 
 
@@ -227,16 +257,16 @@ class RedisConfig(_Section):
     urls: list[str] | None = None  # several independent masters (Redlock)
     cluster: bool = False
     lock_patterns: list[str] = msgspec.field(default_factory=lambda: ["lock:*"])
-    stale_after: Duration = Duration(30)
-    scan_count: int = 1000
-    key_budget: int = 200_000  # keys scanned per round at most; resumes next round
+    stale_after: PositiveDuration = Duration(30)
+    scan_count: PositiveCount = 1000
+    key_budget: PositiveCount = 200_000  # keys scanned per round at most; resumes next round
     memory_warn: Ratio = Ratio(0.8)
     memory_crit: Ratio = Ratio(0.95)
     # keyspace notifications: "use" them if the server has them on, "enable"
     # them (CONFIG SET) when off, or "off" to always SCAN.
     keyspace_events: Literal["use", "enable", "off"] = "use"
-    reconcile_every: Duration = Duration(60)
-    socket_timeout: Duration = Duration(2)
+    reconcile_every: PositiveDuration = Duration(60)
+    socket_timeout: PositiveDuration = Duration(2)
     ssl_ca_file: str | None = None
 
     def resolved_urls(self) -> list[str]:
@@ -247,14 +277,14 @@ class RedisConfig(_Section):
 
 class ProcessMatch(_Section):
     cmdline: Regex | None = None
-    pid: int | None = None
+    pid: PositiveCount | None = None
     pidfile: str | None = None
 
 
 class DrainConfig(_Section):
     path: UrlPath | None = None
     signal: str | None = None
-    timeout: Duration = Duration(60)
+    timeout: PositiveDuration = Duration(60)
     undrain_path: UrlPath = UrlPath("/admin/undrain")  # `ultrawatch undrain` POSTs here
 
 
@@ -269,21 +299,21 @@ class ServiceConfig(_Section):
     health_path: UrlPath = UrlPath("/health")
     detail_paths: list[UrlPath] = []
     pg_application_name: str | None = None
-    connection_budget: int | None = None
+    connection_budget: PositiveCount | None = None
     process: ProcessMatch | None = None
     drain: DrainConfig | None = None
     reload: ReloadConfig | None = None
-    latency_warn: Duration = Duration(0.5)
-    latency_crit: Duration | None = None
-    max_per_event: int = 10
-    flap_warn: int = 6  # health state changes in the history window that warn (0: never)
+    latency_warn: PositiveDuration = Duration(0.5)
+    latency_crit: PositiveDuration | None = None
+    max_per_event: PositiveCount = 10
+    flap_warn: Count = 6  # health state changes in the history window that warn (0: never)
     memory_limit: ByteSize | None = None
 
 
 class ProcessConfig(_Section):
     name: Name
     cmdline: Regex | None = None
-    pid: int | None = None
+    pid: PositiveCount | None = None
     pidfile: str | None = None
     memory_limit: ByteSize | None = None
     growth_warn: ByteSize = ByteSize(1024 * 1024)  # RSS slope per minute (R^2 >= 0.8)
@@ -292,10 +322,10 @@ class ProcessConfig(_Section):
 
 
 class HttpConfig(_Section):
-    concurrency: int = 64
-    timeout: Duration = Duration(5)
+    concurrency: PositiveCount = 64
+    timeout: PositiveDuration = Duration(5)
     max_body: ByteSize = ByteSize(1024 * 1024)
-    max_redirects: int = 5
+    max_redirects: Count = 5
     verify: bool = True
     ca_file: str | None = None
     client_cert: str | None = None
@@ -315,15 +345,18 @@ class ProbeConfig(_Section):
 
 class SecretsConfig(_Section):
     store: SecretStoreConfig = SecretStoreConfig()
-    keys: list[str] = msgspec.field(default_factory=lambda: ["JWT_SECRET", "JWT_REFRESH_SECRET"])
+    keys: list[SecretKey] = msgspec.field(
+        default_factory=lambda: [SecretKey("JWT_SECRET"), SecretKey("JWT_REFRESH_SECRET")]
+    )
     algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
-    max_age: Duration = Duration(90 * 86400)
+    max_age: PositiveDuration = Duration(90 * 86400)
     probe: ProbeConfig | None = None
-    probe_every: Duration = Duration(300)  # forged-token probe re-runs at most this often
+    probe_every: PositiveDuration = Duration(300)  # forged-token probe re-runs at most this often
     wordlist: str | None = None
-    access_token_lifetime: Duration | None = None
+    access_token_lifetime: PositiveDuration | None = None
     grace_period: Duration | None = None  # default: access_token_lifetime, else 15m
-    verify_timeout: Duration = Duration(10)  # rotation waits this long for services' new key
+    # rotation waits this long for services' new key
+    verify_timeout: PositiveDuration = Duration(10)
 
 
 class ActionsConfig(_Section):
@@ -402,7 +435,7 @@ def parse_config(text: str, source: str = CONFIG_NAME) -> Config:
         config = msgspec.convert(raw, Config, dec_hook=_dec_hook)
     except msgspec.ValidationError as e:
         path, message = _explain(str(e), raw)
-        raise ConfigError(source, path, message) from None
+        raise ConfigError(source, path, _redact_text(message, raw)) from None
     _check_consistency(config, source)
     return config
 
@@ -441,6 +474,15 @@ def _check_consistency(config: Config, source: str) -> None:
                     source, f"postgres.invariants[{i}].name", f"duplicate name {inv.name!r}"
                 )
             inv_names.add(inv.name)
+    if config.http.max_body < 1:
+        raise ConfigError(source, "http.max_body", "expected a size of at least 1 byte, got 0")
+    limits = [(f"services[{i}]", s.memory_limit) for i, s in enumerate(config.services)]
+    limits += [(f"processes[{i}]", p.memory_limit) for i, p in enumerate(config.processes)]
+    for where, limit in limits:
+        if limit is not None and limit < 1:
+            raise ConfigError(source, f"{where}.memory_limit", "expected a size above 0, got 0")
+    if config.postgres is not None and config.postgres.dsn:
+        _check_dsn(source, config.postgres.dsn)
     if config.redis is not None and config.redis.url and config.redis.urls:
         raise ConfigError(source, "redis.urls", "give either url or urls, not both")
     if config.redis is not None:
@@ -477,6 +519,43 @@ def _check_redis_url(source: str, path: str, url: str) -> None:
         raise ConfigError(
             source, path, f"expected a redis:// or rediss:// URL, got {_redact_url(url)!r}"
         )
+
+
+def _check_dsn(source: str, dsn: str) -> None:
+    """A DSN libpq cannot parse is a config error (exit 3), not an unreachable server.
+
+    libpq's own parser decides; psycopg is imported only for a configured DSN, which
+    the PostgreSQL collector will need anyway."""
+    from psycopg import Error
+    from psycopg.conninfo import conninfo_to_dict
+
+    from collectors.redact import dsn_secrets, mask_dsn, scrub
+
+    try:
+        params = conninfo_to_dict(dsn)
+        why = _dsn_values(params)
+    except Error as e:
+        why = " ".join(str(e).split())
+    if why:
+        shown = f"expected a libpq connection string: {why} (in {mask_dsn(dsn)!r})"
+        raise ConfigError(source, "postgres.dsn", scrub(shown, dsn_secrets(dsn)))
+
+
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def _dsn_values(params: dict[str, Any]) -> str:
+    """What libpq's parser lets through but every connection would refuse."""
+    for port in str(params.get("port") or "").split(","):
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            return f"port: expected a number from 1 to 65535, got {port!r}"
+    mode = params.get("sslmode")
+    if mode is not None and mode not in _SSLMODES:
+        return f"sslmode: expected one of {', '.join(_SSLMODES)}, got {mode!r}"
+    timeout = str(params.get("connect_timeout") or "0")
+    if not timeout.lstrip("-").isdigit():
+        return f"connect_timeout: expected whole seconds, got {timeout!r}"
+    return ""
 
 
 def _redact_url(url: str) -> str:
@@ -546,6 +625,33 @@ def _explain(error: str, raw: dict[str, Any]) -> tuple[str, str]:
         options = ", ".join(repr(c) for c in choices) if choices else "a known value"
         return _render(tokens), f"expected one of {options}, got {value!r}"
     return _render(tokens), msg[0].lower() + msg[1:] if msg else msg
+
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
+
+
+def _redact_text(text: str, raw: dict[str, Any]) -> str:
+    """An error quotes the value it refused, which may be a DSN or URL with its
+    password, even when it sits in the wrong key or type: every URL's password,
+    every `password=`, and every password the file's DSN and Redis URLs hold, go."""
+    from collectors.redact import dsn_secrets, mask_dsn, scrub
+
+    text = _URL_IN_TEXT.sub(lambda m: _redact_url(m.group()), text)
+    text = mask_dsn(text) if "://" not in text else text
+    secrets: list[str] = []
+    for value in _strings(raw.get("postgres")) + _strings(raw.get("redis")):
+        secrets += dsn_secrets(value)
+    return scrub(text, secrets)
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
 
 
 def _render(tokens: list[str | int]) -> str:

@@ -172,3 +172,107 @@ def test_service_urls_refuse_credentials_without_echoing_them() -> None:
     assert str(info.value) == (
         "ultrawatch.toml: services[0].url: expected an http(s) URL without user or password in it"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[http]\nconcurrency = 0\n", "http.concurrency: expected an integer >= 1, got 0"),
+        ("[http]\nconcurrency = -3\n", "http.concurrency: expected an integer >= 1, got -3"),
+        ('[dashboard]\ninterval = "0s"\n', "dashboard.interval: expected a duration above 0"),
+        ("[dashboard]\nraise_after = -1\n", "dashboard.raise_after: expected an integer >= 1"),
+        ("[dashboard]\nclear_after = 0\n", "dashboard.clear_after: expected an integer >= 1"),
+        ("[redis]\nscan_count = 0\n", "redis.scan_count: expected an integer >= 1, got 0"),
+        ("[redis]\nkey_budget = -1\n", "redis.key_budget: expected an integer >= 1, got -1"),
+        ('[redis]\nsocket_timeout = "0ms"\n', "redis.socket_timeout: expected a duration above 0"),
+        ("[postgres]\nquery_chars = -5\n", "postgres.query_chars: expected an integer >= 0"),
+        ('[postgres]\nconnect_timeout = "0s"\n', "postgres.connect_timeout: expected a duration"),
+        ("[postgres]\nconnection_budget = 0\n", "postgres.connection_budget: expected an integer"),
+        ('[http]\ntimeout = "0s"\n', "http.timeout: expected a duration above 0"),
+        ("[http]\nmax_body = 0\n", "http.max_body: expected a size of at least 1 byte"),
+        (
+            '[[services]]\nname = "a"\nurl = "http://a"\nmax_per_event = 0\n',
+            "services[0].max_per_event: expected an integer >= 1, got 0",
+        ),
+        ('[[processes]]\nname = "w"\npid = 0\n', "processes[0].pid: expected an integer >= 1"),
+        (
+            '[[processes]]\nname = "w"\npid = 1\nmemory_limit = 0\n',
+            "processes[0].memory_limit: expected a size above 0",
+        ),
+        (
+            '[secrets]\nstore = { kind = "env" }\nkeys = ["a b", ""]\n',
+            "secrets.keys[0]: expected a key name of letters, digits, '_', '-' or '.' "
+            "(no spaces), got 'a b'",
+        ),
+        (
+            '[secrets]\nstore = { kind = "env" }\nkeys = ["JWT_SECRET", ""]\n',
+            "secrets.keys[1]: expected a key name",
+        ),
+    ],
+)
+def test_nonsense_numbers_and_names_are_refused(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert str(info.value).startswith(f"ultrawatch.toml: {expected}")
+
+
+def test_sensible_minimums_are_accepted() -> None:
+    config = parse_config(
+        "[dashboard]\nraise_after = 1\nclear_after = 1\n"
+        "[http]\nconcurrency = 1\nmax_redirects = 0\n"
+        "[postgres]\nquery_chars = 0\n"
+        '[[services]]\nname = "a"\nurl = "http://a"\nflap_warn = 0\n'
+    )
+    assert config.http.concurrency == 1 and config.dashboard.raise_after == 1
+    assert config.postgres is not None and config.postgres.query_chars == 0
+
+
+@pytest.mark.parametrize(
+    ("dsn", "expected"),
+    [
+        ("host=127.0.0.1 password=S3cretPW bogus=1", 'invalid connection option "bogus"'),
+        ("postgresql://u:S3cretPW@127.0.0.1:abc/db", "port: expected a number from 1 to 65535"),
+        ("host=h password=S3cretPW sslmode=S3cretPW", "sslmode: expected one of disable"),
+        ("postgresql://u:S3cretPW@h:1/db?sslmode=S3cretPW", "sslmode: expected one of disable"),
+        ("host=h connect_timeout=soon", "connect_timeout: expected whole seconds"),
+    ],
+)
+def test_dsn_libpq_cannot_use_is_a_config_error_without_the_password(
+    write_config, dsn: str, expected: str
+) -> None:
+    path = write_config(f"[postgres]\ndsn = '{dsn}'\n")
+    result = run_cli("config", "check", "--config", str(path))
+    assert result.returncode == 3
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"ultrawatch: {path}: postgres.dsn: expected a libpq connection")
+    assert expected in lines[0]
+    assert "S3cretPW" not in result.stderr
+
+
+def test_good_dsns_pass() -> None:
+    for dsn in ("", "host=/tmp port=5432 dbname=x", "postgresql://u:pw@h:5432,h2:5433/db"):
+        parse_config(f"[postgres]\ndsn = '{dsn}'\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[postgres]\ndsn = ["postgresql://mon:S3cretPW@db/um"]\n', "postgres.dsn"),
+        ('[redis]\nurls = "redis://:S3cretPW@h:6379/0"\n', "redis.urls"),
+        (
+            '[postgres]\ndsn = "postgresql://mon:S3cretPW@db/um"\n'
+            'connection_budget = "postgresql://mon:S3cretPW@db/um"\n',
+            "postgres.connection_budget",
+        ),
+        ('[postgres]\ndsn = "host=db password=S3cretPW"\nname = "S3cretPW x"\n', "postgres.name"),
+        ('[dashboard]\ninterval = "redis://:S3cretPW@h/0"\n', "dashboard.interval"),
+        ('[dashboard]\nhistory = "host=db password=S3cretPW"\n', "dashboard.history"),
+    ],
+)
+def test_type_errors_never_echo_a_password(text: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert str(info.value).startswith(f"ultrawatch.toml: {key}: expected ")
+    assert "S3cretPW" not in str(info.value)
+    assert "***" in str(info.value)
