@@ -9,7 +9,10 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from collectors.config import parse_config
+from dashboard.actions import audit as audit_module
 from dashboard.actions.audit import AuditLog
 from dashboard.actions.base import ActionRefused, ActionRunner, Outcome, Plan, Result
 
@@ -166,10 +169,21 @@ def test_read_only_and_disabled_refuse_everything(tmp_path: Path) -> None:
     assert not target.exists()
 
 
-def test_audit_log_appends_lines_fsynced(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path / "deep" / "dir" / "audit.jsonl")
+def test_audit_log_appends_lines_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "deep" / "dir" / "audit.jsonl"
+    synced: list[str] = []
+    real_fsync = audit_module.os.fsync
+
+    def observed_fsync(fd: int) -> None:
+        # Observe the real syscall (not a stand-in): which file each fsync hit.
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(audit_module.os, "fsync", observed_fsync)
+    log = AuditLog(path)
     for i in range(3):
         log.append(action="x", target=str(i), outcome="verified", params={"n": i})
+    assert synced.count(str(path)) == 3  # every line reached the disk before append returned
     lines = (tmp_path / "deep" / "dir" / "audit.jsonl").read_text().splitlines()
     assert [json.loads(line)["target"] for line in lines] == ["0", "1", "2"]
     assert os.stat(tmp_path / "deep" / "dir" / "audit.jsonl").st_size > 0

@@ -89,6 +89,17 @@ def test_hysteresis_raises_after_n_and_clears_after_m(test_judge) -> None:
     assert "raising to warning: 1/3" in held.summary
 
 
+def test_a_check_first_seen_failing_is_raised_at_once(test_judge) -> None:
+    # A one-shot check has no history, and a console that starts mid-incident
+    # shows the incident at once: raise_after counts only changes after first sight.
+    rules = Rules(parse_config(""), raise_after=3, clear_after=3)
+    first = rules.evaluate(_snap("critical")).checks[0]
+    assert first.status is Status.CRITICAL and first.summary == "now critical"
+    # From then on hysteresis applies in both directions.
+    better = rules.evaluate(_snap("ok")).checks[0]
+    assert better.status is Status.CRITICAL and "clearing to ok: 1/3" in better.summary
+
+
 def test_one_shot_rules_decide_on_one_poll(test_judge) -> None:
     report = Rules(parse_config("")).evaluate(_snap("critical"))
     assert report.status is Status.CRITICAL and report.status.exit_code == 2
