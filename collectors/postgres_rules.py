@@ -235,9 +235,9 @@ def _pg_invariants(d: Mapping[str, Any], pg: PostgresConfig, t: str) -> list[Che
         summary = f"{inv.name} = {value:g}" + (f" ({', '.join(limits)})" if limits else "")
         warn = inv.warn_above if inv.warn_above is not None else inv.warn_below
         crit = inv.crit_above if inv.crit_above is not None else inv.crit_below
-        below = inv.warn_above is None and inv.crit_above is None  # only *_below limits
+        falls = inv.warn_above is None and inv.crit_above is None  # only *_below limits
         out.append(
-            _pg_check(cid, t, status, summary, value=value, warn=warn, crit=crit, below=below)
+            _pg_check(cid, t, status, summary, value=value, warn=warn, crit=crit, below=falls)
         )
     return out
 
