@@ -656,12 +656,8 @@ class UltrawatchApp(App[int]):
 
     def _replay_rebuild(self) -> None:
         assert self.replay is not None
-        keep = self.model
-        self.model = ViewModel(
-            filter=keep.filter, hide_idle=keep.hide_idle, session_sort=keep.session_sort
-        )
-        for report in self.replay.rebuild():
-            self.model.apply(report)
+        # Judged from the first round on, so first-seen times match forward play.
+        self.model = self.replay.rebuild(self.model)
         self.render_now()
 
     def _replay_schedule(self) -> None:

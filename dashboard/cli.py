@@ -192,7 +192,11 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from dashboard import headless
 
-    config = _load(args)
+    # Options that would be silently ignored are usage errors (UNKNOWN to Nagios).
+    if args.at is not None and not args.replay:
+        return _usage("check: --at picks a moment in a recording; it needs --replay FILE")
+    if args.replay and args.watch is not None:
+        return _usage("check: --watch polls the live targets; it cannot be used with --replay")
     only = None
     if args.only:
         from collectors.poller import COLLECTOR_NAMES
@@ -206,11 +210,18 @@ def _check(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_UNKNOWN
-    report = None
     if args.replay:
         from dashboard.recording import report_at
 
-        report = report_at(config, args.replay, args.at)
+        # The recording keeps the configuration it was made with (like `replay`);
+        # only an explicit --config judges it with other thresholds.
+        given = getattr(args, "config", None)
+        config = load_config(given) if given else None
+        report = report_at(config, args.replay, args.at, only=only)
+        return headless.run_check(
+            config or Config(), fmt=args.format, output=args.output, report=report
+        )
+    config = _load(args)
     return headless.run_check(
         config,
         fmt=args.format,
@@ -218,8 +229,12 @@ def _check(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         watch=args.watch,
         output=args.output,
-        report=report,
     )
+
+
+def _usage(message: str) -> int:
+    print(f"ultrawatch: {message}", file=sys.stderr)
+    return EXIT_UNKNOWN
 
 
 def _config(args: argparse.Namespace) -> int:

@@ -4,29 +4,44 @@ into the TUI, and judge a recorded moment for `check --replay FILE --at TIME`.
 Rows hold zlib-compressed JSON of `Snapshot.to_dict()`; the configuration the
 recording was made with is kept beside them, so a replay judges with the same
 thresholds unless --config says otherwise.
+
+A recorder killed mid-write leaves a file whose end may be damaged: reading stops
+at the first damaged round, says where (file, round, time), and what is before it
+stays usable.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
+import dataclasses
 import json
+import pickle
 import signal
 import sqlite3
 import sys
 import zlib
 from bisect import bisect_right
-from datetime import datetime
+from collections import deque
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from collectors.config import Config, _dec_hook, load_config
+from collectors.config import Config, ConfigError, _dec_hook, load_config
 from collectors.model import Report, Snapshot
 from collectors.redact import config_without_passwords
+from dashboard.viewmodel import ViewModel
 
 DEFAULT_KEEP = 24 * 3600.0  # seconds of rounds a recording keeps by default
+# A replay keeps the judged state every MARK_EVERY rounds, so stepping back or
+# seeking re-judges at most that many rounds; past MARK_BUDGET bytes of such
+# marks the spacing doubles, so memory stays bounded however long the file.
+MARK_EVERY = 16
+MARK_BUDGET = 16 << 20
 SCHEMA = """
 create table if not exists meta (key text primary key, value text not null);
 create table if not exists rounds (
@@ -48,15 +63,55 @@ def _enc_hook(obj: object) -> object:
     raise NotImplementedError(type(obj))
 
 
+class DamagedRecording(ConfigError):
+    """A round that cannot be read back: the file, where, and why."""
+
+
+def _clock(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class Recording:
     """One recording file. Writes are small transactions; readers see whole rounds."""
 
     def __init__(self, path: str | Path, *, keep: float | None = DEFAULT_KEEP) -> None:
         self.path = Path(path)
         self.keep = keep
+        # Where and why the last index() stopped early (after the file's name,
+        # for the engineer); None if it read to the end.
+        self.damage: str | None = None
+        # Set when the file is damaged and open only for reading what is left.
+        self.damaged_open: str | None = None
         self.db = sqlite3.connect(self.path)
-        self.db.executescript(SCHEMA)
-        self.db.execute("pragma journal_mode=wal")
+        try:
+            self.db.executescript(SCHEMA)
+            self.db.execute("pragma journal_mode=wal")
+        except sqlite3.DatabaseError as e:
+            self.db.close()
+            self.db = self._open_damaged(str(e))
+
+    def _open_damaged(self, why: str) -> sqlite3.Connection:
+        """A file cut short (its header counts more pages than it has) is refused
+        by SQLite unless told to trust the file's size: then the rounds up to the
+        damage read normally. Read-only, so the damaged file stays as it was."""
+        db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            db.execute("pragma writable_schema = on")
+            db.execute("select 1 from rounds limit 0")
+        except sqlite3.DatabaseError as e:
+            db.close()
+            raise ConfigError(str(self.path), "", f"not a readable recording: {e}") from None
+        self.damaged_open = why
+        return db
+
+    def _writable(self) -> None:
+        if self.damaged_open is not None:
+            raise ConfigError(
+                str(self.path),
+                "",
+                f"damaged ({self.damaged_open}); it can be replayed, not recorded to: "
+                "record to a new file",
+            )
 
     def close(self) -> None:
         self.db.close()
@@ -70,6 +125,7 @@ class Recording:
     # ---------------------------------------------------------------- write
 
     def set_config(self, config: Config) -> None:
+        self._writable()
         with self.db:
             self.db.execute(
                 "insert or replace into meta(key, value) values ('config', ?)",
@@ -82,6 +138,7 @@ class Recording:
             )
 
     def append(self, snapshot: Snapshot) -> None:
+        self._writable()
         blob = zlib.compress(json.dumps(snapshot.to_dict(), separators=(",", ":")).encode(), 6)
         with self.db:
             self.db.execute(
@@ -96,23 +153,68 @@ class Recording:
     # ----------------------------------------------------------------- read
 
     def config(self) -> Config | None:
-        row = self.db.execute("select value from meta where key = 'config'").fetchone()
+        try:
+            row = self.db.execute("select value from meta where key = 'config'").fetchone()
+        except sqlite3.DatabaseError as e:
+            raise DamagedRecording(
+                str(self.path), "", f"its configuration is damaged ({e}); give --config"
+            ) from None
         if row is None:
             return None
         return msgspec.json.decode(row[0], type=Config, dec_hook=_dec_hook)
 
     def index(self) -> list[tuple[int, float]]:
-        """(row id, started_at) of every round, oldest first."""
-        return list(self.db.execute("select id, started_at from rounds order by started_at, id"))
+        """(row id, started_at) of every round, oldest first. A damaged file yields
+        the rounds before the damage and says where it is in `self.damage`."""
+        rows: list[tuple[int, float]] = []
+        self.damage = None
+        try:
+            # Row-id order walks the table itself (not the time index), one page
+            # after another, so everything before a damaged page comes out.
+            for row in self.db.execute("select id, started_at from rounds order by id"):
+                rows.append(row)
+        except sqlite3.DatabaseError as e:
+            self.damage = self.damage_text(rows, str(e))
+        rows.sort(key=lambda r: (r[1], r[0]))
+        return rows
+
+    def damage_text(self, good: list[tuple[int, float]], why: str) -> str:
+        if not good:
+            return f"damaged before its first round ({why}); nothing can be read"
+        return (
+            f"damaged after round {len(good)} ({_clock(good[-1][1])}): {why}; "
+            f"the {len(good)} rounds before it are usable"
+        )
 
     def load(self, row_id: int) -> Snapshot:
-        row = self.db.execute("select data from rounds where id = ?", (row_id,)).fetchone()
-        if row is None:
-            raise KeyError(row_id)
-        return Snapshot.from_dict(json.loads(zlib.decompress(row[0])))
+        try:
+            row = self.db.execute("select data from rounds where id = ?", (row_id,)).fetchone()
+            if row is None:
+                raise KeyError(row_id)
+            return Snapshot.from_dict(json.loads(zlib.decompress(row[0])))
+        except KeyError:
+            raise
+        except (sqlite3.DatabaseError, zlib.error, ValueError, TypeError, AttributeError) as e:
+            # zlib's checksum catches bytes damaged inside a row; SQLite catches pages.
+            raise DamagedRecording(
+                str(self.path), "", f"round (row {row_id}) is damaged: {e}"
+            ) from None
 
     def __len__(self) -> int:
         return self.db.execute("select count(*) from rounds").fetchone()[0]
+
+
+def at_time(at: str, times: list[float]) -> float:
+    """The moment `at` names: an ISO time, or seconds from the first round."""
+    try:
+        return times[0] + float(at)
+    except ValueError:
+        try:
+            return datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            raise ValueError(
+                f"expected an ISO time (2026-11-24T10:00:00Z) or seconds from the start, got {at!r}"
+            ) from None
 
 
 def parse_at(at: str | None, times: list[float]) -> int:
@@ -121,46 +223,36 @@ def parse_at(at: str | None, times: list[float]) -> int:
         raise ValueError("the recording holds no rounds")
     if at is None or at == "":
         return len(times) - 1
-    try:
-        t = times[0] + float(at)
-    except ValueError:
-        try:
-            t = datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            raise ValueError(
-                f"expected an ISO time (2026-11-24T10:00:00Z) or seconds from the start, got {at!r}"
-            ) from None
-    return max(0, bisect_right(times, t) - 1)
+    return max(0, bisect_right(times, at_time(at, times)) - 1)
 
 
-def warm_report(config: Config, rec: Recording, index: list[tuple[int, float]], i: int) -> Report:
-    """Judge round i with the hysteresis it would have had: replay a few rounds before it."""
-    from collectors.rules import Rules
-
-    d = config.dashboard
-    rules = Rules(config, raise_after=d.raise_after, clear_after=d.clear_after)
-    start = max(0, i - max(d.raise_after, d.clear_after) - 1)
-    report = None
-    for row_id, _ in index[start : i + 1]:
-        report = rules.evaluate(rec.load(row_id))
-    assert report is not None
-    return report
-
-
-def report_at(config: Config, path: str, at: str | None) -> Report:
-    """`check --replay FILE --at TIME`: the recorded moment, judged like a one-shot check."""
-    from collectors.config import ConfigError
-    from collectors.rules import Rules
-
+def report_at(
+    config: Config | None, path: str, at: str | None, *, only: Iterable[str] | None = None
+) -> Report:
+    """`check --replay FILE --at TIME`: the recorded moment judged as the TUI saw it,
+    every round before it included (hysteresis). `config` None: the recording's own."""
     if not Path(path).is_file():
         raise ConfigError(path, "", "no such recording")
     with Recording(path, keep=None) as rec:
-        index = rec.index()
+        if config is None:
+            config = rec.config() or Config()
+        rp = Replayer(rec, config, only=only)
+        times = [t for _, t in rp.index]
+        if not times:
+            raise ConfigError(path, "", rec.damage or "the recording holds no rounds")
         try:
-            i = parse_at(at, [t for _, t in index])
+            want = rp.pos = parse_at(at, times)
+            past_end = at not in (None, "") and at_time(at, times) > times[-1]
         except ValueError as e:
             raise ConfigError(path, "--at", str(e)) from None
-        return Rules(config).evaluate(rec.load(index[i][0]))
+        report = rp.judged()
+        if rp.damage is not None:
+            # What lies past the damage is unknown: the last round before it is
+            # not the moment asked for. Without --at, the last readable round is.
+            if at not in (None, "") and (past_end or rp.pos < want):
+                raise ConfigError(path, "--at", f"{at} is past the damage: {rp.damage}")
+            print(f"ultrawatch: warning: {path}: {rp.damage}", file=sys.stderr)
+        return report
 
 
 # ------------------------------------------------------------------ commands
@@ -175,7 +267,6 @@ def run_record(config: Config, args: argparse.Namespace) -> int:
 async def _record(config: Config, file: str, rounds: int | None, keep: float) -> int:
     from collectors.poller import Poller, build_collectors
 
-    poller = Poller(build_collectors(config), deadline=config.dashboard.collector_timeout)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -185,7 +276,8 @@ async def _record(config: Config, file: str, rounds: int | None, keep: float) ->
             pass
     n = 0
     with Recording(file, keep=keep) as rec:
-        rec.set_config(config)
+        rec.set_config(config)  # refuses a damaged file before any target is touched
+        poller = Poller(build_collectors(config), deadline=config.dashboard.collector_timeout)
         try:
             while not stop.is_set():
                 rec.append(await poller.poll())
@@ -204,57 +296,190 @@ async def _record(config: Config, file: str, rounds: int | None, keep: float) ->
 
 def run_replay(args: argparse.Namespace) -> int:
     """`ultrawatch replay FILE [--config F] [--speed X]`: the TUI on a recording."""
-    from collectors.config import ConfigError
-
     if not Path(args.file).is_file():
         raise ConfigError(args.file, "", "no such recording")
     rec = Recording(args.file, keep=None)
-    if not len(rec):
+    try:
+        config = load_config(args.config) if getattr(args, "config", None) else rec.config()
+        replayer = Replayer(rec, config or Config(), speed=args.speed)
+        if not len(replayer):
+            raise ConfigError(args.file, "", rec.damage or "the recording holds no rounds")
+        rec.load(replayer.index[0][0])  # a first round that cannot be read: say so here
+    except BaseException:
         rec.close()
-        raise ConfigError(args.file, "", "the recording holds no rounds")
-    config = load_config(args.config) if getattr(args, "config", None) else rec.config()
-    if config is None:
-        config = Config()
-    from dashboard.app import UltrawatchApp
-
-    app = UltrawatchApp(config, read_only=True, replay=Replayer(rec, config, speed=args.speed))
-    app.run()
+        raise
+    app = replay_app(replayer)
+    try:
+        app.run()
+    finally:
+        rec.close()
     return app.return_code or 0
 
 
-class Replayer:
-    """The position in a recording the TUI shows, and how to move it."""
+def replay_app(replayer: Replayer) -> Any:
+    """The read-only TUI on a recording; damage found while moving through it is
+    told as a notification (text from the file system: never markup)."""
+    from dashboard.app import UltrawatchApp
 
-    def __init__(self, rec: Recording, config: Config, *, speed: float = 1.0, start: int = 0):
+    app = UltrawatchApp(replayer.config, read_only=True, replay=replayer)
+    replayer.warn = lambda text: app.notify(text, severity="error", markup=False, timeout=30)
+    return app
+
+
+class Replayer:
+    """The position in a recording the TUI shows, and how to move it.
+
+    Every round is judged in order from the first, like forward play, so alerts'
+    first-seen times and hysteresis at any position are those play would have
+    shown. Moving back or far restarts from the nearest kept mark (the judged
+    state before every `_every`-th round), not from the first round.
+    """
+
+    def __init__(
+        self,
+        rec: Recording,
+        config: Config,
+        *,
+        speed: float = 1.0,
+        start: int = 0,
+        only: Iterable[str] | None = None,
+    ):
         self.rec = rec
         self.config = config
         self.speed = speed if speed > 0 else 1.0
         self.index = rec.index()
+        self.damage = rec.damage
         self.pos = min(max(0, start), max(0, len(self.index) - 1))
         self.playing = False
-        self._rules: Any = None
+        # Where damage is told (the TUI's notifications); stderr when unset.
+        self.warn: Callable[[str], None] | None = None
+        self._warned: str | None = None
+        self._only = frozenset(only) if only else None
+        self._every = MARK_EVERY
+        self._marks: dict[int, bytes] = {}
+        self._mark_bytes = 0
+        self._start_over()
 
     def __len__(self) -> int:
         return len(self.index)
 
-    def rebuild(self, count: int = 30) -> list[Report]:
-        """Reports of the rounds up to the current position, judged in order with
-        fresh rules (hysteresis and alerts' first-seen times come out right)."""
+    # ------------------------------------------------------ judged state
+
+    def _start_over(self) -> None:
         from collectors.rules import Rules
 
         d = self.config.dashboard
         self._rules = Rules(self.config, raise_after=d.raise_after, clear_after=d.clear_after)
-        start = max(0, self.pos - count + 1)
-        return [
-            self._rules.evaluate(self.rec.load(rid)) for rid, _ in self.index[start : self.pos + 1]
-        ]
+        self._model = ViewModel()
+        self._at = -1  # the last round judged into _rules and _model
+
+    def _save_mark(self, i: int) -> None:
+        m = self._model
+        # Pickle only what carries over between rounds (not the snapshot itself);
+        # it never leaves this process.
+        state = (self._rules._held, m.alerts, m.pg_used, m.rounds, m.now)
+        blob = zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), 1)
+        self._marks[i] = blob
+        self._mark_bytes += len(blob)
+        while self._mark_bytes > MARK_BUDGET and len(self._marks) > 1:
+            self._every *= 2
+            for k in [k for k in self._marks if k % self._every]:
+                self._mark_bytes -= len(self._marks.pop(k))
+
+    def _load_mark(self, i: int) -> None:
+        self._start_over()
+        if i == 0:
+            return
+        held, alerts, pg_used, rounds, now = pickle.loads(zlib.decompress(self._marks[i]))
+        self._rules._held = held
+        self._model = ViewModel(alerts=alerts, pg_used=pg_used, rounds=rounds, now=now)
+        self._at = i - 1
+
+    def _judge(self, i: int) -> Report | None:
+        """Judge round i (the one after _at); None if it is damaged (the
+        recording then ends before it)."""
+        assert i == self._at + 1
+        if i % self._every == 0 and i not in self._marks and i > 0:
+            self._save_mark(i)
+        try:
+            snap = self.rec.load(self.index[i][0])
+        except DamagedRecording as e:
+            self._cut(i, e.message)
+            return None
+        if self._only is not None:
+            only = self._only
+            snap = dataclasses.replace(
+                snap, readings=tuple(r for r in snap.readings if r.component in only)
+            )
+        report = self._rules.evaluate(snap)
+        self._model.apply(report)
+        self._at = i
+        return report
+
+    def _cut(self, i: int, why: str) -> None:
+        """The recording ends before round i: it could not be read."""
+        if i == 0:
+            raise DamagedRecording(str(self.rec.path), "", f"its first {why}")
+        self.damage = self.rec.damage_text(self.index[:i], why)
+        del self.index[i:]
+        self.pos = min(self.pos, i - 1)
+        for k in [k for k in self._marks if k >= i]:
+            self._mark_bytes -= len(self._marks.pop(k))
+        self.playing = False
+
+    def _goto(self, p: int) -> None:
+        """Judge up to round p (or the last readable one before it)."""
+        if self._at == p:
+            return
+        start = max((k for k in self._marks if k <= p), default=0)
+        if not start - 1 <= self._at < p:  # going back, or a mark is nearer
+            self._load_mark(start)
+        while self._at < p and self._judge(self._at + 1) is not None:
+            pass
+
+    def _tell(self) -> None:
+        if self.damage is None or self._warned == self.damage:
+            return
+        self._warned = self.damage
+        if self.warn is not None:
+            self.warn(f"{self.rec.path}: {self.damage}")
+        else:
+            print(f"ultrawatch: warning: {self.rec.path}: {self.damage}", file=sys.stderr)
+
+    def judged(self) -> Report:
+        """The report of the current position, every round before it judged."""
+        self._goto(self.pos)
+        report = self._model.report
+        assert report is not None
+        return report
+
+    # ------------------------------------------------------- the TUI's calls
+
+    def rebuild(self, keep: ViewModel | None = None) -> ViewModel:
+        """The screen's model at the current position: judged from the first
+        round, with `keep`'s view settings (filter, idle, sort)."""
+        self._goto(self.pos)
+        self._tell()
+        m = copy.copy(self._model)
+        # The screen changes its model (acknowledgements, history): give it copies.
+        m.alerts = {k: dataclasses.replace(a) for k, a in m.alerts.items()}
+        m.pg_used = {k: deque(v, maxlen=v.maxlen) for k, v in m.pg_used.items()}
+        if keep is not None:
+            m.filter, m.hide_idle, m.session_sort = keep.filter, keep.hide_idle, keep.session_sort
+        return m
 
     def advance(self) -> Report | None:
-        """One round forward, judged with the same rules; None at the end."""
-        if self._rules is None or self.pos + 1 >= len(self.index):
+        """One round forward, judged after all before it; None at the end."""
+        self._goto(self.pos)
+        if self.pos + 1 >= len(self.index):
+            self._tell()
+            return None
+        report = self._judge(self.pos + 1)
+        if report is None:
+            self._tell()
             return None
         self.pos += 1
-        return self._rules.evaluate(self.rec.load(self.index[self.pos][0]))
+        return report
 
     def step(self, n: int) -> bool:
         new = min(max(0, self.pos + n), len(self.index) - 1)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
+from collectors.config import parse_config
 from collectors.model import Status
+from dashboard import recording
 from dashboard.app import UltrawatchApp
-from dashboard.recording import Recording, Replayer, parse_at, report_at
+from dashboard.recording import Recording, Replayer, parse_at, replay_app, report_at
 from tests import tui_data as td
 from tests.conftest import run_cli
 
@@ -135,3 +138,315 @@ def test_replay_cli_rejects_missing_and_empty_files(tmp_path: Path) -> None:
     Recording(tmp_path / "empty.db").close()
     r = run_cli("replay", str(tmp_path / "empty.db"))
     assert r.returncode == 3 and "holds no rounds" in r.stderr
+
+
+# ------------------------------------------------ history across step/seek
+
+# ok, a long incident, a short recovery, the incident again: alerts raise
+# (raise_after = 2), clear (clear_after = 2) and raise again with new first-seen times.
+PHASES = ["ok"] * 5 + ["incident"] * 35 + ["ok"] * 3 + ["incident"] * 17
+
+
+def _phases(path: Path) -> Path:
+    cfg = parse_config(
+        td.CONFIG_TOML.replace("raise_after = 1", "raise_after = 2").replace(
+            "clear_after = 1", "clear_after = 2"
+        ),
+        "test.toml",
+    )
+    with Recording(path, keep=None) as rec:
+        rec.set_config(cfg)
+        for n, kind in enumerate(PHASES):
+            rec.append(td.snapshot(n, kind=kind))
+    return path
+
+
+def _seen(model) -> dict[str, tuple]:
+    """What the alerts panel and sparklines show of a model."""
+    return {
+        "alerts": {
+            k: (a.first_seen, a.last_seen, a.check.status, a.check.summary)
+            for k, a in model.alerts.items()
+        },
+        "pg_used": {k: list(v) for k, v in model.pg_used.items()},
+        "round": model.report.snapshot.round,
+    }
+
+
+def _forward(path: Path) -> list[dict[str, tuple]]:
+    with Recording(path, keep=None) as rec:
+        rp = Replayer(rec, rec.config())
+        seen = [_seen(rp.rebuild())]
+        while rp.advance() is not None:
+            seen.append(_seen(rp.rebuild()))
+    return seen
+
+
+@pytest.mark.parametrize("budget", [recording.MARK_BUDGET, 1])
+def test_seek_and_step_back_judge_like_forward_play(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: int
+) -> None:
+    # budget 1: the marks thin out to one; the answers must not change, only the cost.
+    monkeypatch.setattr(recording, "MARK_EVERY", 4)
+    monkeypatch.setattr(recording, "MARK_BUDGET", budget)
+    path = _phases(tmp_path / "phases.db")
+    forward = _forward(path)
+    assert len(forward) == len(PHASES)
+    t = lambda n: td.T0 + 2 * n  # noqa: E731
+    # the long incident raised at round 6 (index), still open at 39 (30+ rounds on)
+    assert {a[0] for a in forward[39]["alerts"].values()} == {t(6)}
+    assert forward[42]["alerts"] == {}  # cleared
+    assert {a[0] for a in forward[50]["alerts"].values()} == {t(44)}  # raised again
+    with Recording(path, keep=None) as rec:
+        rp = Replayer(rec, rec.config(), start=len(PHASES) - 1)
+        rp.rebuild()
+        for p in reversed(range(len(PHASES))):  # step back, one round at a time
+            assert rp.step(-1) or p == 0
+            if p:
+                assert _seen(rp.rebuild()) == forward[p - 1], p - 1
+        for p in (39, 7, 58, 41, 44, 0, 39):  # seeks, forth and back
+            rp.seek(str(2.0 * p))
+            assert rp.pos == p
+            assert _seen(rp.rebuild()) == forward[p], p
+            assert rp.advance() is not None or p == len(PHASES) - 1
+            assert _seen(rp.rebuild()) == forward[min(p + 1, len(PHASES) - 1)]
+        if budget == 1:
+            assert len(rp._marks) <= 1 and rp._every > 4  # memory stays bounded
+        else:
+            assert len(rp._marks) == (len(PHASES) - 1) // 4
+
+
+def test_tui_step_back_and_seek_show_first_seen_of_forward_play(tmp_path: Path) -> None:
+    from tests.test_tui import screen_text
+
+    path = _phases(tmp_path / "phases.db")
+
+    def no_ttl_row(app: UltrawatchApp) -> str:
+        return next(line for line in screen_text(app).splitlines() if "redis.locks.no_ttl" in line)
+
+    async def run() -> None:
+        rec = Recording(path, keep=None)
+        app = replay_app(Replayer(rec, rec.config()))
+        async with app.run_test(size=(200, 60)) as pilot:
+            await pilot.pause()
+            for _ in range(39):
+                await pilot.press("full_stop")
+            await pilot.pause()
+            assert app.model.report.snapshot.round == 40
+            row = no_ttl_row(app)
+            assert "10:00:12Z" in row and "10:01:18Z" in row  # first seen, last seen
+            await pilot.press("comma")  # one step back: 30+ rounds after it was raised
+            await pilot.pause()
+            row = no_ttl_row(app)
+            assert "10:00:12Z" in row and "10:01:16Z" in row
+            await pilot.press("g")
+            await pilot.pause()
+            await pilot.press(*"2026-11-25T10:01:50Z", "enter")  # round 56, 2nd incident
+            await pilot.pause()
+            assert app.model.report.snapshot.round == 56
+            assert "10:01:28Z" in no_ttl_row(app)
+            await pilot.press("g")
+            await pilot.pause()
+            await pilot.press(*"2026-11-25T10:01:00Z", "enter")  # back into the 1st
+            await pilot.pause()
+            assert app.model.report.snapshot.round == 31
+            assert "10:00:12Z" in no_ttl_row(app)
+        rec.close()
+
+    asyncio.run(run())
+
+
+# ------------------------------------------- check --replay FILE --at TIME
+
+
+def _no_ttl(r) -> dict:
+    doc = json.loads(r.stdout)
+    assert r.returncode == Status(doc["status"]).exit_code
+    return next(c for c in doc["checks"] if c["id"] == "redis.locks.no_ttl")
+
+
+def test_check_replay_judges_with_the_recordings_config_and_history(
+    tmp_path: Path, redis_url: str, write_config
+) -> None:
+    import redis
+
+    prefix = f"rec8:{tmp_path.name}:"
+    cfg = write_config(
+        '[dashboard]\ninterval = "50ms"\nraise_after = 2\nclear_after = 2\n'
+        f'[redis]\nurl = "{redis_url}"\nlock_patterns = ["{prefix}*"]\n'
+    )
+    out = tmp_path / "rec.db"
+    r = run_cli("record", str(out), "--config", str(cfg), "--rounds", "2")
+    assert r.returncode == 0, r.stderr
+    client = redis.Redis.from_url(redis_url)
+    client.set(prefix + "stuck", "worker-1")  # no TTL from round 3 on
+    try:
+        r = run_cli("record", str(out), "--config", str(cfg), "--rounds", "3")
+        assert r.returncode == 0, r.stderr
+    finally:
+        client.delete(prefix + "stuck")
+        client.close()
+    with Recording(out, keep=None) as rec:
+        times = [t for _, t in rec.index()]
+    assert len(times) == 5
+
+    def at(i: int) -> str:  # between round i and the next: no float edge
+        return str((times[i] + times[i + 1]) / 2 - times[0])
+
+    # No configuration anywhere but in the recording (and one that would judge
+    # differently in the environment): the recording's own thresholds judge.
+    other = write_config(
+        f'[dashboard]\nraise_after = 1\n[redis]\nurl = "{redis_url}"\n'
+        f'lock_patterns = ["{prefix}*"]\n',
+        name="other.toml",
+    )
+    env = {"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    for extra in ({"ULTRAWATCH_CONFIG": ""}, {"ULTRAWATCH_CONFIG": str(other)}):
+        r = run_cli("check", "--replay", str(out), "--at", at(2), env={**env, **extra})
+        assert r.stderr == ""
+        # round 3 is the lock's first: raise_after = 2 holds it, as the TUI did then
+        check = _no_ttl(r)
+        assert check["status"] == "ok" and "raising to critical: 1/2" in check["summary"]
+    r = run_cli("check", "--replay", str(out), "--at", at(3), env=env)
+    assert _no_ttl(r)["status"] == "critical"  # the second round raises it
+    r = run_cli("check", "--replay", str(out), env=env, input="")  # no --at: the last
+    assert _no_ttl(r)["status"] == "critical"
+    # An explicit --config judges with its thresholds.
+    r = run_cli("check", "--config", str(other), "--replay", str(out), "--at", at(2))
+    assert _no_ttl(r)["status"] == "critical"
+    # --only judges those collectors' readings of the moment, nothing else.
+    r = run_cli("check", "--replay", str(out), "--at", at(3), "--only", "postgres", env=env)
+    assert r.returncode == 0 and json.loads(r.stdout)["checks"] == []
+
+
+def test_check_replay_options_that_cannot_apply_are_usage_errors(
+    tmp_path: Path, write_config
+) -> None:
+    path = td.record(tmp_path / "r.db", "ok", 3)
+    cfg = write_config('[dashboard]\ninterval = "1s"\n')
+    r = run_cli("check", "--config", str(cfg), "--at", "5")
+    assert r.returncode == 3 and r.stdout == ""  # no live check ran instead
+    assert "--at" in r.stderr and "needs --replay FILE" in r.stderr
+    r = run_cli("check", "--replay", str(path), "--watch", "1")
+    assert r.returncode == 3 and r.stdout == "" and "--watch" in r.stderr
+    r = run_cli("check", "--replay", str(path), "--at", "yesterday")
+    assert r.returncode == 3 and f"{path}: --at: expected an ISO time" in r.stderr
+
+
+# ------------------------------------------------------- damaged recordings
+
+
+def test_truncated_recording_names_the_damage_and_keeps_what_is_before(
+    tmp_path: Path,
+) -> None:
+    whole = td.record(tmp_path / "whole.db", "incident", 200)
+    cut = tmp_path / "cut.db"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])  # a copy cut short, mid-page
+    with Recording(cut, keep=None) as rec:
+        good = len(rec.index())
+    assert 0 < good < 200
+    where = f"{cut}: damaged after round {good} ("
+    before, after = str(2.0 * (good - 1)), str(2.0 * (good + 5))
+    r = run_cli("check", "--replay", str(cut), "--at", before, "--format", "json")
+    assert where in r.stderr and "rounds before it are usable" in r.stderr
+    same = run_cli("check", "--replay", str(whole), "--at", before, "--format", "json")
+    assert r.stdout == same.stdout and r.returncode == same.returncode == 2
+    assert json.loads(r.stdout)["started_at"] == "2026-11-25T" + parse_clock(good - 1)
+    # past the damage: what was then is unknown, so no answer rather than a wrong one
+    r = run_cli("check", "--replay", str(cut), "--at", after)
+    assert r.returncode == 3 and r.stdout == ""
+    assert f"{cut}: --at: {after} is past the damage: damaged after round {good}" in r.stderr
+    # no --at: the last round that can be read, said so
+    r = run_cli("check", "--replay", str(cut), "--format", "json")
+    assert r.returncode == 2 and where in r.stderr
+    assert json.loads(r.stdout)["started_at"] == "2026-11-25T" + parse_clock(good - 1)
+    # a damaged file is not recorded to (that would hide the damage)
+    r = run_cli("record", str(cut), "--rounds", "1", "--config", str(td_config(tmp_path)))
+    assert r.returncode == 3 and f"{cut}: damaged" in r.stderr and "new file" in r.stderr
+    # cut before its first round: nothing to replay, and it says why
+    cut.write_bytes(data[:4096])
+    for args in (("replay", str(cut)), ("check", "--replay", str(cut))):
+        r = run_cli(*args)
+        assert r.returncode == 3 and str(cut) in r.stderr and "Traceback" not in r.stderr
+    cut.write_text("not a recording\n")
+    r = run_cli("check", "--replay", str(cut))
+    assert r.returncode == 3 and f"{cut}: not a readable recording" in r.stderr
+
+
+def parse_clock(n: int) -> str:
+    """The ISO clock (to ms) of tui_data round n."""
+    s = 2 * n
+    return f"10:{s // 60:02d}:{s % 60:02d}.000Z"
+
+
+def td_config(tmp_path: Path) -> Path:
+    path = tmp_path / "td.toml"
+    path.write_text(td.CONFIG_TOML)
+    return path
+
+
+def test_damaged_round_ends_the_replay_there_and_says_so(tmp_path: Path) -> None:
+    path = td.record(tmp_path / "rot.db", "incident", 12)
+    db = sqlite3.connect(path)
+    with db:  # bytes rotted inside round 8's row: the file's structure is intact
+        db.execute("update rounds set data = x'789c0badbeef' where round = 8")
+    db.close()
+
+    async def run() -> None:
+        rec = Recording(path, keep=None)
+        app = replay_app(Replayer(rec, rec.config()))
+        async with app.run_test(size=(200, 60), notifications=True) as pilot:
+            await pilot.pause()
+            for _ in range(11):
+                await pilot.press("full_stop")
+            await pilot.pause()
+            assert app.model.report.snapshot.round == 7  # the last readable round
+            assert "REPLAY 7/7" in str(app.query_one("#header").render())
+            (told,) = [n.message for n in app._notifications]  # once, naming where
+            assert told.startswith(f"{path}: damaged after round 7 (2026-11-25T10:00:12Z): ")
+            assert "round (row 8) is damaged" in told and "7 rounds before it are usable" in told
+            await pilot.press("comma", "comma")
+            assert app.model.report.snapshot.round == 5  # what is before stays usable
+        rec.close()
+
+    asyncio.run(run())
+
+
+def test_recorder_killed_mid_write_leaves_a_readable_file(
+    tmp_path: Path, redis_url: str, write_config
+) -> None:
+    import signal
+    import subprocess
+
+    from tests.conftest import ULTRAWATCH
+
+    cfg = write_config(f'[dashboard]\ninterval = "10ms"\n[redis]\nurl = "{redis_url}"\n')
+    out = tmp_path / "killed.db"
+    proc = subprocess.Popen(
+        [ULTRAWATCH, "record", str(out), "--config", str(cfg)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        n = 0
+        for _ in range(600):  # until it has written a few rounds (it writes ~50/s)
+            if out.exists():
+                try:
+                    with Recording(out, keep=None) as rec:
+                        n = len(rec.index())
+                except Exception:
+                    n = 0  # created but not yet initialised
+            if n >= 5:
+                break
+            time.sleep(0.05)
+        assert n >= 5, "the recorder wrote nothing"
+    finally:
+        proc.send_signal(signal.SIGKILL)  # no clean shutdown: whatever it was doing
+        proc.wait()
+    with Recording(out, keep=None) as rec:
+        rounds = len(rec.index())
+        assert rec.damage is None and rounds >= n
+        rec.load(rec.index()[-1][0])
+    r = run_cli("check", "--replay", str(out), "--format", "json")
+    assert r.stderr == "" and json.loads(r.stdout)["checks"]
