@@ -180,13 +180,21 @@ class PostgresCollector:
             return self.conn
         await self.close()
         s = self.settings
-        conn = await psycopg.AsyncConnection.connect(
-            s.dsn,
-            application_name=APPLICATION_NAME,
-            autocommit=True,
-            connect_timeout=max(1, round(s.connect_timeout)),
-            options=f"-c statement_timeout={int(s.statement_timeout * 1000)}",
-        )
+        try:
+            # libpq waits at least 2 s; `check --timeout 2` caps connect_timeout below
+            # that, and a silent server must still read unreachable, not cut off.
+            async with asyncio.timeout(float(s.connect_timeout)):
+                conn = await psycopg.AsyncConnection.connect(
+                    s.dsn,
+                    application_name=APPLICATION_NAME,
+                    autocommit=True,
+                    connect_timeout=max(1, round(s.connect_timeout)),
+                    options=f"-c statement_timeout={int(s.statement_timeout * 1000)}",
+                )
+        except TimeoutError:
+            raise psycopg.OperationalError(
+                f"connection timeout expired (no answer within {s.connect_timeout})"
+            ) from None
         try:
             async with conn.cursor() as cur:
                 await cur.execute(_CAPACITY_SQL)

@@ -8,7 +8,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from collectors.config import Config, ConfigError, load_config
 
@@ -39,8 +39,19 @@ def _add_action_flags(p: argparse.ArgumentParser) -> None:
     _add_read_only(p)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 3 (UNKNOWN), not argparse's 2, which Nagios would read as
+    CRITICAL; the first line says what was wrong. Subcommand parsers inherit this."""
+
+    def error(self, message: str) -> NoReturn:
+        where = self.prog.removeprefix("ultrawatch").strip()
+        print(f"ultrawatch: {where + ': ' if where else ''}{message}", file=sys.stderr)
+        print(f"(see '{self.prog} --help')", file=sys.stderr)
+        sys.exit(EXIT_UNKNOWN)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ultrawatch",
         description="On-call console for an UltraMarket-style platform.",
     )
@@ -58,8 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--only", metavar="C,..", help="collectors: postgres,redis,services,processes,secrets"
     )
-    p.add_argument("--timeout", type=_seconds, default=10.0, metavar="S", help="hard bound")
-    p.add_argument("--watch", type=_seconds, metavar="S", help="a round every S seconds")
+    p.add_argument("--timeout", type=_positive, default=10.0, metavar="S", help="hard bound")
+    p.add_argument("--watch", type=_positive, metavar="S", help="a round every S seconds")
     p.add_argument("--output", metavar="FILE", help="write the result atomically to FILE")
     p.add_argument("--replay", metavar="FILE", help="judge a recorded moment instead")
     p.add_argument("--at", metavar="TIME", help="with --replay: ISO time or seconds offset")
@@ -124,6 +135,13 @@ def _seconds(text: str) -> float:
         return float(Duration.parse(float(text) if _is_number(text) else text))
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _positive(text: str) -> float:
+    seconds = _seconds(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"expected a duration above 0, got {text!r}")
+    return seconds
 
 
 def _is_number(text: str) -> bool:

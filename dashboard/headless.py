@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import re
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from collectors.config import Config
+from msgspec.structs import replace
+
+from collectors.config import Config, Duration
 from collectors.model import Report, Status
 
 SCHEMA = "ultrawatch.check/v1"
@@ -103,15 +108,23 @@ def _perf_label(label: str) -> str:
     return label
 
 
-def _num(v: float) -> str:
-    return f"{v:.6g}"
+def _nagios_num(v: float) -> str:
+    """Fixed-point, trailing zeros stripped: perfdata allows only [-0-9.], no exponent."""
+    if not math.isfinite(v):
+        return "U"  # the plugin guidelines' "undetermined"
+    if v == int(v) and abs(v) < 1e15:
+        return str(int(v))
+    # 12 significant digits drop float noise (0.1 * 100 = 10.000000000000002).
+    text = format(Decimal(f"{v:.12g}"), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _perf_range(threshold: float | None, below: bool, mult: float) -> str:
-    if threshold is None:
+    if threshold is None or not math.isfinite(threshold):
         return ""
-    # A plain number alerts above it; "N:" alerts below it.
-    return f"{_num(threshold * mult)}:" if below else _num(threshold * mult)
+    # A plain N alerts outside 0..N (above N); "N:" alerts outside N..inf (below N).
+    n = _nagios_num(threshold * mult)
+    return f"{n}:" if below else n
 
 
 def format_nagios(report: Report) -> str:
@@ -128,17 +141,28 @@ def format_nagios(report: Report) -> str:
         if c.value is None:
             continue
         uom, mult = _UOM.get(c.unit or "", ("", 1.0))
-        below = c.warn is not None and c.crit is not None and c.crit < c.warn
         fields = [
-            f"{_num(c.value * mult)}{uom}",
-            _perf_range(c.warn, below, mult),
-            _perf_range(c.crit, below, mult),
+            f"{_nagios_num(c.value * mult)}{uom}",
+            _perf_range(c.warn, c.below, mult),
+            _perf_range(c.crit, c.below, mult),
         ]
         perf.append(f"{_perf_label(c.id)}={';'.join(fields).rstrip(';')}")
     summary = summary.replace("|", "/")
     lines = [f"ULTRAWATCH {_NAGIOS_WORD[status]} - {summary} | {' '.join(perf)}".rstrip(" |")]
     lines += [f"{_NAGIOS_WORD[c.status]}: {c.id}: {c.summary}".replace("|", "/") for c in bad]
     return "\n".join(lines) + "\n"
+
+
+def _prom_num(v: float) -> str:
+    """Exact: integers as integers, other floats as their shortest round-trip repr
+    (a Unix time printed as 1.79555e+09 would be off by over an hour)."""
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    if v == int(v) and abs(v) < 2**53:
+        return str(int(v))
+    return repr(float(v))
 
 
 def _prom_escape(value: str) -> str:
@@ -170,7 +194,7 @@ def format_prometheus(report: Report, *, rounds: int = 1) -> str:
             return
         out.append(f"# HELP {name} {help_}")
         out.append(f"# TYPE {name} {kind}")
-        out.extend(f"{name}{labels} {_num(v)}" for labels, v in samples)
+        out.extend(f"{name}{labels} {_prom_num(v)}" for labels, v in samples)
 
     block(
         "ultrawatch_status",
@@ -258,6 +282,77 @@ def _emit(text: str, output: str | None) -> None:
         sys.stdout.flush()
 
 
+# How far past --timeout a blocked event loop is given before the process ends.
+WATCHDOG_GRACE = 0.5
+
+
+class Watchdog:
+    """Ends the process (UNKNOWN) when a round overruns its bound. asyncio's own
+    timeouts cannot fire while a collector blocks the event loop (time.sleep, a
+    blocking C call); a thread's timer still can."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._timer: threading.Timer | None = None
+
+    def arm(self) -> None:
+        self.disarm()
+        self._timer = threading.Timer(self.seconds + WATCHDOG_GRACE, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _fire(self) -> None:
+        line = f"ultrawatch: check did not finish within {self.seconds:g}s (a collector blocked)\n"
+        try:
+            os.write(2, line.encode())  # not sys.stderr: the blocked thread may hold its lock
+        finally:
+            os._exit(Status.UNKNOWN.exit_code)
+
+
+def round_deadline(config: Config, timeout: float) -> float:
+    """Each collector's deadline: inside --timeout, with room to judge, print and close."""
+    # Whole tenths: the deadline and the timeouts below it appear in summaries.
+    return max(
+        0.1, math.floor(min(float(config.dashboard.collector_timeout), timeout - 0.3) * 10) / 10
+    )
+
+
+def bounded(config: Config, deadline: float) -> Config:
+    """The config with every connect/socket/request timeout below the round's deadline.
+
+    A silent target then fails on its own timeout and reads unreachable (critical,
+    the monitoring-plugins convention); only a wedged collector is cut off by the
+    deadline and reads unknown. Without this, `--timeout 2` turned a silent
+    PostgreSQL (connect_timeout 3s) into unknown while `--timeout 10` said critical.
+    """
+    # The margin covers the round's own work on a busy machine (a client library's
+    # first use, judging), so the target's timeout fires before the deadline does.
+    limit = Duration(max(0.1, math.floor((deadline - min(1.0, deadline * 0.35)) * 10) / 10))
+
+    def cap(value: float) -> Duration:
+        return Duration(min(float(value), limit))
+
+    changes: dict[str, Any] = {
+        "dashboard": replace(config.dashboard, collector_timeout=Duration(deadline)),
+        "http": replace(config.http, timeout=cap(config.http.timeout)),
+    }
+    if config.postgres is not None:
+        pg = config.postgres
+        changes["postgres"] = replace(
+            pg,
+            connect_timeout=cap(pg.connect_timeout),
+            statement_timeout=cap(pg.statement_timeout),
+        )
+    if config.redis is not None:
+        changes["redis"] = replace(config.redis, socket_timeout=cap(config.redis.socket_timeout))
+    return replace(config, **changes)
+
+
 async def check_once(
     config: Config,
     *,
@@ -268,9 +363,11 @@ async def check_once(
     from collectors.rules import Rules
 
     t0 = time.monotonic()
-    collectors = build_collectors(config, only, one_shot=True)
-    # Leave room inside the hard bound to judge, print and close.
-    deadline = max(0.1, min(config.dashboard.collector_timeout, timeout - 0.3))
+    # A first build only imports the client libraries (constructing collectors opens
+    # nothing); that time is spent, so the deadlines are taken from what is left.
+    build_collectors(config, only, one_shot=True)
+    deadline = round_deadline(config, timeout - (time.monotonic() - t0))
+    collectors = build_collectors(bounded(config, deadline), only, one_shot=True)
     poller = Poller(collectors, deadline=deadline)
     try:
         snapshot = await poller.poll()
@@ -288,6 +385,7 @@ async def check_watch(
     *,
     only: Sequence[str] | None,
     interval: float,
+    timeout: float,
     fmt: str,
     output: str | None,
 ) -> Status:
@@ -299,17 +397,23 @@ async def check_watch(
         raise_after=config.dashboard.raise_after,
         clear_after=config.dashboard.clear_after,
     )
-    poller = Poller(build_collectors(config, only), deadline=config.dashboard.collector_timeout)
+    # Every round is bounded by --timeout like a one-shot check.
+    deadline = round_deadline(config, timeout)
+    poller = Poller(build_collectors(bounded(config, deadline), only), deadline=deadline)
+    watchdog = Watchdog(timeout)
     last = Status.UNKNOWN
     try:
         while True:
+            watchdog.arm()
             report = rules.evaluate(await poller.poll())
+            watchdog.disarm()
             last = report.status
             _emit(render(report, fmt, rounds=poller.rounds, compact=True), output)
             await asyncio.sleep(interval)
     except asyncio.CancelledError:
         pass
     finally:
+        watchdog.disarm()
         await poller.aclose()
     return last
 
@@ -325,7 +429,10 @@ def run_check(
     report: Report | None = None,
 ) -> int:
     """Run `check` and return its exit code. `report` judges a replayed moment instead."""
-    fmt = fmt or ("text" if sys.stdout.isatty() and not output else "json")
+    if fmt is None:
+        # --watch prints one JSON object per line per round, even in a terminal.
+        tty = sys.stdout.isatty() and not output and watch is None
+        fmt = "text" if tty else "json"
     loop = asyncio.new_event_loop()
     try:
         if report is not None:
@@ -333,24 +440,32 @@ def run_check(
             return report.status.exit_code
         if watch is not None:
             task = loop.create_task(
-                check_watch(config, only=only, interval=watch, fmt=fmt, output=output)
+                check_watch(
+                    config, only=only, interval=watch, timeout=timeout, fmt=fmt, output=output
+                )
             )
             try:
                 return loop.run_until_complete(task).exit_code
             except KeyboardInterrupt:
                 task.cancel()
                 return loop.run_until_complete(task).exit_code
+        watchdog = Watchdog(timeout)
+        watchdog.arm()
         try:
-            result = loop.run_until_complete(
-                asyncio.wait_for(check_once(config, only=only, timeout=timeout), timeout)
-            )
-        except TimeoutError:
-            print(
-                f"ultrawatch: check did not finish within --timeout {timeout:g}s", file=sys.stderr
-            )
-            return Status.UNKNOWN.exit_code
-        _emit(render(result, fmt), output)
-        return result.status.exit_code
+            try:
+                result = loop.run_until_complete(
+                    asyncio.wait_for(check_once(config, only=only, timeout=timeout), timeout)
+                )
+            except TimeoutError:
+                print(
+                    f"ultrawatch: check did not finish within --timeout {timeout:g}s",
+                    file=sys.stderr,
+                )
+                return Status.UNKNOWN.exit_code
+            _emit(render(result, fmt), output)
+            return result.status.exit_code
+        finally:
+            watchdog.disarm()
     finally:
         # Not loop.shutdown_default_executor(): a hung thread would hang us too.
         loop.close()
