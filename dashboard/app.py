@@ -75,29 +75,39 @@ class UltrawatchApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "ultrawatch"
     ENABLE_COMMAND_PALETTE = True
+    # Footer order: the keys that act on the platform first, so an 80-column
+    # footer still shows them; `s`, `z`, `w`, `+`, `-` are in the help and palette.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit"),
-        Binding("question_mark", "help", "Help"),
+        Binding("r", "rotate_secret", "Rotate"),
+        Binding("d", "drain", "Drain"),
+        Binding("u", "undrain", "Undrain"),
+        Binding("x", "release_lock", "Release"),
+        Binding("c", "cancel_query", "Cancel"),
+        Binding("k", "terminate_session", "Terminate"),
+        Binding("a", "acknowledge", "Ack"),
+        Binding("full_stop", "step", "Step"),
+        Binding("comma", "step_back", "Back"),
+        Binding("g", "seek", "Seek"),
         Binding("p", "pause", "Pause"),
         Binding("space", "poll_now", "Poll now"),
         Binding("slash", "filter", "Filter"),
         Binding("i", "hide_idle", "Hide idle"),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
         Binding("s", "sort", "Sort", show=False),
-        Binding("a", "acknowledge", "Ack"),
         Binding("z", "snooze", "Snooze", show=False),
         Binding("w", "handoff", "Handoff", show=False),
-        Binding("r", "rotate_secret", "Rotate secret"),
-        Binding("d", "drain", "Drain"),
-        Binding("u", "undrain", "Undrain"),
-        Binding("x", "release_lock", "Release lock"),
-        Binding("c", "cancel_query", "Cancel query"),
-        Binding("k", "terminate_session", "Terminate"),
-        Binding("full_stop", "step", "Step"),
-        Binding("comma", "step_back", "Back"),
-        Binding("g", "seek", "Seek"),
         Binding("plus", "faster", "Faster", show=False),
         Binding("minus", "slower", "Slower", show=False),
     ]
+    # Footer words are short (80 columns); the palette shows the full names.
+    PALETTE_NAMES: ClassVar[dict[str, str]] = {
+        "rotate_secret": "Rotate secret",
+        "release_lock": "Release lock",
+        "cancel_query": "Cancel query",
+        "terminate_session": "Terminate session",
+        "acknowledge": "Acknowledge alert",
+    }
     DESCRIPTIONS: ClassVar[dict[str, str]] = {
         "rotate_secret": "Rotate the JWT secrets, keeping the old one for a grace period",
         "drain": "Drain the selected service: stop new work, let in-flight work finish",
@@ -177,7 +187,7 @@ class UltrawatchApp(App[int]):
             placeholder="filter: text in any row (enter to keep, escape to clear)", id="filter"
         )
         yield Line(id="progress")
-        yield Footer()
+        yield Footer(compact=self._narrow)
 
     async def on_mount(self) -> None:
         import threading
@@ -202,6 +212,11 @@ class UltrawatchApp(App[int]):
         if self._narrow is not None and self._is_narrow(event.size) != self._narrow:
             self._next_size = event.size
             await self._relayout()
+        self.call_after_refresh(self._header_refit)  # once the new width is laid out
+
+    def _header_refit(self) -> None:
+        if self.query("#header"):
+            self._render_header()  # full or compact for the new width
 
     async def _relayout(self) -> None:
         """Grid <-> tabs. Not under a modal (recompose works on the active screen):
@@ -337,8 +352,16 @@ class UltrawatchApp(App[int]):
             tab.label = label
 
     def _render_header(self) -> None:
+        full = self._header(compact=False)
+        width = self.query_one("#header", Line).content_region.width or self.size.width - 2
+        # Too wide for the terminal: the compact form keeps what matters most in
+        # front (status, PAUSED / READ-ONLY, the round's time), zero counts dropped.
+        line = full if full.cell_length <= width else self._header(compact=True)
+        self.query_one("#header", Line).set(line)
+
+    def _header(self, *, compact: bool) -> Content:
         m = self.model
-        parts: list[Any] = [("ultrawatch ", "bold")]
+        parts: list[Any] = [] if compact else [("ultrawatch ", "bold")]
         st = m.report.status if m.report is not None else None
         if st is not None:
             parts.append((f" {STATUS_ICON[st]} {st.value.upper()} ", f"{STATUS_STYLE[st]} reverse"))
@@ -350,13 +373,23 @@ class UltrawatchApp(App[int]):
         elif self.paused:
             parts.append((" PAUSED ", "bold black on yellow"))
         if self.read_only or not self.config.actions.enabled:
-            parts.append((" READ-ONLY", "bold cyan"))
+            parts.append((" READ-ONLY ", "bold cyan"))
         if m.report is None:
             parts.append(("  waiting for the first round…", "dim"))
+        elif compact:
+            counts, snap = m.report.counts, m.report.snapshot
+            parts.append(f" {clock(snap.started_at)} {snap.duration_ms:.0f}ms")
+            for name, short, style in (
+                ("critical", "crit", "bold red"),
+                ("warning", "warn", "yellow"),
+                ("unknown", "unkn", "magenta"),
+            ):
+                if counts[name]:
+                    parts += [" · ", (f"{counts[name]} {short}", style)]
         else:
             counts, snap = m.report.counts, m.report.snapshot
             parts += [
-                "  ",
+                " ",
                 (f"{counts['critical']} critical", "bold red" if counts["critical"] else "dim"),
                 " · ",
                 (f"{counts['warning']} warning", "yellow" if counts["warning"] else "dim"),
@@ -364,13 +397,14 @@ class UltrawatchApp(App[int]):
                 (f"{counts['unknown']} unknown", "magenta" if counts["unknown"] else "dim"),
                 f" │ {clock(snap.started_at)} in {snap.duration_ms:.0f} ms",
             ]
+        sep = " │ "
         if m.filter:
-            parts.append(f" │ filter: {m.filter}")
+            parts.append(f"{sep}filter: {m.filter}")
         if m.hide_idle:
-            parts.append(" │ idle hidden")
+            parts.append(f"{sep}idle hidden")
         if m.session_sort != "interest":
-            parts.append(f" │ sort: {m.session_sort}")
-        self.query_one("#header", Line).set(Content.assemble(*parts))
+            parts.append(f"{sep}sort: {m.session_sort}")
+        return Content.assemble(*parts)
 
     # ------------------------------------------------------------ bindings
 
@@ -391,7 +425,7 @@ class UltrawatchApp(App[int]):
             if name == "quit" or self.check_action(name, ()) is False:
                 continue
             yield SystemCommand(
-                f"{b.description} ({b.key_display or b.key})",
+                f"{self.PALETTE_NAMES.get(name, b.description)} ({b.key_display or b.key})",
                 self.DESCRIPTIONS.get(name, b.description),
                 self._palette(name),
             )
@@ -403,9 +437,18 @@ class UltrawatchApp(App[int]):
         return run
 
     def action_help(self) -> None:
-        from dashboard.screens.help import HelpScreen
+        from dashboard.screens.help import HelpScreen, help_text
 
-        self.push_screen(HelpScreen())
+        why = None
+        if not self.actions_enabled:
+            why = (
+                "replay"
+                if self.replay is not None
+                else "read-only mode"
+                if self.read_only
+                else "actions.enabled = false in the config"
+            )
+        self.push_screen(HelpScreen(help_text(self.config.dashboard.snooze, why)))
 
     def action_pause(self) -> None:
         if self.replay is not None:
@@ -455,12 +498,36 @@ class UltrawatchApp(App[int]):
     def _panel(self, cls: type[Panel]) -> Panel:
         return self.query_one(cls)
 
-    def _selected_alert(self) -> str | None:
-        record = self._panel(AlertsPanel).selected()
-        if record is None:
-            self.notify("no alert selected (Alerts panel)", severity="warning")
+    def _pick(self, cls: type[Panel], noun: str) -> dict[str, Any] | None:
+        """The row the engineer selected in `cls`'s table, or None (and they are
+        told why). Only the focused table counts: every other table has its cursor
+        on some row too (row 0 by default) that nobody chose."""
+        panel = self._panel(cls)
+        table = panel.query_one(SyncTable)
+        # The panel's own screen: a modal (help, palette) on top does not move it.
+        if panel.screen.focused is not table:
+            self.notify(
+                f"select {'an' if noun[0] in 'aeiou' else 'a'} {noun} in {cls.TITLE} first"
+                " (tab to that panel, move to the row)",
+                severity="warning",
+            )
             return None
-        return str(record["check"])
+        if table.lost is not None:
+            self.notify(
+                f"the selected {noun} is gone ({table.lost}); nothing done. "
+                "Move the cursor to choose another.",
+                severity="warning",
+                markup=False,
+            )
+            return None
+        record = table.selected()
+        if record is None:
+            self.notify(f"no {noun} selected in {cls.TITLE}", severity="warning")
+        return record
+
+    def _selected_alert(self) -> str | None:
+        record = self._pick(AlertsPanel, "alert")
+        return None if record is None else str(record["check"])
 
     def action_acknowledge(self) -> None:
         from dashboard.actions.audit import os_user
@@ -532,11 +599,8 @@ class UltrawatchApp(App[int]):
         self._start_action("rotate-secret (finish)" if finish else "rotate-secret", make)
 
     def _selected_service(self) -> str | None:
-        record = self._panel(ServicesPanel).selected()
-        if record is None:
-            self.notify("no service selected (Services panel)", severity="warning")
-            return None
-        return str(record["service"])
+        record = self._pick(ServicesPanel, "service")
+        return None if record is None else str(record["service"])
 
     def action_drain(self) -> None:
         self._drain(undrain=False)
@@ -545,6 +609,8 @@ class UltrawatchApp(App[int]):
         self._drain(undrain=True)
 
     def _drain(self, *, undrain: bool) -> None:
+        if not self.actions_enabled:
+            return
         service = self._selected_service()
         if service is None:
             return
@@ -557,9 +623,10 @@ class UltrawatchApp(App[int]):
         self._start_action("undrain" if undrain else "drain", make)
 
     def action_release_lock(self) -> None:
-        record = self._panel(RedisPanel).selected()
+        if not self.actions_enabled:
+            return
+        record = self._pick(RedisPanel, "lock")
         if record is None:
-            self.notify("no lock selected (Redis locks panel)", severity="warning")
             return
         # What the engineer saw: this key with this owner; a changed owner is refused.
         # `owner_exact` is the lossless value; `owner` is only for display.
@@ -579,9 +646,10 @@ class UltrawatchApp(App[int]):
         self._backend("terminate")
 
     def _backend(self, mode: str) -> None:
-        record = self._panel(PostgresPanel).selected()
+        if not self.actions_enabled:
+            return
+        record = self._pick(PostgresPanel, "session")
         if record is None:
-            self.notify("no session selected (PostgreSQL panel)", severity="warning")
             return
         # Identity of the backend the engineer saw: a reused pid is refused.
         pid, started = int(record["pid"]), record.get("backend_start")

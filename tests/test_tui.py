@@ -113,7 +113,7 @@ async def test_read_only_hides_actions() -> None:
             assert app.check_action(action, ()) is False
             assert action not in shown or app.check_action(action, ()) is False
         footer = screen_text(app).splitlines()[-1]
-        assert "Release lock" not in footer and "Terminate" not in footer
+        assert "Release" not in footer and "Terminate" not in footer
         assert "READ-ONLY" in screen_text(app).splitlines()[0]
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert not any("Terminate" in t or "Release lock" in t for t in titles)
@@ -130,7 +130,7 @@ async def test_actions_are_listed_when_enabled(tmp_path: Path) -> None:
     async with app.run_test(size=WIDE) as pilot:
         await pilot.pause()
         footer = screen_text(app).splitlines()[-1]
-        assert "Release lock" in footer
+        assert "x Release" in footer and "k Terminate" in footer
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert any("Terminate" in t for t in titles)
         assert any("Release lock" in t for t in titles)
@@ -407,3 +407,126 @@ def test_reading_contract_gaps_show_dashes() -> None:
 
     text = asyncio.run(run())
     assert "lock:a" in text and "order-service" in text and "—" in text
+
+
+@sync
+async def test_acknowledge_and_snooze_need_the_alerts_panel_focused() -> None:
+    app = make_app()
+    async with app.run_test(size=WIDE, notifications=True) as pilot:
+        app.absorb(judged(td.snapshot(0, kind="incident")))
+        app.render_now()
+        await pilot.pause()
+        assert app.model.alerts
+        app.query_one("#pg-sessions", SyncTable).focus()  # the alerts' cursor sits on row 0
+        await pilot.press("a", "z")
+        await pilot.pause()
+        assert not any(a.acked_by or a.snoozed_until for a in app.model.alerts.values())
+        assert "select an alert in Alerts first" in screen_text(app)
+        # From the command palette, with the Alerts panel focused, it acts on its row.
+        alerts = app.query_one("#alerts-table", SyncTable)
+        alerts.focus()
+        alerts.move_cursor(row=1)
+        chosen = alerts.selected()["check"]
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.3)
+        await pilot.press(*"Ack (a)")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert [c for c, a in app.model.alerts.items() if a.acked_by] == [chosen]
+
+
+@sync
+async def test_80x24_header_keeps_clock_and_modes_footer_shows_action_keys() -> None:
+    for read_only in (False, True):
+        app = make_app(read_only=read_only)
+        async with app.run_test(size=(80, 24)) as pilot:
+            app.absorb(judged(td.snapshot(0, kind="incident")))
+            app.render_now()
+            await pilot.pause()
+            await pilot.press("p")
+            await pilot.pause()
+            lines = screen_text(app).splitlines()
+            header, footer = lines[0], lines[-1]
+            assert "PAUSED" in header and "10:00:00Z" in header, header
+            assert re.search(r"10:00:00Z \d+ms", header), header  # the round's duration
+            assert "CRITICAL" in header and "4 crit" in header, header
+            assert ("READ-ONLY" in header) is read_only, header
+            if not read_only:  # the keys that act come first in the footer
+                for word in ("r Rotate", "d Drain", "u Undrain", "x Release", "k Terminate"):
+                    assert word.split()[1] in footer, footer
+            await pilot.resize_terminal(200, 60)
+            await pilot.pause(0.3)
+            header = screen_text(app).splitlines()[0]
+            assert "4 critical · 5 warning · 0 unknown │ 10:00:00Z in" in header, header
+
+
+@sync
+async def test_help_shows_the_configured_snooze_and_disabled_actions() -> None:
+    cfg = td.config()
+    import msgspec
+
+    from collectors.config import Duration
+
+    cfg = msgspec.structs.replace(
+        cfg, dashboard=msgspec.structs.replace(cfg.dashboard, snooze=Duration(1800))
+    )
+    for read_only in (False, True):
+        app = make_app(config=cfg, read_only=read_only)
+        async with app.run_test(size=WIDE) as pilot:
+            await pilot.press("question_mark")
+            await pilot.pause()
+            text = screen_text(app)
+            assert "snooze the selected alert for 30m" in text and "15 minutes" not in text
+            assert ("Actions: DISABLED (read-only mode)" in text) is read_only
+            assert "x      release the selected Redis lock" in text  # listed either way
+
+
+@sync
+async def test_queries_health_messages_and_errors_are_never_markup() -> None:
+    query = "select '[bold red]x[/]' [link=https://e.io]c[/link]"
+    message = "[@click=app.quit]slow[/] [link=https://e.io]see[/link]"
+    error = "[b]refused[/] [@click=app.quit]q[/]"
+    snap = td.snapshot(0, kind="incident")
+    readings = []
+    for r in snap.readings:
+        if r.component == "postgres":
+            sessions = [dict(s) for s in r.data["sessions"]]
+            sessions[0]["query"] = query
+            r = dataclasses.replace(r, data={**r.data, "sessions": sessions})
+        elif r.component == "services" and r.target == "order-service":
+            r = dataclasses.replace(r, data={**r.data, "message": message})
+        elif r.component == "services" and r.target == "user-service":
+            r = dataclasses.replace(r, data={}, error=error, error_kind="unreachable")
+        readings.append(r)
+    app = make_app()
+    async with app.run_test(size=(240, 60)) as pilot:
+        app.absorb(judged(dataclasses.replace(snap, readings=tuple(readings))))
+        app.render_now()
+        await pilot.pause()
+        text = screen_text(app)
+        assert query in text
+        assert message in text
+        assert error in text
+        sessions = app.query_one("#pg-sessions", SyncTable)
+        sessions.focus()
+        sessions.move_cursor(
+            row=next(
+                i for i in range(sessions.row_count) if "[link=" in sessions.get_row_at(i)[6].plain
+            )
+        )
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DetailScreen)
+        assert f"query: {query}" in screen_text(app)
+        await pilot.press("escape")
+        await pilot.pause()
+        for table_id in ("#pg-sessions", "#svc-table"):
+            app.query_one(table_id, SyncTable).focus()
+            for y in range(8, 40, 3):  # clicking where the "links" are does nothing
+                await pilot.click(offset=(150, y))
+            await pilot.pause()
+            while isinstance(app.screen, DetailScreen):
+                await pilot.press("escape")
+                await pilot.pause()
+        assert app.is_running

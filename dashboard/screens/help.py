@@ -19,10 +19,11 @@ Keys
   s      sort sessions                enter  details of the selected row
   tab    next panel                   ctrl+p command palette
   a      acknowledge the selected alert (recorded with your user name)
-  z      snooze the selected alert for 15 minutes
+  z      snooze the selected alert for {snooze}
   w      write the handoff summary for the next on-call
+  a, z and the action keys act on the focused panel's selected row only
 
-Actions (absent in read-only mode; each asks for confirmation, Cancel focused)
+{actions_title}
   r      rotate the JWT secrets (grace period for the old one)
   d / u  drain / undrain the selected service
   x      release the selected Redis lock (only if its owner is unchanged)
@@ -34,8 +35,22 @@ Replay
   +  -   faster / slower
 
 An action applies to the row you selected, identified by what you saw
-(pid and backend start, lock key and owner): if it changed, it is refused.
+(pid and backend start, lock key and owner): if it changed, it is refused;
+if the row went away, nothing is selected until you move the cursor.
 """
+
+ACTIONS_ON = "Actions (each asks for confirmation, Cancel focused)"
+
+
+def help_text(snooze_s: float, disabled: str | None = None) -> str:
+    """The help for this session: the configured snooze, and whether the action
+    keys work (`disabled` says why not: read-only, replay)."""
+    from dashboard.viewmodel import duration
+
+    title = (
+        ACTIONS_ON if disabled is None else f"Actions: DISABLED ({disabled}); the keys do nothing"
+    )
+    return TEXT.format(snooze=duration(snooze_s), actions_title=title)
 
 
 class HelpScreen(ModalScreen[None]):
@@ -52,9 +67,13 @@ class HelpScreen(ModalScreen[None]):
         Binding("q", "close", "Close", show=False),
     ]
 
+    def __init__(self, text: str | None = None) -> None:
+        super().__init__()
+        self.text = text if text is not None else help_text(900)
+
     def compose(self) -> ComposeResult:
         with VerticalScroll():
-            yield Static(Content(TEXT), markup=False)
+            yield Static(Content(self.text), markup=False)
 
     def action_close(self) -> None:
         self.dismiss(None)

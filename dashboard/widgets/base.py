@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.text import Text
+from textual import events
 from textual.cache import LRUCache
 from textual.containers import Vertical
 from textual.content import Content
@@ -110,7 +111,12 @@ class Line(Widget):
 
 class SyncTable(DataTable):
     """A DataTable updated by stable row keys: changed cells in place, only the
-    difference added or removed, the cursor kept on the row it was on."""
+    difference added or removed, the cursor kept on the row it was on.
+
+    When the row under the cursor goes away, the selection is lost rather than
+    passed to the row that moved into its place: the cursor is hidden, `lost`
+    names the row that went, and `selected()` is None until the engineer moves
+    the cursor (a key or a click) and so chooses a row again."""
 
     # The vertical scrollbar is always there, so a change in the number of rows
     # never changes the layout: the table repaints itself instead of the whole
@@ -139,6 +145,8 @@ class SyncTable(DataTable):
         self.id_column = id_column
         self.records: dict[str, dict[str, Any]] = {}  # row key -> what the row shows
         self._order: list[str] = []
+        self._cells: dict[str, Sequence[Text]] = {}  # row key -> the cells last synced
+        self.lost: str | None = None  # the selected row's key, once that row went away
 
     def on_mount(self) -> None:
         for key, label, width in self._spec:
@@ -154,8 +162,47 @@ class SyncTable(DataTable):
         return row_key.value
 
     def selected(self) -> dict[str, Any] | None:
+        if self.lost is not None:
+            return None
         key = self.cursor_key()
         return None if key is None else self.records.get(key)
+
+    def _choose(self) -> None:
+        """The engineer moved the cursor: a row is selected again."""
+        if self.lost is not None:
+            self.lost = None
+            self.show_cursor = True
+
+    # Every way the engineer moves the cursor ends a lost selection first (with
+    # the cursor hidden, DataTable would scroll instead of moving it).
+    def action_cursor_up(self) -> None:
+        self._choose()
+        super().action_cursor_up()
+
+    def action_cursor_down(self) -> None:
+        self._choose()
+        super().action_cursor_down()
+
+    def action_page_up(self) -> None:
+        self._choose()
+        super().action_page_up()
+
+    def action_page_down(self) -> None:
+        self._choose()
+        super().action_page_down()
+
+    def action_scroll_top(self) -> None:
+        self._choose()
+        super().action_scroll_top()
+
+    def action_scroll_bottom(self) -> None:
+        self._choose()
+        super().action_scroll_bottom()
+
+    async def _on_click(self, event: events.Click) -> None:
+        if self.lost is not None and event.style.meta.get("row", -1) >= 0:
+            self._choose()
+        await super()._on_click(event)
 
     def sync(self, rows: Sequence[tuple[str, dict[str, Any], Sequence[Text]]]) -> None:
         """rows: (stable key, record for detail/actions, cells), in display order."""
@@ -165,26 +212,33 @@ class SyncTable(DataTable):
             if len(unique) >= MAX_ROWS:
                 break
         rows = list(unique.values())
-        keep = self.cursor_key()
+        keep = None if self.lost is not None else self.cursor_key()
         cols = [c[0] for c in self._spec]
         wanted = {k for k, _, _ in rows}
         # remove_row is O(rows): when many go, clearing and adding is cheaper.
         if self.row_count and self.row_count - len(wanted & set(self._order)) > 48:
             self.clear()  # most rows go: cheaper than removing one by one
             self._order = []
+            self._cells = {}
         for gone in [k for k in self._order if k not in wanted]:
             self.remove_row(gone)
             self.records.pop(gone, None)
+            self._cells.pop(gone, None)
         present = set(self._order) & wanted
         for key, record, cells in rows:
             self.records[key] = record
             if key in present:
-                old = self.get_row(key)
+                old = self._cells.get(key)
+                if old is cells:
+                    continue  # the same cells as last time (panels cache them per round)
+                if old is None:
+                    old = self.get_row(key)
                 for col, old_v, new_v in zip(cols, old, cells, strict=False):
-                    if old_v != new_v:
+                    if old_v is not new_v and old_v != new_v:
                         self.update_cell(key, col, new_v)
             else:
                 self.add_row(*cells, key=key)
+            self._cells[key] = cells
         order = [k for k, _, _ in rows]
         current = [row.key.value for row in self.ordered_rows]
         if current != order:
@@ -197,3 +251,8 @@ class SyncTable(DataTable):
             idx = order.index(keep)
             if idx != self.cursor_row:
                 self.move_cursor(row=idx, animate=False, scroll=False)
+        elif keep is not None:
+            # The selected row went away: whatever now sits at the cursor's index
+            # is not what the engineer chose, so nothing is selected.
+            self.lost = keep
+            self.show_cursor = False
