@@ -56,3 +56,30 @@ def test_actions_and_headless_never_import_textual_or_rich() -> None:
     files = [ROOT / "dashboard" / "headless.py", *(ROOT / "dashboard" / "actions").rglob("*.py")]
     offenders = {str(f.relative_to(ROOT)): _imports(f) & {"textual", "rich"} for f in files}
     assert {f: bad for f, bad in offenders.items() if bad} == {}
+
+
+CHECK_PROBE = """
+import contextlib, io, sys
+from dashboard.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    main(["check", "--config", sys.argv[1], "--timeout", "2"])
+heavy = ("textual", "rich", "psycopg", "httpx", "aiohttp", "psutil", "jwt")
+print(",".join(sorted({n.split(".")[0] for n in sys.modules} & set(heavy))))
+"""
+
+
+def test_check_imports_only_what_the_configured_collectors_need(tmp_path: Path) -> None:
+    config = tmp_path / "ultrawatch.toml"
+    config.write_text(
+        '[redis]\nurl = "redis://127.0.0.1:1/0"\n'
+        f'[actions]\naudit_log = "{tmp_path / "audit.jsonl"}"\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", CHECK_PROBE, str(config)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""  # a Redis-only check loads no other client library
