@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 from collectors.model import Reading, Snapshot
@@ -19,9 +18,10 @@ def test_malformed_dsn_error_never_shows_the_password(write_config) -> None:
         f'[postgres]\ndsn = "postgresql://mon:S3CRET%ZZpw@127.0.0.1:{free_port()}/x"\n'
     )
     result = run_cli("check", "--config", str(path))
-    assert result.returncode == 2
-    reach = next(c for c in json.loads(result.stdout)["checks"] if c["id"] == "postgres.reachable")
-    assert reach["status"] == "critical" and "***" in reach["summary"]
+    # A DSN libpq cannot parse is a configuration error (UNKNOWN), said on one line.
+    assert result.returncode == 3 and result.stdout == ""
+    assert "postgres.dsn: expected a libpq connection string" in result.stderr
+    assert "***" in result.stderr
     assert "S3CRET" not in result.stdout + result.stderr
 
 
