@@ -71,7 +71,8 @@ class Duration(float):
 
 
 class PositiveDuration(Duration):
-    """A duration that must be above zero (an interval or timeout of 0 is a mistake)."""
+    """A duration that must be above zero: an interval, window or timeout of 0 is a
+    mistake. (Thresholds stay plain Durations: 0 there means "alert on everything".)"""
 
     @classmethod
     def parse(cls, value: object) -> PositiveDuration:
@@ -257,7 +258,7 @@ class RedisConfig(_Section):
     urls: list[str] | None = None  # several independent masters (Redlock)
     cluster: bool = False
     lock_patterns: list[str] = msgspec.field(default_factory=lambda: ["lock:*"])
-    stale_after: PositiveDuration = Duration(30)
+    stale_after: Duration = Duration(30)
     scan_count: PositiveCount = 1000
     key_budget: PositiveCount = 200_000  # keys scanned per round at most; resumes next round
     memory_warn: Ratio = Ratio(0.8)
@@ -303,8 +304,8 @@ class ServiceConfig(_Section):
     process: ProcessMatch | None = None
     drain: DrainConfig | None = None
     reload: ReloadConfig | None = None
-    latency_warn: PositiveDuration = Duration(0.5)
-    latency_crit: PositiveDuration | None = None
+    latency_warn: Duration = Duration(0.5)
+    latency_crit: Duration | None = None
     max_per_event: PositiveCount = 10
     flap_warn: Count = 6  # health state changes in the history window that warn (0: never)
     memory_limit: ByteSize | None = None
@@ -349,7 +350,7 @@ class SecretsConfig(_Section):
         default_factory=lambda: [SecretKey("JWT_SECRET"), SecretKey("JWT_REFRESH_SECRET")]
     )
     algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
-    max_age: PositiveDuration = Duration(90 * 86400)
+    max_age: Duration = Duration(90 * 86400)
     probe: ProbeConfig | None = None
     probe_every: PositiveDuration = Duration(300)  # forged-token probe re-runs at most this often
     wordlist: str | None = None
