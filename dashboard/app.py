@@ -156,6 +156,7 @@ class UltrawatchApp(App[int]):
         self._dirty: set[str] = set()  # panels not rendered since their data changed
         self._relayout_pending = False  # a resize crossed the grid/tabs line under a modal
         self._action_busy = False
+        self._filter_pending = False
         self._thread = 0
         self.last_outcome: Any = None  # the last action's Outcome (shown as a notification)
 
@@ -457,7 +458,7 @@ class UltrawatchApp(App[int]):
                 self._replay_schedule()
         else:
             self.paused = not self.paused
-        self.render_now()
+        self.render_now(only=())  # only the header says it
 
     def action_poll_now(self) -> None:
         self._wake.set()
@@ -470,6 +471,14 @@ class UltrawatchApp(App[int]):
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self.model.filter = event.value.strip()
+        # The typed character is painted first; keys typed while the panels are
+        # being filtered are folded into one render with the latest text.
+        if not self._filter_pending:
+            self._filter_pending = True
+            self.call_after_refresh(self._filter_render)
+
+    def _filter_render(self) -> None:
+        self._filter_pending = False
         self.render_now()
 
     @on(Input.Submitted, "#filter")
@@ -551,7 +560,7 @@ class UltrawatchApp(App[int]):
         else:
             alert.snoozed_until = self.model.now + self.config.dashboard.snooze
             self.notify(f"{check_id}: snoozed until {clock(alert.snoozed_until)}", markup=False)
-        self.render_now()
+        self.render_now(only=("alerts",))
 
     def action_handoff(self) -> None:
         path = os.path.expanduser(self.config.dashboard.handoff_file)

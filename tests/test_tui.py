@@ -178,8 +178,15 @@ async def test_hide_idle_sort_and_filter() -> None:
         await pilot.press("slash", *"sku-A", "enter")
         locks = app.query_one("#redis-locks", SyncTable)
         assert locks.row_count == 1 and locks.get_row_at(0)[1].plain == "lock:inventory:sku-A-7"
+        services = app.query_one("#svc-table", SyncTable)
+        assert services.row_count == 0
+        await pilot.press("slash", *["backspace"] * 5, *"pay", "enter")
+        assert [services.get_row_at(i)[0].plain for i in range(services.row_count)] == [
+            "payment-service"
+        ]
+        assert locks.row_count == 0
         await pilot.press("slash", "escape")
-        assert locks.row_count == 6
+        assert locks.row_count == 6 and services.row_count == 4
 
 
 @sync

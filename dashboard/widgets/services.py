@@ -16,6 +16,12 @@ class ServicesPanel(Panel):
     TITLE = "Services"
     COMPONENT = "services"
 
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._round: object = None  # the report the rows below were built from
+        self._rows: list[tuple[Any, str]] = []  # (row, what the filter searches)
+        self._down = 0
+
     def compose(self) -> ComposeResult:
         yield Line(id="svc-summary")
         yield SyncTable(
@@ -37,14 +43,31 @@ class ServicesPanel(Panel):
     def show(self, model: ViewModel) -> None:
         self.set_status(model.status_of("services"))
         readings = model.readings("services")
+        # Rows are built once per round; a filter keystroke only picks among them
+        # (and the table skips rows whose cells are the very same objects).
+        if model.report is not self._round:
+            self._round = model.report
+            self._rows, self._down = self._build(model, readings)
+        needle = model.filter.lower()
+        rows = [row for row, hay in self._rows if not needle or needle in hay]
+        total = len(readings)
+        self.query_one("#svc-summary", Line).set(
+            f"{total} services, {self._down} not answering"
+            if total
+            else ("no services configured" if model.report else "waiting for the first round…")
+        )
+        self.query_one(SyncTable).sync(rows)
+
+    def _build(self, model: ViewModel, readings: list[Any]) -> tuple[list[Any], int]:
         fingerprints = self._fingerprint_matches(model)
-        rows = []
+        rows: list[Any] = []
         down = 0
         for r in readings:
             d = r.data or {}
             name = r.target
-            if not model.matches(name, d.get("message"), r.error):
-                continue
+            hay = "\n".join(
+                str(t).lower() for t in (name, d.get("message"), r.error) if t is not None
+            )
             record = {"service": name, **dict(d), "error": r.error, "error_kind": r.error_kind}
             check_status = model.status_of("services", name)
             if not r.ok:
@@ -55,26 +78,29 @@ class ServicesPanel(Panel):
                 note = f"{when}{r.error_kind or 'error'}: {r.error}"
                 rows.append(
                     (
-                        name,
-                        record,
-                        [
-                            cell(name),
-                            status_cell(
-                                check_status
-                                or (
-                                    Status.CRITICAL
-                                    if r.error_kind == "unreachable"
-                                    else Status.UNKNOWN
-                                )
-                            ),
-                            cell(spark(d.get("latency_history"), 10)),
-                            cell(None),
-                            cell(None),
-                            cell(None),
-                            cell(None),
-                            cell(None),
-                            cell(note, "red"),
-                        ],
+                        (
+                            name,
+                            record,
+                            [
+                                cell(name),
+                                status_cell(
+                                    check_status
+                                    or (
+                                        Status.CRITICAL
+                                        if r.error_kind == "unreachable"
+                                        else Status.UNKNOWN
+                                    )
+                                ),
+                                cell(spark(d.get("latency_history"), 10)),
+                                cell(None),
+                                cell(None),
+                                cell(None),
+                                cell(None),
+                                cell(None),
+                                cell(note, "red"),
+                            ],
+                        ),
+                        hay,
                     )
                 )
                 continue
@@ -86,48 +112,45 @@ class ServicesPanel(Panel):
             match = fingerprints.get(name)
             rows.append(
                 (
-                    name,
-                    record,
-                    [
-                        cell(name),
-                        status_cell(check_status or d.get("status")),
-                        cell(spark(d.get("latency_history"), 10)),
-                        cell(
-                            f"{num(d.get('latency_p95_ms'))}ms"
-                            if d.get("latency_p95_ms") is not None
-                            else None
-                        ),
-                        cell(
-                            num(d.get("active_operations"))
-                            if d.get("active_operations") is not None
-                            else None
-                        ),
-                        cell(
-                            "yes"
-                            if d.get("draining")
-                            else "no"
-                            if d.get("draining") is False
-                            else None,
-                            "yellow" if d.get("draining") else "",
-                        ),
-                        cell(lst, "yellow" if trend.get("growing") else ""),
-                        cell(
-                            {True: "match", False: "MISMATCH"}.get(match)
-                            if match is not None
-                            else None,
-                            "" if match is not False else "bold red",
-                        ),
-                        cell(d.get("message")),
-                    ],
+                    (
+                        name,
+                        record,
+                        [
+                            cell(name),
+                            status_cell(check_status or d.get("status")),
+                            cell(spark(d.get("latency_history"), 10)),
+                            cell(
+                                f"{num(d.get('latency_p95_ms'))}ms"
+                                if d.get("latency_p95_ms") is not None
+                                else None
+                            ),
+                            cell(
+                                num(d.get("active_operations"))
+                                if d.get("active_operations") is not None
+                                else None
+                            ),
+                            cell(
+                                "yes"
+                                if d.get("draining")
+                                else "no"
+                                if d.get("draining") is False
+                                else None,
+                                "yellow" if d.get("draining") else "",
+                            ),
+                            cell(lst, "yellow" if trend.get("growing") else ""),
+                            cell(
+                                {True: "match", False: "MISMATCH"}.get(match)
+                                if match is not None
+                                else None,
+                                "" if match is not False else "bold red",
+                            ),
+                            cell(d.get("message")),
+                        ],
+                    ),
+                    hay,
                 )
             )
-        total = len(readings)
-        self.query_one("#svc-summary", Line).set(
-            f"{total} services, {down} not answering"
-            if total
-            else ("no services configured" if model.report else "waiting for the first round…")
-        )
-        self.query_one(SyncTable).sync(rows)
+        return rows, down
 
     @staticmethod
     def _fingerprint_matches(model: ViewModel) -> dict[str, bool | None]:
