@@ -60,9 +60,17 @@ async def _act(pilot, app, table_id: str, match: Callable[[dict], bool], key: st
 
     row = await _until(pilot, find, 20, f"a row in {table_id}")
     table.focus()
-    table.move_cursor(row=table.get_row_index(row))
-    await pilot.pause()
-    assert table.cursor_key() == row
+    # With the arrow keys, as the engineer does: a cursor moved by the API alone
+    # does not choose a row once the row under it went away (SyncTable.lost).
+    await pilot.press("ctrl+home")
+    for _ in range(4 * len(table.records) + 10):  # rows may move between presses
+        await pilot.pause()
+        row = find()
+        assert row is not None, f"the row in {table_id} went away"
+        if table.cursor_key() == row and table.selected() is not None:
+            break
+        await pilot.press("down" if table.cursor_row < table.get_row_index(row) else "up")
+    assert table.cursor_key() == row and table.selected() is not None
     return await _confirmed(pilot, app, key)
 
 
@@ -122,10 +130,10 @@ async def test_tui_shows_the_incident_and_fixes_every_failure_from_keys(tmp_path
             await _until(
                 pilot, lambda: not fixed & set(app.model.alerts), 40, f"fixed alerts {alerts()}"
             )
-            # the others are still there: nothing was fixed by accident
-            assert {"secrets.forged_token", "postgres.budget.payment-service"} <= set(
-                app.model.alerts
-            )
+            # the storm is still there: nothing was fixed by accident. (Not the
+            # forged-token alert: it ends by itself once the services' grace period
+            # for the previous secret is over, which the drain may outlast.)
+            assert "postgres.budget.payment-service" in app.model.alerts, alerts()
 
             # the storm: end each idle payment-service session seen in the PostgreSQL panel
             sessions = app.query_one("#pg-sessions", SyncTable)
