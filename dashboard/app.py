@@ -156,6 +156,9 @@ class UltrawatchApp(App[int]):
         self._dirty: set[str] = set()  # panels not rendered since their data changed
         self._relayout_pending = False  # a resize crossed the grid/tabs line under a modal
         self._action_busy = False
+        # The PostgreSQL collector lends its connection to backend actions: it is already
+        # in when every slot is taken, which is when terminate is most needed.
+        self._pg_lender: Any = None
         self._filter_pending = False
         self._thread = 0
         self.last_outcome: Any = None  # the last action's Outcome (shown as a notification)
@@ -244,6 +247,7 @@ class UltrawatchApp(App[int]):
 
         d = self.config.dashboard
         poller = Poller(build_collectors(self.config), deadline=d.collector_timeout)
+        self._pg_lender = next((c for c in poller.collectors if c.component == "postgres"), None)
         rules = Rules(self.config, raise_after=d.raise_after, clear_after=d.clear_after)
         try:
             while True:
@@ -640,11 +644,14 @@ class UltrawatchApp(App[int]):
         # What the engineer saw: this key with this owner; a changed owner is refused.
         # `owner_exact` is the lossless value; `owner` is only for display.
         key, owner = str(record.get("key")), record.get("owner_exact")
+        # The age the console saw (a plan's own idle-time read may have been reset) and,
+        # for values too long to carry, the SHA-1 the release compares.
+        age, sha1 = record.get("age_s"), record.get("owner_sha1")
 
         def make() -> Action:
             from dashboard.actions.release_lock import ReleaseLock
 
-            return ReleaseLock(self.config, key, owner)
+            return ReleaseLock(self.config, key, owner, age_s=age, expected_sha1=sha1)
 
         self._start_action("release-lock", make)
 
@@ -666,7 +673,9 @@ class UltrawatchApp(App[int]):
         def make() -> Action:
             from dashboard.actions.backend import BackendAction
 
-            return BackendAction(self.config, pid, mode=mode, backend_start=started)
+            return BackendAction(
+                self.config, pid, mode=mode, backend_start=started, lender=self._pg_lender
+            )
 
         self._start_action(mode, make)
 
