@@ -7,6 +7,7 @@ everything it started is stopped and a temporary state directory removed.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import shutil
 import signal
@@ -15,22 +16,52 @@ import tempfile
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from dashboard.demo.scenarios import get_scenario
 
 log = logging.getLogger("ultrawatch.demo")
 
 
-class _Stop(Exception):
-    """Raised in the main thread by the SIGTERM handler."""
+class _Stop(BaseException):
+    """Raised in the main thread by a stop signal outside the TUI. A BaseException,
+    like KeyboardInterrupt, so no `except Exception` on the way can swallow it."""
 
 
-def _on_signal(signum: int, frame: FrameType | None) -> None:
-    # Once only: `timeout`, uv and a terminal may all deliver the same stop, and a
-    # second exception must not interrupt the cleanup of the first.
-    for sig in _STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-    raise KeyboardInterrupt if signum == signal.SIGINT else _Stop
+class _Stopper:
+    """The handler of SIGTERM, SIGINT and SIGHUP.
+
+    While the TUI runs, the main thread is inside Textual's asyncio loop, which
+    would swallow an exception raised there (the stop lost, the demo running on):
+    the handler asks the app to exit instead, and run_demo's cleanup follows.
+    Before and after the TUI (starting the platform, `--serve`) it raises in the
+    main thread. Signals are ignored only once the cleanup has started.
+    """
+
+    def __init__(self) -> None:
+        self.app: Any = None  # the running UltrawatchApp, if any
+        self.stopping = False  # a stop was raised, or the cleanup began: nothing more to do
+        self.received: int | None = None  # the first stop signal (logged outside the handler)
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping:
+            # `timeout`, uv and a terminal may all deliver the same stop; a second
+            # exception must not interrupt the cleanup of the first.
+            return
+        if self.received is None:
+            self.received = signum
+        app = self.app
+        if app is not None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is not None:
+                # Signal-safe: queues the call and wakes the loop via its self-pipe.
+                loop.call_soon_threadsafe(app.exit)
+                return
+        self.stopping = True
+        raise KeyboardInterrupt if signum == signal.SIGINT else _Stop
 
 
 # SIGHUP too: a dropped SSH session must not leave PostgreSQL and Redis behind.
@@ -55,7 +86,8 @@ def run_demo(args: argparse.Namespace) -> int:
     platform = Platform(
         state_dir, scenario, postgres_dsn=args.postgres_dsn, redis_url=args.redis_url
     )
-    previous = {sig: signal.signal(sig, _on_signal) for sig in _STOP_SIGNALS}
+    stopper = _Stopper()
+    previous = {sig: signal.signal(sig, stopper) for sig in _STOP_SIGNALS}
     code = 0
     try:
         text = platform.start()
@@ -70,10 +102,16 @@ def run_demo(args: argparse.Namespace) -> int:
                 pass
         else:
             from collectors.config import load_config
-            from dashboard.app import run_tui
+            from dashboard.app import UltrawatchApp
 
             config = load_config(platform.config_path)
-            code = run_tui(config, read_only=args.read_only)
+            app = UltrawatchApp(config, read_only=args.read_only)
+            stopper.app = app
+            try:
+                app.run()
+            finally:
+                stopper.app = None
+            code = app.return_code or 0
     except (KeyboardInterrupt, _Stop):
         code = 0
     except Exception as e:
@@ -82,8 +120,11 @@ def run_demo(args: argparse.Namespace) -> int:
         code = 3
     finally:
         # No second Ctrl+C may cut the cleanup short and leave processes behind.
+        stopper.stopping = True
         for sig in _STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
+        if stopper.received is not None:
+            log.info("%s received: stopping", signal.Signals(stopper.received).name)
         try:
             platform.stop()
         finally:
