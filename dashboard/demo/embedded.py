@@ -143,7 +143,10 @@ class EmbeddedPostgres:
 
     def start(self) -> EmbeddedPostgres:
         self.init()
-        opts = [f"-p {self.port}", "-h 127.0.0.1", f"-k {self.data_dir}"]
+        # A Unix socket path may be 107 bytes at most, or PostgreSQL will not start
+        # (a deep --state-dir or TMPDIR); everything here connects over TCP anyway.
+        sockets = str(self.data_dir) if len(str(self.data_dir)) <= 80 else "''"
+        opts = [f"-p {self.port}", "-h 127.0.0.1", f"-k {sockets}"]
         opts += [f"-c {k}={v}" for k, v in self.settings.items()]
         self._run(
             [
@@ -272,7 +275,16 @@ class EmbeddedRedis:
             str(self.base_dir / "redis.log"),
             *self.args,
         ]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Its own session: a Ctrl+C in the terminal reaches the whole foreground
+        # process group, and Redis must outlive the services that release their
+        # locks in it; whoever started it stops it (pg_ctl detaches PostgreSQL alike).
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             wait_for_port("127.0.0.1", self.port, timeout)
         except OSError:

@@ -190,6 +190,7 @@ class Platform:
                 schema.clear_locks(client)
                 client.close()
         if self.redis is not None:
+            log.info("stopping Redis")
             self.redis.stop()
         if self.pg is not None:
             log.info("stopping PostgreSQL")

@@ -148,8 +148,10 @@ class Service:
         for task in list(self.tasks):
             task.cancel()
         for lock in list(self.held_locks):
-            with contextlib.suppress(LockError, RedisError):
+            try:
                 await lock.release()
+            except (LockError, RedisError) as e:  # e.g. Redis stopped before us
+                log.warning("lock release failed: %s: %s", type(e).__name__, e)
         self.held_locks.clear()
         for conn in self.storm:
             with contextlib.suppress(Exception):
