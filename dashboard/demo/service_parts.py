@@ -15,6 +15,8 @@ from aiohttp import web
 from collectors.secret_store import fingerprint, parse_dotenv
 
 ALGORITHM = "HS256"
+MAX_TOKEN_LIFE_S = 60.0  # an admin token's exp is at most this far ahead (DESIGN.md)
+CLOCK_LEEWAY_S = 5.0  # the minting clock may run a little ahead of ours
 
 
 class Emitter:
@@ -102,12 +104,18 @@ def authorize(request: web.Request, secrets: Secrets) -> web.Response | None:
     claims: dict[str, Any] | None = None
     for key in secrets.accepted():
         try:
-            claims = jwt.decode(token.strip(), key, algorithms=[ALGORITHM])
+            claims = jwt.decode(
+                token.strip(), key, algorithms=[ALGORITHM], options={"require": ["exp"]}
+            )
             break
         except jwt.PyJWTError:
             continue
     if claims is None:
         return _deny(401, "invalid token")
+    # DESIGN.md: admin tokens expire at most 60 s after they are minted, so a
+    # token with a distant expiry is as good as a leaked password: refused.
+    if claims["exp"] > time.time() + MAX_TOKEN_LIFE_S + CLOCK_LEEWAY_S:
+        return _deny(401, f"token expires more than {MAX_TOKEN_LIFE_S:.0f} s ahead")
     if claims.get("role") != "admin":
         return _deny(403, "admin role required")
     request["claims"] = claims
