@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--serve", action="store_true", help="only the platform; print its config")
     p.add_argument("--postgres-dsn", metavar="DSN")
     p.add_argument("--redis-url", metavar="URL")
+    p.add_argument(
+        "--force-redis-locks",
+        action="store_true",
+        help="use --redis-url although it holds lock:inventory:* keys (the demo writes such locks)",
+    )
     _add_read_only(p)
 
     p = sub.add_parser("config", help="validate the configuration or print an example")

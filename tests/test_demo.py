@@ -321,32 +321,76 @@ def test_sighup_ends_every_process_and_removes_the_state_dir(healthy: Demo) -> N
 # ------------------------------------------------------------ drain, signals
 
 
+def _other_db(redis_url: str, db: int) -> str:
+    """The fixture's Redis, another database: the demo's lock names are its own there."""
+    parts = httpx.URL(redis_url)
+    return str(parts.copy_with(path=f"/{db}"))
+
+
 def test_existing_postgres_and_redis_are_used_and_left_running(
     tmp_path: Path, pg_dsn: str, redis_url: str
 ) -> None:
     import redis
 
-    argv = ["--postgres-dsn", pg_dsn, "--redis-url", redis_url]
-    with running_demo("stuck-lock", tmp_path, extra=argv) as demo:
-        assert demo.config.postgres.dsn == pg_dsn  # type: ignore[union-attr]
-        assert demo.config.redis.url == redis_url  # type: ignore[union-attr]
-        assert not (demo.state_dir / "pg").exists() and not (demo.state_dir / "redis").exists()
-        client = redis.Redis.from_url(redis_url)
-        assert client.ttl(lock_key(NO_TTL_PRODUCT)) == -1
-        r = httpx.post(f"{demo.url('order-service')}/api/orders", json={"product_id": 1})
-        assert r.status_code == 201
+    url = _other_db(redis_url, 7)
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    # someone else's lock under the demo's names: used only with --force-redis-locks
+    client.set(lock_key(7), "theirs", ex=600)
+    argv = ["--postgres-dsn", pg_dsn, "--redis-url", url, "--force-redis-locks"]
+    try:
+        with running_demo("stuck-lock", tmp_path, extra=argv) as demo:
+            assert demo.config.postgres.dsn == pg_dsn  # type: ignore[union-attr]
+            assert demo.config.redis.url == url  # type: ignore[union-attr]
+            assert not (demo.state_dir / "pg").exists()
+            assert not (demo.state_dir / "redis").exists()
+            assert client.ttl(lock_key(NO_TTL_PRODUCT)) == -1
+            r = httpx.post(f"{demo.url('order-service')}/api/orders", json={"product_id": 1})
+            assert r.status_code == 201
+            with psycopg.connect(pg_dsn) as conn:
+                row = conn.execute(
+                    "select count(*) from ultramarket_demo.orders where id = %s",
+                    (r.json()["order_id"],),
+                ).fetchone()
+                assert row == (1,)
+            # their lock is theirs: an order for that product waits and is refused
+            r = httpx.post(f"{demo.url('order-service')}/api/orders", json={"product_id": 7})
+            assert r.status_code == 409
+            demo.proc.send_signal(signal.SIGTERM)
+            assert demo.proc.wait(40) == 0
+        # ours are gone, theirs is untouched, and both servers still run
+        assert client.ping()
+        assert sorted(client.scan_iter("lock:inventory:*")) == [lock_key(7).encode()]
+        assert client.get(lock_key(7)) == b"theirs"
         with psycopg.connect(pg_dsn) as conn:
-            row = conn.execute(
-                "select count(*) from ultramarket_demo.orders where id = %s",
-                (r.json()["order_id"],),
-            ).fetchone()
-            assert row == (1,)
-        demo.proc.send_signal(signal.SIGTERM)
-        assert demo.proc.wait(40) == 0
-    # ours are gone, theirs still run
-    assert client.ping() and not list(client.scan_iter("lock:inventory:*"))
-    with psycopg.connect(pg_dsn) as conn:
-        assert conn.execute("select 1").fetchone() == (1,)
+            assert conn.execute("select 1").fetchone() == (1,)
+    finally:
+        client.flushdb()
+        client.close()
+
+
+def test_an_existing_redis_with_inventory_locks_is_refused(
+    tmp_path: Path, pg_dsn: str, redis_url: str
+) -> None:
+    import redis
+
+    url = _other_db(redis_url, 8)
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.set(lock_key(3), "a-real-holder", ex=600)
+    try:
+        argv = ["demo", "--serve", "--scenario", "stuck-lock", "--state-dir", str(tmp_path / "s")]
+        res = run_cli(*argv, "--postgres-dsn", pg_dsn, "--redis-url", url)
+        assert res.returncode == 3, res.stdout + res.stderr
+        assert res.stdout == ""  # no config: no platform
+        assert "already holds lock:inventory:* keys (lock:inventory:3)" in res.stderr
+        assert "--force-redis-locks" in res.stderr
+        # nothing was written: their lock holds their value, no TTL change
+        assert sorted(client.scan_iter("*")) == [lock_key(3).encode()]
+        assert client.get(lock_key(3)) == b"a-real-holder" and client.ttl(lock_key(3)) > 500
+    finally:
+        client.flushdb()
+        client.close()
 
 
 def test_unknown_scenario_is_refused() -> None:

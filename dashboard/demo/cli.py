@@ -84,7 +84,11 @@ def run_demo(args: argparse.Namespace) -> int:
     from dashboard.demo.platform import Platform
 
     platform = Platform(
-        state_dir, scenario, postgres_dsn=args.postgres_dsn, redis_url=args.redis_url
+        state_dir,
+        scenario,
+        postgres_dsn=args.postgres_dsn,
+        redis_url=args.redis_url,
+        force_redis_locks=getattr(args, "force_redis_locks", False),
     )
     stopper = _Stopper()
     previous = {sig: signal.signal(sig, stopper) for sig in _STOP_SIGNALS}

@@ -24,6 +24,7 @@ import psutil
 import redis
 
 from collectors.config import parse_config
+from collectors.redact import mask_url
 from collectors.secret_store import atomic_write
 from dashboard.demo import schema
 from dashboard.demo.demo_config import render_config
@@ -46,6 +47,10 @@ DATABASE = "ultramarket"
 STARTUP_TIMEOUT_S = 60.0
 
 
+class RedisLocksInUse(RuntimeError):
+    """--redis-url names a Redis that already holds inventory locks."""
+
+
 class Platform:
     def __init__(
         self,
@@ -54,11 +59,14 @@ class Platform:
         *,
         postgres_dsn: str | None = None,
         redis_url: str | None = None,
+        force_redis_locks: bool = False,
     ) -> None:
         self.dir = state_dir.resolve()
         self.scenario = scenario
         self.external_dsn = postgres_dsn
         self.external_redis = redis_url
+        self.force_redis_locks = force_redis_locks
+        self.planted: dict[str, str] = {}  # the stuck locks we wrote: key -> token
         self.pg: EmbeddedPostgres | None = None
         self.redis: EmbeddedRedis | None = None
         self.supervisor: Supervisor | None = None
@@ -81,12 +89,15 @@ class Platform:
             pg = pool.submit(self._start_postgres)
             rd = pool.submit(self._start_redis)
             self.dsn, self.redis_url = pg.result(), rd.result()
-        schema.create_schema(self.dsn)
         client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
         try:
-            schema.clear_locks(client)
+            if not self.external_redis:
+                schema.clear_locks(client)  # our own server: anything there is ours
+            elif not self.force_redis_locks:
+                self._refuse_locks_in_use(client)  # before anything is written anywhere
+            schema.create_schema(self.dsn)
             if self.scenario.stuck_lock:
-                schema.plant_stuck_locks(client)
+                self.planted = schema.plant_stuck_locks(client)
         finally:
             client.close()
         log.info("data stores ready in %.1fs", time.monotonic() - t0)
@@ -127,6 +138,20 @@ class Platform:
         atomic_write(self.config_path, text.encode())  # 0600: a DSN may hold a password
         log.info("platform up in %.1fs", time.monotonic() - t0)
         return text
+
+    def _refuse_locks_in_use(self, client: redis.Redis) -> None:
+        """An existing Redis that already has lock:inventory:* keys may be a real
+        platform's: the demo's services would contend for its locks, and its
+        stuck-lock scenario would overwrite two of them."""
+        found = schema.existing_locks(client)
+        if found:
+            raise RedisLocksInUse(
+                f"{mask_url(self.redis_url)} already holds {schema.LOCK_PREFIX}* keys "
+                f"({', '.join(found)}{', ...' if len(found) >= 3 else ''}): they may be a "
+                "real platform's inventory locks, which the demo's services would take and "
+                "its stuck-lock scenario overwrite. Use another Redis or database "
+                "(redis://host:port/N), or --force-redis-locks to use this one anyway."
+            )
 
     def _start_postgres(self) -> str:
         if self.external_dsn:
@@ -184,11 +209,14 @@ class Platform:
             self.supervisor.stop()
         if self.workload is not None:
             self.workload.stop()
-        if self.external_redis and self.redis_url:
+        if self.external_redis and self.redis_url and self.planted:
+            # Only the stuck locks we planted, and only while they still hold our
+            # token; the services released their own as they drained.
             with contextlib.suppress(redis.RedisError):
                 client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
-                schema.clear_locks(client)
+                schema.remove_planted(client, self.planted)
                 client.close()
+            self.planted = {}
         if self.redis is not None:
             log.info("stopping Redis")
             self.redis.stop()

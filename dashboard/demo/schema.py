@@ -65,10 +65,33 @@ def lock_key(product: int) -> str:
 
 
 def clear_locks(client: redis.Redis) -> None:
-    """Remove inventory locks left by an earlier run (SCAN, never KEYS)."""
+    """Remove inventory locks left by an earlier run (SCAN, never KEYS). Only on
+    the demo's own Redis: on an existing one these names may be a platform's locks."""
     keys = list(client.scan_iter(match=f"{LOCK_PREFIX}*", count=1000))
     if keys:
         client.delete(*keys)
+
+
+def existing_locks(client: redis.Redis, limit: int = 3) -> list[str]:
+    """Up to `limit` lock:inventory:* keys already in this Redis (SCAN, never KEYS)."""
+    found: list[str] = []
+    for key in client.scan_iter(match=f"{LOCK_PREFIX}*", count=1000):
+        found.append(key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key))
+        if len(found) >= limit:
+            break
+    return found
+
+
+# Deletes a key only while it still holds the value we wrote (as redis-py's Lock
+# releases): a lock someone else has taken since is left alone.
+_DELETE_IF_OURS = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+)
+
+
+def remove_planted(client: redis.Redis, planted: dict[str, str]) -> int:
+    """Delete the stuck locks plant_stuck_locks wrote, those still holding its token."""
+    return sum(int(client.eval(_DELETE_IF_OURS, 1, k, v)) for k, v in planted.items())
 
 
 def _uuid1_at(epoch: float) -> str:
@@ -85,16 +108,19 @@ def _uuid1_at(epoch: float) -> str:
     return uuid.UUID(fields=fields).hex
 
 
-def plant_stuck_locks(client: redis.Redis) -> None:
+def plant_stuck_locks(client: redis.Redis) -> dict[str, str]:
     """A lock with no expiry, and one held for ten minutes already with an hour to go.
 
     Both look like redis-py `Lock`s whose holders died: a uuid1 hex token. The
     stale one is written with RESTORE ... IDLETIME so Redis itself reports its
-    age (OBJECT IDLETIME), and its token is dated accordingly.
+    age (OBJECT IDLETIME), and its token is dated accordingly. Returns {key: token}.
     """
-    client.set(lock_key(NO_TTL_PRODUCT), uuid.uuid1().hex)
+    planted = {lock_key(NO_TTL_PRODUCT): uuid.uuid1().hex}
+    client.set(lock_key(NO_TTL_PRODUCT), planted[lock_key(NO_TTL_PRODUCT)])
     stale = lock_key(STALE_PRODUCT)
-    client.set(stale, _uuid1_at(time.time() - STALE_AGE_S))
+    planted[stale] = _uuid1_at(time.time() - STALE_AGE_S)
+    client.set(stale, planted[stale])
     dump = client.dump(stale)
     ttl_ms = (STALE_TTL_S - STALE_AGE_S) * 1000
     client.restore(stale, ttl_ms, dump, replace=True, idletime=STALE_AGE_S)
+    return planted
