@@ -393,6 +393,29 @@ def test_an_existing_redis_with_inventory_locks_is_refused(
         client.close()
 
 
+def test_stuck_locks_are_seen_by_every_one_shot_check(tmp_path: Path) -> None:
+    """Cron runs `check` again and again: reading the locks must not make them look
+    young to the next run (a GET on Redis < 7.2 resets the idle time the age comes
+    from), nor may the orders that wait on the stale lock."""
+    with running_demo("stuck-lock", tmp_path) as demo:
+        order_url = demo.url("order-service")
+        ages = []
+        for _ in range(3):
+            code, checks = demo.check()
+            failing = {k: v["summary"] for k, v in checks.items() if v["status"] != "ok"}
+            assert code == 2, failing
+            assert {"redis.locks.no_ttl", "redis.locks.stale"} <= failing.keys(), failing
+            stale = checks["redis.locks.stale"]
+            assert lock_key(STALE_PRODUCT) in str(stale["summary"]), stale
+            ages.append(float(stale["value"]))  # type: ignore[arg-type]
+            # an order for each locked product waits, is refused, and touches nothing
+            for product in (NO_TTL_PRODUCT, STALE_PRODUCT):
+                r = httpx.post(f"{order_url}/api/orders", json={"product_id": product}, timeout=10)
+                assert r.status_code == 409, r.text
+        # planted ten minutes old, and older at every check
+        assert ages[0] >= 600 and ages == sorted(ages) and ages[2] > ages[0], ages
+
+
 def test_unknown_scenario_is_refused() -> None:
     res = run_cli("demo", "--serve", "--scenario", "nope")
     assert res.returncode == 2
@@ -437,6 +460,8 @@ def test_incident_end_to_end_fixed_by_ultrawatch(tmp_path: Path) -> None:
         # no value, old or new, in what the rotation printed
         rotated = [demo.secret(), demo.secret("JWT_REFRESH_SECRET")]
         assert_no_secret([*weak, *rotated], res.stdout, res.stderr)
+        # the shoppers try the locked products too, and no order for them went through
+        assert _acknowledged(demo, NO_TTL_PRODUCT, STALE_PRODUCT) == {}
         for product in (NO_TTL_PRODUCT, STALE_PRODUCT):
             res = demo.cli("release-lock", lock_key(product))
             assert res.returncode == 0, res.stdout + res.stderr
@@ -486,8 +511,16 @@ def test_incident_end_to_end_fixed_by_ultrawatch(tmp_path: Path) -> None:
             results = list(pool.map(lambda p: demo.cli("terminate", str(p)), pids))
         assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
 
-        # orders for the formerly locked products go through again
+        # orders for the formerly locked products go through again: the shoppers'
+        # (acknowledged, so committed) and ours
         _wait(lambda: (h := _health(order_url)) is not None and h.status_code == 200, 20, "restart")
+        _wait(
+            lambda: len(_acknowledged(demo, NO_TTL_PRODUCT, STALE_PRODUCT)) == 2,
+            60,
+            f"the shoppers' orders for the released products "
+            f"{_acknowledged(demo, NO_TTL_PRODUCT, STALE_PRODUCT)}",
+            every=1,
+        )
         for product in (NO_TTL_PRODUCT, STALE_PRODUCT):
             r = httpx.post(f"{order_url}/api/orders", json={"product_id": product}, timeout=10)
             assert r.status_code == 201, r.text
@@ -520,6 +553,18 @@ def test_incident_end_to_end_fixed_by_ultrawatch(tmp_path: Path) -> None:
         # Ctrl+C ends it all; an explicit state directory is kept
         _stop_and_expect_nothing_left(demo, signal.SIGINT)
         assert (demo.state_dir / "ultrawatch.toml").is_file()
+
+
+def _acknowledged(demo: Demo, *products: int) -> dict[int, int]:
+    """Orders the shoppers placed and order-service acknowledged, per product."""
+    with psycopg.connect(demo.config.postgres.dsn, autocommit=True) as conn:  # type: ignore[union-attr]
+        rows = conn.execute(
+            "select o.product_id, count(*) from ultramarket_demo.acknowledgements a "
+            "join ultramarket_demo.orders o on o.id = a.order_id "
+            "where o.product_id = any(%s) group by 1",
+            (list(products),),
+        ).fetchall()
+    return {int(p): int(n) for p, n in rows}
 
 
 def test_each_scenario_switches_on_its_own_failure() -> None:

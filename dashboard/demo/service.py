@@ -302,10 +302,8 @@ class Service:
         product, quantity = int(body["product_id"]), int(body.get("quantity", 1))
         assert self.redis is not None
         async with self.operation():
-            lock = self.redis.lock(
-                lock_key(product), timeout=LOCK_TTL_S, blocking_timeout=LOCK_WAIT_S
-            )
-            if not await lock.acquire():
+            lock = self.redis.lock(lock_key(product), timeout=LOCK_TTL_S)
+            if not await self._acquire(lock):
                 self.emitter.emit("order.failed", product)
                 return web.json_response(
                     {"error": f"inventory of product {product} is locked; try later"}, status=409
@@ -338,6 +336,22 @@ class Service:
         # Committed before we acknowledge: an acknowledged order is never lost.
         self.emitter.emit("order.created", order_id)
         return web.json_response({"order_id": order_id, "status": "created"}, status=201)
+
+    async def _acquire(self, lock: Any) -> bool:
+        """Wait up to LOCK_WAIT_S for a product's lock. A held lock is watched with
+        EXISTS, which leaves its idle time alone; only a free one is taken (SET NX).
+        redis-py's blocking acquire retries SET NX on the held key, and every try
+        resets its idle time: on Redis < 7.2 a lock stuck for an hour would then
+        look just used to a one-shot check, which reads its age from that."""
+        assert self.redis is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LOCK_WAIT_S
+        while True:
+            if not await self.redis.exists(lock.name) and await lock.acquire(blocking=False):
+                return True
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.1)  # redis-py's own retry pace
 
     async def create_payment(self, request: web.Request) -> web.Response:
         body = await request.json()

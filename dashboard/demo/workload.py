@@ -19,15 +19,16 @@ from typing import Any
 import aiohttp
 import psycopg
 
-from dashboard.demo.schema import PRODUCTS, SCHEMA, STALE_PRODUCT
+from dashboard.demo.schema import PRODUCTS, SCHEMA
 
 log = logging.getLogger("ultrawatch.demo")
 
 ORDERS_PER_S = 3.0
 MAX_IN_FLIGHT = 6
-# The stale lock's product is left alone, so its lock keeps aging untouched
-# (a waiting SET NX would refresh the key's idle time).
-SHOPPED = [p for p in range(1, PRODUCTS + 1) if p != STALE_PRODUCT]
+# Every product, the locked ones too: their orders are refused (409) while the
+# stuck locks are held and resume once they are released. (order-service waits
+# on a held lock with EXISTS, so the stale lock keeps aging untouched.)
+SHOPPED = list(range(1, PRODUCTS + 1))
 
 
 class Workload:
