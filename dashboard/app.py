@@ -22,13 +22,14 @@ from textual.content import Content
 from textual.geometry import Size
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, TabbedContent, TabPane
+from textual.widgets import DataTable, Input, TabbedContent, TabPane
 
 from collectors.config import Config
 from collectors.model import Report, Status
 from dashboard.viewmodel import STATUS_ICON, STATUS_STYLE, ViewModel, clock
 from dashboard.widgets.alerts import AlertsPanel
 from dashboard.widgets.base import Line, Panel, SyncTable
+from dashboard.widgets.footer import KeyFooter
 from dashboard.widgets.postgres import SORTS, PostgresPanel
 from dashboard.widgets.processes import ProcessesPanel
 from dashboard.widgets.redis import RedisPanel
@@ -173,6 +174,11 @@ class UltrawatchApp(App[int]):
         w, h = size or self.size
         return w < NARROW_WIDTH or h < NARROW_HEIGHT
 
+    def get_default_screen(self) -> Screen[Any]:
+        from dashboard.screens.main import MainScreen
+
+        return MainScreen(id="_default")
+
     def compose(self) -> ComposeResult:
         self._narrow = self._is_narrow(self._next_size)
         self._next_size = None
@@ -191,7 +197,7 @@ class UltrawatchApp(App[int]):
             placeholder="filter: text in any row (enter to keep, escape to clear)", id="filter"
         )
         yield Line(id="progress")
-        yield Footer(compact=self._narrow)
+        yield KeyFooter(compact=self._narrow)
 
     async def on_mount(self) -> None:
         import threading

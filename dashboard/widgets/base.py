@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.cache import LRUCache
@@ -151,6 +153,65 @@ class SyncTable(DataTable):
     def on_mount(self) -> None:
         for key, label, width in self._spec:
             self.add_column(label, key=key, width=width)
+
+    # ------------------------------------------------------------ render costs
+    # DataTable keys every render cache on a counter bumped by any change, so one
+    # changed cell re-renders every visible cell through Rich (most of a round's
+    # CPU). Here a rendered cell is reused while the cell object is the very same
+    # (panels replace a cell with a new object when it changes, never mutate it).
+
+    _own_cells: LRUCache[tuple[Any, ...], tuple[Any, list[list[Segment]]]] | None = None
+
+    def _clear_caches(self) -> None:
+        super()._clear_caches()
+        if self._own_cells is not None:
+            self._own_cells.clear()
+
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ) -> list[list[Segment]]:
+        if row_index < 0 or column_index < 0:  # header and labels: rare, not cached here
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        row_key = self._row_locations.get_key(row_index)
+        column_key = self._column_locations.get_key(column_index)
+        try:
+            value = self._data[row_key][column_key]
+        except KeyError:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        if self._own_cells is None:
+            self._own_cells = LRUCache(1200)
+        key = (
+            row_key,
+            column_index,
+            row_index,  # baked into the cell's style meta (clicks find their row by it)
+            base_style,
+            width,
+            cursor,
+            hover,
+            self.show_cursor,
+            self._show_hover_cursor,
+            self._pseudo_class_state,
+        )
+        hit = self._own_cells.get(key)
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        self._own_cells[key] = (value, lines)
+        return lines
+
+    def _update_dimensions(self, new_rows: Any) -> None:
+        # Columns have fixed widths and rows one line, so measuring every new row's
+        # cells (DataTable's way, tens of ms for a few hundred rows) changes nothing:
+        # only the scrollable size is needed.
+        width = sum(c.get_render_width(self) for c in self.columns.values())
+        header = self.header_height if self.show_header else 0
+        self.virtual_size = Size(width + self._row_label_column_width, len(self.rows) + header)
 
     def cursor_key(self) -> str | None:
         if not self.row_count:
