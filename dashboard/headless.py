@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import signal
 import sys
 import tempfile
 import threading
@@ -413,8 +414,14 @@ async def check_watch(
     except asyncio.CancelledError:
         pass
     finally:
-        watchdog.disarm()
-        await poller.aclose()
+        # Closing is bounded too: a target that stopped answering cannot hold the exit.
+        watchdog.arm()
+        try:
+            await asyncio.wait_for(poller.aclose(), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            watchdog.disarm()
     return last
 
 
@@ -444,11 +451,21 @@ def run_check(
                     config, only=only, interval=watch, timeout=timeout, fmt=fmt, output=output
                 )
             )
-            try:
-                return loop.run_until_complete(task).exit_code
-            except KeyboardInterrupt:
+            # Ctrl+C / SIGTERM cancel the watch between awaits: a KeyboardInterrupt raised
+            # at an arbitrary point can drop a wakeup and leave the clean-up waiting
+            # forever. A second signal ends the process at once.
+            stops = 0
+
+            def stop() -> None:
+                nonlocal stops
+                stops += 1
+                if stops > 1:
+                    os._exit(130)
                 task.cancel()
-                return loop.run_until_complete(task).exit_code
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop)
+            return loop.run_until_complete(task).exit_code
         watchdog = Watchdog(timeout)
         watchdog.arm()
         try:

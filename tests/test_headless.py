@@ -7,6 +7,7 @@ import json
 import os
 import pty
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -214,7 +215,8 @@ def test_output_file_is_written_atomically(write_config, pg_dsn: str, tmp_path: 
     assert [p.name for p in target.parent.iterdir()] == ["ultrawatch.prom"]  # no temp left
 
 
-def test_watch_prints_one_json_object_per_round(write_config, pg_dsn: str) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_watch_prints_one_json_object_per_round(write_config, pg_dsn: str, stop: int) -> None:
     path = write_config(_pg(pg_dsn))
     proc = subprocess.Popen(
         [ULTRAWATCH, "check", "--watch", "0.2", "--config", str(path)],
@@ -225,11 +227,12 @@ def test_watch_prints_one_json_object_per_round(write_config, pg_dsn: str) -> No
     try:
         lines = [proc.stdout.readline() for _ in range(3)]
     finally:
-        proc.send_signal(2)
-        proc.wait(10)
+        proc.send_signal(stop)
+        code = proc.wait(10)
     objs = [json.loads(line) for line in lines]
     assert all(o["schema"] == "ultrawatch.check/v1" for o in objs)
     assert len({o["started_at"] for o in objs}) == 3
+    assert code == 0  # stopped cleanly: the exit code is the last round's status
 
 
 def test_only_limits_the_collectors(write_config, pg_dsn: str) -> None:
@@ -355,6 +358,14 @@ def _read_lines(fd: int, n: int) -> list[str]:
     return buf.decode().replace("\r\n", "\n").splitlines()[:n]
 
 
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 65536):
+            pass
+    except OSError:  # EIO once the writer is gone
+        pass
+
+
 def test_watch_in_a_terminal_prints_json_lines(write_config, pg_dsn: str) -> None:
     path = write_config(_pg(pg_dsn))
     master, slave = pty.openpty()
@@ -368,8 +379,12 @@ def test_watch_in_a_terminal_prints_json_lines(write_config, pg_dsn: str) -> Non
     try:
         lines = _read_lines(master, 2)
     finally:
+        # Keep reading, as a terminal does: a full pty would block the writer.
+        drain = threading.Thread(target=_drain, args=(master,), daemon=True)
+        drain.start()
         proc.send_signal(2)
         proc.wait(10)
+        drain.join(5)
         os.close(master)
     objs = [json.loads(line) for line in lines]
     assert [o["schema"] for o in objs] == ["ultrawatch.check/v1"] * 2
