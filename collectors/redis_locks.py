@@ -50,7 +50,8 @@ class RedisLocksCollector:
     def __init__(self, config: Config, *, one_shot: bool = False) -> None:
         """`one_shot`: this collector runs one round (`ultrawatch check`): on a server
         without CLIENT NO-TOUCH it reads no lock values, since a GET would reset the
-        idle time the next check's ages come from."""
+        idle time the next check's ages come from; only locks touched in the last
+        second are read, for a redis-py token's time (see ReadPlan.collect)."""
         assert config.redis is not None
         self.one_shot = one_shot
         self.settings: RedisConfig = config.redis
@@ -367,7 +368,8 @@ class RedisLocksCollector:
             "not_locks": not_locks,
             "not_locks_total": sum(s.not_locks_total for _, s in up),
             "owners_unread": (
-                "owners not read: a one-shot check on Redis "
+                "owners not read (except of locks touched in the last second, for "
+                "a redis-py token's time): a one-shot check on Redis "
                 f"{unread[0].info.get('redis_version') or '< 7.2'} (no CLIENT NO-TOUCH) "
                 "would reset the idle time lock ages come from by reading them"
                 if unread
@@ -393,7 +395,7 @@ class RedisLocksCollector:
         for node in nodes:
             for key, lock in node.locks.items():
                 by_key.setdefault(key, []).append((node, lock))
-        # (no expiry?, -age, key, value, holders, group, ttl, conflict, age known?)
+        # (no expiry?, -age, key, value, holders, group, ttl, conflict, age source)
         entries: list[tuple[Any, ...]] = []
         for key, held in by_key.items():
             if len(held) == 1:
@@ -403,11 +405,16 @@ class RedisLocksCollector:
                 value, holders = values.most_common(1)[0]
                 group = [(n, lk) for n, lk in held if lk.value == value]
                 conflict = len(values) > 1
-            age_known = all(lk.age_known for _, lk in group)
             ttls = [lk.ttl_ms(now) for _, lk in group]
             ttl = -1 if -1 in ttls else min(ttls)
-            age = now - min(lk.first_seen for _, lk in group)
-            entries.append((ttl != -1, -age, key, value, holders, group, ttl, conflict, age_known))
+            # The earliest start any master knows: its idle time, our first sight, or
+            # a redis-py token's time (which other clients' SET NX retries cannot hide).
+            since, source = min(lk.held_since() for _, lk in group)
+            if source == "idle" and not all(lk.age_known for _, lk in group):
+                source = "first_seen"  # a master without idle times: a lower bound
+            entries.append(
+                (ttl != -1, since - now, key, value, holders, group, ttl, conflict, source)
+            )
         no_ttl = [e[2] for e in entries if e[6] == -1]
         stale = sorted((e for e in entries if -e[1] > stale_after), key=lambda e: e[1])
         oldest = min(entries, key=lambda e: e[1]) if entries else None
@@ -415,7 +422,7 @@ class RedisLocksCollector:
         conflicts = [e[2] for e in entries if e[7]]
         rows = []
         for e in heapq.nsmallest(MAX_LOCKS, entries, key=lambda e: (e[0], e[1], e[2])):
-            _, neg_age, key, value, holders, group, ttl, conflict, age_known = e
+            _, neg_age, key, value, holders, group, ttl, conflict, source = e
             long = value is not None and len(value) > EXACT_LIMIT
             rows.append(
                 {
@@ -427,7 +434,10 @@ class RedisLocksCollector:
                     "owner_read": value is not None,
                     "ttl_ms": ttl,
                     "age_s": round(-neg_age, 1),
-                    "age_known": age_known,
+                    # A token's time or an idle time is an age; our first sight of
+                    # the lock is only a lower bound.
+                    "age_known": source != "first_seen",
+                    "age_source": source,
                     "kind": _kind(key, value, self.redlock),
                     "holders": holders,
                     "masters": masters,
@@ -445,6 +455,7 @@ class RedisLocksCollector:
             "stale_total": len(stale),
             "oldest_age_s": round(-oldest[1], 1) if oldest else None,
             "oldest_key": exact_text(oldest[2]) if oldest else None,
+            "oldest_age_source": oldest[8] if oldest else None,
             "below_quorum": sorted(exact_text(k) for k in below[:MAX_NAMED]),
             "below_quorum_total": len(below),
             "conflict": sorted(exact_text(k) for k in conflicts[:MAX_NAMED]),

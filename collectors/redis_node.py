@@ -9,7 +9,9 @@ as the next SCAN: the client parses replies while the server scans.
 from __future__ import annotations
 
 import contextlib
+import re
 import ssl
+import uuid
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -39,6 +41,34 @@ READ_CHUNK = 1000  # keys per pipelined write outside the scan loop
 # Locks tracked per node at most: a leak creating millions of lock keys must not
 # grow our memory or our rounds without bound. Beyond it locks are only counted.
 MAX_TRACKED = 50_000
+# One-shot reads before Redis 7.2 GET a lock's value only if it was touched within this
+# many seconds (see ReadPlan.collect): our GET then costs its idle time almost nothing.
+HOT_IDLE = 1
+# redis-py's Lock token is uuid1().hex (also accepted: the dashed form).
+_UUID = re.compile(
+    rb"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I
+)
+_UUID_EPOCH = 0x01B21DD213814000  # 100 ns ticks from 1582-10-15 (UUID time) to 1970-01-01
+TOKEN_SKEW = 5.0  # a token's clock may run this far ahead of ours
+TOKEN_MAX_AGE = 30 * 86400.0  # older "timestamps" are taken for chance, not a token
+
+
+def token_time(value: bytes | None, now: float) -> float | None:
+    """When a version-1 UUID lock token (redis-py's Lock) was made, if plausible.
+
+    redis-py makes the token when acquire() starts, on the client's clock: the time
+    is when the holder began to acquire, which is what an idle time reset by other
+    clients' SET NX retries hides. Implausible times (random hex that happens to
+    look like a v1 UUID, a client clock far off) are ignored."""
+    if value is None or not _UUID.fullmatch(value):
+        return None
+    u = uuid.UUID(value.decode("ascii"))
+    if u.version != 1 or u.variant != uuid.RFC_4122:
+        return None
+    at = (u.time - _UUID_EPOCH) / 1e7
+    if not now - TOKEN_MAX_AGE <= at <= now + TOKEN_SKEW:
+        return None
+    return min(at, now)
 
 
 @dataclass(slots=True)
@@ -49,6 +79,22 @@ class LockState:
     first_seen: float
     value_at: float  # when the value was last fetched (our GET touched it then)
     age_known: bool = True  # first_seen came from OBJECT IDLETIME, not our first sight
+    token_at: float | None = None  # a redis-py (uuid1) token's time: see token_time
+    # We saw the key free (or held by another value) at this time or later, so this
+    # holding began after it.
+    not_before: float | None = None
+
+    def held_since(self) -> tuple[float, str]:
+        """When this holding began as far as we know, and how we know it.
+
+        The token is made when acquire() starts, so a holder that waited in a
+        blocking acquire looks older by its wait. A token older than a moment we
+        saw the lock free or held by someone else is such a wait: it is not used."""
+        token = self.token_at
+        waited = token is not None and self.not_before is not None and token < self.not_before
+        if token is not None and token < self.first_seen and not waited:
+            return token, "token"
+        return self.first_seen, "idle" if self.age_known else "first_seen"
 
     def ttl_ms(self, now: float) -> int:
         if self.pttl < 0:
@@ -167,6 +213,8 @@ class Node:
         self.last_untracked = 0  # ... and the last complete pass
         self.pass_started = 0.0
         self.last_full_pass = 0.0
+        self.last_pass_started = 0.0  # start of the last pass that ended (0: none)
+        self.dropped = False  # a lock was left untracked (full table): bounds void
         self.events: Events | None = None
         self.events_refused: str | None = None  # why the last subscription failed
         self.events_retry_at = 0.0
@@ -253,7 +301,8 @@ class Node:
     def read_values(self) -> bool:
         """May this round GET lock values? Not in a one-shot run on a server without
         CLIENT NO-TOUCH (< 7.2) that has idle times: the GET would reset the idle
-        time, and the next one-shot check would see every lock as young."""
+        time, and the next one-shot check would see every lock as young. (Hot locks
+        are the exception: ReadPlan.peek.)"""
         return not self.one_shot or self.no_touch or not self.idle_supported
 
     def due(self, now: float) -> bool:
@@ -310,11 +359,20 @@ class Node:
         self.active.clear()
         self.pass_seen.clear()
         self.pass_untracked = self.last_untracked = 0
-        self.last_full_pass = 0.0
+        self.last_full_pass = self.last_pass_started = 0.0
         if self.events is not None:
             self.events.lost = True
 
     # -------------------------------------------------------------------- SCAN
+
+    def free_since(self) -> float | None:
+        """A lock key we do not track was free (or not a lock) at some moment since
+        this time: SCAN returns every key present for a whole pass, so the last pass
+        that ended would have found it, and a tracked key is dropped only when seen
+        gone. None when not known: no pass has ended, or the table overflowed."""
+        if self.dropped or not self.last_pass_started:
+            return None
+        return self.last_pass_started
 
     def view_complete(self, patterns: Iterable[str]) -> bool:
         return all(self.passes.get(p, 0) > 0 for p in patterns)
@@ -343,6 +401,7 @@ class Node:
 
     def end_pass(self, now: float) -> None:
         self.last_full_pass = now
+        self.last_pass_started = self.pass_started
         self.last_untracked = self.pass_untracked
 
     @property
@@ -453,6 +512,8 @@ class ReadPlan:
         self.counting = counting  # churn is only counted once a full view exists
         self.in_scan = False  # replies being read belong to the SCAN pass
         self.get = node.read_values  # fixed for the round: replies are read by shape
+        # Keys whose value is read although `get` is off: hot locks (see collect).
+        self.peek: set[bytes] = set()
         self.wrong_type: list[bytes] = []  # GET refused: their TYPE is asked after
 
     def shape(self, keys: list[bytes], full: bool = False) -> list[Shape]:
@@ -482,11 +543,12 @@ class ReadPlan:
             if full:
                 # TYPE looks the key up without touching it: it still tells a lock
                 # (a string) from a hash or a list under the lock pattern.
-                cmds.append(("GET", k) if self.get else ("TYPE", k))
+                cmds.append(("GET", k) if self.get or k in self.peek else ("TYPE", k))
         return cmds
 
     async def collect(self, node: Node, keys: list[Shape], stats: RoundStats, now: float) -> None:
         for k, full, asked_idle in keys:
+            getting = self.get or k in self.peek
             idle = await node.reply() if asked_idle else None
             if isinstance(idle, ResponseError):
                 idle = None
@@ -505,7 +567,7 @@ class ReadPlan:
                     self.wrong_type.append(k)
                     stats.not_locks.append({"key": exact_text(k), "error": _first_line(value)})
                 continue
-            if full and not self.get:
+            if full and not getting:
                 kind = value.decode("ascii", "replace") if isinstance(value, bytes) else "none"
                 if kind == "none":
                     value = None  # gone between SCAN and TYPE
@@ -532,22 +594,51 @@ class ReadPlan:
                 if idle_s is not None:
                     prev.first_seen = min(prev.first_seen, now - idle_s)
                 continue
-            if not self.get:
+            if not getting:
                 value = None  # a string: its value is not read this round
+                if idle_s is not None and idle_s <= HOT_IDLE:
+                    # A one-shot check before Redis 7.2 reads no values, so that its
+                    # GET keeps idle times (the ages) intact. But a lock touched in
+                    # the last second is either just taken or hammered by clients
+                    # retrying SET NX (redis-py's blocking acquire, every 0.1 s): a
+                    # stuck, contended lock whose idle time says "young". Reading
+                    # its value costs that idle time at most a second or two, and a
+                    # redis-py token in it tells the real age. Locks idle for longer
+                    # (the stale ones among them) are never read, so repeated checks
+                    # keep seeing them age.
+                    self.peek.add(k)
+                    self.followup.append(k)
             elif prev is not None and prev.value == value:
                 prev.pttl, prev.read_at, prev.value_at = int(pttl), now, now
                 continue
-            if prev is not None and self.get:
-                stats.released += 1  # released and taken again between rounds
             first = now - (idle_s or 0)
+            not_before = None
+            if prev is not None and prev.value is None:
+                first = min(first, prev.first_seen)  # the value peeked at (see above)
+                not_before = prev.not_before
+            elif prev is not None:
+                stats.released += 1  # released and taken again between rounds
+                not_before = prev.value_at  # the last time we saw the previous holder
+            else:
+                not_before = node.free_since()
             full_table = prev is None and len(node.locks) >= MAX_TRACKED
             if full_table and not _make_room(node, int(pttl)):
+                node.dropped = True
                 if self.in_scan:
                     node.pass_untracked += 1
                 continue
-            if self.counting or prev is not None:
+            if self.counting or (prev is not None and prev.value is not None):
                 stats.acquired += 1
-            node.locks[k] = LockState(value, int(pttl), now, first, now, idle_s is not None)
+            node.locks[k] = LockState(
+                value,
+                int(pttl),
+                now,
+                first,
+                now,
+                idle_s is not None,
+                token_time(value, now),
+                not_before,
+            )
             if self.in_scan:
                 node.pass_seen.add(k)
 
@@ -584,6 +675,7 @@ def _make_room(node: Node, pttl: int) -> bool:
         return False
     del node.locks[victim]
     node.pass_untracked += 1
+    node.dropped = True
     return True
 
 

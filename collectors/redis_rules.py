@@ -120,13 +120,16 @@ def judge_redis(reading: Reading, config: Config) -> list[CheckResult]:
             if stale
             else f"{total} locks held"
         )
-        unknown = "at least " if d.get("age_unknown") else ""
+        by_token = d.get("oldest_age_source") == "token"
+        unknown = "at least " if d.get("age_unknown") and not by_token else ""
+        # A token's time is not an idle time: say where the age came from.
+        source = " (from its redis-py token's time)" if by_token else ""
         out.append(
             check(
                 "redis.locks.stale",
                 status,
                 f"{head}; oldest {d.get('oldest_key')} for {unknown}{format_duration(oldest)}"
-                f"{rates}{partial}{notes}",
+                f"{source}{rates}{partial}{notes}",
                 value=oldest,
                 unit="s",
                 warn=warn,
