@@ -14,6 +14,7 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events
+from textual._two_way_dict import TwoWayDict
 from textual.cache import LRUCache
 from textual.containers import Vertical
 from textual.content import Content
@@ -21,6 +22,7 @@ from textual.geometry import Size
 from textual.reactive import Reactive
 from textual.widget import Widget
 from textual.widgets import DataTable
+from textual.widgets.data_table import RowKey
 
 from collectors.model import Reading, Status
 from dashboard.viewmodel import STATUS_ICON, STATUS_STYLE, ViewModel, duration
@@ -28,9 +30,24 @@ from dashboard.viewmodel import STATUS_ICON, STATUS_STYLE, ViewModel, duration
 MAX_ROWS = 500  # rows a table shows; the rest are counted and reachable with the filter
 
 
+_CELLS: dict[tuple[str, str], Text] = {}
+_CELLS_MAX = 50_000  # distinct cells kept; beyond, the memo starts over (bounded memory)
+
+
 def cell(value: Any, style: str = "") -> Text:
-    """A table cell that shows `value` literally, whatever brackets it holds."""
-    return Text("—" if value is None or value == "" else str(value), style=style, end="")
+    """A table cell that shows `value` literally, whatever brackets it holds.
+
+    Equal cells are one shared object (cells are never modified once made): a
+    table then sees an unchanged cell as the same object, skips the update and
+    reuses its rendering, and a round builds few new Text objects."""
+    text = "—" if value is None or value == "" else str(value)
+    key = (text, style)
+    found = _CELLS.get(key)
+    if found is None:
+        if len(_CELLS) >= _CELLS_MAX:
+            _CELLS.clear()
+        found = _CELLS[key] = Text(text, style=style, end="")
+    return found
 
 
 def status_cell(status: Status | str | None) -> Text:
@@ -167,6 +184,21 @@ class SyncTable(DataTable):
         if self._own_cells is not None:
             self._own_cells.clear()
 
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        if self._own_cells is not None:
+            self._own_cells.clear()  # colours may have changed (theme)
+
+    def clear(self, columns: bool = False) -> Any:
+        # Rows going away do not change how a given cell object renders at a given
+        # place: keep those renderings (the lock table is cleared when most rows
+        # change, and many of its new cells are ones already drawn there).
+        kept = None if columns else self._own_cells
+        self._own_cells = None  # or _clear_caches (called by clear) would empty it
+        result = super().clear(columns)
+        self._own_cells = kept
+        return result
+
     def _render_cell(
         self,
         row_index: int,
@@ -187,7 +219,6 @@ class SyncTable(DataTable):
         if self._own_cells is None:
             self._own_cells = LRUCache(1200)
         key = (
-            row_key,
             column_index,
             row_index,  # baked into the cell's style meta (clicks find their row by it)
             base_style,
@@ -303,9 +334,10 @@ class SyncTable(DataTable):
         order = [k for k, _, _ in rows]
         current = [row.key.value for row in self.ordered_rows]
         if current != order:
-            rank = {k: i for i, k in enumerate(order)}
-            by_id = {self.get_row(k)[cols.index(self.id_column)].plain: rank[k] for k in order}
-            self.sort(self.id_column, key=lambda v: by_id.get(v.plain, len(rank)))
+            # What DataTable.sort does, without building and comparing every row.
+            self._row_locations = TwoWayDict({RowKey(k): i for i, k in enumerate(order)})
+            self._update_count += 1
+            self.refresh()
         self._order = order
         self.records = {k: self.records[k] for k in order}
         if keep is not None and keep in self.records:
