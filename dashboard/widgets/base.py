@@ -340,6 +340,12 @@ class SyncTable(DataTable):
             self.refresh()
         self._order = order
         self.records = {k: self.records[k] for k in order}
+        if self._require_update_dimensions:
+            # Now rather than on idle: the scrollbar changes in the same frame as
+            # the rows (a second frame came ~30 ms later).
+            self._require_update_dimensions = False
+            self._new_rows.clear()
+            self._update_dimensions(())
         if keep is not None and keep in self.records:
             idx = order.index(keep)
             if idx != self.cursor_row:
