@@ -27,6 +27,7 @@ from textual.widgets.data_table import RowKey
 from collectors.model import Reading, Status
 from dashboard.viewmodel import STATUS_ICON, STATUS_STYLE, ViewModel, duration
 
+_BLANK = Style()
 MAX_ROWS = 500  # rows a table shows; the rest are counted and reachable with the filter
 
 
@@ -178,25 +179,30 @@ class SyncTable(DataTable):
     # (panels replace a cell with a new object when it changes, never mutate it).
 
     _own_cells: LRUCache[tuple[Any, ...], tuple[Any, list[list[Segment]]]] | None = None
+    _by_value: LRUCache[tuple[Any, ...], tuple[Any, list[list[Segment]]]] | None = None
 
     def _clear_caches(self) -> None:
         super()._clear_caches()
         if self._own_cells is not None:
             self._own_cells.clear()
+        if self._by_value is not None:
+            self._by_value.clear()
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
-        if self._own_cells is not None:
-            self._own_cells.clear()  # colours may have changed (theme)
+        for cache in (self._own_cells, self._by_value):
+            if cache is not None:
+                cache.clear()  # colours may have changed (theme)
 
     def clear(self, columns: bool = False) -> Any:
         # Rows going away do not change how a given cell object renders at a given
         # place: keep those renderings (the lock table is cleared when most rows
         # change, and many of its new cells are ones already drawn there).
-        kept = None if columns else self._own_cells
-        self._own_cells = None  # or _clear_caches (called by clear) would empty it
+        kept = (None, None) if columns else (self._own_cells, self._by_value)
+        # or _clear_caches (called by clear) would empty them
+        self._own_cells = self._by_value = None
         result = super().clear(columns)
-        self._own_cells = kept
+        self._own_cells, self._by_value = kept
         return result
 
     def _render_cell(
@@ -232,7 +238,22 @@ class SyncTable(DataTable):
         hit = self._own_cells.get(key)
         if hit is not None and hit[0] is value:
             return hit[1]
-        lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        # The same cell object drawn in this column on another row (cells are
+        # shared: owners, TTLs, ages, statuses repeat): its segments with this
+        # row's click meta, instead of Rich rendering it again.
+        like = (id(value), *key[:1], *key[2:])
+        if self._by_value is None:
+            self._by_value = LRUCache(1200)
+        found = self._by_value.get(like)
+        if found is not None and found[0] is value:
+            meta = Style.from_meta({"row": row_index, "column": column_index})
+            lines = [
+                [Segment(s.text, (s.style or _BLANK) + meta, s.control) for s in line]
+                for line in found[1]
+            ]
+        else:
+            lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+            self._by_value[like] = (value, lines)
         self._own_cells[key] = (value, lines)
         return lines
 

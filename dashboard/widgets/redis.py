@@ -8,7 +8,13 @@ from textual.app import ComposeResult
 from textual.content import Content
 
 from dashboard.viewmodel import DASH, ViewModel, duration, num, size
-from dashboard.widgets.base import MAX_ROWS, Line, Panel, SyncTable, cell, down_line
+from dashboard.widgets.base import Line, Panel, SyncTable, cell, down_line
+
+# Lock rows the table holds: the most alarming first (no-TTL, stale, then the
+# oldest). Every round replaces most of them (ages change), and 500 rows cost
+# ~15 ms of each round while the screen shows ~25; a line says how many are not
+# shown, and the filter, the counts and the summary still cover every lock.
+LOCK_ROWS = 200
 
 
 def _rank(lock: dict[str, Any], no_ttl: set[str], stale: set[str]) -> tuple[int, float]:
@@ -61,6 +67,7 @@ class RedisPanel(Panel):
     def compose(self) -> ComposeResult:
         yield Line(id="redis-summary")
         yield Line(id="redis-info")
+        yield Line(id="redis-cap", classes="-cap")
         yield SyncTable(
             [
                 ("flag", "", 7),
@@ -87,12 +94,14 @@ class RedisPanel(Panel):
             )
             info_line.set("")
             table.sync([])
+            self._cap_line(None)
             return
         r = readings[0]
         if not r.ok:
             summary.set(down_line(model, r))
             info_line.set("")
             table.sync([])
+            self._cap_line(None)
             return
         d = r.data
         no_ttl = {str(k) for k in d.get("no_ttl") or []}
@@ -155,17 +164,39 @@ class RedisPanel(Panel):
         if needle and self._hays is None:  # built on the first filtered render only
             self._hays = [_haystack(lk) for lk in self._ranked]
         rows = []
+        matching = 0
         for i, lk in enumerate(self._ranked):
             if needle and needle not in self._hays[i]:  # type: ignore[index]
                 continue
+            matching += 1
+            if len(rows) >= LOCK_ROWS:  # cells only for the rows the table holds
+                if not needle:
+                    matching = len(self._ranked)
+                    break
+                continue  # still counted: the cap line says how many match
             key = str(lk.get("key"))
             row = self._cells.get(key)
             if row is None:
                 row = self._cells[key] = (key, lk, self._row(lk, key, no_ttl, stale))
             rows.append(row)
-            if len(rows) >= MAX_ROWS:  # cells only for the rows the table can show
-                break
         table.sync(rows)
+        self._cap_line(None if matching <= len(rows) else (len(rows), matching, needle))
+
+    def _cap_line(self, cap: tuple[int, int, str] | None) -> None:
+        """Shown only when the table holds fewer locks than there are (or match)."""
+        line = self.query_one("#redis-cap", Line)
+        if cap is None:
+            line.display = False
+            return
+        shown, total, needle = cap
+        line.set(
+            Content.assemble(
+                (f"showing {shown:,} of {total:,} ", "yellow"),
+                ("matching locks" if needle else "locks", "yellow"),
+                ("; / filters all of them" if not needle else "; type more to narrow", "dim"),
+            )
+        )
+        line.display = True
 
     @staticmethod
     def _row(lk: dict[str, Any], key: str, no_ttl: set[str], stale: set[str]) -> list[Any]:

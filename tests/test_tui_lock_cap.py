@@ -1,0 +1,69 @@
+"""The lock table holds the most alarming locks only; a line says so, and the
+filter and the detail view still reach every lock."""
+
+from __future__ import annotations
+
+from dashboard.screens.detail import DetailScreen
+from dashboard.widgets.base import SyncTable
+from dashboard.widgets.redis import LOCK_ROWS
+from tests import tui_data as td
+from tests.test_tui import WIDE, judged, make_app, screen_text, sync, with_locks
+
+N = LOCK_ROWS + 300
+
+
+def many_locks() -> list[dict]:
+    locks = [
+        td.lock(f"lock:inventory:sku-{i}", f"worker-{i % 7}", 25_000, float(N - i))
+        for i in range(N)
+    ]
+    # The youngest lock, ranked last: far beyond what the table holds.
+    locks.append(td.lock("lock:inventory:needle-42", "[b]owner[/b]", 25_000, 0.5))
+    locks.append(td.lock("lock:inventory:sku-stuck", "order-service:7f3a", -1, 3.0))
+    return locks
+
+
+@sync
+async def test_lock_table_cap_line_and_filter_beyond_the_cap() -> None:
+    app = make_app()
+    async with app.run_test(size=WIDE) as pilot:
+        app.absorb(judged(with_locks(0, many_locks())))
+        app.render_now()
+        await pilot.pause()
+        table = app.query_one("#redis-locks", SyncTable)
+        assert table.row_count == LOCK_ROWS
+        text = screen_text(app)
+        assert f"showing {LOCK_ROWS} of {N + 2} locks; / filters all of them" in text
+        assert f"held {N + 2}" in text  # the summary counts every lock
+        # The no-TTL lock is first even though it is young; the needle is not held.
+        assert table.ordered_rows[0].key.value == "lock:inventory:sku-stuck"
+        assert "lock:inventory:needle-42" not in table.records
+        assert "needle-42" not in text
+        # The filter searches every lock, not only the rows the table holds.
+        table.focus()
+        await pilot.press("slash", *"needle", "enter")
+        await pilot.pause()
+        text = screen_text(app)
+        assert "lock:inventory:needle-42" in text
+        assert "[b]owner[/b]" in text  # still literal, not markup
+        assert "showing" not in text  # one match: nothing is left out
+        assert [r.key.value for r in table.ordered_rows] == ["lock:inventory:needle-42"]
+        table.focus()
+        await pilot.press("up", "enter")  # the engineer picks the row (the old one went)
+        await pilot.pause()
+        assert isinstance(app.screen, DetailScreen)
+        assert "lock:inventory:needle-42" in screen_text(app)
+        await pilot.press("escape")
+        await pilot.pause()
+        # A filter matching more than the table holds says how many match.
+        await pilot.press("slash", *["backspace"] * 6, *"sku-", "enter")
+        await pilot.pause()
+        assert f"showing {LOCK_ROWS} of {N + 1} matching locks" in screen_text(app)
+        # Few locks: no cap line at all.
+        await pilot.press("slash", *["backspace"] * 4, "enter")
+        await pilot.pause()
+        app.absorb(judged(with_locks(1, many_locks()[:10])))
+        app.render_now()
+        await pilot.pause()
+        assert "showing" not in screen_text(app)
+        assert table.row_count == 10
