@@ -79,7 +79,9 @@ def http_server(handle: Handler, tls: ssl.SSLContext | None = None) -> Iterator[
     server = _Server(("127.0.0.1", 0), _Handler)
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval: shutdown() waits for it (the default 0.5 s, paid by
+    # every test that stops a server).
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     try:
         yield f"http{'s' if tls else ''}://127.0.0.1:{server.server_address[1]}"

@@ -315,7 +315,7 @@ class Restartable:
         self.server = self._cls(("127.0.0.1", self.port), self._handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self._threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self._threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
 
     def stop(self) -> None:
         self.server.shutdown()
