@@ -41,6 +41,12 @@ if TYPE_CHECKING:
     from dashboard.recording import Replayer
 
 RENDER_EVERY = 0.25  # seconds between renders at most: a burst of rounds cannot pile up
+# Keys first: a round's render waits until no key or click came for INPUT_FIRST s
+# (so the engineer's key is painted before a round's repaint), but never more
+# than INPUT_WAIT_MAX s after the round arrived.
+INPUT_FIRST = 0.08
+INPUT_WAIT_MAX = 0.5
+INPUT_EVENTS = (events.Key, events.MouseDown, events.MouseScrollDown, events.MouseScrollUp)
 NARROW_WIDTH = 150  # below this (or NARROW_HEIGHT) the panels become tabs
 NARROW_HEIGHT = 40
 
@@ -151,7 +157,9 @@ class UltrawatchApp(App[int]):
         self.renders = 0
         self._wake = asyncio.Event()
         self._render_pending = False
+        self._render_wanted = 0.0  # when the pending render was asked for
         self._last_render = 0.0
+        self._last_input = 0.0  # when the last key or click arrived
         self._narrow: bool | None = None
         self._next_size: Size | None = None
         self._dirty: set[str] = set()  # panels not rendered since their data changed
@@ -298,14 +306,25 @@ class UltrawatchApp(App[int]):
             )
         self._schedule_render()
 
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, INPUT_EVENTS):
+            self._last_input = time.monotonic()
+        await super().on_event(event)
+
     def _schedule_render(self) -> None:
         if self._render_pending:
             return
         self._render_pending = True
-        delay = max(0.0, self._last_render + RENDER_EVERY - time.monotonic())
+        self._render_wanted = now = time.monotonic()
+        delay = max(0.0, self._last_render + RENDER_EVERY - now)
         self.set_timer(max(0.01, delay), self._render_timer)  # 0 would divide by zero
 
     def _render_timer(self) -> None:
+        now = time.monotonic()
+        quiet = now - self._last_input
+        if quiet < INPUT_FIRST and now - self._render_wanted < INPUT_WAIT_MAX:
+            self.set_timer(max(0.01, INPUT_FIRST - quiet), self._render_timer)
+            return
         self._render_pending = False
         self.render_now()
 
