@@ -537,3 +537,43 @@ async def test_queries_health_messages_and_errors_are_never_markup() -> None:
                 await pilot.press("escape")
                 await pilot.pause()
         assert app.is_running
+
+
+@sync
+async def test_rounds_render_throttled_after_keys_and_never_starved(monkeypatch) -> None:
+    import dashboard.app as app_module
+    from dashboard.app import RoundDone
+
+    # Wide windows so the test does not depend on the machine's speed.
+    monkeypatch.setattr(app_module, "INPUT_FIRST", 0.6)
+    monkeypatch.setattr(app_module, "INPUT_WAIT_MAX", 1.5)
+    app = UltrawatchApp(td.config(), poll=False)
+    async with app.run_test(size=WIDE) as pilot:
+        # A burst of rounds is folded into a few renders, the last round shown.
+        start = app.renders
+        for n in range(1, 21):
+            app.post_message(RoundDone(judged(td.snapshot(n))))
+        await pilot.pause(0.8)
+        assert app.model.rounds == 20
+        assert 1 <= app.renders - start <= 4, app.renders - start
+        assert app.query_one("#svc-table", SyncTable).records  # rendered
+        # A round that arrives while keys are being pressed waits for them...
+        app.query_one("#svc-table", SyncTable).focus()
+        await pilot.press("down")
+        before = app.renders
+        app.post_message(RoundDone(judged(td.snapshot(21))))
+        await pilot.pause(0.2)
+        assert app.model.rounds == 21 and app.renders == before
+        # ...but not for ever: keys every 0.2 s never starve it.
+        for _ in range(12):
+            await pilot.press("up" if _ % 2 else "down")
+            await pilot.pause(0.2)
+            if app.renders > before:
+                break
+        assert app.renders > before
+        # and with no keys a round renders at once
+        await pilot.pause(0.7)
+        before = app.renders
+        app.post_message(RoundDone(judged(td.snapshot(22))))
+        await pilot.pause(0.3)
+        assert app.renders > before
