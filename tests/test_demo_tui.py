@@ -30,8 +30,8 @@ def _sync(fn):  # type: ignore[no-untyped-def]
 
 
 async def _until(pilot, cond: Callable[[], object], seconds: float, what: str) -> object:  # type: ignore[no-untyped-def]
-    for _ in range(int(seconds / 0.1)):
-        await pilot.pause(0.1)
+    for _ in range(int(seconds / 0.05)):
+        await pilot.pause(0.05)
         value = cond()
         if value:
             return value

@@ -545,15 +545,15 @@ async def test_rounds_render_throttled_after_keys_and_never_starved(monkeypatch)
     from dashboard.app import RoundDone
 
     # Wide windows so the test does not depend on the machine's speed.
-    monkeypatch.setattr(app_module, "INPUT_FIRST", 0.6)
-    monkeypatch.setattr(app_module, "INPUT_WAIT_MAX", 1.5)
+    monkeypatch.setattr(app_module, "INPUT_FIRST", 0.5)
+    monkeypatch.setattr(app_module, "INPUT_WAIT_MAX", 1.0)
     app = UltrawatchApp(td.config(), poll=False)
     async with app.run_test(size=WIDE) as pilot:
         # A burst of rounds is folded into a few renders, the last round shown.
         start = app.renders
         for n in range(1, 21):
             app.post_message(RoundDone(judged(td.snapshot(n))))
-        await pilot.pause(0.8)
+        await pilot.pause(0.5)
         assert app.model.rounds == 20
         assert 1 <= app.renders - start <= 4, app.renders - start
         assert app.query_one("#svc-table", SyncTable).records  # rendered
@@ -562,17 +562,17 @@ async def test_rounds_render_throttled_after_keys_and_never_starved(monkeypatch)
         await pilot.press("down")
         before = app.renders
         app.post_message(RoundDone(judged(td.snapshot(21))))
-        await pilot.pause(0.2)
+        await pilot.pause(0.15)
         assert app.model.rounds == 21 and app.renders == before
         # ...but not for ever: keys every 0.2 s never starve it.
-        for _ in range(12):
-            await pilot.press("up" if _ % 2 else "down")
-            await pilot.pause(0.2)
+        for n in range(12):
+            await pilot.press("up" if n % 2 else "down")
+            await pilot.pause(0.15)
             if app.renders > before:
                 break
         assert app.renders > before
         # and with no keys a round renders at once
-        await pilot.pause(0.7)
+        await pilot.pause(0.6)
         before = app.renders
         app.post_message(RoundDone(judged(td.snapshot(22))))
         await pilot.pause(0.3)

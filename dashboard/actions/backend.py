@@ -297,6 +297,7 @@ class BackendAction:
         q_start = plan.params.get("query_start")
         deadline = time.monotonic() + VERIFY_FOR
         last = "unchanged"
+        pause = 0.02  # a signalled backend usually ends within milliseconds: look soon
         while True:
             try:
                 row, _ = await self._look()
@@ -325,7 +326,8 @@ class BackendAction:
             if time.monotonic() >= deadline:
                 return Outcome(Result.NOT_VERIFIED, f"after {VERIFY_FOR:g}s {last}")
             progress(f"waiting: {last}")
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(pause)
+            pause = min(0.2, pause * 2)
 
     async def close(self) -> None:
         conn, self.conn = self.conn, None
