@@ -359,6 +359,7 @@ class UltrawatchApp(App[int]):
                 continue
             self._dirty.discard(pane_id)
             panel.show(self.model)
+            panel.note_cap()
 
     @on(TabbedContent.TabActivated)
     def _tab_shown(self, event: TabbedContent.TabActivated) -> None:

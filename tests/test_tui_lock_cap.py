@@ -1,7 +1,10 @@
-"""The lock table holds the most alarming locks only; a line says so, and the
-filter and the detail view still reach every lock."""
+"""Tables hold a bounded number of rows: the lock table the most alarming locks,
+every table at most MAX_ROWS. A line or the panel's border says so, and the filter
+and the detail view still reach every row."""
 
 from __future__ import annotations
+
+import dataclasses
 
 from dashboard.screens.detail import DetailScreen
 from dashboard.widgets.base import SyncTable
@@ -67,3 +70,37 @@ async def test_lock_table_cap_line_and_filter_beyond_the_cap() -> None:
         await pilot.pause()
         assert "showing" not in screen_text(app)
         assert table.row_count == 10
+
+
+@sync
+async def test_a_table_given_more_rows_than_it_holds_says_so_on_its_border() -> None:
+    from dashboard.widgets.base import MAX_ROWS
+
+    snap = td.snapshot(0)
+    extra = [td.service(snap.started_at, f"svc-{i:04d}", i=i) for i in range(MAX_ROWS + 120)]
+    many = dataclasses.replace(snap, readings=(*snap.readings, *extra))
+    total = MAX_ROWS + 120 + len(td.SERVICES)
+    app = make_app()
+    async with app.run_test(size=WIDE) as pilot:
+        app.absorb(judged(many))
+        app.render_now()
+        await pilot.pause()
+        table = app.query_one("#svc-table", SyncTable)
+        assert table.row_count == MAX_ROWS
+        text = screen_text(app)
+        assert f"showing {MAX_ROWS} of {total} rows; / filters all of them" in text
+        assert f"{total} services" in text  # the summary counts every one
+        assert "svc-0610" not in table.records
+        # the filter reaches rows beyond what the table holds, and the note goes
+        table.focus()
+        await pilot.press("slash", *"svc-061", "enter")
+        await pilot.pause()
+        assert sorted(table.records) == [f"svc-{i:04d}" for i in range(610, 620)]
+        assert "showing" not in screen_text(app)
+        # back to a few services: no note
+        await pilot.press("slash", *["backspace"] * 7, "enter")
+        await pilot.pause()
+        app.absorb(judged(td.snapshot(1)))
+        app.render_now()
+        await pilot.pause()
+        assert "showing" not in screen_text(app) and table.row_count == len(td.SERVICES)

@@ -93,6 +93,7 @@ class Panel(Vertical):
     """
     TITLE = "Panel"
     COMPONENT = ""
+    _cap_text = ""  # what the bottom border says about rows not shown
 
     def set_status(self, status: Status | None) -> None:
         self.border_title = status_title(self.TITLE, status)
@@ -107,6 +108,17 @@ class Panel(Vertical):
 
     def tables(self) -> list[SyncTable]:
         return list(self.query(SyncTable))
+
+    def note_cap(self) -> None:
+        """Say on the bottom border when a table holds fewer rows than it was given
+        (MAX_ROWS), so rows are never missing without a word."""
+        caps = [t.cap for t in self.tables() if t.cap is not None]
+        text = (
+            f"showing {caps[0][0]:,} of {caps[0][1]:,} rows; / filters all of them" if caps else ""
+        )
+        if text != self._cap_text:  # unchanged: no repaint of the border
+            self._cap_text = text
+            self.border_subtitle = Content.styled(text, "yellow") if text else ""
 
 
 class Line(Widget):
@@ -168,6 +180,7 @@ class SyncTable(DataTable):
         self._order: list[str] = []
         self._cells: dict[str, Sequence[Text]] = {}  # row key -> the cells last synced
         self.lost: str | None = None  # the selected row's key, once that row went away
+        self.cap: tuple[int, int] | None = None  # (rows shown, rows given) when capped
 
     def on_mount(self) -> None:
         for key, label, width in self._spec:
@@ -347,6 +360,8 @@ class SyncTable(DataTable):
             unique.setdefault(row[0], row)  # a repeated key would break the table
             if len(unique) >= MAX_ROWS:
                 break
+        total = len({row[0] for row in rows}) if len(rows) > MAX_ROWS else len(unique)
+        self.cap = (len(unique), total) if total > len(unique) else None
         rows = list(unique.values())
         keep = None if self.lost is not None else self.cursor_key()
         cols = [c[0] for c in self._spec]
