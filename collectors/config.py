@@ -389,16 +389,10 @@ class Config(_Section):
 def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
     """The first of --config, $ULTRAWATCH_CONFIG, ./ultrawatch.toml, user config dir."""
     if explicit:
-        path = Path(explicit)
-        if not path.is_file():
-            raise ConfigError(str(path), "", "no such file (given by --config)")
-        return path
+        return _given(Path(explicit), "--config")
     env = os.environ.get(CONFIG_ENV)
     if env:
-        path = Path(env)
-        if not path.is_file():
-            raise ConfigError(str(path), "", f"no such file (given by ${CONFIG_ENV})")
-        return path
+        return _given(Path(env), f"${CONFIG_ENV}")
     candidates = [Path(CONFIG_NAME), user_config_path()]
     for path in candidates:
         if path.is_file():
@@ -410,6 +404,15 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
         f"no configuration found (looked at --config, ${CONFIG_ENV}, {looked}); "
         "`ultrawatch config example > ultrawatch.toml` writes one",
     )
+
+
+def _given(path: Path, by: str) -> Path:
+    # Any readable non-directory will do: a pipe too (`--config <(envsubst < t.toml)`).
+    if not path.exists():
+        raise ConfigError(str(path), "", f"no such file (given by {by})")
+    if path.is_dir():
+        raise ConfigError(str(path), "", f"is a directory, expected a TOML file (given by {by})")
+    return path
 
 
 def user_config_path() -> Path:

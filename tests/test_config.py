@@ -3,6 +3,7 @@ the file, the key path and what was expected."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,12 @@ def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert find_config(explicit) == explicit
     with pytest.raises(ConfigError, match="no such file"):
         find_config(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match="is a directory, expected a TOML file"):
+        find_config(tmp_path)
+    # a pipe, as `--config <(envsubst < template.toml)` gives
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    assert find_config(fifo) == fifo
 
 
 def test_example_is_complete_and_validates(tmp_path: Path) -> None:
