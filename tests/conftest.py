@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_runner import WarmRunner
 from tests.helpers import ExternalPostgres, ExternalRedis
 
 ULTRAWATCH = str(Path(sys.executable).with_name("ultrawatch"))
@@ -78,10 +79,30 @@ def write_config(tmp_path: Path):
     return write
 
 
+_warm: WarmRunner | None = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _warm_cli() -> Iterator[None]:
+    yield
+    if _warm is not None:
+        _warm.close()
+
+
 def run_cli(
     *args: str, timeout: float = 60, env: dict[str, str] | None = None, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the installed `ultrawatch` console script, as a user would."""
+    """Run `ultrawatch` as a user would: its own process, exit code and streams.
+
+    The process is forked from a warm one that has the client libraries imported
+    (tests/cli_runner.py); `ULTRAWATCH_TEST_EXEC=1` executes the console script."""
+    global _warm
+    if os.environ.get("ULTRAWATCH_TEST_EXEC") != "1":
+        if _warm is None:
+            _warm = WarmRunner()
+        return _warm.run(
+            [ULTRAWATCH, *args], env={**os.environ, **(env or {})}, input=input, timeout=timeout
+        )
     return subprocess.run(
         [ULTRAWATCH, *args],
         capture_output=True,
