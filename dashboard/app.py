@@ -168,7 +168,6 @@ class UltrawatchApp(App[int]):
         # The PostgreSQL collector lends its connection to backend actions: it is already
         # in when every slot is taken, which is when terminate is most needed.
         self._pg_lender: Any = None
-        self._filter_pending = False
         self._thread = 0
         self.last_outcome: Any = None  # the last action's Outcome (shown as a notification)
 
@@ -502,14 +501,8 @@ class UltrawatchApp(App[int]):
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self.model.filter = event.value.strip()
-        # The typed character is painted first; keys typed while the panels are
-        # being filtered are folded into one render with the latest text.
-        if not self._filter_pending:
-            self._filter_pending = True
-            self.call_after_refresh(self._filter_render)
-
-    def _filter_render(self) -> None:
-        self._filter_pending = False
+        # At once: the typed character and the filtered panels in one frame (a
+        # re-filter reuses each round's prepared rows and takes ~10 ms at 10,000 locks).
         self.render_now()
 
     @on(Input.Submitted, "#filter")
