@@ -108,7 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("release-lock", help="release a stuck Redis lock safely")
     p.add_argument("key", metavar="KEY")
-    p.add_argument("--owner", metavar="VALUE", help="only if the lock still holds this value")
+    owner = p.add_mutually_exclusive_group()
+    owner.add_argument("--owner", metavar="VALUE", help="only if the lock still holds this value")
+    owner.add_argument(
+        "--owner-sha1",
+        type=_sha1_hex,
+        metavar="HEX",
+        help="only if the lock's value still has this SHA-1 (values over 512 bytes are "
+        "shown by it)",
+    )
     _add_action_flags(p)
 
     for name, text in (
@@ -140,6 +148,12 @@ def _seconds(text: str) -> float:
         return float(Duration.parse(float(text) if _is_number(text) else text))
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _sha1_hex(text: str) -> str:
+    if len(text) != 40 or any(c not in "0123456789abcdefABCDEF" for c in text):
+        raise argparse.ArgumentTypeError(f"expected 40 hexadecimal digits, got {text!r}")
+    return text.lower()
 
 
 def _positive(text: str) -> float:

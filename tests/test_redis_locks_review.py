@@ -385,3 +385,47 @@ def test_release_lock_after_a_check_shows_the_lock_still_idle(
         assert "released lock:old (owner worker-1)" in proc.stdout
     finally:
         r.close()
+
+
+def test_release_lock_cli_by_owner_sha1(server: EmbeddedRedis, write_config) -> None:
+    r = redis.Redis.from_url(server.url)
+    try:
+        value = b"y" * 700
+        r.set("lock:long-cli", value, px=60_000)
+        path = str(write_config(f'[redis]\nurl = "{server.url}"\n'))
+        good = hashlib.sha1(value).hexdigest()
+        # not 40 hex digits, or both ways of naming the owner: usage errors
+        bad = run_cli("release-lock", "lock:long-cli", "--owner-sha1", "abc", "--config", path)
+        assert bad.returncode == 3 and "40 hexadecimal digits" in bad.stderr
+        both = run_cli(
+            "release-lock",
+            "lock:long-cli",
+            "--owner",
+            "x",
+            "--owner-sha1",
+            good,
+            "--config",
+            path,
+        )
+        assert both.returncode == 3
+        # another value's SHA-1: refused, the lock stays
+        other = hashlib.sha1(b"z" * 700).hexdigest()
+        proc = run_cli(
+            "release-lock", "lock:long-cli", "--owner-sha1", other, "--yes", "--config", path
+        )
+        assert proc.returncode == 1 and f"SHA-1 {other}" in proc.stderr, proc.stderr
+        assert r.get("lock:long-cli") == value
+        # its own SHA-1 (upper case as copied from somewhere): released, verified
+        proc = run_cli(
+            "release-lock",
+            "lock:long-cli",
+            "--owner-sha1",
+            good.upper(),
+            "--yes",
+            "--config",
+            path,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert r.exists("lock:long-cli") == 0
+    finally:
+        r.close()

@@ -308,4 +308,4 @@ def _sha1(value: bytes | None) -> str | None:
 
 def from_cli(config: Config, args: argparse.Namespace) -> ReleaseLock:
     owner = getattr(args, "owner", None)
-    return ReleaseLock(config, args.key, owner)
+    return ReleaseLock(config, args.key, owner, expected_sha1=getattr(args, "owner_sha1", None))
