@@ -96,13 +96,24 @@ def run_cli(
 
     The process is forked from a warm one that has the client libraries imported
     (tests/cli_runner.py); `ULTRAWATCH_TEST_EXEC=1` executes the console script."""
+    run = exec_cli if os.environ.get("ULTRAWATCH_TEST_EXEC") == "1" else warm_cli
+    return run(*args, timeout=timeout, env=env, input=input)
+
+
+def warm_cli(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     global _warm
-    if os.environ.get("ULTRAWATCH_TEST_EXEC") != "1":
-        if _warm is None:
-            _warm = WarmRunner()
-        return _warm.run(
-            [ULTRAWATCH, *args], env={**os.environ, **(env or {})}, input=input, timeout=timeout
-        )
+    if _warm is None:
+        _warm = WarmRunner()
+    return _warm.run(
+        [ULTRAWATCH, *args], env={**os.environ, **(env or {})}, input=input, timeout=timeout
+    )
+
+
+def exec_cli(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [ULTRAWATCH, *args],
         capture_output=True,

@@ -5,7 +5,6 @@ stdin, environment, working directory, and death by signal."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import time
@@ -14,50 +13,47 @@ from pathlib import Path
 import pytest
 
 from tests import conftest
-from tests.conftest import run_cli
+from tests.conftest import exec_cli, warm_cli
 
 
-def both(monkeypatch, *args: str, **kw) -> tuple[subprocess.CompletedProcess[str], ...]:
-    warm = run_cli(*args, **kw)
-    monkeypatch.setenv("ULTRAWATCH_TEST_EXEC", "1")
-    executed = run_cli(*args, **kw)
-    monkeypatch.delenv("ULTRAWATCH_TEST_EXEC")
-    return warm, executed
+def both(*args: str, **kw) -> tuple[subprocess.CompletedProcess[str], ...]:
+    """The same command run both ways (whatever ULTRAWATCH_TEST_EXEC says)."""
+    return warm_cli(*args, **kw), exec_cli(*args, **kw)
 
 
 def test_warm_runs_answer_as_executed_ones(monkeypatch, tmp_path: Path, write_config) -> None:
     # a result on stdout, exit 0
-    warm, executed = both(monkeypatch, "config", "example")
+    warm, executed = both("config", "example")
     assert warm.returncode == executed.returncode == 0
     assert warm.stdout == executed.stdout and "[postgres]" in warm.stdout
     # a broken config: exit 3, one line on stderr naming the file
     bad = write_config('[dashboard]\ninterval = "soon"\n', name="bad.toml")
-    warm, executed = both(monkeypatch, "config", "check", "--config", str(bad))
+    warm, executed = both("config", "check", "--config", str(bad))
     assert warm.returncode == executed.returncode == 3
     assert warm.stderr == executed.stderr and str(bad) in warm.stderr
     # the environment and working directory are the caller's
     (tmp_path / "ultrawatch.toml").write_text('[dashboard]\ninterval = "5s"\n')
     monkeypatch.chdir(tmp_path)
-    warm, executed = both(monkeypatch, "config", "check")
+    warm, executed = both("config", "check")
     assert warm.returncode == executed.returncode == 0, warm.stderr
     assert warm.stdout == executed.stdout and "ultrawatch.toml" in warm.stdout + warm.stderr
     env = {"ULTRAWATCH_CONFIG": str(bad)}
-    warm, executed = both(monkeypatch, "config", "check", env=env)
+    warm, executed = both("config", "check", env=env)
     assert warm.returncode == executed.returncode == 3
     # JSON on stdout only, diagnostics apart
     down = write_config('[redis]\nurl = "redis://127.0.0.1:1/0"\n', name="down.toml")
-    warm, executed = both(monkeypatch, "check", "--config", str(down), "--format", "json")
+    warm, executed = both("check", "--config", str(down), "--format", "json")
     assert warm.returncode == executed.returncode == 2
     assert json.loads(warm.stdout)["status"] == json.loads(executed.stdout)["status"] == "critical"
 
 
-def test_stdin_and_a_kill_at_a_fault_point(monkeypatch, write_config, tmp_path: Path) -> None:
+def test_stdin_and_a_kill_at_a_fault_point(write_config, tmp_path: Path) -> None:
     # stdin is the caller's: the config read from /dev/stdin
     text = '[dashboard]\ninterval = "7s"\n'
-    warm, executed = both(monkeypatch, "config", "check", "--config", "/dev/stdin", input=text)
+    warm, executed = both("config", "check", "--config", "/dev/stdin", input=text)
     assert warm.returncode == executed.returncode == 0, warm.stderr
     bad = '[dashboard]\ninterval = "7 parsecs"\n'
-    warm, executed = both(monkeypatch, "config", "check", "--config", "/dev/stdin", input=bad)
+    warm, executed = both("config", "check", "--config", "/dev/stdin", input=bad)
     assert warm.returncode == executed.returncode == 3
     assert warm.stderr == executed.stderr and "interval" in warm.stderr
     env_file = tmp_path / ".env"
@@ -65,13 +61,11 @@ def test_stdin_and_a_kill_at_a_fault_point(monkeypatch, write_config, tmp_path: 
     cfg = write_config(f'[secrets]\nstore = {{ kind = "dotenv", path = "{env_file}" }}\n')
     # SIGKILL at a fault point is a death by signal, as from an executed process.
     fault = {"ULTRAWATCH_FAULT": "rotate:generated"}
-    warm, executed = both(monkeypatch, "rotate-secret", "--config", str(cfg), "--yes", env=fault)
+    warm, executed = both("rotate-secret", "--config", str(cfg), "--yes", env=fault)
     assert warm.returncode == executed.returncode == -9
 
 
 def test_a_hanging_run_times_out_and_is_killed(write_config) -> None:
-    if os.environ.get("ULTRAWATCH_TEST_EXEC") == "1":
-        pytest.skip("the warm runner is off")
     import psutil
 
     # Accepts connections (the backlog) and never answers: the check hangs.
@@ -81,7 +75,7 @@ def test_a_hanging_run_times_out_and_is_killed(write_config) -> None:
         port = silent.getsockname()[1]
         cfg = write_config(f'[redis]\nurl = "redis://127.0.0.1:{port}/0"\n')
         with pytest.raises(subprocess.TimeoutExpired):
-            run_cli("check", "--config", str(cfg), "--timeout", "30", timeout=1.0)
+            warm_cli("check", "--config", str(cfg), "--timeout", "30", timeout=1.0)
     runner = conftest._warm
     assert runner is not None and runner.last_pid is not None
     pid = runner.last_pid
