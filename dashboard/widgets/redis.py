@@ -53,6 +53,8 @@ class RedisPanel(Panel):
         self._order: list[tuple[int, float, int, dict[str, Any]]] = []  # sort keys, unsorted
         self._ranked: list[dict[str, Any]] | None = None  # all of them in order, when filtering
         self._top: list[dict[str, Any]] | None = None  # the first LOCK_ROWS of that order
+        self._no_ttl: set[str] = set()  # keys the reading names as without a TTL
+        self._stale: set[str] = set()  # and as held too long
         self._hays: list[str] | None = None  # what the filter searches, per lock
         self._cells: dict[str, tuple[str, dict[str, Any], list[Any]]] = {}
 
@@ -96,8 +98,9 @@ class RedisPanel(Panel):
             self._cap_line(None)
             return
         d = r.data
-        no_ttl = {str(k) for k in d.get("no_ttl") or []}
-        stale = {str(k) for k in d.get("stale") or []}
+        if d is not self._round:
+            self._prepare(d)
+        no_ttl, stale = self._no_ttl, self._stale
         churn = d.get("churn") or {}
         coverage = d.get("coverage")
         summary.set(
@@ -145,24 +148,6 @@ class RedisPanel(Panel):
                 num(info.get("own_commands")),
             )
         )
-        # Ranked once per round: a filter keystroke only scans the prepared text
-        # and reuses the cells already built (10,000 locks re-sorted per key was
-        # what made typing in the filter slow).
-        if d is not self._round:
-            # Each lock as (rank, -age, position, lock): no-TTL first, then stale,
-            # then the rest, oldest first; tuples compare in C, and without a filter
-            # only the first LOCK_ROWS are picked out (a full sort of 10,000 locks
-            # with a Python key each round was a third of the panel's time).
-            order: list[tuple[int, float, int, dict[str, Any]]] = []
-            for i, lk in enumerate(d.get("locks") or []):
-                if isinstance(lk, dict):
-                    key, age = lk.get("key"), lk.get("age_s")
-                    rank = (
-                        0 if lk.get("ttl_ms") == -1 or key in no_ttl else 1 if key in stale else 2
-                    )
-                    order.append((rank, -age if isinstance(age, int | float) else 1.0, i, lk))
-            self._round, self._cells, self._hays = d, {}, None
-            self._order, self._ranked, self._top = order, None, None
         needle = model.filter.lower()
         if needle:
             if self._ranked is None:  # every lock in order, on the first filtered render
@@ -192,6 +177,26 @@ class RedisPanel(Panel):
             rows.append(row)
         table.sync(rows)
         self._cap_line(None if matching <= len(rows) else (len(rows), matching, needle))
+
+    def _prepare(self, d: dict[str, Any]) -> None:
+        """Once per round: a filter keystroke only scans the prepared text and reuses
+        the cells already built (10,000 locks re-sorted per key made typing slow).
+
+        Each lock as (rank, -age, position, lock): no-TTL first, then stale, then the
+        rest, oldest first; tuples compare in C, and without a filter only the first
+        LOCK_ROWS are picked out (a full sort of 10,000 locks with a Python key each
+        round was a third of the panel's time)."""
+        no_ttl = {str(k) for k in d.get("no_ttl") or []}
+        stale = {str(k) for k in d.get("stale") or []}
+        order: list[tuple[int, float, int, dict[str, Any]]] = []
+        for i, lk in enumerate(d.get("locks") or []):
+            if isinstance(lk, dict):
+                key, age = lk.get("key"), lk.get("age_s")
+                rank = 0 if lk.get("ttl_ms") == -1 or key in no_ttl else 1 if key in stale else 2
+                order.append((rank, -age if isinstance(age, int | float) else 1.0, i, lk))
+        self._round, self._cells, self._hays = d, {}, None
+        self._no_ttl, self._stale = no_ttl, stale
+        self._order, self._ranked, self._top = order, None, None
 
     def _cap_line(self, cap: tuple[int, int, str] | None) -> None:
         """Shown only when the table holds fewer locks than there are (or match)."""
