@@ -300,6 +300,7 @@ class SyncTable(DataTable):
             self._highlight_cursor()  # as add_row: the first row gives the cursor a cell
         self._update_count += 1
         self.check_idle()
+        self.refresh()  # the new rows are painted in this frame, not by a side effect
 
     def cursor_key(self) -> str | None:
         if not self.row_count:
