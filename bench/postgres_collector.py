@@ -17,7 +17,7 @@ import time
 import psycopg
 
 from collectors.config import parse_config
-from collectors.postgres import PostgresCollector
+from collectors.postgres.collector import PostgresCollector
 from dashboard.demo.embedded import EmbeddedPostgres
 
 SERVICES = ["order-service", "user-service", "product-service", "payment-service"]

@@ -30,7 +30,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from collectors.config import Config, parse_config
-from collectors.redis_locks import RedisLocksCollector
+from collectors.redis.collector import RedisLocksCollector
 from dashboard.demo.embedded import EmbeddedRedis, redis_cli_binary
 
 TOTAL = 1_000_000

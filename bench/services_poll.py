@@ -57,7 +57,7 @@ async def measure(
     port: int, endpoints: int, concurrency: int, rounds: int, engine: str
 ) -> dict[str, float]:
     from collectors.config import parse_config
-    from collectors.services import ServicesCollector
+    from collectors.services.collector import ServicesCollector
 
     config = parse_config(config_text(port, endpoints, concurrency, engine))
     collector = ServicesCollector(config)  # its own HttpClient, closed by close()

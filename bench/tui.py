@@ -37,9 +37,9 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from collectors.config import parse_config
-from collectors.model import Reading, Report, Snapshot
+from collectors.core.model import Reading, Report, Snapshot
 from collectors.rules import Rules
-from dashboard.app import RoundDone, UltrawatchApp
+from dashboard.tui.app import RoundDone, UltrawatchApp
 from tests import tui_data as td
 
 N_SERVICES = 500
@@ -113,7 +113,7 @@ async def run(rounds: int, presses: int) -> None:
         # `settled` is also kept: the last frame before the app went idle again,
         # which includes a round's render that happened to start meanwhile and
         # Pilot's 20 ms idle-detection steps.
-        from dashboard.widgets.base import SyncTable
+        from dashboard.tui.widgets.base import SyncTable
 
         frames: list[tuple[float, object]] = []
         probe: list[Callable[[], object]] = [lambda: None]

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from collectors import weak_secrets
-from collectors.weak_secrets import known_weak, load_wordlist
+from collectors.secrets.weak import known_weak, load_wordlist
 
 
 def main() -> None:

@@ -15,209 +15,81 @@ import tomllib
 import types
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import msgspec
+
+from collectors.core.http import HttpConfig
+from collectors.core.settings import (
+    ConfigError,
+    HttpUrl,
+    Name,
+    ProcessMatch,
+    Regex,
+    SecretKey,
+    Section,
+    UrlPath,
+    dec_hook,
+    exactly_one,
+    redact_url,
+)
+from collectors.core.units import (
+    ByteSize,
+    Count,
+    Duration,
+    PositiveCount,
+    PositiveDuration,
+    Ratio,
+    format_duration,
+)
+from collectors.postgres.config import Invariant, PostgresConfig
+from collectors.processes.config import ProcessConfig
+from collectors.redis.config import RedisConfig
+from collectors.secrets.config import ProbeConfig, SecretsConfig, SecretStoreConfig
+from collectors.services.config import DrainConfig, ReloadConfig, ServiceConfig
+
+# Re-exported: the dashboard and tests take the section types from here.
+__all__ = [
+    "ByteSize",
+    "Config",
+    "ConfigError",
+    "Count",
+    "DrainConfig",
+    "Duration",
+    "HttpConfig",
+    "HttpUrl",
+    "Invariant",
+    "Name",
+    "PositiveCount",
+    "PositiveDuration",
+    "PostgresConfig",
+    "ProbeConfig",
+    "ProcessConfig",
+    "ProcessMatch",
+    "Ratio",
+    "RedisConfig",
+    "Regex",
+    "ReloadConfig",
+    "SecretKey",
+    "SecretStoreConfig",
+    "SecretsConfig",
+    "ServiceConfig",
+    "UrlPath",
+    "dec_hook",
+    "format_duration",
+    "load_config",
+    "parse_config",
+]
 
 CONFIG_ENV = "ULTRAWATCH_CONFIG"
 CONFIG_NAME = "ultrawatch.toml"
 
 
-class ConfigError(Exception):
-    """A configuration problem, already phrased for the engineer."""
-
-    def __init__(self, source: str, path: str, message: str) -> None:
-        self.source = source
-        self.path = path
-        self.message = message
-        where = f"{source}: {path}: " if path else f"{source}: "
-        super().__init__(where + message)
-
-
-# ---------------------------------------------------------------- value types
-
-
-class Duration(float):
-    """Seconds, written as "500ms", "30s", "5m", "2h", "90d" or "1h30m"."""
-
-    _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-    _UNITS: typing.ClassVar[dict[str, float]] = {
-        "ms": 0.001,
-        "s": 1,
-        "m": 60,
-        "h": 3600,
-        "d": 86400,
-        "w": 604800,
-    }
-
-    @classmethod
-    def parse(cls, value: object) -> Duration:
-        if isinstance(value, bool):
-            raise ValueError(f"expected a duration like '30s', '5m' or '90d', got {value!r}")
-        if isinstance(value, int | float):
-            if value < 0:
-                raise ValueError(f"expected a positive duration, got {value!r}")
-            return cls(value)
-        if isinstance(value, str):
-            text = value.strip().replace(" ", "")
-            parts = cls._PART.findall(text)
-            if parts and "".join(n + u for n, u in parts) == text:
-                return cls(sum(float(n) * cls._UNITS[u] for n, u in parts))
-        raise ValueError(f"expected a duration like '30s', '5m' or '90d', got {value!r}")
-
-    def __str__(self) -> str:
-        return format_duration(self)
-
-
-class PositiveDuration(Duration):
-    """A duration that must be above zero: an interval, window or timeout of 0 is a
-    mistake. (Thresholds stay plain Durations: 0 there means "alert on everything".)"""
-
-    @classmethod
-    def parse(cls, value: object) -> PositiveDuration:
-        seconds = Duration.parse(value)
-        if seconds <= 0:
-            raise ValueError(f"expected a duration above 0, got {value!r}")
-        return cls(seconds)
-
-
-# Counts with a floor: msgspec says "expected an integer >= 1, got 0".
-Count = Annotated[int, msgspec.Meta(ge=0)]
-PositiveCount = Annotated[int, msgspec.Meta(ge=1)]
-
-
-class ByteSize(int):
-    """Bytes, written as 1048576, "512MB", "1MiB" or "2GiB"."""
-
-    _RE = re.compile(r"(\d+(?:\.\d+)?)\s*([kKMGT]i?B|B)?")
-    _UNITS: typing.ClassVar[dict[str, int]] = {
-        "B": 1,
-        "kB": 1000,
-        "KB": 1000,
-        "MB": 1000**2,
-        "GB": 1000**3,
-        "TB": 1000**4,
-        "KiB": 1024,
-        "kiB": 1024,
-        "MiB": 1024**2,
-        "GiB": 1024**3,
-        "TiB": 1024**4,
-    }
-
-    @classmethod
-    def parse(cls, value: object) -> ByteSize:
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return cls(value)
-        if isinstance(value, str):
-            m = cls._RE.fullmatch(value.strip())
-            if m and (m.group(2) or "B") in cls._UNITS:
-                return cls(int(float(m.group(1)) * cls._UNITS[m.group(2) or "B"]))
-        raise ValueError(f"expected a size like '512MiB' or '2GiB', got {value!r}")
-
-
-class HttpUrl(str):
-    @classmethod
-    def parse(cls, value: object) -> HttpUrl:
-        if isinstance(value, str) and "@" in value.split("://", 1)[-1].split("/", 1)[0]:
-            # The URL is shown and audited everywhere: no place for credentials.
-            raise ValueError("expected an http(s) URL without user or password in it")
-        if isinstance(value, str) and re.fullmatch(r"https?://[^/\s:@]+(:\d+)?(/\S*)?", value):
-            return cls(value.rstrip("/"))
-        raise ValueError(f"expected an http(s) URL, got {value!r}")
-
-
-class UrlPath(str):
-    @classmethod
-    def parse(cls, value: object) -> UrlPath:
-        if isinstance(value, str) and value.startswith("/") and not re.search(r"\s", value):
-            return cls(value)
-        raise ValueError(f"expected a path starting with '/', got {value!r}")
-
-
-class Regex(str):
-    @classmethod
-    def parse(cls, value: object) -> Regex:
-        if not isinstance(value, str):
-            raise ValueError(f"expected a regular expression, got {value!r}")
-        try:
-            re.compile(value)
-        except re.error as e:
-            raise ValueError(f"expected a regular expression, got {value!r} ({e})") from None
-        return cls(value)
-
-
-class Name(str):
-    """A name used in check ids: letters, digits, '-', '_' and '.'."""
-
-    @classmethod
-    def parse(cls, value: object) -> Name:
-        if isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
-            return cls(value)
-        raise ValueError(f"expected a name of letters, digits, '-', '_' or '.', got {value!r}")
-
-
-class SecretKey(str):
-    """A key in the secret store: an environment-variable-like name (or file name)."""
-
-    @classmethod
-    def parse(cls, value: object) -> SecretKey:
-        if isinstance(value, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", value):
-            return cls(value)
-        raise ValueError(
-            f"expected a key name of letters, digits, '_', '-' or '.' (no spaces), got {value!r}"
-        )
-
-
-class Ratio(float):
-    @classmethod
-    def parse(cls, value: object) -> Ratio:
-        if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1:
-            return cls(value)
-        raise ValueError(f"expected a ratio between 0 and 1, got {value!r}")
-
-
-_CUSTOM: dict[type, Any] = {
-    Duration: Duration.parse,
-    PositiveDuration: PositiveDuration.parse,
-    SecretKey: SecretKey.parse,
-    ByteSize: ByteSize.parse,
-    HttpUrl: HttpUrl.parse,
-    UrlPath: UrlPath.parse,
-    Regex: Regex.parse,
-    Name: Name.parse,
-    Ratio: Ratio.parse,
-}
-
-
-def _dec_hook(tp: type, obj: object) -> object:
-    parse = _CUSTOM.get(tp)
-    if parse is None:
-        raise NotImplementedError(tp)
-    return parse(obj)
-
-
-def format_duration(seconds: float) -> str:
-    s = float(seconds)
-    if s < 1:
-        return f"{s * 1000:.0f}ms"
-    if s < 120:
-        return f"{s:.0f}s" if s == int(s) else f"{s:.1f}s"
-    if s < 7200:
-        return f"{s / 60:.0f}m"
-    if s < 172800:
-        return f"{s / 3600:.0f}h"
-    return f"{s / 86400:.0f}d"
-
-
 # ------------------------------------------------------------------- sections
 
 
-class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    pass
-
-
-class DashboardConfig(_Section):
+class DashboardConfig(Section):
     interval: PositiveDuration = Duration(2)
     production: bool = False  # actions ask to type the target's name
     collector_timeout: PositiveDuration = Duration(5)  # per-collector deadline in a round
@@ -228,149 +100,17 @@ class DashboardConfig(_Section):
     snooze: PositiveDuration = Duration(900)  # how long TUI `z` silences an alert
 
 
-class Invariant(_Section):
-    name: Name
-    sql: str
-    warn_above: float | None = None
-    crit_above: float | None = None
-    warn_below: float | None = None
-    crit_below: float | None = None
-
-
-class PostgresConfig(_Section):
-    dsn: str = ""  # empty: libpq defaults and PG* environment variables
-    name: Name = Name("main")
-    connection_budget: PositiveCount | None = None  # the platform's pooled total
-    statement_timeout: Duration = Duration(2)
-    connect_timeout: PositiveDuration = Duration(3)
-    connections_warn: Ratio = Ratio(0.8)
-    connections_crit: Ratio = Ratio(0.95)
-    idle_in_transaction_warn: Duration = Duration(30)
-    idle_in_transaction_crit: Duration = Duration(300)
-    blocked_warn: Duration = Duration(10)
-    blocked_crit: Duration = Duration(60)
-    query_chars: Count = 200  # query text is truncated to this for display
-    invariants: list[Invariant] = []
-
-
-class RedisConfig(_Section):
-    url: str | None = None  # default: $REDIS_URL, else redis://localhost:6379/0
-    urls: list[str] | None = None  # several independent masters (Redlock)
-    cluster: bool = False
-    lock_patterns: list[str] = msgspec.field(default_factory=lambda: ["lock:*"])
-    stale_after: Duration = Duration(30)
-    scan_count: PositiveCount = 1000
-    key_budget: PositiveCount = 200_000  # keys scanned per round at most; resumes next round
-    memory_warn: Ratio = Ratio(0.8)
-    memory_crit: Ratio = Ratio(0.95)
-    # keyspace notifications: "use" them if the server has them on, "enable"
-    # them (CONFIG SET) when off, or "off" to always SCAN.
-    keyspace_events: Literal["use", "enable", "off"] = "use"
-    reconcile_every: PositiveDuration = Duration(60)
-    socket_timeout: PositiveDuration = Duration(2)
-    ssl_ca_file: str | None = None
-
-    def resolved_urls(self) -> list[str]:
-        if self.urls:
-            return list(self.urls)
-        return [self.url or os.environ.get("REDIS_URL") or "redis://localhost:6379/0"]
-
-
-class ProcessMatch(_Section):
-    cmdline: Regex | None = None
-    pid: PositiveCount | None = None
-    pidfile: str | None = None
-
-
-class DrainConfig(_Section):
-    path: UrlPath | None = None
-    signal: str | None = None
-    timeout: PositiveDuration = Duration(60)
-    undrain_path: UrlPath = UrlPath("/admin/undrain")  # `ultrawatch undrain` POSTs here
-
-
-class ReloadConfig(_Section):
-    path: UrlPath | None = UrlPath("/admin/reload-secrets")
-    signal: str | None = None
-
-
-class ServiceConfig(_Section):
-    name: Name
-    url: HttpUrl
-    health_path: UrlPath = UrlPath("/health")
-    detail_paths: list[UrlPath] = []
-    pg_application_name: str | None = None
-    connection_budget: PositiveCount | None = None
-    process: ProcessMatch | None = None
-    drain: DrainConfig | None = None
-    reload: ReloadConfig | None = None
-    latency_warn: Duration = Duration(0.5)
-    latency_crit: Duration | None = None
-    max_per_event: PositiveCount = 10
-    flap_warn: Count = 6  # health state changes in the history window that warn (0: never)
-    memory_limit: ByteSize | None = None
-
-
-class ProcessConfig(_Section):
-    name: Name
-    cmdline: Regex | None = None
-    pid: PositiveCount | None = None
-    pidfile: str | None = None
-    memory_limit: ByteSize | None = None
-    growth_warn: ByteSize = ByteSize(1024 * 1024)  # RSS slope per minute (R^2 >= 0.8)
-    growth_min_span: Duration = Duration(300)  # samples must cover this before judging growth
-    growth_crit_ttl: Duration = Duration(3600)  # projected time to the limit: critical below
-
-
-class HttpConfig(_Section):
-    concurrency: PositiveCount = 64
-    timeout: PositiveDuration = Duration(5)
-    max_body: ByteSize = ByteSize(1024 * 1024)
-    max_redirects: Count = 5
-    verify: bool = True
-    ca_file: str | None = None
-    client_cert: str | None = None
-    client_key: str | None = None
-    engine: Literal["aiohttp", "httpx"] = "aiohttp"  # httpx costs ms of CPU per request
-
-
-class SecretStoreConfig(_Section):
-    kind: Literal["dotenv", "dir", "env"] = "dotenv"
-    path: str | None = None
-
-
-class ProbeConfig(_Section):
-    service: Name
-    path: UrlPath
-
-
-class SecretsConfig(_Section):
-    store: SecretStoreConfig = SecretStoreConfig()
-    keys: list[SecretKey] = msgspec.field(
-        default_factory=lambda: [SecretKey("JWT_SECRET"), SecretKey("JWT_REFRESH_SECRET")]
-    )
-    algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
-    max_age: Duration = Duration(90 * 86400)
-    probe: ProbeConfig | None = None
-    probe_every: PositiveDuration = Duration(300)  # forged-token probe re-runs at most this often
-    wordlist: str | None = None
-    access_token_lifetime: PositiveDuration | None = None
-    grace_period: Duration | None = None  # default: access_token_lifetime, else 15m
-    # rotation waits this long for services' new key
-    verify_timeout: PositiveDuration = Duration(10)
-
-
-class ActionsConfig(_Section):
+class ActionsConfig(Section):
     enabled: bool = True
     audit_log: str = "~/.local/state/ultrawatch/audit.jsonl"
 
 
-class Config(_Section):
+class Config(Section):
     dashboard: DashboardConfig = DashboardConfig()
     postgres: PostgresConfig | None = None
     redis: RedisConfig | None = None
-    services: list[ServiceConfig] = []
-    processes: list[ProcessConfig] = []
+    services: list[ServiceConfig] = msgspec.field(default_factory=list)
+    processes: list[ProcessConfig] = msgspec.field(default_factory=list)
     secrets: SecretsConfig | None = None
     actions: ActionsConfig = ActionsConfig()
     http: HttpConfig = HttpConfig()
@@ -436,7 +176,7 @@ def parse_config(text: str, source: str = CONFIG_NAME) -> Config:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(source, "", f"not valid TOML: {e}") from None
     try:
-        config = msgspec.convert(raw, Config, dec_hook=_dec_hook)
+        config = msgspec.convert(raw, Config, dec_hook=dec_hook)
     except msgspec.ValidationError as e:
         path, message = _explain(str(e), raw)
         raise ConfigError(source, path, _redact_text(message, raw)) from None
@@ -452,17 +192,17 @@ def _check_consistency(config: Config, source: str) -> None:
             raise ConfigError(source, f"services[{i}].name", f"duplicate service name {svc.name!r}")
         seen.add(svc.name)
         if svc.process is not None:
-            _exactly_one(
+            exactly_one(
                 source, f"services[{i}].process", svc.process, ("cmdline", "pid", "pidfile")
             )
         if svc.drain is not None:
-            _exactly_one(source, f"services[{i}].drain", svc.drain, ("path", "signal"))
+            exactly_one(source, f"services[{i}].drain", svc.drain, ("path", "signal"))
     names: set[str] = set()
     for i, proc in enumerate(config.processes):
         if proc.name in names:
             raise ConfigError(source, f"processes[{i}].name", f"duplicate name {proc.name!r}")
         names.add(proc.name)
-        _exactly_one(source, f"processes[{i}]", proc, ("cmdline", "pid", "pidfile"))
+        exactly_one(source, f"processes[{i}]", proc, ("cmdline", "pid", "pidfile"))
     if config.postgres is not None:
         if config.postgres.statement_timeout < 0.001:  # 0 would switch the timeout off
             raise ConfigError(
@@ -521,7 +261,7 @@ def _check_redis_url(source: str, path: str, url: str) -> None:
         ok = False
     if not ok:
         raise ConfigError(
-            source, path, f"expected a redis:// or rediss:// URL, got {_redact_url(url)!r}"
+            source, path, f"expected a redis:// or rediss:// URL, got {redact_url(url)!r}"
         )
 
 
@@ -533,7 +273,7 @@ def _check_dsn(source: str, dsn: str) -> None:
     from psycopg import Error
     from psycopg.conninfo import conninfo_to_dict
 
-    from collectors.redact import dsn_secrets, mask_dsn, scrub
+    from collectors.core.redact import dsn_secrets, mask_dsn, scrub
 
     try:
         params = conninfo_to_dict(dsn)
@@ -560,29 +300,6 @@ def _dsn_values(params: dict[str, Any]) -> str:
     if not timeout.lstrip("-").isdigit():
         return f"connect_timeout: expected whole seconds, got {timeout!r}"
     return ""
-
-
-def _redact_url(url: str) -> str:
-    """The URL with any password replaced by *** (a lone user part may be a password)."""
-    url = re.sub(r"(?i)(password=)[^&#]*", r"\1***", url)  # ?password=... too
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return "***" if "@" in url else url
-    netloc, slash, tail = rest.partition("/")
-    userinfo, at, host = netloc.rpartition("@")
-    if not at:
-        return url
-    user, colon, _ = userinfo.partition(":")
-    shown = f"{user}:***" if colon else "***"
-    return f"{scheme}://{shown}@{host}{slash}{tail}"
-
-
-def _exactly_one(source: str, path: str, obj: object, keys: tuple[str, ...]) -> None:
-    given = [k for k in keys if getattr(obj, k) is not None]
-    if len(given) != 1:
-        wanted = " or ".join(keys)
-        got = ", ".join(given) if given else "none"
-        raise ConfigError(source, path, f"expected exactly one of {wanted}, got {got}")
 
 
 # ---------------------------------------------------- msgspec -> human errors
@@ -638,9 +355,9 @@ def _redact_text(text: str, raw: dict[str, Any]) -> str:
     """An error quotes the value it refused, which may be a DSN or URL with its
     password, even when it sits in the wrong key or type: every URL's password,
     every `password=`, and every password the file's DSN and Redis URLs hold, go."""
-    from collectors.redact import dsn_secrets, mask_dsn, scrub
+    from collectors.core.redact import dsn_secrets, mask_dsn, scrub
 
-    text = _URL_IN_TEXT.sub(lambda m: _redact_url(m.group()), text)
+    text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group()), text)
     text = mask_dsn(text) if "://" not in text else text
     secrets: list[str] = []
     for value in _strings(raw.get("postgres")) + _strings(raw.get("redis")):

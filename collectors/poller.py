@@ -14,14 +14,11 @@ import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from collectors.config import Config
-from collectors.model import ErrorKind, Reading, Snapshot
-from collectors.redact import clean, printable
-
-if TYPE_CHECKING:
-    from collectors.http import HttpClient
+from collectors.core.model import ErrorKind, Reading, Snapshot
+from collectors.core.redact import clean, printable
 
 
 class SharedResource(Protocol):
@@ -244,48 +241,21 @@ def _escaped(r: Reading) -> Reading:
     return dataclasses.replace(r, data=data, error=error, target=target)
 
 
-COLLECTOR_NAMES = ("postgres", "redis", "services", "processes", "secrets")
-
-
 def build_collectors(
     config: Config, only: Sequence[str] | None = None, *, one_shot: bool = False
 ) -> Collectors:
-    """The collectors the config switches on. Client libraries are imported lazily,
-    so `check --only redis` never pays for psycopg or httpx. The one HttpClient they
-    share is in `.shared`: the Poller built from this list closes it. `one_shot`:
-    a single round (`check`), whose reads must leave no trace the next check sees."""
-    wanted = set(only or COLLECTOR_NAMES)
+    """The collectors the config switches on, in registry order. Client libraries are
+    imported by each target's `build`, so `check --only redis` never pays for psycopg
+    or httpx. What they share (the one HttpClient) is in `.shared`: the Poller built
+    from this list closes it. `one_shot`: a single round (`check`), whose reads must
+    leave no trace the next check sees."""
+    from collectors.registry import TARGETS, Shared
+
+    wanted = set(only or [t.name for t in TARGETS])
+    shared = Shared(config)
     out = Collectors()
-    out.shared = []
-    http = None
-
-    def shared_http() -> HttpClient:
-        nonlocal http
-        if http is None:
-            from collectors.http import HttpClient
-
-            http = HttpClient(config.http)
-            out.shared.append(http)
-        return http
-
-    if "postgres" in wanted and config.postgres is not None:
-        from collectors.postgres import PostgresCollector
-
-        out.append(PostgresCollector(config))
-    if "redis" in wanted and config.redis is not None:
-        from collectors.redis_locks import RedisLocksCollector
-
-        out.append(RedisLocksCollector(config, one_shot=one_shot))
-    if "services" in wanted and config.services:
-        from collectors.services import ServicesCollector
-
-        out.append(ServicesCollector(config, shared_http()))
-    if "processes" in wanted and (config.processes or any(s.process for s in config.services)):
-        from collectors.processes import ProcessesCollector
-
-        out.append(ProcessesCollector(config))
-    if "secrets" in wanted and config.secrets is not None:
-        from collectors.secrets import SecretsCollector
-
-        out.append(SecretsCollector(config, shared_http()))
+    out.extend(
+        t.build(config, shared, one_shot) for t in TARGETS if t.name in wanted and t.enabled(config)
+    )
+    out.shared = shared.resources
     return out

@@ -1,7 +1,7 @@
 """Readings -> CheckResults: thresholds from config, then hysteresis.
 
-Each component has one judge, in its own module (postgres_rules, redis_rules,
-service_rules, secret_rules): a pure function of a Reading and the Config that
+Each target has one judge, in its own package (collectors/<target>/rules.py, listed
+in collectors.registry): a pure function of a Reading and the Config that
 returns that reading's checks. `Rules` runs them over a Snapshot and holds the
 hysteresis state: an alert is raised after `raise_after` consecutive rounds at
 the worse level and cleared after `clear_after` rounds better. In a one-shot
@@ -15,22 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from collectors.config import Config
-from collectors.model import CheckResult, Reading, Report, Snapshot, Status
-from collectors.postgres_rules import judge_postgres
-from collectors.redis_rules import judge_redis
-from collectors.secret_rules import judge_secrets
-from collectors.service_rules import judge_processes, judge_services
+from collectors.core.model import CheckResult, Reading, Report, Snapshot, Status
+from collectors.registry import TARGETS
 
 Judge = Callable[[Reading, Config], list[CheckResult]]
 
 
-JUDGES: dict[str, Judge] = {
-    "postgres": judge_postgres,
-    "secrets": judge_secrets,
-    "services": judge_services,
-    "processes": judge_processes,
-    "redis": judge_redis,
-}
+JUDGES: dict[str, Judge] = {t.name: t.judge for t in TARGETS}
 
 
 def judge(reading: Reading, config: Config) -> list[CheckResult]:

@@ -10,7 +10,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from collectors.config import Config, ConfigError, load_config
+from collectors.config import Config, load_config
+from collectors.core.settings import ConfigError
 
 if TYPE_CHECKING:
     from dashboard.actions.base import Plan
@@ -25,6 +26,12 @@ def _add_config(p: argparse.ArgumentParser, default: Any = argparse.SUPPRESS) ->
     p.add_argument(
         "--config", metavar="FILE", default=default, help="configuration file (ultrawatch.toml)"
     )
+
+
+def _target_names() -> tuple[str, ...]:
+    from collectors.registry import NAMES
+
+    return NAMES
 
 
 def _add_read_only(p: argparse.ArgumentParser, default: Any = argparse.SUPPRESS) -> None:
@@ -66,9 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="one headless round; Nagios exit codes")
     _add_config(p)
     p.add_argument("--format", choices=("json", "text", "nagios", "prometheus"))
-    p.add_argument(
-        "--only", metavar="C,..", help="collectors: postgres,redis,services,processes,secrets"
-    )
+    p.add_argument("--only", metavar="C,..", help=f"collectors: {','.join(_target_names())}")
     p.add_argument("--timeout", type=_positive, default=10.0, metavar="S", help="hard bound")
     p.add_argument("--watch", type=_positive, metavar="S", help="a round every S seconds")
     p.add_argument("--output", metavar="FILE", help="write the result atomically to FILE")
@@ -142,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _seconds(text: str) -> float:
-    from collectors.config import Duration
+    from collectors.core.units import Duration
 
     try:
         return float(Duration.parse(float(text) if _is_number(text) else text))
@@ -204,7 +209,7 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
     if command == "config":
         return _config(args)
     if command == "tui":
-        from dashboard.app import run_tui
+        from dashboard.tui.app import run_tui
 
         return run_tui(_load(args), read_only=args.read_only)
     if command == "demo":
@@ -236,7 +241,7 @@ def _check(args: argparse.Namespace) -> int:
         return _usage("check: --watch polls the live targets; it cannot be used with --replay")
     only = None
     if args.only:
-        from collectors.poller import COLLECTOR_NAMES
+        from collectors.registry import NAMES as COLLECTOR_NAMES
 
         only = [x.strip() for x in args.only.split(",") if x.strip()]
         bad = [x for x in only if x not in COLLECTOR_NAMES]
@@ -352,7 +357,7 @@ def _rotate_dry_run(args: argparse.Namespace) -> int:
     it needs neither --yes nor actions enabled, and works under --read-only."""
     import asyncio
 
-    from collectors.redact import printable
+    from collectors.core.redact import printable
     from dashboard.actions.base import ActionRefused, Result
     from dashboard.actions.rotate_secret import from_cli
 

@@ -24,8 +24,9 @@ from typing import Any
 
 from msgspec.structs import replace
 
-from collectors.config import Config, Duration
-from collectors.model import Report, Status
+from collectors.config import Config
+from collectors.core.model import Report, Status
+from collectors.core.units import Duration
 
 SCHEMA = "ultrawatch.check/v1"
 FORMATS = ("json", "text", "nagios", "prometheus")
@@ -338,19 +339,13 @@ def bounded(config: Config, deadline: float) -> Config:
     def cap(value: float) -> Duration:
         return Duration(min(float(value), limit))
 
+    from collectors.registry import capped_config
+
     changes: dict[str, Any] = {
         "dashboard": replace(config.dashboard, collector_timeout=Duration(deadline)),
         "http": replace(config.http, timeout=cap(config.http.timeout)),
+        **capped_config(config, cap),
     }
-    if config.postgres is not None:
-        pg = config.postgres
-        changes["postgres"] = replace(
-            pg,
-            connect_timeout=cap(pg.connect_timeout),
-            statement_timeout=cap(pg.statement_timeout),
-        )
-    if config.redis is not None:
-        changes["redis"] = replace(config.redis, socket_timeout=cap(config.redis.socket_timeout))
     return replace(config, **changes)
 
 

@@ -31,10 +31,11 @@ from typing import Any
 
 import msgspec
 
-from collectors.config import Config, ConfigError, _dec_hook, load_config
-from collectors.model import Report, Snapshot
-from collectors.redact import config_without_passwords
-from dashboard.viewmodel import ViewModel
+from collectors.config import Config, load_config
+from collectors.core.model import Report, Snapshot
+from collectors.core.settings import ConfigError, dec_hook
+from collectors.registry import config_without_passwords
+from dashboard.tui.viewmodel import ViewModel
 
 DEFAULT_KEEP = 24 * 3600.0  # seconds of rounds a recording keeps by default
 # A replay keeps the judged state every MARK_EVERY rounds, so stepping back or
@@ -161,7 +162,7 @@ class Recording:
             ) from None
         if row is None:
             return None
-        return msgspec.json.decode(row[0], type=Config, dec_hook=_dec_hook)
+        return msgspec.json.decode(row[0], type=Config, dec_hook=dec_hook)
 
     def index(self) -> list[tuple[int, float]]:
         """(row id, started_at) of every round, oldest first. A damaged file yields
@@ -319,7 +320,7 @@ def run_replay(args: argparse.Namespace) -> int:
 def replay_app(replayer: Replayer) -> Any:
     """The read-only TUI on a recording; damage found while moving through it is
     told as a notification (text from the file system: never markup)."""
-    from dashboard.app import UltrawatchApp
+    from dashboard.tui.app import UltrawatchApp
 
     app = UltrawatchApp(replayer.config, read_only=True, replay=replayer)
     replayer.warn = lambda text: app.notify(text, severity="error", markup=False, timeout=30)

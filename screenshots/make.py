@@ -14,8 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dashboard.app import UltrawatchApp  # noqa: E402
 from dashboard.recording import Recording, Replayer  # noqa: E402
+from dashboard.tui.app import UltrawatchApp  # noqa: E402
 from tests import tui_data as td  # noqa: E402
 
 SHOTS = [

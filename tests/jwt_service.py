@@ -23,7 +23,7 @@ import jwt
 import pytest
 
 from collectors.config import SecretStoreConfig
-from collectors.secret_store import fingerprint, open_store
+from collectors.secrets.store import fingerprint, open_store
 from tests.helpers import http_server, respond
 
 

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from collectors.config import parse_config
-from collectors.postgres import PostgresCollector
+from collectors.postgres.collector import PostgresCollector
 from dashboard.actions.backend import BackendAction, TerminateBackend
 from dashboard.actions.base import ActionRefused
 from tests.conftest import run_cli

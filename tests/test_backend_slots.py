@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from collectors.config import Config, parse_config
-from collectors.postgres import PostgresCollector
+from collectors.postgres.collector import PostgresCollector
 from dashboard.actions.backend import TerminateBackend
 from dashboard.actions.base import ActionRunner, Plan, Result
 from tests.conftest import run_cli

@@ -8,14 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from collectors.config import (
-    ByteSize,
-    ConfigError,
-    Duration,
-    find_config,
-    load_config,
-    parse_config,
-)
+from collectors.config import find_config, load_config, parse_config
+from collectors.core.settings import ConfigError
+from collectors.core.units import ByteSize, Duration
 from tests.conftest import run_cli
 
 

@@ -26,7 +26,7 @@ import psycopg
 import pytest
 
 from collectors.config import Config, parse_config
-from collectors.secret_store import DotenvStore, fingerprint
+from collectors.secrets.store import DotenvStore, fingerprint
 from dashboard.demo.schema import NO_TTL_PRODUCT, STALE_PRODUCT, lock_key
 from tests.conftest import ULTRAWATCH, run_cli
 from tests.jwt_service import assert_no_secret
@@ -596,6 +596,6 @@ def test_each_scenario_switches_on_its_own_failure() -> None:
 
 
 def parse_dotenv_text(text: str) -> dict[str, str]:
-    from collectors.secret_store import parse_dotenv
+    from collectors.secrets.store import parse_dotenv
 
     return parse_dotenv(text)

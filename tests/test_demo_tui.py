@@ -40,7 +40,7 @@ async def _until(pilot, cond: Callable[[], object], seconds: float, what: str) -
 
 async def _confirmed(pilot, app, key: str):  # type: ignore[no-untyped-def]
     """Press an action key, confirm in the modal, return the action's outcome."""
-    from dashboard.screens.confirm import ConfirmScreen
+    from dashboard.tui.screens.confirm import ConfirmScreen
 
     app.last_outcome = None
     await pilot.press(key)
@@ -51,7 +51,7 @@ async def _confirmed(pilot, app, key: str):  # type: ignore[no-untyped-def]
 
 async def _act(pilot, app, table_id: str, match: Callable[[dict], bool], key: str):  # type: ignore[no-untyped-def]
     """Select the row the engineer would, press the action key, confirm, return the outcome."""
-    from dashboard.widgets.base import SyncTable
+    from dashboard.tui.widgets.base import SyncTable
 
     table = app.query_one(table_id, SyncTable)
 
@@ -84,9 +84,9 @@ INVARIANTS = ("postgres.invariant.oversold", "postgres.invariant.lost_orders")
 @pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 @_sync
 async def test_tui_shows_the_incident_and_fixes_every_failure_from_keys(tmp_path: Path) -> None:
-    from collectors.model import Status
-    from dashboard.app import UltrawatchApp
-    from dashboard.widgets.base import SyncTable
+    from collectors.core.model import Status
+    from dashboard.tui.app import UltrawatchApp
+    from dashboard.tui.widgets.base import SyncTable
 
     with running_demo("incident", tmp_path) as demo:
         # Quick rounds; the forged-token probe re-runs every 2 s instead of every

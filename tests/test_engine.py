@@ -10,8 +10,8 @@ import time
 import pytest
 
 from collectors.config import parse_config
-from collectors.history import Histories, RingBuffer, linear_trend, percentile, time_to_limit
-from collectors.model import CheckResult, Reading, Report, Snapshot, Status
+from collectors.core.history import Histories, RingBuffer, linear_trend, percentile, time_to_limit
+from collectors.core.model import CheckResult, Reading, Report, Snapshot, Status
 from collectors.poller import Poller
 from collectors.rules import JUDGES, Rules
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from collectors.model import CheckResult, Report, Snapshot, Status
+from collectors.core.model import CheckResult, Report, Snapshot, Status
 from dashboard.demo.embedded import free_port
 from dashboard.headless import format_nagios, format_prometheus
 from tests.conftest import ULTRAWATCH, run_cli

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from collectors.health_formats import parse_details, parse_health
+from collectors.services.health_formats import parse_details, parse_health
 
 J = "application/json"
 HJ = "application/health+json"

@@ -20,10 +20,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from collectors.config import Config, ConfigError, parse_config
-from collectors.model import CheckResult, Reading, Status
+from collectors.config import Config, parse_config
+from collectors.core.model import CheckResult, Reading, Status
+from collectors.core.settings import ConfigError
 from collectors.poller import Poller
-from collectors.postgres import PostgresCollector
+from collectors.postgres.collector import PostgresCollector
 from collectors.rules import judge
 from tests.conftest import run_cli
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from collectors.config import Config, parse_config
-from collectors.model import Reading, Snapshot
-from collectors.processes import ProcessesCollector
+from collectors.core.model import Reading, Snapshot
+from collectors.processes.collector import ProcessesCollector
 from collectors.rules import Rules
 
 GROW = """
@@ -190,7 +190,7 @@ def test_never_matches_itself_or_its_ancestors() -> None:
     """`sh -c 'ultrawatch drain order-service'` must not find itself as order-service."""
     marker = f"uw-self-{uuid.uuid4().hex[:8]}"
     code = (
-        "import sys; from collectors.processes import find_pids; "
+        "import sys; from collectors.processes.collector import find_pids; "
         f"print(find_pids(cmdline={marker!r}))"
     )
     # The shell (our parent) and we both carry the marker on our command lines.
@@ -252,7 +252,7 @@ HYBRID_MOUNTS = (
 
 
 def test_cgroup_limit_is_the_lowest_up_the_tree(tmp_path: Path) -> None:
-    from collectors.processes import cgroup_memory_max
+    from collectors.processes.collector import cgroup_memory_max
 
     # Hybrid host (like this one): cgroup2 at /sys/fs/cgroup/unified; the parent's
     # memory.max caps the child whose own is "max"; v1's "unlimited" is ignored.

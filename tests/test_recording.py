@@ -12,10 +12,10 @@ import pytest
 from textual.widgets import Input
 
 from collectors.config import parse_config
-from collectors.model import Status
+from collectors.core.model import Status
 from dashboard import recording
-from dashboard.app import UltrawatchApp
 from dashboard.recording import Recording, Replayer, parse_at, replay_app, report_at
+from dashboard.tui.app import UltrawatchApp
 from tests import tui_data as td
 from tests.conftest import run_cli
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from collectors.model import Reading, Snapshot
+from collectors.core.model import Reading, Snapshot
+from collectors.core.redact import mask_dsn, mask_url, printable
 from collectors.poller import Poller
-from collectors.redact import mask_dsn, mask_url, printable
 from dashboard.demo.embedded import free_port
 from tests.conftest import run_cli
 

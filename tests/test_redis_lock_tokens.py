@@ -17,9 +17,9 @@ import pytest
 import redis
 
 from collectors.config import Config, parse_config
-from collectors.model import Reading, Status
-from collectors.redis_locks import RedisLocksCollector
-from collectors.redis_node import token_time
+from collectors.core.model import Reading, Status
+from collectors.redis.collector import RedisLocksCollector
+from collectors.redis.node import token_time
 from collectors.rules import judge
 from dashboard.demo.embedded import EmbeddedRedis
 from tests.conftest import run_cli

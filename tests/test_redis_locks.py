@@ -15,9 +15,9 @@ import pytest
 import redis
 
 from collectors.config import Config, parse_config
-from collectors.model import Reading, Status
-from collectors.redis_locks import RedisLocksCollector
-from collectors.redis_text import exact_text, parse_exact
+from collectors.core.model import Reading, Status
+from collectors.redis.collector import RedisLocksCollector
+from collectors.redis.text import exact_text, parse_exact
 from collectors.rules import judge
 from dashboard.actions.base import ActionRunner, Result
 from dashboard.actions.release_lock import ReleaseLock
@@ -701,7 +701,7 @@ def test_a_lock_leak_is_counted_not_tracked_and_rounds_stay_in_budget(tmp_path: 
     """60,000 expiring lock keys (a leak) and one lock without expiry: the table stops
     at MAX_TRACKED, the rest is counted and said, the stuck lock is still named, and
     a round's reads stay within its key budget."""
-    from collectors.redis_node import MAX_TRACKED
+    from collectors.redis.node import MAX_TRACKED
 
     leaked = MAX_TRACKED + 10_000
     server = EmbeddedRedis(tmp_path).start()

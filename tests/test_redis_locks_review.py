@@ -18,15 +18,15 @@ import redis
 from textual.content import Content
 
 from collectors.config import Config, parse_config
-from collectors.model import Reading, Status
-from collectors.redis_locks import RedisLocksCollector
-from collectors.redis_node import Node
-from collectors.redis_rules import CHECK_IDS
+from collectors.core.model import Reading, Status
+from collectors.redis.collector import RedisLocksCollector
+from collectors.redis.node import Node
+from collectors.redis.rules import CHECK_IDS
 from collectors.rules import judge
 from dashboard.actions.base import ActionRunner, Result
 from dashboard.actions.release_lock import ReleaseLock
 from dashboard.demo.embedded import EmbeddedRedis
-from dashboard.widgets.redis import _holders, _rejected
+from dashboard.tui.widgets.redis import _holders, _rejected
 from tests.conftest import run_cli
 
 

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from collectors.config import Config, load_config, parse_config
-from collectors.redis_text import exact_text
+from collectors.redis.text import exact_text
 from dashboard.actions.base import ActionRunner, Outcome, Plan, Result
 from dashboard.actions.release_lock import ReleaseLock
 from dashboard.demo.embedded import EmbeddedRedis

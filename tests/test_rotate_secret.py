@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from collectors.config import parse_config
-from collectors.secret_store import fingerprint, parse_dotenv
+from collectors.secrets.store import fingerprint, parse_dotenv
 from dashboard.actions.base import ActionRunner, Result
 from dashboard.actions.rotate_secret import RotateSecret
 from tests.conftest import run_cli

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from collectors.config import SecretStoreConfig
-from collectors.secret_store import (
+from collectors.secrets.store import (
     StoreError,
     StoreLocked,
     StoreReadOnly,
@@ -21,7 +21,7 @@ from collectors.secret_store import (
     open_store,
     parse_dotenv,
 )
-from collectors.weak_secrets import entropy_bits, known_weak, load_wordlist, low_entropy
+from collectors.secrets.weak import entropy_bits, known_weak, load_wordlist, low_entropy
 
 
 def dotenv(path: Path):
@@ -129,7 +129,7 @@ def test_lock_is_exclusive(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-c",
-                "import sys; from collectors.secret_store import *; "
+                "import sys; from collectors.secrets.store import *; "
                 "from collectors.config import SecretStoreConfig as C\n"
                 f"s = open_store(C(kind='dotenv', path={str(env)!r}))\n"
                 "try:\n  s.lock().__enter__()\nexcept StoreLocked: sys.exit(7)\n",
@@ -147,7 +147,7 @@ def test_sigkill_while_writing_leaves_old_or_new_file(tmp_path: Path, step: str)
     env.write_text(f"# comment\nJWT_SECRET={old}\nOTHER=1\n")
     new = secrets.token_urlsafe(64)
     script = (
-        "from collectors.secret_store import open_store\n"
+        "from collectors.secrets.store import open_store\n"
         "from collectors.config import SecretStoreConfig as C\n"
         f"open_store(C(kind='dotenv', path={str(env)!r})).write("
         f"{{'JWT_SECRET_PREVIOUS': {old!r}, 'JWT_SECRET': {new!r}}})\n"

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from collectors.config import Config, parse_config
-from collectors.http import HttpClient
-from collectors.model import CheckResult, Reading, Status
+from collectors.core.http import HttpClient
+from collectors.core.model import CheckResult, Reading, Status
 from collectors.rules import judge
-from collectors.secret_store import fingerprint
-from collectors.secrets import SecretsCollector
+from collectors.secrets.collector import SecretsCollector
+from collectors.secrets.store import fingerprint
 from tests.conftest import run_cli
 from tests.helpers import http_server, respond
 from tests.jwt_service import JwtService, assert_no_secret, running
@@ -336,7 +336,7 @@ def test_weak_previous_secret_still_accepted_is_a_warning(tmp_path: Path) -> Non
 
 
 def test_a_hostile_security_answer_is_no_reading_at_all() -> None:
-    from collectors.secrets import parse_security
+    from collectors.secrets.collector import parse_security
 
     assert parse_security(b"[" * 60_000) is None  # deep nesting: no RecursionError escapes
     long = b'{"jwt": {"accessKeyFingerprint": "' + b"a" * 100_000 + b'"}}'

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from collectors.config import Config, parse_config
-from collectors.model import Reading, Snapshot
+from collectors.core.model import Reading, Snapshot
 from collectors.rules import Rules
-from collectors.services import ServicesCollector
+from collectors.services.collector import ServicesCollector
 from tests.conftest import run_cli
 from tests.helpers import Pki, http_server, respond
 from tests.test_health_formats import CASES
@@ -538,7 +538,7 @@ def test_a_slow_service_costs_only_its_own_reading():
 
 @pytest.mark.parametrize("engine", ["aiohttp", "httpx"])
 def test_both_http_engines_cap_the_body_the_same_way(engine: str) -> None:
-    from collectors.http import HttpClient
+    from collectors.core.http import HttpClient
     from tests.helpers import http_server, respond
 
     with http_server(lambda req: respond(req, 200, b"x" * 5000, "text/plain")) as url:

@@ -16,12 +16,12 @@ from pathlib import Path
 from textual.widgets import TabbedContent
 
 from collectors.config import parse_config
-from collectors.model import Reading, Report, Snapshot
+from collectors.core.model import Reading, Report, Snapshot
 from collectors.rules import Rules
-from dashboard.app import UltrawatchApp
-from dashboard.screens.confirm import ConfirmScreen
-from dashboard.screens.detail import DetailScreen
-from dashboard.widgets.base import SyncTable
+from dashboard.tui.app import UltrawatchApp
+from dashboard.tui.screens.confirm import ConfirmScreen
+from dashboard.tui.screens.detail import DetailScreen
+from dashboard.tui.widgets.base import SyncTable
 from tests import tui_data as td
 
 WIDE = (200, 60)
@@ -473,7 +473,7 @@ async def test_help_shows_the_configured_snooze_and_disabled_actions() -> None:
     cfg = td.config()
     import msgspec
 
-    from collectors.config import Duration
+    from collectors.core.units import Duration
 
     cfg = msgspec.structs.replace(
         cfg, dashboard=msgspec.structs.replace(cfg.dashboard, snooze=Duration(1800))
@@ -541,8 +541,8 @@ async def test_queries_health_messages_and_errors_are_never_markup() -> None:
 
 @sync
 async def test_rounds_render_throttled_after_keys_and_never_starved(monkeypatch) -> None:
-    import dashboard.app as app_module
-    from dashboard.app import RoundDone
+    import dashboard.tui.app as app_module
+    from dashboard.tui.app import RoundDone
 
     # Wide windows so the test does not depend on the machine's speed.
     monkeypatch.setattr(app_module, "INPUT_FIRST", 0.5)

@@ -23,9 +23,9 @@ import redis
 from textual.widgets import Button, Input
 
 from collectors.config import parse_config
-from dashboard.app import UltrawatchApp
-from dashboard.screens.confirm import ConfirmScreen
-from dashboard.widgets.base import Line, SyncTable
+from dashboard.tui.app import UltrawatchApp
+from dashboard.tui.screens.confirm import ConfirmScreen
+from dashboard.tui.widgets.base import Line, SyncTable
 from tests.test_tui import screen_text, sync
 
 WIDE = (200, 60)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from dashboard.screens.detail import DetailScreen
-from dashboard.widgets.base import SyncTable
-from dashboard.widgets.redis import LOCK_ROWS
+from dashboard.tui.screens.detail import DetailScreen
+from dashboard.tui.widgets.base import SyncTable
+from dashboard.tui.widgets.redis import LOCK_ROWS
 from tests import tui_data as td
 from tests.test_tui import WIDE, judged, make_app, screen_text, sync, with_locks
 
@@ -74,7 +74,7 @@ async def test_lock_table_cap_line_and_filter_beyond_the_cap() -> None:
 
 @sync
 async def test_a_table_given_more_rows_than_it_holds_says_so_on_its_border() -> None:
-    from dashboard.widgets.base import MAX_ROWS
+    from dashboard.tui.widgets.base import MAX_ROWS
 
     snap = td.snapshot(0)
     extra = [td.service(snap.started_at, f"svc-{i:04d}", i=i) for i in range(MAX_ROWS + 120)]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.app import UltrawatchApp
 from dashboard.recording import Recording, Replayer
+from dashboard.tui.app import UltrawatchApp
 from tests import tui_data as td
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from collectors.config import Config, parse_config
-from collectors.model import Reading, Snapshot
+from collectors.core.model import Reading, Snapshot
 
 T0 = 1_795_600_800.0  # 2026-11-25T10:00:00Z
 SERVICES = ("order-service", "user-service", "inventory-service", "payment-service")

@@ -31,8 +31,8 @@ from typing import Any, Literal, Protocol
 import psycopg
 
 from collectors.config import Config
-from collectors.postgres import APPLICATION_NAME, OTHER, service_app_names
-from collectors.redact import dsn_secrets, printable, scrub
+from collectors.core.redact import dsn_secrets, printable, scrub
+from collectors.postgres.collector import APPLICATION_NAME, OTHER, service_app_names
 from dashboard.actions.base import ActionRefused, Outcome, Plan, Progress, Result
 
 Mode = Literal["cancel", "terminate"]

@@ -22,8 +22,8 @@ from typing import Any
 import psutil
 
 from collectors.config import Config, DrainConfig, ServiceConfig
-from collectors.health_formats import parse_details, parse_health
-from collectors.http import Fetched, HttpClient
+from collectors.core.http import Fetched, HttpClient
+from collectors.services.health_formats import parse_details, parse_health
 from dashboard.actions.base import ActionRefused, Outcome, Plan, Progress, Result
 from dashboard.actions.signals import (
     Target,
@@ -106,7 +106,7 @@ class DrainAction:
 
     def _secret(self, service_fp: str | None) -> tuple[str, str]:
         """(secret, which key) to sign with: the one the service holds now."""
-        from collectors.secret_store import StoreError, fingerprint, open_store
+        from collectors.secrets.store import StoreError, fingerprint, open_store
 
         s = self.config.secrets
         if s is None or not s.keys:

@@ -19,9 +19,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from collectors.config import Config, format_duration
-from collectors.redis_node import describe_error
-from collectors.redis_text import display_text, exact_text, node_name, parse_exact
+from collectors.config import Config
+from collectors.core.units import format_duration
+from collectors.redis.node import describe_error
+from collectors.redis.text import display_text, exact_text, node_name, parse_exact
 from dashboard.actions.base import ActionRefused, Outcome, Plan, Progress, Result
 
 # Delete only if the value is still exactly the one the engineer saw (ARGV[2] = "sha1":

@@ -27,18 +27,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from collectors.config import Config, ReloadConfig, SecretsConfig, ServiceConfig, format_duration
-from collectors.http import HttpClient
-from collectors.redact import printable
-from collectors.secret_store import (
-    SecretStore,
-    StoreError,
-    StoreLocked,
-    fault_point,
-    fingerprint,
-    open_store,
-)
-from collectors.secrets import (
+from collectors.config import Config, ReloadConfig, SecretsConfig, ServiceConfig
+from collectors.core.http import HttpClient
+from collectors.core.redact import printable
+from collectors.core.units import format_duration
+from collectors.secrets.collector import (
     PREVIOUS,
     ROTATED_AT,
     SECURITY_PATH,
@@ -47,6 +40,14 @@ from collectors.secrets import (
     grace_period,
     iso_now,
     parse_time,
+)
+from collectors.secrets.store import (
+    SecretStore,
+    StoreError,
+    StoreLocked,
+    fault_point,
+    fingerprint,
+    open_store,
 )
 from dashboard.actions.audit import AuditLog
 from dashboard.actions.base import ActionRefused, Outcome, Plan, Progress, Result

@@ -15,7 +15,7 @@ import warnings
 import psutil
 
 from collectors.config import ProcessConfig
-from collectors.processes import find_pids
+from collectors.processes.collector import find_pids
 from dashboard.actions.audit import redact_tokens
 from dashboard.actions.base import ActionRefused
 

@@ -106,7 +106,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 pass
         else:
             from collectors.config import load_config
-            from dashboard.app import UltrawatchApp
+            from dashboard.tui.app import UltrawatchApp
 
             config = load_config(platform.config_path)
             app = UltrawatchApp(config, read_only=args.read_only)

@@ -24,16 +24,11 @@ import psutil
 import redis
 
 from collectors.config import parse_config
-from collectors.redact import mask_url
-from collectors.secret_store import atomic_write
+from collectors.core.redact import mask_url
+from collectors.secrets.store import atomic_write
 from dashboard.demo import schema
 from dashboard.demo.demo_config import render_config
-from dashboard.demo.embedded import (
-    EmbeddedPostgres,
-    EmbeddedRedis,
-    EmbeddedUnavailable,
-    free_port,
-)
+from dashboard.demo.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedUnavailable, free_port
 from dashboard.demo.scenarios import Scenario
 from dashboard.demo.supervisor import ServiceProcess, Supervisor
 from dashboard.demo.workload import Workload

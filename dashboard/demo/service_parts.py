@@ -12,7 +12,7 @@ from typing import Any
 import jwt
 from aiohttp import web
 
-from collectors.secret_store import fingerprint, parse_dotenv
+from collectors.secrets.store import fingerprint, parse_dotenv
 
 ALGORITHM = "HS256"
 MAX_TOKEN_LIFE_S = 60.0  # an admin token's exp is at most this far ahead (DESIGN.md)

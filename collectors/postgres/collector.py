@@ -1,0 +1,590 @@
+"""PostgreSQL: one connection for the whole tool, never a pool.
+
+Every monitoring query runs under `statement_timeout`; the tool's own backend
+is excluded from every count. A round is one prepared query returning one row
+per client backend (filtered on the server), from which Python derives the
+counts by service, state, database and user, the stuck and blocked sessions and
+the ranked session list; then one read-only transaction per configured
+invariant. Capacity settings and role/database names are read at connect.
+`pg_blocking_pids` and `pg_locks` are only consulted for sessions actually
+waiting on a lock, and query texts only travel when the query is new since the
+last round, so a round costs about three bare `count(*)`s of `pg_stat_activity`
+(bench/postgres_collector.py).
+
+Without `pg_read_all_stats` (part of `pg_monitor`) PostgreSQL hides most
+columns of other users' sessions, including `backend_type`. Such sessions are
+counted (a slot is a slot) but never guessed at: the reading lists the
+`hidden_fields` and how many sessions they concern. With `backend_type` hidden,
+such rows may also be parallel workers (which hold no connection slot), so every
+count that includes them is an upper bound, and the reading says so.
+
+Actions may borrow the monitoring connection between rounds (`lend`): when every
+slot is taken it is the one connection already in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import decimal
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from operator import itemgetter
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from collectors.config import Config
+from collectors.core.model import ErrorKind, Reading
+from collectors.core.redact import dsn_secrets, scrub
+from collectors.postgres.config import PostgresConfig
+
+APPLICATION_NAME = "ultrawatch"
+OTHER = "other"  # the by_service bucket for application names no service claims
+SESSIONS_MAX = 500  # sessions listed per reading (the most interesting first)
+BLOCKED_MAX = 100
+OTHER_APPS_MAX = 50  # application names listed under "other"
+
+# What PostgreSQL hides in other users' rows without pg_read_all_stats.
+HIDDEN_FIELDS = [
+    "backend_type",  # so a hidden row may be a parallel worker, not a client session
+    "state",
+    "query",
+    "backend_start",
+    "xact_age_s",
+    "state_age_s",
+    "query_age_s",
+    "wait_event_type",
+    "wait_event",
+    "blocked_by",
+    "xmin_age",
+]
+
+# Set at server start: read once per connection (a restart means a reconnect).
+_CAPACITY_SQL = """
+select current_setting('server_version'),
+       current_setting('max_connections')::int,
+       current_setting('superuser_reserved_connections')::int,
+       coalesce(current_setting('reserved_connections', true), '0')::int
+"""
+
+# Client backends except ours, one row each; grouping and ranking happen in
+# Python on these rows (cheaper than building JSON on the server). Rows hidden
+# by missing privileges have a NULL backend_type; those with a database and a
+# user are counted as sessions. The lock manager (pg_blocking_pids, pg_locks)
+# is only asked about rows waiting on a heavyweight lock.
+_ROUND_SQL = """
+select s.pid, date_part('epoch', s.backend_start), s.application_name, s.usesysid, s.datid,
+       s.state, s.backend_type is null,
+       date_part('epoch', s.xact_start), date_part('epoch', s.state_change),
+       date_part('epoch', s.query_start),
+       s.wait_event_type, s.wait_event,
+       case when s.query_start > {since} then left(s.query, {query_chars}) end,
+       age(s.backend_xmin),
+       case when s.wait_event_type = 'Lock' then pg_blocking_pids(s.pid) end,
+       case when s.wait_event_type = 'Lock' then date_part('epoch', now() - {waitstart}) end,
+       (select date_part('epoch', now()))
+from pg_stat_get_activity(null) as s
+where s.pid <> pg_backend_pid()
+  and (s.backend_type = 'client backend'
+       or (s.backend_type is null and s.datid is not null and s.usesysid is not null))
+"""
+
+# Column positions in _ROUND_SQL's rows.
+(
+    _PID,
+    _START,
+    _APP,
+    _USESYSID,
+    _DATID,
+    _STATE,
+    _HIDDEN,
+    _XACT_START,  # epoch seconds: ages are taken against the server's now (_NOW)
+    _STATE_CHANGE,
+    _QUERY_START,
+    _WAIT_TYPE,
+    _WAIT_EVENT,
+    _QUERY,
+    _XMIN_AGE,
+    _BLOCKERS,
+    _WAITING,
+    _NOW,
+) = range(17)
+_IDLE_IN_XACT = frozenset({"idle in transaction", "idle in transaction (aborted)"})
+_BUSY = _IDLE_IN_XACT | {"active"}
+
+# Names for the oids above; asked again only when an unknown oid shows up.
+_NAMES_SQL = """
+select 'd', oid, datname::text from pg_database
+union all
+select 'u', oid, rolname::text from pg_roles
+"""
+
+# pg_locks.waitstart exists from PostgreSQL 14; before, the state change is the best guess.
+_WAITSTART_14 = "(select min(l.waitstart) from pg_locks l where l.pid = s.pid and not l.granted)"
+_WAITSTART_OLD = "s.state_change"
+
+
+def service_app_names(config: Config) -> dict[str, str]:
+    """application_name -> service, for services that declare one (first one wins)."""
+    out: dict[str, str] = {}
+    for svc in config.services:
+        if svc.pg_application_name and svc.pg_application_name not in out:
+            out[svc.pg_application_name] = svc.name
+    return out
+
+
+def round_query(config: Config, server_version: int) -> sql.Composed:
+    """The whole round's SQL; only constants are composed in, as literals."""
+    pg = config.postgres
+    assert pg is not None
+    waitstart = _WAITSTART_14 if server_version >= 140000 else _WAITSTART_OLD
+    return sql.SQL(_ROUND_SQL).format(
+        waitstart=sql.SQL(waitstart),
+        query_chars=sql.Literal(max(0, pg.query_chars)),
+        since=sql.Placeholder("since"),
+    )
+
+
+class PostgresCollector:
+    component = "postgres"
+
+    def __init__(self, config: Config) -> None:
+        assert config.postgres is not None
+        self.config = config
+        self.settings: PostgresConfig = config.postgres
+        self.conn: psycopg.AsyncConnection[Any] | None = None
+        self.pid: int | None = None  # our backend, for tests and the actions' refusal
+        self.services = service_app_names(config)
+        self._query: sql.Composed | None = None
+        self._capacity: tuple[Any, ...] = ()
+        self._users: dict[int, str] = {}  # oid -> role name
+        self._dbs: dict[int, str] = {}  # oid -> database name
+        # Query texts are sent only for queries started since the previous
+        # round (the server's now then); the others are known from before.
+        self._texts: dict[int, tuple[float | None, str | None]] = {}
+        self._since = 0.0
+        # pid -> (row without ages, the session dict built from it), last round's
+        self._session_dicts: dict[int, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+        # Held by a round and by a lent connection's user: their statements never
+        # interleave (a lent statement must not land inside an invariant's transaction).
+        self._busy = asyncio.Lock()
+
+    def targets(self) -> list[str]:
+        return [self.settings.name]
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        if self.conn is not None and not self.conn.closed and not self.conn.broken:
+            return self.conn
+        await self.close()
+        s = self.settings
+        try:
+            # libpq waits at least 2 s; `check --timeout 2` caps connect_timeout below
+            # that, and a silent server must still read unreachable, not cut off.
+            async with asyncio.timeout(float(s.connect_timeout)):
+                conn = await psycopg.AsyncConnection.connect(
+                    s.dsn,
+                    application_name=APPLICATION_NAME,
+                    autocommit=True,
+                    connect_timeout=max(1, round(s.connect_timeout)),
+                    options=f"-c statement_timeout={int(s.statement_timeout * 1000)}",
+                )
+        except TimeoutError:
+            raise psycopg.OperationalError(
+                f"connection timeout expired (no answer within {s.connect_timeout})"
+            ) from None
+        try:
+            async with conn.cursor() as cur:
+                await cur.execute(_CAPACITY_SQL)
+                self._capacity = tuple(await cur.fetchone() or ())
+            await self._load_names(conn)
+        except BaseException:
+            await conn.close()
+            raise
+        self.conn = conn
+        self.pid = conn.info.backend_pid
+        self._query = round_query(self.config, conn.info.server_version)
+        self._texts, self._since = {}, 0.0
+        self._session_dicts = {}
+        return conn
+
+    async def _load_names(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        async with conn.cursor() as cur:
+            await cur.execute(_NAMES_SQL)
+            found = await cur.fetchall()
+        self._users = {oid: name for kind, oid, name in found if kind == "u"}
+        self._dbs = {oid: name for kind, oid, name in found if kind == "d"}
+
+    @contextlib.asynccontextmanager
+    async def lend(self) -> AsyncIterator[psycopg.AsyncConnection[Any] | None]:
+        """The live monitoring connection, between rounds, for an action's few
+        statements (autocommit, under statement_timeout); None when not connected.
+        The borrower must not close it nor change its session settings."""
+        async with self._busy:
+            conn = self.conn
+            if conn is None or conn.closed or conn.broken:
+                yield None
+                return
+            try:
+                yield conn
+            except asyncio.CancelledError:
+                self._drop()  # cancelled mid-statement: the connection's state is unknown
+                raise
+
+    async def collect(self) -> list[Reading]:
+        # Waiting here is not inside a query: a deadline hit while an action holds
+        # the connection must not drop it.
+        async with self._busy:
+            return await self._collect()
+
+    async def _collect(self) -> list[Reading]:
+        started = time.time()
+        t0 = time.perf_counter()
+        try:
+            conn = await self._connect()
+        except psycopg.errors.QueryCanceled:  # connected, but the setup query was too slow
+            await self.close()
+            return [self._timed_out(started, t0)]
+        except psycopg.Error as e:
+            await self.close()
+            return [self._error(started, t0, f"cannot connect: {_one_line(e)}", "unreachable")]
+        try:
+            t1 = time.perf_counter()
+            assert self._query is not None
+            async with conn.cursor(binary=True) as cur:
+                # prepared: planned once per connection, not every round
+                since = datetime.fromtimestamp(self._since, UTC)
+                await cur.execute(self._query, {"since": since}, prepare=True)
+                rows = await cur.fetchall()
+            latency_ms = (time.perf_counter() - t1) * 1000
+            texts = self._query_texts(rows)
+            data = self._shape(rows, texts, latency_ms)
+            if data.pop("_unknown_names"):
+                await self._load_names(conn)  # a database or role created since we looked
+                self._session_dicts = {}  # they hold the names not found
+                data = self._shape(rows, texts, latency_ms)
+                data.pop("_unknown_names")
+            data["invariants"] = await self._invariants(conn) if self.settings.invariants else {}
+        except psycopg.errors.QueryCanceled:
+            return [self._timed_out(started, t0)]
+        except psycopg.Error as e:
+            broken = conn.closed or conn.broken or isinstance(e, psycopg.OperationalError)
+            await self.close()
+            what = "connection lost" if broken else "monitoring query failed"
+            kind: ErrorKind = "unreachable" if broken else "internal"
+            return [self._error(started, t0, f"{what}: {_one_line(e)}", kind)]
+        except asyncio.CancelledError:
+            # The poller gave up on us mid-query: the connection state is unknown.
+            self._drop()
+            raise
+        return [
+            Reading(
+                "postgres",
+                self.settings.name,
+                started,
+                data=data,
+                duration_ms=(time.perf_counter() - t0) * 1000,
+            )
+        ]
+
+    def _timed_out(self, started: float, t0: float) -> Reading:
+        """The server is there but too slow for our statement_timeout: we cannot see."""
+        limit = self.settings.statement_timeout
+        message = (
+            f"monitoring query cancelled by statement_timeout ({limit}): the server is "
+            "overloaded or the query waits on a lock"
+        )
+        return self._error(started, t0, message, "timeout")
+
+    def _error(self, started: float, t0: float, message: str, kind: ErrorKind) -> Reading:
+        return Reading(
+            "postgres",
+            self.settings.name,
+            started,
+            # libpq quotes the malformed part of a DSN, which may be the password
+            error=scrub(message, dsn_secrets(self.settings.dsn)),
+            error_kind=kind,
+            duration_ms=(time.perf_counter() - t0) * 1000,
+        )
+
+    def _query_texts(self, rows: list[tuple[Any, ...]]) -> dict[int, str | None]:
+        """pid -> query text: sent this round, or kept from a round that saw the
+        same query start (so the same query)."""
+        old = self._texts
+        new: dict[int, tuple[float | None, str | None]] = {}
+        for r in rows:
+            text = r[_QUERY]
+            if text is None:
+                prev = old.get(r[_PID])
+                if prev is not None and prev[0] == r[_QUERY_START]:
+                    text = prev[1]
+            new[r[_PID]] = (r[_QUERY_START], text)
+        self._texts = new  # bounded: one entry per backend seen this round
+        if rows:
+            self._since = rows[0][_NOW]
+        return {pid: text for pid, (_, text) in new.items()}
+
+    def _shape(
+        self, rows: list[tuple[Any, ...]], texts: dict[int, str | None], latency_ms: float
+    ) -> dict[str, Any]:
+        """Counts, the stuck and the blocked, and the session list, from the rows.
+        Counting goes through Counter (C) and only the listed sessions become dicts:
+        the monitor's own cost stays small next to the server's."""
+        version, max_conn, su_reserved, reserved = self._capacity
+        users, dbs = self._users, self._dbs
+        services = self.services
+        hidden = sum(1 for r in rows if r[_HIDDEN])
+        visible = [r for r in rows if not r[_HIDDEN]] if hidden else rows
+        by_state = dict(Counter(r[_STATE] for r in visible))
+        per_app = Counter(r[_APP] for r in rows)
+        hidden_per_app = Counter(r[_APP] for r in rows if r[_HIDDEN]) if hidden else Counter()
+        by_database = _named(Counter(r[_DATID] for r in rows), dbs)
+        by_user = _named(Counter(r[_USESYSID] for r in rows), users)
+        idle = [r for r in visible if r[_STATE] in _IDLE_IN_XACT]
+        idle = [r for r in idle if r[_STATE_CHANGE] is not None]
+        idlest = min(idle, key=itemgetter(_STATE_CHANGE)) if idle else None
+        in_xact = [r for r in visible if r[_XACT_START] is not None]
+        oldest = min(in_xact, key=itemgetter(_XACT_START)) if in_xact else None
+        now = rows[0][_NOW] if rows else 0.0
+        with_xmin = [r for r in visible if r[_XMIN_AGE] is not None]
+        xmin = max(with_xmin, key=lambda r: r[_XMIN_AGE]) if with_xmin else None
+        waiting = [r for r in rows if r[_BLOCKERS]]
+        blocked = sorted(
+            (
+                {
+                    "pid": r[_PID],
+                    "service": services.get(r[_APP], OTHER),
+                    "waiting_s": _r(
+                        r[_WAITING] if r[_WAITING] is not None else _age(now, r[_STATE_CHANGE])
+                    ),
+                    "blocked_by": sorted(set(r[_BLOCKERS])),  # 0: a prepared transaction
+                    "query": texts.get(r[_PID]),
+                }
+                for r in waiting
+            ),
+            key=lambda b: -(b["waiting_s"] or 0.0),
+        )
+        listed = _most_interesting(rows, waiting, visible)
+        # A session whose row has not changed since the last round (pooled idle
+        # connections, mostly) is copied from the dict built then, with fresh ages:
+        # building hundreds of dicts was most of a round's own cost.
+        before, cache = self._session_dicts, {}
+        sessions = []
+        for r in listed:
+            key = r[:_WAITING]  # everything but the lock wait's age and the server's now
+            pid = r[_PID]
+            hit = before.get(pid)
+            if hit is not None and hit[0] == key:
+                d = hit[1].copy()
+            else:
+                d = {
+                    "pid": pid,
+                    "backend_start": r[_START],
+                    "service": services.get(r[_APP], OTHER),
+                    "application_name": r[_APP],
+                    "user": users.get(r[_USESYSID]) or "?",
+                    "database": dbs.get(r[_DATID]) or "?",
+                    "state": r[_STATE],
+                    "xact_age_s": None,
+                    "state_age_s": None,
+                    "query_age_s": None,
+                    "wait_event_type": r[_WAIT_TYPE],
+                    "wait_event": r[_WAIT_EVENT],
+                    # PostgreSQL says "<insufficient privilege>"; hidden_fields says so
+                    "query": None if r[_HIDDEN] else texts.get(pid),
+                    "blocked_by": sorted(set(r[_BLOCKERS])) if r[_BLOCKERS] else [],
+                }
+            if r[_XACT_START] is not None:
+                d["xact_age_s"] = now - r[_XACT_START]
+            if r[_STATE_CHANGE] is not None:
+                d["state_age_s"] = now - r[_STATE_CHANGE]
+            if r[_QUERY_START] is not None:
+                d["query_age_s"] = now - r[_QUERY_START]
+            cache[pid] = (key, d)
+            sessions.append(d)
+        self._session_dicts = cache
+        return {
+            "server_version": version,
+            "latency_ms": round(latency_ms, 2),
+            "max_connections": max_conn,
+            "superuser_reserved": su_reserved,
+            "reserved": reserved,
+            "usable": max_conn - su_reserved - reserved,
+            "connections_used": len(rows),
+            "connection_budget": self.settings.connection_budget,
+            "by_service": self._by_service(per_app, hidden_per_app),
+            "by_state": by_state,
+            "by_database": by_database,
+            "by_user": by_user,
+            "sessions": sessions,
+            "oldest_xact": self._who(oldest, _XACT_START, now),
+            "longest_idle_in_xact": self._who(idlest, _STATE_CHANGE, now),
+            "xmin_age": xmin[_XMIN_AGE] if xmin else None,
+            "xmin_pid": xmin[_PID] if xmin else None,
+            "blocked": blocked[:BLOCKED_MAX],
+            "blocked_total": len(blocked),
+            "hidden_sessions": hidden,
+            "hidden_fields": list(HIDDEN_FIELDS) if hidden else [],
+            "hidden_note": _hidden_note(hidden),
+            "_unknown_names": "?" in by_database or "?" in by_user,
+        }
+
+    def _who(self, row: tuple[Any, ...] | None, since: int, now: float) -> dict[str, Any] | None:
+        if row is None:
+            return None
+        service = self.services.get(row[_APP], OTHER)
+        return {"pid": row[_PID], "age_s": _age(now, row[since]), "service": service}
+
+    def _by_service(
+        self, per_app: dict[str, int], hidden_per_app: dict[str, int]
+    ) -> dict[str, dict[str, Any]]:
+        """Counts per service; `hidden` is how many of them are rows this role cannot
+        see (upper bounds: they may be parallel workers of the service's queries)."""
+        out: dict[str, dict[str, Any]] = {}
+        for svc in self.config.services:
+            if svc.pg_application_name and svc.name not in out:
+                apps = [a for a, name in self.services.items() if name == svc.name]
+                out[svc.name] = {
+                    "count": sum(per_app.get(a, 0) for a in apps),
+                    "hidden": sum(hidden_per_app.get(a, 0) for a in apps),
+                    "budget": svc.connection_budget,
+                    "application_names": apps,
+                }
+        other = {a: n for a, n in per_app.items() if a not in self.services}
+        if other:
+            ranked = sorted(other.items(), key=lambda kv: (-kv[1], kv[0]))[:OTHER_APPS_MAX]
+            out[OTHER] = {
+                "count": sum(other.values()),
+                "hidden": sum(n for a, n in hidden_per_app.items() if a not in self.services),
+                "budget": None,
+                "application_names": [a for a, _ in ranked],
+                "application_counts": dict(ranked),
+            }
+        return out
+
+    async def _invariants(self, conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
+        """Each invariant in its own read-only transaction, under the statement timeout.
+        One failing invariant is reported as its error; the others still run, as long
+        as the invariants together have not used one statement_timeout already (so a
+        few slow ones cannot push the whole round past the poller's deadline)."""
+        out: dict[str, Any] = {}
+        budget = float(self.settings.statement_timeout)
+        t0 = time.perf_counter()
+        for inv in self.settings.invariants:
+            value: float | None = None
+            error: str | None = None
+            spent = time.perf_counter() - t0
+            if spent >= budget:
+                error = f"skipped: the invariants already took {spent:.1f}s this round"
+                out[inv.name] = {"value": None, "error": error}
+                continue
+            try:
+                async with conn.transaction(), conn.cursor() as cur:
+                    await cur.execute("set transaction read only")
+                    # The SQL is the operator's own, from the config file, sent as written.
+                    await cur.execute(sql.SQL(inv.sql))  # type: ignore[arg-type]
+                    row = await cur.fetchone() if cur.description else None
+                value, error = _number(row)
+            except psycopg.errors.QueryCanceled:
+                error = f"cancelled by statement_timeout ({self.settings.statement_timeout})"
+            except psycopg.OperationalError:
+                raise  # the connection is gone: the whole reading says so
+            except psycopg.Error as e:
+                if conn.broken or conn.closed:
+                    raise
+                error = _one_line(e)
+            out[inv.name] = {"value": value, "error": error}
+        return out
+
+    def _drop(self) -> None:
+        """Forget a connection whose state is unknown; it is closed without waiting."""
+        conn, self.conn = self.conn, None
+        if conn is not None and not conn.closed:
+            try:
+                conn.pgconn.finish()
+            except Exception:  # best effort: the socket may already be gone
+                pass
+
+    async def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None and not conn.closed:
+            try:
+                await conn.close()
+            except psycopg.Error:
+                pass
+
+
+def _most_interesting(
+    rows: list[tuple[Any, ...]], waiting: list[tuple[Any, ...]], visible: list[tuple[Any, ...]]
+) -> list[tuple[Any, ...]]:
+    """At most SESSIONS_MAX rows, most interesting first: blocked, idle in
+    transaction, active (oldest transaction first), idle (idle longest first),
+    then sessions we cannot see. Buckets and C-level sort keys keep this cheap
+    with hundreds of idle pooled connections."""
+    blocked = {r[_PID] for r in waiting}
+    out = sorted(waiting, key=lambda r: -(r[_WAITING] or 0.0))
+    rest = [r for r in visible if r[_PID] not in blocked] if blocked else visible
+    for state in (_IDLE_IN_XACT, ("active",)):
+        bucket = [r for r in rest if r[_STATE] in state]
+        bucket.sort(key=lambda r: r[_XACT_START] or r[_QUERY_START] or _LATEST)
+        out += bucket
+    if len(out) < SESSIONS_MAX:
+        idle = [r for r in rest if r[_STATE] not in _BUSY]
+        if all(r[_STATE_CHANGE] is not None for r in idle):
+            idle.sort(key=itemgetter(_STATE_CHANGE))
+        out += idle
+    if len(out) < SESSIONS_MAX and len(visible) < len(rows):
+        out += [r for r in rows if r[_HIDDEN]]
+    return out[:SESSIONS_MAX]
+
+
+def _hidden_note(hidden: int) -> str:
+    if not hidden:
+        return ""
+    return (
+        f"{hidden} sessions of other roles are hidden (grant pg_monitor to see them); "
+        "their backend_type is hidden too, so they may include parallel workers, and "
+        "the counts that include them are upper bounds"
+    )
+
+
+def _named(counts: Counter[Any], names: dict[int, str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for oid, n in counts.items():
+        name = names.get(oid) or "?"
+        out[name] = out.get(name, 0) + n
+    return out
+
+
+_LATEST = float("inf")
+
+
+def _age(now: float, since: float | None) -> float | None:
+    return None if since is None else round(now - since, 3)
+
+
+def _r(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)
+
+
+def _number(row: tuple[Any, ...] | None) -> tuple[float | None, str | None]:
+    if not row:
+        return None, "returned no row (expected one number)"
+    v = row[0]
+    if isinstance(v, bool):
+        return float(v), None
+    if isinstance(v, int | float | decimal.Decimal):
+        return float(v), None
+    if v is None:
+        return None, "returned NULL (expected one number)"
+    return None, f"returned a {type(v).__name__} (expected one number)"
+
+
+def _one_line(e: BaseException) -> str:
+    """The first line of a libpq message, without psycopg's generic prefix."""
+    text = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    line = text[0] if text else type(e).__name__
+    return line.removeprefix("connection failed: ")

@@ -1,0 +1,272 @@
+"""Services: /health plus the detail paths of every service, all at once.
+
+One shared HttpClient (bounded concurrency, timeout, size cap) does the I/O;
+`health_formats` says what an answer means. Per service we keep bounded
+histories: latency (p50/p95 over the dashboard window), consecutive failures,
+flaps (status changes in the window) and the listener total with its trend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from collectors.config import Config
+from collectors.core.history import RingBuffer, linear_trend, percentile
+from collectors.core.http import Fetched, HttpClient
+from collectors.core.model import Reading
+from collectors.services.config import ServiceConfig
+from collectors.services.health_formats import (
+    CRITICAL,
+    Health,
+    parse_details,
+    parse_health,
+)
+
+HISTORY_POINTS = 60  # latency_history kept in a reading (sparkline width)
+GROWTH_R2 = 0.8  # a listener total "keeps growing" when the fit is at least this good
+GROWTH_MIN_SAMPLES = 5
+DETAIL_SHARE = 0.75  # detail paths time out at this share of the per-service budget
+DETAIL_MARGIN = 0.05  # s kept back from the budget to parse and build the reading
+
+
+@dataclass
+class _ServiceState:
+    latency: RingBuffer
+    listeners: RingBuffer
+    statuses: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=600))
+    consecutive_failures: int = 0
+    polls: int = 0
+    answered: bool = False  # /health has answered at least once since we started
+    listeners_baseline: int | None = None
+
+
+class ServicesCollector:
+    component = "services"
+    backoff = False  # each target is retried every round (per-request timeouts)
+
+    def __init__(self, config: Config, http: HttpClient | None = None) -> None:
+        self.config = config
+        # A client handed in is shared and closed by its owner (the Poller); one made
+        # here is ours to close.
+        self._own_http = http is None
+        self.http = http or HttpClient(config.http)
+        self.window = float(config.dashboard.history)
+        # Finish inside the poller's deadline, so one slow service costs only its own
+        # reading, never the whole collector's.
+        deadline = float(config.dashboard.collector_timeout)
+        self.budget = max(0.2, deadline - 0.5 if deadline > 2 else deadline * 0.75)
+        self.request_timeout = min(float(config.http.timeout), self.budget)
+        # Clearly below the budget: a hanging detail path gives up before /health's
+        # reading is due.
+        self.detail_timeout = min(self.request_timeout, self.budget * DETAIL_SHARE)
+        self._state: dict[str, _ServiceState] = {
+            s.name: _ServiceState(RingBuffer(600), RingBuffer(600)) for s in config.services
+        }
+
+    def targets(self) -> list[str]:
+        return [s.name for s in self.config.services]
+
+    async def collect(self) -> list[Reading]:
+        return list(await asyncio.gather(*(self._one(s) for s in self.config.services)))
+
+    async def close(self) -> None:
+        if self._own_http:
+            await self.http.aclose()
+
+    async def _one(self, svc: ServiceConfig) -> Reading:
+        started = time.time()
+        try:
+            return await asyncio.wait_for(self._poll(svc, started), self.budget)
+        except TimeoutError:
+            # Queued behind other requests for too long: a failed poll of this service.
+            return self._failed(svc, started, f"no answer within the {self.budget:g}s budget")
+        except Exception as e:  # our bug, not the target's: one service, not the round
+            return Reading(
+                self.component,
+                svc.name,
+                started,
+                data={"url": svc.url},
+                error=f"internal error: {type(e).__name__}: {e}",
+                error_kind="internal",
+            )
+
+    async def _poll(self, svc: ServiceConfig, started: float) -> Reading:
+        st = self._state[svc.name]
+        st.polls += 1
+        base = svc.url.rstrip("/")
+        # /health alone decides reachability; the detail paths start at the same time but
+        # only get what is left of the budget once /health has answered, so one hanging
+        # detail path costs its own entry in detail_errors, never the service.
+        t0 = time.monotonic()
+        end = t0 + self.budget - DETAIL_MARGIN
+        health = asyncio.ensure_future(
+            self.http.get(base + svc.health_path, timeout=self.request_timeout)
+        )
+        detail_tasks = [
+            asyncio.ensure_future(self.http.get(base + p, timeout=self.detail_timeout))
+            for p in svc.detail_paths
+        ]
+        try:
+            main = await health
+            if main.error is not None:
+                return self._failed(svc, started, main.error, main.elapsed_ms)
+            if detail_tasks:
+                left = max(0.0, end - time.monotonic())
+                await asyncio.wait(detail_tasks, timeout=left)
+        finally:
+            pending = [t for t in detail_tasks if not t.done()]
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        waited = time.monotonic() - t0
+        details = [
+            t.result()
+            if not t.cancelled()
+            else Fetched(base + p, error=f"no answer within {waited:.2g}s (after /health)")
+            for p, t in zip(svc.detail_paths, detail_tasks, strict=True)
+        ]
+        now = time.time()
+        st.consecutive_failures = 0
+        st.answered = True
+        health_seen = parse_health(main.status, main.content_type, main.body, main.truncated)
+        self._note_status(st, now, health_seen.status)
+        st.latency.append(now, main.elapsed_ms)
+        data = self._health_data(base + svc.health_path, main, health_seen)
+        data.update(self._latency_data(st, main.elapsed_ms))
+        data.update(self._details(svc, st, now, details))
+        data.update(self._common(st, now))
+        return Reading(self.component, svc.name, started, data=data, duration_ms=main.elapsed_ms)
+
+    def _failed(
+        self, svc: ServiceConfig, started: float, error: str, elapsed_ms: float = 0.0
+    ) -> Reading:
+        """Unreachable: the reading still carries the failure count and latency history."""
+        st = self._state[svc.name]
+        now = time.time()
+        st.consecutive_failures += 1
+        self._note_status(st, now, "unreachable")
+        data = {
+            "url": svc.url.rstrip("/") + svc.health_path,
+            "status": CRITICAL,
+            "format": None,
+            "http_status": None,
+            "message": error,
+            "components": [],
+            "draining": None,
+            "active_operations": None,
+            **dict.fromkeys(("pool", "memory", "listeners", "listeners_trend", "security")),
+            **self._latency_data(st, None),
+            **self._common(st, now),
+        }
+        return Reading(
+            self.component,
+            svc.name,
+            started,
+            data=data,
+            error=error,
+            error_kind="unreachable",
+            duration_ms=elapsed_ms or (now - started) * 1000,
+        )
+
+    # ------------------------------------------------------------------ pieces
+
+    @staticmethod
+    def _health_data(url: str, main: Fetched, h: Health) -> dict[str, Any]:
+        return {
+            "url": url,
+            "status": h.status,
+            "format": h.format,
+            "http_status": main.status,
+            "message": h.message,
+            "components": h.components,
+            "draining": h.fields.get("draining"),
+            "active_operations": h.fields.get("activeOperations"),
+            "service_id": h.fields.get("serviceId"),
+            "version": h.fields.get("version"),
+        }
+
+    def _latency_data(self, st: _ServiceState, latest: float | None) -> dict[str, Any]:
+        recent = [v for _, v in st.latency.window(self.window, time.time())]
+        p50 = percentile(recent, 50)
+        p95 = percentile(recent, 95)
+        return {
+            "latency_ms": latest,
+            "latency_p50_ms": None if p50 is None else round(p50, 2),
+            "latency_p95_ms": None if p95 is None else round(p95, 2),
+            "latency_samples": len(recent),
+            "latency_history": [round(v, 2) for v in recent[-HISTORY_POINTS:]],
+        }
+
+    def _note_status(self, st: _ServiceState, now: float, status: str) -> None:
+        st.statuses.append((now, status))
+
+    def _common(self, st: _ServiceState, now: float) -> dict[str, Any]:
+        seen = [s for t, s in st.statuses if t >= now - self.window]
+        flaps = sum(1 for a, b in itertools.pairwise(seen) if a != b)
+        return {
+            "consecutive_failures": st.consecutive_failures,
+            "flaps": flaps,
+            "flap_window_s": self.window,
+            "polls": st.polls,
+            "ever_answered": st.answered,
+        }
+
+    def _details(
+        self, svc: ServiceConfig, st: _ServiceState, now: float, details: list[Fetched]
+    ) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        for path, f in zip(svc.detail_paths, details, strict=True):
+            if f.error is not None:
+                errors[path] = f.error
+                continue
+            got = parse_details(f.status, f.body, f.truncated)
+            if not got:
+                errors[path] = f"HTTP {f.status}: no pool, memory, listeners or jwt data"
+            merged.update(got)
+        out: dict[str, Any] = {
+            "pool": merged.get("pool"),
+            "memory": merged.get("memory"),
+            "listeners": merged.get("listeners"),
+            "security": merged.get("security"),
+            "detail_errors": errors,
+            "listeners_trend": None,
+        }
+        lis = merged.get("listeners")
+        if lis and lis.get("total") is not None:
+            out["listeners_trend"] = self._listener_trend(st, now, int(lis["total"]))
+        return out
+
+    def _listener_trend(self, st: _ServiceState, now: float, total: int) -> dict[str, Any]:
+        last = st.listeners.last()
+        if last is not None and total < last[1] / 2:
+            # Far fewer listeners than a moment ago: a restart; start a new baseline.
+            st.listeners = RingBuffer(st.listeners.capacity)
+            st.listeners_baseline = None
+        if st.listeners_baseline is None:
+            st.listeners_baseline = total
+        st.listeners.append(now, total)
+        samples = st.listeners.window(self.window, now)
+        trend = linear_trend(samples)
+        slope = trend.slope if trend else 0.0
+        r2 = trend.r2 if trend else 0.0
+        growing = (
+            trend is not None
+            and len(samples) >= GROWTH_MIN_SAMPLES
+            and slope > 0
+            and r2 >= GROWTH_R2
+            and samples[-1][1] > samples[0][1]
+        )
+        return {
+            "slope_per_s": round(slope, 6),
+            "r2": round(r2, 4),
+            "baseline": st.listeners_baseline,
+            "growing": growing,
+            "samples": len(samples),
+        }

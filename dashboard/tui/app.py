@@ -1,0 +1,879 @@
+"""The Textual console: one screen an on-call engineer trusts at 3 a.m.
+
+Polling runs in an async worker and hands each judged round to the app as a
+`RoundDone` message; the view model absorbs every round, the panels are
+re-rendered at most every RENDER_EVERY seconds, and tables change in place by
+stable row keys. Actions run the CLI's Action classes through ActionRunner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import events, on
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Grid
+from textual.content import Content
+from textual.geometry import Size
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Input, TabbedContent, TabPane
+
+from collectors.config import Config
+from collectors.core.model import Report, Status
+from dashboard.tui.viewmodel import STATUS_ICON, STATUS_STYLE, ViewModel, clock
+from dashboard.tui.widgets.alerts import AlertsPanel
+from dashboard.tui.widgets.base import Line, Panel, SyncTable
+from dashboard.tui.widgets.footer import KeyFooter
+from dashboard.tui.widgets.postgres import SORTS, PostgresPanel
+from dashboard.tui.widgets.processes import ProcessesPanel
+from dashboard.tui.widgets.redis import RedisPanel
+from dashboard.tui.widgets.security import SecurityPanel
+from dashboard.tui.widgets.services import ServicesPanel
+
+if TYPE_CHECKING:
+    from dashboard.actions.base import Action, Plan
+    from dashboard.recording import Replayer
+
+RENDER_EVERY = 0.25  # seconds between renders at most: a burst of rounds cannot pile up
+# Keys first: a round's render waits until no key or click came for INPUT_FIRST s
+# (so the engineer's key is painted before a round's repaint), but never more
+# than INPUT_WAIT_MAX s after the round arrived.
+INPUT_FIRST = 0.08
+INPUT_WAIT_MAX = 0.5
+INPUT_EVENTS = (events.Key, events.MouseDown, events.MouseScrollDown, events.MouseScrollUp)
+NARROW_WIDTH = 150  # below this (or NARROW_HEIGHT) the panels become tabs
+NARROW_HEIGHT = 40
+
+# Bindings that change the platform: hidden (check_action False) when actions are off.
+ACTIONS = frozenset(
+    {"rotate_secret", "drain", "undrain", "release_lock", "cancel_query", "terminate_session"}
+)
+REPLAY_ONLY = frozenset({"step", "step_back", "seek", "faster", "slower"})
+LIVE_ONLY = frozenset({"poll_now"})
+
+PANELS: tuple[tuple[str, type[Panel]], ...] = (
+    ("alerts", AlertsPanel),
+    ("postgres", PostgresPanel),
+    ("redis", RedisPanel),
+    ("services", ServicesPanel),
+    ("processes", ProcessesPanel),
+    ("security", SecurityPanel),
+)
+
+# Grid order when wide (spans in app.tcss): the big tables get two columns.
+WIDE_ORDER = ("postgres", "redis", "services", "processes", "alerts", "security")
+
+
+class RoundDone(Message):
+    """A poll round, judged. Posted by the polling worker (or a replay)."""
+
+    def __init__(self, report: Report) -> None:
+        super().__init__()
+        self.report = report
+
+
+class UltrawatchApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "ultrawatch"
+    ENABLE_COMMAND_PALETTE = True
+    # Footer order: the keys that act on the platform first, so an 80-column
+    # footer still shows them; `s`, `z`, `w`, `+`, `-` are in the help and palette.
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "rotate_secret", "Rotate"),
+        Binding("d", "drain", "Drain"),
+        Binding("u", "undrain", "Undrain"),
+        Binding("x", "release_lock", "Release"),
+        Binding("c", "cancel_query", "Cancel"),
+        Binding("k", "terminate_session", "Terminate"),
+        Binding("a", "acknowledge", "Ack"),
+        Binding("full_stop", "step", "Step"),
+        Binding("comma", "step_back", "Back"),
+        Binding("g", "seek", "Seek"),
+        Binding("p", "pause", "Pause"),
+        Binding("space", "poll_now", "Poll now"),
+        Binding("slash", "filter", "Filter"),
+        Binding("i", "hide_idle", "Hide idle"),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+        Binding("s", "sort", "Sort", show=False),
+        Binding("z", "snooze", "Snooze", show=False),
+        Binding("w", "handoff", "Handoff", show=False),
+        Binding("plus", "faster", "Faster", show=False),
+        Binding("minus", "slower", "Slower", show=False),
+    ]
+    # Footer words are short (80 columns); the palette shows the full names.
+    PALETTE_NAMES: ClassVar[dict[str, str]] = {
+        "rotate_secret": "Rotate secret",
+        "release_lock": "Release lock",
+        "cancel_query": "Cancel query",
+        "terminate_session": "Terminate session",
+        "acknowledge": "Acknowledge alert",
+    }
+    DESCRIPTIONS: ClassVar[dict[str, str]] = {
+        "rotate_secret": "Rotate the JWT secrets, keeping the old one for a grace period",
+        "drain": "Drain the selected service: stop new work, let in-flight work finish",
+        "undrain": "Let the selected service take work again",
+        "release_lock": "Release the selected Redis lock if its owner is unchanged",
+        "cancel_query": "Cancel the running query of the selected PostgreSQL backend",
+        "terminate_session": "End the selected PostgreSQL backend's session",
+        "acknowledge": "Acknowledge the selected alert (recorded with your user name)",
+        "snooze": "Silence the selected alert for a while",
+        "handoff": "Write open alerts and acknowledgements to the handoff file",
+        "pause": "Pause or resume polling (replay: play or pause)",
+        "poll_now": "Start a poll round now",
+        "filter": "Show only rows containing some text",
+        "hide_idle": "Hide idle PostgreSQL sessions",
+        "sort": "Change the order of the sessions table",
+        "help": "Keys and what they do",
+        "step": "Replay: next round",
+        "step_back": "Replay: previous round",
+        "seek": "Replay: go to a time",
+        "faster": "Replay: play faster",
+        "slower": "Replay: play slower",
+    }
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        read_only: bool = False,
+        replay: Replayer | None = None,
+        poll: bool = True,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.read_only = read_only
+        self.replay = replay
+        self.poll = poll and replay is None
+        self.model = ViewModel()
+        self.paused = False
+        self.bells = 0  # how often the bell rang (visible to tests; headless has no bell)
+        self.renders = 0
+        self._wake = asyncio.Event()
+        self._render_pending = False
+        self._render_wanted = 0.0  # when the pending render was asked for
+        self._last_render = 0.0
+        self._last_input = 0.0  # when the last key or click arrived
+        self._narrow: bool | None = None
+        self._next_size: Size | None = None
+        self._dirty: set[str] = set()  # panels not rendered since their data changed
+        self._relayout_pending = False  # a resize crossed the grid/tabs line under a modal
+        self._action_busy = False
+        # The PostgreSQL collector lends its connection to backend actions: it is already
+        # in when every slot is taken, which is when terminate is most needed.
+        self._pg_lender: Any = None
+        self._thread = 0
+        self.last_outcome: Any = None  # the last action's Outcome (shown as a notification)
+
+    # --------------------------------------------------------------- layout
+
+    @property
+    def actions_enabled(self) -> bool:
+        return not self.read_only and self.config.actions.enabled and self.replay is None
+
+    def _is_narrow(self, size: Size | None = None) -> bool:
+        w, h = size or self.size
+        return w < NARROW_WIDTH or h < NARROW_HEIGHT
+
+    def get_default_screen(self) -> Screen[Any]:
+        from dashboard.tui.screens.main import MainScreen
+
+        return MainScreen(id="_default")
+
+    def compose(self) -> ComposeResult:
+        self._narrow = self._is_narrow(self._next_size)
+        self._next_size = None
+        yield Line(id="header")
+        if self._narrow:
+            with TabbedContent(id="tabs"):
+                for pane_id, cls in PANELS:
+                    with TabPane(cls.TITLE, id=f"tab-{pane_id}"):
+                        yield cls(id=pane_id)
+        else:
+            with Grid(id="grid"):
+                by_id = dict(PANELS)
+                for pane_id in WIDE_ORDER:
+                    yield by_id[pane_id](id=pane_id)
+        yield Input(
+            placeholder="filter: text in any row (enter to keep, escape to clear)", id="filter"
+        )
+        yield Line(id="progress")
+        yield KeyFooter(compact=self._narrow)
+
+    async def on_mount(self) -> None:
+        import threading
+
+        self._thread = threading.get_ident()
+        self.query_one("#filter", Input).display = False
+        self.query_one("#progress", Line).display = False
+        self.render_now()
+        self._focus_first()
+        self.call_after_refresh(settle_gc)
+        if self.replay is not None:
+            self._replay_rebuild()
+        elif self.poll:
+            self.run_worker(self._poll_loop(), name="poll", group="poll", exit_on_error=False)
+
+    def _focus_first(self) -> None:
+        tables = self.screen.query(SyncTable)
+        if tables:
+            tables.first().focus()
+
+    async def on_resize(self, event: events.Resize) -> None:
+        # The event carries the new size; self.size catches up a moment later.
+        if self._narrow is not None and self._is_narrow(event.size) != self._narrow:
+            self._next_size = event.size
+            await self._relayout()
+        self.call_after_refresh(self._header_refit)  # once the new width is laid out
+
+    def _header_refit(self) -> None:
+        if self.query("#header"):
+            self._render_header()  # full or compact for the new width
+
+    async def _relayout(self) -> None:
+        """Grid <-> tabs. Not under a modal (recompose works on the active screen):
+        then it waits until the modal is gone (see render_now)."""
+        if len(self.screen_stack) > 1:
+            self._relayout_pending = True
+            return
+        self._relayout_pending = False
+        if self._next_size is None:
+            self._next_size = self.size
+        await self.recompose()
+        box = self.query_one("#filter", Input)
+        box.value = self.model.filter
+        box.display = bool(self.model.filter)
+        self.query_one("#progress", Line).display = self._action_busy
+        self.render_now()
+        self._focus_first()
+
+    # --------------------------------------------------------------- polling
+
+    async def _poll_loop(self) -> None:
+        from collectors.poller import Poller, build_collectors
+        from collectors.rules import Rules
+
+        d = self.config.dashboard
+        poller = Poller(build_collectors(self.config), deadline=d.collector_timeout)
+        self._pg_lender = next((c for c in poller.collectors if c.component == "postgres"), None)
+        rules = Rules(self.config, raise_after=d.raise_after, clear_after=d.clear_after)
+        try:
+            while True:
+                if not self.paused or self._wake.is_set():
+                    self._wake.clear()
+                    try:
+                        report = rules.evaluate(await poller.poll())
+                    except Exception as e:  # keep polling; say what broke
+                        self.notify(
+                            f"poll round failed: {type(e).__name__}: {e}",
+                            severity="error",
+                            markup=False,
+                        )
+                    else:
+                        self.post_message(RoundDone(report))
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=d.interval)
+                except TimeoutError:
+                    pass
+        finally:
+            await poller.aclose()
+
+    def on_round_done(self, message: RoundDone) -> None:
+        self.absorb(message.report)
+
+    def absorb(self, report: Report) -> None:
+        """Take one round into the model; render soon (throttled)."""
+        fresh = self.model.apply(report)
+        if fresh:
+            self.bells += 1
+            self.bell()
+            names = ", ".join(c.id for c in fresh[:3]) + (
+                f" (+{len(fresh) - 3})" if len(fresh) > 3 else ""
+            )
+            self.notify(
+                f"{fresh[0].summary}" if len(fresh) == 1 else names,
+                title=f"new critical: {fresh[0].id}" if len(fresh) == 1 else "new critical alerts",
+                severity="error",
+                markup=False,
+                timeout=10,
+            )
+        self._schedule_render()
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, INPUT_EVENTS):
+            self._last_input = time.monotonic()
+        await super().on_event(event)
+
+    def _schedule_render(self) -> None:
+        if self._render_pending:
+            return
+        self._render_pending = True
+        self._render_wanted = now = time.monotonic()
+        delay = max(0.0, self._last_render + RENDER_EVERY - now)
+        self.set_timer(max(0.01, delay), self._render_timer)  # 0 would divide by zero
+
+    def _render_timer(self) -> None:
+        now = time.monotonic()
+        quiet = now - self._last_input
+        if quiet < INPUT_FIRST and now - self._render_wanted < INPUT_WAIT_MAX:
+            self.set_timer(max(0.01, INPUT_FIRST - quiet), self._render_timer)
+            return
+        self._render_pending = False
+        self.render_now()
+
+    def render_now(self, only: tuple[str, ...] | None = None) -> None:
+        """Render the header and the panels (`only` some, after a key that changes
+        one panel). With tabs, hidden panels wait until their tab is shown."""
+        self._last_render = time.monotonic()
+        if not self.is_running or not self.query("#header"):
+            return  # starting, recomposing or shutting down
+        if self._relayout_pending and len(self.screen_stack) == 1:
+            self.call_later(self._relayout)
+        self.renders += 1
+        self._render_header()
+        narrow = bool(self._narrow)
+        active = None
+        if narrow:
+            try:
+                active = self.query_one("#tabs", TabbedContent).active
+            except Exception:
+                active = None
+        for pane_id, cls in PANELS:
+            try:
+                panel = self.query_one(f"#{pane_id}", cls)
+            except Exception:
+                continue  # recomposing
+            if narrow:
+                self._label_tab(pane_id, cls.TITLE, panel)
+            if only is not None and pane_id not in only:
+                continue
+            if narrow and active is not None and active != f"tab-{pane_id}":
+                self._dirty.add(pane_id)
+                continue
+            self._dirty.discard(pane_id)
+            panel.show(self.model)
+            panel.note_cap()
+
+    @on(TabbedContent.TabActivated)
+    def _tab_shown(self, event: TabbedContent.TabActivated) -> None:
+        pane_id = (event.pane.id or "").removeprefix("tab-")
+        if pane_id in self._dirty:
+            self.render_now(only=(pane_id,))
+
+    def _label_tab(self, pane_id: str, title: str, panel: Panel) -> None:
+        status = self.model.status_of(panel.COMPONENT) if panel.COMPONENT else None
+        if pane_id == "alerts":
+            n = len(self.model.alerts)
+            status = self.model.report.status if self.model.report else None
+            title = f"{title} {n}" if n else title
+        icon = STATUS_ICON[status] if status else "·"
+        style = STATUS_STYLE[status] if status else "dim"
+        try:
+            tab = self.query_one("#tabs", TabbedContent).get_tab(f"tab-{pane_id}")
+        except Exception:
+            return
+        label = Content.assemble((icon, style), " ", title)
+        if tab.label != label:
+            tab.label = label
+
+    def _render_header(self) -> None:
+        full = self._header(compact=False)
+        width = self.query_one("#header", Line).content_region.width or self.size.width - 2
+        # Too wide for the terminal: the compact form keeps what matters most in
+        # front (status, PAUSED / READ-ONLY, the round's time), zero counts dropped.
+        line = full if full.cell_length <= width else self._header(compact=True)
+        self.query_one("#header", Line).set(line)
+
+    def _header(self, *, compact: bool) -> Content:
+        m = self.model
+        parts: list[Any] = [] if compact else [("ultrawatch ", "bold")]
+        st = m.report.status if m.report is not None else None
+        if st is not None:
+            parts.append((f" {STATUS_ICON[st]} {st.value.upper()} ", f"{STATUS_STYLE[st]} reverse"))
+        # The modes come first so a narrow terminal never cuts them off.
+        if self.replay is not None:
+            r = self.replay
+            state = "▶" if r.playing else "❚❚"
+            parts.append((f" REPLAY {r.pos + 1}/{len(r)} ×{r.speed:g} {state}", "bold cyan"))
+        elif self.paused:
+            parts.append((" PAUSED ", "bold black on yellow"))
+        if self.read_only or not self.config.actions.enabled:
+            parts.append((" READ-ONLY ", "bold cyan"))
+        if m.report is None:
+            parts.append(("  waiting for the first round…", "dim"))
+        elif compact:
+            counts, snap = m.report.counts, m.report.snapshot
+            parts.append(f" {clock(snap.started_at)} {snap.duration_ms:.0f}ms")
+            for name, short, style in (
+                ("critical", "crit", "bold red"),
+                ("warning", "warn", "yellow"),
+                ("unknown", "unkn", "magenta"),
+            ):
+                if counts[name]:
+                    parts += [" · ", (f"{counts[name]} {short}", style)]
+        else:
+            counts, snap = m.report.counts, m.report.snapshot
+            parts += [
+                " ",
+                (f"{counts['critical']} critical", "bold red" if counts["critical"] else "dim"),
+                " · ",
+                (f"{counts['warning']} warning", "yellow" if counts["warning"] else "dim"),
+                " · ",
+                (f"{counts['unknown']} unknown", "magenta" if counts["unknown"] else "dim"),
+                f" │ {clock(snap.started_at)} in {snap.duration_ms:.0f} ms",
+            ]
+        sep = " │ "
+        if m.filter:
+            parts.append(f"{sep}filter: {m.filter}")
+        if m.hide_idle:
+            parts.append(f"{sep}idle hidden")
+        if m.session_sort != "interest":
+            parts.append(f"{sep}sort: {m.session_sort}")
+        return Content.assemble(*parts)
+
+    # ------------------------------------------------------------ bindings
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ACTIONS:
+            return self.actions_enabled
+        if action in REPLAY_ONLY:
+            return self.replay is not None
+        if action in LIVE_ONLY:
+            return self.replay is None
+        return True
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for b in self.BINDINGS:
+            assert isinstance(b, Binding)
+            name = b.action
+            if name == "quit" or self.check_action(name, ()) is False:
+                continue
+            yield SystemCommand(
+                f"{self.PALETTE_NAMES.get(name, b.description)} ({b.key_display or b.key})",
+                self.DESCRIPTIONS.get(name, b.description),
+                self._palette(name),
+            )
+
+    def _palette(self, name: str) -> Callable[[], Any]:
+        async def run() -> None:
+            await self.run_action(name)
+
+        return run
+
+    def action_help(self) -> None:
+        from dashboard.tui.screens.help import HelpScreen, help_text
+
+        why = None
+        if not self.actions_enabled:
+            why = (
+                "replay"
+                if self.replay is not None
+                else "read-only mode"
+                if self.read_only
+                else "actions.enabled = false in the config"
+            )
+        self.push_screen(HelpScreen(help_text(self.config.dashboard.snooze, why)))
+
+    def action_pause(self) -> None:
+        if self.replay is not None:
+            self.replay.playing = not self.replay.playing
+            if self.replay.playing:
+                self._replay_schedule()
+        else:
+            self.paused = not self.paused
+        self.render_now(only=())  # only the header says it
+
+    def action_poll_now(self) -> None:
+        self._wake.set()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.model.filter = event.value.strip()
+        # At once: the typed character and the filtered panels in one frame (a
+        # re-filter reuses each round's prepared rows and takes ~10 ms at 10,000 locks).
+        self.render_now()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = bool(box.value.strip())
+        self._focus_first()
+
+    def on_key(self, event: Any) -> None:
+        box = self.query_one("#filter", Input)
+        if event.key == "escape" and box.has_focus:
+            box.value = ""
+            box.display = False
+            self._focus_first()
+            event.stop()
+
+    def action_hide_idle(self) -> None:
+        self.model.hide_idle = not self.model.hide_idle
+        self.render_now(only=("postgres",))
+
+    def action_sort(self) -> None:
+        i = SORTS.index(self.model.session_sort)
+        self.model.session_sort = SORTS[(i + 1) % len(SORTS)]
+        self.render_now(only=("postgres",))
+
+    def _panel(self, cls: type[Panel]) -> Panel:
+        return self.query_one(cls)
+
+    def _pick(self, cls: type[Panel], noun: str) -> dict[str, Any] | None:
+        """The row the engineer selected in `cls`'s table, or None (and they are
+        told why). Only the focused table counts: every other table has its cursor
+        on some row too (row 0 by default) that nobody chose."""
+        panel = self._panel(cls)
+        table = panel.query_one(SyncTable)
+        # The panel's own screen: a modal (help, palette) on top does not move it.
+        if panel.screen.focused is not table:
+            self.notify(
+                f"select {'an' if noun[0] in 'aeiou' else 'a'} {noun} in {cls.TITLE} first"
+                " (tab to that panel, move to the row)",
+                severity="warning",
+            )
+            return None
+        if table.lost is not None:
+            self.notify(
+                f"the selected {noun} is gone ({table.lost}); nothing done. "
+                "Move the cursor to choose another.",
+                severity="warning",
+                markup=False,
+            )
+            return None
+        record = table.selected()
+        if record is None:
+            self.notify(f"no {noun} selected in {cls.TITLE}", severity="warning")
+        return record
+
+    def _selected_alert(self) -> str | None:
+        record = self._pick(AlertsPanel, "alert")
+        return None if record is None else str(record["check"])
+
+    def action_acknowledge(self) -> None:
+        from dashboard.actions.audit import os_user
+
+        check_id = self._selected_alert()
+        alert = self.model.alerts.get(check_id or "")
+        if alert is None:
+            return
+        alert.acked_by, alert.acked_at = os_user(), time.time()
+        self.notify(f"acknowledged {check_id} as {alert.acked_by}", markup=False)
+        self.render_now(only=("alerts",))
+
+    def action_snooze(self) -> None:
+        check_id = self._selected_alert()
+        alert = self.model.alerts.get(check_id or "")
+        if alert is None:
+            return
+        if alert.snoozed(self.model.now):
+            alert.snoozed_until = None
+            self.notify(f"{check_id}: snooze ended", markup=False)
+        else:
+            alert.snoozed_until = self.model.now + self.config.dashboard.snooze
+            self.notify(f"{check_id}: snoozed until {clock(alert.snoozed_until)}", markup=False)
+        self.render_now(only=("alerts",))
+
+    def action_handoff(self) -> None:
+        path = os.path.expanduser(self.config.dashboard.handoff_file)
+        try:
+            from dashboard.headless import write_atomically
+
+            write_atomically(path, handoff_text(self.model))
+        except OSError as e:
+            self.notify(f"handoff not written: {e}", severity="error", markup=False)
+            return
+        self.notify(f"handoff written to {path}", markup=False)
+
+    # ------------------------------------------------------------- details
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        table = event.data_table
+        if not isinstance(table, SyncTable):
+            return
+        key = event.row_key.value
+        record = table.records.get(key or "")
+        panel = next((a for a in table.ancestors if isinstance(a, Panel)), None)
+        if record is None:
+            return
+        from dashboard.tui.screens.detail import DetailScreen
+
+        title = f"{panel.TITLE if panel else 'row'}: {key}"
+        self.push_screen(DetailScreen(title, record))
+
+    # ------------------------------------------------------------- actions
+
+    def action_rotate_secret(self) -> None:
+        # Once a rotation's grace period is over and every service has the new key,
+        # the same key finishes it (drops the previous secret).
+        rotation = next(
+            ((r.data or {}).get("rotation") for r in self.model.readings("secrets")), None
+        )
+        finish = bool(rotation and rotation.get("in_progress") and rotation.get("can_finish"))
+
+        def make() -> Action:
+            from dashboard.actions.rotate_secret import RotateSecret
+
+            return RotateSecret(self.config, finish=finish)
+
+        self._start_action("rotate-secret (finish)" if finish else "rotate-secret", make)
+
+    def _selected_service(self) -> str | None:
+        record = self._pick(ServicesPanel, "service")
+        return None if record is None else str(record["service"])
+
+    def action_drain(self) -> None:
+        self._drain(undrain=False)
+
+    def action_undrain(self) -> None:
+        self._drain(undrain=True)
+
+    def _drain(self, *, undrain: bool) -> None:
+        if not self.actions_enabled:
+            return
+        service = self._selected_service()
+        if service is None:
+            return
+
+        def make() -> Action:
+            from dashboard.actions.drain import DrainAction
+
+            return DrainAction(self.config, service, undrain=undrain)
+
+        self._start_action("undrain" if undrain else "drain", make)
+
+    def action_release_lock(self) -> None:
+        if not self.actions_enabled:
+            return
+        record = self._pick(RedisPanel, "lock")
+        if record is None:
+            return
+        # What the engineer saw: this key with this owner; a changed owner is refused.
+        # `owner_exact` is the lossless value; `owner` is only for display.
+        key, owner = str(record.get("key")), record.get("owner_exact")
+        # The age the console saw (a plan's own idle-time read may have been reset) and,
+        # for values too long to carry, the SHA-1 the release compares.
+        age, sha1 = record.get("age_s"), record.get("owner_sha1")
+
+        def make() -> Action:
+            from dashboard.actions.release_lock import ReleaseLock
+
+            return ReleaseLock(self.config, key, owner, age_s=age, expected_sha1=sha1)
+
+        self._start_action("release-lock", make)
+
+    def action_cancel_query(self) -> None:
+        self._backend("cancel")
+
+    def action_terminate_session(self) -> None:
+        self._backend("terminate")
+
+    def _backend(self, mode: str) -> None:
+        if not self.actions_enabled:
+            return
+        record = self._pick(PostgresPanel, "session")
+        if record is None:
+            return
+        # Identity of the backend the engineer saw: a reused pid is refused.
+        pid, started = int(record["pid"]), record.get("backend_start")
+
+        def make() -> Action:
+            from dashboard.actions.backend import BackendAction
+
+            return BackendAction(
+                self.config, pid, mode=mode, backend_start=started, lender=self._pg_lender
+            )
+
+        self._start_action(mode, make)
+
+    def _start_action(self, label: str, make: Callable[[], Action]) -> None:
+        if not self.actions_enabled:
+            return
+        if self._action_busy:
+            self.notify("another action is still running", severity="warning")
+            return
+        self._action_busy = True
+        self.run_worker(self._run_action(label, make), group="action", exit_on_error=False)
+
+    async def _run_action(self, label: str, make: Callable[[], Action]) -> None:
+        from dashboard.actions.base import ActionRunner, Result
+        from dashboard.tui.screens.confirm import ConfirmScreen
+
+        try:
+            try:
+                action = make()
+            except ImportError:
+                self.notify(f"{label} is not available in this build", severity="warning")
+                return
+            except Exception as e:
+                self.notify(f"{label}: {type(e).__name__}: {e}", severity="error", markup=False)
+                return
+
+            async def confirm(plan: Plan) -> bool:
+                production = self.config.dashboard.production
+                return bool(await self.push_screen_wait(ConfirmScreen(plan, production=production)))
+
+            self._progress(f"{label}: reading the current state…")
+            runner = ActionRunner(self.config, read_only=self.read_only)
+            outcome = await runner.run(action, confirm, self._progress)
+            severity = {
+                Result.VERIFIED: "information",
+                Result.CANCELLED: "information",
+                Result.NOT_VERIFIED: "warning",
+                Result.REFUSED: "warning",
+            }.get(outcome.result, "error")
+            self.notify(
+                outcome.message,
+                title=f"{label}: {outcome.result.value}",
+                severity=severity,  # type: ignore[arg-type]
+                markup=False,
+                timeout=8,
+            )
+            self.last_outcome = outcome
+        finally:
+            self._action_busy = False
+            self._progress(None)
+            self._wake.set()  # show the effect at once
+
+    def _progress(self, message: str | None) -> None:
+        import threading
+
+        if threading.get_ident() != self._thread:
+            self.call_from_thread(self._progress, message)
+            return
+        line = self.query_one("#progress", Line)
+        line.display = message is not None
+        line.set(Content.assemble(("⏳ ", "bold"), message or ""))
+
+    # -------------------------------------------------------------- replay
+
+    def _replay_rebuild(self) -> None:
+        assert self.replay is not None
+        # Judged from the first round on, so first-seen times match forward play.
+        self.model = self.replay.rebuild(self.model)
+        self.render_now()
+
+    def _replay_schedule(self) -> None:
+        assert self.replay is not None
+        self.set_timer(max(0.01, self.replay.delay()), self._replay_tick)
+
+    def _replay_tick(self) -> None:
+        r = self.replay
+        if r is None or not r.playing:
+            return
+        report = r.advance()
+        if report is None:
+            r.playing = False
+            self.render_now()
+            return
+        self.absorb(report)
+        self._replay_schedule()
+
+    def action_step(self) -> None:
+        assert self.replay is not None
+        report = self.replay.advance()
+        if report is not None:
+            self.model.apply(report)
+        self.render_now()
+
+    def action_step_back(self) -> None:
+        assert self.replay is not None
+        if self.replay.step(-1):
+            self._replay_rebuild()
+
+    def action_faster(self) -> None:
+        assert self.replay is not None
+        self.replay.speed = min(1000.0, self.replay.speed * 2)
+        self.render_now()
+
+    def action_slower(self) -> None:
+        assert self.replay is not None
+        self.replay.speed = max(0.125, self.replay.speed / 2)
+        self.render_now()
+
+    def action_seek(self) -> None:
+        from dashboard.tui.screens.prompt import PromptScreen
+
+        def done(answer: str | None) -> None:
+            if answer and self.replay is not None:
+                try:
+                    self.replay.seek(answer)
+                except ValueError as e:
+                    self.notify(str(e), severity="error", markup=False)
+                    return
+                self._replay_rebuild()
+
+        self.push_screen(
+            PromptScreen("Go to (ISO time, or seconds from the start):", "2026-11-24T10:00:00Z"),
+            done,
+        )
+
+
+def handoff_text(model: ViewModel) -> str:
+    """`check --format text` of what is open, then who acknowledged what."""
+    from dashboard.headless import format_text
+
+    if model.report is None:
+        return "ultrawatch: no round seen yet\n"
+    open_checks = tuple(c for c in model.report.checks if c.status is not Status.OK)
+    text = format_text(Report(snapshot=model.report.snapshot, checks=open_checks))
+    lines = ["", "Alerts (first seen, last seen, acknowledged):"]
+    for a in model.open_alerts():
+        note = (
+            f"acknowledged by {a.acked_by} at {clock(a.acked_at)}"
+            if a.acked_by
+            else "not acknowledged"
+        )
+        if a.snoozed(model.now):
+            note += f", snoozed until {clock(a.snoozed_until)}"
+        lines.append(
+            f"  {a.check.id}: since {clock(a.first_seen)}, last {clock(a.last_seen)}; {note}"
+        )
+    if not model.alerts:
+        lines.append("  none open")
+    return text + "\n".join(lines) + "\n"
+
+
+_gc_settled = False
+
+
+def settle_gc() -> None:
+    """Once per process, when the console is up: what exists then (Textual,
+    Rich, the widgets, the config) lives until exit, so it is frozen out of the
+    collector's scans; and young objects are collected less often, so a round's
+    short-lived data dies young instead of being promoted. Full collections
+    scanned all of it and paused the console 40-230 ms every few rounds (a key
+    pressed then waited) at 10,000 locks."""
+    global _gc_settled
+    if _gc_settled:
+        return
+    _gc_settled = True
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+# gen0 at 20,000 allocations (700 by default): a round's row data is garbage
+# before it is collected; measured with bench/tui.py (gen2 runs 47 -> 8, 62 -> 33 ms).
+GC_THRESHOLDS = (20_000, 20, 10)
+
+
+def run_tui(config: Config, *, read_only: bool = False) -> int:
+    app = UltrawatchApp(config, read_only=read_only)
+    app.run()
+    return app.return_code or 0

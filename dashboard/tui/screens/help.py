@@ -1,0 +1,79 @@
+"""Keys, what they do, and the rules the console follows."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+TEXT = """\
+Keys
+  ?      this help                    q      quit
+  p      pause / resume polling       space  poll now
+  /      filter every panel           i      hide idle sessions
+  s      sort sessions                enter  details of the selected row
+  tab    next panel                   ctrl+p command palette
+  a      acknowledge the selected alert (recorded with your user name)
+  z      snooze the selected alert for {snooze}
+  w      write the handoff summary for the next on-call
+  a, z and the action keys act on the focused panel's selected row only
+
+{actions_title}
+  r      rotate the JWT secrets (grace period for the old one)
+  d / u  drain / undrain the selected service
+  x      release the selected Redis lock (only if its owner is unchanged)
+  c      cancel the selected backend's query
+  k      terminate the selected backend's session
+
+Replay
+  .  ,   step forward / back      g  seek to a time      p  play / pause
+  +  -   faster / slower
+
+An action applies to the row you selected, identified by what you saw
+(pid and backend start, lock key and owner): if it changed, it is refused;
+if the row went away, nothing is selected until you move the cursor.
+"""
+
+ACTIONS_ON = "Actions (each asks for confirmation, Cancel focused)"
+
+
+def help_text(snooze_s: float, disabled: str | None = None) -> str:
+    """The help for this session: the configured snooze, and whether the action
+    keys work (`disabled` says why not: read-only, replay)."""
+    from dashboard.tui.viewmodel import duration
+
+    title = (
+        ACTIONS_ON if disabled is None else f"Actions: DISABLED ({disabled}); the keys do nothing"
+    )
+    return TEXT.format(snooze=duration(snooze_s), actions_title=title)
+
+
+class HelpScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll {
+        width: 80; max-width: 100%; height: auto; max-height: 100%;
+        border: round $accent; background: $surface; padding: 0 1;
+    }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "close", "Close"),
+        Binding("question_mark", "close", "Close", show=False),
+        Binding("q", "close", "Close", show=False),
+    ]
+
+    def __init__(self, text: str | None = None) -> None:
+        super().__init__()
+        self.text = text if text is not None else help_text(900)
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static(Content(self.text), markup=False)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

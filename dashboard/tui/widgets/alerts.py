@@ -1,0 +1,88 @@
+"""Alerts: every check not ok, newest first, with first/last seen and duration,
+acknowledgements and snoozes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+
+from dashboard.tui.viewmodel import ViewModel, clock, duration
+from dashboard.tui.widgets.base import Line, Panel, SyncTable, cell, status_cell
+
+
+class AlertsPanel(Panel):
+    TITLE = "Alerts"
+    COMPONENT = ""
+
+    def compose(self) -> ComposeResult:
+        yield Line(id="alerts-summary")
+        yield SyncTable(
+            [
+                ("status", "status", 11),
+                ("id", "check", 30),
+                ("first", "first seen", 10),
+                ("last", "last seen", 10),
+                ("for", "for", 6),
+                ("ack", "ack", 12),
+                ("summary", "summary", 80),
+            ],
+            id_column="id",
+            id="alerts-table",
+        )
+
+    def show(self, model: ViewModel) -> None:
+        alerts = model.open_alerts()
+        status = None if model.report is None else model.report.status
+        self.set_status(status)
+        rows = []
+        for a in alerts:
+            c = a.check
+            if not model.matches(c.id, c.summary):
+                continue
+            snoozed = a.snoozed(model.now)
+            ack = f"ack {a.acked_by}" if a.acked_by else ""
+            if snoozed:
+                ack = f"zz {clock(a.snoozed_until)}"
+            record = {
+                "check": c.id,
+                "status": c.status.value,
+                "summary": c.summary,
+                "target": c.target,
+                "first_seen": clock(a.first_seen),
+                "last_seen": clock(a.last_seen),
+                "duration": duration(a.last_seen - a.first_seen),
+                "acknowledged_by": a.acked_by,
+                "snoozed_until": clock(a.snoozed_until) if a.snoozed_until else None,
+                "value": c.value,
+                "unit": c.unit,
+                "warn": c.warn,
+                "crit": c.crit,
+            }
+            dim = "dim" if snoozed or a.acked_by else ""
+            rows.append(
+                (
+                    c.id,
+                    record,
+                    [
+                        status_cell(c.status),
+                        cell(c.id, dim),
+                        cell(clock(a.first_seen), dim),
+                        cell(clock(a.last_seen), dim),
+                        cell(duration(a.last_seen - a.first_seen), dim),
+                        cell(ack or None, dim),
+                        cell(c.summary, dim),
+                    ],
+                )
+            )
+        n = len(alerts)
+        acked = sum(1 for a in alerts if a.acked_by)
+        self.query_one("#alerts-summary", Line).set(
+            f"{n} open, {acked} acknowledged"
+            if n
+            else ("all checks ok" if model.report else "waiting for the first round…")
+        )
+        self.query_one(SyncTable).sync(rows)
+
+    def selected(self) -> dict[str, Any] | None:
+        return self.query_one(SyncTable).selected()
