@@ -220,6 +220,8 @@ SECRETS = TargetSpec(
 TARGETS: tuple[TargetSpec, ...] = (POSTGRES, REDIS, SERVICES, PROCESSES, SECRETS)
 BY_NAME: dict[str, TargetSpec] = {t.name: t for t in TARGETS}
 NAMES: tuple[str, ...] = tuple(BY_NAME)
+# component -> the Struct its readings carry (reading a recording back)
+DATA_TYPES: dict[str, type] = {t.name: t.data for t in TARGETS if t.data is not None}
 
 
 def config_secrets(config: Config) -> list[str]:

@@ -34,7 +34,7 @@ import msgspec
 from collectors.config import Config, load_config
 from collectors.core.model import Report, Snapshot
 from collectors.core.settings import ConfigError, dec_hook
-from collectors.registry import config_without_passwords
+from collectors.registry import DATA_TYPES, config_without_passwords
 from dashboard.tui.viewmodel import ViewModel
 
 DEFAULT_KEEP = 24 * 3600.0  # seconds of rounds a recording keeps by default
@@ -192,7 +192,7 @@ class Recording:
             row = self.db.execute("select data from rounds where id = ?", (row_id,)).fetchone()
             if row is None:
                 raise KeyError(row_id)
-            return Snapshot.from_dict(json.loads(zlib.decompress(row[0])))
+            return Snapshot.from_dict(json.loads(zlib.decompress(row[0])), DATA_TYPES)
         except KeyError:
             raise
         except (sqlite3.DatabaseError, zlib.error, ValueError, TypeError, AttributeError) as e:

@@ -1,7 +1,9 @@
 """Plain immutable data passed from collectors to rules to the screens.
 
-Readings carry JSON-able payloads (dicts, lists, str, numbers, None) so a
-snapshot can be recorded, replayed and judged again without the live targets.
+A Reading's payload is its target's typed data (a msgspec Struct from
+`collectors/<target>/data.py`), JSON-compatible so a snapshot can be recorded,
+replayed and judged again without the live targets: `to_dict` writes it as plain
+JSON and `from_dict` reads it back into the Struct the registry names.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ import enum
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
+
+import msgspec
 
 
 class Status(enum.StrEnum):
@@ -55,7 +59,9 @@ class Reading:
     component: str
     target: str
     taken_at: float
-    data: Mapping[str, Any] = field(default_factory=dict)
+    # The target's typed data (a msgspec Struct); None when the reading failed.
+    # A target not yet typed may still carry a plain dict.
+    data: Any = None
     error: str | None = None
     error_kind: ErrorKind | None = None
     stale_since: float | None = None
@@ -70,7 +76,7 @@ class Reading:
             "component": self.component,
             "target": self.target,
             "taken_at": self.taken_at,
-            "data": self.data,
+            "data": msgspec.to_builtins(self.data) if self.data is not None else None,
             "error": self.error,
             "error_kind": self.error_kind,
             "stale_since": self.stale_since,
@@ -78,15 +84,19 @@ class Reading:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Reading:
+    def from_dict(cls, d: Mapping[str, Any], data_type: type | None = None) -> Reading:
+        """`data_type`: the target's data Struct (from the registry); without it the
+        payload stays a plain dict."""
         # A recording is a file from elsewhere: its text is escaped like live text.
         from collectors.core.redact import clean
 
+        raw = clean(d.get("data"))
+        data = msgspec.convert(raw, data_type) if data_type and raw is not None else raw
         return cls(
             component=d["component"],
             target=clean(d["target"]),
             taken_at=d["taken_at"],
-            data=clean(d.get("data") or {}),
+            data=data,
             error=clean(d.get("error")),
             error_kind=d.get("error_kind"),
             stale_since=d.get("stale_since"),
@@ -162,12 +172,16 @@ class Snapshot:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Snapshot:
+    def from_dict(
+        cls, d: Mapping[str, Any], data_types: Mapping[str, type] | None = None
+    ) -> Snapshot:
+        """`data_types`: component -> its data Struct (collectors.registry.DATA_TYPES)."""
+        types = data_types or {}
         return cls(
             round=d["round"],
             started_at=d["started_at"],
             duration_ms=d["duration_ms"],
-            readings=tuple(Reading.from_dict(r) for r in d["readings"]),
+            readings=tuple(Reading.from_dict(r, types.get(r["component"])) for r in d["readings"]),
         )
 
 

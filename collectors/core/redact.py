@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import msgspec
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -30,10 +32,19 @@ def _escape_control(m: re.Match[str]) -> str:
 
 
 def clean(value: Any) -> Any:
-    """`printable` applied to every string in a JSON-like structure. Returns the very
-    same object when nothing needed escaping (the common case costs no copies)."""
+    """`printable` applied to every string in a JSON-like structure or msgspec Struct.
+    Returns the very same object when nothing needed escaping (the common case costs
+    no copies)."""
     if isinstance(value, str):
         return printable(value)
+    if isinstance(value, msgspec.Struct):
+        changed = {}
+        for name in value.__struct_fields__:
+            v = getattr(value, name)
+            cv = clean(v)
+            if cv is not v:
+                changed[name] = cv
+        return msgspec.structs.replace(value, **changed) if changed else value
     if isinstance(value, dict):
         out = None
         for k, v in value.items():
