@@ -20,6 +20,9 @@ count that includes them is an upper bound, and the reading says so.
 
 Actions may borrow the monitoring connection between rounds (`lend`): when every
 slot is taken it is the one connection already in.
+
+A reading's data is a PostgresData (data.py): raw facts only; the judge
+(rules.py) applies every threshold and budget. The SQL is in queries.py.
 """
 
 from __future__ import annotations
@@ -50,6 +53,28 @@ from collectors.postgres.data import (
     ServiceCount,
     Session,
 )
+from collectors.postgres.queries import (
+    APP,
+    BLOCKERS,
+    CAPACITY_SQL,
+    DATID,
+    HIDDEN,
+    NAMES_SQL,
+    NOW,
+    PID,
+    QUERY,
+    QUERY_START,
+    START,
+    STATE,
+    STATE_CHANGE,
+    USESYSID,
+    WAIT_EVENT,
+    WAIT_TYPE,
+    WAITING,
+    XACT_START,
+    XMIN_AGE,
+    round_query,
+)
 
 APPLICATION_NAME = "ultrawatch"
 SESSIONS_MAX = 500  # sessions listed per reading (the most interesting first)
@@ -71,79 +96,8 @@ HIDDEN_FIELDS = [
     "xmin_age",
 ]
 
-# Set at server start: read once per connection (a restart means a reconnect).
-_CAPACITY_SQL = """
-select current_setting('server_version'),
-       current_setting('max_connections')::int,
-       current_setting('superuser_reserved_connections')::int,
-       coalesce(current_setting('reserved_connections', true), '0')::int
-"""
-
-# Client backends except ours, one row each; grouping and ranking happen in
-# Python on these rows (cheaper than building JSON on the server). Rows hidden
-# by missing privileges have a NULL backend_type; those with a database and a
-# user are counted as sessions. The lock manager (pg_blocking_pids, pg_locks)
-# is only asked about rows waiting on a heavyweight lock.
-_ROUND_SQL = """
-select s.pid, date_part('epoch', s.backend_start), s.application_name, s.usesysid, s.datid,
-       s.state, s.backend_type is null,
-       date_part('epoch', s.xact_start), date_part('epoch', s.state_change),
-       date_part('epoch', s.query_start),
-       s.wait_event_type, s.wait_event,
-       case when s.query_start > {since} then left(s.query, {query_chars}) end,
-       age(s.backend_xmin),
-       case when s.wait_event_type = 'Lock' then pg_blocking_pids(s.pid) end,
-       case when s.wait_event_type = 'Lock' then date_part('epoch', now() - {waitstart}) end,
-       (select date_part('epoch', now()))
-from pg_stat_get_activity(null) as s
-where s.pid <> pg_backend_pid()
-  and (s.backend_type = 'client backend'
-       or (s.backend_type is null and s.datid is not null and s.usesysid is not null))
-"""
-
-# Column positions in _ROUND_SQL's rows.
-(
-    _PID,
-    _START,
-    _APP,
-    _USESYSID,
-    _DATID,
-    _STATE,
-    _HIDDEN,
-    _XACT_START,  # epoch seconds: ages are taken against the server's now (_NOW)
-    _STATE_CHANGE,
-    _QUERY_START,
-    _WAIT_TYPE,
-    _WAIT_EVENT,
-    _QUERY,
-    _XMIN_AGE,
-    _BLOCKERS,
-    _WAITING,
-    _NOW,
-) = range(17)
 _IDLE_IN_XACT = frozenset({"idle in transaction", "idle in transaction (aborted)"})
 _BUSY = _IDLE_IN_XACT | {"active"}
-
-# Names for the oids above; asked again only when an unknown oid shows up.
-_NAMES_SQL = """
-select 'd', oid, datname::text from pg_database
-union all
-select 'u', oid, rolname::text from pg_roles
-"""
-
-# pg_locks.waitstart exists from PostgreSQL 14; before, the state change is the best guess.
-_WAITSTART_14 = "(select min(l.waitstart) from pg_locks l where l.pid = s.pid and not l.granted)"
-_WAITSTART_OLD = "s.state_change"
-
-
-def round_query(pg: PostgresConfig, server_version: int) -> sql.Composed:
-    """The whole round's SQL; only constants are composed in, as literals."""
-    waitstart = _WAITSTART_14 if server_version >= 140000 else _WAITSTART_OLD
-    return sql.SQL(_ROUND_SQL).format(
-        waitstart=sql.SQL(waitstart),
-        query_chars=sql.Literal(max(0, pg.query_chars)),
-        since=sql.Placeholder("since"),
-    )
 
 
 class PostgresCollector:
@@ -196,7 +150,7 @@ class PostgresCollector:
             ) from None
         try:
             async with conn.cursor() as cur:
-                await cur.execute(_CAPACITY_SQL)
+                await cur.execute(CAPACITY_SQL)
                 self._capacity = tuple(await cur.fetchone() or ())
             await self._load_names(conn)
         except BaseException:
@@ -211,7 +165,7 @@ class PostgresCollector:
 
     async def _load_names(self, conn: psycopg.AsyncConnection[Any]) -> None:
         async with conn.cursor() as cur:
-            await cur.execute(_NAMES_SQL)
+            await cur.execute(NAMES_SQL)
             found = await cur.fetchall()
         self._users = {oid: name for kind, oid, name in found if kind == "u"}
         self._dbs = {oid: name for kind, oid, name in found if kind == "d"}
@@ -314,15 +268,15 @@ class PostgresCollector:
         old = self._texts
         new: dict[int, tuple[float | None, str | None]] = {}
         for r in rows:
-            text = r[_QUERY]
+            text = r[QUERY]
             if text is None:
-                prev = old.get(r[_PID])
-                if prev is not None and prev[0] == r[_QUERY_START]:
+                prev = old.get(r[PID])
+                if prev is not None and prev[0] == r[QUERY_START]:
                     text = prev[1]
-            new[r[_PID]] = (r[_QUERY_START], text)
+            new[r[PID]] = (r[QUERY_START], text)
         self._texts = new  # bounded: one entry per backend seen this round
         if rows:
-            self._since = rows[0][_NOW]
+            self._since = rows[0][NOW]
         return {pid: text for pid, (_, text) in new.items()}
 
     def _shape(
@@ -333,19 +287,19 @@ class PostgresCollector:
         the monitor's own cost stays small next to the server's."""
         version, max_conn, su_reserved, reserved = self._capacity
         users, dbs = self._users, self._dbs
-        hidden = sum(1 for r in rows if r[_HIDDEN])
-        visible = [r for r in rows if not r[_HIDDEN]] if hidden else rows
-        per_app = Counter(r[_APP] for r in rows)
-        hidden_per_app = Counter(r[_APP] for r in rows if r[_HIDDEN]) if hidden else Counter()
-        idle = [r for r in visible if r[_STATE] in _IDLE_IN_XACT]
-        idle = [r for r in idle if r[_STATE_CHANGE] is not None]
-        idlest = min(idle, key=itemgetter(_STATE_CHANGE)) if idle else None
-        in_xact = [r for r in visible if r[_XACT_START] is not None]
-        oldest = min(in_xact, key=itemgetter(_XACT_START)) if in_xact else None
-        now = rows[0][_NOW] if rows else 0.0
-        with_xmin = [r for r in visible if r[_XMIN_AGE] is not None]
-        xmin = max(with_xmin, key=lambda r: r[_XMIN_AGE]) if with_xmin else None
-        waiting = [r for r in rows if r[_BLOCKERS]]
+        hidden = sum(1 for r in rows if r[HIDDEN])
+        visible = [r for r in rows if not r[HIDDEN]] if hidden else rows
+        per_app = Counter(r[APP] for r in rows)
+        hidden_per_app = Counter(r[APP] for r in rows if r[HIDDEN]) if hidden else Counter()
+        idle = [r for r in visible if r[STATE] in _IDLE_IN_XACT]
+        idle = [r for r in idle if r[STATE_CHANGE] is not None]
+        idlest = min(idle, key=itemgetter(STATE_CHANGE)) if idle else None
+        in_xact = [r for r in visible if r[XACT_START] is not None]
+        oldest = min(in_xact, key=itemgetter(XACT_START)) if in_xact else None
+        now = rows[0][NOW] if rows else 0.0
+        with_xmin = [r for r in visible if r[XMIN_AGE] is not None]
+        xmin = max(with_xmin, key=lambda r: r[XMIN_AGE]) if with_xmin else None
+        waiting = [r for r in rows if r[BLOCKERS]]
         blocked = self._blocked(waiting, texts, now)
         listed = _most_interesting(rows, waiting, visible)
         return PostgresData(
@@ -358,14 +312,14 @@ class PostgresCollector:
             connections_used=len(rows),
             connection_budget=self.settings.connection_budget,
             by_service=self._by_service(per_app, hidden_per_app),
-            by_state=dict(Counter(r[_STATE] for r in visible)),
-            by_database=_named(Counter(r[_DATID] for r in rows), dbs),
-            by_user=_named(Counter(r[_USESYSID] for r in rows), users),
+            by_state=dict(Counter(r[STATE] for r in visible)),
+            by_database=_named(Counter(r[DATID] for r in rows), dbs),
+            by_user=_named(Counter(r[USESYSID] for r in rows), users),
             sessions=self._sessions(listed, texts, now),
-            oldest_xact=self._who(oldest, _XACT_START, now),
-            longest_idle_in_xact=self._who(idlest, _STATE_CHANGE, now),
-            xmin_age=xmin[_XMIN_AGE] if xmin else None,
-            xmin_pid=xmin[_PID] if xmin else None,
+            oldest_xact=self._who(oldest, XACT_START, now),
+            longest_idle_in_xact=self._who(idlest, STATE_CHANGE, now),
+            xmin_age=xmin[XMIN_AGE] if xmin else None,
+            xmin_pid=xmin[PID] if xmin else None,
             blocked=blocked[:BLOCKED_MAX],
             blocked_total=len(blocked),
             hidden_sessions=hidden,
@@ -380,13 +334,11 @@ class PostgresCollector:
         services = self.services
         blocked = [
             Blocked(
-                pid=r[_PID],
-                service=services.get(r[_APP], OTHER),
-                waiting_s=_r(
-                    r[_WAITING] if r[_WAITING] is not None else _age(now, r[_STATE_CHANGE])
-                ),
-                blocked_by=sorted(set(r[_BLOCKERS])),  # 0: a prepared transaction
-                query=texts.get(r[_PID]),
+                pid=r[PID],
+                service=services.get(r[APP], OTHER),
+                waiting_s=_r(r[WAITING] if r[WAITING] is not None else _age(now, r[STATE_CHANGE])),
+                blocked_by=sorted(set(r[BLOCKERS])),  # 0: a prepared transaction
+                query=texts.get(r[PID]),
             )
             for r in waiting
         ]
@@ -403,15 +355,15 @@ class PostgresCollector:
         cache: dict[int, tuple[tuple[Any, ...], Session]] = {}
         sessions = []
         for r in listed:
-            key = r[:_WAITING]  # everything but the lock wait's age and the server's now
-            pid = r[_PID]
+            key = r[:WAITING]  # everything but the lock wait's age and the server's now
+            pid = r[PID]
             hit = before.get(pid)
             base = hit[1] if hit is not None and hit[0] == key else self._session(r, texts)
             s = replace(
                 base,
-                xact_age_s=None if r[_XACT_START] is None else now - r[_XACT_START],
-                state_age_s=None if r[_STATE_CHANGE] is None else now - r[_STATE_CHANGE],
-                query_age_s=None if r[_QUERY_START] is None else now - r[_QUERY_START],
+                xact_age_s=None if r[XACT_START] is None else now - r[XACT_START],
+                state_age_s=None if r[STATE_CHANGE] is None else now - r[STATE_CHANGE],
+                query_age_s=None if r[QUERY_START] is None else now - r[QUERY_START],
             )
             cache[pid] = (key, s)
             sessions.append(s)
@@ -421,25 +373,25 @@ class PostgresCollector:
     def _session(self, r: tuple[Any, ...], texts: dict[int, str | None]) -> Session:
         """A row as a Session, without its ages."""
         return Session(
-            pid=r[_PID],
-            backend_start=r[_START],
-            service=self.services.get(r[_APP], OTHER),
-            application_name=r[_APP],
-            user=self._users.get(r[_USESYSID]) or "?",
-            database=self._dbs.get(r[_DATID]) or "?",
-            state=r[_STATE],
-            wait_event_type=r[_WAIT_TYPE],
-            wait_event=r[_WAIT_EVENT],
+            pid=r[PID],
+            backend_start=r[START],
+            service=self.services.get(r[APP], OTHER),
+            application_name=r[APP],
+            user=self._users.get(r[USESYSID]) or "?",
+            database=self._dbs.get(r[DATID]) or "?",
+            state=r[STATE],
+            wait_event_type=r[WAIT_TYPE],
+            wait_event=r[WAIT_EVENT],
             # PostgreSQL says "<insufficient privilege>"; hidden_fields says so
-            query=None if r[_HIDDEN] else texts.get(r[_PID]),
-            blocked_by=sorted(set(r[_BLOCKERS])) if r[_BLOCKERS] else [],
+            query=None if r[HIDDEN] else texts.get(r[PID]),
+            blocked_by=sorted(set(r[BLOCKERS])) if r[BLOCKERS] else [],
         )
 
     def _who(self, row: tuple[Any, ...] | None, since: int, now: float) -> Longest | None:
         if row is None:
             return None
-        service = self.services.get(row[_APP], OTHER)
-        return Longest(pid=row[_PID], age_s=_age(now, row[since]), service=service)
+        service = self.services.get(row[APP], OTHER)
+        return Longest(pid=row[PID], age_s=_age(now, row[since]), service=service)
 
     def _by_service(
         self, per_app: dict[str, int], hidden_per_app: dict[str, int]
@@ -527,20 +479,20 @@ def _most_interesting(
     transaction, active (oldest transaction first), idle (idle longest first),
     then sessions we cannot see. Buckets and C-level sort keys keep this cheap
     with hundreds of idle pooled connections."""
-    blocked = {r[_PID] for r in waiting}
-    out = sorted(waiting, key=lambda r: -(r[_WAITING] or 0.0))
-    rest = [r for r in visible if r[_PID] not in blocked] if blocked else visible
+    blocked = {r[PID] for r in waiting}
+    out = sorted(waiting, key=lambda r: -(r[WAITING] or 0.0))
+    rest = [r for r in visible if r[PID] not in blocked] if blocked else visible
     for state in (_IDLE_IN_XACT, ("active",)):
-        bucket = [r for r in rest if r[_STATE] in state]
-        bucket.sort(key=lambda r: r[_XACT_START] or r[_QUERY_START] or _LATEST)
+        bucket = [r for r in rest if r[STATE] in state]
+        bucket.sort(key=lambda r: r[XACT_START] or r[QUERY_START] or _LATEST)
         out += bucket
     if len(out) < SESSIONS_MAX:
-        idle = [r for r in rest if r[_STATE] not in _BUSY]
-        if all(r[_STATE_CHANGE] is not None for r in idle):
-            idle.sort(key=itemgetter(_STATE_CHANGE))
+        idle = [r for r in rest if r[STATE] not in _BUSY]
+        if all(r[STATE_CHANGE] is not None for r in idle):
+            idle.sort(key=itemgetter(STATE_CHANGE))
         out += idle
     if len(out) < SESSIONS_MAX and len(visible) < len(rows):
-        out += [r for r in rows if r[_HIDDEN]]
+        out += [r for r in rows if r[HIDDEN]]
     return out[:SESSIONS_MAX]
 
 
