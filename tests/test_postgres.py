@@ -660,3 +660,34 @@ connection_budget = 1
     } <= set(got)
     assert got["postgres.budget.order-service"]["status"] == "warning"
     assert proc.returncode >= 1  # a warning at least
+
+
+# ------------------------------------------------------------- judged anew
+
+
+def test_a_recorded_reading_is_judged_with_the_config_given_now() -> None:
+    """Budgets and thresholds come from the config the judge is given, not from
+    what the reading recorded (a replay with --config judges everything anew)."""
+    from collectors.postgres.data import PostgresData, ServiceCount
+    from collectors.postgres.rules import judge_postgres
+    from collectors.registry import postgres_services
+
+    data = PostgresData(
+        server_version="16.4",
+        latency_ms=1.0,
+        usable=97,
+        connections_used=12,
+        connection_budget=20,
+        by_service={
+            "order-service": ServiceCount(count=3, budget=5, application_names=["order-service"])
+        },
+    )
+    reading = Reading("postgres", "main", 0.0, data=data)
+    config = make_config("postgresql://x@127.0.0.1:1/x", connections_warn="0.1")
+    assert config.postgres is not None
+    got = {c.id: c for c in judge_postgres(reading, config.postgres, postgres_services(config))}
+    assert got["postgres.connections"].status == WARNING  # 12% against 10%, not 80%
+    # order-service's budget is 2 in this config: over it, whatever was recorded
+    assert "order-service 3 over its budget of 2" in got["postgres.connections"].summary
+    assert got["postgres.budget.order-service"].status == WARNING
+    assert "postgres.budget.total" not in got  # no platform budget in this config
