@@ -18,6 +18,7 @@ import psycopg
 
 from collectors.config import parse_config
 from collectors.postgres.collector import PostgresCollector
+from collectors.registry import postgres_services
 from dashboard.demo.embedded import EmbeddedPostgres
 
 SERVICES = ["order-service", "user-service", "product-service", "payment-service"]
@@ -60,12 +61,12 @@ async def bench(dsn: str, clients: int, rounds: int) -> None:
     active = [asyncio.create_task(c.execute("select pg_sleep(600)")) for c in conns[1:6]]
     print(f"opened {len(conns)} client connections in {time.perf_counter() - t:.1f}s")
 
-    collector = PostgresCollector(config)
+    collector = PostgresCollector(config.postgres, postgres_services(config))
     first = (await collector.collect())[0]
     assert first.ok, first.error
     print(
-        f"collector sees {first.data['connections_used']} connections, "
-        f"{len(first.data['sessions'])} sessions listed"
+        f"collector sees {first.data.connections_used} connections, "
+        f"{len(first.data.sessions)} sessions listed"
     )
     conn = collector.conn
     assert conn is not None

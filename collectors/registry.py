@@ -23,6 +23,8 @@ from collectors.config import Config
 from collectors.core.model import CheckResult, Reading
 from collectors.core.redact import dsn_secrets, mask_dsn, mask_url
 from collectors.core.units import Duration
+from collectors.postgres.config import ServiceRef
+from collectors.postgres.data import PostgresData
 from collectors.postgres.rules import judge_postgres
 from collectors.processes.rules import judge_processes
 from collectors.redis.rules import judge_redis
@@ -86,10 +88,29 @@ class TargetSpec:
 # ------------------------------------------------------------------ postgres
 
 
+def postgres_services(config: Config) -> list[ServiceRef]:
+    """What the PostgreSQL target knows of the services: every configured service's
+    name, pg_application_name and connection_budget, in config order."""
+    return [
+        ServiceRef(
+            name=svc.name,
+            pg_application_name=svc.pg_application_name,
+            connection_budget=svc.connection_budget,
+        )
+        for svc in config.services
+    ]
+
+
 def _build_postgres(config: Config, shared: Shared, one_shot: bool) -> Collector:
     from collectors.postgres.collector import PostgresCollector
 
-    return PostgresCollector(config)
+    assert config.postgres is not None
+    return PostgresCollector(config.postgres, postgres_services(config))
+
+
+def _judge_postgres(reading: Reading, config: Config) -> list[CheckResult]:
+    assert config.postgres is not None
+    return judge_postgres(reading, config.postgres, postgres_services(config))
 
 
 def _postgres_secrets(config: Config) -> list[str]:
@@ -116,10 +137,11 @@ POSTGRES = TargetSpec(
     name="postgres",
     enabled=lambda c: c.postgres is not None,
     build=_build_postgres,
-    judge=judge_postgres,
+    judge=_judge_postgres,
     secrets=_postgres_secrets,
     redacted=_postgres_redacted,
     capped=_postgres_capped,
+    data=PostgresData,
 )
 
 # --------------------------------------------------------------------- redis

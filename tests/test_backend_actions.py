@@ -16,6 +16,7 @@ import pytest
 
 from collectors.config import parse_config
 from collectors.postgres.collector import PostgresCollector
+from collectors.registry import postgres_services
 from dashboard.actions.backend import BackendAction, TerminateBackend
 from dashboard.actions.base import ActionRefused
 from tests.conftest import run_cli
@@ -193,7 +194,7 @@ def test_refuses_ultrawatch_own_backends(pg_dsn: str, config_path: Path) -> None
     config = parse_config(_config(pg_dsn))
 
     async def go() -> None:
-        monitor = PostgresCollector(config)
+        monitor = PostgresCollector(config.postgres, postgres_services(config))
         try:
             (reading,) = await monitor.collect()
             assert reading.ok

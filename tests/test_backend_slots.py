@@ -18,6 +18,7 @@ import pytest
 
 from collectors.config import Config, parse_config
 from collectors.postgres.collector import PostgresCollector
+from collectors.registry import postgres_services
 from dashboard.actions.backend import TerminateBackend
 from dashboard.actions.base import ActionRunner, Plan, Result
 from tests.conftest import run_cli
@@ -87,7 +88,7 @@ def test_out_of_slots_cli_refuses_clearly_and_lent_connection_acts(tiny_pg, tmp_
     config: Config = parse_config(path.read_text())
 
     async def scenario() -> None:
-        monitor = PostgresCollector(config)
+        monitor = PostgresCollector(config.postgres, postgres_services(config))
         try:
             (reading,) = await monitor.collect()
             assert reading.ok, reading.error

@@ -25,6 +25,7 @@ from collectors.core.model import CheckResult, Reading, Status
 from collectors.core.settings import ConfigError
 from collectors.poller import Poller
 from collectors.postgres.collector import PostgresCollector
+from collectors.registry import postgres_services
 from collectors.rules import judge
 from tests.conftest import run_cli
 
@@ -71,6 +72,11 @@ connection_budget = 3
     )
 
 
+def collector_for(config: Config) -> PostgresCollector:
+    assert config.postgres is not None
+    return PostgresCollector(config.postgres, postgres_services(config))
+
+
 def checks(reading: Reading, config: Config) -> dict[str, CheckResult]:
     return {c.id: c for c in judge(reading, config)}
 
@@ -98,7 +104,7 @@ def run(scenario: Callable[[PostgresCollector], object], config: Config) -> None
     """Run an async scenario with one collector, closed at the end."""
 
     async def main() -> None:
-        collector = PostgresCollector(config)
+        collector = collector_for(config)
         try:
             await scenario(collector)  # type: ignore[misc]
         finally:
@@ -163,36 +169,36 @@ def test_groups_by_service_state_database_user_and_budgets(pg_dsn: str, pg_serve
             orders[0].execute("select 42 as secret_looking_but_just_a_query")
             r = await one(c)
             d = r.data
-            assert d["by_service"]["order-service"]["count"] == 3
-            assert d["by_service"]["order-service"]["budget"] == 2
-            assert d["by_service"]["user-service"]["count"] == 1
-            assert "adhoc-report" in d["by_service"]["other"]["application_names"]
-            assert d["by_user"]["uw_shopper"] == 1
-            assert d["by_database"]["uw_shop"] == 1
-            assert d["by_state"]["idle in transaction"] >= 1
+            assert d.by_service["order-service"].count == 3
+            assert d.by_service["order-service"].budget == 2
+            assert d.by_service["user-service"].count == 1
+            assert "adhoc-report" in d.by_service["other"].application_names
+            assert d.by_user["uw_shopper"] == 1
+            assert d.by_database["uw_shop"] == 1
+            assert d.by_state["idle in transaction"] >= 1
             # ours is in no count and in no list
-            assert c.pid not in [s["pid"] for s in d["sessions"]]
-            assert d["connections_used"] == before.data["connections_used"] + 5
+            assert c.pid not in [s.pid for s in d.sessions]
+            assert d.connections_used == before.data.connections_used + 5
             # the most interesting session comes first, with its query truncated
-            first = d["sessions"][0]
-            assert first["pid"] == orders[0].info.backend_pid
-            assert first["state"] == "idle in transaction"
-            assert first["service"] == "order-service"
-            assert first["query"].startswith("select 42")
-            assert first["backend_start"] > 0
-            assert d["oldest_xact"]["pid"] == orders[0].info.backend_pid
+            first = d.sessions[0]
+            assert first.pid == orders[0].info.backend_pid
+            assert first.state == "idle in transaction"
+            assert first.service == "order-service"
+            assert first.query.startswith("select 42")
+            assert first.backend_start > 0
+            assert d.oldest_xact.pid == orders[0].info.backend_pid
             # texts are sent once per query and kept while the query is the same
-            first_age = first["xact_age_s"]
+            first_age = first.xact_age_s
             again = await one(c)
-            assert again.data["sessions"][0]["query"] == first["query"]
+            assert again.data.sessions[0].query == first.query
             # unchanged sessions are reused for speed, but earlier readings stay as they were
-            assert again.data["sessions"][0]["xact_age_s"] >= first_age
-            assert first["xact_age_s"] == first_age
+            assert again.data.sessions[0].xact_age_s >= first_age
+            assert first.xact_age_s == first_age
             orders[0].execute("select 'second query'")
             again = await one(c)
-            assert again.data["sessions"][0]["query"] == "select 'second query'"
-            by_user = next(s for s in d["sessions"] if s["pid"] == users[0].info.backend_pid)
-            assert (by_user["user"], by_user["service"]) == ("uw_shopper", "user-service")
+            assert again.data.sessions[0].query == "select 'second query'"
+            by_user = next(s for s in d.sessions if s.pid == users[0].info.backend_pid)
+            assert (by_user.user, by_user.service) == ("uw_shopper", "user-service")
 
             got = checks(r, config)
             budget = got["postgres.budget.order-service"]
@@ -249,15 +255,15 @@ connection_budget = 2
         try:
             seen: list[Status] = []
             r = await until(c, config, "postgres.budget.bench", WARNING, seen)
-            assert r.data["by_service"]["bench"]["count"] >= 4
-            states = {s["state"] for s in r.data["sessions"] if s["service"] == "bench"}
+            assert r.data.by_service["bench"].count >= 4
+            states = {s.state for s in r.data.sessions if s.service == "bench"}
             assert states & {"active", "idle", "idle in transaction"}
             assert ultrawatch_backends(pg_dsn) == 1
         finally:
             _, err = load.communicate(timeout=30)
         assert load.returncode == 0, err
         r = await until(c, config, "postgres.budget.bench", OK, [])
-        assert r.data["by_service"]["bench"]["count"] <= 2
+        assert r.data.by_service["bench"].count <= 2
 
     run(scenario, config)
 
@@ -278,7 +284,7 @@ def test_idle_in_transaction_warns_then_goes_critical_then_clears(own_pg) -> Non
             r = await until(c, config, "postgres.idle_in_transaction", CRITICAL, seen)
             check = checks(r, config)["postgres.idle_in_transaction"]
             assert f"pid {stuck.info.backend_pid} (order-service)" in check.summary
-            assert r.data["longest_idle_in_xact"]["pid"] == stuck.info.backend_pid
+            assert r.data.longest_idle_in_xact.pid == stuck.info.backend_pid
             stuck.execute("commit")
             await until(c, config, "postgres.idle_in_transaction", OK, seen)
         assert seen == [OK, WARNING, CRITICAL, OK]
@@ -310,14 +316,14 @@ def test_lock_wait_is_seen_with_its_blocker_and_clears(own_pg) -> None:
             t = threading.Thread(target=second_buyer)
             t.start()
             r = await until(c, config, "postgres.blocked", CRITICAL, seen)
-            (b,) = r.data["blocked"]
-            assert b["pid"] == waiter.info.backend_pid
-            assert b["blocked_by"] == [holder.info.backend_pid]
-            assert b["service"] == "order-service"
-            assert b["waiting_s"] >= 2
-            assert b["query"].startswith("update uw_stock")
-            first = r.data["sessions"][0]
-            assert (first["pid"], first["blocked_by"]) == (b["pid"], b["blocked_by"])
+            (b,) = r.data.blocked
+            assert b.pid == waiter.info.backend_pid
+            assert b.blocked_by == [holder.info.backend_pid]
+            assert b.service == "order-service"
+            assert b.waiting_s >= 2
+            assert b.query.startswith("update uw_stock")
+            first = r.data.sessions[0]
+            assert (first.pid, first.blocked_by) == (b.pid, b.blocked_by)
             summary = checks(r, config)["postgres.blocked"].summary
             assert f"blocked by pid {holder.info.backend_pid}" in summary
             holder.execute("rollback")
@@ -402,8 +408,8 @@ def test_connection_pressure_and_too_many_clients(own_pg) -> None:
     async def scenario(c: PostgresCollector) -> None:
         seen: list[Status] = []
         r = await until(c, config, "postgres.connections", OK, seen)
-        base = r.data["connections_used"]
-        assert r.data["usable"] == usable
+        base = r.data.connections_used
+        assert r.data.usable == usable
         with sessions(dsn, *["order-service"] * (14 - base)):
             r = await until(c, config, "postgres.connections", WARNING, seen)
             assert checks(r, config)["postgres.connections"].summary.startswith(
@@ -411,7 +417,7 @@ def test_connection_pressure_and_too_many_clients(own_pg) -> None:
             )
             with sessions(dsn, "order-service", "order-service"):
                 r = await until(c, config, "postgres.connections", CRITICAL, seen)
-                assert r.data["connections_used"] == 16
+                assert r.data.connections_used == 16
         await until(c, config, "postgres.connections", OK, seen)
         # closed backends leave over a moment, so the way down may pass through warning
         assert seen[:3] == [OK, WARNING, CRITICAL] and seen[-1] == OK
@@ -519,7 +525,7 @@ def test_round_hitting_statement_timeout_is_a_timeout_reading_then_recovers(own_
             locker.rollback()
             r = await one(c)
             assert r.ok, r.error
-            assert r.data["by_user"]["uw_latecomer"] == 1
+            assert r.data.by_user["uw_latecomer"] == 1
             assert checks(r, config)["postgres.reachable"].status == OK
         assert ultrawatch_backends(dsn) == 1
 
@@ -560,7 +566,7 @@ def test_plain_role_says_what_it_cannot_see_and_pg_monitor_sees_all(own_pg) -> N
     )
 
     async def look(config: Config) -> Reading:
-        c = PostgresCollector(config)
+        c = collector_for(config)
         try:
             return await one(c)
         finally:
@@ -575,26 +581,26 @@ def test_plain_role_says_what_it_cannot_see_and_pg_monitor_sees_all(own_pg) -> N
             r = await look(plain)
             assert r.ok, r.error
             d = r.data
-            assert d["hidden_sessions"] >= 1
-            assert {"state", "query", "xact_age_s", "blocked_by"} <= set(d["hidden_fields"])
+            assert d.hidden_sessions >= 1
+            assert {"state", "query", "xact_age_s", "blocked_by"} <= set(d.hidden_fields)
             # still counted (a slot is a slot) and grouped by its visible application name
-            assert d["by_service"]["order-service"]["count"] == 1
-            mine = next(s for s in d["sessions"] if s["pid"] == pid)
-            assert mine["state"] is None and mine["query"] is None
-            assert "idle in transaction" not in d["by_state"]  # not guessed
+            assert d.by_service["order-service"].count == 1
+            mine = next(s for s in d.sessions if s.pid == pid)
+            assert mine.state is None and mine.query is None
+            assert "idle in transaction" not in d.by_state  # not guessed
             got = checks(r, plain)["postgres.idle_in_transaction"]
             assert got.status == UNKNOWN and "pg_monitor" in got.summary
             # A hidden row may be a parallel worker (backend_type is hidden too): every
             # count that includes hidden rows is said to be an upper bound.
-            assert "backend_type" in d["hidden_fields"]
-            assert "parallel workers" in d["hidden_note"]
-            hidden = d["hidden_sessions"]
+            assert "backend_type" in d.hidden_fields
+            assert "parallel workers" in d.hidden_note
+            hidden = d.hidden_sessions
             got = checks(r, plain)
             conn_summary = got["postgres.connections"].summary
-            assert conn_summary.startswith(f"at most {d['connections_used']} of ")
+            assert conn_summary.startswith(f"at most {d.connections_used} of ")
             assert f"{hidden} of them hidden sessions of other roles" in conn_summary
             assert "parallel workers" in conn_summary
-            assert d["by_service"]["order-service"]["hidden"] == 1
+            assert d.by_service["order-service"].hidden == 1
             assert got["postgres.budget.order-service"].summary == (
                 "order-service: at most 1 connections, within its budget of 2 "
                 "(1 of them hidden, maybe parallel workers)"
@@ -608,16 +614,16 @@ def test_plain_role_says_what_it_cannot_see_and_pg_monitor_sees_all(own_pg) -> N
 
             r = await look(monitor)
             d = r.data
-            assert d["hidden_sessions"] == 0 and d["hidden_fields"] == []
-            assert d["hidden_note"] == ""
+            assert d.hidden_sessions == 0 and d.hidden_fields == []
+            assert d.hidden_note == ""
             got = checks(r, monitor)
-            assert got["postgres.connections"].summary.startswith(f"{d['connections_used']} of ")
+            assert got["postgres.connections"].summary.startswith(f"{d.connections_used} of ")
             assert "hidden" not in got["postgres.connections"].summary
             assert got["postgres.budget.order-service"].summary == (
                 "order-service: 1 connections, within its budget of 2"
             )
-            assert d["by_state"]["idle in transaction"] == 1
-            assert d["longest_idle_in_xact"]["pid"] == pid
+            assert d.by_state["idle in transaction"] == 1
+            assert d.longest_idle_in_xact.pid == pid
             assert checks(r, monitor)["postgres.idle_in_transaction"].status == OK
 
     run(scenario, plain)
@@ -654,3 +660,34 @@ connection_budget = 1
     } <= set(got)
     assert got["postgres.budget.order-service"]["status"] == "warning"
     assert proc.returncode >= 1  # a warning at least
+
+
+# ------------------------------------------------------------- judged anew
+
+
+def test_a_recorded_reading_is_judged_with_the_config_given_now() -> None:
+    """Budgets and thresholds come from the config the judge is given, not from
+    what the reading recorded (a replay with --config judges everything anew)."""
+    from collectors.postgres.data import PostgresData, ServiceCount
+    from collectors.postgres.rules import judge_postgres
+    from collectors.registry import postgres_services
+
+    data = PostgresData(
+        server_version="16.4",
+        latency_ms=1.0,
+        usable=97,
+        connections_used=12,
+        connection_budget=20,
+        by_service={
+            "order-service": ServiceCount(count=3, budget=5, application_names=["order-service"])
+        },
+    )
+    reading = Reading("postgres", "main", 0.0, data=data)
+    config = make_config("postgresql://x@127.0.0.1:1/x", connections_warn="0.1")
+    assert config.postgres is not None
+    got = {c.id: c for c in judge_postgres(reading, config.postgres, postgres_services(config))}
+    assert got["postgres.connections"].status == WARNING  # 12% against 10%, not 80%
+    # order-service's budget is 2 in this config: over it, whatever was recorded
+    assert "order-service 3 over its budget of 2" in got["postgres.connections"].summary
+    assert got["postgres.budget.order-service"].status == WARNING
+    assert "postgres.budget.total" not in got  # no platform budget in this config

@@ -41,7 +41,7 @@ def test_record_cli_writes_rounds_from_real_targets(
         snap = rec.load(rec.index()[-1][0])
         assert {x.component for x in snap.readings} == {"postgres", "redis"}
         pg = next(x for x in snap.readings if x.component == "postgres")
-        assert pg.ok and pg.data["max_connections"] == 60
+        assert pg.ok and pg.data.max_connections == 60
         # judged later with the same thresholds, without the password
         assert rec.config().postgres.dsn == dsn.replace("Rec0rdedPassw0rd", "***")
     assert b"Rec0rdedPassw0rd" not in out.read_bytes()

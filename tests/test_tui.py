@@ -391,6 +391,7 @@ async def test_detail_view_on_every_panel() -> None:
 
 def test_reading_contract_gaps_show_dashes() -> None:
     """A reading missing most keys still renders (tolerant panels)."""
+    from collectors.postgres.data import PostgresData
 
     async def run() -> str:
         app = make_app()
@@ -399,7 +400,7 @@ def test_reading_contract_gaps_show_dashes() -> None:
             td.T0,
             5.0,
             (
-                Reading("postgres", "main", td.T0, {"connections_used": 3}),
+                Reading("postgres", "main", td.T0, PostgresData(connections_used=3)),
                 Reading("redis", "main", td.T0, {"locks": [{"key": "lock:a"}]}),
                 Reading("services", "order-service", td.T0, {}),
                 Reading("processes", "worker", td.T0, {}),
@@ -498,9 +499,11 @@ async def test_queries_health_messages_and_errors_are_never_markup() -> None:
     readings = []
     for r in snap.readings:
         if r.component == "postgres":
-            sessions = [dict(s) for s in r.data["sessions"]]
-            sessions[0]["query"] = query
-            r = dataclasses.replace(r, data={**r.data, "sessions": sessions})
+            import msgspec
+
+            sessions = [msgspec.structs.replace(r.data.sessions[0], query=query)]
+            sessions += r.data.sessions[1:]
+            r = dataclasses.replace(r, data=msgspec.structs.replace(r.data, sessions=sessions))
         elif r.component == "services" and r.target == "order-service":
             r = dataclasses.replace(r, data={**r.data, "message": message})
         elif r.component == "services" and r.target == "user-service":

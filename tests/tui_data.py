@@ -53,26 +53,30 @@ def config(extra: str = "") -> Config:
     return parse_config(CONFIG_TOML + extra, "test.toml")
 
 
-def _session(pid: int, service: str, state: str, age: float, **kw: Any) -> dict[str, Any]:
-    return {
-        "pid": pid,
-        "backend_start": T0 - 3600 - pid,
-        "service": service,
-        "application_name": service,
-        "user": "app",
-        "database": "ultramarket",
-        "state": state,
-        "xact_age_s": age if state != "idle" else None,
-        "state_age_s": age,
-        "query_age_s": age,
-        "wait_event_type": kw.get("wait_event_type"),
-        "wait_event": kw.get("wait_event"),
-        "query": kw.get("query", "select 1"),
-        "blocked_by": kw.get("blocked_by", []),
-    }
+def _session(pid: int, service: str, state: str, age: float, **kw: Any) -> Any:
+    from collectors.postgres.data import Session
+
+    return Session(
+        pid=pid,
+        backend_start=T0 - 3600 - pid,
+        service=service,
+        application_name=service,
+        user="app",
+        database="ultramarket",
+        state=state,
+        xact_age_s=age if state != "idle" else None,
+        state_age_s=age,
+        query_age_s=age,
+        wait_event_type=kw.get("wait_event_type"),
+        wait_event=kw.get("wait_event"),
+        query=kw.get("query", "select 1"),
+        blocked_by=kw.get("blocked_by", []),
+    )
 
 
 def postgres(t: float, *, used: int = 12, incident: bool = False) -> Reading:
+    from collectors.postgres.data import Blocked, InvariantResult, PostgresData, ServiceCount
+
     sessions = [
         _session(4100 + i, SERVICES[i % 4], "idle", 30.0 + i, query="COMMIT") for i in range(8)
     ]
@@ -80,8 +84,8 @@ def postgres(t: float, *, used: int = 12, incident: bool = False) -> Reading:
         0,
         _session(4001, "order-service", "active", 1.5, query="select * from orders where id = $1"),
     )
-    blocked: list[dict[str, Any]] = []
-    by_service = {s: {"count": 3, "budget": 5, "application_names": [s]} for s in SERVICES}
+    blocked: list[Blocked] = []
+    by_service = {s: ServiceCount(count=3, budget=5, application_names=[s]) for s in SERVICES}
     if incident:
         sessions.insert(
             0,
@@ -107,41 +111,39 @@ def postgres(t: float, *, used: int = 12, incident: bool = False) -> Reading:
             ),
         )
         blocked = [
-            {
-                "pid": 4003,
-                "service": "order-service",
-                "waiting_s": 95.0,
-                "blocked_by": [4002],
-                "query": "update inventory ...",
-            }
+            Blocked(
+                pid=4003,
+                service="order-service",
+                waiting_s=95.0,
+                blocked_by=[4002],
+                query="update inventory ...",
+            )
         ]
-        by_service["order-service"] = {
-            "count": 38,
-            "budget": 5,
-            "application_names": ["order-service"],
-        }
+        by_service["order-service"] = ServiceCount(
+            count=38, budget=5, application_names=["order-service"]
+        )
     return Reading(
         "postgres",
         "main",
         t,
-        {
-            "server_version": "16.4",
-            "latency_ms": 3.2,
-            "max_connections": 100,
-            "superuser_reserved": 3,
-            "reserved": 0,
-            "usable": 97,
-            "connections_used": used,
-            "by_service": by_service,
-            "by_state": {"active": 2, "idle": 8},
-            "sessions": sessions,
-            "oldest_xact": None,
-            "longest_idle_in_xact": None,
-            "xmin_age": 10,
-            "blocked": blocked,
-            "invariants": {"negative_stock": {"value": 0, "error": None}},
-            "hidden_fields": [],
-        },
+        PostgresData(
+            server_version="16.4",
+            latency_ms=3.2,
+            max_connections=100,
+            superuser_reserved=3,
+            reserved=0,
+            usable=97,
+            connections_used=used,
+            by_service=by_service,
+            by_state={"active": 2, "idle": 8},
+            sessions=sessions,
+            oldest_xact=None,
+            longest_idle_in_xact=None,
+            xmin_age=10,
+            blocked=blocked,
+            invariants={"negative_stock": InvariantResult(value=0, error=None)},
+            hidden_fields=[],
+        ),
         duration_ms=4.0,
     )
 
@@ -339,7 +341,7 @@ def snapshot(n: int, *, kind: str = "ok") -> Snapshot:
                 "postgres",
                 "main",
                 t,
-                {},
+                None,
                 error="connection refused (127.0.0.1:5432)",
                 error_kind="unreachable",
                 stale_since=T0 - 12,

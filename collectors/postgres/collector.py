@@ -20,6 +20,9 @@ count that includes them is an upper bound, and the reading says so.
 
 Actions may borrow the monitoring connection between rounds (`lend`): when every
 slot is taken it is the one connection already in.
+
+A reading's data is a PostgresData (data.py): raw facts only; the judge
+(rules.py) applies every threshold and budget. The SQL is in queries.py.
 """
 
 from __future__ import annotations
@@ -29,21 +32,51 @@ import contextlib
 import decimal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
 import psycopg
+from msgspec.structs import replace
 from psycopg import sql
 
-from collectors.config import Config
 from collectors.core.model import ErrorKind, Reading
 from collectors.core.redact import dsn_secrets, scrub
-from collectors.postgres.config import PostgresConfig
+from collectors.postgres.config import PostgresConfig, ServiceRef, service_app_names
+from collectors.postgres.data import (
+    OTHER,
+    Blocked,
+    InvariantResult,
+    Longest,
+    PostgresData,
+    ServiceCount,
+    Session,
+)
+from collectors.postgres.queries import (
+    APP,
+    BLOCKERS,
+    CAPACITY_SQL,
+    DATID,
+    HIDDEN,
+    NAMES_SQL,
+    NOW,
+    PID,
+    QUERY,
+    QUERY_START,
+    START,
+    STATE,
+    STATE_CHANGE,
+    USESYSID,
+    WAIT_EVENT,
+    WAIT_TYPE,
+    WAITING,
+    XACT_START,
+    XMIN_AGE,
+    round_query,
+)
 
 APPLICATION_NAME = "ultrawatch"
-OTHER = "other"  # the by_service bucket for application names no service claims
 SESSIONS_MAX = 500  # sessions listed per reading (the most interesting first)
 BLOCKED_MAX = 100
 OTHER_APPS_MAX = 50  # application names listed under "other"
@@ -63,102 +96,21 @@ HIDDEN_FIELDS = [
     "xmin_age",
 ]
 
-# Set at server start: read once per connection (a restart means a reconnect).
-_CAPACITY_SQL = """
-select current_setting('server_version'),
-       current_setting('max_connections')::int,
-       current_setting('superuser_reserved_connections')::int,
-       coalesce(current_setting('reserved_connections', true), '0')::int
-"""
-
-# Client backends except ours, one row each; grouping and ranking happen in
-# Python on these rows (cheaper than building JSON on the server). Rows hidden
-# by missing privileges have a NULL backend_type; those with a database and a
-# user are counted as sessions. The lock manager (pg_blocking_pids, pg_locks)
-# is only asked about rows waiting on a heavyweight lock.
-_ROUND_SQL = """
-select s.pid, date_part('epoch', s.backend_start), s.application_name, s.usesysid, s.datid,
-       s.state, s.backend_type is null,
-       date_part('epoch', s.xact_start), date_part('epoch', s.state_change),
-       date_part('epoch', s.query_start),
-       s.wait_event_type, s.wait_event,
-       case when s.query_start > {since} then left(s.query, {query_chars}) end,
-       age(s.backend_xmin),
-       case when s.wait_event_type = 'Lock' then pg_blocking_pids(s.pid) end,
-       case when s.wait_event_type = 'Lock' then date_part('epoch', now() - {waitstart}) end,
-       (select date_part('epoch', now()))
-from pg_stat_get_activity(null) as s
-where s.pid <> pg_backend_pid()
-  and (s.backend_type = 'client backend'
-       or (s.backend_type is null and s.datid is not null and s.usesysid is not null))
-"""
-
-# Column positions in _ROUND_SQL's rows.
-(
-    _PID,
-    _START,
-    _APP,
-    _USESYSID,
-    _DATID,
-    _STATE,
-    _HIDDEN,
-    _XACT_START,  # epoch seconds: ages are taken against the server's now (_NOW)
-    _STATE_CHANGE,
-    _QUERY_START,
-    _WAIT_TYPE,
-    _WAIT_EVENT,
-    _QUERY,
-    _XMIN_AGE,
-    _BLOCKERS,
-    _WAITING,
-    _NOW,
-) = range(17)
 _IDLE_IN_XACT = frozenset({"idle in transaction", "idle in transaction (aborted)"})
 _BUSY = _IDLE_IN_XACT | {"active"}
-
-# Names for the oids above; asked again only when an unknown oid shows up.
-_NAMES_SQL = """
-select 'd', oid, datname::text from pg_database
-union all
-select 'u', oid, rolname::text from pg_roles
-"""
-
-# pg_locks.waitstart exists from PostgreSQL 14; before, the state change is the best guess.
-_WAITSTART_14 = "(select min(l.waitstart) from pg_locks l where l.pid = s.pid and not l.granted)"
-_WAITSTART_OLD = "s.state_change"
-
-
-def service_app_names(config: Config) -> dict[str, str]:
-    """application_name -> service, for services that declare one (first one wins)."""
-    out: dict[str, str] = {}
-    for svc in config.services:
-        if svc.pg_application_name and svc.pg_application_name not in out:
-            out[svc.pg_application_name] = svc.name
-    return out
-
-
-def round_query(config: Config, server_version: int) -> sql.Composed:
-    """The whole round's SQL; only constants are composed in, as literals."""
-    pg = config.postgres
-    assert pg is not None
-    waitstart = _WAITSTART_14 if server_version >= 140000 else _WAITSTART_OLD
-    return sql.SQL(_ROUND_SQL).format(
-        waitstart=sql.SQL(waitstart),
-        query_chars=sql.Literal(max(0, pg.query_chars)),
-        since=sql.Placeholder("since"),
-    )
 
 
 class PostgresCollector:
     component = "postgres"
 
-    def __init__(self, config: Config) -> None:
-        assert config.postgres is not None
-        self.config = config
-        self.settings: PostgresConfig = config.postgres
+    def __init__(self, settings: PostgresConfig, services: Sequence[ServiceRef] = ()) -> None:
+        """`services`: the configured services' application names and budgets
+        (collectors.registry.postgres_services builds them from the config)."""
+        self.settings = settings
+        self.service_refs = tuple(services)
         self.conn: psycopg.AsyncConnection[Any] | None = None
         self.pid: int | None = None  # our backend, for tests and the actions' refusal
-        self.services = service_app_names(config)
+        self.services = service_app_names(self.service_refs)  # application_name -> service
         self._query: sql.Composed | None = None
         self._capacity: tuple[Any, ...] = ()
         self._users: dict[int, str] = {}  # oid -> role name
@@ -167,8 +119,8 @@ class PostgresCollector:
         # round (the server's now then); the others are known from before.
         self._texts: dict[int, tuple[float | None, str | None]] = {}
         self._since = 0.0
-        # pid -> (row without ages, the session dict built from it), last round's
-        self._session_dicts: dict[int, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+        # pid -> (row without ages, the Session built from it), last round's
+        self._session_cache: dict[int, tuple[tuple[Any, ...], Session]] = {}
         # Held by a round and by a lent connection's user: their statements never
         # interleave (a lent statement must not land inside an invariant's transaction).
         self._busy = asyncio.Lock()
@@ -198,7 +150,7 @@ class PostgresCollector:
             ) from None
         try:
             async with conn.cursor() as cur:
-                await cur.execute(_CAPACITY_SQL)
+                await cur.execute(CAPACITY_SQL)
                 self._capacity = tuple(await cur.fetchone() or ())
             await self._load_names(conn)
         except BaseException:
@@ -206,14 +158,14 @@ class PostgresCollector:
             raise
         self.conn = conn
         self.pid = conn.info.backend_pid
-        self._query = round_query(self.config, conn.info.server_version)
+        self._query = round_query(self.settings, conn.info.server_version)
         self._texts, self._since = {}, 0.0
-        self._session_dicts = {}
+        self._session_cache = {}
         return conn
 
     async def _load_names(self, conn: psycopg.AsyncConnection[Any]) -> None:
         async with conn.cursor() as cur:
-            await cur.execute(_NAMES_SQL)
+            await cur.execute(NAMES_SQL)
             found = await cur.fetchall()
         self._users = {oid: name for kind, oid, name in found if kind == "u"}
         self._dbs = {oid: name for kind, oid, name in found if kind == "d"}
@@ -262,12 +214,12 @@ class PostgresCollector:
             latency_ms = (time.perf_counter() - t1) * 1000
             texts = self._query_texts(rows)
             data = self._shape(rows, texts, latency_ms)
-            if data.pop("_unknown_names"):
+            if "?" in data.by_database or "?" in data.by_user:
                 await self._load_names(conn)  # a database or role created since we looked
-                self._session_dicts = {}  # they hold the names not found
+                self._session_cache = {}  # they hold the names not found
                 data = self._shape(rows, texts, latency_ms)
-                data.pop("_unknown_names")
-            data["invariants"] = await self._invariants(conn) if self.settings.invariants else {}
+            if self.settings.invariants:
+                data = replace(data, invariants=await self._invariants(conn))
         except psycopg.errors.QueryCanceled:
             return [self._timed_out(started, t0)]
         except psycopg.Error as e:
@@ -316,161 +268,164 @@ class PostgresCollector:
         old = self._texts
         new: dict[int, tuple[float | None, str | None]] = {}
         for r in rows:
-            text = r[_QUERY]
+            text = r[QUERY]
             if text is None:
-                prev = old.get(r[_PID])
-                if prev is not None and prev[0] == r[_QUERY_START]:
+                prev = old.get(r[PID])
+                if prev is not None and prev[0] == r[QUERY_START]:
                     text = prev[1]
-            new[r[_PID]] = (r[_QUERY_START], text)
+            new[r[PID]] = (r[QUERY_START], text)
         self._texts = new  # bounded: one entry per backend seen this round
         if rows:
-            self._since = rows[0][_NOW]
+            self._since = rows[0][NOW]
         return {pid: text for pid, (_, text) in new.items()}
 
     def _shape(
         self, rows: list[tuple[Any, ...]], texts: dict[int, str | None], latency_ms: float
-    ) -> dict[str, Any]:
+    ) -> PostgresData:
         """Counts, the stuck and the blocked, and the session list, from the rows.
-        Counting goes through Counter (C) and only the listed sessions become dicts:
+        Counting goes through Counter (C) and only the listed sessions become Structs:
         the monitor's own cost stays small next to the server's."""
         version, max_conn, su_reserved, reserved = self._capacity
         users, dbs = self._users, self._dbs
-        services = self.services
-        hidden = sum(1 for r in rows if r[_HIDDEN])
-        visible = [r for r in rows if not r[_HIDDEN]] if hidden else rows
-        by_state = dict(Counter(r[_STATE] for r in visible))
-        per_app = Counter(r[_APP] for r in rows)
-        hidden_per_app = Counter(r[_APP] for r in rows if r[_HIDDEN]) if hidden else Counter()
-        by_database = _named(Counter(r[_DATID] for r in rows), dbs)
-        by_user = _named(Counter(r[_USESYSID] for r in rows), users)
-        idle = [r for r in visible if r[_STATE] in _IDLE_IN_XACT]
-        idle = [r for r in idle if r[_STATE_CHANGE] is not None]
-        idlest = min(idle, key=itemgetter(_STATE_CHANGE)) if idle else None
-        in_xact = [r for r in visible if r[_XACT_START] is not None]
-        oldest = min(in_xact, key=itemgetter(_XACT_START)) if in_xact else None
-        now = rows[0][_NOW] if rows else 0.0
-        with_xmin = [r for r in visible if r[_XMIN_AGE] is not None]
-        xmin = max(with_xmin, key=lambda r: r[_XMIN_AGE]) if with_xmin else None
-        waiting = [r for r in rows if r[_BLOCKERS]]
-        blocked = sorted(
-            (
-                {
-                    "pid": r[_PID],
-                    "service": services.get(r[_APP], OTHER),
-                    "waiting_s": _r(
-                        r[_WAITING] if r[_WAITING] is not None else _age(now, r[_STATE_CHANGE])
-                    ),
-                    "blocked_by": sorted(set(r[_BLOCKERS])),  # 0: a prepared transaction
-                    "query": texts.get(r[_PID]),
-                }
-                for r in waiting
-            ),
-            key=lambda b: -(b["waiting_s"] or 0.0),
-        )
+        hidden = sum(1 for r in rows if r[HIDDEN])
+        visible = [r for r in rows if not r[HIDDEN]] if hidden else rows
+        per_app = Counter(r[APP] for r in rows)
+        hidden_per_app = Counter(r[APP] for r in rows if r[HIDDEN]) if hidden else Counter()
+        idle = [r for r in visible if r[STATE] in _IDLE_IN_XACT]
+        idle = [r for r in idle if r[STATE_CHANGE] is not None]
+        idlest = min(idle, key=itemgetter(STATE_CHANGE)) if idle else None
+        in_xact = [r for r in visible if r[XACT_START] is not None]
+        oldest = min(in_xact, key=itemgetter(XACT_START)) if in_xact else None
+        now = rows[0][NOW] if rows else 0.0
+        with_xmin = [r for r in visible if r[XMIN_AGE] is not None]
+        xmin = max(with_xmin, key=lambda r: r[XMIN_AGE]) if with_xmin else None
+        waiting = [r for r in rows if r[BLOCKERS]]
+        blocked = self._blocked(waiting, texts, now)
         listed = _most_interesting(rows, waiting, visible)
-        # A session whose row has not changed since the last round (pooled idle
-        # connections, mostly) is copied from the dict built then, with fresh ages:
-        # building hundreds of dicts was most of a round's own cost.
-        before, cache = self._session_dicts, {}
+        return PostgresData(
+            server_version=version,
+            latency_ms=round(latency_ms, 2),
+            max_connections=max_conn,
+            superuser_reserved=su_reserved,
+            reserved=reserved,
+            usable=max_conn - su_reserved - reserved,
+            connections_used=len(rows),
+            connection_budget=self.settings.connection_budget,
+            by_service=self._by_service(per_app, hidden_per_app),
+            by_state=dict(Counter(r[STATE] for r in visible)),
+            by_database=_named(Counter(r[DATID] for r in rows), dbs),
+            by_user=_named(Counter(r[USESYSID] for r in rows), users),
+            sessions=self._sessions(listed, texts, now),
+            oldest_xact=self._who(oldest, XACT_START, now),
+            longest_idle_in_xact=self._who(idlest, STATE_CHANGE, now),
+            xmin_age=xmin[XMIN_AGE] if xmin else None,
+            xmin_pid=xmin[PID] if xmin else None,
+            blocked=blocked[:BLOCKED_MAX],
+            blocked_total=len(blocked),
+            hidden_sessions=hidden,
+            hidden_fields=list(HIDDEN_FIELDS) if hidden else [],
+            hidden_note=_hidden_note(hidden),
+        )
+
+    def _blocked(
+        self, waiting: list[tuple[Any, ...]], texts: dict[int, str | None], now: float
+    ) -> list[Blocked]:
+        """The sessions waiting on a lock, longest waiting first."""
+        services = self.services
+        blocked = [
+            Blocked(
+                pid=r[PID],
+                service=services.get(r[APP], OTHER),
+                waiting_s=_r(r[WAITING] if r[WAITING] is not None else _age(now, r[STATE_CHANGE])),
+                blocked_by=sorted(set(r[BLOCKERS])),  # 0: a prepared transaction
+                query=texts.get(r[PID]),
+            )
+            for r in waiting
+        ]
+        blocked.sort(key=lambda b: -(b.waiting_s or 0.0))
+        return blocked
+
+    def _sessions(
+        self, listed: list[tuple[Any, ...]], texts: dict[int, str | None], now: float
+    ) -> list[Session]:
+        """The listed rows as Sessions with ages against the server's `now`.
+        A session whose row has not changed since the last round (pooled idle
+        connections, mostly) is the one built then with fresh ages."""
+        before: dict[int, tuple[tuple[Any, ...], Session]] = self._session_cache
+        cache: dict[int, tuple[tuple[Any, ...], Session]] = {}
         sessions = []
         for r in listed:
-            key = r[:_WAITING]  # everything but the lock wait's age and the server's now
-            pid = r[_PID]
+            key = r[:WAITING]  # everything but the lock wait's age and the server's now
+            pid = r[PID]
             hit = before.get(pid)
-            if hit is not None and hit[0] == key:
-                d = hit[1].copy()
-            else:
-                d = {
-                    "pid": pid,
-                    "backend_start": r[_START],
-                    "service": services.get(r[_APP], OTHER),
-                    "application_name": r[_APP],
-                    "user": users.get(r[_USESYSID]) or "?",
-                    "database": dbs.get(r[_DATID]) or "?",
-                    "state": r[_STATE],
-                    "xact_age_s": None,
-                    "state_age_s": None,
-                    "query_age_s": None,
-                    "wait_event_type": r[_WAIT_TYPE],
-                    "wait_event": r[_WAIT_EVENT],
-                    # PostgreSQL says "<insufficient privilege>"; hidden_fields says so
-                    "query": None if r[_HIDDEN] else texts.get(pid),
-                    "blocked_by": sorted(set(r[_BLOCKERS])) if r[_BLOCKERS] else [],
-                }
-            if r[_XACT_START] is not None:
-                d["xact_age_s"] = now - r[_XACT_START]
-            if r[_STATE_CHANGE] is not None:
-                d["state_age_s"] = now - r[_STATE_CHANGE]
-            if r[_QUERY_START] is not None:
-                d["query_age_s"] = now - r[_QUERY_START]
-            cache[pid] = (key, d)
-            sessions.append(d)
-        self._session_dicts = cache
-        return {
-            "server_version": version,
-            "latency_ms": round(latency_ms, 2),
-            "max_connections": max_conn,
-            "superuser_reserved": su_reserved,
-            "reserved": reserved,
-            "usable": max_conn - su_reserved - reserved,
-            "connections_used": len(rows),
-            "connection_budget": self.settings.connection_budget,
-            "by_service": self._by_service(per_app, hidden_per_app),
-            "by_state": by_state,
-            "by_database": by_database,
-            "by_user": by_user,
-            "sessions": sessions,
-            "oldest_xact": self._who(oldest, _XACT_START, now),
-            "longest_idle_in_xact": self._who(idlest, _STATE_CHANGE, now),
-            "xmin_age": xmin[_XMIN_AGE] if xmin else None,
-            "xmin_pid": xmin[_PID] if xmin else None,
-            "blocked": blocked[:BLOCKED_MAX],
-            "blocked_total": len(blocked),
-            "hidden_sessions": hidden,
-            "hidden_fields": list(HIDDEN_FIELDS) if hidden else [],
-            "hidden_note": _hidden_note(hidden),
-            "_unknown_names": "?" in by_database or "?" in by_user,
-        }
+            base = hit[1] if hit is not None and hit[0] == key else self._session(r, texts)
+            s = replace(
+                base,
+                xact_age_s=None if r[XACT_START] is None else now - r[XACT_START],
+                state_age_s=None if r[STATE_CHANGE] is None else now - r[STATE_CHANGE],
+                query_age_s=None if r[QUERY_START] is None else now - r[QUERY_START],
+            )
+            cache[pid] = (key, s)
+            sessions.append(s)
+        self._session_cache = cache
+        return sessions
 
-    def _who(self, row: tuple[Any, ...] | None, since: int, now: float) -> dict[str, Any] | None:
+    def _session(self, r: tuple[Any, ...], texts: dict[int, str | None]) -> Session:
+        """A row as a Session, without its ages."""
+        return Session(
+            pid=r[PID],
+            backend_start=r[START],
+            service=self.services.get(r[APP], OTHER),
+            application_name=r[APP],
+            user=self._users.get(r[USESYSID]) or "?",
+            database=self._dbs.get(r[DATID]) or "?",
+            state=r[STATE],
+            wait_event_type=r[WAIT_TYPE],
+            wait_event=r[WAIT_EVENT],
+            # PostgreSQL says "<insufficient privilege>"; hidden_fields says so
+            query=None if r[HIDDEN] else texts.get(r[PID]),
+            blocked_by=sorted(set(r[BLOCKERS])) if r[BLOCKERS] else [],
+        )
+
+    def _who(self, row: tuple[Any, ...] | None, since: int, now: float) -> Longest | None:
         if row is None:
             return None
-        service = self.services.get(row[_APP], OTHER)
-        return {"pid": row[_PID], "age_s": _age(now, row[since]), "service": service}
+        service = self.services.get(row[APP], OTHER)
+        return Longest(pid=row[PID], age_s=_age(now, row[since]), service=service)
 
     def _by_service(
         self, per_app: dict[str, int], hidden_per_app: dict[str, int]
-    ) -> dict[str, dict[str, Any]]:
+    ) -> dict[str, ServiceCount]:
         """Counts per service; `hidden` is how many of them are rows this role cannot
         see (upper bounds: they may be parallel workers of the service's queries)."""
-        out: dict[str, dict[str, Any]] = {}
-        for svc in self.config.services:
+        out: dict[str, ServiceCount] = {}
+        for svc in self.service_refs:
             if svc.pg_application_name and svc.name not in out:
                 apps = [a for a, name in self.services.items() if name == svc.name]
-                out[svc.name] = {
-                    "count": sum(per_app.get(a, 0) for a in apps),
-                    "hidden": sum(hidden_per_app.get(a, 0) for a in apps),
-                    "budget": svc.connection_budget,
-                    "application_names": apps,
-                }
+                out[svc.name] = ServiceCount(
+                    count=sum(per_app.get(a, 0) for a in apps),
+                    hidden=sum(hidden_per_app.get(a, 0) for a in apps),
+                    budget=svc.connection_budget,
+                    application_names=apps,
+                )
         other = {a: n for a, n in per_app.items() if a not in self.services}
         if other:
             ranked = sorted(other.items(), key=lambda kv: (-kv[1], kv[0]))[:OTHER_APPS_MAX]
-            out[OTHER] = {
-                "count": sum(other.values()),
-                "hidden": sum(n for a, n in hidden_per_app.items() if a not in self.services),
-                "budget": None,
-                "application_names": [a for a, _ in ranked],
-                "application_counts": dict(ranked),
-            }
+            out[OTHER] = ServiceCount(
+                count=sum(other.values()),
+                hidden=sum(n for a, n in hidden_per_app.items() if a not in self.services),
+                budget=None,
+                application_names=[a for a, _ in ranked],
+                application_counts=dict(ranked),
+            )
         return out
 
-    async def _invariants(self, conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
+    async def _invariants(self, conn: psycopg.AsyncConnection[Any]) -> dict[str, InvariantResult]:
         """Each invariant in its own read-only transaction, under the statement timeout.
         One failing invariant is reported as its error; the others still run, as long
         as the invariants together have not used one statement_timeout already (so a
         few slow ones cannot push the whole round past the poller's deadline)."""
-        out: dict[str, Any] = {}
+        out: dict[str, InvariantResult] = {}
         budget = float(self.settings.statement_timeout)
         t0 = time.perf_counter()
         for inv in self.settings.invariants:
@@ -479,7 +434,7 @@ class PostgresCollector:
             spent = time.perf_counter() - t0
             if spent >= budget:
                 error = f"skipped: the invariants already took {spent:.1f}s this round"
-                out[inv.name] = {"value": None, "error": error}
+                out[inv.name] = InvariantResult(value=None, error=error)
                 continue
             try:
                 async with conn.transaction(), conn.cursor() as cur:
@@ -496,7 +451,7 @@ class PostgresCollector:
                 if conn.broken or conn.closed:
                     raise
                 error = _one_line(e)
-            out[inv.name] = {"value": value, "error": error}
+            out[inv.name] = InvariantResult(value=value, error=error)
         return out
 
     def _drop(self) -> None:
@@ -524,20 +479,20 @@ def _most_interesting(
     transaction, active (oldest transaction first), idle (idle longest first),
     then sessions we cannot see. Buckets and C-level sort keys keep this cheap
     with hundreds of idle pooled connections."""
-    blocked = {r[_PID] for r in waiting}
-    out = sorted(waiting, key=lambda r: -(r[_WAITING] or 0.0))
-    rest = [r for r in visible if r[_PID] not in blocked] if blocked else visible
+    blocked = {r[PID] for r in waiting}
+    out = sorted(waiting, key=lambda r: -(r[WAITING] or 0.0))
+    rest = [r for r in visible if r[PID] not in blocked] if blocked else visible
     for state in (_IDLE_IN_XACT, ("active",)):
-        bucket = [r for r in rest if r[_STATE] in state]
-        bucket.sort(key=lambda r: r[_XACT_START] or r[_QUERY_START] or _LATEST)
+        bucket = [r for r in rest if r[STATE] in state]
+        bucket.sort(key=lambda r: r[XACT_START] or r[QUERY_START] or _LATEST)
         out += bucket
     if len(out) < SESSIONS_MAX:
-        idle = [r for r in rest if r[_STATE] not in _BUSY]
-        if all(r[_STATE_CHANGE] is not None for r in idle):
-            idle.sort(key=itemgetter(_STATE_CHANGE))
+        idle = [r for r in rest if r[STATE] not in _BUSY]
+        if all(r[STATE_CHANGE] is not None for r in idle):
+            idle.sort(key=itemgetter(STATE_CHANGE))
         out += idle
     if len(out) < SESSIONS_MAX and len(visible) < len(rows):
-        out += [r for r in rows if r[_HIDDEN]]
+        out += [r for r in rows if r[HIDDEN]]
     return out[:SESSIONS_MAX]
 
 

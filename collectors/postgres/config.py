@@ -1,6 +1,8 @@
-"""The [postgres] section."""
+"""The [postgres] section, and what the target needs to know of the services."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import msgspec
 
@@ -8,7 +10,7 @@ from collectors.core.settings import Name, Section
 from collectors.core.units import Count, Duration, PositiveCount, PositiveDuration, Ratio
 
 
-class Invariant(Section):
+class Invariant(Section, frozen=True, kw_only=True):
     name: Name
     sql: str
     warn_above: float | None = None
@@ -17,12 +19,12 @@ class Invariant(Section):
     crit_below: float | None = None
 
 
-class PostgresConfig(Section):
+class PostgresConfig(Section, frozen=True, kw_only=True):
     dsn: str = ""  # empty: libpq defaults and PG* environment variables
     name: Name = Name("main")
     connection_budget: PositiveCount | None = None  # the platform's pooled total
     statement_timeout: Duration = Duration(2)
-    connect_timeout: PositiveDuration = Duration(3)
+    connect_timeout: PositiveDuration = PositiveDuration(3)
     connections_warn: Ratio = Ratio(0.8)
     connections_crit: Ratio = Ratio(0.95)
     idle_in_transaction_warn: Duration = Duration(30)
@@ -31,3 +33,23 @@ class PostgresConfig(Section):
     blocked_crit: Duration = Duration(60)
     query_chars: Count = 200  # query text is truncated to this for display
     invariants: list[Invariant] = msgspec.field(default_factory=list)
+
+
+class ServiceRef(msgspec.Struct, frozen=True, kw_only=True):
+    """A configured service as the PostgreSQL target sees it: how its sessions are
+    recognised and its connection budget. Built from the whole config by the
+    registry (collectors.registry.postgres_services); this package never reads
+    another target's section."""
+
+    name: str
+    pg_application_name: str | None = None
+    connection_budget: int | None = None
+
+
+def service_app_names(services: Iterable[ServiceRef]) -> dict[str, str]:
+    """application_name -> service, for services that declare one (first one wins)."""
+    out: dict[str, str] = {}
+    for svc in services:
+        if svc.pg_application_name and svc.pg_application_name not in out:
+            out[svc.pg_application_name] = svc.name
+    return out

@@ -1,40 +1,51 @@
-"""The PostgreSQL judge (registered in collectors.rules.JUDGES)."""
+"""The PostgreSQL judge: every threshold and budget is applied here, from the
+section and the services' refs it is given (collectors.registry adapts the
+whole Config), to the raw facts a reading holds."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
-from collectors.config import Config
 from collectors.core.model import CheckResult, Reading, Status
 from collectors.core.thresholds import above, at_least, below, failure
-from collectors.postgres.config import PostgresConfig
+from collectors.postgres.config import Invariant, PostgresConfig, ServiceRef
+from collectors.postgres.data import OTHER, InvariantResult, PostgresData, ServiceCount
 
 
-def judge_postgres(reading: Reading, config: Config) -> list[CheckResult]:
+def judge_postgres(
+    reading: Reading, pg: PostgresConfig, services: Sequence[ServiceRef] = ()
+) -> list[CheckResult]:
     if not reading.ok:
         return [failure(reading, "postgres.reachable", "PostgreSQL")]
-    d = reading.data
-    pg = config.postgres
-    assert pg is not None
+    d: PostgresData = reading.data
     t = reading.target
+    budgets = _budgets(services)
     out = [
         CheckResult(
             "postgres.reachable",
             "postgres",
             t,
             Status.OK,
-            f"PostgreSQL {d.get('server_version', '?')} answered in "
-            f"{d.get('latency_ms', 0):.0f} ms",
-            value=d.get("latency_ms"),
+            f"PostgreSQL {d.server_version or '?'} answered in {d.latency_ms or 0:.0f} ms",
+            value=d.latency_ms,
             unit="ms",
         )
     ]
-    out.append(_pg_connections(d, pg, t))
-    out += _pg_budgets(d, config, t)
+    out.append(_pg_connections(d, pg, budgets, t))
+    out += _pg_budgets(d, pg, services, budgets, t)
     out.append(_pg_idle_in_transaction(d, pg, t))
     out.append(_pg_blocked(d, pg, t))
-    out += _pg_invariants(d, pg, t)
+    out += [_pg_invariant(d.invariants.get(inv.name), inv, t) for inv in pg.invariants]
+    return out
+
+
+def _budgets(services: Sequence[ServiceRef]) -> dict[str, int]:
+    """service -> its connection budget, for the services that have one (first wins)."""
+    out: dict[str, int] = {}
+    for svc in services:
+        if svc.connection_budget is not None:
+            out.setdefault(svc.name, svc.connection_budget)
     return out
 
 
@@ -42,26 +53,31 @@ def _pg_check(check_id: str, target: str, status: Status, summary: str, **kw: An
     return CheckResult(check_id, "postgres", target, status, summary, **kw)
 
 
-def _pg_over_budget(d: Mapping[str, Any]) -> list[tuple[str, int, int, Mapping[str, Any]]]:
-    """(service, count, budget, its by_service entry) for every service above its
-    connection budget."""
-    return [
-        (name, s["count"], s["budget"], s)
-        for name, s in (d.get("by_service") or {}).items()
-        if s.get("budget") is not None and s["count"] > s["budget"]
-    ]
+def _pg_over_budget(
+    d: PostgresData, budgets: dict[str, int]
+) -> list[tuple[str, int, int, ServiceCount]]:
+    """(service, count, budget, its by_service entry) for every counted service above
+    its connection budget (the budget the config gives now, not the recorded one)."""
+    out = []
+    for name, s in d.by_service.items():
+        budget = budgets.get(name) if name != OTHER else None
+        if budget is not None and s.count > budget:
+            out.append((name, s.count, budget, s))
+    return out
 
 
-def _pg_connections(d: Mapping[str, Any], pg: PostgresConfig, t: str) -> CheckResult:
-    used, usable = d.get("connections_used"), d.get("usable")
+def _pg_connections(
+    d: PostgresData, pg: PostgresConfig, budgets: dict[str, int], t: str
+) -> CheckResult:
+    used, usable = d.connections_used, d.usable
     if used is None or not usable:
         return _pg_check("postgres.connections", t, Status.UNKNOWN, "connection counts unknown")
     ratio = used / usable
-    hidden = d.get("hidden_sessions") or 0
+    hidden = d.hidden_sessions
     # Hidden rows may be parallel workers (no slot of their own): an upper bound.
     bound = "at most " if hidden else ""
     summary = f"{bound}{used} of {usable} usable connections in use ({ratio:.0%})"
-    over = _pg_over_budget(d)
+    over = _pg_over_budget(d, budgets)
     if over:
         summary += "; " + ", ".join(
             f"{n} {_at_most(s)}{c} over its budget of {b}" for n, c, b, s in over
@@ -80,102 +96,107 @@ def _pg_connections(d: Mapping[str, Any], pg: PostgresConfig, t: str) -> CheckRe
     )
 
 
-def _pg_budgets(d: Mapping[str, Any], config: Config, t: str) -> list[CheckResult]:
+def _pg_budgets(
+    d: PostgresData,
+    pg: PostgresConfig,
+    services: Sequence[ServiceRef],
+    budgets: dict[str, int],
+    t: str,
+) -> list[CheckResult]:
     """postgres.budget.<service> per budgeted service; postgres.budget.total for the
     platform: the configured services' connections together (every client
     connection when no service names its application) against postgres.connection_budget."""
-    out: list[CheckResult] = []
-    by_service = d.get("by_service") or {}
-    for svc in config.services:
-        if svc.connection_budget is None:
-            continue
-        cid = f"postgres.budget.{svc.name}"
-        s = by_service.get(svc.name)
-        if s is None:
-            out.append(
-                _pg_check(
-                    cid, t, Status.UNKNOWN, f"{svc.name}: set pg_application_name to count it"
-                )
-            )
-            continue
-        n, budget = s["count"], svc.connection_budget
-        word = "over" if n > budget else "within"
-        summary = f"{svc.name}: {_at_most(s)}{n} connections, {word} its budget of {budget}"
-        if s.get("hidden"):
-            summary += f" ({s['hidden']} of them hidden, maybe parallel workers)"
-        out.append(
-            _pg_check(
-                cid,
-                t,
-                Status.WARNING if n > budget else Status.OK,
-                summary,
-                value=n,
-                unit="count",
-                warn=budget,
-            )
-        )
-    budget = config.postgres.connection_budget if config.postgres else None
-    if budget is not None:
-        named = [s for name, s in by_service.items() if name != "other"]
-        total = sum(s["count"] for s in named) if named else d.get("connections_used", 0)
-        what = "the services hold" if named else "clients hold"
-        hidden = sum(s.get("hidden") or 0 for s in named) if named else d.get("hidden_sessions")
-        bound = "at most " if hidden else ""
-        summary = f"{what} {bound}{total} connections; platform budget {budget}"
-        if total > budget:
-            over = _pg_over_budget(d)
-            summary += " (over" + (
-                ": " + ", ".join(f"{n} {c}/{b}" for n, c, b, _ in over) + ")" if over else ")"
-            )
-        if hidden:
-            summary += f"; {hidden} of them hidden sessions of other roles, maybe parallel workers"
-        out.append(
-            _pg_check(
-                "postgres.budget.total",
-                t,
-                Status.WARNING if total > budget else Status.OK,
-                summary,
-                value=total,
-                unit="count",
-                warn=budget,
-            )
-        )
+    out = [
+        _pg_service_budget(d.by_service.get(svc.name), svc.name, svc.connection_budget, t)
+        for svc in services
+        if svc.connection_budget is not None
+    ]
+    if pg.connection_budget is not None:
+        out.append(_pg_total_budget(d, pg.connection_budget, budgets, t))
     return out
 
 
-def _at_most(service: Mapping[str, Any]) -> str:
-    return "at most " if service.get("hidden") else ""
-
-
-def _pg_hidden_count_note(d: Mapping[str, Any]) -> str:
-    n = d.get("hidden_sessions") or 0
-    return (
-        f"{n} of them hidden sessions of other roles, which may include parallel workers "
-        "(grant pg_monitor to see them)"
+def _pg_service_budget(s: ServiceCount | None, name: str, budget: int, t: str) -> CheckResult:
+    cid = f"postgres.budget.{name}"
+    if s is None:
+        return _pg_check(cid, t, Status.UNKNOWN, f"{name}: set pg_application_name to count it")
+    n = s.count
+    word = "over" if n > budget else "within"
+    summary = f"{name}: {_at_most(s)}{n} connections, {word} its budget of {budget}"
+    if s.hidden:
+        summary += f" ({s.hidden} of them hidden, maybe parallel workers)"
+    return _pg_check(
+        cid,
+        t,
+        Status.WARNING if n > budget else Status.OK,
+        summary,
+        value=n,
+        unit="count",
+        warn=budget,
     )
 
 
-def _pg_hidden_note(d: Mapping[str, Any]) -> str:
-    n = d.get("hidden_sessions") or 0
+def _pg_total_budget(d: PostgresData, budget: int, budgets: dict[str, int], t: str) -> CheckResult:
+    named = [s for name, s in d.by_service.items() if name != OTHER]
+    if named:
+        what = "the services hold"
+        total = sum(s.count for s in named)
+        hidden = sum(s.hidden for s in named)
+    else:
+        what = "clients hold"
+        total = d.connections_used or 0
+        hidden = d.hidden_sessions
+    bound = "at most " if hidden else ""
+    summary = f"{what} {bound}{total} connections; platform budget {budget}"
+    if total > budget:
+        over = _pg_over_budget(d, budgets)
+        summary += " (over" + (
+            ": " + ", ".join(f"{n} {c}/{b}" for n, c, b, _ in over) + ")" if over else ")"
+        )
+    if hidden:
+        summary += f"; {hidden} of them hidden sessions of other roles, maybe parallel workers"
+    return _pg_check(
+        "postgres.budget.total",
+        t,
+        Status.WARNING if total > budget else Status.OK,
+        summary,
+        value=total,
+        unit="count",
+        warn=budget,
+    )
+
+
+def _at_most(service: ServiceCount) -> str:
+    return "at most " if service.hidden else ""
+
+
+def _pg_hidden_count_note(d: PostgresData) -> str:
+    return (
+        f"{d.hidden_sessions} of them hidden sessions of other roles, which may include "
+        "parallel workers (grant pg_monitor to see them)"
+    )
+
+
+def _pg_hidden_note(d: PostgresData) -> str:
+    n = d.hidden_sessions
     return f"{n} sessions of other roles hidden (grant pg_monitor to see them)" if n else ""
 
 
-def _pg_idle_in_transaction(d: Mapping[str, Any], pg: PostgresConfig, t: str) -> CheckResult:
+def _pg_idle_in_transaction(d: PostgresData, pg: PostgresConfig, t: str) -> CheckResult:
     cid = "postgres.idle_in_transaction"
     warn, crit = pg.idle_in_transaction_warn, pg.idle_in_transaction_crit
-    states = d.get("by_state") or {}
+    states = d.by_state
     count = states.get("idle in transaction", 0) + states.get("idle in transaction (aborted)", 0)
-    worst = d.get("longest_idle_in_xact")
+    worst = d.longest_idle_in_xact
     hidden = _pg_hidden_note(d)
     if not worst:
         status, summary = Status.OK, "no session idle in transaction"
         if hidden:
             status, summary = Status.UNKNOWN, f"none visible idle in transaction; {hidden}"
         return _pg_check(cid, t, status, summary, value=0.0, unit="s", warn=warn, crit=crit)
-    age = worst["age_s"] or 0.0
+    age = worst.age_s or 0.0
     summary = (
-        f"{count} idle in transaction; longest pid {worst['pid']} ({worst['service']}) "
-        f"for {_secs(age)}"
+        f"{count} idle in transaction; longest pid {worst.pid} ({worst.service}) for {_secs(age)}"
     )
     status = at_least(age, warn, crit)
     if hidden and status is Status.OK:
@@ -183,22 +204,22 @@ def _pg_idle_in_transaction(d: Mapping[str, Any], pg: PostgresConfig, t: str) ->
     return _pg_check(cid, t, status, summary, value=round(age, 1), unit="s", warn=warn, crit=crit)
 
 
-def _pg_blocked(d: Mapping[str, Any], pg: PostgresConfig, t: str) -> CheckResult:
+def _pg_blocked(d: PostgresData, pg: PostgresConfig, t: str) -> CheckResult:
     cid = "postgres.blocked"
     warn, crit = pg.blocked_warn, pg.blocked_crit
-    blocked = d.get("blocked") or []
+    blocked = d.blocked
     hidden = _pg_hidden_note(d)
     if not blocked:
         status, summary = Status.OK, "no session waiting on a lock"
         if hidden:
             status, summary = Status.UNKNOWN, f"none visible waiting on a lock; {hidden}"
         return _pg_check(cid, t, status, summary, value=0.0, unit="s", warn=warn, crit=crit)
-    worst = max(blocked, key=lambda b: b.get("waiting_s") or 0.0)
-    waited = worst.get("waiting_s") or 0.0
-    by = ", ".join(str(p) for p in worst.get("blocked_by") or []) or "?"
-    total = d.get("blocked_total", len(blocked))
+    worst = max(blocked, key=lambda b: b.waiting_s or 0.0)
+    waited = worst.waiting_s or 0.0
+    by = ", ".join(str(p) for p in worst.blocked_by) or "?"
+    total = d.blocked_total if d.blocked_total is not None else len(blocked)
     summary = (
-        f"{total} waiting on a lock; longest pid {worst['pid']} ({worst['service']}) "
+        f"{total} waiting on a lock; longest pid {worst.pid} ({worst.service}) "
         f"for {_secs(waited)}, blocked by pid {by}"
     )
     status = at_least(waited, warn, crit)
@@ -209,38 +230,30 @@ def _pg_blocked(d: Mapping[str, Any], pg: PostgresConfig, t: str) -> CheckResult
     )
 
 
-def _pg_invariants(d: Mapping[str, Any], pg: PostgresConfig, t: str) -> list[CheckResult]:
-    out = []
-    seen = d.get("invariants") or {}
-    for inv in pg.invariants:
-        cid = f"postgres.invariant.{inv.name}"
-        got = seen.get(inv.name)
-        if got is None or got.get("error"):
-            why = got["error"] if got else "not run"
-            out.append(_pg_check(cid, t, Status.UNKNOWN, f"{inv.name}: not checked: {why}"))
-            continue
-        value = got["value"]
-        hi = above(value, inv.warn_above, inv.crit_above)
-        lo = below(value, inv.warn_below, inv.crit_below)
-        status = Status.worst([hi, lo])
-        limits = [
-            f"{word} {v:g}"
-            for word, v in (
-                ("warn above", inv.warn_above),
-                ("crit above", inv.crit_above),
-                ("warn below", inv.warn_below),
-                ("crit below", inv.crit_below),
-            )
-            if v is not None
-        ]
-        summary = f"{inv.name} = {value:g}" + (f" ({', '.join(limits)})" if limits else "")
-        warn = inv.warn_above if inv.warn_above is not None else inv.warn_below
-        crit = inv.crit_above if inv.crit_above is not None else inv.crit_below
-        falls = inv.warn_above is None and inv.crit_above is None  # only *_below limits
-        out.append(
-            _pg_check(cid, t, status, summary, value=value, warn=warn, crit=crit, below=falls)
+def _pg_invariant(got: InvariantResult | None, inv: Invariant, t: str) -> CheckResult:
+    cid = f"postgres.invariant.{inv.name}"
+    if got is None or got.error or got.value is None:
+        why = (got.error if got else None) or "not run"
+        return _pg_check(cid, t, Status.UNKNOWN, f"{inv.name}: not checked: {why}")
+    value = got.value
+    hi = above(value, inv.warn_above, inv.crit_above)
+    lo = below(value, inv.warn_below, inv.crit_below)
+    status = Status.worst([hi, lo])
+    limits = [
+        f"{word} {v:g}"
+        for word, v in (
+            ("warn above", inv.warn_above),
+            ("crit above", inv.crit_above),
+            ("warn below", inv.warn_below),
+            ("crit below", inv.crit_below),
         )
-    return out
+        if v is not None
+    ]
+    summary = f"{inv.name} = {value:g}" + (f" ({', '.join(limits)})" if limits else "")
+    warn = inv.warn_above if inv.warn_above is not None else inv.warn_below
+    crit = inv.crit_above if inv.crit_above is not None else inv.crit_below
+    falls = inv.warn_above is None and inv.crit_above is None  # only *_below limits
+    return _pg_check(cid, t, status, summary, value=value, warn=warn, crit=crit, below=falls)
 
 
 def _secs(s: float) -> str:

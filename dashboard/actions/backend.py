@@ -32,7 +32,10 @@ import psycopg
 
 from collectors.config import Config
 from collectors.core.redact import dsn_secrets, printable, scrub
-from collectors.postgres.collector import APPLICATION_NAME, OTHER, service_app_names
+from collectors.postgres.collector import APPLICATION_NAME
+from collectors.postgres.config import service_app_names
+from collectors.postgres.data import OTHER
+from collectors.registry import postgres_services
 from dashboard.actions.base import ActionRefused, Outcome, Plan, Progress, Result
 
 Mode = Literal["cancel", "terminate"]
@@ -211,7 +214,7 @@ class BackendAction:
                 f"pid {pid} is {state or 'not running a query'}: there is no running query "
                 "to cancel (terminate ends the session)"
             )
-        service = service_app_names(self.config).get(app or "", OTHER)
+        service = service_app_names(postgres_services(self.config)).get(app or "", OTHER)
         details = [
             ("pid", str(pid)),
             ("service", service),

@@ -72,8 +72,8 @@ class ViewModel:
             if (check.component, check.target) not in blind:
                 del self.alerts[gone]  # cleared: its acknowledgement goes with it
         for r in report.snapshot.readings:
-            if r.component == "postgres" and r.ok:
-                used, usable = r.data.get("connections_used"), r.data.get("usable")
+            if r.component == "postgres" and r.ok and r.data is not None:
+                used, usable = r.data.connections_used, r.data.usable
                 if isinstance(used, int | float):
                     hist = self.pg_used.setdefault(r.target, deque(maxlen=HISTORY))
                     hist.append(float(used) / usable if usable else float(used))
