@@ -392,6 +392,8 @@ async def test_detail_view_on_every_panel() -> None:
 def test_reading_contract_gaps_show_dashes() -> None:
     """A reading missing most keys still renders (tolerant panels)."""
 
+    from collectors.secrets.data import KeyInfo, SecretsData
+
     async def run() -> str:
         app = make_app()
         snap = Snapshot(
@@ -403,7 +405,7 @@ def test_reading_contract_gaps_show_dashes() -> None:
                 Reading("redis", "main", td.T0, {"locks": [{"key": "lock:a"}]}),
                 Reading("services", "order-service", td.T0, {}),
                 Reading("processes", "worker", td.T0, {}),
-                Reading("secrets", "store", td.T0, {"keys": {"JWT_SECRET": {}}}),
+                Reading("secrets", "store", td.T0, SecretsData(keys={"JWT_SECRET": KeyInfo()})),
             ),
         )
         async with app.run_test(size=WIDE) as pilot:

@@ -34,13 +34,12 @@ from collectors.core.units import format_duration
 from collectors.secrets.collector import (
     PREVIOUS,
     ROTATED_AT,
-    SECURITY_PATH,
     check_exists,
     fetch_fingerprints,
-    grace_period,
     iso_now,
     parse_time,
 )
+from collectors.secrets.config import SECURITY_PATH, grace_period
 from collectors.secrets.store import (
     SecretStore,
     StoreError,
@@ -705,12 +704,12 @@ class RotateSecret:
         timeout = min(float(self.config.http.timeout), 3.0)
         checkable = [t for t in told if t.verifiable]
         got = await asyncio.gather(
-            *(fetch_fingerprints(self.http, t.svc, timeout) for t in checkable)
+            *(fetch_fingerprints(self.http, t.svc.url, timeout) for t in checkable)
         )
         for t, g in zip(checkable, got, strict=True):
-            t.error = g.get("error")
-            t.fingerprint = g.get("access")
-            t.refresh = g.get("refresh")
+            t.error = g.error
+            t.fingerprint = g.access
+            t.refresh = g.refresh
 
     def _params(self, store: SecretStore, grace: float) -> dict[str, Any]:
         st = self.state
