@@ -14,9 +14,9 @@ import pytest
 from collectors.config import Config, parse_config
 from collectors.core.http import HttpClient
 from collectors.core.model import CheckResult, Reading, Status
-from collectors.rules import judge
 from collectors.poller import Collector
 from collectors.registry import secrets_collector
+from collectors.rules import judge
 from collectors.secrets.store import fingerprint
 from tests.conftest import run_cli
 from tests.helpers import http_server, respond
