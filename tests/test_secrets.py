@@ -469,3 +469,32 @@ def test_rotating_one_key_does_not_make_the_other_look_fresh(tmp_path: Path, wri
     assert age.status is Status.UNKNOWN, age.summary
     assert "age of JWT_SECRET not known" in age.summary
     assert reading.data.keys["JWT_SECRET"].age_source == "unknown"
+
+
+def test_recorded_data_reads_back_and_is_judged_with_the_replay_config() -> None:
+    """A reading's typed data survives a recording; the grace period that decides a
+    lagging service's verdict is the judging config's, not the one recorded."""
+    from collectors.core.settings import SecretKey
+    from collectors.core.units import Duration
+    from collectors.secrets.config import SecretsConfig
+    from collectors.secrets.data import KeyInfo, Rotation, SecretsData, ServiceKeys
+    from collectors.secrets.rules import judge_secrets
+
+    t = 1_795_600_800.0
+    data = SecretsData(
+        keys={"JWT_SECRET": KeyInfo(length=86, fingerprint="sha256:1a2b3c4d5e6f", strength="ok")},
+        rotation=Rotation(
+            in_progress=True, started_at=t - 60, grace_period_s=3600.0, grace_ends_at=t + 3540
+        ),
+        services={"svc": ServiceKeys(fingerprint="sha256:0badc0ffee00", on_previous=True)},
+    )
+    reading = Reading("secrets", "store", t, data)
+    back = Reading.from_dict(json.loads(json.dumps(reading.to_dict())), SecretsData)
+    assert back == reading
+
+    def lag(grace: str) -> CheckResult:
+        s = SecretsConfig(keys=[SecretKey("JWT_SECRET")], grace_period=Duration.parse(grace))
+        return {c.id: c for c in judge_secrets(back, s)}["service.svc.secret_fingerprint"]
+
+    assert lag("1h").status is Status.WARNING and "grace period ends in" in lag("1h").summary
+    assert lag("30s").status is Status.CRITICAL and "after the grace period" in lag("30s").summary
