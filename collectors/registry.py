@@ -28,6 +28,8 @@ from collectors.postgres.data import PostgresData
 from collectors.postgres.rules import judge_postgres
 from collectors.processes.rules import judge_processes
 from collectors.redis.rules import judge_redis
+from collectors.secrets.config import KeyService
+from collectors.secrets.data import SecretsData
 from collectors.secrets.rules import judge_secrets
 from collectors.services.rules import judge_services
 
@@ -224,17 +226,42 @@ PROCESSES = TargetSpec(
 # ------------------------------------------------------------------- secrets
 
 
-def _build_secrets(config: Config, shared: Shared, one_shot: bool) -> Collector:
+def secrets_services(config: Config) -> list[KeyService]:
+    """The services as the secrets target sees them: name, url, detail paths."""
+    return [
+        KeyService(name=str(s.name), url=str(s.url), detail_paths=tuple(map(str, s.detail_paths)))
+        for s in config.services
+    ]
+
+
+def secrets_collector(config: Config, http: HttpClient) -> Collector:
+    """The secrets collector for `config`: its section, the services, the timeouts."""
     from collectors.secrets.collector import SecretsCollector
 
-    return SecretsCollector(config, shared.http())
+    assert config.secrets is not None
+    return SecretsCollector(
+        config.secrets,
+        http,
+        secrets_services(config),
+        http_timeout=float(config.http.timeout),
+        round_timeout=float(config.dashboard.collector_timeout),
+    )
+
+
+def _build_secrets(config: Config, shared: Shared, one_shot: bool) -> Collector:
+    return secrets_collector(config, shared.http())
+
+
+def _judge_secrets(reading: Reading, config: Config) -> list[CheckResult]:
+    return judge_secrets(reading, config.secrets)
 
 
 SECRETS = TargetSpec(
     name="secrets",
     enabled=lambda c: c.secrets is not None,
     build=_build_secrets,
-    judge=judge_secrets,
+    judge=_judge_secrets,
+    data=SecretsData,
 )
 
 # ---------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from collectors.config import SecretStoreConfig
+from collectors.secrets.config import SecretStoreConfig
 from collectors.secrets.store import fingerprint, open_store
 from tests.helpers import http_server, respond
 

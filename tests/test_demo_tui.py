@@ -155,8 +155,8 @@ async def test_tui_shows_the_incident_and_fixes_every_failure_from_keys(tmp_path
 
             # after the grace period the same key finishes the rotation
             def can_finish() -> bool:
-                rotation = app.model.readings("secrets")[0].data.get("rotation") or {}
-                return bool(rotation.get("can_finish"))
+                rotation = app.model.readings("secrets")[0].data.rotation
+                return bool(rotation and rotation.can_finish)
 
             await _until(pilot, can_finish, 40, "the rotation's grace period to end")
             outcome = await _confirmed(pilot, app, "r")

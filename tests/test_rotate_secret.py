@@ -20,8 +20,13 @@ import pytest
 
 from collectors.config import parse_config
 from collectors.secrets.store import fingerprint, parse_dotenv
-from dashboard.actions.base import ActionRunner, Result
-from dashboard.actions.rotate_secret import RotateSecret
+from dashboard.actions.base import Action, ActionRefused, ActionRunner, Result
+from dashboard.actions.rotate_secret import (
+    FinishRotation,
+    ResumeRotation,
+    RotateKeys,
+    RotateSecret,
+)
 from tests.conftest import run_cli
 from tests.jwt_service import JwtService, assert_no_secret, running
 
@@ -481,6 +486,42 @@ def test_no_new_secret_while_a_service_that_may_use_the_previous_is_down(
             assert done.returncode == 0, done.stdout + done.stderr
         v = w.values()
         assert v["JWT_SECRET_PREVIOUS"] == cur["JWT_SECRET"]
+    w.assert_clean()
+
+
+def test_each_remediation_is_its_own_action(tmp_path: Path, write_config) -> None:
+    """`rotate-secret` hands over to the action the store and services call for; each
+    action on its own refuses the state it cannot work on."""
+    env = tmp_path / "ultramarket.env"
+    _cur, prev = rotated_store(env)  # mid-rotation, grace long over
+
+    async def plan(action: Action) -> str:
+        try:
+            return (await action.plan()).summary
+        finally:
+            await action.close()
+
+    with services(env, 1) as (svcs, urls):
+        w = World(tmp_path, write_config, urls)
+        w.values()
+        config = parse_config(w.config_path.read_text())
+        entry = RotateSecret(config, finish=True, dry_run=True)
+        assert "dry run: show the finish plan" in asyncio.run(plan(entry))
+        assert type(entry.chosen) is FinishRotation
+        # a service still on the previous key: telling it again, not a new secret
+        svcs[0].access = prev["JWT_SECRET"]
+        entry = RotateSecret(config, dry_run=True)
+        asyncio.run(plan(entry))
+        assert type(entry.chosen) is ResumeRotation and entry.chosen.audit_mode == "dry-run"
+        with pytest.raises(ActionRefused, match="cannot generate a new secret while a service"):
+            asyncio.run(plan(RotateKeys(config, dry_run=True)))
+        svcs[0].load()  # back on the current key: nothing to resume, a new secret is fine
+        with pytest.raises(ActionRefused, match="no rotation to resume"):
+            asyncio.run(plan(ResumeRotation(config, dry_run=True)))
+        entry = RotateSecret(config, dry_run=True)
+        assert "dry run: show the rotation plan" in asyncio.run(plan(entry))
+        assert type(entry.chosen) is RotateKeys
+    assert env.read_text().count("_PREVIOUS=") == 2  # dry runs: nothing changed
     w.assert_clean()
 
 

@@ -14,8 +14,9 @@ import pytest
 from collectors.config import Config, parse_config
 from collectors.core.http import HttpClient
 from collectors.core.model import CheckResult, Reading, Status
+from collectors.poller import Collector
+from collectors.registry import secrets_collector
 from collectors.rules import judge
-from collectors.secrets.collector import SecretsCollector
 from collectors.secrets.store import fingerprint
 from tests.conftest import run_cli
 from tests.helpers import http_server, respond
@@ -46,11 +47,11 @@ detail_paths = ["/health/security"]
 """
 
 
-async def _collect(config: Config, collector: SecretsCollector | None = None) -> Reading:
+async def _collect(config: Config, collector: Collector | None = None) -> Reading:
     http = HttpClient(config.http)
     try:
-        c = collector or SecretsCollector(config, http)
-        c.http = http
+        c = collector or secrets_collector(config, http)
+        c.http = http  # type: ignore[attr-defined]
         (reading,) = await c.collect()
         return reading
     finally:
@@ -58,7 +59,7 @@ async def _collect(config: Config, collector: SecretsCollector | None = None) ->
 
 
 def audit(
-    config: Config, collector: SecretsCollector | None = None
+    config: Config, collector: Collector | None = None
 ) -> tuple[Reading, dict[str, CheckResult]]:
     reading = asyncio.run(_collect(config, collector))
     checks = {c.id: c for c in judge(reading, config)}
@@ -78,8 +79,8 @@ def test_default_secret_and_shared_refresh_are_critical(tmp_path: Path) -> None:
     assert strength.status is Status.CRITICAL
     assert "known default" in strength.summary
     assert fingerprint("your-secret-key") in strength.summary
-    assert reading.data["keys"]["JWT_SECRET"]["strength"] == "known-weak"
-    assert reading.data["keys"]["JWT_SECRET"]["length"] == 15
+    assert reading.data.keys["JWT_SECRET"].strength == "known-weak"
+    assert reading.data.keys["JWT_SECRET"].length == 15
     assert checks["secrets.distinct"].status is Status.CRITICAL
     assert_no_secret(["your-secret-key"], everything(reading, checks))
 
@@ -125,7 +126,7 @@ def test_wordlist_secret_and_missing_key(tmp_path: Path) -> None:
     missing = checks["secrets.JWT_REFRESH_SECRET.strength"]
     assert missing.status is Status.CRITICAL and "missing" in missing.summary
     assert checks["secrets.distinct"].status is Status.UNKNOWN
-    assert reading.data["wordlist"]["entries"] == 3
+    assert reading.data.wordlist.entries == 3
     assert_no_secret([listed], everything(reading, checks))
 
 
@@ -183,9 +184,9 @@ def test_service_fingerprints_against_the_store(tmp_path: Path) -> None:
         lag = checks["service.user-service.secret_fingerprint"]
         assert lag.status is Status.WARNING and "previous key" in lag.summary
         assert checks["service.gone-service.secret_fingerprint"].status is Status.UNKNOWN
-        assert reading.data["rotation"]["in_progress"] is True
-        assert reading.data["services"]["user-service"]["matches"] is False
-        assert reading.data["rotation"]["can_finish"] is False
+        assert reading.data.rotation.in_progress is True
+        assert reading.data.services["user-service"].matches is False
+        assert reading.data.rotation.can_finish is False
 
         # once the grace period is over, a service on the old key is critical
         config = make_config(env, 'grace_period = "1s"', services)
@@ -212,7 +213,7 @@ def test_forged_token_probe_catches_a_vulnerable_service(tmp_path: Path) -> None
     with running(bad) as url:
         config = probe_config(env, url)
         http = HttpClient(config.http)
-        collector = SecretsCollector(config, http)
+        collector = secrets_collector(config, http)
         reading, checks = audit(config, collector)
         forged = checks["secrets.forged_token"]
         assert forged.status is Status.CRITICAL
@@ -301,7 +302,7 @@ def test_dir_and_env_stores(tmp_path: Path, kind: str, monkeypatch: pytest.Monke
     strengths = [c for c in checks.values() if c.id.endswith(".strength")]
     assert len(strengths) == 2 and all(c.status is Status.OK for c in strengths)
     assert checks["secrets.distinct"].status is Status.OK
-    assert reading.data["keys"][strengths[0].id.split(".")[1]]["fingerprint"] == fingerprint(a)
+    assert reading.data.keys[strengths[0].id.split(".")[1]].fingerprint == fingerprint(a)
     assert_no_secret([a, b], everything(reading, checks))
     if kind == "dir":
         assert checks["secrets.age"].status is Status.OK
@@ -331,7 +332,7 @@ def test_weak_previous_secret_still_accepted_is_a_warning(tmp_path: Path) -> Non
     assert s.status is Status.WARNING
     assert "still accepted" in s.summary and fingerprint("your-secret-key") in s.summary
     assert checks["secrets.JWT_REFRESH_SECRET.strength"].status is Status.OK
-    assert reading.data["rotation"]["in_progress"] is True
+    assert reading.data.rotation.in_progress is True
     assert_no_secret([a, b, "your-secret-key"], everything(reading, checks))
 
 
@@ -341,13 +342,13 @@ def test_a_hostile_security_answer_is_no_reading_at_all() -> None:
     assert parse_security(b"[" * 60_000) is None  # deep nesting: no RecursionError escapes
     long = b'{"jwt": {"accessKeyFingerprint": "' + b"a" * 100_000 + b'"}}'
     parsed = parse_security(long)
-    assert parsed["accessKeyFingerprint"] is None
-    assert "malformed fingerprint in accessKeyFingerprint (100000 characters" in parsed["error"]
+    assert parsed.access is None
+    assert "malformed fingerprint in accessKeyFingerprint (100000 characters" in parsed.error
     good = parse_security(b'{"accessKeyFingerprint": "sha256:0123456789ab"}')
-    assert good["accessKeyFingerprint"] == "sha256:0123456789ab" and good["error"] is None
+    assert good.access == "sha256:0123456789ab" and good.error is None
     for bad in ("SHA256:0123456789AB", "sha256:0123456789abc", r"sha256:0123456789a\u001b"):
         doc = b'{"accessKeyFingerprint": "' + bad.encode() + b'"}'
-        assert "malformed fingerprint" in parse_security(doc)["error"], bad
+        assert "malformed fingerprint" in parse_security(doc).error, bad
 
 
 ESCAPES = "sha256:\x1b]2;PWNED\x07\x1b[2J\x1b[31mevil"
@@ -403,7 +404,7 @@ def test_forged_token_probe_needs_a_protected_path_and_clear_rejections(tmp_path
         forged = checks["secrets.forged_token"]
         assert forged.status is Status.WARNING
         assert "/api/admin/mee is not a protected path (HTTP 404)" in forged.summary
-        assert reading.data["probe"]["tried"] == 1  # no forged token sent to a wrong path
+        assert reading.data.probe.tried == 1  # no forged token sent to a wrong path
     # a service that answers 500 to a forged token: neither accepted nor rejected
     broken = JwtService(env, bad_token_status=500)
     with running(broken) as url:
@@ -411,7 +412,7 @@ def test_forged_token_probe_needs_a_protected_path_and_clear_rejections(tmp_path
     forged = checks["secrets.forged_token"]
     assert forged.status is Status.UNKNOWN, forged.summary
     assert "inconclusive: 7 forged token(s) got neither 401/403 nor 2xx" in forged.summary
-    assert "alg none (unsigned): HTTP 500" in " ".join(reading.data["probe"]["unclear"])
+    assert "alg none (unsigned): HTTP 500" in " ".join(reading.data.probe.unclear)
     assert_no_secret([a, b], everything(reading, checks))
 
 
@@ -467,4 +468,33 @@ def test_rotating_one_key_does_not_make_the_other_look_fresh(tmp_path: Path, wri
     age = checks["secrets.age"]
     assert age.status is Status.UNKNOWN, age.summary
     assert "age of JWT_SECRET not known" in age.summary
-    assert reading.data["keys"]["JWT_SECRET"]["age_source"] == "unknown"
+    assert reading.data.keys["JWT_SECRET"].age_source == "unknown"
+
+
+def test_recorded_data_reads_back_and_is_judged_with_the_replay_config() -> None:
+    """A reading's typed data survives a recording; the grace period that decides a
+    lagging service's verdict is the judging config's, not the one recorded."""
+    from collectors.core.settings import SecretKey
+    from collectors.core.units import Duration
+    from collectors.secrets.config import SecretsConfig
+    from collectors.secrets.data import KeyInfo, Rotation, SecretsData, ServiceKeys
+    from collectors.secrets.rules import judge_secrets
+
+    t = 1_795_600_800.0
+    data = SecretsData(
+        keys={"JWT_SECRET": KeyInfo(length=86, fingerprint="sha256:1a2b3c4d5e6f", strength="ok")},
+        rotation=Rotation(
+            in_progress=True, started_at=t - 60, grace_period_s=3600.0, grace_ends_at=t + 3540
+        ),
+        services={"svc": ServiceKeys(fingerprint="sha256:0badc0ffee00", on_previous=True)},
+    )
+    reading = Reading("secrets", "store", t, data)
+    back = Reading.from_dict(json.loads(json.dumps(reading.to_dict())), SecretsData)
+    assert back == reading
+
+    def lag(grace: str) -> CheckResult:
+        s = SecretsConfig(keys=[SecretKey("JWT_SECRET")], grace_period=Duration.parse(grace))
+        return {c.id: c for c in judge_secrets(back, s)}["service.svc.secret_fingerprint"]
+
+    assert lag("1h").status is Status.WARNING and "grace period ends in" in lag("1h").summary
+    assert lag("30s").status is Status.CRITICAL and "after the grace period" in lag("30s").summary

@@ -393,6 +393,8 @@ def test_reading_contract_gaps_show_dashes() -> None:
     """A reading missing most keys still renders (tolerant panels)."""
     from collectors.postgres.data import PostgresData
 
+    from collectors.secrets.data import KeyInfo, SecretsData
+
     async def run() -> str:
         app = make_app()
         snap = Snapshot(
@@ -404,7 +406,7 @@ def test_reading_contract_gaps_show_dashes() -> None:
                 Reading("redis", "main", td.T0, {"locks": [{"key": "lock:a"}]}),
                 Reading("services", "order-service", td.T0, {}),
                 Reading("processes", "worker", td.T0, {}),
-                Reading("secrets", "store", td.T0, {"keys": {"JWT_SECRET": {}}}),
+                Reading("secrets", "store", td.T0, SecretsData(keys={"JWT_SECRET": KeyInfo()})),
             ),
         )
         async with app.run_test(size=WIDE) as pilot:

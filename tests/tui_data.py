@@ -291,43 +291,48 @@ def process(t: float, name: str, *, rss: int = 120_000_000, growth: float = 0.0)
 
 
 def secrets(t: float, *, weak: bool = False) -> Reading:
-    access = {
-        "present": True,
-        "length": 64,
-        "fingerprint": "sha256:1a2b3c4d5e6f",
-        "strength": "ok",
-        "reason": "",
-        "entropy_bits": 256.0,
-        "age_s": 86400 * 12,
-        "rotated_at": None,
-        "previous_fingerprint": None,
-    }
-    refresh = {**access, "fingerprint": "sha256:99aa88bb77cc"}
+    # imported here: each target's builders import their own data types
+    from msgspec.structs import replace
+
+    from collectors.secrets.data import KeyInfo, SecretsData, ServiceKeys, StoreInfo
+
+    access = KeyInfo(
+        present=True,
+        length=64,
+        fingerprint="sha256:1a2b3c4d5e6f",
+        strength="ok",
+        reason="",
+        entropy_bits=256.0,
+        age_s=86400 * 12,
+        rotated_at=None,
+        previous_fingerprint=None,
+    )
+    refresh = replace(access, fingerprint="sha256:99aa88bb77cc")
     if weak:
-        access = {
-            **access,
-            "length": 15,
-            "fingerprint": "sha256:0badc0ffee00",
-            "strength": "known-weak",
-            "reason": "in the list of known weak secrets",
-            "entropy_bits": 40.0,
-        }
+        access = replace(
+            access,
+            length=15,
+            fingerprint="sha256:0badc0ffee00",
+            strength="known-weak",
+            reason="in the list of known weak secrets",
+            entropy_bits=40.0,
+        )
     return Reading(
         "secrets",
         "store",
         t,
-        {
-            "store": {"kind": "dotenv", "path": "/etc/ultramarket/.env"},
-            "algorithm": "HS256",
-            "keys": {"JWT_SECRET": access, "JWT_REFRESH_SECRET": refresh},
-            "distinct": True,
-            "services": {
-                s: {"fingerprint": access["fingerprint"], "matches": True, "error": None}
+        SecretsData(
+            store=StoreInfo(kind="dotenv", path="/etc/ultramarket/.env"),
+            algorithm="HS256",
+            keys={"JWT_SECRET": access, "JWT_REFRESH_SECRET": refresh},
+            distinct=True,
+            services={
+                s: ServiceKeys(fingerprint=access.fingerprint, matches=True, error=None)
                 for s in SERVICES
             },
-            "rotation": None,
-            "probe": None,
-        },
+            rotation=None,
+            probe=None,
+        ),
     )
 
 

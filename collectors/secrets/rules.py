@@ -1,17 +1,17 @@
 """Judge a secrets Reading: strength, distinct, age, services' fingerprints, the probe.
 
-A pure function of the reading and the config (so recordings judge the same).
-Summaries hold lengths, fingerprints and reasons; never a value.
+A pure function of the reading and the `[secrets]` section (so recordings judge the
+same, and a replay with another config judges with that config's max_age and grace
+period). Summaries hold lengths, fingerprints and reasons; never a value.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from collectors.config import Config
 from collectors.core.model import CheckResult, Reading, Status
 from collectors.core.thresholds import failure
 from collectors.core.units import format_duration
+from collectors.secrets.config import SecretsConfig, grace_period
+from collectors.secrets.data import KeyInfo, Probe, Rotation, SecretsData, ServiceKeys
 
 _STRENGTH_STATUS = {
     "ok": Status.OK,
@@ -22,86 +22,77 @@ _STRENGTH_STATUS = {
 }
 
 
-def judge_secrets(reading: Reading, config: Config) -> list[CheckResult]:
+def judge_secrets(reading: Reading, settings: SecretsConfig | None) -> list[CheckResult]:
     if not reading.ok:
         return [failure(reading, "secrets.store", "secret store")]
-    s = config.secrets
-    assert s is not None
-    d = reading.data
+    assert settings is not None, "a secrets reading needs the [secrets] section"
+    d: SecretsData = reading.data
     t = reading.target
-    keys: dict[str, Any] = d.get("keys") or {}
-    store = d.get("store") or {}
-    where = f"{store.get('kind', '?')} store" + (f" {store['path']}" if store.get("path") else "")
-    out: list[CheckResult] = []
-
-    for key, info in keys.items():
-        strength = info.get("strength", "missing")
-        if strength == "missing":
-            summary = f"{key} is missing from the {where}"
-        else:
-            summary = f"{key} ({info.get('length')} bytes, {info.get('fingerprint')}): " + str(
-                info.get("reason", strength)
-            )
-        status = _STRENGTH_STATUS.get(strength, Status.UNKNOWN)
-        if info.get("previous_weak"):
-            # The old weak secret still signs valid tokens until --finish.
-            summary += (
-                f"; previous {info.get('previous_fingerprint')} ({info['previous_weak']}) is "
-                "still accepted: finish the rotation once the grace period is over"
-            )
-            status = Status.worst([status, Status.WARNING])
-        out.append(
-            CheckResult(
-                f"secrets.{key}.strength",
-                "secrets",
-                t,
-                status,
-                summary,
-                value=info.get("length"),
-                unit="bytes",
-                crit=info.get("required_bytes"),
-                below=True,  # too few bytes is the alert
-            )
-        )
-
-    wl = d.get("wordlist")
-    if wl and wl.get("error"):
+    where = f"{d.store.kind} store" + (f" {d.store.path}" if d.store.path else "")
+    out = [_strength(key, info, where, t) for key, info in d.keys.items()]
+    wl = d.wordlist
+    if wl is not None and wl.error:
         out.append(
             CheckResult(
                 "secrets.wordlist",
                 "secrets",
                 t,
                 Status.UNKNOWN,
-                f"known-weak wordlist {wl.get('path')} unreadable: {wl['error']}",
+                f"known-weak wordlist {wl.path} unreadable: {wl.error}",
             )
         )
-
-    distinct = d.get("distinct")
-    if len(s.keys) >= 2:
-        a, b = s.keys[0], s.keys[1]
-        if distinct is None:
-            status, summary = Status.UNKNOWN, f"cannot compare {a} and {b}: one is missing"
-        elif distinct:
-            status, summary = Status.OK, f"{a} and {b} differ"
-        else:
-            status = Status.CRITICAL
-            summary = f"{a} and {b} are the same secret: a refresh token works as an access token"
-        out.append(CheckResult("secrets.distinct", "secrets", t, status, summary))
-
-    out.append(_age(keys, float(s.max_age), t, where))
-    out.extend(_services(d, reading.taken_at))
-    probe = d.get("probe")
-    if probe is not None:
-        out.append(_probe(probe, t))
+    if len(settings.keys) >= 2:
+        out.append(_distinct(d.distinct, settings.keys[0], settings.keys[1], t))
+    out.append(_age(d.keys, float(settings.max_age), t, where))
+    out.extend(_services(d, _grace_ends(d.rotation, settings), reading.taken_at))
+    if d.probe is not None:
+        out.append(_probe(d.probe, t))
     return out
 
 
-def _age(keys: dict[str, Any], max_age: float, t: str, where: str) -> CheckResult:
-    present = {key: info for key, info in keys.items() if info.get("present", True)}
-    aged = [
-        (info["age_s"], key, info) for key, info in present.items() if info.get("age_s") is not None
-    ]
-    blind = [key for key, info in present.items() if info.get("age_s") is None]
+def _strength(key: str, info: KeyInfo, where: str, t: str) -> CheckResult:
+    strength = info.strength
+    if strength == "missing":
+        summary = f"{key} is missing from the {where}"
+    else:
+        reason = strength if info.reason is None else info.reason
+        summary = f"{key} ({info.length} bytes, {info.fingerprint}): {reason}"
+    status = _STRENGTH_STATUS.get(strength, Status.UNKNOWN)
+    if info.previous_weak:
+        # The old weak secret still signs valid tokens until --finish.
+        summary += (
+            f"; previous {info.previous_fingerprint} ({info.previous_weak}) is "
+            "still accepted: finish the rotation once the grace period is over"
+        )
+        status = Status.worst([status, Status.WARNING])
+    return CheckResult(
+        f"secrets.{key}.strength",
+        "secrets",
+        t,
+        status,
+        summary,
+        value=info.length,
+        unit="bytes",
+        crit=info.required_bytes,
+        below=True,  # too few bytes is the alert
+    )
+
+
+def _distinct(distinct: bool | None, a: str, b: str, t: str) -> CheckResult:
+    if distinct is None:
+        status, summary = Status.UNKNOWN, f"cannot compare {a} and {b}: one is missing"
+    elif distinct:
+        status, summary = Status.OK, f"{a} and {b} differ"
+    else:
+        status = Status.CRITICAL
+        summary = f"{a} and {b} are the same secret: a refresh token works as an access token"
+    return CheckResult("secrets.distinct", "secrets", t, status, summary)
+
+
+def _age(keys: dict[str, KeyInfo], max_age: float, t: str, where: str) -> CheckResult:
+    present = {key: info for key, info in keys.items() if info.present}
+    aged = [(info.age_s, key, info) for key, info in present.items() if info.age_s is not None]
+    blind = [key for key, info in present.items() if info.age_s is None]
     if not aged:
         hint = " (set <KEY>_ROTATED_AT to an ISO time)" if where.startswith("env") else ""
         return CheckResult(
@@ -114,7 +105,7 @@ def _age(keys: dict[str, Any], max_age: float, t: str, where: str) -> CheckResul
             warn=max_age,
         )
     age, key, info = max(aged, key=lambda x: x[0])
-    source = "rotated" if info.get("age_source") == "rotated_at" else "file last modified"
+    source = "rotated" if info.age_source == "rotated_at" else "file last modified"
     summary = f"{key} {source} {format_duration(age)} ago"
     if age > max_age:
         status = Status.WARNING
@@ -133,71 +124,74 @@ def _age(keys: dict[str, Any], max_age: float, t: str, where: str) -> CheckResul
     )
 
 
-def _services(d: dict[str, Any], taken_at: float) -> list[CheckResult]:
-    rotation = d.get("rotation") or {}
-    ends = rotation.get("grace_ends_at")
-    in_grace = bool(rotation) and ends is not None and taken_at < ends
-    out: list[CheckResult] = []
-    for name, svc in (d.get("services") or {}).items():
-        cid = f"service.{name}.secret_fingerprint"
-        if svc.get("error"):
-            out.append(
-                CheckResult(
-                    cid,
-                    "services",
-                    name,
-                    Status.UNKNOWN,
-                    f"cannot read {name}'s key fingerprints: {svc['error']}",
-                )
-            )
-            continue
-        fp = svc.get("fingerprint")
-        if svc.get("matches"):
-            status, summary = Status.OK, f"{name} uses the store's current key ({fp})"
-        elif svc.get("on_previous"):
-            if in_grace:
-                status = Status.WARNING
-                summary = (
-                    f"{name} still on the previous key ({fp}); grace period ends in "
-                    f"{format_duration(max(0.0, ends - taken_at))}"
-                )
-            else:
-                status = Status.CRITICAL
-                summary = f"{name} still on the previous key ({fp}) after the grace period"
-        elif in_grace:
-            status = Status.WARNING
-            summary = f"{name} reports key {fp}, not the store's; rotation in progress"
-        else:
-            status = Status.CRITICAL
-            summary = f"{name} reports key {fp}, which is not the store's current key"
-        out.append(CheckResult(cid, "services", name, status, summary))
-    return out
+def _grace_ends(rotation: Rotation | None, settings: SecretsConfig) -> float | None:
+    """When the rotation's grace period ends, by this config's grace period."""
+    if rotation is None:
+        return None
+    if rotation.started_at is None:
+        return rotation.grace_ends_at
+    return rotation.started_at + grace_period(settings)
 
 
-def _probe(probe: dict[str, Any], t: str) -> CheckResult:
-    svc, path = probe.get("service"), probe.get("path")
-    accepted = probe.get("accepted") or []
-    if accepted:
+def _services(d: SecretsData, ends: float | None, taken_at: float) -> list[CheckResult]:
+    return [_service(name, svc, ends, taken_at) for name, svc in d.services.items()]
+
+
+def _service(name: str, svc: ServiceKeys, ends: float | None, taken_at: float) -> CheckResult:
+    cid = f"service.{name}.secret_fingerprint"
+    if svc.error:
+        return CheckResult(
+            cid,
+            "services",
+            name,
+            Status.UNKNOWN,
+            f"cannot read {name}'s key fingerprints: {svc.error}",
+        )
+    in_grace = ends is not None and taken_at < ends
+    fp = svc.fingerprint
+    if svc.matches:
+        status, summary = Status.OK, f"{name} uses the store's current key ({fp})"
+    elif svc.on_previous and ends is not None and in_grace:
+        status = Status.WARNING
+        summary = (
+            f"{name} still on the previous key ({fp}); grace period ends in "
+            f"{format_duration(max(0.0, ends - taken_at))}"
+        )
+    elif svc.on_previous:
+        status = Status.CRITICAL
+        summary = f"{name} still on the previous key ({fp}) after the grace period"
+    elif in_grace:
+        status = Status.WARNING
+        summary = f"{name} reports key {fp}, not the store's; rotation in progress"
+    else:
+        status = Status.CRITICAL
+        summary = f"{name} reports key {fp}, which is not the store's current key"
+    return CheckResult(cid, "services", name, status, summary)
+
+
+def _probe(probe: Probe, t: str) -> CheckResult:
+    svc, path = probe.service, probe.path
+    if probe.accepted:
         return CheckResult(
             "secrets.forged_token",
             "secrets",
             t,
             Status.CRITICAL,
-            f"{svc} accepted forged admin tokens on {path}: {', '.join(accepted)}",
-            value=len(accepted),
+            f"{svc} accepted forged admin tokens on {path}: {', '.join(probe.accepted)}",
+            value=len(probe.accepted),
             unit="count",
             crit=0,
         )
-    err = probe.get("error")
+    err = probe.error
     if err:
         # a wrong/unprotected path is a configuration problem; anything else means
         # we do not know whether forgeries would work
-        wrong_path = probe.get("error_kind") == "not_protected" or "without any token" in err
+        wrong_path = probe.error_kind == "not_protected" or "without any token" in err
         status = Status.WARNING if wrong_path else Status.UNKNOWN
         return CheckResult(
             "secrets.forged_token", "secrets", t, status, f"probe of {svc} {path}: {err}"
         )
-    tried = max(0, int(probe.get("tried") or 0) - 1)  # minus the baseline request
+    tried = max(0, probe.tried - 1)  # minus the baseline request
     return CheckResult(
         "secrets.forged_token",
         "secrets",

@@ -61,9 +61,15 @@ class StoreReadOnly(StoreError):
 
 
 class SecretStore(Protocol):
-    kind: str
-    path: Path | None
-    writable: bool
+    # read-only for the protocol: a store's kind, path and writability never change
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def path(self) -> Path | None: ...
+
+    @property
+    def writable(self) -> bool: ...
 
     def get(self, key: str) -> str | None: ...
 

@@ -620,9 +620,9 @@ class UltrawatchApp(App[int]):
         # Once a rotation's grace period is over and every service has the new key,
         # the same key finishes it (drops the previous secret).
         rotation = next(
-            ((r.data or {}).get("rotation") for r in self.model.readings("secrets")), None
+            (r.data.rotation for r in self.model.readings("secrets") if r.data is not None), None
         )
-        finish = bool(rotation and rotation.get("in_progress") and rotation.get("can_finish"))
+        finish = bool(rotation and rotation.in_progress and rotation.can_finish)
 
         def make() -> Action:
             from dashboard.actions.rotate_secret import RotateSecret

@@ -1,17 +1,21 @@
 """Security: each secret's strength, age and fingerprint, distinctness, services'
-fingerprint match, rotation and the forged-token probe. Never a value."""
+fingerprint match, rotation and the forged-token probe. Never a value.
+
+Colours are the judged checks' statuses (`secrets.<KEY>.strength`, `secrets.distinct`,
+`service.<name>.secret_fingerprint`, `secrets.forged_token`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from textual.app import ComposeResult
 from textual.content import Content
 
-from dashboard.tui.viewmodel import DASH, ViewModel, duration
+from collectors.core.model import Status
+from collectors.secrets.data import Probe, SecretsData
+from dashboard.tui.viewmodel import DASH, STATUS_STYLE, ViewModel, duration
 from dashboard.tui.widgets.base import Line, Panel, SyncTable, cell, down_line
-
-_STRENGTH_STYLE = {"ok": "green", "missing": "bold red", "known-weak": "bold red"}
 
 
 class SecurityPanel(Panel):
@@ -53,70 +57,79 @@ class SecurityPanel(Panel):
             probe_line.set("")
             table.sync([])
             return
-        d = r.data
-        distinct = d.get("distinct")
-        services = d.get("services") or {}
-        bad = sorted(
-            n for n, i in services.items() if isinstance(i, dict) and i.get("matches") is False
-        )
-        rotation = d.get("rotation") or None
-        summary.set(
-            Content.assemble(
-                ("distinct ", "bold"),
-                (
-                    {True: ("yes", "green"), False: ("NO: access == refresh", "bold red")}.get(
-                        distinct, (DASH, "")
-                    )
-                ),
-                ("  services ", "bold"),
-                (
-                    f"{len(services) - len(bad)}/{len(services)} match",
-                    "" if not bad else "bold red",
-                ),
-                (f" (mismatch: {', '.join(bad)})" if bad else "", "red"),
-                (
-                    "  rotation in progress" if rotation and rotation.get("in_progress") else "",
-                    "yellow",
-                ),
-            )
-        )
-        probe = d.get("probe")
-        if isinstance(probe, dict):
-            accepted = probe.get("accepted") or []
-            probe_line.set(
-                Content.assemble(
-                    ("forged-token probe ", "bold"),
-                    f"{probe.get('service') or DASH}{probe.get('path') or ''}: ",
-                    (f"ACCEPTED forged {', '.join(map(str, accepted))}", "bold red")
-                    if accepted
-                    else (f"error: {probe.get('error')}", "magenta")
-                    if probe.get("error")
-                    else ("rejected every forged token", "green"),
-                )
-            )
-        else:
-            probe_line.set(Content.styled("forged-token probe not configured", "dim"))
+        d: SecretsData = r.data
+        # Colours come from the judged checks: the panel never re-judges the data.
+        judged = {c.id: c.status for c in model.checks("secrets", r.target)}
+        summary.set(self._summary(d, judged, model))
+        probe_line.set(self._probe(d.probe, judged.get("secrets.forged_token")))
         rows = []
-        for key, info in sorted((d.get("keys") or {}).items()):
-            if not isinstance(info, dict) or not model.matches(key, info.get("strength")):
+        for key, info in sorted(d.keys.items()):
+            if not model.matches(key, info.strength):
                 continue
-            strength = info.get("strength")
-            record = {"secret": key, **info}
+            strength_status = judged.get(f"secrets.{key}.strength")
+            record = {"secret": key, **msgspec.structs.asdict(info)}
             rows.append(
                 (
                     key,
                     record,
                     [
                         cell(key),
-                        cell(strength, _STRENGTH_STYLE.get(str(strength), "yellow")),
-                        cell(info.get("length")),
-                        cell(duration(info.get("age_s"))),
-                        cell(info.get("fingerprint")),
-                        cell(info.get("reason")),
+                        cell(info.strength, _style(strength_status)),
+                        cell(info.length),
+                        cell(duration(info.age_s)),
+                        cell(info.fingerprint),
+                        cell(info.reason),
                     ],
                 )
             )
         table.sync(rows)
 
+    @staticmethod
+    def _summary(d: SecretsData, judged: dict[str, Status], model: ViewModel) -> Content:
+        if d.distinct is None:
+            distinct = (DASH, "")
+        else:
+            text = "yes" if d.distinct else "NO: access == refresh"
+            distinct = (text, _style(judged.get("secrets.distinct")))
+        services = d.services
+        bad = sorted(n for n, i in services.items() if i.matches is False)
+        fingerprints = [
+            c.status
+            for c in model.checks("services")
+            if c.id.endswith(".secret_fingerprint") and c.target in bad
+        ]
+        bad_style = _style(Status.worst(fingerprints)) if fingerprints else ""
+        rotation = d.rotation
+        return Content.assemble(
+            ("distinct ", "bold"),
+            distinct,
+            ("  services ", "bold"),
+            (f"{len(services) - len(bad)}/{len(services)} match", bad_style),
+            (f" (mismatch: {', '.join(bad)})" if bad else "", bad_style),
+            ("  rotation in progress" if rotation and rotation.in_progress else "", "yellow"),
+        )
+
+    @staticmethod
+    def _probe(probe: Probe | None, status: Status | None) -> Content:
+        if probe is None:
+            return Content.styled("forged-token probe not configured", "dim")
+        style = _style(status)
+        if probe.accepted:
+            verdict = f"ACCEPTED forged {', '.join(probe.accepted)}"
+        elif probe.error:
+            verdict = f"error: {probe.error}"
+        else:
+            verdict = "rejected every forged token"
+        return Content.assemble(
+            ("forged-token probe ", "bold"),
+            f"{probe.service or DASH}{probe.path or ''}: ",
+            (verdict, style),
+        )
+
     def selected(self) -> dict[str, Any] | None:
         return self.query_one(SyncTable).selected()
+
+
+def _style(status: Status | None) -> str:
+    """The colour of a judged status ("" when there is no such check)."""
+    return "" if status is None else STATUS_STYLE[status]

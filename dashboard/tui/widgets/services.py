@@ -156,9 +156,9 @@ class ServicesPanel(Panel):
     def _fingerprint_matches(model: ViewModel) -> dict[str, bool | None]:
         out: dict[str, bool | None] = {}
         for r in model.readings("secrets"):
-            for name, info in ((r.data or {}).get("services") or {}).items():
-                if isinstance(info, dict):
-                    out[name] = info.get("matches")
+            if r.data is not None:
+                for name, info in r.data.services.items():
+                    out[name] = info.matches
         return out
 
     def selected(self) -> dict[str, Any] | None:
