@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 import sys
 import time
@@ -349,3 +350,60 @@ def test_memory_growth_is_a_rate_in_every_format(
     value = field.split("=")[1].split(";")[0]
     assert not value.endswith("B")  # a rate, not a size in bytes
     assert float(value) == pytest.approx(growth.value, rel=1e-5)  # 6 significant digits
+
+
+# ------------------------------------------------------------ the panel follows
+
+
+def test_the_panel_colours_what_the_judge_says_under_each_config() -> None:
+    """Same reading (RSS ~286 MiB of 1 GiB, +244 KiB/s, R^2 0.97, time to the limit
+    ~52 min), judged under different configs: the Processes panel's colours follow the
+    judged checks, never thresholds of its own."""
+    from dashboard.tui.widgets.base import SyncTable
+    from tests import tui_data as td
+    from tests.test_tui import WIDE, judged, make_app
+
+    snap = td.snapshot(0, kind="incident")
+    leaking = 'growth_min_span = "0s"'  # the hand-made reading has no span
+    columns = ("name", "pids", "rss", "spark", "growth", "ttl", "cpu", "note")
+
+    def with_target(extra: str) -> Config:
+        return td.config(f'[[processes]]\nname = "order-service"\npid = 1\n{extra}')
+
+    async def styles(app, pilot, config: Config) -> dict[str, str]:  # type: ignore[no-untyped-def]
+        app.absorb(judged(dataclasses.replace(snap, round=snap.round + 1), config))
+        app.render_now()
+        await pilot.pause()
+        row = app.query_one("#proc-table", SyncTable).get_row("order-service")
+        return {c: str(t.style) for c, t in zip(columns, row, strict=True)}
+
+    async def run() -> list[dict[str, str]]:
+        app = make_app()
+        async with app.run_test(size=WIDE) as pilot:
+            return [
+                # Default growth_min_span (5 min), a reading without a span: collecting.
+                await styles(app, pilot, td.config()),
+                # No minimum span: steady growth (warning), the limit within
+                # growth_crit_ttl (critical).
+                await styles(app, pilot, with_target(leaking)),
+                # growth_warn above the slope: not a leak under this config.
+                await styles(app, pilot, with_target(f'{leaking}\ngrowth_warn = "1GiB"')),
+                # A configured limit just above the RSS: memory critical.
+                await styles(app, pilot, with_target('memory_limit = "300MiB"')),
+                # The limit 52 min away is not near under growth_crit_ttl = 2 min ...
+                await styles(app, pilot, with_target(f'{leaking}\ngrowth_crit_ttl = "2m"')),
+                # ... the configured 300 MiB, 58 s away at this slope, is.
+                await styles(
+                    app,
+                    pilot,
+                    with_target(f'{leaking}\ngrowth_crit_ttl = "2m"\nmemory_limit = "300MiB"'),
+                ),
+            ]
+
+    quiet, leak, fine, tight, slow, near = asyncio.run(run())
+    assert (quiet["rss"], quiet["growth"], quiet["ttl"]) == ("", "", "")
+    assert (leak["rss"], leak["growth"], leak["ttl"]) == ("", "yellow", "red")
+    assert (fine["rss"], fine["growth"], fine["ttl"]) == ("", "", "")
+    assert (tight["rss"], tight["growth"], tight["ttl"]) == ("bold red", "", "")
+    assert (slow["rss"], slow["growth"], slow["ttl"]) == ("", "yellow", "")
+    assert (near["rss"], near["growth"], near["ttl"]) == ("bold red", "yellow", "red")

@@ -556,3 +556,51 @@ def test_both_http_engines_cap_the_body_the_same_way(engine: str) -> None:
         capped, whole = asyncio.run(fetch())
     assert (capped.status, len(capped.body), capped.truncated) == (200, 1000, True)
     assert (len(whole.body), whole.truncated) == (5000, False)
+
+
+def test_the_panel_colours_what_the_judge_says_under_each_config() -> None:
+    """order-service reports 48 listeners, 24 on each of two events and no maxPerEvent
+    of its own: the Services panel colours the listener count as the judged
+    `service.<name>.listeners` check says under each config's max_per_event."""
+    import dataclasses
+
+    import msgspec
+
+    from collectors.services.data import Listeners
+    from dashboard.tui.widgets.base import SyncTable
+    from tests import tui_data as td
+    from tests.test_tui import WIDE, judged, make_app
+
+    snap = td.snapshot(0, kind="incident")
+    mine = next(
+        r for r in snap.readings if r.target == "order-service" and r.component == "services"
+    )
+    data = msgspec.structs.replace(
+        mine.data, listeners=Listeners(total=48, byEvent={"order.created": 24, "order.paid": 24})
+    )
+    snap = dataclasses.replace(
+        snap,
+        readings=tuple(
+            dataclasses.replace(r, data=data) if r is mine else r for r in snap.readings
+        ),
+    )
+    roomy = parse_config(
+        td.CONFIG_TOML.replace(
+            'name = "order-service"\n', 'name = "order-service"\nmax_per_event = 30\n'
+        ),
+        "test.toml",
+    )
+
+    async def run() -> list[str]:
+        app = make_app()
+        out = []
+        async with app.run_test(size=WIDE) as pilot:
+            for n, config in enumerate((td.config(), roomy, td.config())):
+                app.absorb(judged(dataclasses.replace(snap, round=n + 1), config))
+                app.render_now()
+                await pilot.pause()
+                cell = app.query_one("#svc-table", SyncTable).get_row("order-service")[6]
+                out.append(f"{cell.plain} {cell.style}".strip())
+        return out
+
+    assert asyncio.run(run()) == ["48 yellow", "48", "48 yellow"]
