@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from rich.text import Text
 from textual.app import ComposeResult
 
@@ -12,6 +11,7 @@ from collectors.core.model import Reading, Status
 from collectors.processes.data import ProcessData, process_data
 from dashboard.tui.viewmodel import STATUS_STYLE, ViewModel, duration, num, rate, size, spark
 from dashboard.tui.widgets.base import Line, Panel, SyncTable, cell
+from dashboard.tui.widgets.record import StructRecord
 
 
 class ProcessesPanel(Panel):
@@ -37,17 +37,15 @@ class ProcessesPanel(Panel):
 
     def show(self, model: ViewModel) -> None:
         self.set_status(model.status_of("processes"))
-        rows = []
+        rows: list[Any] = []
         readings = model.readings("processes")
         for r in readings:
             if not model.matches(r.target, r.error):
                 continue
             d = process_data(r.data)
-            record = {
-                "process": r.target,
-                **(msgspec.to_builtins(d) if r.data is not None else {}),
-                "error": r.error,
-            }
+            record = StructRecord(
+                {"process": r.target}, d if r.data is not None else None, {"error": r.error}
+            )
             rows.append((r.target, record, self._cells(model, r, d)))
         self.query_one("#proc-summary", Line).set(
             f"{len(readings)} processes"

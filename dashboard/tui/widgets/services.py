@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from rich.text import Text
 from textual.app import ComposeResult
 
@@ -13,6 +12,7 @@ from collectors.core.model import Reading, Status
 from collectors.services.data import ServiceData, service_data
 from dashboard.tui.viewmodel import STATUS_STYLE, ViewModel, duration, num, spark
 from dashboard.tui.widgets.base import Line, Panel, SyncTable, cell, status_cell
+from dashboard.tui.widgets.record import StructRecord
 
 
 class ServicesPanel(Panel):
@@ -68,12 +68,8 @@ class ServicesPanel(Panel):
             d = service_data(r.data)
             name = r.target
             hay = "\n".join(str(t).lower() for t in (name, d.message, r.error) if t is not None)
-            record = {
-                "service": name,
-                **(msgspec.to_builtins(d) if r.data is not None else {}),
-                "error": r.error,
-                "error_kind": r.error_kind,
-            }
+            tail = {"error": r.error, "error_kind": r.error_kind}
+            record = StructRecord({"service": name}, d if r.data is not None else None, tail)
             if not r.ok:
                 down += 1
             rows.append(((name, record, self._cells(model, r, d)), hay))
