@@ -57,10 +57,11 @@ async def measure(
     port: int, endpoints: int, concurrency: int, rounds: int, engine: str
 ) -> dict[str, float]:
     from collectors.config import parse_config
+    from collectors.registry import services_refs
     from collectors.services.collector import ServicesCollector
 
     config = parse_config(config_text(port, endpoints, concurrency, engine))
-    collector = ServicesCollector(config)  # its own HttpClient, closed by close()
+    collector = ServicesCollector(services_refs(config))  # its own HttpClient, closed by close()
     try:
         await collector.collect()  # warm-up: connections opened
         walls, cpus = [], []
@@ -69,7 +70,7 @@ async def measure(
             readings = await collector.collect()
             walls.append(time.perf_counter() - w0)
             cpus.append(time.process_time() - c0)
-            bad = [r for r in readings if not r.ok or r.data.get("status") != "ok"]
+            bad = [r for r in readings if not r.ok or r.data.status != "ok"]
             if bad:
                 raise SystemExit(f"{len(bad)} endpoints failed, e.g. {bad[0].error}")
     finally:

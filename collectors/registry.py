@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 from msgspec.structs import replace
@@ -26,11 +26,15 @@ from collectors.core.units import Duration
 from collectors.postgres.config import ServiceRef
 from collectors.postgres.data import PostgresData
 from collectors.postgres.rules import judge_postgres
+from collectors.processes.config import ProcessConfig, ProcessTargets
+from collectors.processes.data import ProcessData
 from collectors.processes.rules import judge_processes
 from collectors.redis.rules import judge_redis
 from collectors.secrets.config import KeyService
 from collectors.secrets.data import SecretsData
 from collectors.secrets.rules import judge_secrets
+from collectors.services.config import ServicesRefs
+from collectors.services.data import ServiceData
 from collectors.services.rules import judge_services
 
 if TYPE_CHECKING:
@@ -38,6 +42,23 @@ if TYPE_CHECKING:
     from collectors.poller import Collector
 
 Judge = Callable[[Reading, Config], list[CheckResult]]
+T = TypeVar("T")
+
+
+def _per_config(adapter: Callable[[Config], T]) -> Callable[[Config], T]:
+    """`adapter`, remembering its answer for the last Config it was given: a judge's
+    refs are asked for once per reading, and the Config changes only on a reload."""
+    last: list[tuple[Config, T]] = []
+
+    def cached(config: Config) -> T:
+        if last and last[0][0] is config:
+            return last[0][1]
+        value = adapter(config)
+        last[:] = [(config, value)]
+        return value
+
+    cached.__doc__ = adapter.__doc__
+    return cached
 
 
 class Shared:
@@ -193,26 +214,59 @@ REDIS = TargetSpec(
 # ------------------------------------------------------------------ services
 
 
+@_per_config
+def services_refs(config: Config) -> ServicesRefs:
+    """What the services collector and judge take from the whole Config."""
+    return ServicesRefs(
+        services=tuple(config.services),
+        window=float(config.dashboard.history),
+        deadline=float(config.dashboard.collector_timeout),
+        http=config.http,
+    )
+
+
 def _build_services(config: Config, shared: Shared, one_shot: bool) -> Collector:
     from collectors.services.collector import ServicesCollector
 
-    return ServicesCollector(config, shared.http())
+    return ServicesCollector(services_refs(config), shared.http())
 
 
 SERVICES = TargetSpec(
     name="services",
     enabled=lambda c: bool(c.services),
     build=_build_services,
-    judge=judge_services,
+    judge=lambda reading, config: judge_services(reading, services_refs(config)),
+    data=ServiceData,
 )
 
 # ----------------------------------------------------------------- processes
 
 
+@_per_config
+def process_targets(config: Config) -> ProcessTargets:
+    """Every process target: the [[processes]] sections, then each service with a
+    `process` match (named after the service, with its memory_limit; a [[processes]]
+    entry of the same name wins)."""
+    out = list(config.processes)
+    names = {p.name for p in out}
+    for s in config.services:
+        if s.process is not None and s.name not in names:
+            out.append(
+                ProcessConfig(
+                    name=s.name,
+                    cmdline=s.process.cmdline,
+                    pid=s.process.pid,
+                    pidfile=s.process.pidfile,
+                    memory_limit=s.memory_limit,
+                )
+            )
+    return ProcessTargets(targets=tuple(out), window=float(config.dashboard.history))
+
+
 def _build_processes(config: Config, shared: Shared, one_shot: bool) -> Collector:
     from collectors.processes.collector import ProcessesCollector
 
-    return ProcessesCollector(config)
+    return ProcessesCollector(process_targets(config))
 
 
 PROCESSES = TargetSpec(
@@ -220,7 +274,8 @@ PROCESSES = TargetSpec(
     # services with a `process` matcher are watched as processes too
     enabled=lambda c: bool(c.processes) or any(s.process for s in c.services),
     build=_build_processes,
-    judge=judge_processes,
+    judge=lambda reading, config: judge_processes(reading, process_targets(config)),
+    data=ProcessData,
 )
 
 # ------------------------------------------------------------------- secrets

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ import pytest
 from collectors.config import Config, parse_config
 from collectors.core.model import Reading, Snapshot
 from collectors.processes.collector import ProcessesCollector
+from collectors.registry import process_targets
 from collectors.rules import Rules
 
 GROW = """
@@ -76,19 +78,19 @@ def test_rss_growth_slope_within_20_percent(procs: list[subprocess.Popen[str]]) 
         f'[[processes]]\nname = "grower"\npid = {p.pid}\nmemory_limit = "1TiB"\n'
         'growth_min_span = "2s"\n'
     )
-    c = ProcessesCollector(config)
+    c = ProcessesCollector(process_targets(config))
     readings = []
     for _ in range(13):
         readings.append(collect(c)["grower"])
         time.sleep(0.25)
     d = readings[-1].data
-    assert d["pids"] == [p.pid]
-    slope = d["growth_bytes_per_s"]
+    assert d.pids == [p.pid]
+    slope = d.growth_bytes_per_s
     assert abs(slope - rate) <= 0.2 * rate, (slope, rate)
-    assert d["growth_r2"] >= 0.8
-    assert len(d["rss_history"]) == 13 and d["rss_history"][-1] > d["rss_history"][0]
-    assert d["memory_limit"] == 1024**4 and d["memory_limit_source"] == "config"
-    ttl = d["time_to_limit_s"]
+    assert d.growth_r2 >= 0.8
+    assert len(d.rss_history) == 13 and d.rss_history[-1] > d.rss_history[0]
+    assert d.memory_limit == 1024**4 and d.memory_limit_source == "config"
+    ttl = d.time_to_limit_s
     assert 0.8 * 1024**4 / rate < ttl < 1.25 * 1024**4 / rate  # about 18 hours
 
     checks = judged(config, [readings[-1]])
@@ -111,17 +113,19 @@ def test_rss_growth_slope_within_20_percent(procs: list[subprocess.Popen[str]]) 
 def test_memory_level_fds_threads(procs: list[subprocess.Popen[str]]) -> None:
     p = spawn(HOLD, str(80 * 1024 * 1024))
     procs.append(p)
-    first = collect(ProcessesCollector(cfg(f'[[processes]]\nname = "h"\npid = {p.pid}\n')))["h"]
-    rss = first.data["rss_bytes"]
+    first = collect(
+        ProcessesCollector(process_targets(cfg(f'[[processes]]\nname = "h"\npid = {p.pid}\n')))
+    )["h"]
+    rss = first.data.rss_bytes
     assert rss > 80 * 1024 * 1024
-    assert first.data["fds"] >= 20 and first.data["threads"] >= 1
-    assert first.data["memory_limit_source"] in ("cgroup", "physical")
+    assert first.data.fds >= 20 and first.data.threads >= 1
+    assert first.data.memory_limit_source in ("cgroup", "physical")
     body = "".join(
         f'[[processes]]\nname = "{n}"\npid = {p.pid}\nmemory_limit = {int(rss / f)}\n'
         for n, f in (("fine", 0.5), ("high", 0.9), ("full", 0.97))
     )
     config = cfg(body)
-    readings = list(collect(ProcessesCollector(config)).values())
+    readings = list(collect(ProcessesCollector(process_targets(config))).values())
     checks = judged(config, readings)
     assert checks["process.fine.memory"].status == "ok"
     assert checks["process.high.memory"].status == "warning"
@@ -147,11 +151,11 @@ def test_matching_by_cmdline_pidfile_and_service(
         f'[[services]]\nname = "order-service"\nurl = "http://127.0.0.1:1"\n'
         f"process = {{ pid = {b.pid} }}\n"
     )
-    c = ProcessesCollector(config)
+    c = ProcessesCollector(process_targets(config))
     r = collect(c)
-    assert r["by-regex"].data["pids"] == sorted([a.pid, b.pid])
-    assert r["by-pidfile"].data["pids"] == [a.pid]
-    assert r["order-service"].data["pids"] == [b.pid]
+    assert r["by-regex"].data.pids == sorted([a.pid, b.pid])
+    assert r["by-pidfile"].data.pids == [a.pid]
+    assert r["order-service"].data.pids == [b.pid]
     assert r["nothing"].error == f"no process matches cmdline /no-such-{marker}-x/"
     assert r["no-pidfile"].error and "does not exist" in r["no-pidfile"].error
     checks = judged(config, list(r.values()))
@@ -164,9 +168,9 @@ def test_matching_by_cmdline_pidfile_and_service(
     r = collect(c)
     assert r["by-pidfile"].error_kind == "unreachable"
     assert f"was pid {a.pid}" in (r["by-pidfile"].error or "")
-    assert r["by-pidfile"].data["gone"] is True
-    assert r["by-regex"].data["pids"] == [b.pid]  # one left: the trend starts over
-    assert r["by-regex"].data["samples"] == 1
+    assert r["by-pidfile"].data.gone is True
+    assert r["by-regex"].data.pids == [b.pid]  # one left: the trend starts over
+    assert r["by-regex"].data.samples == 1
     assert judged(config, list(r.values()))["process.by-pidfile.memory"].status == "critical"
 
 
@@ -175,15 +179,17 @@ def test_restart_resets_the_trend(procs: list[subprocess.Popen[str]], tmp_path: 
     a = spawn(HOLD, "1000")
     procs.append(a)
     pidfile.write_text(str(a.pid))
-    c = ProcessesCollector(cfg(f'[[processes]]\nname = "w"\npidfile = "{pidfile}"\n'))
+    c = ProcessesCollector(
+        process_targets(cfg(f'[[processes]]\nname = "w"\npidfile = "{pidfile}"\n'))
+    )
     for _ in range(3):
         r = collect(c)["w"]
-    assert r.data["samples"] == 3
+    assert r.data.samples == 3
     b = spawn(HOLD, "1000")
     procs.append(b)
     pidfile.write_text(str(b.pid))
     r = collect(c)["w"]
-    assert r.data["pids"] == [b.pid] and r.data["samples"] == 1
+    assert r.data.pids == [b.pid] and r.data.samples == 1
 
 
 def test_never_matches_itself_or_its_ancestors() -> None:
@@ -218,13 +224,13 @@ def test_cpu_is_unknown_on_the_first_sample_then_measured(
     p = spawn(BUSY)
     procs.append(p)
     config = cfg(f'[[processes]]\nname = "busy"\npid = {p.pid}\n')
-    c = ProcessesCollector(config)
+    c = ProcessesCollector(process_targets(config))
     first = collect(c)["busy"]
     # Nothing to measure against yet: n/a, not a false "idle" 0.0.
-    assert first.ok and first.data["cpu_percent"] is None
+    assert first.ok and first.data.cpu_percent is None
     time.sleep(0.5)
     second = collect(c)["busy"]
-    assert second.data["cpu_percent"] > 20, second.data  # a spinning loop: near 100 %
+    assert second.data.cpu_percent > 20, second.data  # a spinning loop: near 100 %
 
 
 MiB = 1024 * 1024
@@ -311,10 +317,10 @@ def test_collector_reports_the_cgroup_limit(
         {"sys/fs/cgroup/unified/svc/memory.max": str(2 * 1024 * MiB)},
     )
     config = cfg(f'[[processes]]\nname = "h"\npid = {p.pid}\n')
-    c = ProcessesCollector(config)
+    c = ProcessesCollector(process_targets(config))
     c.root = root
     r = collect(c)["h"]
-    assert (r.data["memory_limit"], r.data["memory_limit_source"]) == (2 * 1024 * MiB, "cgroup")
+    assert (r.data.memory_limit, r.data.memory_limit_source) == (2 * 1024 * MiB, "cgroup")
     mem = judged(config, [r])["process.h.memory"]
     assert mem.status == "ok" and "of 2048.0 MiB (cgroup limit" in mem.summary
 
@@ -327,14 +333,14 @@ def test_memory_growth_is_a_rate_in_every_format(
     p = spawn(GROW, str(4 * MiB))
     procs.append(p)
     config = cfg(f'[[processes]]\nname = "g"\npid = {p.pid}\ngrowth_min_span = "1s"\n')
-    c = ProcessesCollector(config)
+    c = ProcessesCollector(process_targets(config))
     for _ in range(6):
         r = collect(c)["g"]
         time.sleep(0.3)
     report = Rules(config).evaluate(Snapshot(1, time.time(), 0.0, (r,)))
     growth = {x.id: x for x in report.checks}["process.g.memory_growth"]
     assert growth.unit == "bytes_per_s"
-    assert growth.value == r.data["growth_bytes_per_s"]  # per second, as the unit says
+    assert growth.value == r.data.growth_bytes_per_s  # per second, as the unit says
     assert growth.warn == round(1 * MiB / 60, 2)  # growth_warn 1 MiB per minute
     prom = format_prometheus(report)
     assert 'ultrawatch_check_value_bytes_per_second{id="process.g.memory_growth"}' in prom
@@ -344,3 +350,60 @@ def test_memory_growth_is_a_rate_in_every_format(
     value = field.split("=")[1].split(";")[0]
     assert not value.endswith("B")  # a rate, not a size in bytes
     assert float(value) == pytest.approx(growth.value, rel=1e-5)  # 6 significant digits
+
+
+# ------------------------------------------------------------ the panel follows
+
+
+def test_the_panel_colours_what_the_judge_says_under_each_config() -> None:
+    """Same reading (RSS ~286 MiB of 1 GiB, +244 KiB/s, R^2 0.97, time to the limit
+    ~52 min), judged under different configs: the Processes panel's colours follow the
+    judged checks, never thresholds of its own."""
+    from dashboard.tui.widgets.base import SyncTable
+    from tests import tui_data as td
+    from tests.test_tui import WIDE, judged, make_app
+
+    snap = td.snapshot(0, kind="incident")
+    leaking = 'growth_min_span = "0s"'  # the hand-made reading has no span
+    columns = ("name", "pids", "rss", "spark", "growth", "ttl", "cpu", "note")
+
+    def with_target(extra: str) -> Config:
+        return td.config(f'[[processes]]\nname = "order-service"\npid = 1\n{extra}')
+
+    async def styles(app, pilot, config: Config) -> dict[str, str]:  # type: ignore[no-untyped-def]
+        app.absorb(judged(dataclasses.replace(snap, round=snap.round + 1), config))
+        app.render_now()
+        await pilot.pause()
+        row = app.query_one("#proc-table", SyncTable).get_row("order-service")
+        return {c: str(t.style) for c, t in zip(columns, row, strict=True)}
+
+    async def run() -> list[dict[str, str]]:
+        app = make_app()
+        async with app.run_test(size=WIDE) as pilot:
+            return [
+                # Default growth_min_span (5 min), a reading without a span: collecting.
+                await styles(app, pilot, td.config()),
+                # No minimum span: steady growth (warning), the limit within
+                # growth_crit_ttl (critical).
+                await styles(app, pilot, with_target(leaking)),
+                # growth_warn above the slope: not a leak under this config.
+                await styles(app, pilot, with_target(f'{leaking}\ngrowth_warn = "1GiB"')),
+                # A configured limit just above the RSS: memory critical.
+                await styles(app, pilot, with_target('memory_limit = "300MiB"')),
+                # The limit 52 min away is not near under growth_crit_ttl = 2 min ...
+                await styles(app, pilot, with_target(f'{leaking}\ngrowth_crit_ttl = "2m"')),
+                # ... the configured 300 MiB, 58 s away at this slope, is.
+                await styles(
+                    app,
+                    pilot,
+                    with_target(f'{leaking}\ngrowth_crit_ttl = "2m"\nmemory_limit = "300MiB"'),
+                ),
+            ]
+
+    quiet, leak, fine, tight, slow, near = asyncio.run(run())
+    assert (quiet["rss"], quiet["growth"], quiet["ttl"]) == ("", "", "")
+    assert (leak["rss"], leak["growth"], leak["ttl"]) == ("", "yellow", "red")
+    assert (fine["rss"], fine["growth"], fine["ttl"]) == ("", "", "")
+    assert (tight["rss"], tight["growth"], tight["ttl"]) == ("bold red", "", "")
+    assert (slow["rss"], slow["growth"], slow["ttl"]) == ("", "yellow", "")
+    assert (near["rss"], near["growth"], near["ttl"]) == ("bold red", "yellow", "red")

@@ -17,8 +17,11 @@ import pytest
 
 from collectors.config import Config, parse_config
 from collectors.core.model import Reading, Snapshot
+from collectors.registry import services_refs
 from collectors.rules import Rules
 from collectors.services.collector import ServicesCollector
+from collectors.services.data import Memory, Pool
+from collectors.services.rules import listeners_growing
 from tests.conftest import run_cli
 from tests.helpers import Pki, http_server, respond
 from tests.test_health_formats import CASES
@@ -41,7 +44,7 @@ def config_for(services: list[tuple[str, str]], extra: str = "", http: str = "")
 
 def poll(config: Config, rounds: int = 1, pause: float = 0.0) -> list[list[Reading]]:
     async def go() -> list[list[Reading]]:
-        c = ServicesCollector(config)
+        c = ServicesCollector(services_refs(config))
         out = []
         try:
             for i in range(rounds):
@@ -167,17 +170,17 @@ def test_every_format_and_bad_answer_with_others_unharmed():
     for i, (code, _ctype, _body, status, fmt, _text) in enumerate(CASES):
         r = by[f"fmt{i}"]
         assert r.ok, r
-        assert (r.data["status"], r.data["format"], r.data["http_status"]) == (status, fmt, code)
-        assert r.data["latency_ms"] is not None
+        assert (r.data.status, r.data.format, r.data.http_status) == (status, fmt, code)
+        assert r.data.latency_ms is not None
     for name, (error, status, message) in BAD_CASES.items():
         r = by[f"bad-{name}"]
         if error:
             assert r.error_kind == "unreachable" and error in (r.error or ""), (name, r.error)
-            assert r.data["consecutive_failures"] == 1
+            assert r.data.consecutive_failures == 1
         else:
             assert r.ok, (name, r.error)
-            assert r.data["status"] == status, (name, r.data)
-            assert message in r.data["message"], (name, r.data["message"])
+            assert r.data.status == status, (name, r.data)
+            assert message in r.data.message, (name, r.data.message)
     assert by["refused"].error_kind == "unreachable"
     assert "connection refused" in (by["refused"].error or "")
     # The 50 MB body was cut at the 1 MiB cap; the trickle and the sleeper at 1 s.
@@ -207,7 +210,7 @@ def test_tls_private_ca_and_client_certificate(tmp_path: Path, engine: str) -> N
         assert "CERTIFICATE_VERIFY_FAILED" in (r.error or "")
         # Trusting the private CA through ca_file makes the same service healthy.
         (readings,) = poll(config_for([("tls", url)], http=trust))
-        assert readings[0].ok and readings[0].data["status"] == "ok", readings[0].error
+        assert readings[0].ok and readings[0].data.status == "ok", readings[0].error
     with http_server(_pass, tls=pki.server_context(require_client_cert=True)) as url:
         (readings,) = poll(config_for([("mtls", url)], http=trust))
         assert readings[0].error_kind == "unreachable", readings[0].data
@@ -215,7 +218,7 @@ def test_tls_private_ca_and_client_certificate(tmp_path: Path, engine: str) -> N
         # race with the close, "connection reset by peer")
         mtls = f'{trust}\nclient_cert = "{pki.client_cert}"\nclient_key = "{pki.client_key}"'
         (readings,) = poll(config_for([("mtls", url)], http=mtls))
-        assert readings[0].ok and readings[0].data["status"] == "ok", readings[0].error
+        assert readings[0].ok and readings[0].data.status == "ok", readings[0].error
 
 
 # ---------------------------------------------------- UltraMarket and history
@@ -278,16 +281,16 @@ def test_ultramarket_details_and_latency():
         config = config_for([("order-service", base)], DETAILS + '\nlatency_warn = "40ms"')
         (first,) = poll(config)
         d = first[0].data
-        assert (d["status"], d["format"], d["draining"], d["active_operations"]) == (
+        assert (d.status, d.format, d.draining, d.active_operations) == (
             "ok",
             "ultramarket",
             False,
             3,
         )
-        assert d["pool"] == {"max": 5, "active": 2, "idle": 3, "waiting": 1}
-        assert d["memory"] == {"rss": 123456789, "heapUsed": 45678901}
-        assert d["listeners"]["total"] == 6 and d["listeners"]["maxPerEvent"] == 10
-        assert d["security"]["accessKeyFingerprint"] == "sha256:1a2b3c4d5e6f"
+        assert d.pool == Pool(max=5, active=2, idle=3, waiting=1)
+        assert d.memory == Memory(rss=123456789, heapUsed=45678901)
+        assert d.listeners.total == 6 and d.listeners.maxPerEvent == 10
+        assert d.security.accessKeyFingerprint == "sha256:1a2b3c4d5e6f"
         checks = judged(config, first)
         assert checks["service.order-service.health"].status == "ok"
         assert checks["service.order-service.latency"].status == "ok"
@@ -296,8 +299,8 @@ def test_ultramarket_details_and_latency():
         plat.delay = 0.08  # every answer now takes 80 ms
         rounds = poll(config, rounds=3)
         last = rounds[-1][0]
-        assert last.data["latency_p95_ms"] >= 80
-        assert len(last.data["latency_history"]) == 3
+        assert last.data.latency_p95_ms >= 80
+        assert len(last.data.latency_history) == 3
         lat = judged(config, rounds[-1])["service.order-service.latency"]
         assert lat.status == "warning" and lat.value >= 80 and lat.warn == 40
 
@@ -310,7 +313,7 @@ def test_draining_and_failing_health():
         config = config_for([("order-service", base)])
         (readings,) = poll(config)
     d = readings[0].data
-    assert (d["status"], d["draining"], d["active_operations"]) == ("critical", True, 1)
+    assert (d.status, d.draining, d.active_operations) == ("critical", True, 1)
     check = judged(config, readings)["service.order-service.health"]
     assert check.status == "critical"
     assert "draining" in check.summary and "1 active operations" in check.summary
@@ -328,7 +331,7 @@ def test_unreachable_counts_and_flaps():
     async def scenario() -> list[list[Reading]]:
         with http_server(flapping) as base:
             config = config_for([("svc", base)])
-            c = ServicesCollector(config)
+            c = ServicesCollector(services_refs(config))
             out = [await c.collect() for _ in range(4)]
         # The server is gone now: connection refused from here on.
         out += [await c.collect() for _ in range(3)]
@@ -337,14 +340,14 @@ def test_unreachable_counts_and_flaps():
 
     rounds = asyncio.run(scenario())
     config = config_for([("svc", "http://127.0.0.1:1")])
-    assert rounds[3][0].data["flaps"] == 3
+    assert rounds[3][0].data.flaps == 3
     statuses = []
     for rnd in rounds[4:]:
         r = rnd[0]
         assert not r.ok and r.error_kind == "unreachable"
-        assert len(r.data["latency_history"]) == 4  # kept while unreachable
+        assert len(r.data.latency_history) == 4  # kept while unreachable
         statuses.append(judged(config, rnd)["service.svc.health"].status)
-    assert [r[0].data["consecutive_failures"] for r in rounds[4:]] == [1, 2, 3]
+    assert [r[0].data.consecutive_failures for r in rounds[4:]] == [1, 2, 3]
     assert statuses == ["warning", "warning", "critical"]
 
 
@@ -358,8 +361,8 @@ def test_listener_leak_warns_then_critical_when_doubled():
     seen = [judged(config, rnd)["service.order-service.listeners"] for rnd in rounds]
     # Rounds 1-4: too few samples for a trend, every event within 10.
     assert [c.status for c in seen[:4]] == ["ok"] * 4
-    trend = rounds[5][0].data["listeners_trend"]
-    assert trend["growing"] and trend["r2"] >= 0.8 and trend["baseline"] == 11
+    trend = rounds[5][0].data.listeners_trend
+    assert listeners_growing(trend) and trend.r2 >= 0.8 and trend.baseline == 11
     assert seen[5].status == "warning" and "growing" in seen[5].summary
     assert "order.created=" in seen[5].summary  # the event above its limit is named
     # total = 11 + n: doubled from 11 at the 12th round
@@ -424,13 +427,13 @@ def test_hanging_detail_path_costs_only_its_own_entry():
     for rnd in rounds:
         (r,) = rnd
         assert r.ok and r.error is None, r.error
-        assert r.data["status"] == "ok" and r.data["latency_ms"] is not None
-        assert r.data["pool"] == {"max": 5, "active": 2, "idle": 3, "waiting": 1}
-        assert r.data["security"]["accessKeyFingerprint"] == "sha256:1a2b3c4d5e6f"
-        assert r.data["memory"] is None and r.data["listeners"] is None
+        assert r.data.status == "ok" and r.data.latency_ms is not None
+        assert r.data.pool == Pool(max=5, active=2, idle=3, waiting=1)
+        assert r.data.security.accessKeyFingerprint == "sha256:1a2b3c4d5e6f"
+        assert r.data.memory is None and r.data.listeners is None
         # budget 1.5 s (2 s collector deadline - 0.5); details time out at 75 % of it
-        assert r.data["detail_errors"] == {"/health/memory": "timed out after 1.125s"}
-    assert rounds[1][0].data["latency_samples"] == 2
+        assert r.data.detail_errors == {"/health/memory": "timed out after 1.125s"}
+    assert rounds[1][0].data.latency_samples == 2
     checks = judged(config, rounds[1])
     health = checks["service.orders.health"]
     assert health.status == "ok"
@@ -491,7 +494,7 @@ def test_httpx_engine_ignores_proxy_variables(monkeypatch: pytest.MonkeyPatch) -
         for engine in ("httpx", "aiohttp"):
             config = config_for([("direct", base)], http=f'engine = "{engine}"')
             (readings,) = poll(config)
-            assert readings[0].ok and readings[0].data["status"] == "ok", (engine, readings)
+            assert readings[0].ok and readings[0].data.status == "ok", (engine, readings)
 
 
 def test_check_cli_reports_services(write_config):
@@ -522,7 +525,7 @@ def test_a_slow_service_costs_only_its_own_reading():
         )
 
         async def go() -> Snapshot:
-            c = ServicesCollector(config)
+            c = ServicesCollector(services_refs(config))
             try:
                 return await Poller([c], deadline=1.5).poll()
             finally:
@@ -530,7 +533,7 @@ def test_a_slow_service_costs_only_its_own_reading():
 
         snap = asyncio.run(go())
     by = {r.target: r for r in snap.readings}
-    assert by["fine"].ok and by["fine"].data["status"] == "ok"
+    assert by["fine"].ok and by["fine"].data.status == "ok"
     assert by["slow"].error_kind == "unreachable"
     err = by["slow"].error or ""
     assert "timed out after 1.12" in err or "no answer within the 1.125s budget" in err, err
@@ -553,3 +556,51 @@ def test_both_http_engines_cap_the_body_the_same_way(engine: str) -> None:
         capped, whole = asyncio.run(fetch())
     assert (capped.status, len(capped.body), capped.truncated) == (200, 1000, True)
     assert (len(whole.body), whole.truncated) == (5000, False)
+
+
+def test_the_panel_colours_what_the_judge_says_under_each_config() -> None:
+    """order-service reports 48 listeners, 24 on each of two events and no maxPerEvent
+    of its own: the Services panel colours the listener count as the judged
+    `service.<name>.listeners` check says under each config's max_per_event."""
+    import dataclasses
+
+    import msgspec
+
+    from collectors.services.data import Listeners
+    from dashboard.tui.widgets.base import SyncTable
+    from tests import tui_data as td
+    from tests.test_tui import WIDE, judged, make_app
+
+    snap = td.snapshot(0, kind="incident")
+    mine = next(
+        r for r in snap.readings if r.target == "order-service" and r.component == "services"
+    )
+    data = msgspec.structs.replace(
+        mine.data, listeners=Listeners(total=48, byEvent={"order.created": 24, "order.paid": 24})
+    )
+    snap = dataclasses.replace(
+        snap,
+        readings=tuple(
+            dataclasses.replace(r, data=data) if r is mine else r for r in snap.readings
+        ),
+    )
+    roomy = parse_config(
+        td.CONFIG_TOML.replace(
+            'name = "order-service"\n', 'name = "order-service"\nmax_per_event = 30\n'
+        ),
+        "test.toml",
+    )
+
+    async def run() -> list[str]:
+        app = make_app()
+        out = []
+        async with app.run_test(size=WIDE) as pilot:
+            for n, config in enumerate((td.config(), roomy, td.config())):
+                app.absorb(judged(dataclasses.replace(snap, round=n + 1), config))
+                app.render_now()
+                await pilot.pause()
+                cell = app.query_one("#svc-table", SyncTable).get_row("order-service")[6]
+                out.append(f"{cell.plain} {cell.style}".strip())
+        return out
+
+    assert asyncio.run(run()) == ["48 yellow", "48", "48 yellow"]

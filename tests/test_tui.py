@@ -13,6 +13,7 @@ import html
 import re
 from pathlib import Path
 
+import msgspec
 from textual.widgets import TabbedContent
 
 from collectors.config import parse_config
@@ -507,7 +508,7 @@ async def test_queries_health_messages_and_errors_are_never_markup() -> None:
             sessions += r.data.sessions[1:]
             r = dataclasses.replace(r, data=msgspec.structs.replace(r.data, sessions=sessions))
         elif r.component == "services" and r.target == "order-service":
-            r = dataclasses.replace(r, data={**r.data, "message": message})
+            r = dataclasses.replace(r, data=msgspec.structs.replace(r.data, message=message))
         elif r.component == "services" and r.target == "user-service":
             r = dataclasses.replace(r, data={}, error=error, error_kind="unreachable")
         readings.append(r)

@@ -7,6 +7,15 @@ from typing import Any
 
 from collectors.config import Config, parse_config
 from collectors.core.model import Reading, Snapshot
+from collectors.processes.data import ProcessData
+from collectors.services.data import (
+    Listeners,
+    ListenerTrend,
+    Memory,
+    Pool,
+    Security,
+    ServiceData,
+)
 
 T0 = 1_795_600_800.0  # 2026-11-25T10:00:00Z
 SERVICES = ("order-service", "user-service", "inventory-service", "payment-service")
@@ -219,7 +228,7 @@ def service(
             "services",
             name,
             t,
-            {"consecutive_failures": 4, "latency_history": hist},
+            ServiceData(consecutive_failures=4, latency_history=hist),
             error="connection refused",
             error_kind="unreachable",
             stale_since=t - 12,
@@ -228,44 +237,41 @@ def service(
         "services",
         name,
         t,
-        {
-            "url": "http://127.0.0.1:3002",
-            "status": status,
-            "format": "ultramarket",
-            "http_status": 200 if status == "ok" else 503,
-            "message": "pass" if status == "ok" else "fail",
-            "components": [],
-            "latency_ms": hist[-1],
-            "latency_p50_ms": 22.0,
-            "latency_p95_ms": 31.0,
-            "latency_history": hist,
-            "consecutive_failures": 0,
-            "flaps": 0,
-            "draining": False,
-            "active_operations": 3,
-            "pool": {"max": 5, "active": 2, "idle": 3, "waiting": 0},
-            "memory": {"rss": rss, "heapUsed": rss // 3},
-            "listeners": {
-                "total": listeners,
-                "maxPerEvent": 10,
-                "byEvent": {
+        ServiceData(
+            url="http://127.0.0.1:3002",
+            status=status,
+            format="ultramarket",
+            http_status=200 if status == "ok" else 503,
+            message="pass" if status == "ok" else "fail",
+            components=[],
+            latency_ms=hist[-1],
+            latency_p50_ms=22.0,
+            latency_p95_ms=31.0,
+            latency_history=hist,
+            consecutive_failures=0,
+            flaps=0,
+            draining=False,
+            active_operations=3,
+            pool=Pool(max=5, active=2, idle=3, waiting=0),
+            memory=Memory(rss=rss, heapUsed=rss // 3),
+            listeners=Listeners(
+                total=listeners,
+                maxPerEvent=10,
+                byEvent={
                     "order.created": listeners // 2,
                     "order.paid": listeners - listeners // 2,
                 },
-            },
-            "listeners_trend": {
-                "slope_per_s": 0.0,
-                "r2": 0.0,
-                "baseline": listeners,
-                "growing": False,
-            },
-            "security": {
-                "algorithm": "HS256",
-                "accessKeyFingerprint": fp,
-                "refreshKeyFingerprint": "sha256:99aa88bb77cc",
-                "loadedAt": "2026-11-24T07:00:00Z",
-            },
-        },
+            ),
+            listeners_trend=ListenerTrend(
+                slope_per_s=0.0, r2=0.0, baseline=listeners, samples=len(hist), rise=0
+            ),
+            security=Security(
+                algorithm="HS256",
+                accessKeyFingerprint=fp,
+                refreshKeyFingerprint="sha256:99aa88bb77cc",
+                loadedAt="2026-11-24T07:00:00Z",
+            ),
+        ),
     )
 
 
@@ -275,18 +281,18 @@ def process(t: float, name: str, *, rss: int = 120_000_000, growth: float = 0.0)
         "processes",
         name,
         t,
-        {
-            "pids": [5000 + len(name)],
-            "rss_bytes": rss,
-            "rss_history": hist,
-            "cpu_percent": 3.0,
-            "fds": 40,
-            "threads": 8,
-            "growth_bytes_per_s": growth,
-            "growth_r2": 0.97 if growth else 0.0,
-            "time_to_limit_s": (1_073_741_824 - rss) / growth if growth else None,
-            "memory_limit": 1_073_741_824,
-        },
+        ProcessData(
+            pids=[5000 + len(name)],
+            rss_bytes=rss,
+            rss_history=hist,
+            cpu_percent=3.0,
+            fds=40,
+            threads=8,
+            growth_bytes_per_s=growth,
+            growth_r2=0.97 if growth else 0.0,
+            time_to_limit_s=(1_073_741_824 - rss) / growth if growth else None,
+            memory_limit=1_073_741_824,
+        ),
     )
 
 

@@ -18,14 +18,13 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import psutil
 
-from collectors.config import Config
 from collectors.core.history import RingBuffer, linear_trend
 from collectors.core.model import Reading
-from collectors.processes.config import ProcessConfig
+from collectors.processes.config import ProcessTargets
+from collectors.processes.data import ProcessData
 
 HISTORY_POINTS = 60
 
@@ -50,22 +49,44 @@ class _Target:
         return f"cmdline /{self.cmdline.pattern if self.cmdline else ''}/"
 
 
-def process_targets(config: Config) -> list[ProcessConfig]:
-    """Every process target as a ProcessConfig (services' `process` included)."""
-    out = list(config.processes)
-    names = {p.name for p in out}
-    for s in config.services:
-        if s.process is not None and s.name not in names:
-            out.append(
-                ProcessConfig(
-                    name=s.name,
-                    cmdline=s.process.cmdline,
-                    pid=s.process.pid,
-                    pidfile=s.process.pidfile,
-                    memory_limit=s.memory_limit,
-                )
-            )
-    return out
+@dataclass
+class _Seen:
+    """One round's sums over a target's matched processes."""
+
+    rss: int = 0
+    fds: int = 0
+    threads: int = 0
+    cpu: float | None = None  # None until some process has a previous sample
+    identity: set[tuple[int, float]] = field(default_factory=set)  # (pid, create time)
+    procs: dict[int, psutil.Process] = field(default_factory=dict)
+
+    def add(self, pid: int, known: psutil.Process | None) -> None:
+        """Sample one process (`known`: the same pid's Process from the last round)."""
+        try:
+            # is_running: the pid was not reused by another process since.
+            proc = known if known is not None and known.is_running() else psutil.Process(pid)
+            with proc.oneshot():
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    return  # exited, not yet reaped
+                created = proc.create_time()
+                mem = proc.memory_info().rss
+                nthreads = proc.num_threads()
+                try:
+                    nfds = proc.num_fds()
+                except (psutil.AccessDenied, AttributeError):
+                    nfds = 0
+                # Since the previous round; psutil's first call has nothing to
+                # compare with and says 0.0, which would read as "idle".
+                pct = proc.cpu_percent(None)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            return
+        self.identity.add((pid, created))
+        self.procs[pid] = proc
+        self.rss += mem
+        self.fds += nfds
+        self.threads += nthreads
+        if proc is known:
+            self.cpu = (self.cpu or 0.0) + pct
 
 
 def ourselves() -> set[int]:
@@ -110,9 +131,8 @@ class ProcessesCollector:
     component = "processes"
     backoff = False  # a lookup is cheap: retried every round, so a restart shows at once
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.window = float(config.dashboard.history)
+    def __init__(self, targets: ProcessTargets) -> None:
+        self.window = float(targets.window)
         self._targets = [
             _Target(
                 p.name,
@@ -121,7 +141,7 @@ class ProcessesCollector:
                 p.pidfile,
                 p.memory_limit,
             )
-            for p in process_targets(config)
+            for p in targets.targets
         ]
         self._physical = psutil.virtual_memory().total
         self.root = Path("/")  # where /proc and /sys are: a test points it at a fake tree
@@ -173,38 +193,10 @@ class ProcessesCollector:
 
     def _one(self, t: _Target, cmdlines: list[tuple[int, str]] | None, started: float) -> Reading:
         pids, why = self._pids(t, cmdlines)
-        rss = fds = threads = 0
-        cpu: float | None = None  # None until some process has a previous sample
-        identity: set[tuple[int, float]] = set()
-        procs: dict[int, psutil.Process] = {}
+        seen = _Seen()
         for pid in pids:
-            try:
-                proc = t.procs.get(pid)
-                fresh = proc is None or not proc.is_running()  # is_running: pid not reused
-                if fresh:
-                    proc = psutil.Process(pid)
-                with proc.oneshot():
-                    if proc.status() == psutil.STATUS_ZOMBIE:
-                        continue  # exited, not yet reaped
-                    created = proc.create_time()
-                    mem = proc.memory_info().rss
-                    nthreads = proc.num_threads()
-                    try:
-                        nfds = proc.num_fds()
-                    except (psutil.AccessDenied, AttributeError):
-                        nfds = 0
-                    # Since the previous round; psutil's first call has nothing to
-                    # compare with and says 0.0, which would read as "idle".
-                    pct = proc.cpu_percent(None)
-            except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
-                continue
-            identity.add((pid, created))
-            procs[pid] = proc
-            rss += mem
-            fds += nfds
-            threads += nthreads
-            if not fresh:
-                cpu = (cpu or 0.0) + pct
+            seen.add(pid, t.procs.get(pid))
+        procs = seen.procs
         t.procs = procs
         limit, source = self._limit(t, sorted(procs))
         if not procs:
@@ -216,53 +208,45 @@ class ProcessesCollector:
                 self.component,
                 t.name,
                 started,
-                data={
-                    "pids": [],
-                    "rss_bytes": None,
-                    "cpu_percent": None,
-                    "fds": None,
-                    "threads": None,
-                    "growth_bytes_per_s": None,
-                    "growth_r2": None,
-                    "time_to_limit_s": None,
-                    "gone": gone,
-                    "last_pids": t.seen_pids[:20],
-                    "match": t.how(),
-                    "memory_limit": limit,
-                    "memory_limit_source": source,
-                    "rss_history": [int(v) for v in t.rss.values()[-HISTORY_POINTS:]],
-                },
+                data=ProcessData(
+                    gone=gone,
+                    last_pids=t.seen_pids[:20],
+                    match=t.how(),
+                    memory_limit=limit,
+                    memory_limit_source=source,
+                    rss_history=[int(v) for v in t.rss.values()[-HISTORY_POINTS:]],
+                ),
                 error=msg,
                 error_kind="unreachable",
             )
         now = time.time()
-        frozen = frozenset(identity)
+        frozen = frozenset(seen.identity)
         if frozen != t.identity and t.identity:
             t.rss = RingBuffer(t.rss.capacity)  # a restart resets the trend
         t.identity = frozen
         t.seen_pids = sorted(procs)
-        t.rss.append(now, rss)
+        t.rss.append(now, seen.rss)
         samples = t.rss.window(self.window, now)
         trend = linear_trend(samples)
         ttl = None
         if trend is not None and limit:
             ttl = trend.time_to(limit, now)
-        data: dict[str, Any] = {
-            "pids": sorted(procs),
-            "match": t.how(),
-            "rss_bytes": rss,
-            "rss_history": [int(v) for _, v in samples[-HISTORY_POINTS:]],
-            "cpu_percent": None if cpu is None else round(cpu, 1),
-            "fds": fds,
-            "threads": threads,
-            "growth_bytes_per_s": round(trend.slope, 2) if trend else None,
-            "growth_r2": round(trend.r2, 4) if trend else None,
-            "growth_span_s": round(trend.span, 1) if trend else 0.0,
-            "samples": len(samples),
-            "time_to_limit_s": None if ttl is None else round(ttl, 1),
-            "memory_limit": limit,
-            "memory_limit_source": source,
-        }
+        data = ProcessData(
+            pids=sorted(procs),
+            match=t.how(),
+            rss_bytes=seen.rss,
+            rss_history=[int(v) for _, v in samples[-HISTORY_POINTS:]],
+            cpu_percent=None if seen.cpu is None else round(seen.cpu, 1),
+            fds=seen.fds,
+            threads=seen.threads,
+            growth_bytes_per_s=round(trend.slope, 2) if trend else None,
+            growth_r2=round(trend.r2, 4) if trend else None,
+            growth_span_s=round(trend.span, 1) if trend else 0.0,
+            samples=len(samples),
+            time_to_limit_s=None if ttl is None else round(ttl, 1),
+            memory_limit=limit,
+            memory_limit_source=source,
+        )
         return Reading(self.component, t.name, started, data=data)
 
     def _limit(self, t: _Target, pids: list[int]) -> tuple[int | None, str | None]:

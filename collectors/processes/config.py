@@ -1,12 +1,15 @@
-"""The [[processes]] sections."""
+"""The [[processes]] sections, and the process targets the collector and judge take."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from collectors.core.settings import Name, Regex, Section
 from collectors.core.units import ByteSize, Duration, PositiveCount
 
 
-class ProcessConfig(Section):
+class ProcessConfig(Section, frozen=True):
     name: Name
     cmdline: Regex | None = None
     pid: PositiveCount | None = None
@@ -15,3 +18,25 @@ class ProcessConfig(Section):
     growth_warn: ByteSize = ByteSize(1024 * 1024)  # RSS slope per minute (R^2 >= 0.8)
     growth_min_span: Duration = Duration(300)  # samples must cover this before judging growth
     growth_crit_ttl: Duration = Duration(3600)  # projected time to the limit: critical below
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessTargets:
+    """Every process to watch, each as a ProcessConfig (its match, memory limit and
+    growth thresholds), plus the history window for the RSS trend. Built from the whole
+    Config by `collectors.registry.process_targets`: the [[processes]] sections and each
+    [[services]] `process` match with its `memory_limit` (a target never reads the
+    Config itself)."""
+
+    targets: tuple[ProcessConfig, ...]
+    window: float = 900.0  # [dashboard] history
+    by_name: Mapping[str, ProcessConfig] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_name", {p.name: p for p in self.targets})
+
+    def target(self, name: str) -> ProcessConfig:
+        """The target's settings; the defaults for a name no longer configured (a
+        recording replayed with another config)."""
+        found = self.by_name.get(name)
+        return found if found is not None else ProcessConfig(name=Name(name))

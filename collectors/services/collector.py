@@ -15,11 +15,19 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from collectors.config import Config
 from collectors.core.history import RingBuffer, linear_trend, percentile
 from collectors.core.http import Fetched, HttpClient
 from collectors.core.model import Reading
-from collectors.services.config import ServiceConfig
+from collectors.services.config import ServiceConfig, ServicesRefs
+from collectors.services.data import (
+    Component,
+    Listeners,
+    ListenerTrend,
+    Memory,
+    Pool,
+    Security,
+    ServiceData,
+)
 from collectors.services.health_formats import (
     CRITICAL,
     Health,
@@ -28,8 +36,6 @@ from collectors.services.health_formats import (
 )
 
 HISTORY_POINTS = 60  # latency_history kept in a reading (sparkline width)
-GROWTH_R2 = 0.8  # a listener total "keeps growing" when the fit is at least this good
-GROWTH_MIN_SAMPLES = 5
 DETAIL_SHARE = 0.75  # detail paths time out at this share of the per-service budget
 DETAIL_MARGIN = 0.05  # s kept back from the budget to parse and build the reading
 
@@ -49,30 +55,30 @@ class ServicesCollector:
     component = "services"
     backoff = False  # each target is retried every round (per-request timeouts)
 
-    def __init__(self, config: Config, http: HttpClient | None = None) -> None:
-        self.config = config
+    def __init__(self, refs: ServicesRefs, http: HttpClient | None = None) -> None:
+        self.services = refs.services
         # A client handed in is shared and closed by its owner (the Poller); one made
         # here is ours to close.
         self._own_http = http is None
-        self.http = http or HttpClient(config.http)
-        self.window = float(config.dashboard.history)
+        self.http = http or HttpClient(refs.http)
+        self.window = float(refs.window)
         # Finish inside the poller's deadline, so one slow service costs only its own
         # reading, never the whole collector's.
-        deadline = float(config.dashboard.collector_timeout)
+        deadline = float(refs.deadline)
         self.budget = max(0.2, deadline - 0.5 if deadline > 2 else deadline * 0.75)
-        self.request_timeout = min(float(config.http.timeout), self.budget)
+        self.request_timeout = min(float(self.http.settings.timeout), self.budget)
         # Clearly below the budget: a hanging detail path gives up before /health's
         # reading is due.
         self.detail_timeout = min(self.request_timeout, self.budget * DETAIL_SHARE)
         self._state: dict[str, _ServiceState] = {
-            s.name: _ServiceState(RingBuffer(600), RingBuffer(600)) for s in config.services
+            s.name: _ServiceState(RingBuffer(600), RingBuffer(600)) for s in self.services
         }
 
     def targets(self) -> list[str]:
-        return [s.name for s in self.config.services]
+        return [s.name for s in self.services]
 
     async def collect(self) -> list[Reading]:
-        return list(await asyncio.gather(*(self._one(s) for s in self.config.services)))
+        return list(await asyncio.gather(*(self._one(s) for s in self.services)))
 
     async def close(self) -> None:
         if self._own_http:
@@ -90,7 +96,7 @@ class ServicesCollector:
                 self.component,
                 svc.name,
                 started,
-                data={"url": svc.url},
+                data=ServiceData(url=svc.url),
                 error=f"internal error: {type(e).__name__}: {e}",
                 error_kind="internal",
             )
@@ -137,10 +143,12 @@ class ServicesCollector:
         health_seen = parse_health(main.status, main.content_type, main.body, main.truncated)
         self._note_status(st, now, health_seen.status)
         st.latency.append(now, main.elapsed_ms)
-        data = self._health_data(base + svc.health_path, main, health_seen)
-        data.update(self._latency_data(st, main.elapsed_ms))
-        data.update(self._details(svc, st, now, details))
-        data.update(self._common(st, now))
+        data = ServiceData(
+            **self._health_data(base + svc.health_path, main, health_seen),
+            **self._latency_data(st, main.elapsed_ms),
+            **self._details(svc, st, now, details),
+            **self._common(st, now),
+        )
         return Reading(self.component, svc.name, started, data=data, duration_ms=main.elapsed_ms)
 
     def _failed(
@@ -151,19 +159,13 @@ class ServicesCollector:
         now = time.time()
         st.consecutive_failures += 1
         self._note_status(st, now, "unreachable")
-        data = {
-            "url": svc.url.rstrip("/") + svc.health_path,
-            "status": CRITICAL,
-            "format": None,
-            "http_status": None,
-            "message": error,
-            "components": [],
-            "draining": None,
-            "active_operations": None,
-            **dict.fromkeys(("pool", "memory", "listeners", "listeners_trend", "security")),
+        data = ServiceData(
+            url=svc.url.rstrip("/") + svc.health_path,
+            status=CRITICAL,
+            message=error,
             **self._latency_data(st, None),
             **self._common(st, now),
-        }
+        )
         return Reading(
             self.component,
             svc.name,
@@ -184,7 +186,7 @@ class ServicesCollector:
             "format": h.format,
             "http_status": main.status,
             "message": h.message,
-            "components": h.components,
+            "components": [Component(**c) for c in h.components],
             "draining": h.fields.get("draining"),
             "active_operations": h.fields.get("activeOperations"),
             "service_id": h.fields.get("serviceId"),
@@ -230,20 +232,22 @@ class ServicesCollector:
             if not got:
                 errors[path] = f"HTTP {f.status}: no pool, memory, listeners or jwt data"
             merged.update(got)
-        out: dict[str, Any] = {
-            "pool": merged.get("pool"),
-            "memory": merged.get("memory"),
-            "listeners": merged.get("listeners"),
-            "security": merged.get("security"),
+        pool, memory, security = merged.get("pool"), merged.get("memory"), merged.get("security")
+        listeners = Listeners(**merged["listeners"]) if "listeners" in merged else None
+        return {
+            "pool": Pool(**pool) if pool is not None else None,
+            "memory": Memory(**memory) if memory is not None else None,
+            "listeners": listeners,
+            "security": Security(**security) if security is not None else None,
             "detail_errors": errors,
-            "listeners_trend": None,
+            "listeners_trend": (
+                self._listener_trend(st, now, listeners.total) if listeners is not None else None
+            ),
         }
-        lis = merged.get("listeners")
-        if lis and lis.get("total") is not None:
-            out["listeners_trend"] = self._listener_trend(st, now, int(lis["total"]))
-        return out
 
-    def _listener_trend(self, st: _ServiceState, now: float, total: int) -> dict[str, Any]:
+    def _listener_trend(self, st: _ServiceState, now: float, total: int) -> ListenerTrend:
+        """The fit of the listener total over the window: facts only (whether that is
+        a leak is the judge's call)."""
         last = st.listeners.last()
         if last is not None and total < last[1] / 2:
             # Far fewer listeners than a moment ago: a restart; start a new baseline.
@@ -254,19 +258,10 @@ class ServicesCollector:
         st.listeners.append(now, total)
         samples = st.listeners.window(self.window, now)
         trend = linear_trend(samples)
-        slope = trend.slope if trend else 0.0
-        r2 = trend.r2 if trend else 0.0
-        growing = (
-            trend is not None
-            and len(samples) >= GROWTH_MIN_SAMPLES
-            and slope > 0
-            and r2 >= GROWTH_R2
-            and samples[-1][1] > samples[0][1]
+        return ListenerTrend(
+            slope_per_s=round(trend.slope, 6) if trend else 0.0,
+            r2=round(trend.r2, 4) if trend else 0.0,
+            baseline=st.listeners_baseline,
+            samples=len(samples),
+            rise=int(samples[-1][1] - samples[0][1]),
         )
-        return {
-            "slope_per_s": round(slope, 6),
-            "r2": round(r2, 4),
-            "baseline": st.listeners_baseline,
-            "growing": growing,
-            "samples": len(samples),
-        }

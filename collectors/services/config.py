@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
 import msgspec
 
+from collectors.core.http import HttpConfig
 from collectors.core.settings import HttpUrl, Name, ProcessMatch, Section, UrlPath
 from collectors.core.units import ByteSize, Count, Duration, PositiveCount, PositiveDuration
 
 
-class DrainConfig(Section):
+class DrainConfig(Section, frozen=True):
     path: UrlPath | None = None
     signal: str | None = None
-    timeout: PositiveDuration = Duration(60)
+    timeout: PositiveDuration = PositiveDuration(60)
     undrain_path: UrlPath = UrlPath("/admin/undrain")  # `ultrawatch undrain` POSTs here
 
 
-class ReloadConfig(Section):
+class ReloadConfig(Section, frozen=True):
     path: UrlPath | None = UrlPath("/admin/reload-secrets")
     signal: str | None = None
 
 
-class ServiceConfig(Section):
+class ServiceConfig(Section, frozen=True):
     name: Name
     url: HttpUrl
     health_path: UrlPath = UrlPath("/health")
@@ -35,3 +39,22 @@ class ServiceConfig(Section):
     max_per_event: PositiveCount = 10
     flap_warn: Count = 6  # health state changes in the history window that warn (0: never)
     memory_limit: ByteSize | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServicesRefs:
+    """What the services collector and judge take: the [[services]] sections plus the
+    few settings of other sections they need. Built from the whole Config by
+    `collectors.registry.services_refs` (a target never reads the Config itself)."""
+
+    services: tuple[ServiceConfig, ...]
+    window: float = 900.0  # [dashboard] history: latency percentiles, flaps, listener trend
+    deadline: float = 5.0  # [dashboard] collector_timeout: a round's budget per collector
+    http: HttpConfig = field(default_factory=HttpConfig)  # for a client of its own
+    by_name: Mapping[str, ServiceConfig] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_name", {s.name: s for s in self.services})
+
+    def service(self, name: str) -> ServiceConfig | None:
+        return self.by_name.get(name)

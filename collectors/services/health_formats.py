@@ -152,9 +152,8 @@ def _from_text(text: str, code: int | None) -> Health:
 # ------------------------------------------------------------------------ JSON
 
 
-def _from_json(obj: dict[str, Any], ctype: str, code: int | None) -> Health:
-    fields = _common_fields(obj)
-    raw = obj.get("status")
+def _not_a_word(obj: dict[str, Any], raw: object, fields: dict[str, Any]) -> Health:
+    """A JSON object whose `status` is missing, a boolean or not a string."""
     if raw is None:
         for key in ("healthy", "ok", "up"):
             if isinstance(obj.get(key), bool):
@@ -163,10 +162,14 @@ def _from_json(obj: dict[str, Any], ctype: str, code: int | None) -> Health:
         return Health(UNKNOWN, "unknown", "JSON object without a status field", fields=fields)
     if isinstance(raw, bool):
         return Health(OK if raw else CRITICAL, "json", f"status: {str(raw).lower()}", fields=fields)
+    return Health(UNKNOWN, "unknown", f"status is {type(raw).__name__}, not a word", fields=fields)
+
+
+def _from_json(obj: dict[str, Any], ctype: str, code: int | None) -> Health:
+    fields = _common_fields(obj)
+    raw = obj.get("status")
     if not isinstance(raw, str):
-        return Health(
-            UNKNOWN, "unknown", f"status is {type(raw).__name__}, not a word", fields=fields
-        )
+        return _not_a_word(obj, raw, fields)
     word = raw.strip()
     low = word.lower()
 
@@ -355,7 +358,9 @@ def parse_details(code: int | None, body: bytes, truncated: bool) -> dict[str, A
         out["memory"] = {"rss": _int(obj.get("rss")), "heapUsed": _int(obj.get("heapUsed"))}
     lis = obj.get("listeners")
     if isinstance(lis, dict):
-        by = lis.get("byEvent") if isinstance(lis.get("byEvent"), dict) else {}
+        by = lis.get("byEvent")
+        if not isinstance(by, dict):
+            by = {}
         counts = sorted(
             ((_clip(k, 80), n) for k, v in by.items() if (n := _int(v)) is not None),
             key=lambda kv: -kv[1],

@@ -1,4 +1,4 @@
-"""Judges for services and processes (registered in collectors.rules.JUDGES).
+"""Judge for services (registered in collectors.registry).
 
 service.<name>.health     the health answer: fail/down critical, warn/degraded warning;
                           unreachable: critical while it has never answered (one-shot
@@ -7,28 +7,27 @@ service.<name>.health     the health answer: fail/down critical, warn/degraded w
                           window) is shown, and warns at flap_warn when the answer is ok.
 service.<name>.latency    p95 over the window above latency_warn (latency_crit).
 service.<name>.listeners  an event above the service's maxPerEvent (else max_per_event):
-                          warning; total growing (R^2 >= 0.8): warning; growing and
-                          doubled from its baseline: critical.
-process.<name>.memory     RSS against the limit (config, cgroup or physical): 80 % / 95 %.
-process.<name>.memory_growth
-                          slope above growth_warn per minute with R^2 >= 0.8 over at least
-                          growth_min_span: warning; and projected time to the limit under
-                          growth_crit_ttl: critical.
+                          warning; total growing (at least 5 samples in the window, rising,
+                          R^2 >= 0.8): warning; growing and doubled from its baseline:
+                          critical.
+
+The judge takes the reading and the services' sections (ServicesRefs, built by the
+registry); every threshold is here or in the config, none in the collector.
 """
 
 from __future__ import annotations
 
-from collectors.config import Config
+from collections.abc import Callable
+
 from collectors.core.model import CheckResult, Reading, Status
+from collectors.services.config import ServiceConfig, ServicesRefs
+from collectors.services.data import Listeners, ListenerTrend, service_data
 
 UNREACHABLE_CRIT_AFTER = 3
-MEMORY_WARN = 0.8
-MEMORY_CRIT = 0.95
-GROWTH_R2 = 0.8
+GROWTH_R2 = 0.8  # a listener total "keeps growing" when the fit is at least this good
+GROWTH_MIN_SAMPLES = 5
 
-
-def _mb(n: float) -> str:
-    return f"{n / 1024 / 1024:.1f} MiB"
+Result = Callable[..., CheckResult]
 
 
 def _duration(s: float) -> str:
@@ -41,103 +40,119 @@ def _duration(s: float) -> str:
     return f"{s / 86400:.1f} d"
 
 
-def judge_services(reading: Reading, config: Config) -> list[CheckResult]:
+def judge_services(reading: Reading, refs: ServicesRefs) -> list[CheckResult]:
     name = reading.target
-    cid = f"service.{name}"
-    svc = config.service(name)
-    d = reading.data
+    svc = refs.service(name)
 
-    def result(check: str, status: Status, summary: str, **kw: object) -> CheckResult:
-        return CheckResult(f"{cid}.{check}", "services", name, status, summary, **kw)  # type: ignore[arg-type]
+    def result(check: str, status: Status, summary: str, **kw: float | str | None) -> CheckResult:
+        return CheckResult(f"service.{name}.{check}", "services", name, status, summary, **kw)  # type: ignore[arg-type]
 
     if not reading.ok:
-        fails = int(d.get("consecutive_failures") or 0)
-        polls = int(d.get("polls") or 0)
-        if reading.error_kind != "unreachable":
-            return [result("health", Status.UNKNOWN, f"not checked: {reading.error}")]
-        # Never answered since we started (a one-shot check, or down from the start):
-        # critical from the first failure on, so it never dips to warning on the 2nd
-        # poll. A service that did answer warns first: 3 failures in a row are critical.
-        never = not d.get("ever_answered", polls <= 1)
-        crit = never or fails >= UNREACHABLE_CRIT_AFTER or not d
-        status = Status.CRITICAL if crit else Status.WARNING
-        times = f" ({fails} consecutive polls)" if fails > 1 else ""
-        if never and polls > 1:
-            times += ", never answered since ultrawatch started"
-        return [
-            result(
-                "health",
-                status,
-                f"unreachable{times}: {reading.error}",
-                value=float(fails),
-                unit="count",
-                crit=float(UNREACHABLE_CRIT_AFTER),
-            )
-        ]
-
-    out: list[CheckResult] = []
-    status = Status(d.get("status") or "unknown")
-    parts = [f"{d.get('message') or status.value}"]
-    parts.append(f"{d.get('format') or '?'} format, HTTP {d.get('http_status')}")
-    if d.get("draining"):
-        parts.append("draining")
-    if d.get("active_operations") is not None:
-        parts.append(f"{d['active_operations']} active operations")
-    bad = [c["name"] for c in d.get("components") or [] if c.get("status") != "ok"]
-    if bad:
-        parts.append("not ok: " + ", ".join(bad[:5]))
-    failed = d.get("detail_errors") or {}
-    if failed:
-        parts.append(
-            "detail paths failed: " + ", ".join(f"{p} ({e})" for p, e in list(failed.items())[:3])
-        )
-    flaps = int(d.get("flaps") or 0)
-    if flaps:
-        window = _duration(float(d.get("flap_window_s") or 0))
-        parts.append(f"flapping: {flaps} state changes in {window}")
-        limit = svc.flap_warn if svc is not None else None
-        if limit and flaps >= limit and status is Status.OK:
-            # Up now, but up and down too often to trust: someone should look.
-            status = Status.WARNING
-    out.append(result("health", status, "; ".join(parts)))
-
-    p95 = d.get("latency_p95_ms")
-    if p95 is not None and svc is not None:
-        warn = svc.latency_warn * 1000
-        crit = svc.latency_crit * 1000 if svc.latency_crit is not None else None
-        st = Status.OK
-        if crit is not None and p95 > crit:
-            st = Status.CRITICAL
-        elif p95 > warn:
-            st = Status.WARNING
-        out.append(
-            result(
-                "latency",
-                st,
-                f"p95 {p95:.0f} ms, p50 {d.get('latency_p50_ms') or 0:.0f} ms "
-                f"over {d.get('latency_samples', 0)} polls",
-                value=p95,
-                unit="ms",
-                warn=warn,
-                crit=crit,
-            )
-        )
-
-    lis = d.get("listeners")
-    if lis and svc is not None:
-        out.append(_listeners(result, lis, d.get("listeners_trend"), svc.max_per_event))
+        return [_unreachable(reading, result)]
+    d = service_data(reading.data)
+    out = [_health(reading, svc, result)]
+    if d.latency_p95_ms is not None and svc is not None:
+        out.append(_latency(d.latency_p95_ms, d.latency_p50_ms, d.latency_samples, svc, result))
+    if d.listeners is not None and svc is not None:
+        out.append(_listeners(d.listeners, d.listeners_trend, svc.max_per_event, result))
     return out
 
 
-def _listeners(result, lis: dict, trend: dict | None, configured: int) -> CheckResult:  # type: ignore[no-untyped-def]
-    total = lis.get("total") or 0
+def _unreachable(reading: Reading, result: Result) -> CheckResult:
+    if reading.error_kind != "unreachable":
+        return result("health", Status.UNKNOWN, f"not checked: {reading.error}")
+    d = service_data(reading.data)
+    fails, polls = d.consecutive_failures, d.polls
+    # Never answered since we started (a one-shot check, or down from the start):
+    # critical from the first failure on, so it never dips to warning on the 2nd
+    # poll. A service that did answer warns first: 3 failures in a row are critical.
+    never = not (d.ever_answered if d.ever_answered is not None else polls <= 1)
+    crit = never or fails >= UNREACHABLE_CRIT_AFTER or not reading.data
+    times = f" ({fails} consecutive polls)" if fails > 1 else ""
+    if never and polls > 1:
+        times += ", never answered since ultrawatch started"
+    return result(
+        "health",
+        Status.CRITICAL if crit else Status.WARNING,
+        f"unreachable{times}: {reading.error}",
+        value=float(fails),
+        unit="count",
+        crit=float(UNREACHABLE_CRIT_AFTER),
+    )
+
+
+def _health(reading: Reading, svc: ServiceConfig | None, result: Result) -> CheckResult:
+    d = service_data(reading.data)
+    status = Status(d.status or "unknown")
+    parts = [f"{d.message or status.value}"]
+    parts.append(f"{d.format or '?'} format, HTTP {d.http_status}")
+    if d.draining:
+        parts.append("draining")
+    if d.active_operations is not None:
+        parts.append(f"{d.active_operations} active operations")
+    bad = [c.name for c in d.components if c.status != "ok"]
+    if bad:
+        parts.append("not ok: " + ", ".join(bad[:5]))
+    if d.detail_errors:
+        failed = list(d.detail_errors.items())[:3]
+        parts.append("detail paths failed: " + ", ".join(f"{p} ({e})" for p, e in failed))
+    if d.flaps:
+        window = _duration(d.flap_window_s)
+        parts.append(f"flapping: {d.flaps} state changes in {window}")
+        limit = svc.flap_warn if svc is not None else None
+        if limit and d.flaps >= limit and status is Status.OK:
+            # Up now, but up and down too often to trust: someone should look.
+            status = Status.WARNING
+    return result("health", status, "; ".join(parts))
+
+
+def _latency(
+    p95: float, p50: float | None, samples: int, svc: ServiceConfig, result: Result
+) -> CheckResult:
+    warn = svc.latency_warn * 1000
+    crit = svc.latency_crit * 1000 if svc.latency_crit is not None else None
+    st = Status.OK
+    if crit is not None and p95 > crit:
+        st = Status.CRITICAL
+    elif p95 > warn:
+        st = Status.WARNING
+    return result(
+        "latency",
+        st,
+        f"p95 {p95:.0f} ms, p50 {p50 or 0:.0f} ms over {samples} polls",
+        value=p95,
+        unit="ms",
+        warn=warn,
+        crit=crit,
+    )
+
+
+def listeners_growing(trend: ListenerTrend | None) -> bool:
+    """Does the listener total keep growing: enough samples in the window, a good fit,
+    rising from the window's first sample to its last."""
+    if trend is None:
+        return False
+    if trend.rise is None:  # recorded before the judge owned this: its verdict then
+        return bool(trend.growing)
+    return (
+        trend.samples >= GROWTH_MIN_SAMPLES
+        and trend.slope_per_s > 0
+        and trend.r2 >= GROWTH_R2
+        and trend.rise > 0
+    )
+
+
+def _listeners(
+    lis: Listeners, trend: ListenerTrend | None, configured: int, result: Result
+) -> CheckResult:
+    total = lis.total
     # The service knows its own budget per event: its maxPerEvent wins over the config.
-    reported = lis.get("maxPerEvent")
-    if isinstance(reported, int | float) and not isinstance(reported, bool) and reported > 0:
-        limit, whose = int(reported), "the service's maxPerEvent"
+    reported = lis.maxPerEvent
+    if reported is not None and reported > 0:
+        limit, whose = reported, "the service's maxPerEvent"
     else:
         limit, whose = configured, "max_per_event from the config"
-    over = {k: v for k, v in (lis.get("byEvent") or {}).items() if v > limit}
+    over = {k: v for k, v in lis.byEvent.items() if v > limit}
     status = Status.OK
     parts = [f"{total} listeners", f"limit {limit} per event ({whose})"]
     if over:
@@ -146,10 +161,10 @@ def _listeners(result, lis: dict, trend: dict | None, configured: int) -> CheckR
         parts.append(
             f"{len(over)} event(s) above {limit}: " + ", ".join(f"{k}={v}" for k, v in worst)
         )
-    if trend and trend.get("growing"):
-        base = trend.get("baseline") or 0
-        per_min = trend.get("slope_per_s", 0) * 60
-        parts.append(f"growing {per_min:.1f}/min (R^2 {trend.get('r2', 0):.2f}) from {base}")
+    if trend is not None and listeners_growing(trend):
+        base = trend.baseline
+        per_min = trend.slope_per_s * 60
+        parts.append(f"growing {per_min:.1f}/min (R^2 {trend.r2:.2f}) from {base}")
         status = Status.WARNING
         if base > 0 and total >= 2 * base:
             status = Status.CRITICAL

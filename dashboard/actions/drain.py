@@ -286,24 +286,9 @@ class DrainAction:
                 progress(line)
                 last = line
             took = f"{time.monotonic() - t0:.1f} s"
-            if running is not None and not running:
-                pids = ", ".join(str(p) for p, _ in self._pids)
-                codes = [exits.get(p) for p, _ in self._pids]
-                return ops.outcome(
-                    svc.name,
-                    f"pid {pids} exited after {took}",
-                    codes,
-                )
-            if running is None and not seen.reachable and saw_draining:
-                return ops.outcome(
-                    svc.name,
-                    f"stopped answering after {took}",
-                    None,
-                    extra=[("last", seen.describe())],
-                )
-            if running is None and seen.reachable and saw_draining and seen.draining is False:
-                # Back under its supervisor: what it had in flight before going away counts.
-                return ops.outcome(svc.name, f"came back fresh after {took} (draining false)", None)
+            done = self._drained(svc.name, ops, seen, running, saw_draining, exits, took)
+            if done is not None:
+                return done
             if time.monotonic() >= deadline:
                 still = [seen.describe()]
                 if running:
@@ -317,6 +302,34 @@ class DrainAction:
                     ],
                 )
             await asyncio.sleep(self.poll_interval)
+
+    def _drained(
+        self,
+        name: str,
+        ops: _Ops,
+        seen: _Seen,
+        running: list[int] | None,
+        saw_draining: bool,
+        exits: dict[int, str],
+        took: str,
+    ) -> Outcome | None:
+        """The outcome once the service has gone (its processes exited, it stopped
+        answering, or it came back fresh after draining); None while it is still at it."""
+        if running is not None and not running:
+            pids = ", ".join(str(p) for p, _ in self._pids)
+            codes = [exits.get(p) for p, _ in self._pids]
+            return ops.outcome(name, f"pid {pids} exited after {took}", codes)
+        if running is None and not seen.reachable and saw_draining:
+            return ops.outcome(
+                name,
+                f"stopped answering after {took}",
+                None,
+                extra=[("last", seen.describe())],
+            )
+        if running is None and seen.reachable and saw_draining and seen.draining is False:
+            # Back under its supervisor: what it had in flight before going away counts.
+            return ops.outcome(name, f"came back fresh after {took} (draining false)", None)
+        return None
 
     async def _verify_undrain(self, svc: ServiceConfig, progress: Progress) -> Outcome:
         deadline = time.monotonic() + UNDRAIN_TIMEOUT

@@ -14,7 +14,7 @@ import warnings
 
 import psutil
 
-from collectors.config import ProcessConfig
+from collectors.core.settings import ProcessMatch
 from collectors.processes.collector import find_pids
 from dashboard.actions.audit import redact_tokens
 from dashboard.actions.base import ActionRefused
@@ -74,7 +74,7 @@ def top_of_tree(pids: list[int]) -> list[Target]:
     return out
 
 
-def local_targets(match: ProcessConfig) -> tuple[list[Target], str | None]:
+def local_targets(match: ProcessMatch) -> tuple[list[Target], str | None]:
     """A service's local process(es) to signal, or ([], why not). Blocking.
     find_pids skips ourselves and our ancestors and checks a pidfile's pid exists."""
     pids, why = find_pids(cmdline=match.cmdline, pid=match.pid, pidfile=match.pidfile)

@@ -391,7 +391,11 @@ class SyncTable(DataTable):
                 # instead of one per cell (thousands per round).
                 data = self._data[key]  # keys compare and hash as their strings
                 for col, old_v, new_v in zip(cols, old, cells, strict=False):
-                    if old_v is not new_v and old_v != new_v:
+                    # Text equality ignores the style: a cell whose colour alone
+                    # changed (a judged status moved, the number did not) is new too.
+                    if old_v is not new_v and (
+                        old_v != new_v or getattr(old_v, "style", "") != getattr(new_v, "style", "")
+                    ):
                         data[col] = new_v
                         changed = True
             else:

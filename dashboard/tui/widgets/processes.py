@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 
-from dashboard.tui.viewmodel import ViewModel, duration, num, rate, size, spark
+from collectors.core.model import Reading, Status
+from collectors.processes.data import ProcessData, process_data
+from dashboard.tui.viewmodel import STATUS_STYLE, ViewModel, duration, num, rate, size, spark
 from dashboard.tui.widgets.base import Line, Panel, SyncTable, cell
+from dashboard.tui.widgets.record import StructRecord
 
 
 class ProcessesPanel(Panel):
@@ -33,57 +37,58 @@ class ProcessesPanel(Panel):
 
     def show(self, model: ViewModel) -> None:
         self.set_status(model.status_of("processes"))
-        rows = []
+        rows: list[Any] = []
         readings = model.readings("processes")
         for r in readings:
-            d = r.data or {}
             if not model.matches(r.target, r.error):
                 continue
-            record = {"process": r.target, **dict(d), "error": r.error}
-            if not r.ok:
-                stale = model.stale_for(r)
-                when = f"stale for {duration(stale)}: " if stale is not None else ""
-                note = f"{when}{r.error}"
-                rows.append(
-                    (r.target, record, [cell(r.target), *[cell(None)] * 6, cell(note, "red")])
-                )
-                continue
-            pids = d.get("pids") or []
-            ttl = d.get("time_to_limit_s")
-            growth = d.get("growth_bytes_per_s")
-            growing = (
-                isinstance(growth, int | float) and growth > 0 and (d.get("growth_r2") or 0) >= 0.8
+            d = process_data(r.data)
+            record = StructRecord(
+                {"process": r.target}, d if r.data is not None else None, {"error": r.error}
             )
-            limit = d.get("memory_limit")
-            rows.append(
-                (
-                    r.target,
-                    record,
-                    [
-                        cell(r.target),
-                        cell(
-                            ",".join(str(p) for p in pids[:3]) + ("…" if len(pids) > 3 else "")
-                            if pids
-                            else None
-                        ),
-                        cell(size(d.get("rss_bytes"))),
-                        cell(spark(d.get("rss_history"))),
-                        cell(rate(growth), "yellow" if growing else ""),
-                        cell(
-                            duration(ttl) if ttl is not None else None,
-                            "red" if isinstance(ttl, int | float) and ttl < 3600 else "",
-                        ),
-                        cell(num(d.get("cpu_percent"), "{:.0f}%")),
-                        cell(f"limit {size(limit)}" if limit else None),
-                    ],
-                )
-            )
+            rows.append((r.target, record, self._cells(model, r, d)))
         self.query_one("#proc-summary", Line).set(
             f"{len(readings)} processes"
             if readings
             else ("no processes configured" if model.report else "waiting for the first round…")
         )
         self.query_one(SyncTable).sync(rows)
+
+    @staticmethod
+    def _cells(model: ViewModel, r: Reading, d: ProcessData) -> list[Text]:
+        """One row; every colour is a judged status (the judge owns the thresholds):
+        RSS as `process.<name>.memory` says, growth and time to the limit as
+        `process.<name>.memory_growth` says (warning: steady growth; critical: the
+        limit is near)."""
+        if not r.ok:
+            stale = model.stale_for(r)
+            when = f"stale for {duration(stale)}: " if stale is not None else ""
+            return [cell(r.target), *[cell(None)] * 6, cell(f"{when}{r.error}", "red")]
+        judged = {c.id: c.status for c in model.checks("processes", r.target)}
+        memory = judged.get(f"process.{r.target}.memory", Status.OK)
+        growth = judged.get(f"process.{r.target}.memory_growth", Status.OK)
+        pids = d.pids
+        ttl = d.time_to_limit_s
+        return [
+            cell(r.target),
+            cell(
+                ",".join(str(p) for p in pids[:3]) + ("…" if len(pids) > 3 else "")
+                if pids
+                else None
+            ),
+            cell(size(d.rss_bytes), STATUS_STYLE[memory] if memory is not Status.OK else ""),
+            cell(spark(d.rss_history)),
+            cell(
+                rate(d.growth_bytes_per_s),
+                "yellow" if growth in (Status.WARNING, Status.CRITICAL) else "",
+            ),
+            cell(
+                duration(ttl) if ttl is not None else None,
+                "red" if growth is Status.CRITICAL else "",
+            ),
+            cell(num(d.cpu_percent, "{:.0f}%")),
+            cell(f"limit {size(d.memory_limit)}" if d.memory_limit else None),
+        ]
 
     def selected(self) -> dict[str, Any] | None:
         return self.query_one(SyncTable).selected()

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 
-from collectors.core.model import Status
-from dashboard.tui.viewmodel import ViewModel, duration, num, spark
+from collectors.core.model import Reading, Status
+from collectors.services.data import ServiceData, service_data
+from dashboard.tui.viewmodel import STATUS_STYLE, ViewModel, duration, num, spark
 from dashboard.tui.widgets.base import Line, Panel, SyncTable, cell, status_cell
+from dashboard.tui.widgets.record import StructRecord
 
 
 class ServicesPanel(Panel):
@@ -58,108 +61,67 @@ class ServicesPanel(Panel):
         )
         self.query_one(SyncTable).sync(rows)
 
-    def _build(self, model: ViewModel, readings: list[Any]) -> tuple[list[Any], int]:
-        fingerprints = self._fingerprint_matches(model)
+    def _build(self, model: ViewModel, readings: list[Reading]) -> tuple[list[Any], int]:
         rows: list[Any] = []
         down = 0
         for r in readings:
-            d = r.data or {}
+            d = service_data(r.data)
             name = r.target
-            hay = "\n".join(
-                str(t).lower() for t in (name, d.get("message"), r.error) if t is not None
-            )
-            record = {"service": name, **dict(d), "error": r.error, "error_kind": r.error_kind}
-            check_status = model.status_of("services", name)
+            hay = "\n".join(str(t).lower() for t in (name, d.message, r.error) if t is not None)
+            tail = {"error": r.error, "error_kind": r.error_kind}
+            record = StructRecord({"service": name}, d if r.data is not None else None, tail)
             if not r.ok:
                 down += 1
-                stale = model.stale_for(r)
-                # Staleness first: a narrow column still shows it.
-                when = f"stale for {duration(stale)}: " if stale is not None else ""
-                note = f"{when}{r.error_kind or 'error'}: {r.error}"
-                rows.append(
-                    (
-                        (
-                            name,
-                            record,
-                            [
-                                cell(name),
-                                status_cell(
-                                    check_status
-                                    or (
-                                        Status.CRITICAL
-                                        if r.error_kind == "unreachable"
-                                        else Status.UNKNOWN
-                                    )
-                                ),
-                                cell(spark(d.get("latency_history"), 10)),
-                                cell(None),
-                                cell(None),
-                                cell(None),
-                                cell(None),
-                                cell(None),
-                                cell(note, "red"),
-                            ],
-                        ),
-                        hay,
-                    )
-                )
-                continue
-            listeners = d.get("listeners") or {}
-            trend = d.get("listeners_trend") or {}
-            lst = num(listeners.get("total")) if listeners else None
-            if lst and trend.get("growing"):
-                lst += " ↑"
-            match = fingerprints.get(name)
-            rows.append(
-                (
-                    (
-                        name,
-                        record,
-                        [
-                            cell(name),
-                            status_cell(check_status or d.get("status")),
-                            cell(spark(d.get("latency_history"), 10)),
-                            cell(
-                                f"{num(d.get('latency_p95_ms'))}ms"
-                                if d.get("latency_p95_ms") is not None
-                                else None
-                            ),
-                            cell(
-                                num(d.get("active_operations"))
-                                if d.get("active_operations") is not None
-                                else None
-                            ),
-                            cell(
-                                "yes"
-                                if d.get("draining")
-                                else "no"
-                                if d.get("draining") is False
-                                else None,
-                                "yellow" if d.get("draining") else "",
-                            ),
-                            cell(lst, "yellow" if trend.get("growing") else ""),
-                            cell(
-                                {True: "match", False: "MISMATCH"}.get(match)
-                                if match is not None
-                                else None,
-                                "" if match is not False else "bold red",
-                            ),
-                            cell(d.get("message")),
-                        ],
-                    ),
-                    hay,
-                )
-            )
+            rows.append(((name, record, self._cells(model, r, d)), hay))
         return rows, down
 
     @staticmethod
-    def _fingerprint_matches(model: ViewModel) -> dict[str, bool | None]:
-        out: dict[str, bool | None] = {}
-        for r in model.readings("secrets"):
-            if r.data is not None:
-                for name, info in r.data.services.items():
-                    out[name] = info.matches
-        return out
+    def _cells(model: ViewModel, r: Reading, d: ServiceData) -> list[Text]:
+        """One row; every colour is a judged status (the judge owns the thresholds)."""
+        name = r.target
+        check_status = model.status_of("services", name)
+        if not r.ok:
+            stale = model.stale_for(r)
+            # Staleness first: a narrow column still shows it.
+            when = f"stale for {duration(stale)}: " if stale is not None else ""
+            fallback = Status.CRITICAL if r.error_kind == "unreachable" else Status.UNKNOWN
+            return [
+                cell(name),
+                status_cell(check_status or fallback),
+                cell(spark(d.latency_history, 10)),
+                *[cell(None)] * 5,
+                cell(f"{when}{r.error_kind or 'error'}: {r.error}", "red"),
+            ]
+        judged = {c.id: c.status for c in model.checks("services", name)}
+        listeners = judged.get(f"service.{name}.listeners", Status.OK)
+        lst = num(d.listeners.total) if d.listeners is not None else None
+        trend = d.listeners_trend
+        if lst and listeners is not Status.OK and trend is not None and trend.slope_per_s > 0:
+            lst += " ↑"  # flagged, and rising
+        return [
+            cell(name),
+            status_cell(check_status or d.status),
+            cell(spark(d.latency_history, 10)),
+            cell(f"{num(d.latency_p95_ms)}ms" if d.latency_p95_ms is not None else None),
+            cell(num(d.active_operations) if d.active_operations is not None else None),
+            cell(
+                "yes" if d.draining else "no" if d.draining is False else None,
+                "yellow" if d.draining else "",
+            ),
+            cell(lst, STATUS_STYLE[listeners] if listeners is not Status.OK else ""),
+            _key_cell(judged.get(f"service.{name}.secret_fingerprint")),
+            cell(d.message),
+        ]
 
     def selected(self) -> dict[str, Any] | None:
         return self.query_one(SyncTable).selected()
+
+
+def _key_cell(status: Status | None) -> Text:
+    """Whether the service holds the store's current key, as its judged
+    `service.<name>.secret_fingerprint` check says (no check: not known)."""
+    if status is None or status is Status.UNKNOWN:
+        return cell(None)
+    if status is Status.OK:
+        return cell("match")
+    return cell("MISMATCH", "bold red")
