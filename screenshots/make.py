@@ -14,6 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from collectors.core.files import atomic_write  # noqa: E402
 from dashboard.recording import Recording, Replayer  # noqa: E402
 from dashboard.tui.app import UltrawatchApp  # noqa: E402
 from tests import tui_data as td  # noqa: E402
@@ -40,7 +41,7 @@ async def shoot(out: Path, kind: str, size: tuple[int, int], tab: str | None, tm
             app.query_one("#tabs").active = tab
             await pilot.pause()
         await pilot.wait_for_scheduled_animations()
-        out.write_text(app.export_screenshot(title=f"ultrawatch: {kind}"))
+        atomic_write(out, app.export_screenshot(title=f"ultrawatch: {kind}"), mode=0o644)
     rec.close()
 
 
