@@ -57,10 +57,11 @@ async def measure(
     port: int, endpoints: int, concurrency: int, rounds: int, engine: str
 ) -> dict[str, float]:
     from collectors.config import parse_config
-    from collectors.services.collector import ServicesCollector
+    from collectors.poller import build_collectors
 
     config = parse_config(config_text(port, endpoints, concurrency, engine))
-    collector = ServicesCollector(config)  # its own HttpClient, closed by close()
+    built = build_collectors(config, ["services"])  # as the engine builds it
+    (collector,) = built
     try:
         await collector.collect()  # warm-up: connections opened
         walls, cpus = [], []
@@ -69,11 +70,13 @@ async def measure(
             readings = await collector.collect()
             walls.append(time.perf_counter() - w0)
             cpus.append(time.process_time() - c0)
-            bad = [r for r in readings if not r.ok or r.data.get("status") != "ok"]
+            bad = [r for r in readings if not r.ok or r.data.status != "ok"]
             if bad:
                 raise SystemExit(f"{len(bad)} endpoints failed, e.g. {bad[0].error}")
     finally:
         await collector.close()
+        for resource in built.shared:  # the one HttpClient
+            await resource.aclose()
     return {"wall": statistics.median(walls), "cpu": statistics.median(cpus)}
 
 
