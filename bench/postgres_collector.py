@@ -17,8 +17,7 @@ import time
 import psycopg
 
 from collectors.config import parse_config
-from collectors.postgres.collector import PostgresCollector
-from collectors.registry import postgres_services
+from collectors.poller import build_collectors
 from dashboard.demo.embedded import EmbeddedPostgres
 
 SERVICES = ["order-service", "user-service", "product-service", "payment-service"]
@@ -61,14 +60,16 @@ async def bench(dsn: str, clients: int, rounds: int) -> None:
     active = [asyncio.create_task(c.execute("select pg_sleep(600)")) for c in conns[1:6]]
     print(f"opened {len(conns)} client connections in {time.perf_counter() - t:.1f}s")
 
-    collector = PostgresCollector(config.postgres, postgres_services(config))
+    # built as the engine builds it (collectors.registry), not by its constructor
+    built = build_collectors(config, ["postgres"])
+    (collector,) = built
     first = (await collector.collect())[0]
     assert first.ok, first.error
     print(
         f"collector sees {first.data.connections_used} connections, "
         f"{len(first.data.sessions)} sessions listed"
     )
-    conn = collector.conn
+    conn = collector.conn  # type: ignore[attr-defined]
     assert conn is not None
 
     async def bare() -> float:
@@ -103,6 +104,8 @@ async def bench(dsn: str, clients: int, rounds: int) -> None:
     print(f"median of paired ratios  : {statistics.median(ratios):5.2f}")
 
     await collector.close()
+    for resource in built.shared:
+        await resource.aclose()
     for task in active:
         task.cancel()
     for c in conns:

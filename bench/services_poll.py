@@ -57,11 +57,11 @@ async def measure(
     port: int, endpoints: int, concurrency: int, rounds: int, engine: str
 ) -> dict[str, float]:
     from collectors.config import parse_config
-    from collectors.registry import services_refs
-    from collectors.services.collector import ServicesCollector
+    from collectors.poller import build_collectors
 
     config = parse_config(config_text(port, endpoints, concurrency, engine))
-    collector = ServicesCollector(services_refs(config))  # its own HttpClient, closed by close()
+    built = build_collectors(config, ["services"])  # as the engine builds it
+    (collector,) = built
     try:
         await collector.collect()  # warm-up: connections opened
         walls, cpus = [], []
@@ -75,6 +75,8 @@ async def measure(
                 raise SystemExit(f"{len(bad)} endpoints failed, e.g. {bad[0].error}")
     finally:
         await collector.close()
+        for resource in built.shared:  # the one HttpClient
+            await resource.aclose()
     return {"wall": statistics.median(walls), "cpu": statistics.median(cpus)}
 
 

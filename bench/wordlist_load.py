@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from collectors import weak_secrets
+from collectors.secrets import weak
 from collectors.secrets.weak import known_weak, load_wordlist
 
 
@@ -40,7 +40,7 @@ def main() -> None:
             path.read_bytes()
             floor.append(time.perf_counter() - t0)
 
-            weak_secrets._cache.clear()
+            weak._cache.clear()
             t0 = time.perf_counter()
             load_wordlist(str(path))
             cold.append(time.perf_counter() - t0)

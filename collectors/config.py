@@ -89,23 +89,23 @@ CONFIG_NAME = "ultrawatch.toml"
 # ------------------------------------------------------------------- sections
 
 
-class DashboardConfig(Section):
-    interval: PositiveDuration = Duration(2)
+class DashboardConfig(Section, frozen=True):
+    interval: PositiveDuration = PositiveDuration(2)
     production: bool = False  # actions ask to type the target's name
-    collector_timeout: PositiveDuration = Duration(5)  # per-collector deadline in a round
+    collector_timeout: PositiveDuration = PositiveDuration(5)  # per-collector deadline in a round
     raise_after: PositiveCount = 2  # consecutive rounds before an alert is raised (TUI)
     clear_after: PositiveCount = 2  # consecutive rounds before it clears
-    history: PositiveDuration = Duration(900)  # window for trends and sparklines
+    history: PositiveDuration = PositiveDuration(900)  # window for trends and sparklines
     handoff_file: str = "~/.local/state/ultrawatch/handoff.txt"  # TUI `w` writes it here
-    snooze: PositiveDuration = Duration(900)  # how long TUI `z` silences an alert
+    snooze: PositiveDuration = PositiveDuration(900)  # how long TUI `z` silences an alert
 
 
-class ActionsConfig(Section):
+class ActionsConfig(Section, frozen=True):
     enabled: bool = True
     audit_log: str = "~/.local/state/ultrawatch/audit.jsonl"
 
 
-class Config(Section):
+class Config(Section, frozen=True):
     dashboard: DashboardConfig = DashboardConfig()
     postgres: PostgresConfig | None = None
     redis: RedisConfig | None = None
@@ -185,7 +185,21 @@ def parse_config(text: str, source: str = CONFIG_NAME) -> Config:
 
 
 def _check_consistency(config: Config, source: str) -> None:
-    """Rules msgspec cannot express: cross references, exactly-one-of."""
+    """Rules msgspec cannot express: cross references, exactly-one-of. The first
+    problem found is the one reported, in this order."""
+    _check_services(config, source)
+    _check_processes(config, source)
+    _check_postgres(config, source)
+    if config.http.max_body < 1:
+        raise ConfigError(source, "http.max_body", "expected a size of at least 1 byte, got 0")
+    _check_memory_limits(config, source)
+    if config.postgres is not None and config.postgres.dsn:
+        _check_dsn(source, config.postgres.dsn)
+    _check_redis(config, source)
+    _check_secrets(config, source)
+
+
+def _check_services(config: Config, source: str) -> None:
     seen: set[str] = set()
     for i, svc in enumerate(config.services):
         if svc.name in seen:
@@ -197,56 +211,70 @@ def _check_consistency(config: Config, source: str) -> None:
             )
         if svc.drain is not None:
             exactly_one(source, f"services[{i}].drain", svc.drain, ("path", "signal"))
+
+
+def _check_processes(config: Config, source: str) -> None:
     names: set[str] = set()
     for i, proc in enumerate(config.processes):
         if proc.name in names:
             raise ConfigError(source, f"processes[{i}].name", f"duplicate name {proc.name!r}")
         names.add(proc.name)
         exactly_one(source, f"processes[{i}]", proc, ("cmdline", "pid", "pidfile"))
-    if config.postgres is not None:
-        if config.postgres.statement_timeout < 0.001:  # 0 would switch the timeout off
+
+
+def _check_postgres(config: Config, source: str) -> None:
+    pg = config.postgres
+    if pg is None:
+        return
+    if pg.statement_timeout < 0.001:  # 0 would switch the timeout off
+        raise ConfigError(
+            source,
+            "postgres.statement_timeout",
+            "expected a duration of at least 1ms (0 would switch the timeout off), "
+            f"got {pg.statement_timeout * 1000:g}ms",
+        )
+    inv_names: set[str] = set()
+    for i, inv in enumerate(pg.invariants):
+        if inv.name in inv_names:
             raise ConfigError(
-                source,
-                "postgres.statement_timeout",
-                "expected a duration of at least 1ms (0 would switch the timeout off), "
-                f"got {config.postgres.statement_timeout * 1000:g}ms",
+                source, f"postgres.invariants[{i}].name", f"duplicate name {inv.name!r}"
             )
-        inv_names: set[str] = set()
-        for i, inv in enumerate(config.postgres.invariants):
-            if inv.name in inv_names:
-                raise ConfigError(
-                    source, f"postgres.invariants[{i}].name", f"duplicate name {inv.name!r}"
-                )
-            inv_names.add(inv.name)
-    if config.http.max_body < 1:
-        raise ConfigError(source, "http.max_body", "expected a size of at least 1 byte, got 0")
+        inv_names.add(inv.name)
+
+
+def _check_memory_limits(config: Config, source: str) -> None:
     limits = [(f"services[{i}]", s.memory_limit) for i, s in enumerate(config.services)]
     limits += [(f"processes[{i}]", p.memory_limit) for i, p in enumerate(config.processes)]
     for where, limit in limits:
         if limit is not None and limit < 1:
             raise ConfigError(source, f"{where}.memory_limit", "expected a size above 0, got 0")
-    if config.postgres is not None and config.postgres.dsn:
-        _check_dsn(source, config.postgres.dsn)
-    if config.redis is not None and config.redis.url and config.redis.urls:
+
+
+def _check_redis(config: Config, source: str) -> None:
+    rd = config.redis
+    if rd is None:
+        return
+    if rd.url and rd.urls:
         raise ConfigError(source, "redis.urls", "give either url or urls, not both")
-    if config.redis is not None:
-        given = [("redis.url", config.redis.url)] if config.redis.url else []
-        given += [(f"redis.urls[{i}]", u) for i, u in enumerate(config.redis.urls or [])]
-        for path, url in given:
-            _check_redis_url(source, path, url)
+    given = [("redis.url", rd.url)] if rd.url else []
+    given += [(f"redis.urls[{i}]", u) for i, u in enumerate(rd.urls or [])]
+    for path, url in given:
+        _check_redis_url(source, path, url)
+
+
+def _check_secrets(config: Config, source: str) -> None:
     s = config.secrets
-    if s is not None:
-        if s.store.kind in ("dotenv", "dir") and not s.store.path:
-            raise ConfigError(
-                source, "secrets.store.path", f"required for a {s.store.kind!r} store"
-            )
-        if s.probe is not None and config.service(s.probe.service) is None:
-            known = ", ".join(repr(x.name) for x in config.services) or "none configured"
-            raise ConfigError(
-                source,
-                "secrets.probe.service",
-                f"expected the name of a configured service ({known}), got {s.probe.service!r}",
-            )
+    if s is None:
+        return
+    if s.store.kind in ("dotenv", "dir") and not s.store.path:
+        raise ConfigError(source, "secrets.store.path", f"required for a {s.store.kind!r} store")
+    if s.probe is not None and config.service(s.probe.service) is None:
+        known = ", ".join(repr(x.name) for x in config.services) or "none configured"
+        raise ConfigError(
+            source,
+            "secrets.probe.service",
+            f"expected the name of a configured service ({known}), got {s.probe.service!r}",
+        )
 
 
 def _check_redis_url(source: str, path: str, url: str) -> None:

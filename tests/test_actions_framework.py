@@ -65,12 +65,12 @@ async def _no(plan: Plan) -> bool:
     return False
 
 
-def test_confirmed_action_runs_verifies_and_is_audited(tmp_path: Path) -> None:
+async def test_confirmed_action_runs_verifies_and_is_audited(tmp_path: Path) -> None:
     config = _config(tmp_path)
     target = tmp_path / "made"
     action = TouchFile(target)
     messages: list[str] = []
-    outcome = asyncio.run(ActionRunner(config).run(action, _yes, messages.append))
+    outcome = await ActionRunner(config).run(action, _yes, messages.append)
     assert outcome.result is Result.VERIFIED and outcome.result.exit_code == 0
     assert target.exists() and messages == ["creating"] and action.closed
     log = tmp_path / "state" / "audit.jsonl"
@@ -86,20 +86,20 @@ def test_confirmed_action_runs_verifies_and_is_audited(tmp_path: Path) -> None:
     assert entry["time"].endswith("Z") and entry["duration_ms"] >= 0
 
 
-def test_cancel_does_nothing_but_is_audited(tmp_path: Path) -> None:
+async def test_cancel_does_nothing_but_is_audited(tmp_path: Path) -> None:
     config = _config(tmp_path)
     target = tmp_path / "made"
-    outcome = asyncio.run(ActionRunner(config).run(TouchFile(target), _no))
+    outcome = await ActionRunner(config).run(TouchFile(target), _no)
     assert outcome.result is Result.CANCELLED and outcome.result.exit_code == 1
     assert not target.exists()
     assert AuditLog(config.audit_log_path).entries()[0]["outcome"] == "cancelled"
 
 
-def test_refusals_and_errors(tmp_path: Path) -> None:
+async def test_refusals_and_errors(tmp_path: Path) -> None:
     config = _config(tmp_path)
-    refused = asyncio.run(ActionRunner(config).run(TouchFile(tmp_path / "a", refuse="no"), _yes))
+    refused = await ActionRunner(config).run(TouchFile(tmp_path / "a", refuse="no"), _yes)
     assert refused.result is Result.REFUSED and refused.message == "no"
-    failed = asyncio.run(ActionRunner(config).run(TouchFile(tmp_path / "b", fail=True), _yes))
+    failed = await ActionRunner(config).run(TouchFile(tmp_path / "b", fail=True), _yes)
     assert failed.result is Result.ERROR and failed.result.exit_code == 3
     assert "disk on fire" in failed.message
     assert [e["outcome"] for e in AuditLog(config.audit_log_path).entries()] == [
@@ -109,14 +109,14 @@ def test_refusals_and_errors(tmp_path: Path) -> None:
     ]
 
 
-def test_unwritable_audit_log_refuses_before_executing(tmp_path: Path) -> None:
+async def test_unwritable_audit_log_refuses_before_executing(tmp_path: Path) -> None:
     # Tests run as root, so chmod cannot make a directory unwritable: put the log
     # "inside" a regular file instead, which fails for every user.
     blocker = tmp_path / "afile"
     blocker.write_text("not a directory")
     config = parse_config(f'[actions]\naudit_log = "{blocker}/audit.jsonl"\n')
     target = tmp_path / "never"
-    outcome = asyncio.run(ActionRunner(config).run(TouchFile(target), _yes))
+    outcome = await ActionRunner(config).run(TouchFile(target), _yes)
     assert outcome.result is Result.ERROR and outcome.result.exit_code == 3
     assert outcome.message.startswith(f"audit log not writable: {blocker}/audit.jsonl: ")
     assert not target.exists()  # never executed unaudited
@@ -137,7 +137,9 @@ class Hang(TouchFile):
         await asyncio.sleep(3600)
 
 
-def test_interrupted_action_is_audited_and_the_cancellation_propagates(tmp_path: Path) -> None:
+async def test_interrupted_action_is_audited_and_the_cancellation_propagates(
+    tmp_path: Path,
+) -> None:
     config = _config(tmp_path)
 
     async def go() -> None:
@@ -154,17 +156,17 @@ def test_interrupted_action_is_audited_and_the_cancellation_propagates(tmp_path:
             raise AssertionError("the cancellation was swallowed")
         assert action.closed
 
-    asyncio.run(go())
+    await go()
     outcomes = [(e["action"], e["outcome"]) for e in AuditLog(config.audit_log_path).entries()]
     assert outcomes == [("touch", "started"), ("touch", "interrupted")]
 
 
-def test_read_only_and_disabled_refuse_everything(tmp_path: Path) -> None:
+async def test_read_only_and_disabled_refuse_everything(tmp_path: Path) -> None:
     target = tmp_path / "never"
-    ro = asyncio.run(ActionRunner(_config(tmp_path), read_only=True).run(TouchFile(target), _yes))
+    ro = await ActionRunner(_config(tmp_path), read_only=True).run(TouchFile(target), _yes)
     assert ro.result is Result.REFUSED and "read-only" in ro.message
     off = _config(tmp_path, "enabled = false\n")
-    disabled = asyncio.run(ActionRunner(off).run(TouchFile(target), _yes))
+    disabled = await ActionRunner(off).run(TouchFile(target), _yes)
     assert disabled.result is Result.REFUSED and "actions.enabled = false" in disabled.message
     assert not target.exists()
 
@@ -212,9 +214,9 @@ class Echo(TouchFile):
         raise RuntimeError(f"HTTP 500 you sent Authorization: Bearer {token} and {token}")
 
 
-def test_tokens_in_messages_are_redacted_everywhere(tmp_path: Path) -> None:
+async def test_tokens_in_messages_are_redacted_everywhere(tmp_path: Path) -> None:
     config = _config(tmp_path)
-    outcome = asyncio.run(ActionRunner(config).run(Echo(tmp_path / "e"), _yes))
+    outcome = await ActionRunner(config).run(Echo(tmp_path / "e"), _yes)
     assert outcome.result is Result.ERROR and "HTTP 500" in outcome.message
     log = config.audit_log_path.read_text()
     for text in (outcome.message, log):

@@ -166,7 +166,7 @@ def test_pid_reuse_is_refused_at_plan_time(
     assert not _alive(victim)
 
 
-def test_pid_reuse_guard_is_in_the_signalling_statement(
+async def test_pid_reuse_guard_is_in_the_signalling_statement(
     pg_dsn: str, victim: psycopg.Connection
 ) -> None:
     """Between plan and execute the pid changed hands: execute does nothing."""
@@ -186,11 +186,11 @@ def test_pid_reuse_guard_is_in_the_signalling_statement(
         finally:
             await action.close()
 
-    asyncio.run(go())
+    await go()
     assert _alive(victim)
 
 
-def test_refuses_ultrawatch_own_backends(pg_dsn: str, config_path: Path) -> None:
+async def test_refuses_ultrawatch_own_backends(pg_dsn: str, config_path: Path) -> None:
     config = parse_config(_config(pg_dsn))
 
     async def go() -> None:
@@ -216,7 +216,7 @@ def test_refuses_ultrawatch_own_backends(pg_dsn: str, config_path: Path) -> None
         finally:
             await monitor.close()
 
-    asyncio.run(go())
+    await go()
     (entry,) = _audit(config_path)
     assert entry["outcome"] == "refused"
 
@@ -243,7 +243,7 @@ def test_unknown_pid_and_bad_backend_start_are_refused(config_path: Path) -> Non
     assert "Traceback" not in proc.stderr
 
 
-def test_cancel_refuses_when_the_planned_query_was_replaced(
+async def test_cancel_refuses_when_the_planned_query_was_replaced(
     pg_dsn: str, victim: psycopg.Connection
 ) -> None:
     """Between plan and execute the planned query ended and the same session started
@@ -273,7 +273,7 @@ def test_cancel_refuses_when_the_planned_query_was_replaced(
         finally:
             await action.close()
 
-    action, plan = asyncio.run(plan_it())
+    action, plan = await plan_it()
     # the planned query ends (someone else cancelled it) ...
     with psycopg.connect(pg_dsn, autocommit=True) as c:
         c.execute("select pg_cancel_backend(%s)", (pid,))
@@ -291,7 +291,7 @@ def test_cancel_refuses_when_the_planned_query_was_replaced(
     else:
         raise AssertionError("the second query never started")
     try:
-        asyncio.run(execute_it(action, plan))
+        await execute_it(action, plan)
         row = _session(pg_dsn, pid)
         assert row is not None and row[0] == "active" and "second" in row[2]
         assert len(errors) == 1  # the new query was not cancelled

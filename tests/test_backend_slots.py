@@ -81,7 +81,9 @@ def _alive(conn: psycopg.Connection) -> bool:
         return False
 
 
-def test_out_of_slots_cli_refuses_clearly_and_lent_connection_acts(tiny_pg, tmp_path: Path) -> None:
+async def test_out_of_slots_cli_refuses_clearly_and_lent_connection_acts(
+    tiny_pg, tmp_path: Path
+) -> None:
     ops_dsn = tiny_pg.dsn("uw_ops")
     path = tmp_path / "ultrawatch.toml"
     path.write_text(_config_text(ops_dsn, tmp_path / "audit.jsonl"))
@@ -158,7 +160,7 @@ def test_out_of_slots_cli_refuses_clearly_and_lent_connection_acts(tiny_pg, tmp_
         finally:
             await monitor.close()
 
-    asyncio.run(scenario())
+    await scenario()
     entries = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert [e["outcome"] for e in entries] == ["refused", "refused", "started", "verified"]
     assert "no connection slot" in entries[0]["message"]

@@ -7,8 +7,6 @@ confirm modal and the real actions, until the console shows the platform healthy
 
 from __future__ import annotations
 
-import asyncio
-import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,14 +17,6 @@ from dashboard.demo.schema import NO_TTL_PRODUCT, STALE_PRODUCT, lock_key
 from tests.test_demo import INCIDENT_CHECKS, running_demo
 
 pytestmark = pytest.mark.timeout(150)
-
-
-def _sync(fn):  # type: ignore[no-untyped-def]
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
-        return asyncio.run(fn(*args, **kwargs))
-
-    return wrapper
 
 
 async def _until(pilot, cond: Callable[[], object], seconds: float, what: str) -> object:  # type: ignore[no-untyped-def]
@@ -82,7 +72,6 @@ INVARIANTS = ("postgres.invariant.oversold", "postgres.invariant.lost_orders")
 
 
 @pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
-@_sync
 async def test_tui_shows_the_incident_and_fixes_every_failure_from_keys(tmp_path: Path) -> None:
     from collectors.core.model import Status
     from dashboard.tui.app import UltrawatchApp

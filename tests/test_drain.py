@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import secrets
@@ -75,7 +74,7 @@ def config_text(
     )
 
 
-def run(config: Config, action: DrainAction) -> tuple[Outcome, list[Plan], list[str]]:
+async def run(config: Config, action: DrainAction) -> tuple[Outcome, list[Plan], list[str]]:
     plans: list[Plan] = []
     progress: list[str] = []
 
@@ -83,7 +82,7 @@ def run(config: Config, action: DrainAction) -> tuple[Outcome, list[Plan], list[
         plans.append(plan)
         return True
 
-    outcome = asyncio.run(ActionRunner(config).run(action, confirm, progress.append))
+    outcome = await ActionRunner(config).run(action, confirm, progress.append)
     return outcome, plans, progress
 
 
@@ -103,13 +102,13 @@ def active_counts(progress: list[str]) -> list[int]:
     return out
 
 
-def test_drain_by_signal(start, tmp_path: Path, secret: str, write_config) -> None:
+async def test_drain_by_signal(start, tmp_path: Path, secret: str, write_config) -> None:
     child = start()
     path = write_config(
         config_text(child, '{ signal = "SIGTERM", timeout = "20s" }', tmp_path, secret)
     )
     config = load_config(path)
-    outcome, plans, progress = run(config, DrainAction(config, "orders", poll_interval=0.1))
+    outcome, plans, progress = await run(config, DrainAction(config, "orders", poll_interval=0.1))
     assert outcome.result is Result.VERIFIED, (outcome, progress)
     assert f"pid {child.proc.pid} exited" in outcome.message
     shown_after = dict(outcome.details)
@@ -131,13 +130,15 @@ def test_drain_by_signal(start, tmp_path: Path, secret: str, write_config) -> No
     assert (entry["action"], entry["target"], entry["outcome"]) == ("drain", "orders", "verified")
 
 
-def test_drain_by_http_with_admin_token(start, tmp_path: Path, secret: str, write_config) -> None:
+async def test_drain_by_http_with_admin_token(
+    start, tmp_path: Path, secret: str, write_config
+) -> None:
     child = start()
     path = write_config(
         config_text(child, '{ path = "/admin/drain", timeout = "20s" }', tmp_path, secret)
     )
     config = load_config(path)
-    outcome, _plans, progress = run(config, DrainAction(config, "orders", poll_interval=0.1))
+    outcome, _plans, progress = await run(config, DrainAction(config, "orders", poll_interval=0.1))
     assert outcome.result is Result.VERIFIED, (outcome, progress)
     assert f"pid {child.proc.pid} exited" in outcome.message
     assert any("HTTP 202" in p for p in progress)
@@ -151,17 +152,19 @@ def test_drain_by_http_with_admin_token(start, tmp_path: Path, secret: str, writ
     assert secret not in "".join(progress) + outcome.message
 
 
-def test_drain_rejected_token_is_an_error(start, tmp_path: Path, secret: str, write_config) -> None:
+async def test_drain_rejected_token_is_an_error(
+    start, tmp_path: Path, secret: str, write_config
+) -> None:
     child = start(env_secret="the-service-holds-another-secret-" + "x" * 20)
     path = write_config(config_text(child, '{ path = "/admin/drain" }', tmp_path, secret))
     config = load_config(path)
-    outcome, _, _ = run(config, DrainAction(config, "orders"))
+    outcome, _, _ = await run(config, DrainAction(config, "orders"))
     assert outcome.result is Result.ERROR
     assert "refused the admin token (HTTP 401)" in outcome.message
     assert child.proc.poll() is None  # still running, nothing drained
 
 
-def test_timeout_says_what_is_running_then_undrain(
+async def test_timeout_says_what_is_running_then_undrain(
     start, tmp_path: Path, secret: str, write_config
 ) -> None:
     child = start("--stay", "--ops", "2")
@@ -170,23 +173,23 @@ def test_timeout_says_what_is_running_then_undrain(
     )
     config = load_config(path)
     # It drains but stays up (waiting to be undrained): not verified, and we say why.
-    outcome, _, _ = run(config, DrainAction(config, "orders", poll_interval=0.1))
+    outcome, _, _ = await run(config, DrainAction(config, "orders", poll_interval=0.1))
     assert outcome.result is Result.NOT_VERIFIED
     assert "not drained within 1 s" in outcome.message and "draining" in outcome.message
-    outcome, plans, _ = run(config, DrainAction(config, "orders", undrain=True))
+    outcome, plans, _ = await run(config, DrainAction(config, "orders", undrain=True))
     assert outcome.result is Result.VERIFIED, outcome
     assert "not draining" in outcome.message
     assert plans[0].action == "undrain" and "/admin/undrain" in dict(plans[0].details)["will"]
     assert child.proc.poll() is None
 
 
-def test_refusals(start, tmp_path: Path, secret: str, write_config) -> None:
+async def test_refusals(start, tmp_path: Path, secret: str, write_config) -> None:
     child = start()
     path = write_config(config_text(child, '{ signal = "SIGTERM" }', tmp_path, secret))
     config = load_config(path)
-    outcome, _, _ = run(config, DrainAction(config, "nope"))
+    outcome, _, _ = await run(config, DrainAction(config, "nope"))
     assert outcome.result is Result.REFUSED and "no service named 'nope'" in outcome.message
-    outcome, _, _ = run(config, DrainAction(config, "orders", undrain=True))
+    outcome, _, _ = await run(config, DrainAction(config, "orders", undrain=True))
     assert outcome.result is Result.REFUSED and "restart it" in outcome.message
     assert child.proc.poll() is None
 
@@ -212,7 +215,7 @@ def test_cli_drain(start, tmp_path: Path, secret: str, write_config) -> None:
     assert_work_finished(child)
 
 
-def test_error_body_echoing_the_token_is_redacted(
+async def test_error_body_echoing_the_token_is_redacted(
     tmp_path: Path, secret: str, write_config
 ) -> None:
     """A service that echoes the request headers in its error body must not leak
@@ -239,7 +242,7 @@ def test_error_body_echoing_the_token_is_redacted(
             f'[secrets]\nstore = {{ kind = "dotenv", path = "{env}" }}\n'
         )
         config = load_config(path)
-        outcome, _plans, progress = run(config, DrainAction(config, "orders"))
+        outcome, _plans, progress = await run(config, DrainAction(config, "orders"))
     assert outcome.result is Result.ERROR and "HTTP 500" in outcome.message
     assert "oops" in outcome.message and "<redacted" in outcome.message
     (auth,) = echoed
@@ -273,7 +276,7 @@ def test_shared_signal_and_token_helpers(secret: str) -> None:
     assert token.split(".")[2] not in text and "api.example.com v1.2.3" in text
 
 
-def test_forced_shutdown_is_not_a_clean_drain(
+async def test_forced_shutdown_is_not_a_clean_drain(
     start, tmp_path: Path, secret: str, write_config
 ) -> None:
     """SIGTERM kills this one at once with its work in flight: not verified, and the
@@ -283,7 +286,7 @@ def test_forced_shutdown_is_not_a_clean_drain(
         config_text(child, '{ signal = "SIGTERM", timeout = "10s" }', tmp_path, secret)
     )
     config = load_config(path)
-    outcome, _plans, progress = run(config, DrainAction(config, "orders", poll_interval=0.1))
+    outcome, _plans, progress = await run(config, DrainAction(config, "orders", poll_interval=0.1))
     assert outcome.result is Result.NOT_VERIFIED, (outcome, progress)
     assert outcome.message.startswith(f"orders pid {child.proc.pid} exited after ")
     assert "with 3 operations in flight (killed by SIGTERM): work may be lost" in outcome.message
@@ -341,7 +344,7 @@ def test_unknown_exit_and_count_never_read_as_success() -> None:
     assert dict(lost.details)["active operations"] == "2 -> 1"
 
 
-def test_undrain_of_a_service_that_was_not_draining(
+async def test_undrain_of_a_service_that_was_not_draining(
     tmp_path: Path, secret: str, write_config
 ) -> None:
     from tests.helpers import http_server, respond
@@ -364,7 +367,7 @@ def test_undrain_of_a_service_that_was_not_draining(
             f'[secrets]\nstore = {{ kind = "dotenv", path = "{env}" }}\n'
         )
         config = load_config(path)
-        outcome, plans, _ = run(config, DrainAction(config, "orders", undrain=True))
+        outcome, plans, _ = await run(config, DrainAction(config, "orders", undrain=True))
         res = run_cli("undrain", "orders", "--config", str(path), "--yes")
     (plan,) = plans
     assert plan.summary == "orders was not draining: nothing to undrain"

@@ -177,7 +177,7 @@ class Down(Quick):
         return [Reading("test", "down", time.time(), error="refused", error_kind="unreachable")]
 
 
-def test_a_hanging_collector_cannot_delay_the_round_or_the_others() -> None:
+async def test_a_hanging_collector_cannot_delay_the_round_or_the_others() -> None:
     async def go():
         quick, hangs, raises = Quick(), Hangs(), Raises()
         poller = Poller([quick, hangs, raises], deadline=0.3)
@@ -187,7 +187,7 @@ def test_a_hanging_collector_cannot_delay_the_round_or_the_others() -> None:
         second = await poller.poll()
         return elapsed, first, second, hangs
 
-    elapsed, first, second, hangs = asyncio.run(go())
+    elapsed, first, second, hangs = await go()
     assert elapsed < 2.0
     by_target = {r.target: r for r in first.readings}
     assert by_target["quick"].ok
@@ -202,7 +202,7 @@ def test_a_hanging_collector_cannot_delay_the_round_or_the_others() -> None:
     assert again["stuck"].stale_since == by_target["stuck"].stale_since
 
 
-def test_lost_target_is_retried_with_capped_exponential_backoff() -> None:
+async def test_lost_target_is_retried_with_capped_exponential_backoff() -> None:
     clock = [1000.0]
     down = Down()
     poller = Poller([down], deadline=1, backoff_base=1, backoff_cap=4, clock=lambda: clock[0])
@@ -215,12 +215,12 @@ def test_lost_target_is_retried_with_capped_exponential_backoff() -> None:
             clock[0] += step
         return calls
 
-    calls = asyncio.run(rounds(12, 1.0))
+    calls = await rounds(12, 1.0)
     # attempts at t=0 and 1, then after waits of 2, 4 and 4 (capped) seconds
     assert calls == [1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5]
 
 
-def test_stale_since_marks_the_first_failure_and_clears_on_recovery() -> None:
+async def test_stale_since_marks_the_first_failure_and_clears_on_recovery() -> None:
     clock = [100.0]
 
     class Flaky(Quick):
@@ -242,12 +242,12 @@ def test_stale_since_marks_the_first_failure_and_clears_on_recovery() -> None:
             clock[0] += 5
         return out
 
-    first, second, recovered = asyncio.run(go())
+    first, second, recovered = await go()
     assert first.stale_since == 100.0 and second.stale_since == 100.0
     assert recovered.ok and recovered.stale_since is None
 
 
-def test_run_schedules_the_next_round_after_the_previous_ends() -> None:
+async def test_run_schedules_the_next_round_after_the_previous_ends() -> None:
     class Slow(Quick):
         active = 0
         overlaps = 0
@@ -270,7 +270,7 @@ def test_run_schedules_the_next_round_after_the_previous_ends() -> None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
-    asyncio.run(go())
+    await go()
     assert len(snapshots) >= 3
     assert Slow.overlaps == 1
     starts = [s.started_at for s in snapshots]
@@ -288,7 +288,7 @@ def test_a_one_round_blip_keeps_the_hidden_checks_state(test_judge) -> None:
     assert back.status is Status.CRITICAL and "clearing to ok: 1/3" in back.summary
 
 
-def test_collectors_that_opt_out_are_retried_every_round() -> None:
+async def test_collectors_that_opt_out_are_retried_every_round() -> None:
     clock = [1000.0]
     down = Down()
     down.backoff = False
@@ -299,11 +299,13 @@ def test_collectors_that_opt_out_are_retried_every_round() -> None:
             await poller.poll()
             clock[0] += 1
 
-    asyncio.run(rounds(6))
+    await rounds(6)
     assert down.calls == 6
 
 
-def test_the_poller_closes_the_http_client_its_collectors_share(tmp_path, write_config) -> None:
+async def test_the_poller_closes_the_http_client_its_collectors_share(
+    tmp_path, write_config
+) -> None:
     """`check --only secrets` uses the shared HttpClient without the services
     collector: the Poller owns it and closes it, so nothing is left unclosed."""
     import json
@@ -346,4 +348,4 @@ def test_the_poller_closes_the_http_client_its_collectors_share(tmp_path, write_
             await poller.aclose()
             return opened, http._client is None
 
-        assert asyncio.run(one_round()) == (True, True)
+        assert await one_round() == (True, True)

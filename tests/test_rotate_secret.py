@@ -6,7 +6,6 @@ handled (old and new), and fails if one is there.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import secrets
 import stat
@@ -154,7 +153,7 @@ def test_dry_run_changes_nothing(tmp_path: Path, write_config) -> None:
     w.assert_clean()
 
 
-def test_action_api_for_the_tui(tmp_path: Path, write_config) -> None:
+async def test_action_api_for_the_tui(tmp_path: Path, write_config) -> None:
     env = tmp_path / "ultramarket.env"
     a, r = strong(), strong()
     write_store(env, a, r)
@@ -168,7 +167,7 @@ def test_action_api_for_the_tui(tmp_path: Path, write_config) -> None:
             messages.append(repr(plan))
             return True
 
-        outcome = asyncio.run(ActionRunner(config).run(action, yes, messages.append))
+        outcome = await ActionRunner(config).run(action, yes, messages.append)
         assert outcome.result is Result.VERIFIED, outcome.message
         v = w.values()
         assert v["JWT_SECRET"] == a and "JWT_SECRET_PREVIOUS" not in v  # only the one named

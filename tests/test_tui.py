@@ -6,9 +6,7 @@ Panels are fed judged Snapshots built from the collectors' data contracts
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import functools
 import html
 import re
 from pathlib import Path
@@ -26,16 +24,6 @@ from dashboard.tui.widgets.base import SyncTable
 from tests import tui_data as td
 
 WIDE = (200, 60)
-
-
-def sync(fn):
-    """Run an async test body on a fresh event loop (no async pytest plugin here)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return asyncio.run(fn(*args, **kwargs))
-
-    return wrapper
 
 
 def screen_text(app: UltrawatchApp) -> str:
@@ -66,7 +54,6 @@ def make_app(**kw) -> UltrawatchApp:
     return UltrawatchApp(kw.pop("config", None) or td.config(), poll=False, **kw)
 
 
-@sync
 async def test_target_text_is_never_markup() -> None:
     evil = [
         td.lock("[b]x[/b]", "[@click=app.quit]boom[/]", -1, 100.0),
@@ -96,7 +83,6 @@ async def test_target_text_is_never_markup() -> None:
         assert not isinstance(app.screen, DetailScreen)
 
 
-@sync
 async def test_read_only_hides_actions() -> None:
     app = make_app(read_only=True)
     async with app.run_test(size=WIDE) as pilot:
@@ -125,7 +111,6 @@ async def test_read_only_hides_actions() -> None:
         assert not isinstance(app.screen, ConfirmScreen)
 
 
-@sync
 async def test_actions_are_listed_when_enabled(tmp_path: Path) -> None:
     app = make_app()
     async with app.run_test(size=WIDE) as pilot:
@@ -137,7 +122,6 @@ async def test_actions_are_listed_when_enabled(tmp_path: Path) -> None:
         assert any("Release lock" in t for t in titles)
 
 
-@sync
 async def test_cursor_stays_on_its_row_when_rows_arrive() -> None:
     base = [td.lock(f"lock:inventory:sku-{i}", f"w{i}", 20_000, 10.0 - i) for i in range(6)]
     app = make_app()
@@ -161,7 +145,6 @@ async def test_cursor_stays_on_its_row_when_rows_arrive() -> None:
         assert table.get_row_at(0)[0].plain == "NO TTL"
 
 
-@sync
 async def test_hide_idle_sort_and_filter() -> None:
     app = make_app()
     async with app.run_test(size=WIDE) as pilot:
@@ -190,7 +173,6 @@ async def test_hide_idle_sort_and_filter() -> None:
         assert locks.row_count == 6 and services.row_count == 4
 
 
-@sync
 async def test_alerts_bell_acknowledge_snooze_and_handoff(tmp_path: Path) -> None:
     handoff = tmp_path / "handoff.txt"
     cfg = _with_handoff(td.config(), handoff)
@@ -236,7 +218,6 @@ def _with_handoff(cfg, path: Path):
     )
 
 
-@sync
 async def test_down_target_shows_error_and_staleness_then_recovers() -> None:
     app = make_app()
     async with app.run_test(size=WIDE) as pilot:
@@ -260,7 +241,6 @@ async def test_down_target_shows_error_and_staleness_then_recovers() -> None:
         assert "usable" in screen_text(app) and "stale for" not in screen_text(app)
 
 
-@sync
 async def test_narrow_terminal_uses_tabs_wide_uses_grid() -> None:
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
@@ -323,7 +303,6 @@ class Restartable:
         self.server.server_close()
 
 
-@sync
 async def test_live_polling_a_target_going_down_and_coming_back(tmp_path: Path) -> None:
     svc = Restartable()
     cfg = parse_config(
@@ -365,7 +344,6 @@ async def _until(pilot, cond, tries: int = 100) -> None:
     raise AssertionError("the screen never showed it")
 
 
-@sync
 async def test_detail_view_on_every_panel() -> None:
     kind = "incident"
     app = make_app()
@@ -390,7 +368,7 @@ async def test_detail_view_on_every_panel() -> None:
             await pilot.pause()
 
 
-def test_reading_contract_gaps_show_dashes() -> None:
+async def test_reading_contract_gaps_show_dashes() -> None:
     """A reading missing most keys still renders (tolerant panels)."""
     from collectors.postgres.data import PostgresData
 
@@ -416,11 +394,10 @@ def test_reading_contract_gaps_show_dashes() -> None:
             await pilot.pause()
             return screen_text(app)
 
-    text = asyncio.run(run())
+    text = await run()
     assert "lock:a" in text and "order-service" in text and "—" in text
 
 
-@sync
 async def test_acknowledge_and_snooze_need_the_alerts_panel_focused() -> None:
     app = make_app()
     async with app.run_test(size=WIDE, notifications=True) as pilot:
@@ -447,7 +424,6 @@ async def test_acknowledge_and_snooze_need_the_alerts_panel_focused() -> None:
         assert [c for c, a in app.model.alerts.items() if a.acked_by] == [chosen]
 
 
-@sync
 async def test_80x24_header_keeps_clock_and_modes_footer_shows_action_keys() -> None:
     for read_only in (False, True):
         app = make_app(read_only=read_only)
@@ -472,7 +448,6 @@ async def test_80x24_header_keeps_clock_and_modes_footer_shows_action_keys() -> 
             assert "4 critical · 5 warning · 0 unknown │ 10:00:00Z in" in header, header
 
 
-@sync
 async def test_help_shows_the_configured_snooze_and_disabled_actions() -> None:
     cfg = td.config()
     import msgspec
@@ -493,7 +468,6 @@ async def test_help_shows_the_configured_snooze_and_disabled_actions() -> None:
             assert "x      release the selected Redis lock" in text  # listed either way
 
 
-@sync
 async def test_queries_health_messages_and_errors_are_never_markup() -> None:
     query = "select '[bold red]x[/]' [link=https://e.io]c[/link]"
     message = "[@click=app.quit]slow[/] [link=https://e.io]see[/link]"
@@ -545,7 +519,6 @@ async def test_queries_health_messages_and_errors_are_never_markup() -> None:
         assert app.is_running
 
 
-@sync
 async def test_rounds_render_throttled_after_keys_and_never_starved(monkeypatch) -> None:
     import dashboard.tui.app as app_module
     from dashboard.tui.app import RoundDone

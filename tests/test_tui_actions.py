@@ -26,7 +26,7 @@ from collectors.config import parse_config
 from dashboard.tui.app import UltrawatchApp
 from dashboard.tui.screens.confirm import ConfirmScreen
 from dashboard.tui.widgets.base import Line, SyncTable
-from tests.test_tui import screen_text, sync
+from tests.test_tui import screen_text
 
 WIDE = (200, 60)
 SERVICE = str(Path(__file__).with_name("um_service.py"))
@@ -124,7 +124,6 @@ def backend_alive(dsn: str, pid: int) -> bool:
         return row.fetchone() == (1,)
 
 
-@sync
 async def test_terminate_key_ends_the_selected_real_backend(
     pg_dsn: str, victim: psycopg.Connection, tmp_path: Path
 ) -> None:
@@ -146,7 +145,6 @@ async def test_terminate_key_ends_the_selected_real_backend(
     assert entries[-1]["action"] == "terminate"
 
 
-@sync
 async def test_cancel_key_stops_the_query_and_keeps_the_session(
     pg_dsn: str, tmp_path: Path
 ) -> None:
@@ -189,7 +187,6 @@ def _redis_config(redis_url: str, prefix: str) -> str:
 
 
 @pytest.mark.parametrize("production", [False, True])
-@sync
 async def test_release_key_deletes_the_selected_real_lock(
     redis_url: str, tmp_path: Path, production: bool
 ) -> None:
@@ -219,7 +216,6 @@ async def test_release_key_deletes_the_selected_real_lock(
         r.delete(key, other)
 
 
-@sync
 async def test_release_refuses_when_the_owner_changed_after_selection(
     redis_url: str, tmp_path: Path
 ) -> None:
@@ -269,7 +265,6 @@ def health(url: str) -> dict:
         return json.loads(e.read())
 
 
-@sync
 async def test_drain_and_undrain_keys_on_a_real_service(service, tmp_path: Path) -> None:
     url, secret, _pid = service
     env = tmp_path / ".env"
@@ -321,7 +316,6 @@ async def test_drain_and_undrain_keys_on_a_real_service(service, tmp_path: Path)
     assert ("drain", "cancelled") in actions and ("undrain", "cancelled") in actions
 
 
-@sync
 async def test_rotate_key_rotates_the_real_store_and_never_shows_a_value(
     tmp_path: Path, write_config
 ) -> None:
@@ -353,7 +347,6 @@ async def test_rotate_key_rotates_the_real_store_and_never_shows_a_value(
     w.assert_clean()
 
 
-@sync
 async def test_a_vanished_selected_lock_is_not_replaced_by_the_next_row(
     redis_url: str, tmp_path: Path
 ) -> None:
@@ -401,7 +394,6 @@ async def test_a_vanished_selected_lock_is_not_replaced_by_the_next_row(
         r.delete(*keys)
 
 
-@sync
 async def test_action_keys_act_only_on_the_focused_panel(
     pg_dsn: str, redis_url: str, victim: psycopg.Connection, service, tmp_path: Path
 ) -> None:

@@ -10,7 +10,7 @@ from dashboard.tui.screens.detail import DetailScreen
 from dashboard.tui.widgets.base import SyncTable
 from dashboard.tui.widgets.redis import LOCK_ROWS
 from tests import tui_data as td
-from tests.test_tui import WIDE, judged, make_app, screen_text, sync, with_locks
+from tests.test_tui import WIDE, judged, make_app, screen_text, with_locks
 
 N = LOCK_ROWS + 300
 
@@ -26,7 +26,6 @@ def many_locks() -> list[dict]:
     return locks
 
 
-@sync
 async def test_lock_table_cap_line_and_filter_beyond_the_cap() -> None:
     app = make_app()
     async with app.run_test(size=WIDE) as pilot:
@@ -72,7 +71,6 @@ async def test_lock_table_cap_line_and_filter_beyond_the_cap() -> None:
         assert table.row_count == 10
 
 
-@sync
 async def test_a_table_given_more_rows_than_it_holds_says_so_on_its_border() -> None:
     from dashboard.tui.widgets.base import MAX_ROWS
 

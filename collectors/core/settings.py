@@ -96,10 +96,14 @@ def dec_hook(tp: type, obj: object) -> object:
 
 
 class Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    pass
+    """Every config section: immutable, keyword-only, unknown keys refused.
+
+    A subclass repeats `frozen=True` in its class line: msgspec inherits it anyway,
+    but type checkers read each class line on its own (without it mypy says
+    "Non-frozen dataclass cannot inherit from a frozen dataclass")."""
 
 
-class ProcessMatch(Section):
+class ProcessMatch(Section, frozen=True):
     cmdline: Regex | None = None
     pid: PositiveCount | None = None
     pidfile: str | None = None

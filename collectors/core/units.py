@@ -1,11 +1,14 @@
 """Units every target shares: durations and sizes as written in the config, and
-how a duration is shown."""
+how durations and moments are shown. Each format exists once, here; where two
+outputs differ on purpose (a config-style "90s" beside a spoken "90 s") they are
+named variants, so recordings and summaries keep their exact text."""
 
 from __future__ import annotations
 
 import re
 import typing
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -96,7 +99,11 @@ class Ratio(float):
         raise ValueError(f"expected a ratio between 0 and 1, got {value!r}")
 
 
+# ------------------------------------------------------------------ durations
+
+
 def format_duration(seconds: float) -> str:
+    """One unit, as a config would write it: "250ms", "45s", "1.5s", "12m", "5h", "90d"."""
     s = float(seconds)
     if s < 1:
         return f"{s * 1000:.0f}ms"
@@ -107,3 +114,65 @@ def format_duration(seconds: float) -> str:
     if s < 172800:
         return f"{s / 3600:.0f}h"
     return f"{s / 86400:.0f}d"
+
+
+def format_duration_spaced(seconds: float) -> str:
+    """One unit, spelled out for a sentence: "45 s", "12 min", "5.0 h", "2.5 d"."""
+    s = float(seconds)
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.0f} min"
+    if s < 172800:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} d"
+
+
+def format_elapsed(seconds: float | None) -> str:
+    """A stopwatch reading: "12.3s", "5m07s", "2h05m"; "?" when unknown."""
+    if seconds is None:
+        return "?"
+    s = int(seconds)
+    if s < 120:
+        return f"{seconds:.1f}s"
+    if s < 7200:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+# -------------------------------------------------------------------- moments
+
+TimeSpec = Literal["seconds", "milliseconds", "microseconds"]
+
+
+def iso_time(when: float | datetime, timespec: TimeSpec = "seconds") -> str:
+    """ISO 8601 in UTC with a Z: "2026-11-24T10:00:00Z" (seconds, the default),
+    "...T10:00:00.000Z" (milliseconds: check output, audit log) or "...T10:00:00.000000Z"
+    (microseconds: a backend's start, which tells two sessions of one pid apart).
+    `when` is a Unix time or an aware datetime."""
+    dt = datetime.fromtimestamp(when, UTC) if isinstance(when, int | float) else when
+    return dt.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def iso_now(timespec: TimeSpec = "seconds") -> str:
+    """Now, as `iso_time` writes it."""
+    return iso_time(datetime.now(UTC), timespec)
+
+
+def clock_time(ts: float) -> str:
+    """The time of day in UTC, for a screen: "10:00:00Z"."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%SZ")
+
+
+def parse_iso(text: str | None) -> float | None:
+    """ISO 8601 ("2026-11-24T10:00:00Z", "...+02:00", "2026-11-24 10:00:00") -> Unix
+    time; a time without a zone is UTC. None when absent or malformed."""
+    if not text:
+        return None
+    try:
+        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()

@@ -11,9 +11,10 @@ import getpass
 import json
 import os
 import re
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from collectors.core.units import iso_now
 
 _SECRET_NAME = re.compile(r"secret|password|passwd|credential|private", re.I)
 
@@ -66,7 +67,7 @@ class AuditLog:
         duration_ms: float = 0.0,
     ) -> dict[str, Any]:
         entry = {
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "time": iso_now("milliseconds"),
             "user": os_user(),
             "action": action,
             "target": target,

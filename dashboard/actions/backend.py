@@ -32,6 +32,7 @@ import psycopg
 
 from collectors.config import Config
 from collectors.core.redact import dsn_secrets, printable, scrub
+from collectors.core.units import format_elapsed, iso_time
 from collectors.postgres.collector import APPLICATION_NAME
 from collectors.postgres.config import service_app_names
 from collectors.postgres.data import OTHER
@@ -390,20 +391,12 @@ def from_cli(config: Config, args: argparse.Namespace) -> BackendAction:
 
 
 def _iso(epoch: float) -> str:
-    return (
-        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-    )
+    # microseconds: the backend_start a pid-reuse guard compares
+    return iso_time(epoch, "microseconds")
 
 
 def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    s = int(seconds)
-    if s < 120:
-        return f"{seconds:.1f}s"
-    if s < 7200:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return format_elapsed(seconds)
 
 
 def _one_line(e: BaseException) -> str:

@@ -62,7 +62,11 @@ Confirm = Callable[[Plan], Awaitable[bool]]
 
 
 class Action(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """The action's word in plans and the audit log: "drain", "terminate", ...
+        (read-only here, so an action may narrow it to a Literal)."""
+        ...
 
     async def plan(self) -> Plan:
         """Read the current state and say exactly what would be done. May raise ActionRefused."""

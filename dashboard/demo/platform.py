@@ -24,8 +24,8 @@ import psutil
 import redis
 
 from collectors.config import parse_config
+from collectors.core.files import atomic_write
 from collectors.core.redact import mask_url
-from collectors.secrets.store import atomic_write
 from dashboard.demo import schema
 from dashboard.demo.demo_config import render_config
 from dashboard.demo.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedUnavailable, free_port

@@ -121,6 +121,7 @@ def plant_stuck_locks(client: redis.Redis) -> dict[str, str]:
     planted[stale] = _uuid1_at(time.time() - STALE_AGE_S)
     client.set(stale, planted[stale])
     dump = client.dump(stale)
+    assert isinstance(dump, bytes), dump  # just written above
     ttl_ms = (STALE_TTL_S - STALE_AGE_S) * 1000
     client.restore(stale, ttl_ms, dump, replace=True, idletime=STALE_AGE_S)
     return planted

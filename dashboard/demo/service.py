@@ -24,7 +24,7 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import psutil
@@ -105,7 +105,7 @@ class Service:
         task.add_done_callback(self.tasks.discard)
 
     @contextlib.asynccontextmanager
-    async def operation(self):  # type: ignore[no-untyped-def]
+    async def operation(self) -> AsyncIterator[None]:
         """Track in-flight work: a drain waits until none is left."""
         self.active += 1
         self.idle.clear()

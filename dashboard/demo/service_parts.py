@@ -12,6 +12,7 @@ from typing import Any
 import jwt
 from aiohttp import web
 
+from collectors.core.units import iso_time
 from collectors.secrets.store import fingerprint, parse_dotenv
 
 ALGORITHM = "HS256"
@@ -86,7 +87,7 @@ class Secrets:
             "algorithm": ALGORITHM,
             "accessKeyFingerprint": fingerprint(self.current) if self.current else None,
             "refreshKeyFingerprint": fingerprint(self.refresh) if self.refresh else None,
-            "loadedAt": self.loaded_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "loadedAt": iso_time(self.loaded_at),
         }
 
 

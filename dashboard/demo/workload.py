@@ -73,7 +73,8 @@ class Workload:
                     await sem.acquire()
                     task = asyncio.ensure_future(self._shop(http, db))
                     tasks.add(task)
-                    task.add_done_callback(lambda t: (tasks.discard(t), sem.release()))
+                    task.add_done_callback(tasks.discard)
+                    task.add_done_callback(lambda _: sem.release())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), random.expovariate(self.rate))
             for t in tasks:
