@@ -100,7 +100,7 @@ def sessions(dsn: str, *apps: str) -> Iterator[list[psycopg.Connection]]:
             c.close()
 
 
-def run(scenario: Callable[[PostgresCollector], object], config: Config) -> None:
+async def run(scenario: Callable[[PostgresCollector], object], config: Config) -> None:
     """Run an async scenario with one collector, closed at the end."""
 
     async def main() -> None:
@@ -110,7 +110,7 @@ def run(scenario: Callable[[PostgresCollector], object], config: Config) -> None
         finally:
             await collector.close()
 
-    asyncio.run(main())
+    await main()
 
 
 async def one(collector: PostgresCollector) -> Reading:
@@ -142,7 +142,7 @@ async def until(
 # ------------------------------------------------------------ reading and budgets
 
 
-def test_groups_by_service_state_database_user_and_budgets(pg_dsn: str, pg_server) -> None:
+async def test_groups_by_service_state_database_user_and_budgets(pg_dsn: str, pg_server) -> None:
     admin = psycopg.connect(pg_dsn, autocommit=True)
     if not admin.execute("select 1 from pg_roles where rolname = 'uw_shopper'").fetchone():
         admin.execute("create role uw_shopper login")
@@ -217,10 +217,10 @@ def test_groups_by_service_state_database_user_and_budgets(pg_dsn: str, pg_serve
             assert "over its budget" not in got["postgres.connections"].summary
             assert ultrawatch_backends(pg_dsn) == 1
 
-    run(scenario, config)
+    await run(scenario, config)
 
 
-def test_pgbench_load_goes_over_a_budget_and_back(pg_dsn: str, pg_server) -> None:
+async def test_pgbench_load_goes_over_a_budget_and_back(pg_dsn: str, pg_server) -> None:
     if not hasattr(pg_server, "bin"):
         pytest.skip("pgbench comes with the embedded server")
     admin = psycopg.connect(pg_dsn, autocommit=True)
@@ -265,13 +265,13 @@ connection_budget = 2
         r = await until(c, config, "postgres.budget.bench", OK, [])
         assert r.data.by_service["bench"].count <= 2
 
-    run(scenario, config)
+    await run(scenario, config)
 
 
 # ------------------------------------------------------- stuck and blocked sessions
 
 
-def test_idle_in_transaction_warns_then_goes_critical_then_clears(own_pg) -> None:
+async def test_idle_in_transaction_warns_then_goes_critical_then_clears(own_pg) -> None:
     dsn = own_pg.dsn()
     config = make_config(dsn, idle_in_transaction_warn='"1s"', idle_in_transaction_crit='"2s"')
 
@@ -290,10 +290,10 @@ def test_idle_in_transaction_warns_then_goes_critical_then_clears(own_pg) -> Non
         assert seen == [OK, WARNING, CRITICAL, OK]
         assert ultrawatch_backends(dsn) == 1
 
-    run(scenario, config)
+    await run(scenario, config)
 
 
-def test_lock_wait_is_seen_with_its_blocker_and_clears(own_pg) -> None:
+async def test_lock_wait_is_seen_with_its_blocker_and_clears(own_pg) -> None:
     dsn = own_pg.dsn()
     own_pg.psql(
         "drop table if exists uw_stock; create table uw_stock (sku int primary key, qty int);"
@@ -333,13 +333,13 @@ def test_lock_wait_is_seen_with_its_blocker_and_clears(own_pg) -> None:
         assert seen == [OK, WARNING, CRITICAL, OK]
         assert ultrawatch_backends(dsn) == 1
 
-    run(scenario, config)
+    await run(scenario, config)
 
 
 # ---------------------------------------------------------------- invariants
 
 
-def test_invariants_run_read_only_under_the_timeout(own_pg) -> None:
+async def test_invariants_run_read_only_under_the_timeout(own_pg) -> None:
     dsn = own_pg.dsn()
     own_pg.psql("drop table if exists inventory; create table inventory (sku int, quantity int);")
     extra = """
@@ -394,13 +394,13 @@ sql = "select 1"
         assert own_pg.psql("select count(*) from inventory").strip() == "2"
         assert ultrawatch_backends(dsn) == 1
 
-    run(scenario, config)
+    await run(scenario, config)
 
 
 # ------------------------------------------------- connection pressure, failures
 
 
-def test_connection_pressure_and_too_many_clients(own_pg) -> None:
+async def test_connection_pressure_and_too_many_clients(own_pg) -> None:
     dsn = own_pg.dsn()
     config = make_config(dsn, connections_warn="0.8", connections_crit="0.9")
     usable = 20 - 3  # max_connections - superuser_reserved_connections
@@ -441,10 +441,10 @@ def test_connection_pressure_and_too_many_clients(own_pg) -> None:
                 await asyncio.sleep(0.1)
         assert ultrawatch_backends(dsn) == 1
 
-    run(scenario, config)
+    await run(scenario, config)
 
 
-def test_backend_killed_mid_session_then_reconnects(own_pg) -> None:
+async def test_backend_killed_mid_session_then_reconnects(own_pg) -> None:
     dsn = own_pg.dsn()
     config = make_config(dsn)
 
@@ -461,10 +461,10 @@ def test_backend_killed_mid_session_then_reconnects(own_pg) -> None:
         assert r.ok and c.pid != old
         assert ultrawatch_backends(dsn) == 1
 
-    run(scenario, config)
+    await run(scenario, config)
 
 
-def test_server_restart_is_critical_then_reconnects(own_pg) -> None:
+async def test_server_restart_is_critical_then_reconnects(own_pg) -> None:
     dsn = own_pg.dsn()
     config = make_config(dsn)
 
@@ -493,10 +493,10 @@ def test_server_restart_is_critical_then_reconnects(own_pg) -> None:
         assert checks(r, config)["postgres.reachable"].status == OK
         assert ultrawatch_backends(dsn) == 1
 
-    run(scenario, config)
+    await run(scenario, config)
 
 
-def test_round_hitting_statement_timeout_is_a_timeout_reading_then_recovers(own_pg) -> None:
+async def test_round_hitting_statement_timeout_is_a_timeout_reading_then_recovers(own_pg) -> None:
     """A round that waits on a catalog lock past statement_timeout: a clear
     'timeout' reading (not 'unreachable', not a traceback), then back to ok."""
     dsn = own_pg.dsn()
@@ -529,7 +529,7 @@ def test_round_hitting_statement_timeout_is_a_timeout_reading_then_recovers(own_
             assert checks(r, config)["postgres.reachable"].status == OK
         assert ultrawatch_backends(dsn) == 1
 
-    run(scenario, config)
+    await run(scenario, config)
 
 
 @pytest.mark.parametrize("value", ["0", '"0s"', '"0.5ms"'])
@@ -552,7 +552,7 @@ def test_statement_timeout_below_1ms_is_refused(value: str, write_config) -> Non
 # ------------------------------------------------------------------------ roles
 
 
-def test_plain_role_says_what_it_cannot_see_and_pg_monitor_sees_all(own_pg) -> None:
+async def test_plain_role_says_what_it_cannot_see_and_pg_monitor_sees_all(own_pg) -> None:
     own_pg.psql(
         "drop role if exists uw_plain; drop role if exists uw_mon;"
         "create role uw_plain login; create role uw_mon login in role pg_monitor;"
@@ -626,7 +626,7 @@ def test_plain_role_says_what_it_cannot_see_and_pg_monitor_sees_all(own_pg) -> N
             assert d.longest_idle_in_xact.pid == pid
             assert checks(r, monitor)["postgres.idle_in_transaction"].status == OK
 
-    run(scenario, plain)
+    await run(scenario, plain)
 
 
 # ------------------------------------------------------------------ end to end

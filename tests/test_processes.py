@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import subprocess
 import sys
@@ -61,8 +60,8 @@ def cfg(body: str, history: str = "15m") -> Config:
     return parse_config(f'[dashboard]\nhistory = "{history}"\n{body}')
 
 
-def collect(c: ProcessesCollector) -> dict[str, Reading]:
-    return {r.target: r for r in asyncio.run(c.collect())}
+async def collect(c: ProcessesCollector) -> dict[str, Reading]:
+    return {r.target: r for r in await c.collect()}
 
 
 def judged(config: Config, readings: list[Reading]) -> dict[str, object]:
@@ -70,7 +69,7 @@ def judged(config: Config, readings: list[Reading]) -> dict[str, object]:
     return {c.id: c for c in report.checks}
 
 
-def test_rss_growth_slope_within_20_percent(procs: list[subprocess.Popen[str]]) -> None:
+async def test_rss_growth_slope_within_20_percent(procs: list[subprocess.Popen[str]]) -> None:
     rate = 16 * 1024 * 1024
     p = spawn(GROW, str(rate))
     procs.append(p)
@@ -81,7 +80,7 @@ def test_rss_growth_slope_within_20_percent(procs: list[subprocess.Popen[str]]) 
     c = ProcessesCollector(process_targets(config))
     readings = []
     for _ in range(13):
-        readings.append(collect(c)["grower"])
+        readings.append((await collect(c))["grower"])
         time.sleep(0.25)
     d = readings[-1].data
     assert d.pids == [p.pid]
@@ -110,11 +109,13 @@ def test_rss_growth_slope_within_20_percent(procs: list[subprocess.Popen[str]]) 
     assert early.status == "ok" and "collecting samples" in early.summary
 
 
-def test_memory_level_fds_threads(procs: list[subprocess.Popen[str]]) -> None:
+async def test_memory_level_fds_threads(procs: list[subprocess.Popen[str]]) -> None:
     p = spawn(HOLD, str(80 * 1024 * 1024))
     procs.append(p)
-    first = collect(
-        ProcessesCollector(process_targets(cfg(f'[[processes]]\nname = "h"\npid = {p.pid}\n')))
+    first = (
+        await collect(
+            ProcessesCollector(process_targets(cfg(f'[[processes]]\nname = "h"\npid = {p.pid}\n')))
+        )
     )["h"]
     rss = first.data.rss_bytes
     assert rss > 80 * 1024 * 1024
@@ -125,7 +126,7 @@ def test_memory_level_fds_threads(procs: list[subprocess.Popen[str]]) -> None:
         for n, f in (("fine", 0.5), ("high", 0.9), ("full", 0.97))
     )
     config = cfg(body)
-    readings = list(collect(ProcessesCollector(process_targets(config))).values())
+    readings = list((await collect(ProcessesCollector(process_targets(config)))).values())
     checks = judged(config, readings)
     assert checks["process.fine.memory"].status == "ok"
     assert checks["process.high.memory"].status == "warning"
@@ -134,7 +135,7 @@ def test_memory_level_fds_threads(procs: list[subprocess.Popen[str]]) -> None:
     assert f"pid {p.pid}" in full.summary and "MiB" in full.summary
 
 
-def test_matching_by_cmdline_pidfile_and_service(
+async def test_matching_by_cmdline_pidfile_and_service(
     procs: list[subprocess.Popen[str]], tmp_path: Path
 ) -> None:
     marker = f"uw-marker-{uuid.uuid4().hex[:8]}"
@@ -152,7 +153,7 @@ def test_matching_by_cmdline_pidfile_and_service(
         f"process = {{ pid = {b.pid} }}\n"
     )
     c = ProcessesCollector(process_targets(config))
-    r = collect(c)
+    r = await collect(c)
     assert r["by-regex"].data.pids == sorted([a.pid, b.pid])
     assert r["by-pidfile"].data.pids == [a.pid]
     assert r["order-service"].data.pids == [b.pid]
@@ -165,7 +166,7 @@ def test_matching_by_cmdline_pidfile_and_service(
     # A matched process that is gone is critical and says which pid it was.
     a.kill()
     a.wait()
-    r = collect(c)
+    r = await collect(c)
     assert r["by-pidfile"].error_kind == "unreachable"
     assert f"was pid {a.pid}" in (r["by-pidfile"].error or "")
     assert r["by-pidfile"].data.gone is True
@@ -174,7 +175,7 @@ def test_matching_by_cmdline_pidfile_and_service(
     assert judged(config, list(r.values()))["process.by-pidfile.memory"].status == "critical"
 
 
-def test_restart_resets_the_trend(procs: list[subprocess.Popen[str]], tmp_path: Path) -> None:
+async def test_restart_resets_the_trend(procs: list[subprocess.Popen[str]], tmp_path: Path) -> None:
     pidfile = tmp_path / "w.pid"
     a = spawn(HOLD, "1000")
     procs.append(a)
@@ -183,12 +184,12 @@ def test_restart_resets_the_trend(procs: list[subprocess.Popen[str]], tmp_path: 
         process_targets(cfg(f'[[processes]]\nname = "w"\npidfile = "{pidfile}"\n'))
     )
     for _ in range(3):
-        r = collect(c)["w"]
+        r = (await collect(c))["w"]
     assert r.data.samples == 3
     b = spawn(HOLD, "1000")
     procs.append(b)
     pidfile.write_text(str(b.pid))
-    r = collect(c)["w"]
+    r = (await collect(c))["w"]
     assert r.data.pids == [b.pid] and r.data.samples == 1
 
 
@@ -218,18 +219,18 @@ while True:
 """
 
 
-def test_cpu_is_unknown_on_the_first_sample_then_measured(
+async def test_cpu_is_unknown_on_the_first_sample_then_measured(
     procs: list[subprocess.Popen[str]],
 ) -> None:
     p = spawn(BUSY)
     procs.append(p)
     config = cfg(f'[[processes]]\nname = "busy"\npid = {p.pid}\n')
     c = ProcessesCollector(process_targets(config))
-    first = collect(c)["busy"]
+    first = (await collect(c))["busy"]
     # Nothing to measure against yet: n/a, not a false "idle" 0.0.
     assert first.ok and first.data.cpu_percent is None
     time.sleep(0.5)
-    second = collect(c)["busy"]
+    second = (await collect(c))["busy"]
     assert second.data.cpu_percent > 20, second.data  # a spinning loop: near 100 %
 
 
@@ -304,7 +305,7 @@ def test_cgroup_limit_is_the_lowest_up_the_tree(tmp_path: Path) -> None:
     assert cgroup_memory_max(12345, root) is None  # no such process in the tree
 
 
-def test_collector_reports_the_cgroup_limit(
+async def test_collector_reports_the_cgroup_limit(
     procs: list[subprocess.Popen[str]], tmp_path: Path
 ) -> None:
     p = spawn(HOLD, str(10 * MiB))
@@ -319,13 +320,13 @@ def test_collector_reports_the_cgroup_limit(
     config = cfg(f'[[processes]]\nname = "h"\npid = {p.pid}\n')
     c = ProcessesCollector(process_targets(config))
     c.root = root
-    r = collect(c)["h"]
+    r = (await collect(c))["h"]
     assert (r.data.memory_limit, r.data.memory_limit_source) == (2 * 1024 * MiB, "cgroup")
     mem = judged(config, [r])["process.h.memory"]
     assert mem.status == "ok" and "of 2048.0 MiB (cgroup limit" in mem.summary
 
 
-def test_memory_growth_is_a_rate_in_every_format(
+async def test_memory_growth_is_a_rate_in_every_format(
     procs: list[subprocess.Popen[str]],
 ) -> None:
     from dashboard.headless import format_nagios, format_prometheus
@@ -335,7 +336,7 @@ def test_memory_growth_is_a_rate_in_every_format(
     config = cfg(f'[[processes]]\nname = "g"\npid = {p.pid}\ngrowth_min_span = "1s"\n')
     c = ProcessesCollector(process_targets(config))
     for _ in range(6):
-        r = collect(c)["g"]
+        r = (await collect(c))["g"]
         time.sleep(0.3)
     report = Rules(config).evaluate(Snapshot(1, time.time(), 0.0, (r,)))
     growth = {x.id: x for x in report.checks}["process.g.memory_growth"]
@@ -355,7 +356,7 @@ def test_memory_growth_is_a_rate_in_every_format(
 # ------------------------------------------------------------ the panel follows
 
 
-def test_the_panel_colours_what_the_judge_says_under_each_config() -> None:
+async def test_the_panel_colours_what_the_judge_says_under_each_config() -> None:
     """Same reading (RSS ~286 MiB of 1 GiB, +244 KiB/s, R^2 0.97, time to the limit
     ~52 min), judged under different configs: the Processes panel's colours follow the
     judged checks, never thresholds of its own."""
@@ -400,7 +401,7 @@ def test_the_panel_colours_what_the_judge_says_under_each_config() -> None:
                 ),
             ]
 
-    quiet, leak, fine, tight, slow, near = asyncio.run(run())
+    quiet, leak, fine, tight, slow, near = await run()
     assert (quiet["rss"], quiet["growth"], quiet["ttl"]) == ("", "", "")
     assert (leak["rss"], leak["growth"], leak["ttl"]) == ("", "yellow", "red")
     assert (fine["rss"], fine["growth"], fine["ttl"]) == ("", "", "")

@@ -488,7 +488,7 @@ def test_no_new_secret_while_a_service_that_may_use_the_previous_is_down(
     w.assert_clean()
 
 
-def test_each_remediation_is_its_own_action(tmp_path: Path, write_config) -> None:
+async def test_each_remediation_is_its_own_action(tmp_path: Path, write_config) -> None:
     """`rotate-secret` hands over to the action the store and services call for; each
     action on its own refuses the state it cannot work on."""
     env = tmp_path / "ultramarket.env"
@@ -505,20 +505,20 @@ def test_each_remediation_is_its_own_action(tmp_path: Path, write_config) -> Non
         w.values()
         config = parse_config(w.config_path.read_text())
         entry = RotateSecret(config, finish=True, dry_run=True)
-        assert "dry run: show the finish plan" in asyncio.run(plan(entry))
+        assert "dry run: show the finish plan" in (await plan(entry))
         assert type(entry.chosen) is FinishRotation
         # a service still on the previous key: telling it again, not a new secret
         svcs[0].access = prev["JWT_SECRET"]
         entry = RotateSecret(config, dry_run=True)
-        asyncio.run(plan(entry))
+        (await plan(entry))
         assert type(entry.chosen) is ResumeRotation and entry.chosen.audit_mode == "dry-run"
         with pytest.raises(ActionRefused, match="cannot generate a new secret while a service"):
-            asyncio.run(plan(RotateKeys(config, dry_run=True)))
+            (await plan(RotateKeys(config, dry_run=True)))
         svcs[0].load()  # back on the current key: nothing to resume, a new secret is fine
         with pytest.raises(ActionRefused, match="no rotation to resume"):
-            asyncio.run(plan(ResumeRotation(config, dry_run=True)))
+            (await plan(ResumeRotation(config, dry_run=True)))
         entry = RotateSecret(config, dry_run=True)
-        assert "dry run: show the rotation plan" in asyncio.run(plan(entry))
+        assert "dry run: show the rotation plan" in (await plan(entry))
         assert type(entry.chosen) is RotateKeys
     assert env.read_text().count("_PREVIOUS=") == 2  # dry runs: nothing changed
     w.assert_clean()

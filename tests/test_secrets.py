@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import secrets
@@ -58,10 +57,10 @@ async def _collect(config: Config, collector: Collector | None = None) -> Readin
         await http.aclose()
 
 
-def audit(
+async def audit(
     config: Config, collector: Collector | None = None
 ) -> tuple[Reading, dict[str, CheckResult]]:
-    reading = asyncio.run(_collect(config, collector))
+    reading = await _collect(config, collector)
     checks = {c.id: c for c in judge(reading, config)}
     return reading, checks
 
@@ -70,11 +69,11 @@ def everything(reading: Reading, checks: dict[str, CheckResult]) -> str:
     return json.dumps(reading.to_dict()) + json.dumps([c.to_dict() for c in checks.values()])
 
 
-def test_default_secret_and_shared_refresh_are_critical(tmp_path: Path) -> None:
+async def test_default_secret_and_shared_refresh_are_critical(tmp_path: Path) -> None:
     env = tmp_path / ".env"
     env.write_text("JWT_SECRET=your-secret-key\nJWT_REFRESH_SECRET=your-secret-key\n")
     config = make_config(env)
-    reading, checks = audit(config)
+    reading, checks = await audit(config)
     strength = checks["secrets.JWT_SECRET.strength"]
     assert strength.status is Status.CRITICAL
     assert "known default" in strength.summary
@@ -85,12 +84,12 @@ def test_default_secret_and_shared_refresh_are_critical(tmp_path: Path) -> None:
     assert_no_secret(["your-secret-key"], everything(reading, checks))
 
 
-def test_short_low_entropy_and_strong_secrets(tmp_path: Path) -> None:
+async def test_short_low_entropy_and_strong_secrets(tmp_path: Path) -> None:
     env = tmp_path / ".env"
     short = "k" + secrets.token_hex(10)  # 21 bytes: below HS256's 32
     lowent = "ab" * 24  # long enough, but two characters
     env.write_text(f"JWT_SECRET={short}\nJWT_REFRESH_SECRET={lowent}\n")
-    reading, checks = audit(make_config(env))
+    reading, checks = await audit(make_config(env))
     s = checks["secrets.JWT_SECRET.strength"]
     assert s.status is Status.CRITICAL and "HS256 needs at least 32" in s.summary
     assert s.value == 21 and s.crit == 32
@@ -101,7 +100,7 @@ def test_short_low_entropy_and_strong_secrets(tmp_path: Path) -> None:
 
     good_a, good_b = strong(), strong()
     env.write_text(f"JWT_SECRET={good_a}\nJWT_REFRESH_SECRET={good_b}\n")
-    reading, checks = audit(make_config(env, 'algorithm = "HS512"'))
+    reading, checks = await audit(make_config(env, 'algorithm = "HS512"'))
     assert checks["secrets.JWT_SECRET.strength"].status is Status.OK
     assert checks["secrets.JWT_REFRESH_SECRET.strength"].status is Status.OK
     assert checks["secrets.age"].status is Status.OK
@@ -110,17 +109,17 @@ def test_short_low_entropy_and_strong_secrets(tmp_path: Path) -> None:
     # 48 random bytes pass HS256 and HS384 but not HS512's 64
     mid = secrets.token_hex(24)
     env.write_text(f"JWT_SECRET={mid}\nJWT_REFRESH_SECRET={good_b}\n")
-    _, checks = audit(make_config(env, 'algorithm = "HS512"'))
+    _, checks = await audit(make_config(env, 'algorithm = "HS512"'))
     assert checks["secrets.JWT_SECRET.strength"].status is Status.CRITICAL
 
 
-def test_wordlist_secret_and_missing_key(tmp_path: Path) -> None:
+async def test_wordlist_secret_and_missing_key(tmp_path: Path) -> None:
     words = tmp_path / "words.txt"
     listed = "ultramarket-prod-jwt-2019-q3-x1"  # long, not built in, but leaked
     words.write_text("\n".join(["foo", listed, "bar"]))
     env = tmp_path / ".env"
     env.write_text(f"JWT_SECRET={listed}\n")
-    reading, checks = audit(make_config(env, f'wordlist = "{words}"'))
+    reading, checks = await audit(make_config(env, f'wordlist = "{words}"'))
     s = checks["secrets.JWT_SECRET.strength"]
     assert s.status is Status.CRITICAL and "wordlist" in s.summary
     missing = checks["secrets.JWT_REFRESH_SECRET.strength"]
@@ -130,13 +129,13 @@ def test_wordlist_secret_and_missing_key(tmp_path: Path) -> None:
     assert_no_secret([listed], everything(reading, checks))
 
 
-def test_age_from_rotated_at_else_mtime(tmp_path: Path) -> None:
+async def test_age_from_rotated_at_else_mtime(tmp_path: Path) -> None:
     env = tmp_path / ".env"
     a, b = strong(), strong()
     env.write_text(
         f"JWT_SECRET={a}\nJWT_SECRET_ROTATED_AT=2020-01-01T00:00:00Z\nJWT_REFRESH_SECRET={b}\n"
     )
-    _, checks = audit(make_config(env))
+    _, checks = await audit(make_config(env))
     age = checks["secrets.age"]
     assert age.status is Status.WARNING and "JWT_SECRET rotated" in age.summary
     assert age.value > 5 * 365 * 86400
@@ -144,22 +143,22 @@ def test_age_from_rotated_at_else_mtime(tmp_path: Path) -> None:
     env.write_text(f"JWT_SECRET={a}\nJWT_REFRESH_SECRET={b}\n")
     old = time.time() - 100 * 86400
     os.utime(env, (old, old))
-    _, checks = audit(make_config(env))
+    _, checks = await audit(make_config(env))
     assert checks["secrets.age"].status is Status.WARNING
     assert "last modified" in checks["secrets.age"].summary
-    _, checks = audit(make_config(env, 'max_age = "200d"'))
+    _, checks = await audit(make_config(env, 'max_age = "200d"'))
     assert checks["secrets.age"].status is Status.OK
 
 
-def test_unreadable_store_is_unknown(tmp_path: Path) -> None:
+async def test_unreadable_store_is_unknown(tmp_path: Path) -> None:
     env = tmp_path / ".env"
     env.write_text('JWT_SECRET="unterminated\n')
-    _, checks = audit(make_config(env))
+    _, checks = await audit(make_config(env))
     assert checks["secrets.store"].status is Status.UNKNOWN
     assert "line 1" in checks["secrets.store"].summary
 
 
-def test_service_fingerprints_against_the_store(tmp_path: Path) -> None:
+async def test_service_fingerprints_against_the_store(tmp_path: Path) -> None:
     env = tmp_path / ".env"
     old_a, a, b = strong(), strong(), strong()
     env.write_text(f"JWT_SECRET={old_a}\nJWT_REFRESH_SECRET={b}\n")
@@ -177,7 +176,7 @@ def test_service_fingerprints_against_the_store(tmp_path: Path) -> None:
             + service_block("gone-service", "http://127.0.0.1:9")
         )
         config = make_config(env, 'grace_period = "10m"', services)
-        reading, checks = audit(config)
+        reading, checks = await audit(config)
         ok = checks["service.order-service.secret_fingerprint"]
         assert ok.status is Status.OK and ok.component == "services"
         assert ok.target == "order-service"
@@ -191,7 +190,7 @@ def test_service_fingerprints_against_the_store(tmp_path: Path) -> None:
         # once the grace period is over, a service on the old key is critical
         config = make_config(env, 'grace_period = "1s"', services)
         time.sleep(1.1)
-        reading, checks = audit(config)
+        reading, checks = await audit(config)
         lag = checks["service.user-service.secret_fingerprint"]
         assert lag.status is Status.CRITICAL and "after the grace period" in lag.summary
     assert_no_secret([old_a, a, b], everything(reading, checks))
@@ -205,7 +204,7 @@ def probe_config(env: Path, url: str, path: str = "/api/admin/me") -> Config:
     )
 
 
-def test_forged_token_probe_catches_a_vulnerable_service(tmp_path: Path) -> None:
+async def test_forged_token_probe_catches_a_vulnerable_service(tmp_path: Path) -> None:
     env = tmp_path / ".env"
     a, b = strong(), strong()
     env.write_text(f"JWT_SECRET={a}\nJWT_REFRESH_SECRET={b}\n")
@@ -214,7 +213,7 @@ def test_forged_token_probe_catches_a_vulnerable_service(tmp_path: Path) -> None
         config = probe_config(env, url)
         http = HttpClient(config.http)
         collector = secrets_collector(config, http)
-        reading, checks = audit(config, collector)
+        reading, checks = await audit(config, collector)
         forged = checks["secrets.forged_token"]
         assert forged.status is Status.CRITICAL
         assert "user-service accepted forged admin tokens" in forged.summary
@@ -223,13 +222,13 @@ def test_forged_token_probe_catches_a_vulnerable_service(tmp_path: Path) -> None
         probe_requests = [r for r in bad.requests if r[1] == "/api/admin/me"]
         assert 2 <= len(probe_requests) <= 8  # a handful, never a brute force
         # cached: the next round does not probe again before probe_every
-        reading2, checks2 = audit(config, collector)
+        reading2, checks2 = await audit(config, collector)
         assert len([r for r in bad.requests if r[1] == "/api/admin/me"]) == len(probe_requests)
         assert checks2["secrets.forged_token"].status is Status.CRITICAL
         # ...but a key change (a rotation) makes the cached answer stale: probed again
         c = strong()
         env.write_text(f"JWT_SECRET={c}\nJWT_REFRESH_SECRET={b}\nJWT_SECRET_PREVIOUS={a}\n")
-        reading3, _ = audit(config, collector)
+        reading3, _ = await audit(config, collector)
         assert len([r for r in bad.requests if r[1] == "/api/admin/me"]) > len(probe_requests)
     assert_no_secret(
         [a, b, c],
@@ -239,30 +238,30 @@ def test_forged_token_probe_catches_a_vulnerable_service(tmp_path: Path) -> None
     )
 
 
-def test_forged_token_probe_passes_a_correct_service(tmp_path: Path) -> None:
+async def test_forged_token_probe_passes_a_correct_service(tmp_path: Path) -> None:
     env = tmp_path / ".env"
     a, b = strong(), strong()
     env.write_text(f"JWT_SECRET={a}\nJWT_REFRESH_SECRET={b}\n")
     good = JwtService(env)
     with running(good) as url:
-        reading, checks = audit(probe_config(env, url))
+        reading, checks = await audit(probe_config(env, url))
         forged = checks["secrets.forged_token"]
         assert forged.status is Status.OK, forged.summary
         assert "rejected all 7 forged tokens" in forged.summary
         # a path that answers without any token cannot prove anything
-        _, checks = audit(probe_config(env, url, "/health"))
+        _, checks = await audit(probe_config(env, url, "/health"))
         assert checks["secrets.forged_token"].status is Status.WARNING
         assert "without any token" in checks["secrets.forged_token"].summary
     assert_no_secret([a, b], everything(reading, checks))
 
 
-def test_store_secret_that_is_weak_is_forgeable_but_never_shown(tmp_path: Path) -> None:
+async def test_store_secret_that_is_weak_is_forgeable_but_never_shown(tmp_path: Path) -> None:
     # The incident: the services really use `your-secret-key`.
     env = tmp_path / ".env"
     b = strong()
     env.write_text(f"JWT_SECRET=your-secret-key\nJWT_REFRESH_SECRET={b}\n")
     with running(JwtService(env)) as url:
-        reading, checks = audit(probe_config(env, url))
+        reading, checks = await audit(probe_config(env, url))
     assert checks["secrets.forged_token"].status is Status.CRITICAL
     assert checks["secrets.JWT_SECRET.strength"].status is Status.CRITICAL
     assert_no_secret(["your-secret-key", b], everything(reading, checks))
@@ -283,7 +282,9 @@ def test_check_cli_reports_secrets_without_values(tmp_path: Path, write_config) 
 
 
 @pytest.mark.parametrize("kind", ["dir", "env"])
-def test_dir_and_env_stores(tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_dir_and_env_stores(
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     a, b = strong(), strong()
     if kind == "dir":
         d = tmp_path / "secrets"
@@ -298,7 +299,7 @@ def test_dir_and_env_stores(tmp_path: Path, kind: str, monkeypatch: pytest.Monke
     names = ("JWT_SECRET", "JWT_REFRESH_SECRET") if kind == "dir" else ("UW_ACCESS", "UW_REFRESH")
     keys = f'["{names[0]}", "{names[1]}"]'
     config = parse_config(f"[secrets]\nstore = {store}\nkeys = {keys}\n")
-    reading, checks = audit(config)
+    reading, checks = await audit(config)
     strengths = [c for c in checks.values() if c.id.endswith(".strength")]
     assert len(strengths) == 2 and all(c.status is Status.OK for c in strengths)
     assert checks["secrets.distinct"].status is Status.OK
@@ -314,12 +315,12 @@ def test_dir_and_env_stores(tmp_path: Path, kind: str, monkeypatch: pytest.Monke
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
     monkeypatch.setenv("UW_ACCESS_ROTATED_AT", stamp)
     monkeypatch.setenv("UW_REFRESH_ROTATED_AT", stamp)
-    _, checks = audit(config)
+    _, checks = await audit(config)
     assert checks["secrets.age"].status is Status.OK
     assert "UW_ACCESS rotated" in checks["secrets.age"].summary
 
 
-def test_weak_previous_secret_still_accepted_is_a_warning(tmp_path: Path) -> None:
+async def test_weak_previous_secret_still_accepted_is_a_warning(tmp_path: Path) -> None:
     env = tmp_path / ".env"
     a, b = strong(), strong()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -327,7 +328,7 @@ def test_weak_previous_secret_still_accepted_is_a_warning(tmp_path: Path) -> Non
         f"JWT_SECRET={a}\nJWT_SECRET_PREVIOUS=your-secret-key\nJWT_SECRET_ROTATED_AT={stamp}\n"
         f"JWT_REFRESH_SECRET={b}\n"
     )
-    reading, checks = audit(make_config(env))
+    reading, checks = await audit(make_config(env))
     s = checks["secrets.JWT_SECRET.strength"]
     assert s.status is Status.WARNING
     assert "still accepted" in s.summary and fingerprint("your-secret-key") in s.summary
@@ -363,7 +364,7 @@ def escape_service(req) -> None:  # type: ignore[no-untyped-def]
         respond(req, 401, "{}")
 
 
-def test_a_service_answering_escape_sequences_never_reaches_the_terminal(
+async def test_a_service_answering_escape_sequences_never_reaches_the_terminal(
     tmp_path: Path, write_config
 ) -> None:
     env = tmp_path / ".env"
@@ -371,7 +372,7 @@ def test_a_service_answering_escape_sequences_never_reaches_the_terminal(
     env.write_text(f"JWT_SECRET={a}\nJWT_REFRESH_SECRET={b}\n")
     with http_server(escape_service) as url:
         config = make_config(env, "", service_block("evil", url))
-        reading, checks = audit(config)
+        reading, checks = await audit(config)
         fp = checks["service.evil.secret_fingerprint"]
         assert fp.status is Status.UNKNOWN and "malformed fingerprint" in fp.summary
         assert "\x1b" not in everything(reading, checks)
@@ -393,14 +394,16 @@ def test_a_service_answering_escape_sequences_never_reaches_the_terminal(
     assert env.read_text() == f"JWT_SECRET={a}\nJWT_REFRESH_SECRET={b}\n"
 
 
-def test_forged_token_probe_needs_a_protected_path_and_clear_rejections(tmp_path: Path) -> None:
+async def test_forged_token_probe_needs_a_protected_path_and_clear_rejections(
+    tmp_path: Path,
+) -> None:
     env = tmp_path / ".env"
     a, b = strong(), strong()
     env.write_text(f"JWT_SECRET={a}\nJWT_REFRESH_SECRET={b}\n")
     vulnerable = JwtService(env, vulnerable=True)
     with running(vulnerable) as url:
         # a typo in the path: 404 for everything, which used to count as "rejected"
-        reading, checks = audit(probe_config(env, url, "/api/admin/mee"))
+        reading, checks = await audit(probe_config(env, url, "/api/admin/mee"))
         forged = checks["secrets.forged_token"]
         assert forged.status is Status.WARNING
         assert "/api/admin/mee is not a protected path (HTTP 404)" in forged.summary
@@ -408,7 +411,7 @@ def test_forged_token_probe_needs_a_protected_path_and_clear_rejections(tmp_path
     # a service that answers 500 to a forged token: neither accepted nor rejected
     broken = JwtService(env, bad_token_status=500)
     with running(broken) as url:
-        reading, checks = audit(probe_config(env, url))
+        reading, checks = await audit(probe_config(env, url))
     forged = checks["secrets.forged_token"]
     assert forged.status is Status.UNKNOWN, forged.summary
     assert "inconclusive: 7 forged token(s) got neither 401/403 nor 2xx" in forged.summary
@@ -416,11 +419,11 @@ def test_forged_token_probe_needs_a_protected_path_and_clear_rejections(tmp_path
     assert_no_secret([a, b], everything(reading, checks))
 
 
-def test_missing_store_file_is_a_clear_reading_and_never_created(
+async def test_missing_store_file_is_a_clear_reading_and_never_created(
     tmp_path: Path, write_config
 ) -> None:
     env = tmp_path / "no-such.env"
-    _, checks = audit(make_config(env))
+    _, checks = await audit(make_config(env))
     store = checks["secrets.store"]
     assert store.status is Status.CRITICAL
     assert f"file not found: {env}" in store.summary
@@ -434,11 +437,13 @@ def test_missing_store_file_is_a_clear_reading_and_never_created(
     assert not env.exists()
     d = tmp_path / "no-such-dir"
     config = parse_config(f'[secrets]\nstore = {{ kind = "dir", path = "{d}" }}\n')
-    _, checks = audit(config)
+    _, checks = await audit(config)
     assert f"directory not found: {d}" in checks["secrets.store"].summary
 
 
-def test_rotating_one_key_does_not_make_the_other_look_fresh(tmp_path: Path, write_config) -> None:
+async def test_rotating_one_key_does_not_make_the_other_look_fresh(
+    tmp_path: Path, write_config
+) -> None:
     env = tmp_path / ".env"
     a, b = strong(), strong()
     env.write_text(f"JWT_SECRET={a}\nJWT_REFRESH_SECRET={b}\n")
@@ -446,14 +451,14 @@ def test_rotating_one_key_does_not_make_the_other_look_fresh(tmp_path: Path, wri
     os.utime(env, (old, old))
     cfg = write_config(f'[secrets]\nstore = {{ kind = "dotenv", path = "{env}" }}\n')
     config = parse_config(cfg.read_text())
-    _, checks = audit(config)
+    _, checks = await audit(config)
     assert checks["secrets.age"].status is Status.WARNING
     proc = run_cli("rotate-secret", "JWT_REFRESH_SECRET", "--config", str(cfg), "--yes")
     assert proc.returncode == 0, proc.stderr
     # the untouched key got its age from the file's old mtime, stamped by the write
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(old))
     assert f"JWT_SECRET_ROTATED_AT={stamp}" in env.read_text()
-    reading, checks = audit(config)
+    reading, checks = await audit(config)
     age = checks["secrets.age"]
     assert age.status is Status.WARNING and "JWT_SECRET rotated 400d" in age.summary
     assert_no_secret([a, b], everything(reading, checks), proc.stdout, proc.stderr)
@@ -464,7 +469,7 @@ def test_rotating_one_key_does_not_make_the_other_look_fresh(tmp_path: Path, wri
     env.write_text(
         f"JWT_SECRET={a}\nJWT_REFRESH_SECRET={b}\nJWT_REFRESH_SECRET_ROTATED_AT={stamp_now}\n"
     )
-    reading, checks = audit(config)
+    reading, checks = await audit(config)
     age = checks["secrets.age"]
     assert age.status is Status.UNKNOWN, age.summary
     assert "age of JWT_SECRET not known" in age.summary

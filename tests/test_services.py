@@ -42,7 +42,7 @@ def config_for(services: list[tuple[str, str]], extra: str = "", http: str = "")
     return parse_config(text)
 
 
-def poll(config: Config, rounds: int = 1, pause: float = 0.0) -> list[list[Reading]]:
+async def poll(config: Config, rounds: int = 1, pause: float = 0.0) -> list[list[Reading]]:
     async def go() -> list[list[Reading]]:
         c = ServicesCollector(services_refs(config))
         out = []
@@ -55,7 +55,7 @@ def poll(config: Config, rounds: int = 1, pause: float = 0.0) -> list[list[Readi
             await c.close()
         return out
 
-    return asyncio.run(go())
+    return await go()
 
 
 def judged(config: Config, readings: list[Reading]) -> dict[str, object]:
@@ -66,65 +66,77 @@ def judged(config: Config, readings: list[Reading]) -> dict[str, object]:
 # ------------------------------------------------------------------ servers
 
 
+def _slow(req: BaseHTTPRequestHandler) -> None:
+    time.sleep(5)
+    with contextlib.suppress(OSError):
+        respond(req, 200, '{"status":"pass"}')
+
+
+def _big(req: BaseHTTPRequestHandler) -> None:
+    req.send_response(200)
+    req.send_header("Content-Type", "application/json")
+    req.send_header("Content-Length", str(BIG))
+    req.end_headers()
+    chunk = b" " * 65536
+    with contextlib.suppress(OSError):
+        for _ in range(BIG // len(chunk)):
+            req.wfile.write(chunk)
+
+
+def _trickle(req: BaseHTTPRequestHandler) -> None:
+    req.send_response(200)
+    req.send_header("Content-Type", "application/json")
+    req.send_header("Content-Length", "100")
+    req.end_headers()
+    with contextlib.suppress(OSError):
+        for b in b'{"status": "pass"    ':
+            req.wfile.write(bytes([b]))
+            req.wfile.flush()
+            time.sleep(1)
+
+
+def _reset(req: BaseHTTPRequestHandler) -> None:
+    req.send_response(200)
+    req.send_header("Content-Type", "application/json")
+    req.send_header("Content-Length", "1000")
+    req.end_headers()
+    req.wfile.write(b'{"status": "pa')
+    req.wfile.flush()
+    # SO_LINGER 0: close() sends a TCP RST instead of a FIN.
+    req.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    req.connection.close()
+    req.close_connection = True
+
+
+def _loop(req: BaseHTTPRequestHandler) -> None:
+    req.send_response(302)
+    req.send_header("Location", req.path)
+    req.send_header("Content-Length", "0")
+    req.end_headers()
+
+
+_MISBEHAVING = {"slow": _slow, "big": _big, "trickle": _trickle, "reset": _reset, "loop": _loop}
+# what -> (status, body, content type) for the cases one plain answer makes
+_ANSWERS: dict[str, tuple[int, str | bytes, str]] = {
+    "invalid-json": (200, '{"status": "pass", oops}', "application/json"),
+    "html": (
+        502,
+        "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>",
+        "text/html",
+    ),
+    "array": (200, '[{"status": "pass"}]', "application/json"),
+    "deep": (200, "[" * 200_000 + "]" * 200_000, "application/json"),
+    "299": (299, b"", "text/plain"),
+    "418": (418, b"", "text/plain"),
+}
+
+
 def _bad(req: BaseHTTPRequestHandler, what: str) -> None:
-    if what == "slow":
-        time.sleep(5)
-        with contextlib.suppress(OSError):
-            respond(req, 200, '{"status":"pass"}')
-    elif what == "invalid-json":
-        respond(req, 200, '{"status": "pass", oops}')
-    elif what == "big":
-        req.send_response(200)
-        req.send_header("Content-Type", "application/json")
-        req.send_header("Content-Length", str(BIG))
-        req.end_headers()
-        chunk = b" " * 65536
-        with contextlib.suppress(OSError):
-            for _ in range(BIG // len(chunk)):
-                req.wfile.write(chunk)
-    elif what == "trickle":
-        req.send_response(200)
-        req.send_header("Content-Type", "application/json")
-        req.send_header("Content-Length", "100")
-        req.end_headers()
-        with contextlib.suppress(OSError):
-            for b in b'{"status": "pass"    ':
-                req.wfile.write(bytes([b]))
-                req.wfile.flush()
-                time.sleep(1)
-    elif what == "reset":
-        req.send_response(200)
-        req.send_header("Content-Type", "application/json")
-        req.send_header("Content-Length", "1000")
-        req.end_headers()
-        req.wfile.write(b'{"status": "pa')
-        req.wfile.flush()
-        # SO_LINGER 0: close() sends a TCP RST instead of a FIN.
-        req.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        req.connection.close()
-        req.close_connection = True
-    elif what == "loop":
-        req.send_response(302)
-        req.send_header("Location", req.path)
-        req.send_header("Content-Length", "0")
-        req.end_headers()
-    elif what == "html":
-        respond(
-            req,
-            502,
-            "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>",
-            "text/html",
-        )
-    elif what == "array":
-        respond(req, 200, '[{"status": "pass"}]')
-    elif what == "deep":
-        respond(req, 200, "[" * 200_000 + "]" * 200_000)
-    elif what == "299":
-        respond(req, 299, b"", "text/plain")
-    elif what == "418":
-        respond(req, 418, b"", "text/plain")
-    else:
-        respond(req, 404, "no such case", "text/plain")
+    if what in _MISBEHAVING:
+        _MISBEHAVING[what](req)
+        return
+    code, body, ctype = _ANSWERS.get(what, (404, "no such case", "text/plain"))
+    respond(req, code, body, ctype)
 
 
 def handler(req: BaseHTTPRequestHandler) -> None:
@@ -154,7 +166,7 @@ BAD_CASES = {
 }
 
 
-def test_every_format_and_bad_answer_with_others_unharmed():
+async def test_every_format_and_bad_answer_with_others_unharmed():
     refused = f"http://127.0.0.1:{free_port()}"
     with http_server(handler) as base:
         services = [(f"fmt{i}", f"{base}/fmt/{i}") for i in range(len(CASES))]
@@ -162,7 +174,7 @@ def test_every_format_and_bad_answer_with_others_unharmed():
         services.append(("refused", refused))
         config = config_for(services)
         tracemalloc.start()
-        (readings,) = poll(config)
+        (readings,) = await poll(config)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     by = {r.target: r for r in readings}
@@ -200,24 +212,24 @@ def _pass(req: BaseHTTPRequestHandler) -> None:
 
 
 @pytest.mark.parametrize("engine", ["aiohttp", "httpx"])
-def test_tls_private_ca_and_client_certificate(tmp_path: Path, engine: str) -> None:
+async def test_tls_private_ca_and_client_certificate(tmp_path: Path, engine: str) -> None:
     pki = Pki.create(tmp_path)
     trust = f'engine = "{engine}"\nca_file = "{pki.ca_file}"'
     with http_server(_pass, tls=pki.server_context()) as url:
-        (readings,) = poll(config_for([("tls", url)], http=f'engine = "{engine}"'))
+        (readings,) = await poll(config_for([("tls", url)], http=f'engine = "{engine}"'))
         (r,) = readings
         assert r.error_kind == "unreachable"
         assert "CERTIFICATE_VERIFY_FAILED" in (r.error or "")
         # Trusting the private CA through ca_file makes the same service healthy.
-        (readings,) = poll(config_for([("tls", url)], http=trust))
+        (readings,) = await poll(config_for([("tls", url)], http=trust))
         assert readings[0].ok and readings[0].data.status == "ok", readings[0].error
     with http_server(_pass, tls=pki.server_context(require_client_cert=True)) as url:
-        (readings,) = poll(config_for([("mtls", url)], http=trust))
+        (readings,) = await poll(config_for([("mtls", url)], http=trust))
         assert readings[0].error_kind == "unreachable", readings[0].data
         # (the reason reads "certificate required" or, when TLS 1.3's alert loses the
         # race with the close, "connection reset by peer")
         mtls = f'{trust}\nclient_cert = "{pki.client_cert}"\nclient_key = "{pki.client_key}"'
-        (readings,) = poll(config_for([("mtls", url)], http=mtls))
+        (readings,) = await poll(config_for([("mtls", url)], http=mtls))
         assert readings[0].ok and readings[0].data.status == "ok", readings[0].error
 
 
@@ -275,11 +287,11 @@ class Platform:
 DETAILS = 'detail_paths = ["/health/connections", "/health/memory", "/health/security"]'
 
 
-def test_ultramarket_details_and_latency():
+async def test_ultramarket_details_and_latency():
     plat = Platform()
     with http_server(plat) as base:
         config = config_for([("order-service", base)], DETAILS + '\nlatency_warn = "40ms"')
-        (first,) = poll(config)
+        (first,) = await poll(config)
         d = first[0].data
         assert (d.status, d.format, d.draining, d.active_operations) == (
             "ok",
@@ -297,7 +309,7 @@ def test_ultramarket_details_and_latency():
         assert checks["service.order-service.listeners"].status == "ok"
 
         plat.delay = 0.08  # every answer now takes 80 ms
-        rounds = poll(config, rounds=3)
+        rounds = await poll(config, rounds=3)
         last = rounds[-1][0]
         assert last.data.latency_p95_ms >= 80
         assert len(last.data.latency_history) == 3
@@ -305,13 +317,13 @@ def test_ultramarket_details_and_latency():
         assert lat.status == "warning" and lat.value >= 80 and lat.warn == 40
 
 
-def test_draining_and_failing_health():
+async def test_draining_and_failing_health():
     plat = Platform()
     plat.health.update(status="fail", draining=True, activeOperations=1)
     plat.code = 503
     with http_server(plat) as base:
         config = config_for([("order-service", base)])
-        (readings,) = poll(config)
+        (readings,) = await poll(config)
     d = readings[0].data
     assert (d.status, d.draining, d.active_operations) == ("critical", True, 1)
     check = judged(config, readings)["service.order-service.health"]
@@ -319,7 +331,7 @@ def test_draining_and_failing_health():
     assert "draining" in check.summary and "1 active operations" in check.summary
 
 
-def test_unreachable_counts_and_flaps():
+async def test_unreachable_counts_and_flaps():
     """Critical on the first poll; later failures warn twice, then critical at 3 in a row."""
     plat = Platform()
     states = iter(["pass", "fail", "pass", "fail"])
@@ -338,7 +350,7 @@ def test_unreachable_counts_and_flaps():
         await c.close()
         return out
 
-    rounds = asyncio.run(scenario())
+    rounds = await scenario()
     config = config_for([("svc", "http://127.0.0.1:1")])
     assert rounds[3][0].data.flaps == 3
     statuses = []
@@ -351,13 +363,13 @@ def test_unreachable_counts_and_flaps():
     assert statuses == ["warning", "warning", "critical"]
 
 
-def test_listener_leak_warns_then_critical_when_doubled():
+async def test_listener_leak_warns_then_critical_when_doubled():
     plat = Platform()
     plat.listeners = {"order.created": 5, "order.paid": 5}  # total 10 (11 at first read)
     plat.grow = 1
     with http_server(plat) as base:
         config = config_for([("order-service", base)], 'detail_paths = ["/health/memory"]')
-        rounds = poll(config, rounds=12, pause=0.05)
+        rounds = await poll(config, rounds=12, pause=0.05)
     seen = [judged(config, rnd)["service.order-service.listeners"] for rnd in rounds]
     # Rounds 1-4: too few samples for a trend, every event within 10.
     assert [c.status for c in seen[:4]] == ["ok"] * 4
@@ -370,13 +382,13 @@ def test_listener_leak_warns_then_critical_when_doubled():
     assert seen[11].status == "critical" and "doubled" in seen[11].summary
 
 
-def test_event_above_max_per_event_without_growth():
+async def test_event_above_max_per_event_without_growth():
     """The service's own maxPerEvent is the limit; the config's applies when it says none."""
     plat = Platform()
     plat.listeners = {"order.created": 3, "cart.updated": 14}
     with http_server(plat) as base:
         config = config_for([("cart", base)], 'detail_paths = ["/health/memory"]')
-        (readings,) = poll(config)
+        (readings,) = await poll(config)
         c = judged(config, readings)["service.cart.listeners"]
         assert c.status == "warning" and "cart.updated=14" in c.summary
         assert "limit 10 per event (the service's maxPerEvent)" in c.summary
@@ -384,28 +396,28 @@ def test_event_above_max_per_event_without_growth():
         raised = config_for(
             [("cart", base)], 'detail_paths = ["/health/memory"]\nmax_per_event = 20'
         )
-        (readings,) = poll(raised)
+        (readings,) = await poll(raised)
         c = judged(raised, readings)["service.cart.listeners"]
         assert c.status == "warning" and "limit 10 per event" in c.summary
         # The service allows 20: within its limit.
         plat.max_per_event = 20
-        (readings,) = poll(config)
+        (readings,) = await poll(config)
         c = judged(config, readings)["service.cart.listeners"]
         assert c.status == "ok" and "limit 20 per event (the service's maxPerEvent)" in c.summary
         # The service says nothing: the config's max_per_event (default 10) applies.
         plat.max_per_event = None
-        (readings,) = poll(config)
+        (readings,) = await poll(config)
         c = judged(config, readings)["service.cart.listeners"]
         assert c.status == "warning"
         assert "limit 10 per event (max_per_event from the config)" in c.summary
-        (readings,) = poll(raised)
+        (readings,) = await poll(raised)
         c = judged(raised, readings)["service.cart.listeners"]
         assert (
             c.status == "ok" and "limit 20 per event (max_per_event from the config)" in c.summary
         )
 
 
-def test_hanging_detail_path_costs_only_its_own_entry():
+async def test_hanging_detail_path_costs_only_its_own_entry():
     """/health answers at once and /health/memory hangs: the service is reachable,
     its /health latency is kept, and detail_errors names the path that did not answer."""
     plat = Platform()
@@ -423,7 +435,7 @@ def test_hanging_detail_path_costs_only_its_own_entry():
             '[dashboard]\ncollector_timeout = "2s"\n[http]\ntimeout = "5s"\n'
             f'[[services]]\nname = "orders"\nurl = "{base}"\n{DETAILS}\n'
         )
-        rounds = poll(config, rounds=2)
+        rounds = await poll(config, rounds=2)
     for rnd in rounds:
         (r,) = rnd
         assert r.ok and r.error is None, r.error
@@ -441,10 +453,10 @@ def test_hanging_detail_path_costs_only_its_own_entry():
     assert checks["service.orders.latency"].status == "ok"
 
 
-def test_down_from_the_start_stays_critical():
+async def test_down_from_the_start_stays_critical():
     """Never answered: critical from the first failed poll, with or without hysteresis."""
     config = config_for([("down", f"http://127.0.0.1:{free_port()}")])
-    rounds = poll(config, rounds=4)
+    rounds = await poll(config, rounds=4)
     tui = Rules(config, raise_after=2, clear_after=2)
     plain = Rules(config)
     seen_tui, seen_plain = [], []
@@ -459,7 +471,7 @@ def test_down_from_the_start_stays_critical():
     assert "(4 consecutive polls" in seen_plain[3].summary
 
 
-def test_flapping_is_shown_and_warns_at_flap_warn():
+async def test_flapping_is_shown_and_warns_at_flap_warn():
     states = iter(["pass", "fail", "pass", "fail", "pass"])
     plat = Platform()
 
@@ -469,7 +481,7 @@ def test_flapping_is_shown_and_warns_at_flap_warn():
 
     with http_server(flapping) as base:
         config = config_for([("svc", base)], "flap_warn = 4")
-        rounds = poll(config, rounds=5)
+        rounds = await poll(config, rounds=5)
     quiet = config_for([("svc", "http://127.0.0.1:1")], "flap_warn = 0")
     first = judged(config, rounds[0])["service.svc.health"]
     assert first.status == "ok" and "flapping" not in first.summary
@@ -482,7 +494,7 @@ def test_flapping_is_shown_and_warns_at_flap_warn():
     assert off.status == "ok" and "flapping: 4 state changes" in off.summary
 
 
-def test_httpx_engine_ignores_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_httpx_engine_ignores_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     """Health polls go straight to the service on both engines, never through a proxy
     from the environment (here one that does not exist)."""
     dead_proxy = f"http://127.0.0.1:{free_port()}"
@@ -493,7 +505,7 @@ def test_httpx_engine_ignores_proxy_variables(monkeypatch: pytest.MonkeyPatch) -
     with http_server(_pass) as base:
         for engine in ("httpx", "aiohttp"):
             config = config_for([("direct", base)], http=f'engine = "{engine}"')
-            (readings,) = poll(config)
+            (readings,) = await poll(config)
             assert readings[0].ok and readings[0].data.status == "ok", (engine, readings)
 
 
@@ -513,7 +525,7 @@ def test_check_cli_reports_services(write_config):
     assert res.returncode == 2
 
 
-def test_a_slow_service_costs_only_its_own_reading():
+async def test_a_slow_service_costs_only_its_own_reading():
     """Inside the poller's deadline: the slow one times out, the others keep their readings."""
     from collectors.poller import Poller
 
@@ -531,7 +543,7 @@ def test_a_slow_service_costs_only_its_own_reading():
             finally:
                 await c.close()
 
-        snap = asyncio.run(go())
+        snap = await go()
     by = {r.target: r for r in snap.readings}
     assert by["fine"].ok and by["fine"].data.status == "ok"
     assert by["slow"].error_kind == "unreachable"
@@ -540,7 +552,7 @@ def test_a_slow_service_costs_only_its_own_reading():
 
 
 @pytest.mark.parametrize("engine", ["aiohttp", "httpx"])
-def test_both_http_engines_cap_the_body_the_same_way(engine: str) -> None:
+async def test_both_http_engines_cap_the_body_the_same_way(engine: str) -> None:
     from collectors.core.http import HttpClient
     from tests.helpers import http_server, respond
 
@@ -553,12 +565,12 @@ def test_both_http_engines_cap_the_body_the_same_way(engine: str) -> None:
             finally:
                 await client.aclose()
 
-        capped, whole = asyncio.run(fetch())
+        capped, whole = await fetch()
     assert (capped.status, len(capped.body), capped.truncated) == (200, 1000, True)
     assert (len(whole.body), whole.truncated) == (5000, False)
 
 
-def test_the_panel_colours_what_the_judge_says_under_each_config() -> None:
+async def test_the_panel_colours_what_the_judge_says_under_each_config() -> None:
     """order-service reports 48 listeners, 24 on each of two events and no maxPerEvent
     of its own: the Services panel colours the listener count as the judged
     `service.<name>.listeners` check says under each config's max_per_event."""
@@ -603,4 +615,4 @@ def test_the_panel_colours_what_the_judge_says_under_each_config() -> None:
                 out.append(f"{cell.plain} {cell.style}".strip())
         return out
 
-    assert asyncio.run(run()) == ["48 yellow", "48", "48 yellow"]
+    assert await run() == ["48 yellow", "48", "48 yellow"]

@@ -211,7 +211,6 @@ async def test_alerts_bell_acknowledge_snooze_and_handoff(tmp_path: Path) -> Non
 
 
 def _with_handoff(cfg, path: Path):
-    import msgspec
 
     return msgspec.structs.replace(
         cfg, dashboard=msgspec.structs.replace(cfg.dashboard, handoff_file=str(path))
@@ -371,7 +370,6 @@ async def test_detail_view_on_every_panel() -> None:
 async def test_reading_contract_gaps_show_dashes() -> None:
     """A reading missing most keys still renders (tolerant panels)."""
     from collectors.postgres.data import PostgresData
-
     from collectors.secrets.data import KeyInfo, SecretsData
 
     async def run() -> str:
@@ -450,7 +448,6 @@ async def test_80x24_header_keeps_clock_and_modes_footer_shows_action_keys() -> 
 
 async def test_help_shows_the_configured_snooze_and_disabled_actions() -> None:
     cfg = td.config()
-    import msgspec
 
     from collectors.core.units import Duration
 
