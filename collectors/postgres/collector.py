@@ -440,7 +440,7 @@ class PostgresCollector:
                 async with conn.transaction(), conn.cursor() as cur:
                     await cur.execute("set transaction read only")
                     # The SQL is the operator's own, from the config file, sent as written.
-                    await cur.execute(sql.SQL(inv.sql))  # type: ignore[arg-type]
+                    await cur.execute(sql.SQL(inv.sql))
                     row = await cur.fetchone() if cur.description else None
                 value, error = _number(row)
             except psycopg.errors.QueryCanceled:

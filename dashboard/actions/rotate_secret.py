@@ -924,7 +924,7 @@ def _signal(t: _Told) -> tuple[str, bool]:
         return "no local process found to signal", False
     # local_targets reads only cmdline / pid / pidfile, which a ProcessMatch has; its
     # annotation (ProcessConfig) belongs to signals.py
-    targets, why = local_targets(t.svc.process)  # type: ignore[arg-type]
+    targets, why = local_targets(t.svc.process)
     if not targets:
         return f"no local process found to signal ({why})", False
     sent = []
