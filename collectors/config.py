@@ -382,13 +382,14 @@ _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
 def _redact_text(text: str, raw: dict[str, Any]) -> str:
     """An error quotes the value it refused, which may be a DSN or URL with its
     password, even when it sits in the wrong key or type: every URL's password,
-    every `password=`, and every password the file's DSN and Redis URLs hold, go."""
+    every `password=`, and every password any DSN or URL in the file holds, go (in
+    whichever section: a new target's connection strings are covered too)."""
     from collectors.core.redact import dsn_secrets, mask_dsn, scrub
 
     text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group()), text)
     text = mask_dsn(text) if "://" not in text else text
     secrets: list[str] = []
-    for value in _strings(raw.get("postgres")) + _strings(raw.get("redis")):
+    for value in _strings(raw):
         secrets += dsn_secrets(value)
     return scrub(text, secrets)
 

@@ -16,6 +16,7 @@ registry); every threshold is here or in the target's settings.
 from __future__ import annotations
 
 from collectors.core.model import CheckResult, Reading, Status
+from collectors.core.units import format_duration_spaced
 from collectors.processes.config import ProcessConfig, ProcessTargets
 from collectors.processes.data import ProcessData, process_data
 
@@ -26,16 +27,6 @@ GROWTH_R2 = 0.8
 
 def _mb(n: float) -> str:
     return f"{n / 1024 / 1024:.1f} MiB"
-
-
-def _duration(s: float) -> str:
-    if s < 120:
-        return f"{s:.0f} s"
-    if s < 7200:
-        return f"{s / 60:.0f} min"
-    if s < 172800:
-        return f"{s / 3600:.1f} h"
-    return f"{s / 86400:.1f} d"
 
 
 def judge_processes(reading: Reading, targets: ProcessTargets) -> list[CheckResult]:
@@ -118,19 +109,17 @@ def _growth(
     span = d.growth_span_s
     status = Status.OK
     if slope is None or span < pc.growth_min_span:
-        summary = (
-            f"collecting samples ({_duration(span)} of {_duration(pc.growth_min_span)} "
-            "needed for a trend)"
-        )
+        have, need = format_duration_spaced(span), format_duration_spaced(pc.growth_min_span)
+        summary = f"collecting samples ({have} of {need} needed for a trend)"
     else:
         per_min = slope * 60
         r2 = d.growth_r2 or 0.0
         summary = f"RSS {'+' if per_min >= 0 else ''}{_mb(per_min)}/min, R^2 {r2:.2f}"
         if slope > pc.growth_warn / 60 and r2 >= GROWTH_R2:
             status = Status.WARNING
-            summary += f", steady growth over {_duration(span)}"
+            summary += f", steady growth over {format_duration_spaced(span)}"
             if ttl is not None:
-                summary += f"; {source} limit in {_duration(ttl)}"
+                summary += f"; {source} limit in {format_duration_spaced(ttl)}"
                 if ttl < pc.growth_crit_ttl:
                     status = Status.CRITICAL
     return CheckResult(

@@ -18,7 +18,6 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -27,6 +26,8 @@ from msgspec.structs import replace
 from collectors.core.http import HttpClient
 from collectors.core.model import Reading
 from collectors.core.redact import printable
+from collectors.core.units import iso_now
+from collectors.core.units import parse_iso as parse_time
 from collectors.secrets.config import (
     SECURITY_PATH,
     KeyService,
@@ -72,23 +73,6 @@ __all__ = [
 
 PREVIOUS = "_PREVIOUS"
 ROTATED_AT = "_ROTATED_AT"
-
-
-def parse_time(text: str | None) -> float | None:
-    """ISO 8601 (`2026-11-24T10:00:00Z`) -> epoch seconds, None if absent or malformed."""
-    if not text:
-        return None
-    try:
-        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
-
-
-def iso_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class StoreMissing(StoreError):

@@ -19,13 +19,13 @@ import hashlib
 import os
 import re
 import signal
-import stat
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from collectors.core.files import atomic_write as write_file
+from collectors.core.files import fsync_dir
 from collectors.secrets.config import SecretStoreConfig
 
 FAULT_ENV = "ULTRAWATCH_FAULT"
@@ -124,47 +124,8 @@ def _write_order(updates: Mapping[str, str | None]) -> list[tuple[str, str | Non
 
 
 def atomic_write(path: Path, data: bytes, default_mode: int = 0o600) -> None:
-    """Replace `path` with `data` so readers see the old or the new file, never a mix."""
-    target = Path(os.path.realpath(path))
-    parent = target.parent
-    try:
-        st: os.stat_result | None = os.stat(target)
-    except FileNotFoundError:
-        st = None
-    # A temp file left by a writer that was killed may hold a secret: remove it.
-    for stale in parent.glob(f".{target.name}.*.tmp"):
-        with contextlib.suppress(OSError):
-            stale.unlink()
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        try:
-            os.fchmod(fd, stat.S_IMODE(st.st_mode) if st else default_mode)
-            if st is not None and (st.st_uid != os.geteuid() or st.st_gid != os.getegid()):
-                with contextlib.suppress(PermissionError):
-                    os.fchown(fd, st.st_uid, st.st_gid)
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        fault_point("store", "temp-written")
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fault_point("store", "renamed")
-    _fsync_dir(parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    """core's atomic writer, with the store's crash points for the fault tests."""
+    write_file(path, data, default_mode=default_mode, on_step=lambda s: fault_point("store", s))
 
 
 class StoreLocked(StoreError):
@@ -382,7 +343,7 @@ class DirStore:
             if value is None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(f)
-                _fsync_dir(self.path)
+                fsync_dir(self.path)
             else:
                 atomic_write(f, value.encode("utf-8"))
 

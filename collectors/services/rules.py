@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from collectors.core.model import CheckResult, Reading, Status
+from collectors.core.units import format_duration_spaced
 from collectors.services.config import ServiceConfig, ServicesRefs
 from collectors.services.data import Listeners, ListenerTrend, service_data
 
@@ -28,16 +29,6 @@ GROWTH_R2 = 0.8  # a listener total "keeps growing" when the fit is at least thi
 GROWTH_MIN_SAMPLES = 5
 
 Result = Callable[..., CheckResult]
-
-
-def _duration(s: float) -> str:
-    if s < 120:
-        return f"{s:.0f} s"
-    if s < 7200:
-        return f"{s / 60:.0f} min"
-    if s < 172800:
-        return f"{s / 3600:.1f} h"
-    return f"{s / 86400:.1f} d"
 
 
 def judge_services(reading: Reading, refs: ServicesRefs) -> list[CheckResult]:
@@ -97,7 +88,7 @@ def _health(reading: Reading, svc: ServiceConfig | None, result: Result) -> Chec
         failed = list(d.detail_errors.items())[:3]
         parts.append("detail paths failed: " + ", ".join(f"{p} ({e})" for p, e in failed))
     if d.flaps:
-        window = _duration(d.flap_window_s)
+        window = format_duration_spaced(d.flap_window_s)
         parts.append(f"flapping: {d.flaps} state changes in {window}")
         limit = svc.flap_warn if svc is not None else None
         if limit and d.flaps >= limit and status is Status.OK:
