@@ -57,7 +57,7 @@ def cfg(url: str, count: int, events: bool) -> Config:
 
 async def scan_round(config: Config, r: redis.Redis) -> tuple[float, float]:
     """(wall seconds of one fresh full round, server seconds spent in its SCANs)."""
-    col = RedisLocksCollector(config)
+    col = RedisLocksCollector(config.redis)
     try:
         r.config_resetstat()
         t0 = time.perf_counter()
@@ -65,8 +65,8 @@ async def scan_round(config: Config, r: redis.Redis) -> tuple[float, float]:
         wall = time.perf_counter() - t0
     finally:
         await col.close()
-    assert reading.ok and reading.data["locks_total"] == LOCKS, reading.error
-    assert reading.data["scan_complete"]
+    assert reading.ok and reading.data.locks_total == LOCKS, reading.error
+    assert reading.data.scan_complete
     scan_usec = r.info("commandstats")["cmdstat_scan"]["usec"]
     return wall, scan_usec / 1e6
 
@@ -84,10 +84,10 @@ def cli_scan(port: int) -> float:
 
 
 async def event_rounds(config: Config, r: redis.Redis, repeat: int) -> list[float]:
-    col = RedisLocksCollector(config)
+    col = RedisLocksCollector(config.redis)
     try:
         (first,) = await col.collect()  # subscribes, then the reconciling full SCAN
-        assert first.data["mode"] == "events", first.data.get("mode_reason")
+        assert first.data.mode == "events", first.data.mode_reason
         times = []
         for n in range(repeat):
             pipe = r.pipeline(transaction=False)
@@ -101,7 +101,7 @@ async def event_rounds(config: Config, r: redis.Redis, repeat: int) -> list[floa
             t0 = time.perf_counter()
             (reading,) = await col.collect()
             times.append(time.perf_counter() - t0)
-            assert reading.data["scan_calls"] == 0 and reading.data["locks_total"] == LOCKS
+            assert reading.data.scan_calls == 0 and reading.data.locks_total == LOCKS
         return times
     finally:
         await col.close()

@@ -17,6 +17,7 @@ import redis
 from collectors.config import Config, parse_config
 from collectors.core.model import Reading, Status
 from collectors.redis.collector import RedisLocksCollector
+from collectors.redis.data import NotLock
 from collectors.redis.text import exact_text, parse_exact
 from collectors.rules import judge
 from dashboard.actions.base import ActionRunner, Result
@@ -42,7 +43,7 @@ def config(url: str | list[str], **extra: object) -> Config:
 
 def collect(cfg: Config, rounds: int = 1) -> list[Reading]:
     async def run() -> list[Reading]:
-        col = RedisLocksCollector(cfg)
+        col = RedisLocksCollector(cfg.redis)
         try:
             return [(await col.collect())[0] for _ in range(rounds)]
         finally:
@@ -94,32 +95,32 @@ def test_full_view_of_a_loaded_server(loaded: EmbeddedRedis) -> None:
     (reading,) = collect(cfg)
     d = reading.data
     assert reading.ok, reading.error
-    assert d["scan_complete"] is True and d["coverage"] == 1.0
-    assert d["locks_total"] == N_LOCKS + EXTRA  # each lock once, whatever SCAN repeats
-    assert d["keys_total"] == N_OTHER + N_LOCKS + EXTRA + 2
-    keys = {x["key"] for x in d["locks"]}
+    assert d.scan_complete is True and d.coverage == 1.0
+    assert d.locks_total == N_LOCKS + EXTRA  # each lock once, whatever SCAN repeats
+    assert d.keys_total == N_OTHER + N_LOCKS + EXTRA + 2
+    keys = {x.key for x in d.locks}
     assert "lock:not-a-lock" not in keys and not any(k.startswith("lock-signal") for k in keys)
-    assert {"key": "lock:not-a-lock", "type": "list"} in d["not_locks"]
-    assert d["no_ttl"] == ["lock:order:forever"]
-    first = d["locks"][0]  # no-TTL locks come first
-    assert first["key"] == "lock:order:forever" and first["ttl_ms"] == -1
-    assert first["kind"] == "redis-py"
-    assert len(d["locks"]) <= 200
+    assert NotLock(key="lock:not-a-lock", type="list") in d.not_locks
+    assert d.no_ttl == ["lock:order:forever"]
+    first = d.locks[0]  # no-TTL locks come first
+    assert first.key == "lock:order:forever" and first.ttl_ms == -1
+    assert first.kind == "redis-py"
+    assert len(d.locks) <= 200
     # Several patterns at once: the odd locks in detail.
     # Two patterns share the round's key budget: give it room for two full passes
     # over 101,005 keys, or the view would (rightly) be partial.
     wide = config(loaded.url, lock_patterns=["lock:checkout:*", "lock:bin*"], key_budget=400_000)
     (narrow,) = collect(wide)
-    assert narrow.data["scan_complete"] is True
-    by_key = {x["key"]: x for x in narrow.data["locks"]}
+    assert narrow.data.scan_complete is True
+    by_key = {x.key: x for x in narrow.data.locks}
     assert set(by_key) == {"lock:checkout:timeout", "lock:binary"}
-    assert 0 < by_key["lock:checkout:timeout"]["ttl_ms"] <= 60_000
+    assert 0 < by_key["lock:checkout:timeout"].ttl_ms <= 60_000
     binary = by_key["lock:binary"]
-    assert binary["owner"].startswith("\\x00\\xff\\\\owner") and len(binary["owner"]) <= 64
-    assert parse_exact(binary["owner_exact"]) == b"\x00\xff\\owner" + b"x" * 100
-    assert len(d["locks"]) <= 200
-    assert d["mode"] == "scan" and "notify-keyspace-events" in d["mode_reason"]
-    assert d["info"]["own_commands"] > 0
+    assert binary.owner.startswith("\\x00\\xff\\\\owner") and len(binary.owner) <= 64
+    assert parse_exact(binary.owner_exact) == b"\x00\xff\\owner" + b"x" * 100
+    assert len(d.locks) <= 200
+    assert d.mode == "scan" and "notify-keyspace-events" in d.mode_reason
+    assert d.info.own_commands > 0
 
     c = checks(reading, cfg)
     assert c["redis.reachable"].status is Status.OK
@@ -136,15 +137,14 @@ def test_key_budget_resumes_the_scan_and_never_uses_keys(loaded: EmbeddedRedis) 
     cfg = config(loaded.url, key_budget=30_000, scan_count=1000)
     readings = collect(cfg, rounds=6)
     first, last = readings[0].data, readings[-1].data
-    assert first["scan_complete"] is False and 0 < first["coverage"] < 1
-    assert first["locks_total"] < N_LOCKS
-    assert first["scan_calls"] <= 30
-    assert (
-        "partial view" in checks(readings[0], cfg)["redis.locks.no_ttl"].summary
-        or (first["no_ttl"])
+    assert first.scan_complete is False and 0 < first.coverage < 1
+    assert first.locks_total < N_LOCKS
+    assert first.scan_calls <= 30
+    assert "partial view" in checks(readings[0], cfg)["redis.locks.no_ttl"].summary or (
+        first.no_ttl
     )
-    assert last["scan_complete"] is True and last["coverage"] == 1.0
-    assert last["locks_total"] == N_LOCKS + EXTRA
+    assert last.scan_complete is True and last.coverage == 1.0
+    assert last.locks_total == N_LOCKS + EXTRA
     stats = r.info("commandstats")
     assert "cmdstat_keys" not in stats and stats["cmdstat_scan"]["calls"] > 0
     r.close()
@@ -164,7 +164,7 @@ def test_ages_come_from_idle_time_and_stale_locks_are_judged(tmp_path: Path) -> 
         cfg = config(server.url)
 
         async def two_rounds() -> list[Reading]:
-            col = RedisLocksCollector(cfg)
+            col = RedisLocksCollector(cfg.redis)
             first = (await col.collect())[0]
             r.delete("lock:old")
             second = (await col.collect())[0]
@@ -172,15 +172,15 @@ def test_ages_come_from_idle_time_and_stale_locks_are_judged(tmp_path: Path) -> 
             return [first, second]
 
         reading, later = asyncio.run(two_rounds())
-        by_key = {x["key"]: x for x in reading.data["locks"]}
-        assert by_key["lock:old"]["age_s"] >= 600
-        assert 40 <= by_key["lock:warm"]["age_s"] < 600
-        assert by_key["lock:new"]["age_s"] < 30
+        by_key = {x.key: x for x in reading.data.locks}
+        assert by_key["lock:old"].age_s >= 600
+        assert 40 <= by_key["lock:warm"].age_s < 600
+        assert by_key["lock:new"].age_s < 30
         stale = checks(reading, cfg)["redis.locks.stale"]
         assert stale.status is Status.CRITICAL  # 600 s > 5 x 30 s
         assert "lock:old" in stale.summary and "2 of 3" in stale.summary
         # The age survives our own reads: the warm lock is still 40 s old, not 0.
-        assert {x["key"]: x for x in later.data["locks"]}["lock:warm"]["age_s"] >= 40
+        assert {x.key: x for x in later.data.locks}["lock:warm"].age_s >= 40
         assert checks(later, cfg)["redis.locks.stale"].status is Status.WARNING
         r.close()
     finally:
@@ -195,7 +195,7 @@ def test_churn_restart_and_reconnect(tmp_path: Path) -> None:
     cfg = config(server.url)
 
     async def scenario() -> list[Reading]:
-        col = RedisLocksCollector(cfg)
+        col = RedisLocksCollector(cfg.redis)
         out = [(await col.collect())[0]]
         r.delete("lock:c:0", "lock:c:1")
         r.set("lock:c:2", "b", px=60_000)  # released and taken again
@@ -213,18 +213,18 @@ def test_churn_restart_and_reconnect(tmp_path: Path) -> None:
 
     try:
         first, churn, restarted, down, back = asyncio.run(scenario())
-        assert first.data["locks_total"] == 10
-        assert churn.data["locks_total"] == 9
-        assert churn.data["churn"]["acquired_per_s"] > 0
-        assert churn.data["churn"]["released_per_s"] > 0
+        assert first.data.locks_total == 10
+        assert churn.data.locks_total == 9
+        assert churn.data.churn.acquired_per_s > 0
+        assert churn.data.churn.released_per_s > 0
         assert restarted.ok, restarted.error
-        assert restarted.data["nodes"][0]["restarted"] is True
-        assert [x["key"] for x in restarted.data["locks"]] == ["lock:after"]
+        assert restarted.data.nodes[0].restarted is True
+        assert [x.key for x in restarted.data.locks] == ["lock:after"]
         assert not down.ok and down.error_kind == "unreachable"
         assert "cannot connect" in (down.error or "")
         c = checks(down, cfg)["redis.reachable"]
         assert c.status is Status.CRITICAL
-        assert back.ok and back.data["locks_total"] == 0
+        assert back.ok and back.data.locks_total == 0
     finally:
         r.close()
         server.stop()
@@ -260,7 +260,7 @@ def test_memory_and_evictions_under_an_evicting_policy(tmp_path: Path) -> None:
         cfg = config(server.url)
 
         async def scenario() -> list[Reading]:
-            col = RedisLocksCollector(cfg)
+            col = RedisLocksCollector(cfg.redis)
             first = (await col.collect())[0]
             pipe = r.pipeline(transaction=False)
             for i in range(20_000):
@@ -272,7 +272,7 @@ def test_memory_and_evictions_under_an_evicting_policy(tmp_path: Path) -> None:
 
         first, second = asyncio.run(scenario())
         assert checks(first, cfg)["redis.evictions"].status is Status.OK
-        assert second.data["info"]["evicted_per_s"] > 0
+        assert second.data.info.evicted_per_s > 0
         c = checks(second, cfg)
         assert c["redis.evictions"].status is Status.CRITICAL
         assert "allkeys-random" in c["redis.evictions"].summary
@@ -302,7 +302,7 @@ def test_rediss_reads_locks_and_follows_events_over_tls(tmp_path: Path) -> None:
             cfg = config(url, ssl_ca_file=str(pki.ca_file), keyspace_events="enable")
 
             async def scenario() -> list[Reading]:
-                col = RedisLocksCollector(cfg)
+                col = RedisLocksCollector(cfg.redis)
                 try:
                     first = (await col.collect())[0]
                     r.set("lock:tls:new", "e5f6", px=600_000)
@@ -313,9 +313,9 @@ def test_rediss_reads_locks_and_follows_events_over_tls(tmp_path: Path) -> None:
 
             first, second = asyncio.run(scenario())
         assert first.ok, first.error
-        assert first.data["locks_total"] == 2
-        assert second.data["mode"] == "events", second.data.get("mode_reason")
-        assert second.data["locks_total"] == 3 and second.data["scan_calls"] == 0
+        assert first.data.locks_total == 2
+        assert second.data.mode == "events", second.data.mode_reason
+        assert second.data.locks_total == 3 and second.data.scan_calls == 0
         no_ttl = checks(first, cfg)["redis.locks.no_ttl"]
         assert no_ttl.status is Status.CRITICAL and "lock:tls:stuck" in no_ttl.summary
     finally:
@@ -335,7 +335,7 @@ def test_evicted_locks_seen_by_their_events_are_critical(tmp_path: Path) -> None
         cfg = config(server.url, keyspace_events="enable")
 
         async def scenario() -> Reading:
-            col = RedisLocksCollector(cfg)
+            col = RedisLocksCollector(cfg.redis)
             await col.collect()
             pipe = r.pipeline(transaction=False)
             for i in range(20_000):
@@ -347,7 +347,7 @@ def test_evicted_locks_seen_by_their_events_are_critical(tmp_path: Path) -> None
             return reading
 
         reading = asyncio.run(scenario())
-        assert reading.data["evicted_locks"] == 30 and reading.data["locks_total"] == 0
+        assert reading.data.evicted_locks == 30 and reading.data.locks_total == 0
         c = checks(reading, cfg)["redis.evictions"]
         assert c.status is Status.CRITICAL and "mutual exclusion" in c.summary
     finally:
@@ -364,12 +364,12 @@ def test_keyspace_notifications_follow_locks_without_scanning(tmp_path: Path) ->
             r.set(f"lock:k:{i}", "a", px=600_000)
         off = config(server.url)
         (plain,) = collect(off)
-        assert plain.data["mode"] == "scan"
+        assert plain.data.mode == "scan"
         assert r.config_get("notify-keyspace-events")["notify-keyspace-events"] == ""
         cfg = config(server.url, keyspace_events="enable", reconcile_every="10m")
 
         async def scenario() -> list[Reading]:
-            col = RedisLocksCollector(cfg)
+            col = RedisLocksCollector(cfg.redis)
             first = (await col.collect())[0]
             r.delete("lock:k:0")
             r.set("lock:k:1", "b", px=600_000)
@@ -383,17 +383,17 @@ def test_keyspace_notifications_follow_locks_without_scanning(tmp_path: Path) ->
             return [first, second]
 
         first, second = asyncio.run(scenario())
-        assert first.data["mode"] == "events" and first.data["scan_calls"] > 0
+        assert first.data.mode == "events" and first.data.scan_calls > 0
         flags = r.config_get("notify-keyspace-events")["notify-keyspace-events"]
         assert "K" in flags
         d = second.data
-        assert d["mode"] == "events"
-        assert d["scan_calls"] == 0  # cost follows the locks that changed, not the keyspace
-        keys = {x["key"]: x for x in d["locks"]}
-        assert "lock:k:0" not in keys and keys["lock:k:1"]["owner"] == "b"
-        assert d["no_ttl"] == ["lock:k:new"] and d["locks_total"] == 20
-        assert d["vanished"] == 1 and "lock:k:flash" not in keys
-        assert d["churn"]["acquired_per_s"] > 0 and d["churn"]["released_per_s"] > 0
+        assert d.mode == "events"
+        assert d.scan_calls == 0  # cost follows the locks that changed, not the keyspace
+        keys = {x.key: x for x in d.locks}
+        assert "lock:k:0" not in keys and keys["lock:k:1"].owner == "b"
+        assert d.no_ttl == ["lock:k:new"] and d.locks_total == 20
+        assert d.vanished == 1 and "lock:k:flash" not in keys
+        assert d.churn.acquired_per_s > 0 and d.churn.released_per_s > 0
     finally:
         r.close()
         server.stop()
@@ -404,7 +404,7 @@ def test_shared_server_reading(redis_url: str) -> None:
     cfg = config(redis_url, keyspace_events="off")
     (reading,) = collect(cfg)
     assert reading.ok, reading.error
-    assert reading.data["mode"] == "scan" and "keyspace_events = off" in reading.data["mode_reason"]
+    assert reading.data.mode == "scan" and "keyspace_events = off" in reading.data.mode_reason
     assert checks(reading, cfg)["redis.reachable"].status is Status.OK
 
 
@@ -419,12 +419,12 @@ def test_redlock_quorum_across_three_masters(tmp_path: Path) -> None:
             c.set("lock:res:all", "tok-3", px=60_000)
         cfg = config([s.url for s in servers])
         (reading,) = collect(cfg)
-        by_key = {x["key"]: x for x in reading.data["locks"]}
-        assert by_key["lock:res:one"]["holders"] == 1 and by_key["lock:res:one"]["quorum"] is False
-        assert by_key["lock:res:two"]["holders"] == 2 and by_key["lock:res:two"]["quorum"] is True
-        assert by_key["lock:res:all"]["holders"] == 3
-        assert all(x["masters"] == 3 and x["kind"] == "redlock" for x in by_key.values())
-        assert reading.data["below_quorum"] == ["lock:res:one"]
+        by_key = {x.key: x for x in reading.data.locks}
+        assert by_key["lock:res:one"].holders == 1 and by_key["lock:res:one"].quorum is False
+        assert by_key["lock:res:two"].holders == 2 and by_key["lock:res:two"].quorum is True
+        assert by_key["lock:res:all"].holders == 3
+        assert all(x.masters == 3 and x.kind == "redlock" for x in by_key.values())
+        assert reading.data.below_quorum == ["lock:res:one"]
         servers[2].stop()
         (reading,) = collect(cfg)
         c = checks(reading, cfg)["redis.reachable"]
@@ -510,10 +510,10 @@ def test_cluster_of_three_primaries(tmp_path: Path) -> None:
         (reading,) = collect(cfg)
         d = reading.data
         assert reading.ok, reading.error
-        assert d["topology"] == "cluster" and len(d["nodes"]) == 3
-        assert all(n["reachable"] and n["role"] == "primary" for n in d["nodes"])
-        assert all(n["locks"] > 0 for n in d["nodes"])  # keys spread over the primaries
-        assert d["locks_total"] == 301 and d["no_ttl"] == ["lock:sku:stuck"]
+        assert d.topology == "cluster" and len(d.nodes) == 3
+        assert all(n.reachable and n.role == "primary" for n in d.nodes)
+        assert all(n.locks > 0 for n in d.nodes)  # keys spread over the primaries
+        assert d.locks_total == 301 and d.no_ttl == ["lock:sku:stuck"]
         # The release action finds the key's primary through the cluster client.
         act_cfg = parse_config(
             f'[redis]\nurl = "{servers[0].url}"\ncluster = true\n'
@@ -532,9 +532,9 @@ def test_cluster_of_three_primaries(tmp_path: Path) -> None:
         servers[2].stop()
         (reading,) = collect(cfg)
         d = reading.data
-        down = [n for n in d["nodes"] if not n["reachable"]]
-        assert [n["name"] for n in down] == [addrs[2]] and "cannot connect" in down[0]["error"]
-        assert d["scan_complete"] is False and 0 < d["locks_total"] < 300
+        down = [n for n in d.nodes if not n.reachable]
+        assert [n.name for n in down] == [addrs[2]] and "cannot connect" in down[0].error
+        assert d.scan_complete is False and 0 < d.locks_total < 300
         assert checks(reading, cfg)["redis.reachable"].status is Status.CRITICAL
     finally:
         for s in servers:
@@ -554,7 +554,7 @@ def follow_with_events(cfg: Config, change: Callable[[], bytes], nodes: int) -> 
     see it from the notifications of `nodes` nodes alone."""
 
     async def run() -> list[Reading]:
-        col = RedisLocksCollector(cfg)
+        col = RedisLocksCollector(cfg.redis)
         try:
             first = (await col.collect())[0]
             await delivered_everywhere(col, change(), nodes)
@@ -579,11 +579,11 @@ def test_redlock_masters_each_follow_their_own_events(tmp_path: Path) -> None:
         cfg = config([s.url for s in servers], keyspace_events="enable", reconcile_every="10m")
         first, second = follow_with_events(cfg, take, nodes=2)
         assert first.ok, first.error
-        assert second.data["mode"] == "events", second.data["mode_reason"]
-        assert second.data["scan_calls"] == 0
-        by_key = {x["key"]: x for x in second.data["locks"]}
-        assert by_key["lock:res:new"]["holders"] == 2 and by_key["lock:res:new"]["quorum"]
-        assert by_key["lock:res:old"]["holders"] == 1 and not by_key["lock:res:old"]["quorum"]
+        assert second.data.mode == "events", second.data.mode_reason
+        assert second.data.scan_calls == 0
+        by_key = {x.key: x for x in second.data.locks}
+        assert by_key["lock:res:new"].holders == 2 and by_key["lock:res:new"].quorum
+        assert by_key["lock:res:old"].holders == 1 and not by_key["lock:res:old"].quorum
     finally:
         for c in clients:
             c.close()
@@ -604,7 +604,7 @@ def test_cluster_primaries_each_follow_their_own_events(tmp_path: Path) -> None:
         cfg = config(servers[0].url, cluster=True, keyspace_events="enable", reconcile_every="10m")
 
         async def run() -> list[Reading]:
-            col = RedisLocksCollector(cfg)
+            col = RedisLocksCollector(cfg.redis)
             try:
                 first = (await col.collect())[0]
                 keys = [f"lock:ev:new:{i}".encode() for i in range(30)]
@@ -621,10 +621,10 @@ def test_cluster_primaries_each_follow_their_own_events(tmp_path: Path) -> None:
                 await col.close()
 
         first, second = asyncio.run(run())
-        assert first.ok and first.data["locks_total"] == 30, first.error
-        assert second.data["mode"] == "events", second.data["mode_reason"]
-        assert second.data["scan_calls"] == 0 and second.data["locks_total"] == 60
-        assert all(n["mode"] == "events" for n in second.data["nodes"])
+        assert first.ok and first.data.locks_total == 30, first.error
+        assert second.data.mode == "events", second.data.mode_reason
+        assert second.data.scan_calls == 0 and second.data.locks_total == 60
+        assert all(n.mode == "events" for n in second.data.nodes)
     finally:
         rc.close()
         for s in servers:
@@ -652,7 +652,7 @@ def test_a_round_cut_short_by_the_deadline_does_not_garble_the_next(
     cfg = config(loaded.url)
 
     async def scenario() -> Reading:
-        col = RedisLocksCollector(cfg)
+        col = RedisLocksCollector(cfg.redis)
         task = asyncio.create_task(col.collect())
         (node,) = col.nodes.values()
         while not any(p.progress() for parts in node.cursors.values() for p in parts):
@@ -666,7 +666,7 @@ def test_a_round_cut_short_by_the_deadline_does_not_garble_the_next(
 
     reading = asyncio.run(scenario())
     assert reading.ok, reading.error
-    assert reading.data["locks_total"] == N_LOCKS + EXTRA
+    assert reading.data.locks_total == N_LOCKS + EXTRA
 
 
 def test_a_user_refused_subscription_still_completes_the_scan(tmp_path: Path) -> None:
@@ -683,13 +683,13 @@ def test_a_user_refused_subscription_still_completes_the_scan(tmp_path: Path) ->
         cfg = config(url, key_budget=8000, scan_count=1000)
         readings = collect(cfg, rounds=6)
         first, last = readings[0].data, readings[-1].data
-        assert first["scan_complete"] is False and first["mode"] == "scan"
-        assert "this user may not subscribe" in first["mode_reason"]
+        assert first.scan_complete is False and first.mode == "scan"
+        assert "this user may not subscribe" in first.mode_reason
         assert "mon-pw" not in json.dumps([x.to_dict() for x in readings])
-        coverage = [x.data["coverage"] for x in readings]
+        coverage = [x.data.coverage for x in readings]
         assert coverage == sorted(coverage)  # the pass advances, never restarts
-        assert last["scan_complete"] is True and last["mode"] == "scan"
-        assert last["no_ttl"] == ["lock:stuck"]
+        assert last.scan_complete is True and last.mode == "scan"
+        assert last.no_ttl == ["lock:stuck"]
         c = checks(readings[-1], cfg)["redis.locks.no_ttl"]
         assert c.status is Status.CRITICAL and "lock:stuck" in c.summary
     finally:
@@ -716,7 +716,7 @@ def test_a_lock_leak_is_counted_not_tracked_and_rounds_stay_in_budget(tmp_path: 
         cfg = config(server.url, key_budget=budget, scan_count=1000)
 
         async def scenario() -> tuple[list[Reading], list[int]]:
-            col = RedisLocksCollector(cfg)
+            col = RedisLocksCollector(cfg.redis)
             readings, reads = [], []
             for _ in range(6):
                 before = r.info("commandstats")["cmdstat_pttl"]["calls"] if readings else 0
@@ -729,16 +729,14 @@ def test_a_lock_leak_is_counted_not_tracked_and_rounds_stay_in_budget(tmp_path: 
 
         readings, reads = asyncio.run(scenario())
         last = readings[-1].data
-        assert readings[0].data["scan_complete"] is False
-        assert last["scan_complete"] is True
-        assert last["locks_total"] == MAX_TRACKED
-        assert leaked + 1 - MAX_TRACKED <= last["locks_untracked"] <= leaked + 100 - MAX_TRACKED
-        assert last["no_ttl"] == ["lock:stuck"]  # a lock without expiry displaces one with
+        assert readings[0].data.scan_complete is False
+        assert last.scan_complete is True
+        assert last.locks_total == MAX_TRACKED
+        assert leaked + 1 - MAX_TRACKED <= last.locks_untracked <= leaked + 100 - MAX_TRACKED
+        assert last.no_ttl == ["lock:stuck"]  # a lock without expiry displaces one with
         c = checks(readings[-1], cfg)
         assert "lock:stuck" in c["redis.locks.no_ttl"].summary
-        assert (
-            f"{last['locks_untracked']} more locks not tracked" in c["redis.locks.no_ttl"].summary
-        )
+        assert f"{last.locks_untracked} more locks not tracked" in c["redis.locks.no_ttl"].summary
         assert "more locks not tracked" in c["redis.locks.stale"].summary
         assert max(reads[1:]) <= 2 * budget, reads  # not every tracked lock every round
     finally:
@@ -783,10 +781,10 @@ def test_cluster_on_ipv6_addresses(tmp_path: Path) -> None:
         (reading,) = collect(cfg)
         d = reading.data
         assert reading.ok, reading.error
-        names = sorted(n["name"] for n in d["nodes"])
+        names = sorted(n.name for n in d.nodes)
         assert names == sorted(f"[::1]:{s.port}" for s in servers)
-        assert all(n["reachable"] and n["locks"] > 0 for n in d["nodes"]), d["nodes"]
-        assert d["locks_total"] == 60 and d["scan_complete"] is True
+        assert all(n.reachable and n.locks > 0 for n in d.nodes), d.nodes
+        assert d.locks_total == 60 and d.scan_complete is True
     finally:
         for c in clients:
             c.close()

@@ -20,6 +20,7 @@ from textual.content import Content
 from collectors.config import Config, parse_config
 from collectors.core.model import Reading, Status
 from collectors.redis.collector import RedisLocksCollector
+from collectors.redis.data import Info, Lock, NodeRow, NotLock, RedisData
 from collectors.redis.node import Node
 from collectors.redis.rules import CHECK_IDS
 from collectors.rules import judge
@@ -40,7 +41,7 @@ def config(url: str | list[str], **extra: object) -> Config:
 
 def collect(cfg: Config, rounds: int = 1, *, one_shot: bool = False) -> list[Reading]:
     async def run() -> list[Reading]:
-        col = RedisLocksCollector(cfg, one_shot=one_shot)
+        col = RedisLocksCollector(cfg.redis, one_shot=one_shot)
         try:
             return [(await col.collect())[0] for _ in range(rounds)]
         finally:
@@ -90,9 +91,9 @@ def test_one_shot_checks_leave_idle_times_alone_so_a_stuck_lock_stays_critical(
         assert r.object("idletime", "lock:old") >= 600
         # A continuous watcher (the TUI) reads owners and keeps the age it learnt.
         (reading,) = collect(config(server.url))
-        row = reading.data["locks"][0]
-        assert row["owner"] == "worker-1" and row["owner_read"] is True
-        assert row["age_s"] >= 600 and reading.data["owners_unread"] is None
+        row = reading.data.locks[0]
+        assert row.owner == "worker-1" and row.owner_read is True
+        assert row.age_s >= 600 and reading.data.owners_unread is None
     finally:
         r.close()
 
@@ -111,10 +112,10 @@ def test_python_redis_lock_ids_with_plus_and_slash_are_recognised(
             r.rpush(f"lock-signal:prl:{i}", 1)  # its wake-up list: not a lock
         r.set("lock:pyredis", "0123456789abcdef0123456789abcdef", px=60_000)
         (reading,) = collect(config(server.url))
-        kinds = {x["key"]: x["kind"] for x in reading.data["locks"]}
+        kinds = {x.key: x.kind for x in reading.data.locks}
         assert {kinds[f"lock:prl:{i}"] for i in range(len(ids))} == {"python-redis-lock"}
         assert kinds["lock:pyredis"] == "redis-py"
-        assert reading.data["locks_total"] == len(ids) + 1
+        assert reading.data.locks_total == len(ids) + 1
     finally:
         r.close()
 
@@ -142,7 +143,7 @@ def test_redlock_below_quorum_and_split_owners_are_warned_and_shown(tmp_path: Pa
         assert quorum.status is Status.WARNING
         assert "1 of 3 resources held on fewer than 2 of 3 masters: lock:res:one" in quorum.summary
         assert "1 held by different owners on different masters: lock:res:split" in quorum.summary
-        rows = {x["key"]: x for x in reading.data["locks"]}
+        rows = {x.key: x for x in reading.data.locks}
         assert _holders(rows["lock:res:one"]).plain == "1/3 !"
         assert "red" in str(_holders(rows["lock:res:one"]).style)
         assert _holders(rows["lock:res:split"]).plain == "2/3 ≠"
@@ -153,7 +154,8 @@ def test_redlock_below_quorum_and_split_owners_are_warned_and_shown(tmp_path: Pa
         for s in servers:
             s.stop()
     # A single server has no quorum to judge: no such check, and no holders figure.
-    assert _holders({"quorum": None, "holders": 1, "masters": 1}).plain == "—"
+    single = Lock(key="k", ttl_ms=1000, age_s=1.0, quorum=None, holders=1, masters=1)
+    assert _holders(single).plain == "—"
 
 
 @pytest.mark.parametrize("one_shot", [False, True])
@@ -168,11 +170,11 @@ def test_hash_and_list_under_the_lock_pattern_are_named_with_their_type(
         cfg = config(server.url)
         (reading,) = collect(cfg, one_shot=one_shot)
         d = reading.data
-        assert sorted(d["not_locks"], key=lambda x: x["key"]) == [
-            {"key": "lock:h", "type": "hash"},
-            {"key": "lock:l", "type": "list"},
+        assert sorted(d.not_locks, key=lambda x: x.key) == [
+            NotLock(key="lock:h", type="hash"),
+            NotLock(key="lock:l", type="list"),
         ]
-        assert d["not_locks_total"] == 2 and [x["key"] for x in d["locks"]] == ["lock:ok"]
+        assert d.not_locks_total == 2 and [x.key for x in d.locks] == ["lock:ok"]
         summary = checks(reading, cfg)["redis.locks.no_ttl"].summary
         assert "2 keys under the lock pattern are not strings, not locks:" in summary
         assert "lock:h (hash)" in summary and "lock:l (list)" in summary
@@ -194,7 +196,7 @@ def test_blocked_clients_rejected_connections_and_own_commands_in_the_summary(
         cfg = config(server.url, keyspace_events="off")
 
         async def rounds() -> list[Reading]:
-            col = RedisLocksCollector(cfg)
+            col = RedisLocksCollector(cfg.redis)
             try:
                 first = (await col.collect())[0]
                 # Room for no one else: the next connection is rejected by the server.
@@ -211,12 +213,12 @@ def test_blocked_clients_rejected_connections_and_own_commands_in_the_summary(
         first, second = asyncio.run(rounds())
         s1 = checks(first, cfg)["redis.reachable"].summary
         assert "clients (1 blocked)" in s1
-        assert f"{first.data['info']['own_commands']} commands sent by ultrawatch" in s1
-        assert first.data["info"]["own_commands"] > 0
+        assert f"{first.data.info.own_commands} commands sent by ultrawatch" in s1
+        assert first.data.info.own_commands > 0
         s2 = checks(second, cfg)["redis.reachable"].summary
         assert "1 connections rejected since last round" in s2
-        assert _rejected(second.data["info"]).plain == "+1"
-        assert _rejected({"rejected_connections": 4}).plain == "4 since start"
+        assert _rejected(second.data.info).plain == "+1"
+        assert _rejected(Info(rejected_connections=4)).plain == "4 since start"
     finally:
         blocker.close()
         r.close()
@@ -238,12 +240,12 @@ def test_one_shot_check_warns_of_evictions_from_the_total(tmp_path: Path) -> Non
         assert evicted > 0
         cfg = config(server.url)
         (reading,) = collect(cfg, one_shot=True)
-        locks = reading.data["locks_total"]
+        locks = reading.data.locks_total
         assert locks > 0
         c = checks(reading, cfg)["redis.evictions"]
         assert c.status is Status.WARNING
         assert c.summary.startswith(
-            f"{reading.data['info']['evicted_keys']} keys evicted since start under "
+            f"{reading.data.info.evicted_keys} keys evicted since start under "
             f"allkeys-random while {locks} locks are held; rate next round"
         )
     finally:
@@ -259,11 +261,11 @@ def test_lfu_policy_makes_ages_unknown_and_says_why(tmp_path: Path) -> None:
         cfg = config(server.url, stale_after="0s")
         (reading,) = collect(cfg)
         d = reading.data
-        assert d["locks"][0]["age_known"] is False
-        assert "OBJECT IDLETIME is refused under maxmemory-policy allkeys-lfu" in d["age_unknown"]
+        assert d.locks[0].age_known is False
+        assert "OBJECT IDLETIME is refused under maxmemory-policy allkeys-lfu" in d.age_unknown
         # Under LFU our GETs do not hide an idle time: values are read even one-shot.
         (one,) = collect(cfg, one_shot=True)
-        assert one.data["locks"][0]["owner"] == "holder"
+        assert one.data.locks[0].owner == "holder"
         summary = checks(reading, cfg)["redis.locks.stale"].summary
         assert "oldest lock:lfu for at least" in summary
         assert "ages count from when ultrawatch first saw each lock" in summary
@@ -277,15 +279,15 @@ def test_key_event_flags_alone_are_named_not_called_off(server: EmbeddedRedis) -
     try:
         r.config_set("notify-keyspace-events", "Ex")
         (reading,) = collect(config(server.url))
-        reason = reading.data["mode_reason"]
-        assert reading.data["mode"] == "scan"
+        reason = reading.data.mode_reason
+        assert reading.data.mode == "scan"
         assert reason.startswith("notify-keyspace-events = 'xE' lacks K (key-space events), ")
         assert "g (generic commands" in reason and "$ (string commands" in reason
         assert "e (evictions)" in reason and "x (expirations)" not in reason
         assert "are off" not in reason
         r.config_set("notify-keyspace-events", "")
         (reading,) = collect(config(server.url))
-        assert "keyspace notifications are off" in reading.data["mode_reason"]
+        assert "keyspace notifications are off" in reading.data.mode_reason
     finally:
         r.close()
 
@@ -321,14 +323,14 @@ def test_memory_at_95_percent_is_critical_just_below_is_warning() -> None:
     cfg = config("redis://127.0.0.1:1/0")
 
     def reading(used: int) -> Reading:
-        node = {
-            "name": "r:1",
-            "reachable": True,
-            "used_memory": used,
-            "maxmemory": 100_000,
-            "maxmemory_policy": "noeviction",
-        }
-        return Reading("redis", "main", 0.0, data={"nodes": [node], "locks_total": 0})
+        node = NodeRow(
+            name="r:1",
+            reachable=True,
+            used_memory=used,
+            maxmemory=100_000,
+            maxmemory_policy="noeviction",
+        )
+        return Reading("redis", "main", 0.0, data=RedisData(nodes=[node], locks_total=0))
 
     assert checks(reading(95_000), cfg)["redis.memory"].status is Status.CRITICAL
     assert checks(reading(94_999), cfg)["redis.memory"].status is Status.WARNING
@@ -336,7 +338,7 @@ def test_memory_at_95_percent_is_critical_just_below_is_warning() -> None:
 
 
 def test_widget_info_line_parts_are_plain_content() -> None:
-    assert isinstance(_rejected({"rejected_since_last": 0}), Content)
+    assert isinstance(_rejected(Info(rejected_since_last=0)), Content)
 
 
 def test_a_long_owner_is_named_by_its_sha1_and_released_by_it(
@@ -350,12 +352,12 @@ def test_a_long_owner_is_named_by_its_sha1_and_released_by_it(
             f'[redis]\nurl = "{server.url}"\n[actions]\naudit_log = "{tmp_path / "a.jsonl"}"\n'
         )
         (reading,) = collect(cfg)
-        row = reading.data["locks"][0]
-        assert row["owner_exact"] is None
-        assert row["owner_sha1"] == hashlib.sha1(value).hexdigest()
+        row = reading.data.locks[0]
+        assert row.owner_exact is None
+        assert row.owner_sha1 == hashlib.sha1(value).hexdigest()
         # What the TUI hands to the action for this row.
         action = ReleaseLock(
-            cfg, row["key"], row["owner_exact"], age_s=row["age_s"], expected_sha1=row["owner_sha1"]
+            cfg, row.key, row.owner_exact, age_s=row.age_s, expected_sha1=row.owner_sha1
         )
         outcome = asyncio.run(ActionRunner(cfg).run(action, _yes))
         assert outcome.result is Result.VERIFIED, outcome.message

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from collectors.redis.data import Lock
 from dashboard.tui.screens.detail import DetailScreen
 from dashboard.tui.widgets.base import SyncTable
 from dashboard.tui.widgets.redis import LOCK_ROWS
@@ -15,7 +16,7 @@ from tests.test_tui import WIDE, judged, make_app, screen_text, sync, with_locks
 N = LOCK_ROWS + 300
 
 
-def many_locks() -> list[dict]:
+def many_locks() -> list[Lock]:
     locks = [
         td.lock(f"lock:inventory:sku-{i}", f"worker-{i % 7}", 25_000, float(N - i))
         for i in range(N)
