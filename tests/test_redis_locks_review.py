@@ -18,8 +18,8 @@ import redis
 from textual.content import Content
 
 from collectors.config import Config, parse_config
-from collectors.core.model import Reading, Status
-from collectors.redis.collector import RedisLocksCollector
+from collectors.core.model import CheckResult, Reading, Snapshot, Status
+from collectors.redis.collector import MAX_LOCKS, RedisLocksCollector
 from collectors.redis.data import Info, Lock, NodeRow, NotLock, RedisData
 from collectors.redis.node import Node
 from collectors.redis.rules import CHECK_IDS
@@ -27,6 +27,7 @@ from collectors.rules import judge
 from dashboard.actions.base import ActionRunner, Result
 from dashboard.actions.release_lock import ReleaseLock
 from dashboard.demo.embedded import EmbeddedRedis
+from dashboard.recording import Recording, report_at
 from dashboard.tui.widgets.redis import _holders, _rejected
 from tests.conftest import run_cli
 
@@ -431,3 +432,50 @@ def test_release_lock_cli_by_owner_sha1(server: EmbeddedRedis, write_config) -> 
         assert r.exists("lock:long-cli") == 0
     finally:
         r.close()
+
+
+def test_a_replay_counts_stale_locks_with_the_stale_after_it_is_given(
+    server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    """A reading records ages, not verdicts: the same recorded round replayed with
+    another stale_after counts (and rates) stale locks by that threshold, the locks
+    beyond the reading's rows included."""
+    n = MAX_LOCKS + 60
+    r = redis.Redis.from_url(server.url)
+    try:
+        for i in range(n):  # idle 0 s, 5 s, ... 1295 s: the 60 youngest are not rows
+            restore_idle(r, f"lock:sku:{i}", b"holder", 5 * i)
+        cfg = config(server.url, stale_after="33s")
+        (reading,) = collect(cfg)
+    finally:
+        r.close()
+    d = reading.data
+    assert d.locks_total == n and len(d.locks) == MAX_LOCKS
+    assert sum(count for _, count in d.unlisted_ages) == n - MAX_LOCKS
+    path = tmp_path / "locks.db"
+    with Recording(path, keep=None) as rec:
+        rec.set_config(cfg)
+        rec.append(
+            Snapshot(round=1, started_at=reading.taken_at, duration_ms=1.0, readings=(reading,))
+        )
+
+    def stale(config: Config | None) -> CheckResult:
+        report = report_at(config, str(path), None)
+        found = report.check("redis.locks.stale")
+        assert found is not None
+        return found
+
+    # Ages are 5 i s, or 5 i + 1 s if the round straddled a second: no threshold
+    # below falls on either.
+    own = stale(None)  # the recording's own config: 33 s, 5 i > 33 for i >= 7
+    assert own.status is Status.CRITICAL and own.warn == 33
+    assert own.summary.startswith(f"{n - 7} of {n} locks held longer than 33s; oldest ")
+    assert stale(cfg).summary == own.summary
+    young = stale(config(server.url, stale_after="12s"))  # i >= 3: 57 of them not rows
+    assert young.status is Status.CRITICAL and young.warn == 12
+    assert young.summary.startswith(f"{n - 3} of {n} locks held longer than 12s; ")
+    later = stale(config(server.url, stale_after="502s"))  # i >= 101: all rows
+    assert later.status is Status.WARNING and later.warn == 502
+    assert later.summary.startswith(f"{n - 101} of {n} locks held longer than 8m; ")
+    none = stale(config(server.url, stale_after="1h"))
+    assert none.status is Status.OK and none.summary.startswith(f"{n} locks held; oldest ")
