@@ -20,9 +20,9 @@ from textual.content import Content
 from collectors.config import Config, parse_config
 from collectors.core.model import CheckResult, Reading, Snapshot, Status
 from collectors.redis.collector import MAX_LOCKS, RedisLocksCollector
-from collectors.redis.data import Info, Lock, NodeRow, NotLock, RedisData
+from collectors.redis.data import Info, Lock, NodeRow, NotLock, RedisData, age_bucket, age_buckets
 from collectors.redis.node import Node
-from collectors.redis.rules import CHECK_IDS
+from collectors.redis.rules import CHECK_IDS, stale_count
 from collectors.rules import judge
 from dashboard.actions.base import ActionRunner, Result
 from dashboard.actions.release_lock import ReleaseLock
@@ -479,3 +479,32 @@ def test_a_replay_counts_stale_locks_with_the_stale_after_it_is_given(
     assert later.summary.startswith(f"{n - 101} of {n} locks held longer than 8m; ")
     none = stale(config(server.url, stale_after="1h"))
     assert none.status is Status.OK and none.summary.startswith(f"{n} locks held; oldest ")
+
+
+def test_stale_count_covers_unlisted_locks_and_says_when_it_is_a_lower_bound() -> None:
+    assert [age_bucket(a) for a in (0.0, 30.04, 30.06, 3600.0, 3601.0, 90_001.0)] == [
+        0,
+        30,
+        31,
+        3600,
+        3660,
+        93_600,
+    ]
+    ages = [0.0, 30.04, 30.06, 3600.0, 3601.0, 3602.0, 90_001.0]
+    assert age_buckets(ages) == [(0, 1), (30, 1), (31, 1), (3600, 1), (3660, 2), (93_600, 1)]
+    rows = [Lock(key=f"lock:{a}", ttl_ms=60_000, age_s=float(a)) for a in (900, 100, 40)]
+    # Beyond the rows: 3 locks aged (30 s, 31 s], 2 aged (4 s, 5 s].
+    d = RedisData(locks=rows, locks_total=8, unlisted_ages=[(5, 2), (31, 3)], oldest_age_s=900.0)
+    assert stale_count(d, 30.0) == (6, True)
+    assert stale_count(d, 4.0) == (8, True)
+    assert stale_count(d, 1000.0) == (0, True)
+    assert stale_count(d, 30.5) == (3, False)  # the (30 s, 31 s] bucket straddles it
+    # A reading recorded before unlisted ages were: its other 247 locks are younger
+    # than the rows, so the count is exact only when no row is stale.
+    old = RedisData(locks=rows, locks_total=250)
+    assert stale_count(old, 30.0) == (3, False)
+    assert stale_count(old, 1000.0) == (0, True)
+    cfg = config("redis://127.0.0.1:1/0", stale_after="30.5s")
+    reading = Reading("redis", "main", 0.0, data=d)
+    summary = checks(reading, cfg)["redis.locks.stale"].summary
+    assert summary.startswith("at least 3 of 8 locks held longer than ")

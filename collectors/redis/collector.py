@@ -24,7 +24,7 @@ from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
 from collectors.core.model import Reading
 from collectors.redis.config import RedisConfig
-from collectors.redis.data import Churn, Info, Lock, NodeRow, RedisData, age_bucket
+from collectors.redis.data import Churn, Info, Lock, NodeRow, RedisData, age_buckets
 from collectors.redis.events import NEEDED_EVENTS, Events, events_enabled, events_missing
 from collectors.redis.node import (
     MAX_TRACKED,
@@ -399,13 +399,12 @@ class RedisLocksCollector:
         conflicts = [e[2] for e in entries if e[7]]
         # No expiry first, then the oldest; keys are unique, so tuples never tie
         # beyond them and compare in C.
-        entries.sort()
-        rows = [self._row(e, masters, need) for e in entries[:MAX_LOCKS]]
-        unlisted = Counter(age_bucket(-e[1]) for e in entries[MAX_LOCKS:])
+        listed = heapq.nsmallest(MAX_LOCKS, entries)
+        cut = listed[-1] if len(entries) > MAX_LOCKS else None
         return _View(
-            locks=rows,
+            locks=[self._row(e, masters, need) for e in listed],
             locks_total=len(entries),
-            unlisted_ages=sorted(unlisted.items()),
+            unlisted_ages=age_buckets(-e[1] for e in entries if cut is not None and e > cut),
             no_ttl=sorted(exact_text(k) for k in no_ttl[: 4 * MAX_NAMED])[:MAX_NAMED],
             no_ttl_total=len(no_ttl),
             oldest_age_s=round(-oldest[1], 1) if oldest else None,

@@ -11,6 +11,9 @@ again.
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Iterable
+from itertools import repeat
 
 import msgspec
 
@@ -156,6 +159,19 @@ def age_bucket(age_s: float) -> int:
     if age <= DAY:
         return math.ceil(age / 60) * 60
     return math.ceil(age / HOUR) * HOUR
+
+
+def age_buckets(ages: Iterable[float]) -> list[tuple[int, int]]:
+    """`unlisted_ages` for these ages: (edge, count) by edge, as age_bucket puts them.
+    10,000 locks a round: the whole seconds are counted in C, then regrouped (the
+    minute or hour above an age is the one above its whole second)."""
+    seconds = Counter(map(math.ceil, map(round, ages, repeat(1))))
+    if not seconds or max(seconds) <= HOUR:
+        return sorted(seconds.items())
+    out: Counter[int] = Counter()
+    for edge, n in seconds.items():
+        out[age_bucket(edge)] += n
+    return sorted(out.items())
 
 
 def age_step(edge: int) -> int:

@@ -46,6 +46,11 @@ def stale_count(d: RedisData, stale_after: float) -> tuple[int, bool]:
             count += n
         elif edge > stale_after:
             exact = False
+    # Locks neither listed nor counted by age (a reading recorded before the ages
+    # of unlisted locks were): younger than every listed lock with a TTL, so none
+    # is stale when no listed lock is.
+    if count and d.locks_total > len(d.locks) + sum(n for _, n in d.unlisted_ages):
+        exact = False
     return count, exact
 
 

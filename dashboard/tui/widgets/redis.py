@@ -157,7 +157,7 @@ class RedisPanel(Panel):
             if self._top is None:
                 self._top = [t[3] for t in heapq.nsmallest(LOCK_ROWS, self._order)]
             ranked = self._top
-        rows = []
+        rows: list[tuple[str, dict[str, Any], list[Any]]] = []
         matching = 0 if needle else len(self._order)
         for i, lk in enumerate(ranked):
             if needle:
