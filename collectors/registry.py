@@ -29,6 +29,7 @@ from collectors.postgres.rules import judge_postgres
 from collectors.processes.config import ProcessConfig, ProcessTargets
 from collectors.processes.data import ProcessData
 from collectors.processes.rules import judge_processes
+from collectors.redis.data import RedisData
 from collectors.redis.rules import judge_redis
 from collectors.secrets.config import KeyService
 from collectors.secrets.data import SecretsData
@@ -173,7 +174,13 @@ POSTGRES = TargetSpec(
 def _build_redis(config: Config, shared: Shared, one_shot: bool) -> Collector:
     from collectors.redis.collector import RedisLocksCollector
 
-    return RedisLocksCollector(config, one_shot=one_shot)
+    assert config.redis is not None
+    return RedisLocksCollector(config.redis, one_shot=one_shot)
+
+
+def _judge_redis(reading: Reading, config: Config) -> list[CheckResult]:
+    assert config.redis is not None
+    return judge_redis(reading, config.redis)
 
 
 def _redis_secrets(config: Config) -> list[str]:
@@ -205,10 +212,11 @@ REDIS = TargetSpec(
     name="redis",
     enabled=lambda c: c.redis is not None,
     build=_build_redis,
-    judge=judge_redis,
+    judge=_judge_redis,
     secrets=_redis_secrets,
     redacted=_redis_redacted,
     capped=_redis_capped,
+    data=RedisData,
 )
 
 # ------------------------------------------------------------------ services

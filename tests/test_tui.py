@@ -16,6 +16,7 @@ from textual.widgets import TabbedContent
 
 from collectors.config import parse_config
 from collectors.core.model import Reading, Report, Snapshot
+from collectors.redis.data import Lock, RedisData
 from collectors.rules import Rules
 from dashboard.tui.app import UltrawatchApp
 from dashboard.tui.screens.confirm import ConfirmScreen
@@ -136,7 +137,7 @@ async def test_cursor_stays_on_its_row_when_rows_arrive() -> None:
         assert seen is not None and seen["key"] == "lock:inventory:sku-3"
         # A no-TTL lock arrives: it sorts to the top, pushing every row down.
         newer = [td.lock("lock:inventory:stuck", "w9", -1, 500.0), *base[:3], *base[4:]]
-        newer.insert(2, {**base[3], "age_s": 9.5})  # and its own row changes place
+        newer.insert(2, msgspec.structs.replace(base[3], age_s=9.5))  # and its row moves
         app.absorb(judged(with_locks(1, newer)))
         app.render_now()
         await pilot.pause()
@@ -380,7 +381,7 @@ async def test_reading_contract_gaps_show_dashes() -> None:
             5.0,
             (
                 Reading("postgres", "main", td.T0, PostgresData(connections_used=3)),
-                Reading("redis", "main", td.T0, {"locks": [{"key": "lock:a"}]}),
+                Reading("redis", "main", td.T0, RedisData(locks=[Lock(key="lock:a")])),
                 Reading("services", "order-service", td.T0, {}),
                 Reading("processes", "worker", td.T0, {}),
                 Reading("secrets", "store", td.T0, SecretsData(keys={"JWT_SECRET": KeyInfo()})),

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from collectors.config import parse_config
+from collectors.redis.data import Lock
 from dashboard.tui.screens.detail import DetailScreen
 from dashboard.tui.widgets.base import SyncTable
 from dashboard.tui.widgets.redis import LOCK_ROWS
@@ -15,7 +17,7 @@ from tests.test_tui import WIDE, judged, make_app, screen_text, with_locks
 N = LOCK_ROWS + 300
 
 
-def many_locks() -> list[dict]:
+def many_locks() -> list[Lock]:
     locks = [
         td.lock(f"lock:inventory:sku-{i}", f"worker-{i % 7}", 25_000, float(N - i))
         for i in range(N)
@@ -102,3 +104,28 @@ async def test_a_table_given_more_rows_than_it_holds_says_so_on_its_border() -> 
         app.render_now()
         await pilot.pause()
         assert "showing" not in screen_text(app) and table.row_count == len(td.SERVICES)
+
+
+async def test_stale_locks_are_marked_by_the_judged_threshold() -> None:
+    """The panel marks as stale the locks older than the threshold the judge used
+    (the warn of redis.locks.stale), so another config's stale_after moves the marks."""
+    locks = [
+        td.lock("lock:inventory:old", "w1", 25_000, 400.0),
+        td.lock("lock:inventory:mid", "w2", 25_000, 95.0),
+        td.lock("lock:inventory:new", "w3", 25_000, 5.0),
+    ]
+    for extra, stale in (("", {"old", "mid"}), ('stale_after = "5m"\n', {"old"})):
+        section = '[redis]\nurl = "redis://127.0.0.1:1/0"\n'
+        cfg = parse_config(td.CONFIG_TOML.replace(section, section + extra), "test.toml")
+        app = make_app(config=cfg)
+        async with app.run_test(size=WIDE) as pilot:
+            app.absorb(judged(with_locks(0, locks), cfg))
+            app.render_now()
+            await pilot.pause()
+            table = app.query_one("#redis-locks", SyncTable)
+            flags = {
+                table.get_row_at(i)[1].plain.rsplit(":", 1)[1]: table.get_row_at(i)[0].plain
+                for i in range(table.row_count)
+            }
+            assert {k for k, flag in flags.items() if flag == "STALE"} == stale
+            assert f"stale {len(stale)}" in screen_text(app)

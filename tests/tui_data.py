@@ -8,6 +8,7 @@ from typing import Any
 from collectors.config import Config, parse_config
 from collectors.core.model import Reading, Snapshot
 from collectors.processes.data import ProcessData
+from collectors.redis.data import Churn, Info, Lock, NodeRow, RedisData
 from collectors.services.data import (
     Listeners,
     ListenerTrend,
@@ -157,57 +158,53 @@ def postgres(t: float, *, used: int = 12, incident: bool = False) -> Reading:
     )
 
 
-def lock(key: str, owner: str, ttl_ms: int, age_s: float) -> dict[str, Any]:
-    return {
-        "key": key,
-        "owner": owner,
-        "ttl_ms": ttl_ms,
-        "age_s": age_s,
-        "kind": "redis-py",
-        "holders": 1,
-        "masters": 1,
-        "quorum": 1,
-    }
+def lock(key: str, owner: str, ttl_ms: int, age_s: float) -> Lock:
+    return Lock(
+        key=key,
+        owner=owner,
+        ttl_ms=ttl_ms,
+        age_s=age_s,
+        kind="redis-py",
+        holders=1,
+        masters=1,
+        quorum=True,
+    )
 
 
-def redis(t: float, *, locks: list[dict[str, Any]] | None = None) -> Reading:
+def redis(t: float, *, locks: list[Lock] | None = None) -> Reading:
     locks = (
         locks
         if locks is not None
         else [lock(f"lock:inventory:sku-{i}", f"worker-{i}", 25_000, 2.0 + i) for i in range(5)]
     )
-    no_ttl = [lk["key"] for lk in locks if lk["ttl_ms"] == -1]
-    stale = [lk["key"] for lk in locks if lk["age_s"] > 30]
+    no_ttl = [lk.key for lk in locks if lk.ttl_ms == -1]
     return Reading(
         "redis",
         "main",
         t,
-        {
-            "mode": "scan",
-            "scan_complete": True,
-            "coverage": 1.0,
-            "scanned_keys": len(locks) + 40,
-            "nodes": [
-                {"name": "127.0.0.1:6379", "role": "master", "reachable": True, "error": None}
-            ],
-            "locks": locks,
-            "locks_total": len(locks),
-            "no_ttl": no_ttl,
-            "stale": stale,
-            "oldest_age_s": max((lk["age_s"] for lk in locks), default=None),
-            "churn": {"acquired_per_s": 4.0, "released_per_s": 3.5},
-            "info": {
-                "connected_clients": 14,
-                "blocked_clients": 0,
-                "used_memory": 3_400_000,
-                "maxmemory": 268_435_456,
-                "maxmemory_policy": "noeviction",
-                "evicted_keys": 0,
-                "evicted_per_s": 0.0,
-                "rejected_connections": 0,
-                "own_commands": 3,
-            },
-        },
+        RedisData(
+            mode="scan",
+            scan_complete=True,
+            coverage=1.0,
+            scanned_keys=len(locks) + 40,
+            nodes=[NodeRow(name="127.0.0.1:6379", role="master", reachable=True, error=None)],
+            locks=locks,
+            locks_total=len(locks),
+            no_ttl=no_ttl,
+            oldest_age_s=max((lk.age_s for lk in locks), default=None),
+            churn=Churn(acquired_per_s=4.0, released_per_s=3.5),
+            info=Info(
+                connected_clients=14,
+                blocked_clients=0,
+                used_memory=3_400_000,
+                maxmemory=268_435_456,
+                maxmemory_policy="noeviction",
+                evicted_keys=0,
+                evicted_per_s=0.0,
+                rejected_connections=0,
+                own_commands=3,
+            ),
+        ),
     )
 
 

@@ -16,14 +16,15 @@ import heapq
 import re
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
-from collectors.config import Config
 from collectors.core.model import Reading
 from collectors.redis.config import RedisConfig
+from collectors.redis.data import Churn, Info, Lock, NodeRow, RedisData, age_buckets
 from collectors.redis.events import NEEDED_EVENTS, Events, events_enabled, events_missing
 from collectors.redis.node import (
     MAX_TRACKED,
@@ -48,14 +49,14 @@ _PRL_ID = re.compile(rb"[A-Za-z0-9+/_-]{24}")
 class RedisLocksCollector:
     component = "redis"
 
-    def __init__(self, config: Config, *, one_shot: bool = False) -> None:
-        """`one_shot`: this collector runs one round (`ultrawatch check`): on a server
-        without CLIENT NO-TOUCH it reads no lock values, since a GET would reset the
-        idle time the next check's ages come from; only locks touched in the last
-        second are read, for a redis-py token's time (see ReadPlan.collect)."""
-        assert config.redis is not None
+    def __init__(self, settings: RedisConfig, *, one_shot: bool = False) -> None:
+        """`settings`: the [redis] section. `one_shot`: this collector runs one round
+        (`ultrawatch check`): on a server without CLIENT NO-TOUCH it reads no lock
+        values, since a GET would reset the idle time the next check's ages come
+        from; only locks touched in the last second are read, for a redis-py
+        token's time (see ReadPlan.collect)."""
         self.one_shot = one_shot
-        self.settings: RedisConfig = config.redis
+        self.settings: RedisConfig = settings
         self.patterns = list(self.settings.lock_patterns)
         self.urls = self.settings.resolved_urls()
         self.redlock = len(self.urls) > 1 and not self.settings.cluster
@@ -89,7 +90,7 @@ class RedisLocksCollector:
                     self.component,
                     TARGET,
                     now,
-                    data={"nodes": node_rows, "mode": "scan"},
+                    data=RedisData(nodes=node_rows, mode="scan"),
                     error=error,
                     error_kind="unreachable",
                     duration_ms=duration,
@@ -272,13 +273,13 @@ class RedisLocksCollector:
         seed = urlsplit(self.urls[0])
         wanted: dict[str, Node] = {}
         for addr, flags in primaries:
-            node = self.nodes.get(addr) or spare.pop(addr, None)
-            if node is None:
-                node = self._new_node(_url_for(seed, addr), "primary")
-            if node is None:
+            found = self.nodes.get(addr) or spare.pop(addr, None)
+            if found is None:
+                found = self._new_node(_url_for(seed, addr), "primary")
+            if found is None:
                 continue  # an address no URL can carry: said in cluster_error
-            node.role = "primary (failing)" if "fail" in flags else "primary"
-            wanted[addr] = node
+            found.role = "primary (failing)" if "fail" in flags else "primary"
+            wanted[addr] = found
         for name, node in {**self.nodes, **spare}.items():
             if name not in wanted:
                 await node.close()
@@ -293,43 +294,41 @@ class RedisLocksCollector:
 
     # ------------------------------------------------------------------ data
 
-    def _node_row(self, node: Node, now: float) -> dict[str, Any]:
+    def _node_row(self, node: Node, now: float) -> NodeRow:
         info = node.info
-        row: dict[str, Any] = {
-            "name": node.name,
-            "role": node.role,
-            "reachable": node.error is None and bool(info),
-            "error": node.error,
-        }
-        if info and node.error is None:
-            row.update(
-                version=info.get("redis_version"),
-                mode="events" if node.events is not None and node.events.alive else "scan",
-                mode_reason=node.mode_reason,
-                scan_complete=node.view_complete(self.patterns),
-                coverage=round(node.coverage(self.patterns), 4),
-                locks=len(node.locks),
-                locks_untracked=node.untracked,
-                keys=_dbsize(info),
-                used_memory=info.get("used_memory"),
-                maxmemory=info.get("maxmemory"),
-                maxmemory_policy=info.get("maxmemory_policy"),
-                evicted_keys=info.get("evicted_keys"),
-                evicted_per_s=_round(node.evicted_per_s),
-                connected_clients=info.get("connected_clients"),
-                blocked_clients=info.get("blocked_clients"),
-                rejected_connections=info.get("rejected_connections"),
-                rejected_since_last=node.rejected_since_last,
-                own_commands=node.commands,
-                values_read=node.read_values,
-                idle_supported=node.idle_supported,
-                restarted=node.restarted,
-            )
-        return row
+        if node.error is not None or not info:
+            return NodeRow(name=node.name, role=node.role, reachable=False, error=node.error)
+        return NodeRow(
+            name=node.name,
+            role=node.role,
+            reachable=True,
+            error=None,
+            version=_text(info.get("redis_version")),
+            mode="events" if node.events is not None and node.events.alive else "scan",
+            mode_reason=node.mode_reason,
+            scan_complete=node.view_complete(self.patterns),
+            coverage=round(node.coverage(self.patterns), 4),
+            locks=len(node.locks),
+            locks_untracked=node.untracked,
+            keys=_dbsize(info),
+            used_memory=_int(info.get("used_memory")),
+            maxmemory=_int(info.get("maxmemory")),
+            maxmemory_policy=_text(info.get("maxmemory_policy")),
+            evicted_keys=_int(info.get("evicted_keys")),
+            evicted_per_s=_round(node.evicted_per_s),
+            connected_clients=_int(info.get("connected_clients")),
+            blocked_clients=_int(info.get("blocked_clients")),
+            rejected_connections=_int(info.get("rejected_connections")),
+            rejected_since_last=node.rejected_since_last,
+            own_commands=node.commands,
+            values_read=node.read_values,
+            idle_supported=node.idle_supported,
+            restarted=node.restarted,
+        )
 
     def _data(
-        self, up: list[tuple[Node, RoundStats]], node_rows: list[dict[str, Any]], now: float
-    ) -> dict[str, Any]:
+        self, up: list[tuple[Node, RoundStats]], node_rows: list[NodeRow], now: float
+    ) -> RedisData:
         nodes_up = [n for n, _ in up]
         view = self._merge(nodes_up, now)
         dt = now - self.last_round if self.last_round else None
@@ -342,127 +341,105 @@ class RedisLocksCollector:
         if len(nodes_up) < len(self.nodes):
             coverage *= len(nodes_up) / len(self.nodes)
         modes = {"events" if n.events is not None and n.events.alive else "scan" for n in nodes_up}
-        not_locks = [x for _, s in up for x in s.not_locks][:20]
-        unread = [n for n in nodes_up if not n.read_values]
-        no_idle = [n for n in nodes_up if not n.idle_supported]
-        return {
-            "mode": "events" if modes == {"events"} else "scan",
-            "mode_reason": "; ".join(sorted({n.mode_reason for n in nodes_up if n.mode_reason})),
-            "scan_complete": all_complete,
-            "coverage": round(coverage, 4),
-            "scanned_keys": sum(s.scanned_estimate for _, s in up),
-            "scan_calls": sum(s.scan_calls for _, s in up),
-            "keys_total": sum(_dbsize(n.info) for n in nodes_up),
-            "patterns": self.patterns,
-            "topology": self._topology(),
-            "cluster_error": self.cluster_error,
-            "nodes": node_rows,
-            **view,
-            "locks_untracked": sum(n.untracked for n in nodes_up),
-            "locks_tracked_max": MAX_TRACKED,
-            "churn": {
-                "acquired_per_s": _round(acquired / dt) if dt else None,
-                "released_per_s": _round(released / dt) if dt else None,
-            },
-            "vanished": sum(s.vanished for _, s in up),
-            "evicted_locks": sum(s.evicted_locks for _, s in up),
-            "not_locks": not_locks,
-            "not_locks_total": sum(s.not_locks_total for _, s in up),
-            "owners_unread": (
-                "owners not read (except of locks touched in the last second, for "
-                "a redis-py token's time): a one-shot check on Redis "
-                f"{unread[0].info.get('redis_version') or '< 7.2'} (no CLIENT NO-TOUCH) "
-                "would reset the idle time lock ages come from by reading them"
-                if unread
-                else None
+        return RedisData(
+            mode="events" if modes == {"events"} else "scan",
+            mode_reason="; ".join(sorted({n.mode_reason for n in nodes_up if n.mode_reason})),
+            scan_complete=all_complete,
+            coverage=round(coverage, 4),
+            scanned_keys=sum(s.scanned_estimate for _, s in up),
+            scan_calls=sum(s.scan_calls for _, s in up),
+            keys_total=sum(_dbsize(n.info) for n in nodes_up),
+            patterns=list(self.patterns),
+            topology=self._topology(),
+            cluster_error=self.cluster_error,
+            nodes=node_rows,
+            locks=view.locks,
+            locks_total=view.locks_total,
+            unlisted_ages=view.unlisted_ages,
+            no_ttl=view.no_ttl,
+            no_ttl_total=view.no_ttl_total,
+            oldest_age_s=view.oldest_age_s,
+            oldest_key=view.oldest_key,
+            oldest_age_source=view.oldest_age_source,
+            below_quorum=view.below_quorum,
+            below_quorum_total=view.below_quorum_total,
+            conflict=view.conflict,
+            conflict_total=view.conflict_total,
+            quorum_need=view.quorum_need,
+            locks_untracked=sum(n.untracked for n in nodes_up),
+            locks_tracked_max=MAX_TRACKED,
+            churn=Churn(
+                acquired_per_s=_round(acquired / dt) if dt else None,
+                released_per_s=_round(released / dt) if dt else None,
             ),
-            "age_unknown": (
-                "OBJECT IDLETIME is refused under maxmemory-policy "
-                f"{no_idle[0].info.get('maxmemory_policy') or '(LFU)'}: ages count from "
-                "when ultrawatch first saw each lock"
-                if no_idle
-                else None
-            ),
-            "info": _info(nodes_up),
-        }
+            vanished=sum(s.vanished for _, s in up),
+            evicted_locks=sum(s.evicted_locks for _, s in up),
+            not_locks=[x for _, s in up for x in s.not_locks][:20],
+            not_locks_total=sum(s.not_locks_total for _, s in up),
+            owners_unread=_owners_unread(nodes_up),
+            age_unknown=_age_unknown(nodes_up),
+            info=_info(nodes_up),
+        )
 
-    def _merge(self, nodes: list[Node], now: float) -> dict[str, Any]:
+    def _merge(self, nodes: list[Node], now: float) -> _View:
         """The lock table: one entry per key (Redlock: how many masters hold the same
-        value). Every lock is counted; only the first MAX_LOCKS become rows."""
+        value). Every lock is counted; only the first MAX_LOCKS become rows, and the
+        ages of the others are kept as counts per age bucket. Facts only: which locks
+        are stale is the judge's call, with the threshold it is given."""
         masters = len(self.nodes) if self.redlock else 1
         need = masters // 2 + 1
-        stale_after = float(self.settings.stale_after)
         by_key: dict[bytes, list[tuple[Node, LockState]]] = {}
         for node in nodes:
             for key, lock in node.locks.items():
                 by_key.setdefault(key, []).append((node, lock))
-        # (no expiry?, -age, key, value, holders, group, ttl, conflict, age source)
-        entries: list[tuple[Any, ...]] = []
-        for key, held in by_key.items():
-            if len(held) == 1:
-                value, holders, group, conflict = held[0][1].value, 1, held, False
-            else:
-                values = Counter(lock.value for _, lock in held)
-                value, holders = values.most_common(1)[0]
-                group = [(n, lk) for n, lk in held if lk.value == value]
-                conflict = len(values) > 1
-            ttls = [lk.ttl_ms(now) for _, lk in group]
-            ttl = -1 if -1 in ttls else min(ttls)
-            # The earliest start any master knows: its idle time, our first sight, or
-            # a redis-py token's time (which other clients' SET NX retries cannot hide).
-            since, source = min(lk.held_since() for _, lk in group)
-            if source == "idle" and not all(lk.age_known for _, lk in group):
-                source = "first_seen"  # a master without idle times: a lower bound
-            entries.append(
-                (ttl != -1, since - now, key, value, holders, group, ttl, conflict, source)
-            )
+        entries = [_entry(key, held, now) for key, held in by_key.items()]
         no_ttl = [e[2] for e in entries if e[6] == -1]
-        stale = sorted((e for e in entries if -e[1] > stale_after), key=lambda e: e[1])
         oldest = min(entries, key=lambda e: e[1]) if entries else None
         below = [e[2] for e in entries if self.redlock and e[4] < need]
         conflicts = [e[2] for e in entries if e[7]]
-        rows = []
-        for e in heapq.nsmallest(MAX_LOCKS, entries, key=lambda e: (e[0], e[1], e[2])):
-            _, neg_age, key, value, holders, group, ttl, conflict, source = e
-            long = value is not None and len(value) > EXACT_LIMIT
-            rows.append(
-                {
-                    "key": exact_text(key),
-                    "owner": None if value is None else display_text(value),
-                    "owner_exact": None if value is None or long else exact_text(value),
-                    # A long value has no exact form: release compares its SHA-1.
-                    "owner_sha1": hashlib.sha1(value).hexdigest() if long else None,
-                    "owner_read": value is not None,
-                    "ttl_ms": ttl,
-                    "age_s": round(-neg_age, 1),
-                    # A token's time or an idle time is an age; our first sight of
-                    # the lock is only a lower bound.
-                    "age_known": source != "first_seen",
-                    "age_source": source,
-                    "kind": _kind(key, value, self.redlock),
-                    "holders": holders,
-                    "masters": masters,
-                    "quorum": holders >= need if self.redlock else None,
-                    "conflict": conflict,
-                    "nodes": sorted(n.name for n, _ in group),
-                }
-            )
-        return {
-            "locks": rows,
-            "locks_total": len(entries),
-            "no_ttl": sorted(exact_text(k) for k in no_ttl[: 4 * MAX_NAMED])[:MAX_NAMED],
-            "no_ttl_total": len(no_ttl),
-            "stale": [exact_text(e[2]) for e in stale[:MAX_NAMED]],
-            "stale_total": len(stale),
-            "oldest_age_s": round(-oldest[1], 1) if oldest else None,
-            "oldest_key": exact_text(oldest[2]) if oldest else None,
-            "oldest_age_source": oldest[8] if oldest else None,
-            "below_quorum": sorted(exact_text(k) for k in below[:MAX_NAMED]),
-            "below_quorum_total": len(below),
-            "conflict": sorted(exact_text(k) for k in conflicts[:MAX_NAMED]),
-            "conflict_total": len(conflicts),
-            "quorum_need": need if self.redlock else None,
-        }
+        # No expiry first, then the oldest; keys are unique, so tuples never tie
+        # beyond them and compare in C.
+        listed = heapq.nsmallest(MAX_LOCKS, entries)
+        cut = listed[-1] if len(entries) > MAX_LOCKS else None
+        return _View(
+            locks=[self._row(e, masters, need) for e in listed],
+            locks_total=len(entries),
+            unlisted_ages=age_buckets(-e[1] for e in entries if cut is not None and e > cut),
+            no_ttl=sorted(exact_text(k) for k in no_ttl[: 4 * MAX_NAMED])[:MAX_NAMED],
+            no_ttl_total=len(no_ttl),
+            oldest_age_s=round(-oldest[1], 1) if oldest else None,
+            oldest_key=exact_text(oldest[2]) if oldest else None,
+            oldest_age_source=oldest[8] if oldest else None,
+            below_quorum=sorted(exact_text(k) for k in below[:MAX_NAMED]),
+            below_quorum_total=len(below),
+            conflict=sorted(exact_text(k) for k in conflicts[:MAX_NAMED]),
+            conflict_total=len(conflicts),
+            quorum_need=need if self.redlock else None,
+        )
+
+    def _row(self, e: _Entry, masters: int, need: int) -> Lock:
+        _, neg_age, key, value, holders, group, ttl, conflict, source = e
+        long = value is not None and len(value) > EXACT_LIMIT
+        return Lock(
+            key=exact_text(key),
+            owner=None if value is None else display_text(value),
+            owner_exact=None if value is None or long else exact_text(value),
+            # A long value has no exact form: release compares its SHA-1.
+            owner_sha1=hashlib.sha1(value).hexdigest() if long and value is not None else None,
+            owner_read=value is not None,
+            ttl_ms=ttl,
+            age_s=round(-neg_age, 1),
+            # A token's time or an idle time is an age; our first sight of the lock
+            # is only a lower bound.
+            age_known=source != "first_seen",
+            age_source=source,
+            kind=_kind(key, value, self.redlock),
+            holders=holders,
+            masters=masters,
+            quorum=holders >= need if self.redlock else None,
+            conflict=conflict,
+            nodes=sorted(n.name for n, _ in group),
+        )
 
     def _topology(self) -> str:
         if self.settings.cluster:
@@ -475,6 +452,48 @@ class RedisLocksCollector:
 
 
 # ---------------------------------------------------------------- helpers
+
+# One lock across the masters that hold it: (has a TTL, -age, key, value, holders,
+# the (node, lock) pairs holding that value, ttl ms, conflict, age source). The
+# first three order the table and compare in C.
+_Entry = tuple[bool, float, bytes, bytes | None, int, list[tuple[Node, LockState]], int, bool, str]
+
+
+def _entry(key: bytes, held: list[tuple[Node, LockState]], now: float) -> _Entry:
+    if len(held) == 1:
+        value, holders, group, conflict = held[0][1].value, 1, held, False
+    else:
+        values = Counter(lock.value for _, lock in held)
+        value, holders = values.most_common(1)[0]
+        group = [(n, lk) for n, lk in held if lk.value == value]
+        conflict = len(values) > 1
+    ttls = [lk.ttl_ms(now) for _, lk in group]
+    ttl = -1 if -1 in ttls else min(ttls)
+    # The earliest start any master knows: its idle time, our first sight, or a
+    # redis-py token's time (which other clients' SET NX retries cannot hide).
+    since, source = min(lk.held_since() for _, lk in group)
+    if source == "idle" and not all(lk.age_known for _, lk in group):
+        source = "first_seen"  # a master without idle times: a lower bound
+    return (ttl != -1, since - now, key, value, holders, group, ttl, conflict, source)
+
+
+@dataclass(slots=True)
+class _View:
+    """The lock table's part of a reading (see RedisData)."""
+
+    locks: list[Lock]
+    locks_total: int
+    unlisted_ages: list[tuple[int, int]]
+    no_ttl: list[str]
+    no_ttl_total: int
+    oldest_age_s: float | None
+    oldest_key: str | None
+    oldest_age_source: str | None
+    below_quorum: list[str]
+    below_quorum_total: int
+    conflict: list[str]
+    conflict_total: int
+    quorum_need: int | None
 
 
 def _kind(key: bytes, value: bytes | None, redlock: bool) -> str:
@@ -489,7 +508,7 @@ def _kind(key: bytes, value: bytes | None, redlock: bool) -> str:
     return "generic"
 
 
-def _info(nodes: list[Node]) -> dict[str, Any]:
+def _info(nodes: list[Node]) -> Info:
     infos = [n.info for n in nodes]
 
     def total(k: str) -> int:
@@ -498,23 +517,54 @@ def _info(nodes: list[Node]) -> dict[str, Any]:
     rates = [n.evicted_per_s for n in nodes if n.evicted_per_s is not None]
     policies = sorted({str(i.get("maxmemory_policy", "")) for i in infos})
     maxmem = [int(i.get("maxmemory", 0) or 0) for i in infos]
-    return {
-        "connected_clients": total("connected_clients"),
-        "blocked_clients": total("blocked_clients"),
-        "used_memory": total("used_memory"),
-        "maxmemory": sum(maxmem) if all(maxmem) else 0,
-        "maxmemory_policy": ",".join(policies),
-        "evicted_keys": total("evicted_keys"),
-        "evicted_per_s": _round(sum(rates)) if rates else None,
-        "rejected_connections": total("rejected_connections"),
-        "rejected_since_last": (
+    return Info(
+        connected_clients=total("connected_clients"),
+        blocked_clients=total("blocked_clients"),
+        used_memory=total("used_memory"),
+        maxmemory=sum(maxmem) if all(maxmem) else 0,
+        maxmemory_policy=",".join(policies),
+        evicted_keys=total("evicted_keys"),
+        evicted_per_s=_round(sum(rates)) if rates else None,
+        rejected_connections=total("rejected_connections"),
+        rejected_since_last=(
             sum(n.rejected_since_last or 0 for n in nodes)
             if any(n.rejected_since_last is not None for n in nodes)
             else None
         ),
-        "own_commands": sum(n.commands for n in nodes),
-        "version": infos[0].get("redis_version") if infos else None,
-    }
+        own_commands=sum(n.commands for n in nodes),
+        version=_text(infos[0].get("redis_version")) if infos else None,
+    )
+
+
+def _owners_unread(nodes: list[Node]) -> str | None:
+    unread = [n for n in nodes if not n.read_values]
+    if not unread:
+        return None
+    return (
+        "owners not read (except of locks touched in the last second, for "
+        "a redis-py token's time): a one-shot check on Redis "
+        f"{unread[0].info.get('redis_version') or '< 7.2'} (no CLIENT NO-TOUCH) "
+        "would reset the idle time lock ages come from by reading them"
+    )
+
+
+def _age_unknown(nodes: list[Node]) -> str | None:
+    no_idle = [n for n in nodes if not n.idle_supported]
+    if not no_idle:
+        return None
+    return (
+        "OBJECT IDLETIME is refused under maxmemory-policy "
+        f"{no_idle[0].info.get('maxmemory_policy') or '(LFU)'}: ages count from "
+        "when ultrawatch first saw each lock"
+    )
+
+
+def _int(v: object) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _text(v: object) -> str | None:
+    return None if v is None else str(v)
 
 
 def _dbsize(info: dict[str, Any]) -> int:

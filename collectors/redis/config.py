@@ -11,7 +11,7 @@ from collectors.core.settings import Section
 from collectors.core.units import Duration, PositiveCount, PositiveDuration, Ratio
 
 
-class RedisConfig(Section):
+class RedisConfig(Section, frozen=True):
     url: str | None = None  # default: $REDIS_URL, else redis://localhost:6379/0
     urls: list[str] | None = None  # several independent masters (Redlock)
     cluster: bool = False
@@ -24,8 +24,8 @@ class RedisConfig(Section):
     # keyspace notifications: "use" them if the server has them on, "enable"
     # them (CONFIG SET) when off, or "off" to always SCAN.
     keyspace_events: Literal["use", "enable", "off"] = "use"
-    reconcile_every: PositiveDuration = Duration(60)
-    socket_timeout: PositiveDuration = Duration(2)
+    reconcile_every: PositiveDuration = PositiveDuration(60)
+    socket_timeout: PositiveDuration = PositiveDuration(2)
     ssl_ca_file: str | None = None
 
     def resolved_urls(self) -> list[str]:

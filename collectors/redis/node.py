@@ -30,6 +30,7 @@ from redis.exceptions import (
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from collectors.redis.config import RedisConfig
+from collectors.redis.data import NotLock
 from collectors.redis.resp import Replies, pack
 from collectors.redis.text import exact_text, node_name
 
@@ -111,7 +112,7 @@ class RoundStats:
     acquired: int = 0
     released: int = 0
     evicted_locks: int = 0
-    not_locks: list[dict[str, str]] = field(default_factory=list)
+    not_locks: list[NotLock] = field(default_factory=list)
     not_locks_total: int = 0  # non-string keys under a lock pattern
 
 
@@ -439,9 +440,9 @@ class Node:
         calls = 0
         first: list[tuple[Any, ...]] = []
         while waiting and len(first) < SCAN_DEPTH and calls < calls_allowed:
-            part = waiting.pop(0)
-            first.append(("SCAN", part.cursor, "MATCH", pattern, "COUNT", count))
-            inflight.append((part, []))
+            start = waiting.pop(0)
+            first.append(("SCAN", start.cursor, "MATCH", pattern, "COUNT", count))
+            inflight.append((start, []))
             calls += 1
         if first:
             await self.send(first)
@@ -548,99 +549,133 @@ class ReadPlan:
 
     async def collect(self, node: Node, keys: list[Shape], stats: RoundStats, now: float) -> None:
         for k, full, asked_idle in keys:
-            getting = self.get or k in self.peek
             idle = await node.reply() if asked_idle else None
-            if isinstance(idle, ResponseError):
-                idle = None
-                node.idle_supported = False  # LFU policy or OBJECT renamed away
             pttl = await node.reply()
             value = await node.reply() if full else None
-            stats.reads += 1
-            self.read_now.add(k)
-            prev = node.locks.get(k)
-            if isinstance(pttl, ResponseError):
-                pttl = -2
-            if isinstance(value, ResponseError):
-                node.locks.pop(k, None)
-                stats.not_locks_total += 1
-                if len(stats.not_locks) < 20:
-                    self.wrong_type.append(k)
-                    stats.not_locks.append({"key": exact_text(k), "error": _first_line(value)})
-                continue
-            if full and not getting:
-                kind = value.decode("ascii", "replace") if isinstance(value, bytes) else "none"
-                if kind == "none":
-                    value = None  # gone between SCAN and TYPE
-                elif kind != "string":
-                    node.locks.pop(k, None)
-                    stats.not_locks_total += 1
-                    if len(stats.not_locks) < 20:
-                        stats.not_locks.append({"key": exact_text(k), "type": kind})
-                    continue
-            if pttl == -2 or (full and value is None):
-                if prev is not None:
-                    del node.locks[k]
-                    stats.released += 1
-                else:
-                    stats.vanished += 1  # deleted between SCAN and PTTL
-                continue
-            idle_s = int(idle) if isinstance(idle, int) else None
-            if not full:
-                assert prev is not None
-                if _touched(prev, int(pttl), idle_s, now):
-                    self.followup.append(k)
-                    continue
-                prev.pttl, prev.read_at = int(pttl), now
-                if idle_s is not None:
-                    prev.first_seen = min(prev.first_seen, now - idle_s)
-                continue
-            if not getting:
-                value = None  # a string: its value is not read this round
-                if idle_s is not None and idle_s <= HOT_IDLE:
-                    # A one-shot check before Redis 7.2 reads no values, so that its
-                    # GET keeps idle times (the ages) intact. But a lock touched in
-                    # the last second is either just taken or hammered by clients
-                    # retrying SET NX (redis-py's blocking acquire, every 0.1 s): a
-                    # stuck, contended lock whose idle time says "young". Reading
-                    # its value costs that idle time at most a second or two, and a
-                    # redis-py token in it tells the real age. Locks idle for longer
-                    # (the stale ones among them) are never read, so repeated checks
-                    # keep seeing them age.
-                    self.peek.add(k)
-                    self.followup.append(k)
-            elif prev is not None and prev.value == value:
-                prev.pttl, prev.read_at, prev.value_at = int(pttl), now, now
-                continue
-            first = now - (idle_s or 0)
-            not_before = None
-            if prev is not None and prev.value is None:
-                first = min(first, prev.first_seen)  # the value peeked at (see above)
-                not_before = prev.not_before
-            elif prev is not None:
-                stats.released += 1  # released and taken again between rounds
-                not_before = prev.value_at  # the last time we saw the previous holder
+            self._apply(node, k, full, idle, pttl, value, stats, now)
+
+    def _apply(
+        self,
+        node: Node,
+        k: bytes,
+        full: bool,
+        idle: Any,
+        pttl: Any,
+        value: Any,
+        stats: RoundStats,
+        now: float,
+    ) -> None:
+        """What the replies for one key (OBJECT IDLETIME?, PTTL, GET or TYPE if full)
+        say: not a lock, gone, unchanged, touched, or a lock (new or taken again)."""
+        getting = self.get or k in self.peek
+        if isinstance(idle, ResponseError):
+            idle = None
+            node.idle_supported = False  # LFU policy or OBJECT renamed away
+        stats.reads += 1
+        self.read_now.add(k)
+        prev = node.locks.get(k)
+        if isinstance(pttl, ResponseError):
+            pttl = -2
+        if full and self._not_a_lock(node, k, value, getting, stats):
+            return
+        if full and not getting and _type_of(value) == "none":
+            value = None  # gone between SCAN and TYPE
+        if pttl == -2 or (full and value is None):
+            if prev is not None:
+                del node.locks[k]
+                stats.released += 1
             else:
-                not_before = node.free_since()
-            full_table = prev is None and len(node.locks) >= MAX_TRACKED
-            if full_table and not _make_room(node, int(pttl)):
-                node.dropped = True
-                if self.in_scan:
-                    node.pass_untracked += 1
-                continue
-            if self.counting or (prev is not None and prev.value is not None):
-                stats.acquired += 1
-            node.locks[k] = LockState(
-                value,
-                int(pttl),
-                now,
-                first,
-                now,
-                idle_s is not None,
-                token_time(value, now),
-                not_before,
-            )
+                stats.vanished += 1  # deleted between SCAN and PTTL
+            return
+        idle_s = int(idle) if isinstance(idle, int) else None
+        if not full:
+            assert prev is not None
+            self._confirm(k, prev, int(pttl), idle_s, now)
+            return
+        if not getting:
+            value = None  # a string: its value is not read this round
+            if idle_s is not None and idle_s <= HOT_IDLE:
+                # A one-shot check before Redis 7.2 reads no values, so that its
+                # GET keeps idle times (the ages) intact. But a lock touched in
+                # the last second is either just taken or hammered by clients
+                # retrying SET NX (redis-py's blocking acquire, every 0.1 s): a
+                # stuck, contended lock whose idle time says "young". Reading
+                # its value costs that idle time at most a second or two, and a
+                # redis-py token in it tells the real age. Locks idle for longer
+                # (the stale ones among them) are never read, so repeated checks
+                # keep seeing them age.
+                self.peek.add(k)
+                self.followup.append(k)
+        elif prev is not None and prev.value == value:
+            prev.pttl, prev.read_at, prev.value_at = int(pttl), now, now
+            return
+        self._store(node, k, prev, value, int(pttl), idle_s, stats, now)
+
+    def _confirm(self, k: bytes, prev: LockState, pttl: int, idle: int | None, now: float) -> None:
+        """A known lock read without its value: still ours to extrapolate, or touched
+        by someone (its value is fetched again)."""
+        if _touched(prev, pttl, idle, now):
+            self.followup.append(k)
+            return
+        prev.pttl, prev.read_at = pttl, now
+        if idle is not None:
+            prev.first_seen = min(prev.first_seen, now - idle)
+
+    def _not_a_lock(
+        self, node: Node, k: bytes, value: Any, getting: bool, stats: RoundStats
+    ) -> bool:
+        """A GET refused (WRONGTYPE) or a TYPE other than string: a key under the
+        lock pattern that is not a lock. It is counted (the first few named)."""
+        if isinstance(value, ResponseError):
+            row = NotLock(key=exact_text(k), error=_first_line(value))
+        else:
+            kind = "string" if getting else _type_of(value)
+            if kind in ("none", "string"):
+                return False
+            row = NotLock(key=exact_text(k), type=kind)
+        node.locks.pop(k, None)
+        stats.not_locks_total += 1
+        if len(stats.not_locks) < 20:
+            stats.not_locks.append(row)
+            if row.error is not None:
+                self.wrong_type.append(k)  # its TYPE is asked after the round
+        return True
+
+    def _store(
+        self,
+        node: Node,
+        k: bytes,
+        prev: LockState | None,
+        value: bytes | None,
+        pttl: int,
+        idle_s: int | None,
+        stats: RoundStats,
+        now: float,
+    ) -> None:
+        """A lock seen for the first time, taken again, or whose value was peeked."""
+        first = now - (idle_s or 0)
+        not_before = None
+        if prev is not None and prev.value is None:
+            first = min(first, prev.first_seen)  # the value peeked at (see above)
+            not_before = prev.not_before
+        elif prev is not None:
+            stats.released += 1  # released and taken again between rounds
+            not_before = prev.value_at  # the last time we saw the previous holder
+        else:
+            not_before = node.free_since()
+        full_table = prev is None and len(node.locks) >= MAX_TRACKED
+        if full_table and not _make_room(node, pttl):
+            node.dropped = True
             if self.in_scan:
-                node.pass_seen.add(k)
+                node.pass_untracked += 1
+            return
+        if self.counting or (prev is not None and prev.value is not None):
+            stats.acquired += 1
+        node.locks[k] = LockState(
+            value, pttl, now, first, now, idle_s is not None, token_time(value, now), not_before
+        )
+        if self.in_scan:
+            node.pass_seen.add(k)
 
     async def types(self, stats: RoundStats) -> None:
         """The TYPE of the keys whose GET was refused (a hash or a list under the lock
@@ -654,10 +689,15 @@ class ReadPlan:
             answer = await self.node.reply()
             if isinstance(answer, bytes | str) and not isinstance(answer, ResponseError):
                 found[exact_text(k)] = answer.decode() if isinstance(answer, bytes) else answer
-        for row in stats.not_locks:
-            if row["key"] in found:
-                row.pop("error", None)
-                row["type"] = found[row["key"]]
+        stats.not_locks[:] = [
+            NotLock(key=row.key, type=found[row.key]) if row.key in found else row
+            for row in stats.not_locks
+        ]
+
+
+def _type_of(reply: Any) -> str:
+    """A TYPE reply as text ("none" when there is no key)."""
+    return reply.decode("ascii", "replace") if isinstance(reply, bytes) else "none"
 
 
 def _first_line(e: BaseException) -> str:

@@ -1,13 +1,21 @@
-"""Redis locks: no-TTL and stale locks first and marked; held, churn, evictions, memory."""
+"""Redis locks: no-TTL and stale locks first and marked; held, churn, evictions, memory.
+
+Which locks are stale is the judge's call: the panel marks those older than the
+threshold the judged `redis.locks.stale` carries (its `warn`), never one of its own."""
 
 from __future__ import annotations
 
 import heapq
 from typing import Any
 
+import msgspec
 from textual.app import ComposeResult
 from textual.content import Content
 
+from collectors.core.model import CheckResult, Status
+from collectors.redis.data import Info, Lock, RedisData
+from collectors.redis.rules import is_stale as is_stale_lock
+from collectors.redis.rules import stale_count
 from dashboard.tui.viewmodel import DASH, ViewModel, duration, num, size
 from dashboard.tui.widgets.base import Line, Panel, SyncTable, cell, down_line
 
@@ -18,29 +26,37 @@ from dashboard.tui.widgets.base import Line, Panel, SyncTable, cell, down_line
 LOCK_ROWS = 200
 
 
-def _rejected(info: dict[str, Any]) -> Content:
-    since = info.get("rejected_since_last")
+# The colour of a number a judged check is about, by that check's status.
+_STATUS_STYLE = {Status.CRITICAL: "red", Status.WARNING: "yellow"}
+
+
+def _rejected(info: Info) -> Content:
+    since = info.rejected_since_last
     if since is not None:  # since the last round: a number that moves when it matters
         return Content.styled(f"+{since}", "red" if since else "")
-    return Content(f"{num(info.get('rejected_connections'))} since start")
+    return Content(f"{num(info.rejected_connections)} since start")
 
 
-def _holders(lk: dict[str, Any]) -> Any:
+def _holders(lk: Lock) -> Any:
     """Redlock: masters holding this value, `2/3`; marked when below quorum or when
     another master holds a different owner."""
-    if lk.get("quorum") is None:
+    if lk.quorum is None:
         return cell(DASH)
-    text = f"{lk.get('holders')}/{lk.get('masters')}"
-    if lk.get("quorum") is False:
+    text = f"{lk.holders}/{lk.masters}"
+    if lk.quorum is False:
         return cell(f"{text} !", "bold red")
-    if lk.get("conflict"):
+    if lk.conflict:
         return cell(f"{text} ≠", "yellow")
     return cell(text)
 
 
-def _haystack(lk: dict[str, Any]) -> str:
+def _haystack(lk: Lock) -> str:
     """What the filter searches in a lock (as ViewModel.matches would)."""
-    return "\n".join(str(lk[k]).lower() for k in ("key", "owner", "kind") if lk.get(k) is not None)
+    return "\n".join(str(v).lower() for v in (lk.key, lk.owner, lk.kind) if v is not None)
+
+
+def _judged(model: ViewModel, target: str) -> dict[str, CheckResult]:
+    return {c.id: c for c in model.checks("redis", target)}
 
 
 class RedisPanel(Panel):
@@ -50,11 +66,12 @@ class RedisPanel(Panel):
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self._round: object = None  # the reading data the caches below were made from
-        self._order: list[tuple[int, float, int, dict[str, Any]]] = []  # sort keys, unsorted
-        self._ranked: list[dict[str, Any]] | None = None  # all of them in order, when filtering
-        self._top: list[dict[str, Any]] | None = None  # the first LOCK_ROWS of that order
+        self._stale_after: float | None = None  # ... and the judged stale threshold
+        self._order: list[tuple[int, float, int, Lock]] = []  # sort keys, unsorted
+        self._ranked: list[Lock] | None = None  # all of them in order, when filtering
+        self._top: list[Lock] | None = None  # the first LOCK_ROWS of that order
         self._no_ttl: set[str] = set()  # keys the reading names as without a TTL
-        self._stale: set[str] = set()  # and as held too long
+        self._stale = (0, True)  # locks held longer than the judged threshold (exact?)
         self._hays: list[str] | None = None  # what the filter searches, per lock
         self._cells: dict[str, tuple[str, dict[str, Any], list[Any]]] = {}
 
@@ -82,73 +99,54 @@ class RedisPanel(Panel):
         table = self.query_one(SyncTable)
         summary = self.query_one("#redis-summary", Line)
         info_line = self.query_one("#redis-info", Line)
-        if not readings:
-            summary.set(
-                "Redis is not configured" if model.report else "waiting for the first round…"
-            )
+        r = readings[0] if readings else None
+        if r is None or not r.ok:
+            if r is not None:
+                summary.set(down_line(model, r))
+            else:
+                summary.set(
+                    "Redis is not configured" if model.report else "waiting for the first round…"
+                )
             info_line.set("")
             table.sync([])
             self._cap_line(None)
             return
-        r = readings[0]
-        if not r.ok:
-            summary.set(down_line(model, r))
-            info_line.set("")
-            table.sync([])
-            self._cap_line(None)
-            return
-        d = r.data
-        if d is not self._round:
-            self._prepare(d)
-        no_ttl, stale = self._no_ttl, self._stale
-        churn = d.get("churn") or {}
-        coverage = d.get("coverage")
-        summary.set(
-            Content.assemble(
-                ("held ", "bold"),
-                num(d.get("locks_total")),
-                ("  no-TTL ", "bold"),
-                (str(len(no_ttl)), "bold red" if no_ttl else ""),
-                ("  stale ", "bold"),
-                (str(len(stale)), "yellow" if stale else ""),
-                ("  oldest ", "bold"),
-                duration(d.get("oldest_age_s")),
-                ("  churn ", "bold"),
-                f"+{num(churn.get('acquired_per_s'), '{:.1f}')}/s"
-                f" -{num(churn.get('released_per_s'), '{:.1f}')}/s",
-                f"  mode {d.get('mode') or DASH}",
-                "" if d.get("scan_complete", True) else f" (scan {num((coverage or 0) * 100)}%)",
-                *(
-                    (("  not locks ", "bold"), (str(d.get("not_locks_total")), "yellow"))
-                    if d.get("not_locks_total")
-                    else ()
-                ),
-            )
+        d: RedisData = r.data
+        judged = _judged(model, r.target)
+        stale_check = judged.get("redis.locks.stale")
+        stale_after = stale_check.warn if stale_check is not None else None
+        if d is not self._round or stale_after != self._stale_after:
+            self._prepare(d, stale_after)
+        summary.set(self._summary(d))
+        evictions = judged.get("redis.evictions")
+        info_line.set(_info_line(d.info, evictions.status if evictions else None))
+        self._show_rows(table, model.filter.lower())
+
+    def _summary(self, d: RedisData) -> Content:
+        no_ttl = self._no_ttl
+        stale, exact = self._stale
+        churn = d.churn
+        return Content.assemble(
+            ("held ", "bold"),
+            num(d.locks_total),
+            ("  no-TTL ", "bold"),
+            (str(len(no_ttl)), "bold red" if no_ttl else ""),
+            ("  stale ", "bold"),
+            (f"{stale}{'' if exact else '+'}", "yellow" if stale else ""),
+            ("  oldest ", "bold"),
+            duration(d.oldest_age_s),
+            ("  churn ", "bold"),
+            f"+{num(churn.acquired_per_s, '{:.1f}')}/s -{num(churn.released_per_s, '{:.1f}')}/s",
+            f"  mode {d.mode or DASH}",
+            "" if d.scan_complete else f" (scan {num(d.coverage * 100)}%)",
+            *(
+                (("  not locks ", "bold"), (str(d.not_locks_total), "yellow"))
+                if d.not_locks_total
+                else ()
+            ),
         )
-        info = d.get("info") or {}
-        maxmem = info.get("maxmemory")
-        info_line.set(
-            Content.assemble(
-                ("memory ", "bold"),
-                size(info.get("used_memory")),
-                f" / {size(maxmem) if maxmem else 'no limit'}",
-                f" ({info.get('maxmemory_policy') or DASH})",
-                ("  evictions ", "bold"),
-                (num(info.get("evicted_keys")), "red" if info.get("evicted_keys") else ""),
-                f" ({num(info.get('evicted_per_s'), '{:.1f}')}/s)",
-                ("  clients ", "bold"),
-                num(info.get("connected_clients")),
-                (
-                    f" ({num(info.get('blocked_clients'))} blocked)",
-                    "yellow" if info.get("blocked_clients") else "",
-                ),
-                ("  rejected ", "bold"),
-                _rejected(info),
-                ("  our commands ", "bold"),
-                num(info.get("own_commands")),
-            )
-        )
-        needle = model.filter.lower()
+
+    def _show_rows(self, table: SyncTable, needle: str) -> None:
         if needle:
             if self._ranked is None:  # every lock in order, on the first filtered render
                 self._ranked = [t[3] for t in sorted(self._order)]
@@ -159,7 +157,7 @@ class RedisPanel(Panel):
             if self._top is None:
                 self._top = [t[3] for t in heapq.nsmallest(LOCK_ROWS, self._order)]
             ranked = self._top
-        rows = []
+        rows: list[tuple[str, dict[str, Any], list[Any]]] = []
         matching = 0 if needle else len(self._order)
         for i, lk in enumerate(ranked):
             if needle:
@@ -170,32 +168,35 @@ class RedisPanel(Panel):
                 if not needle:
                     break
                 continue  # still counted: the cap line says how many match
-            key = str(lk.get("key"))
+            key = lk.key
             row = self._cells.get(key)
             if row is None:
-                row = self._cells[key] = (key, lk, self._row(lk, key, no_ttl, stale))
+                # The record (detail view, release action) is the lock as a mapping.
+                record = msgspec.structs.asdict(lk)
+                row = self._cells[key] = (key, record, self._row(lk))
             rows.append(row)
         table.sync(rows)
         self._cap_line(None if matching <= len(rows) else (len(rows), matching, needle))
 
-    def _prepare(self, d: dict[str, Any]) -> None:
+    def _prepare(self, d: RedisData, stale_after: float | None) -> None:
         """Once per round: a filter keystroke only scans the prepared text and reuses
         the cells already built (10,000 locks re-sorted per key made typing slow).
 
-        Each lock as (rank, -age, position, lock): no-TTL first, then stale, then the
-        rest, oldest first; tuples compare in C, and without a filter only the first
-        LOCK_ROWS are picked out (a full sort of 10,000 locks with a Python key each
-        round was a third of the panel's time)."""
-        no_ttl = {str(k) for k in d.get("no_ttl") or []}
-        stale = {str(k) for k in d.get("stale") or []}
-        order: list[tuple[int, float, int, dict[str, Any]]] = []
-        for i, lk in enumerate(d.get("locks") or []):
-            if isinstance(lk, dict):
-                key, age = lk.get("key"), lk.get("age_s")
-                rank = 0 if lk.get("ttl_ms") == -1 or key in no_ttl else 1 if key in stale else 2
-                order.append((rank, -age if isinstance(age, int | float) else 1.0, i, lk))
-        self._round, self._cells, self._hays = d, {}, None
-        self._no_ttl, self._stale = no_ttl, stale
+        Each lock as (rank, -age, position, lock): no-TTL first, then stale (older
+        than the judged threshold), then the rest, oldest first; tuples compare in C,
+        and without a filter only the first LOCK_ROWS are picked out (a full sort of
+        10,000 locks with a Python key each round was a third of the panel's time)."""
+        no_ttl = set(d.no_ttl)
+        limit = float("inf") if stale_after is None else stale_after
+        order: list[tuple[int, float, int, Lock]] = []
+        for i, lk in enumerate(d.locks):
+            age = lk.age_s if lk.age_s is not None else -1.0
+            # is_stale (the judge's rule) inlined: 10,000 locks a round.
+            rank = 0 if lk.ttl_ms == -1 or lk.key in no_ttl else 1 if age > limit else 2
+            order.append((rank, -age, i, lk))
+        self._round, self._stale_after, self._cells, self._hays = d, stale_after, {}, None
+        self._no_ttl = no_ttl
+        self._stale = stale_count(d, stale_after) if stale_after is not None else (0, True)
         self._order, self._ranked, self._top = order, None, None
 
     def _cap_line(self, cap: tuple[int, int, str] | None) -> None:
@@ -214,26 +215,50 @@ class RedisPanel(Panel):
         )
         line.display = True
 
-    @staticmethod
-    def _row(lk: dict[str, Any], key: str, no_ttl: set[str], stale: set[str]) -> list[Any]:
-        ttl = lk.get("ttl_ms")
-        is_no_ttl = ttl == -1 or key in no_ttl
-        is_stale = key in stale
+    def _row(self, lk: Lock) -> list[Any]:
+        ttl = lk.ttl_ms
+        is_no_ttl = ttl == -1 or lk.key in self._no_ttl
+        is_stale = self._stale_after is not None and is_stale_lock(lk, self._stale_after)
         flag = (
             ("NO TTL", "bold red") if is_no_ttl else ("STALE", "yellow") if is_stale else ("", "")
         )
-        ttl_text = (
-            "none" if is_no_ttl else duration(ttl / 1000) if isinstance(ttl, int | float) else None
-        )
         return [
             cell(flag[0] or " ", flag[1]),
-            cell(key),
-            cell(lk.get("owner") if lk.get("owner_read", True) else "not read"),
-            cell(ttl_text, "red" if is_no_ttl else ""),
-            cell(duration(lk.get("age_s")), "yellow" if is_stale else ""),
-            cell(lk.get("kind")),
+            cell(lk.key),
+            cell(lk.owner if lk.owner_read else "not read"),
+            cell(
+                "none" if is_no_ttl else None if ttl is None else duration(ttl / 1000),
+                "red" if is_no_ttl else "",
+            ),
+            cell(duration(lk.age_s), "yellow" if is_stale else ""),
+            cell(lk.kind),
             _holders(lk),
         ]
 
     def selected(self) -> dict[str, Any] | None:
         return self.query_one(SyncTable).selected()
+
+
+def _info_line(info: Info, evictions: Status | None) -> Content:
+    """Memory, evictions (coloured by the judged redis.evictions), clients, rejected
+    connections and the commands ultrawatch sent."""
+    maxmem = info.maxmemory
+    return Content.assemble(
+        ("memory ", "bold"),
+        size(info.used_memory),
+        f" / {size(maxmem) if maxmem else 'no limit'}",
+        f" ({info.maxmemory_policy or DASH})",
+        ("  evictions ", "bold"),
+        (num(info.evicted_keys), _STATUS_STYLE.get(evictions, "") if evictions else ""),
+        f" ({num(info.evicted_per_s, '{:.1f}')}/s)",
+        ("  clients ", "bold"),
+        num(info.connected_clients),
+        (
+            f" ({num(info.blocked_clients)} blocked)",
+            "yellow" if info.blocked_clients else "",
+        ),
+        ("  rejected ", "bold"),
+        _rejected(info),
+        ("  our commands ", "bold"),
+        num(info.own_commands),
+    )
