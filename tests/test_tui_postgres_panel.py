@@ -3,8 +3,6 @@ thresholds through the judge, never thresholds of its own (issue 12)."""
 
 from __future__ import annotations
 
-import asyncio
-
 from textual.content import Content
 
 from collectors.config import Config, parse_config
@@ -53,7 +51,7 @@ async def panel_shows(config: Config) -> tuple[Content, Content, str, Status | N
 
 
 async def test_connections_warn_from_the_config_colours_the_gauge() -> None:
-    gauge, budgets, title, status = await panel_shows(config_with())th()))
+    gauge, budgets, title, status = await panel_shows(config_with())
     assert "12/97 usable (12%)" in gauge.plain
     bar = gauge.plain.split()[1]  # the gauge's blocks
     assert styles_of(gauge, bar) == {"green"}
@@ -63,13 +61,13 @@ async def test_connections_warn_from_the_config_colours_the_gauge() -> None:
 
     # The same readings with a lower threshold: the judge says warning, and so does
     # the panel; the numbers it shows are the same.
-    gauge, _, title, status = await panel_shows(config_with("connections_warn = 0.1")).1")))
+    gauge, _, title, status = await panel_shows(config_with("connections_warn = 0.1"))
     assert "12/97 usable (12%)" in gauge.plain
     assert styles_of(gauge, bar) == {"yellow"}
     assert status is Status.WARNING and "WARNING" in title
 
     crit = "connections_warn = 0.05\nconnections_crit = 0.1"
-    gauge, _, _, status = await panel_shows(config_with(crit))rit)))
+    gauge, _, _, status = await panel_shows(config_with(crit))
     assert styles_of(gauge, bar) == {"red"}
     assert status is Status.CRITICAL
 
@@ -77,7 +75,7 @@ async def test_connections_warn_from_the_config_colours_the_gauge() -> None:
 async def test_service_budget_from_the_config_colours_the_budgets_line() -> None:
     # order-service holds 3 connections: over a budget of 2, the panel shows the
     # config's budget (not the one recorded in the reading) in the alarm colour.
-    _, budgets, _, status = await panel_shows(config_with(order_budget=2))t=2)))
+    _, budgets, _, status = await panel_shows(config_with(order_budget=2))
     assert "order-service 3/2" in budgets.plain
     assert "bold red" in styles_of(budgets, "order-service 3/2")
     assert "bold red" not in styles_of(budgets, "user-service 3/5")
