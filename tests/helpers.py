@@ -165,9 +165,12 @@ def tls_proxy(target_port: int, ctx: ssl.SSLContext) -> Iterator[int]:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target_port)
         await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
 
-    server = loop.run_until_complete(asyncio.start_server(serve, "127.0.0.1", 0, ssl=ctx))
+    # The loop runs in its thread from the start: the caller may be inside a running
+    # loop itself (an async test), where run_until_complete is refused.
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
+    start = asyncio.start_server(serve, "127.0.0.1", 0, ssl=ctx)
+    server = asyncio.run_coroutine_threadsafe(start, loop).result(5)
     try:
         yield server.sockets[0].getsockname()[1]
     finally:
