@@ -275,20 +275,12 @@ async def _record(config: Config, file: str, rounds: int | None, keep: float) ->
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    n = 0
     with Recording(file, keep=keep) as rec:
         rec.set_config(config)  # refuses a damaged file before any target is touched
         poller = Poller(build_collectors(config), deadline=config.dashboard.collector_timeout)
         try:
-            while not stop.is_set():
-                rec.append(await poller.poll())
-                n += 1
-                if rounds is not None and n >= rounds:
-                    break
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=config.dashboard.interval)
-                except TimeoutError:
-                    pass
+            # A signal stops it after the round under way is written.
+            n = await poller.run(config.dashboard.interval, rec.append, stop=stop, rounds=rounds)
         finally:
             await poller.aclose()
     print(f"ultrawatch: recorded {n} rounds to {file}", file=sys.stderr)

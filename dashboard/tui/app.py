@@ -26,7 +26,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Input, TabbedContent, TabPane
 
 from collectors.config import Config
-from collectors.core.model import Report, Status
+from collectors.core.model import Report, Snapshot, Status
 from dashboard.tui.keys import NEEDS, bound_keys, palette_keys
 from dashboard.tui.viewmodel import STATUS_ICON, STATUS_STYLE, ViewModel, clock
 from dashboard.tui.widgets.alerts import AlertsPanel
@@ -218,24 +218,19 @@ class UltrawatchApp(App[int]):
         poller = Poller(build_collectors(self.config), deadline=d.collector_timeout)
         self._pg_lender = next((c for c in poller.collectors if c.component == "postgres"), None)
         rules = Rules(self.config, raise_after=d.raise_after, clear_after=d.clear_after)
+
+        def judged(snapshot: Snapshot) -> None:
+            self.post_message(RoundDone(rules.evaluate(snapshot)))
+
+        def failed(e: Exception) -> None:  # keep polling; say what broke
+            self.notify(
+                f"poll round failed: {type(e).__name__}: {e}", severity="error", markup=False
+            )
+
         try:
-            while True:
-                if not self.paused or self._wake.is_set():
-                    self._wake.clear()
-                    try:
-                        report = rules.evaluate(await poller.poll())
-                    except Exception as e:  # keep polling; say what broke
-                        self.notify(
-                            f"poll round failed: {type(e).__name__}: {e}",
-                            severity="error",
-                            markup=False,
-                        )
-                    else:
-                        self.post_message(RoundDone(report))
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=d.interval)
-                except TimeoutError:
-                    pass
+            await poller.run(
+                d.interval, judged, wake=self._wake, paused=lambda: self.paused, on_error=failed
+            )
         finally:
             await poller.aclose()
 
