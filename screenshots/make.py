@@ -14,8 +14,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dashboard.recording import Recording, Replayer  # noqa: E402
+from dashboard.recording import Recording  # noqa: E402
 from dashboard.tui.app import UltrawatchApp  # noqa: E402
+from dashboard.tui.replay import Replayer  # noqa: E402
 from tests import tui_data as td  # noqa: E402
 
 SHOTS = [

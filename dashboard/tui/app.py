@@ -40,7 +40,7 @@ from dashboard.tui.widgets.services import ServicesPanel
 
 if TYPE_CHECKING:
     from dashboard.actions.base import Action, Plan
-    from dashboard.recording import Replayer
+    from dashboard.tui.replay import Replayer
 
 RENDER_EVERY = 0.25  # seconds between renders at most: a burst of rounds cannot pile up
 # Keys first: a round's render waits until no key or click came for INPUT_FIRST s
