@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from textual import events, on
 from textual.app import App, ComposeResult, SystemCommand
@@ -39,6 +39,7 @@ from dashboard.tui.widgets.security import SecurityPanel
 from dashboard.tui.widgets.services import ServicesPanel
 
 if TYPE_CHECKING:
+    from dashboard.actions.backend import Mode
     from dashboard.actions.base import Action, Plan
     from dashboard.tui.replay import Replayer
 
@@ -630,7 +631,7 @@ class UltrawatchApp(App[int]):
     def action_terminate_session(self) -> None:
         self._backend("terminate")
 
-    def _backend(self, mode: str) -> None:
+    def _backend(self, mode: Mode) -> None:
         if not self.actions_enabled:
             return
         record = self._pick("postgres", "session")
@@ -642,9 +643,11 @@ class UltrawatchApp(App[int]):
         def make() -> Action:
             from dashboard.actions.backend import BackendAction
 
-            return BackendAction(
+            action = BackendAction(
                 self.config, pid, mode=mode, backend_start=started, lender=self._pg_lender
             )
+            # An Action (its `name` is the mode, which mypy types as the Literal).
+            return cast("Action", action)
 
         self._start_action(mode, make)
 
@@ -672,8 +675,9 @@ class UltrawatchApp(App[int]):
                 return
 
             async def confirm(plan: Plan) -> bool:
-                production = self.config.dashboard.production
-                return bool(await self.push_screen_wait(ConfirmScreen(plan, production=production)))
+                screen = ConfirmScreen(plan, production=self.config.dashboard.production)
+                answer = await self.push_screen_wait(screen)
+                return bool(answer)
 
             self._progress(f"{label}: reading the current state…")
             runner = ActionRunner(self.config, read_only=self.read_only)
