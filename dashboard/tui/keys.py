@@ -28,6 +28,7 @@ class Key:
     name: str = ""  # the palette's name when the footer's word is too short for it
     about: str = ""  # the palette's line under the name
     footer: bool = True  # in the footer (else only in the help and the palette)
+    palette: bool = True  # in the command palette (when it can work)
     needs: Needs | None = None  # works only with actions enabled, in a replay, or live
     with_key: str = ""  # shares the help line of this action's key ("d / u")
     replay_help: str = ""  # what it does in a replay too, listed there ("p  play / pause")
@@ -181,7 +182,8 @@ KEYS: tuple[Key, ...] = (
         about="Keys and what they do",
         rank=-1,
     ),
-    Key("q", "quit", "Quit", "q", "quit", rank=-1),
+    # Not in the palette: Textual's own "Quit" command is there.
+    Key("q", "quit", "Quit", "q", "quit", palette=False, rank=-1),
     Key(
         "s",
         "sort",
@@ -239,8 +241,6 @@ KEYS: tuple[Key, ...] = (
 BY_ACTION: dict[str, Key] = {k.action: k for k in KEYS if k.bound}
 # Which actions work only with actions enabled, only in a replay, only live.
 NEEDS: dict[str, Needs] = {k.action: k.needs for k in KEYS if k.bound and k.needs}
-# The quit key is left out of the palette: Textual's own "Quit" command is there.
-NOT_IN_PALETTE = frozenset({"quit"})
 
 
 def bound_keys() -> Iterator[Key]:
@@ -249,7 +249,8 @@ def bound_keys() -> Iterator[Key]:
 
 
 def palette_keys() -> Iterator[Key]:
-    return (k for k in bound_keys() if k.action not in NOT_IN_PALETTE)
+    """The keys the palette offers (those that cannot work now are left out by the app)."""
+    return (k for k in bound_keys() if k.palette)
 
 
 # ---------------------------------------------------------------- the help
