@@ -3,14 +3,16 @@
 A collector that is slow, hangs or raises yields error Readings (with
 `stale_since`) for its targets; it never delays the round past the deadline nor
 stops the others. A collector that lost its target is retried with capped
-exponential backoff. Rounds never overlap: `run` schedules the next round when
-the previous one has ended.
+exponential backoff. `run` is the one poll loop every caller uses (the TUI,
+`check --watch`, `record`): rounds never overlap, the next is scheduled when the
+previous one has ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -198,23 +200,52 @@ class Poller:
         *,
         wake: asyncio.Event | None = None,
         paused: Callable[[], bool] = lambda: False,
-    ) -> None:
-        """Poll forever; the next round starts `interval` after the previous ended.
+        stop: asyncio.Event | None = None,
+        rounds: int | None = None,
+        on_error: Callable[[Exception], None] | None = None,
+        on_start: Callable[[], None] | None = None,
+    ) -> int:
+        """The one poll loop (the TUI, `check --watch`, `record`): a round,
+        `on_snapshot` with it, then rest `interval` seconds (rounds never overlap);
+        returns the number of rounds handed over.
 
-        Setting `wake` starts a round at once ("poll now").
+        `wake` set: a round at once ("poll now"), even while `paused()` says to skip
+        rounds; set during a round, the next one follows it. `stop` set: no further
+        round (the one under way finishes and is handed over). `rounds`: stop after
+        that many. `on_start` runs before each round (a watchdog armed). An exception
+        from the round or `on_snapshot` goes to `on_error` and polling goes on; with
+        no `on_error` it ends the loop.
         """
         wake = wake or asyncio.Event()
-        while True:
-            if not paused():
-                snapshot = await self.poll()
-                result = on_snapshot(snapshot)
-                if asyncio.iscoroutine(result):
-                    await result
-            try:
-                await asyncio.wait_for(wake.wait(), timeout=interval)
-            except TimeoutError:
-                pass
-            wake.clear()
+        done = 0
+        while stop is None or not stop.is_set():
+            if not paused() or wake.is_set():
+                wake.clear()
+                if await self._round(on_snapshot, on_error, on_start):
+                    done += 1
+                if rounds is not None and done >= rounds:
+                    break
+            await _rest(interval, wake, stop)
+        return done
+
+    async def _round(
+        self,
+        on_snapshot: Callable[[Snapshot], Awaitable[None] | None],
+        on_error: Callable[[Exception], None] | None,
+        on_start: Callable[[], None] | None,
+    ) -> bool:
+        try:
+            if on_start is not None:
+                on_start()
+            result = on_snapshot(await self.poll())
+            if inspect.isawaitable(result):
+                await result
+        except Exception as e:
+            if on_error is None:
+                raise
+            on_error(e)
+            return False
+        return True
 
     async def aclose(self) -> None:
         for c in self.collectors:
@@ -230,6 +261,20 @@ class Poller:
                 await asyncio.wait_for(r.aclose(), timeout=2)
             except Exception:  # best effort too
                 pass
+
+
+async def _rest(interval: float, wake: asyncio.Event, stop: asyncio.Event | None) -> None:
+    """Wait `interval` seconds, or until `wake` or `stop` is set."""
+    if wake.is_set() or (stop is not None and stop.is_set()):
+        return
+    waits = [asyncio.ensure_future(wake.wait())]
+    if stop is not None:
+        waits.append(asyncio.ensure_future(stop.wait()))
+    try:
+        await asyncio.wait(waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 def _escaped(r: Reading) -> Reading:

@@ -225,7 +225,7 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
 
         return run_record(_load(args), args)
     if command == "replay":
-        from dashboard.recording import run_replay
+        from dashboard.tui.replay import run_replay
 
         return run_replay(args)
     raise AssertionError(command)

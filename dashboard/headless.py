@@ -25,7 +25,7 @@ from typing import Any
 from msgspec.structs import replace
 
 from collectors.config import Config
-from collectors.core.model import Report, Status
+from collectors.core.model import Report, Snapshot, Status
 from collectors.core.units import Duration
 
 SCHEMA = "ultrawatch.check/v1"
@@ -398,14 +398,17 @@ async def check_watch(
     poller = Poller(build_collectors(bounded(config, deadline), only), deadline=deadline)
     watchdog = Watchdog(timeout)
     last = Status.UNKNOWN
+
+    def judged(snapshot: Snapshot) -> None:
+        nonlocal last
+        report = rules.evaluate(snapshot)
+        watchdog.disarm()
+        last = report.status
+        _emit(render(report, fmt, rounds=poller.rounds, compact=True), output)
+
     try:
-        while True:
-            watchdog.arm()
-            report = rules.evaluate(await poller.poll())
-            watchdog.disarm()
-            last = report.status
-            _emit(render(report, fmt, rounds=poller.rounds, compact=True), output)
-            await asyncio.sleep(interval)
+        # Until cancelled (a signal): each round under the watchdog, `interval` apart.
+        await poller.run(interval, judged, on_start=watchdog.arm)
     except asyncio.CancelledError:
         pass
     finally:

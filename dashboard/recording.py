@@ -1,5 +1,6 @@
-"""Record every round's Snapshot to SQLite (bounded retention, no UI), replay it
-into the TUI, and judge a recorded moment for `check --replay FILE --at TIME`.
+"""Record every round's Snapshot to SQLite (bounded retention, no UI), and judge a
+recorded moment for `check --replay FILE --at TIME`. No UI here: replaying into
+the TUI is dashboard/tui/replay.py, on JudgedRounds.
 
 Rows hold zlib-compressed JSON of `Snapshot.to_dict()`; the configuration the
 recording was made with is kept beside them, so a replay judges with the same
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import copy
 import dataclasses
 import json
 import pickle
@@ -23,7 +23,6 @@ import sqlite3
 import sys
 import zlib
 from bisect import bisect_right
-from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,11 +30,10 @@ from typing import Any
 
 import msgspec
 
-from collectors.config import Config, load_config
+from collectors.config import Config
 from collectors.core.model import Report, Snapshot
 from collectors.core.settings import ConfigError, dec_hook
 from collectors.registry import DATA_TYPES, config_without_passwords
-from dashboard.tui.viewmodel import ViewModel
 
 DEFAULT_KEEP = 24 * 3600.0  # seconds of rounds a recording keeps by default
 # A replay keeps the judged state every MARK_EVERY rounds, so stepping back or
@@ -237,7 +235,7 @@ def report_at(
     with Recording(path, keep=None) as rec:
         if config is None:
             config = rec.config() or Config()
-        rp = Replayer(rec, config, only=only)
+        rp = JudgedRounds(rec, config, only=only)
         times = [t for _, t in rp.index]
         if not times:
             raise ConfigError(path, "", rec.damage or "the recording holds no rounds")
@@ -275,65 +273,28 @@ async def _record(config: Config, file: str, rounds: int | None, keep: float) ->
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    n = 0
     with Recording(file, keep=keep) as rec:
         rec.set_config(config)  # refuses a damaged file before any target is touched
         poller = Poller(build_collectors(config), deadline=config.dashboard.collector_timeout)
         try:
-            while not stop.is_set():
-                rec.append(await poller.poll())
-                n += 1
-                if rounds is not None and n >= rounds:
-                    break
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=config.dashboard.interval)
-                except TimeoutError:
-                    pass
+            # A signal stops it after the round under way is written.
+            n = await poller.run(config.dashboard.interval, rec.append, stop=stop, rounds=rounds)
         finally:
             await poller.aclose()
     print(f"ultrawatch: recorded {n} rounds to {file}", file=sys.stderr)
     return 0
 
 
-def run_replay(args: argparse.Namespace) -> int:
-    """`ultrawatch replay FILE [--config F] [--speed X]`: the TUI on a recording."""
-    if not Path(args.file).is_file():
-        raise ConfigError(args.file, "", "no such recording")
-    rec = Recording(args.file, keep=None)
-    try:
-        config = load_config(args.config) if getattr(args, "config", None) else rec.config()
-        replayer = Replayer(rec, config or Config(), speed=args.speed)
-        if not len(replayer):
-            raise ConfigError(args.file, "", rec.damage or "the recording holds no rounds")
-        rec.load(replayer.index[0][0])  # a first round that cannot be read: say so here
-    except BaseException:
-        rec.close()
-        raise
-    app = replay_app(replayer)
-    try:
-        app.run()
-    finally:
-        rec.close()
-    return app.return_code or 0
+class JudgedRounds:
+    """A position in a recording and every round up to it judged, in order from
+    the first like forward play, so hysteresis (and, in the TUI, alerts' first-seen
+    times) at any position are what play would have shown. Moving back or far
+    restarts from the nearest kept mark (the judged state before every
+    `_every`-th round), not from the first round.
 
-
-def replay_app(replayer: Replayer) -> Any:
-    """The read-only TUI on a recording; damage found while moving through it is
-    told as a notification (text from the file system: never markup)."""
-    from dashboard.tui.app import UltrawatchApp
-
-    app = UltrawatchApp(replayer.config, read_only=True, replay=replayer)
-    replayer.warn = lambda text: app.notify(text, severity="error", markup=False, timeout=30)
-    return app
-
-
-class Replayer:
-    """The position in a recording the TUI shows, and how to move it.
-
-    Every round is judged in order from the first, like forward play, so alerts'
-    first-seen times and hysteresis at any position are those play would have
-    shown. Moving back or far restarts from the nearest kept mark (the judged
-    state before every `_every`-th round), not from the first round.
+    No UI here (`check --replay`); the TUI's Replayer (dashboard/tui/replay.py)
+    adds its view model to what is judged and kept, through `_fresh`, `_absorb`,
+    `_carry` and `_restore`.
     """
 
     def __init__(
@@ -341,17 +302,14 @@ class Replayer:
         rec: Recording,
         config: Config,
         *,
-        speed: float = 1.0,
         start: int = 0,
         only: Iterable[str] | None = None,
     ):
         self.rec = rec
         self.config = config
-        self.speed = speed if speed > 0 else 1.0
         self.index = rec.index()
         self.damage = rec.damage
         self.pos = min(max(0, start), max(0, len(self.index) - 1))
-        self.playing = False
         # Where damage is told (the TUI's notifications); stderr when unset.
         self.warn: Callable[[str], None] | None = None
         self._warned: str | None = None
@@ -359,10 +317,28 @@ class Replayer:
         self._every = MARK_EVERY
         self._marks: dict[int, bytes] = {}
         self._mark_bytes = 0
+        self._report: Report | None = None
         self._start_over()
 
     def __len__(self) -> int:
         return len(self.index)
+
+    # ------------------------------------------- what a subclass adds per round
+
+    def _fresh(self) -> None:
+        """Start what is kept beside the rules over (before the first round)."""
+        self._report = None
+
+    def _absorb(self, report: Report) -> None:
+        """Take one judged round."""
+        self._report = report
+
+    def _carry(self) -> tuple[Any, ...]:
+        """What carries over between rounds beside the rules (kept in marks)."""
+        return ()
+
+    def _restore(self, carried: tuple[Any, ...]) -> None:
+        """Put back what `_carry` gave, after `_fresh`."""
 
     # ------------------------------------------------------ judged state
 
@@ -371,14 +347,13 @@ class Replayer:
 
         d = self.config.dashboard
         self._rules = Rules(self.config, raise_after=d.raise_after, clear_after=d.clear_after)
-        self._model = ViewModel()
-        self._at = -1  # the last round judged into _rules and _model
+        self._fresh()
+        self._at = -1  # the last round judged
 
     def _save_mark(self, i: int) -> None:
-        m = self._model
         # Pickle only what carries over between rounds (not the snapshot itself);
         # it never leaves this process.
-        state = (self._rules._held, m.alerts, m.pg_used, m.rounds, m.now)
+        state = (self._rules._held, self._carry())
         blob = zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), 1)
         self._marks[i] = blob
         self._mark_bytes += len(blob)
@@ -391,9 +366,9 @@ class Replayer:
         self._start_over()
         if i == 0:
             return
-        held, alerts, pg_used, rounds, now = pickle.loads(zlib.decompress(self._marks[i]))
+        held, carried = pickle.loads(zlib.decompress(self._marks[i]))
         self._rules._held = held
-        self._model = ViewModel(alerts=alerts, pg_used=pg_used, rounds=rounds, now=now)
+        self._restore(carried)
         self._at = i - 1
 
     def _judge(self, i: int) -> Report | None:
@@ -413,7 +388,7 @@ class Replayer:
                 snap, readings=tuple(r for r in snap.readings if r.component in only)
             )
         report = self._rules.evaluate(snap)
-        self._model.apply(report)
+        self._absorb(report)
         self._at = i
         return report
 
@@ -426,7 +401,6 @@ class Replayer:
         self.pos = min(self.pos, i - 1)
         for k in [k for k in self._marks if k >= i]:
             self._mark_bytes -= len(self._marks.pop(k))
-        self.playing = False
 
     def _goto(self, p: int) -> None:
         """Judge up to round p (or the last readable one before it)."""
@@ -450,24 +424,11 @@ class Replayer:
     def judged(self) -> Report:
         """The report of the current position, every round before it judged."""
         self._goto(self.pos)
-        report = self._model.report
+        report = self._report
         assert report is not None
         return report
 
-    # ------------------------------------------------------- the TUI's calls
-
-    def rebuild(self, keep: ViewModel | None = None) -> ViewModel:
-        """The screen's model at the current position: judged from the first
-        round, with `keep`'s view settings (filter, idle, sort)."""
-        self._goto(self.pos)
-        self._tell()
-        m = copy.copy(self._model)
-        # The screen changes its model (acknowledgements, history): give it copies.
-        m.alerts = {k: dataclasses.replace(a) for k, a in m.alerts.items()}
-        m.pg_used = {k: deque(v, maxlen=v.maxlen) for k, v in m.pg_used.items()}
-        if keep is not None:
-            m.filter, m.hide_idle, m.session_sort = keep.filter, keep.hide_idle, keep.session_sort
-        return m
+    # ------------------------------------------------------------- moving
 
     def advance(self) -> Report | None:
         """One round forward, judged after all before it; None at the end."""
@@ -490,13 +451,3 @@ class Replayer:
 
     def seek(self, at: str) -> None:
         self.pos = parse_at(at, [t for _, t in self.index])
-
-    def delay(self) -> float:
-        """Seconds until the next round at the current speed."""
-        if self.pos + 1 >= len(self.index):
-            return 0.0
-        gap = self.index[self.pos + 1][1] - self.index[self.pos][1]
-        return max(0.02, gap / self.speed)
-
-    def describe(self) -> dict[str, Any]:
-        return {"pos": self.pos + 1, "of": len(self.index), "speed": self.speed}

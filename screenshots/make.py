@@ -11,14 +11,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from textual.widgets import TabbedContent
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from collectors.core.files import atomic_write  # noqa: E402
-from dashboard.recording import Recording, Replayer  # noqa: E402
+from dashboard.recording import Recording  # noqa: E402
 from dashboard.tui.app import UltrawatchApp  # noqa: E402
+from dashboard.tui.replay import Replayer  # noqa: E402
 from tests import tui_data as td  # noqa: E402
 
 SHOTS = [
@@ -40,7 +39,7 @@ async def shoot(out: Path, kind: str, size: tuple[int, int], tab: str | None, tm
     async with app.run_test(size=size) as pilot:
         await pilot.pause()
         if tab:
-            app.query_one("#tabs", TabbedContent).active = tab
+            app.query_one("#tabs").active = tab
             await pilot.pause()
         await pilot.wait_for_scheduled_animations()
         atomic_write(out, app.export_screenshot(title=f"ultrawatch: {kind}"), mode=0o644)

@@ -13,8 +13,9 @@ from textual.widgets import Input
 from collectors.config import parse_config
 from collectors.core.model import Status
 from dashboard import recording
-from dashboard.recording import Recording, Replayer, parse_at, replay_app, report_at
+from dashboard.recording import Recording, parse_at, report_at
 from dashboard.tui.app import UltrawatchApp
+from dashboard.tui.replay import Replayer, replay_app
 from tests import tui_data as td
 from tests.conftest import run_cli
 
@@ -453,3 +454,19 @@ def test_recorder_killed_mid_write_leaves_a_readable_file(
         rec.load(rec.index()[-1][0])
     r = run_cli("check", "--replay", str(out), "--format", "json")
     assert r.stderr == "" and json.loads(r.stdout)["checks"]
+
+
+def test_recording_loads_neither_the_tui_nor_textual() -> None:
+    """`record` and `check --replay` need no UI: the TUI's replay is dashboard/tui/replay.py."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, dashboard.recording\n"
+        "print(sorted({n for n in sys.modules if n.split('.')[0] in ('textual', 'rich')"
+        " or n.startswith('dashboard.tui')}))"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=root)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

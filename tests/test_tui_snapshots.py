@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.recording import Recording, Replayer
+from dashboard.recording import Recording
 from dashboard.tui.app import UltrawatchApp
+from dashboard.tui.replay import Replayer
 from tests import tui_data as td
 
 

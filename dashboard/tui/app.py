@@ -12,7 +12,8 @@ import asyncio
 import os
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from textual import events, on
 from textual.app import App, ComposeResult, SystemCommand
@@ -25,7 +26,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Input, TabbedContent, TabPane
 
 from collectors.config import Config
-from collectors.core.model import Report, Status
+from collectors.core.model import Report, Snapshot, Status
+from dashboard.tui.keys import NEEDS, bound_keys, palette_keys
 from dashboard.tui.viewmodel import STATUS_ICON, STATUS_STYLE, ViewModel, clock
 from dashboard.tui.widgets.alerts import AlertsPanel
 from dashboard.tui.widgets.base import Line, Panel, SyncTable
@@ -37,8 +39,9 @@ from dashboard.tui.widgets.security import SecurityPanel
 from dashboard.tui.widgets.services import ServicesPanel
 
 if TYPE_CHECKING:
+    from dashboard.actions.backend import Mode
     from dashboard.actions.base import Action, Plan
-    from dashboard.recording import Replayer
+    from dashboard.tui.replay import Replayer
 
 RENDER_EVERY = 0.25  # seconds between renders at most: a burst of rounds cannot pile up
 # Keys first: a round's render waits until no key or click came for INPUT_FIRST s
@@ -50,24 +53,29 @@ INPUT_EVENTS = (events.Key, events.MouseDown, events.MouseScrollDown, events.Mou
 NARROW_WIDTH = 150  # below this (or NARROW_HEIGHT) the panels become tabs
 NARROW_HEIGHT = 40
 
-# Bindings that change the platform: hidden (check_action False) when actions are off.
-ACTIONS = frozenset(
-    {"rotate_secret", "drain", "undrain", "release_lock", "cancel_query", "terminate_session"}
-)
-REPLAY_ONLY = frozenset({"step", "step_back", "seek", "faster", "slower"})
-LIVE_ONLY = frozenset({"poll_now"})
 
-PANELS: tuple[tuple[str, type[Panel]], ...] = (
-    ("alerts", AlertsPanel),
-    ("postgres", PostgresPanel),
-    ("redis", RedisPanel),
-    ("services", ServicesPanel),
-    ("processes", ProcessesPanel),
-    ("security", SecurityPanel),
-)
+@dataclass(frozen=True)
+class PanelSpec:
+    """One panel: its widget's id (its tab is `tab-<id>`), its class (whose COMPONENT
+    names the target whose readings it shows; none for the alerts) and its place in
+    the wide grid (spans in app.tcss: the big tables get two columns)."""
 
-# Grid order when wide (spans in app.tcss): the big tables get two columns.
-WIDE_ORDER = ("postgres", "redis", "services", "processes", "alerts", "security")
+    id: str
+    cls: type[Panel]
+    grid: int
+
+
+# The one panel map, in tab order: composing, rendering, tabs and the action keys'
+# rows all go through it.
+PANELS: tuple[PanelSpec, ...] = (
+    PanelSpec("alerts", AlertsPanel, grid=4),
+    PanelSpec("postgres", PostgresPanel, grid=0),
+    PanelSpec("redis", RedisPanel, grid=1),
+    PanelSpec("services", ServicesPanel, grid=2),
+    PanelSpec("processes", ProcessesPanel, grid=3),
+    PanelSpec("security", SecurityPanel, grid=5),
+)
+PANEL = {p.id: p for p in PANELS}
 
 
 class RoundDone(Message):
@@ -82,61 +90,10 @@ class UltrawatchApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "ultrawatch"
     ENABLE_COMMAND_PALETTE = True
-    # Footer order: the keys that act on the platform first, so an 80-column
-    # footer still shows them; `s`, `z`, `w`, `+`, `-` are in the help and palette.
+    # Made from keys.KEYS, like the palette's commands and the help.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("r", "rotate_secret", "Rotate"),
-        Binding("d", "drain", "Drain"),
-        Binding("u", "undrain", "Undrain"),
-        Binding("x", "release_lock", "Release"),
-        Binding("c", "cancel_query", "Cancel"),
-        Binding("k", "terminate_session", "Terminate"),
-        Binding("a", "acknowledge", "Ack"),
-        Binding("full_stop", "step", "Step"),
-        Binding("comma", "step_back", "Back"),
-        Binding("g", "seek", "Seek"),
-        Binding("p", "pause", "Pause"),
-        Binding("space", "poll_now", "Poll now"),
-        Binding("slash", "filter", "Filter"),
-        Binding("i", "hide_idle", "Hide idle"),
-        Binding("question_mark", "help", "Help"),
-        Binding("q", "quit", "Quit"),
-        Binding("s", "sort", "Sort", show=False),
-        Binding("z", "snooze", "Snooze", show=False),
-        Binding("w", "handoff", "Handoff", show=False),
-        Binding("plus", "faster", "Faster", show=False),
-        Binding("minus", "slower", "Slower", show=False),
+        Binding(k.key, k.action, k.label, show=k.footer) for k in bound_keys()
     ]
-    # Footer words are short (80 columns); the palette shows the full names.
-    PALETTE_NAMES: ClassVar[dict[str, str]] = {
-        "rotate_secret": "Rotate secret",
-        "release_lock": "Release lock",
-        "cancel_query": "Cancel query",
-        "terminate_session": "Terminate session",
-        "acknowledge": "Acknowledge alert",
-    }
-    DESCRIPTIONS: ClassVar[dict[str, str]] = {
-        "rotate_secret": "Rotate the JWT secrets, keeping the old one for a grace period",
-        "drain": "Drain the selected service: stop new work, let in-flight work finish",
-        "undrain": "Let the selected service take work again",
-        "release_lock": "Release the selected Redis lock if its owner is unchanged",
-        "cancel_query": "Cancel the running query of the selected PostgreSQL backend",
-        "terminate_session": "End the selected PostgreSQL backend's session",
-        "acknowledge": "Acknowledge the selected alert (recorded with your user name)",
-        "snooze": "Silence the selected alert for a while",
-        "handoff": "Write open alerts and acknowledgements to the handoff file",
-        "pause": "Pause or resume polling (replay: play or pause)",
-        "poll_now": "Start a poll round now",
-        "filter": "Show only rows containing some text",
-        "hide_idle": "Hide idle PostgreSQL sessions",
-        "sort": "Change the order of the sessions table",
-        "help": "Keys and what they do",
-        "step": "Replay: next round",
-        "step_back": "Replay: previous round",
-        "seek": "Replay: go to a time",
-        "faster": "Replay: play faster",
-        "slower": "Replay: play slower",
-    }
 
     def __init__(
         self,
@@ -192,14 +149,13 @@ class UltrawatchApp(App[int]):
         yield Line(id="header")
         if self._narrow:
             with TabbedContent(id="tabs"):
-                for pane_id, cls in PANELS:
-                    with TabPane(cls.TITLE, id=f"tab-{pane_id}"):
-                        yield cls(id=pane_id)
+                for p in PANELS:
+                    with TabPane(p.cls.TITLE, id=f"tab-{p.id}"):
+                        yield p.cls(id=p.id)
         else:
             with Grid(id="grid"):
-                by_id = dict(PANELS)
-                for pane_id in WIDE_ORDER:
-                    yield by_id[pane_id](id=pane_id)
+                for p in sorted(PANELS, key=lambda p: p.grid):
+                    yield p.cls(id=p.id)
         yield Input(
             placeholder="filter: text in any row (enter to keep, escape to clear)", id="filter"
         )
@@ -263,24 +219,19 @@ class UltrawatchApp(App[int]):
         poller = Poller(build_collectors(self.config), deadline=d.collector_timeout)
         self._pg_lender = next((c for c in poller.collectors if c.component == "postgres"), None)
         rules = Rules(self.config, raise_after=d.raise_after, clear_after=d.clear_after)
+
+        def judged(snapshot: Snapshot) -> None:
+            self.post_message(RoundDone(rules.evaluate(snapshot)))
+
+        def failed(e: Exception) -> None:  # keep polling; say what broke
+            self.notify(
+                f"poll round failed: {type(e).__name__}: {e}", severity="error", markup=False
+            )
+
         try:
-            while True:
-                if not self.paused or self._wake.is_set():
-                    self._wake.clear()
-                    try:
-                        report = rules.evaluate(await poller.poll())
-                    except Exception as e:  # keep polling; say what broke
-                        self.notify(
-                            f"poll round failed: {type(e).__name__}: {e}",
-                            severity="error",
-                            markup=False,
-                        )
-                    else:
-                        self.post_message(RoundDone(report))
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=d.interval)
-                except TimeoutError:
-                    pass
+            await poller.run(
+                d.interval, judged, wake=self._wake, paused=lambda: self.paused, on_error=failed
+            )
         finally:
             await poller.aclose()
 
@@ -337,6 +288,9 @@ class UltrawatchApp(App[int]):
             self.call_later(self._relayout)
         self.renders += 1
         self._render_header()
+        self._render_panels(only)
+
+    def _render_panels(self, only: tuple[str, ...] | None) -> None:
         narrow = bool(self._narrow)
         active = None
         if narrow:
@@ -344,19 +298,19 @@ class UltrawatchApp(App[int]):
                 active = self.query_one("#tabs", TabbedContent).active
             except Exception:
                 active = None
-        for pane_id, cls in PANELS:
+        for p in PANELS:
             try:
-                panel = self.query_one(f"#{pane_id}", cls)
+                panel = self.query_one(f"#{p.id}", p.cls)
             except Exception:
                 continue  # recomposing
             if narrow:
-                self._label_tab(pane_id, cls.TITLE, panel)
-            if only is not None and pane_id not in only:
+                self._label_tab(p.id, p.cls.TITLE, panel)
+            if only is not None and p.id not in only:
                 continue
-            if narrow and active is not None and active != f"tab-{pane_id}":
-                self._dirty.add(pane_id)
+            if narrow and active is not None and active != f"tab-{p.id}":
+                self._dirty.add(p.id)
                 continue
-            self._dirty.discard(pane_id)
+            self._dirty.discard(p.id)
             panel.show(self.model)
             panel.note_cap()
 
@@ -440,25 +394,23 @@ class UltrawatchApp(App[int]):
     # ------------------------------------------------------------ bindings
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ACTIONS:
+        """Keys that cannot work now are hidden (footer, palette) and do nothing."""
+        needs = NEEDS.get(action)
+        if needs == "actions":
             return self.actions_enabled
-        if action in REPLAY_ONLY:
+        if needs == "replay":
             return self.replay is not None
-        if action in LIVE_ONLY:
+        if needs == "live":
             return self.replay is None
         return True
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for b in self.BINDINGS:
-            assert isinstance(b, Binding)
-            name = b.action
-            if name == "quit" or self.check_action(name, ()) is False:
+        for k in palette_keys():
+            if self.check_action(k.action, ()) is False:
                 continue
             yield SystemCommand(
-                f"{self.PALETTE_NAMES.get(name, b.description)} ({b.key_display or b.key})",
-                self.DESCRIPTIONS.get(name, b.description),
-                self._palette(name),
+                f"{k.palette_name} ({k.key})", k.about or k.label, self._palette(k.action)
             )
 
     def _palette(self, name: str) -> Callable[[], Any]:
@@ -528,14 +480,12 @@ class UltrawatchApp(App[int]):
         self.model.session_sort = SORTS[(i + 1) % len(SORTS)]
         self.render_now(only=("postgres",))
 
-    def _panel(self, cls: type[Panel]) -> Panel:
-        return self.query_one(cls)
-
-    def _pick(self, cls: type[Panel], noun: str) -> dict[str, Any] | None:
-        """The row the engineer selected in `cls`'s table, or None (and they are
+    def _pick(self, panel_id: str, noun: str) -> dict[str, Any] | None:
+        """The row the engineer selected in that panel's table, or None (and they are
         told why). Only the focused table counts: every other table has its cursor
         on some row too (row 0 by default) that nobody chose."""
-        panel = self._panel(cls)
+        cls = PANEL[panel_id].cls
+        panel = self.query_one(f"#{panel_id}", cls)
         table = panel.query_one(SyncTable)
         # The panel's own screen: a modal (help, palette) on top does not move it.
         if panel.screen.focused is not table:
@@ -559,7 +509,7 @@ class UltrawatchApp(App[int]):
         return record
 
     def _selected_alert(self) -> str | None:
-        record = self._pick(AlertsPanel, "alert")
+        record = self._pick("alerts", "alert")
         return None if record is None else str(record["check"])
 
     def action_acknowledge(self) -> None:
@@ -632,7 +582,7 @@ class UltrawatchApp(App[int]):
         self._start_action("rotate-secret (finish)" if finish else "rotate-secret", make)
 
     def _selected_service(self) -> str | None:
-        record = self._pick(ServicesPanel, "service")
+        record = self._pick("services", "service")
         return None if record is None else str(record["service"])
 
     def action_drain(self) -> None:
@@ -658,7 +608,7 @@ class UltrawatchApp(App[int]):
     def action_release_lock(self) -> None:
         if not self.actions_enabled:
             return
-        record = self._pick(RedisPanel, "lock")
+        record = self._pick("redis", "lock")
         if record is None:
             return
         # What the engineer saw: this key with this owner; a changed owner is refused.
@@ -681,10 +631,10 @@ class UltrawatchApp(App[int]):
     def action_terminate_session(self) -> None:
         self._backend("terminate")
 
-    def _backend(self, mode: str) -> None:
+    def _backend(self, mode: Mode) -> None:
         if not self.actions_enabled:
             return
-        record = self._pick(PostgresPanel, "session")
+        record = self._pick("postgres", "session")
         if record is None:
             return
         # Identity of the backend the engineer saw: a reused pid is refused.
@@ -693,9 +643,11 @@ class UltrawatchApp(App[int]):
         def make() -> Action:
             from dashboard.actions.backend import BackendAction
 
-            return BackendAction(
+            action = BackendAction(
                 self.config, pid, mode=mode, backend_start=started, lender=self._pg_lender
             )
+            # An Action (its `name` is the mode, which mypy types as the Literal).
+            return cast("Action", action)
 
         self._start_action(mode, make)
 
@@ -723,8 +675,9 @@ class UltrawatchApp(App[int]):
                 return
 
             async def confirm(plan: Plan) -> bool:
-                production = self.config.dashboard.production
-                return bool(await self.push_screen_wait(ConfirmScreen(plan, production=production)))
+                screen = ConfirmScreen(plan, production=self.config.dashboard.production)
+                answer = await self.push_screen_wait(screen)
+                return bool(answer)
 
             self._progress(f"{label}: reading the current state…")
             runner = ActionRunner(self.config, read_only=self.read_only)

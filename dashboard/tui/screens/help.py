@@ -11,29 +11,11 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-TEXT = """\
-Keys
-  ?      this help                    q      quit
-  p      pause / resume polling       space  poll now
-  /      filter every panel           i      hide idle sessions
-  s      sort sessions                enter  details of the selected row
-  tab    next panel                   ctrl+p command palette
-  a      acknowledge the selected alert (recorded with your user name)
-  z      snooze the selected alert for {snooze}
-  w      write the handoff summary for the next on-call
-  a, z and the action keys act on the focused panel's selected row only
+from dashboard.tui.keys import help_lines
 
-{actions_title}
-  r      rotate the JWT secrets (grace period for the old one)
-  d / u  drain / undrain the selected service
-  x      release the selected Redis lock (only if its owner is unchanged)
-  c      cancel the selected backend's query
-  k      terminate the selected backend's session
-
-Replay
-  .  ,   step forward / back      g  seek to a time      p  play / pause
-  +  -   faster / slower
-
+# Said once under the keys and at the end; the key lines come from keys.KEYS.
+ROW_NOTE = "  a, z and the action keys act on the focused panel's selected row only"
+IDENTITY_NOTE = """\
 An action applies to the row you selected, identified by what you saw
 (pid and backend start, lock key and owner): if it changed, it is refused;
 if the row went away, nothing is selected until you move the cursor.
@@ -47,10 +29,14 @@ def help_text(snooze_s: float, disabled: str | None = None) -> str:
     keys work (`disabled` says why not: read-only, replay)."""
     from dashboard.tui.viewmodel import duration
 
+    snooze = duration(snooze_s)
     title = (
         ACTIONS_ON if disabled is None else f"Actions: DISABLED ({disabled}); the keys do nothing"
     )
-    return TEXT.format(snooze=duration(snooze_s), actions_title=title)
+    lines = ["Keys", *help_lines("keys", snooze), ROW_NOTE, ""]
+    lines += [title, *help_lines("actions", snooze), ""]
+    lines += ["Replay", *help_lines("replay", snooze), ""]
+    return "\n".join(lines) + "\n" + IDENTITY_NOTE
 
 
 class HelpScreen(ModalScreen[None]):
