@@ -31,6 +31,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -99,47 +100,45 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, round((len(s) - 1) * q / 100))]
 
 
-async def run(rounds: int, presses: int) -> None:
-    base = reports()
-    proc = psutil.Process()
-    app = UltrawatchApp(config(), poll=False)
-    async with app.run_test(size=(200, 60)) as pilot:
-        app.post_message(RoundDone(at(base[0], 1)))
-        await pilot.pause(0.5)
-        # -------------------------------------------------- key press latency
-        # Key press -> updated screen: from posting the key to the first frame the
-        # compositor paints after the key's effect was applied (the cursor moved,
-        # the panel re-rendered with the new filter, ...), as the engineer sees it.
-        # `settled` is also kept: the last frame before the app went idle again,
-        # which includes a round's render that happened to start meanwhile and
-        # Pilot's 20 ms idle-detection steps.
+class KeyTimer:
+    """Key press -> updated screen: from posting the key to the first frame the
+    compositor paints after the key's effect was applied (the cursor moved, the panel
+    re-rendered with the new filter, ...), as the engineer sees it. `settled` is also
+    kept: the last frame before the app went idle again, which includes a round's
+    render that happened to start meanwhile and Pilot's 20 ms idle-detection steps."""
+
+    def __init__(self, app: UltrawatchApp, pilot: Any) -> None:
         from dashboard.tui.widgets.base import SyncTable
 
-        frames: list[tuple[float, object]] = []
-        probe: list[Callable[[], object]] = [lambda: None]
+        self.app, self.pilot = app, pilot
+        self.frames: list[tuple[float, object]] = []
+        self.probe: Callable[[], object] = lambda: None
+        self.latencies: dict[str, list[float]] = {}
+        self.settled: list[float] = []
+        self.unseen: dict[str, int] = {}
+        self.rendered = {"filter": app.model.filter, "renders": 0}
+        self.moves = {"down": 0}
         screen = app.screen
         original = screen._compositor_refresh
 
         def timed_refresh() -> None:
             original()
-            frames.append((time.perf_counter(), probe[0]()))
+            self.frames.append((time.perf_counter(), self.probe()))
 
         screen._compositor_refresh = timed_refresh  # type: ignore[method-assign]
-        rendered = {"filter": app.model.filter, "renders": 0}
-        render_now = app.render_now
+        self.render_now = app.render_now
+        self.cursor_down = SyncTable.action_cursor_down
 
         def counted_render(only: tuple[str, ...] | None = None) -> None:
-            render_now(only)
-            rendered["filter"], rendered["renders"] = app.model.filter, rendered["renders"] + 1
+            self.render_now(only)
+            self.rendered["filter"] = app.model.filter
+            self.rendered["renders"] += 1
+
+        def counted_down(table: SyncTable) -> None:
+            self.cursor_down(table)
+            self.moves["down"] += 1
 
         app.render_now = counted_render  # type: ignore[method-assign]
-        moves = {"down": 0}
-        cursor_down = SyncTable.action_cursor_down
-
-        def counted_down(self: SyncTable) -> None:
-            cursor_down(self)
-            moves["down"] += 1
-
         SyncTable.action_cursor_down = counted_down  # type: ignore[method-assign]
 
         def alerts_state() -> object:
@@ -147,123 +146,161 @@ async def run(rounds: int, presses: int) -> None:
 
         # What each key changes, read at every frame: the first frame after the
         # change shows it.
-        probes: dict[str, Callable[[], object]] = {
+        self.probes: dict[str, Callable[[], object]] = {
             "i": lambda: app.model.hide_idle,
             "s": lambda: app.model.session_sort,
-            "down": lambda: moves["down"],
+            "down": lambda: self.moves["down"],
             "p": lambda: app.paused,
             "z": alerts_state,
             "a": alerts_state,
             "tab": lambda: app.focused,
-            "filter": lambda: rendered["filter"],
+            "filter": lambda: self.rendered["filter"],
         }
-        latencies: dict[str, list[float]] = {}
-        settled: list[float] = []
-        unseen: dict[str, int] = {}
 
-        async def timed(label: str, key: str, what: str) -> None:
-            probe[0] = probes[what]
-            before = probe[0]()
-            frames.clear()
-            t0 = time.perf_counter()
-            await pilot.press(key)
-            await pilot.pause()
-            shown = next((t for t, state in frames if state != before), None)
-            if shown is None:  # the key changed nothing on screen: say so
-                unseen[label] = unseen.get(label, 0) + 1
-                return
-            latencies.setdefault(label, []).append((shown - t0) * 1000)
-            settled.append((frames[-1][0] - t0) * 1000)
+    def restore(self) -> None:
+        from dashboard.tui.widgets.base import SyncTable
 
-        app.query_one("#redis-locks").focus()
-        for _ in range(presses):
-            for key in ("i", "s", "down", "p"):
-                await timed(key, key, key)
-        app.query_one("#alerts-table").focus()
-        for _ in range(presses):
-            for key in ("z", "a"):
-                await timed(key, key, key)
-        for _ in range(presses):
-            await timed("tab", "tab", "tab")
-        # Typing into the filter: each character re-filters every panel.
-        app.query_one("#redis-locks").focus()
-        await pilot.press("slash")
+        self.app.render_now = self.render_now  # type: ignore[method-assign]
+        SyncTable.action_cursor_down = self.cursor_down  # type: ignore[method-assign]
+
+    async def timed(self, label: str, key: str, what: str) -> None:
+        self.probe = self.probes[what]
+        before = self.probe()
+        self.frames.clear()
+        t0 = time.perf_counter()
+        await self.pilot.press(key)
+        await self.pilot.pause()
+        shown = next((t for t, state in self.frames if state != before), None)
+        if shown is None:  # the key changed nothing on screen: say so
+            self.unseen[label] = self.unseen.get(label, 0) + 1
+            return
+        self.latencies.setdefault(label, []).append((shown - t0) * 1000)
+        self.settled.append((self.frames[-1][0] - t0) * 1000)
+
+
+async def press_keys(app: UltrawatchApp, pilot: Any, keys: KeyTimer, presses: int) -> None:
+    app.query_one("#redis-locks").focus()
+    for _ in range(presses):
+        for key in ("i", "s", "down", "p"):
+            await keys.timed(key, key, key)
+    app.query_one("#alerts-table").focus()
+    for _ in range(presses):
+        for key in ("z", "a"):
+            await keys.timed(key, key, key)
+    for _ in range(presses):
+        await keys.timed("tab", "tab", "tab")
+    # Typing into the filter: each character re-filters every panel.
+    app.query_one("#redis-locks").focus()
+    await pilot.press("slash")
+    await pilot.pause()
+    for n in range(presses):
+        word = ("sku-1", "svc-04", "worker-7")[n % 3]
+        for ch in word:
+            await keys.timed("filter char", ch, "filter")
+        for _ in word:
+            await keys.timed("filter backspace", "backspace", "filter")
+    await pilot.press("escape")
+    await pilot.pause()
+
+
+async def press_keys_while_rounds_arrive(
+    app: UltrawatchApp, keys: KeyTimer, presses: int, base: list[Report]
+) -> None:
+    """A feeder posts a round every 0.5 s while keys are pressed."""
+    app.query_one("#redis-locks").focus()
+    feeding = True
+
+    async def feeder() -> None:
+        n = 0
+        while feeding:
+            n += 1
+            app.post_message(RoundDone(at(base[n % VARIANTS], 50_000 + n)))
+            await asyncio.sleep(0.5)
+
+    task = asyncio.create_task(feeder())
+    for n in range(presses * 2):
+        await asyncio.sleep(0.05 + (n * 0.137) % 0.4)  # land anywhere in a round
+        await keys.timed("down (rounds arriving)", "down", "down")
+        await keys.timed("i (rounds arriving)", "i", "i")
+    feeding = False
+    await task
+
+
+async def idle_cpu(pilot: Any, proc: psutil.Process) -> float:
+    await pilot.pause(1.0)
+    c0, w0 = proc.cpu_times(), time.perf_counter()
+    await asyncio.sleep(5.0)
+    c1, w1 = proc.cpu_times(), time.perf_counter()
+    return ((c1.user + c1.system) - (c0.user + c0.system)) / (w1 - w0) * 100
+
+
+async def round_cpu(app: UltrawatchApp, pilot: Any, base: list[Report]) -> list[float]:
+    """CPU time of one round: absorb, render, compositor."""
+    render_ms = []
+    for n in range(20):
+        t0 = time.process_time()
+        app.absorb(at(base[n % VARIANTS], 2 + n))
+        app.render_now()
         await pilot.pause()
-        for n in range(presses):
-            word = ("sku-1", "svc-04", "worker-7")[n % 3]
-            for ch in word:
-                await timed("filter char", ch, "filter")
-            for _ in word:
-                await timed("filter backspace", "backspace", "filter")
-        await pilot.press("escape")
-        await pilot.pause()
-        # Keys while rounds arrive: a feeder posts a round every 0.5 s.
-        app.query_one("#redis-locks").focus()
-        feeding = True
+        render_ms.append((time.process_time() - t0) * 1000)
+    return render_ms
 
-        async def feeder() -> None:
-            n = 0
-            while feeding:
-                n += 1
-                app.post_message(RoundDone(at(base[n % VARIANTS], 50_000 + n)))
-                await asyncio.sleep(0.5)
 
-        task = asyncio.create_task(feeder())
-        for n in range(presses * 2):
-            await asyncio.sleep(0.05 + (n * 0.137) % 0.4)  # land anywhere in a round
-            await timed("down (rounds arriving)", "down", "down")
-            await timed("i (rounds arriving)", "i", "i")
-        feeding = False
-        await task
-        app.render_now = render_now  # type: ignore[method-assign]
-        SyncTable.action_cursor_down = cursor_down  # type: ignore[method-assign]
-        all_lat = [x for v in latencies.values() for x in v]
-        # ------------------------------------------------------------ idle CPU
-        await pilot.pause(1.0)
-        c0, w0 = proc.cpu_times(), time.perf_counter()
-        await asyncio.sleep(5.0)
-        c1, w1 = proc.cpu_times(), time.perf_counter()
-        idle = ((c1.user + c1.system) - (c0.user + c0.system)) / (w1 - w0) * 100
-        # ------------------------------------------------------ one round cost
-        render_ms = []  # CPU time of one round: absorb, render, compositor
-        for n in range(20):
-            t0 = time.process_time()
-            app.absorb(at(base[n % VARIANTS], 2 + n))
-            app.render_now()
-            await pilot.pause()
-            render_ms.append((time.process_time() - t0) * 1000)
-        # --------------------------------------------------------- RSS growth
-        rss: dict[int, int] = {}
-        checkpoints = {100, rounds, *(rounds * k // 4 for k in (1, 2, 3))}
-        t_start = time.perf_counter()
-        for n in range(1, rounds + 1):
-            app.post_message(RoundDone(at(base[n % VARIANTS], 100 + n)))
-            if n % 25 == 0:
-                await pilot.pause(0.01)  # let messages, timers and renders run
-            if n in checkpoints:
-                await pilot.pause(0.5)
-                gc.collect()
-                rss[n] = proc.memory_info().rss
-        feed_s = time.perf_counter() - t_start
-        renders = app.renders
+async def rss_growth(
+    app: UltrawatchApp, pilot: Any, proc: psutil.Process, rounds: int, base: list[Report]
+) -> tuple[dict[int, int], float]:
+    rss: dict[int, int] = {}
+    checkpoints = {100, rounds, *(rounds * k // 4 for k in (1, 2, 3))}
+    t_start = time.perf_counter()
+    for n in range(1, rounds + 1):
+        app.post_message(RoundDone(at(base[n % VARIANTS], 100 + n)))
+        if n % 25 == 0:
+            await pilot.pause(0.01)  # let messages, timers and renders run
+        if n in checkpoints:
+            await pilot.pause(0.5)
+            gc.collect()
+            rss[n] = proc.memory_info().rss
+    return rss, time.perf_counter() - t_start
 
-    print(f"ultrawatch TUI bench: {N_SERVICES} services, {N_LOCKS:,} locks per round, 200x60")
+
+def print_keys(keys: KeyTimer) -> None:
+    all_lat = [x for v in keys.latencies.values() for x in v]
     print(
         f"key press -> first frame showing it: median {statistics.median(all_lat):.1f} ms, "
         f"p95 {pct(all_lat, 95):.1f} ms over {len(all_lat)} presses (target p95 <= 100 ms)"
     )
-    for key, vals in latencies.items():
+    for key, vals in keys.latencies.items():
         print(
             f"  {key:>22}: median {statistics.median(vals):6.1f} ms, "
             f"p95 {pct(vals, 95):6.1f} ms ({len(vals)} presses)"
         )
-    if unseen:
-        print(f"  presses that changed nothing on screen (not counted): {unseen}")
+    if keys.unseen:
+        print(f"  presses that changed nothing on screen (not counted): {keys.unseen}")
     print(
         f"for reference, key press -> Pilot finds the app idle again (its last frame; "
         f"20 ms idle steps, and any round rendered meanwhile): "
-        f"median {statistics.median(settled):.1f} ms, p95 {pct(settled, 95):.1f} ms"
+        f"median {statistics.median(keys.settled):.1f} ms, p95 {pct(keys.settled, 95):.1f} ms"
     )
+
+
+async def run(rounds: int, presses: int) -> None:
+    base = reports()
+    proc = psutil.Process()
+    app = UltrawatchApp(config(), poll=False)
+    async with app.run_test(size=(200, 60)) as pilot:
+        app.post_message(RoundDone(at(base[0], 1)))
+        await pilot.pause(0.5)
+        keys = KeyTimer(app, pilot)
+        await press_keys(app, pilot, keys, presses)
+        await press_keys_while_rounds_arrive(app, keys, presses, base)
+        keys.restore()
+        idle = await idle_cpu(pilot, proc)
+        render_ms = await round_cpu(app, pilot, base)
+        rss, feed_s = await rss_growth(app, pilot, proc, rounds, base)
+        renders = app.renders
+
+    print(f"ultrawatch TUI bench: {N_SERVICES} services, {N_LOCKS:,} locks per round, 200x60")
+    print_keys(keys)
     print(f"idle CPU between rounds: {idle:.2f} % of one core over 5 s (target < 5 %)")
     print(
         f"one round absorbed + rendered (CPU): median {statistics.median(render_ms):.1f} ms, "
