@@ -20,7 +20,7 @@ from typing import Protocol
 
 from collectors.config import Config
 from collectors.core.model import ErrorKind, Reading, Snapshot
-from collectors.core.redact import clean, printable
+from collectors.core.redact import clean, printable, scrub
 
 
 class SharedResource(Protocol):
@@ -29,9 +29,11 @@ class SharedResource(Protocol):
 
 class Collectors(list["Collector"]):
     """build_collectors' answer: the collectors, plus what they share (`shared`),
-    which the Poller given this list closes in its `aclose`."""
+    which the Poller given this list closes in its `aclose`, and the secrets their
+    config holds (`secrets`), which the Poller scrubs from every error it passes on."""
 
     shared: list[SharedResource]
+    secrets: list[str]
 
 
 class Collector(Protocol):
@@ -74,6 +76,10 @@ class Poller:
         # Resources the collectors share (build_collectors' one HttpClient): the Poller
         # owns them and closes them once, after every collector has closed.
         self.shared = list(shared if shared is not None else getattr(collectors, "shared", []))
+        # A client library's error may quote a DSN or URL: the registry knows every
+        # secret the config holds, and none of them leaves a round (screens, formats,
+        # recordings), whichever collector forgot to scrub its own errors.
+        self.secrets: list[str] = list(getattr(collectors, "secrets", []))
         self.deadline = deadline
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -102,7 +108,7 @@ class Poller:
         readings: list[Reading] = []
         for c in self.collectors:
             settled = self._settle(c, waiting.get(id(c)), started, limit)
-            readings.extend(_escaped(r) for r in settled)
+            readings.extend(_escaped(r, self.secrets) for r in settled)
         self.rounds += 1
         return Snapshot(
             round=self.rounds,
@@ -277,10 +283,12 @@ async def _rest(interval: float, wake: asyncio.Event, stop: asyncio.Event | None
             w.cancel()
 
 
-def _escaped(r: Reading) -> Reading:
+def _escaped(r: Reading, secrets: Sequence[str] = ()) -> Reading:
     """Target text is data: control characters (terminal escapes) become `\\xNN`
-    here, once, for every screen, format and recording downstream."""
-    data, error, target = clean(r.data), clean(r.error), printable(r.target)
+    here, once, for every screen, format and recording downstream; and an error
+    never carries a secret of the config."""
+    error = scrub(r.error, secrets) if r.error and secrets else r.error
+    data, error, target = clean(r.data), clean(error), printable(r.target)
     if data is r.data and error is r.error and target is r.target:
         return r
     return dataclasses.replace(r, data=data, error=error, target=target)
@@ -294,7 +302,7 @@ def build_collectors(
     or httpx. What they share (the one HttpClient) is in `.shared`: the Poller built
     from this list closes it. `one_shot`: a single round (`check`), whose reads must
     leave no trace the next check sees."""
-    from collectors.registry import TARGETS, Shared
+    from collectors.registry import TARGETS, Shared, config_secrets
 
     wanted = set(only or [t.name for t in TARGETS])
     shared = Shared(config)
@@ -303,4 +311,5 @@ def build_collectors(
         t.build(config, shared, one_shot) for t in TARGETS if t.name in wanted and t.enabled(config)
     )
     out.shared = shared.resources
+    out.secrets = config_secrets(config)
     return out

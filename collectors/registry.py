@@ -13,7 +13,7 @@ psycopg or httpx; judges and data types are light and imported here.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
@@ -106,7 +106,6 @@ class TargetSpec:
     capped: Callable[[Config, Callable[[float], Duration]], dict[str, Any]] = _no_caps
     # The typed payload of its readings (how a recording's JSON is read back).
     data: type[msgspec.Struct] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------ postgres

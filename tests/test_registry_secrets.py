@@ -9,6 +9,7 @@ recording unnoticed.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ import msgspec
 import pytest
 
 from collectors.config import parse_config
+from collectors.core.model import Reading
+from collectors.poller import Collectors, Poller, build_collectors
 from collectors.registry import TARGETS, config_without_passwords
 from dashboard.demo.embedded import free_port
 from dashboard.recording import Recording
@@ -140,3 +143,33 @@ def test_no_recording_or_audit_entry_carries_a_secret(planted_config: Path, tmp_
         assert _leaks(r.stdout + r.stderr) == [], args
     assert audit.exists() and audit.read_text().strip()
     assert _leaks(audit.read_text()) == []
+
+
+class _Leaky:
+    """A collector whose client library quoted the connection strings in its error."""
+
+    component = "services"
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def targets(self) -> list[str]:
+        return ["svc"]
+
+    async def collect(self) -> list[Reading]:
+        return [Reading("services", "svc", time.time(), error=self.text, error_kind="internal")]
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_the_poller_scrubs_every_config_secret_from_errors(planted_config: Path) -> None:
+    config = parse_config(planted_config.read_text(), str(planted_config))
+    built = build_collectors(config, ["processes"])  # opens nothing
+    assert set(built.secrets) >= {PG_PW, REDIS_PW}
+    assert config.postgres is not None and config.redis is not None
+    leaky = Collectors([_Leaky(f"failed: {config.postgres.dsn} and {config.redis.url}")])
+    leaky.shared, leaky.secrets = [], built.secrets
+    (reading,) = (await Poller(leaky, deadline=2).poll()).readings
+    assert reading.error is not None and "failed:" in reading.error
+    assert _leaks(reading.error) == []
