@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from collectors.core.http import HttpConfig
 from collectors.core.settings import (
     ConfigError,
+    HttpConfig,
     HttpUrl,
     Name,
     ProcessMatch,

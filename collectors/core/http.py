@@ -9,22 +9,11 @@ import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from collectors.core.settings import Section
-from collectors.core.units import ByteSize, Count, PositiveCount, PositiveDuration
+from collectors.core.settings import HttpConfig
 
-
-class HttpConfig(Section, frozen=True):
-    concurrency: PositiveCount = 64
-    timeout: PositiveDuration = PositiveDuration(5)
-    max_body: ByteSize = ByteSize(1024 * 1024)
-    max_redirects: Count = 5
-    verify: bool = True
-    ca_file: str | None = None
-    client_cert: str | None = None
-    client_key: str | None = None
-    engine: Literal["aiohttp", "httpx"] = "aiohttp"  # httpx costs ms of CPU per request
+__all__ = ["Fetched", "HttpClient", "HttpConfig"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,11 +4,18 @@ Struct, value types that parse and check themselves, and helpers for cross-field
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
-from collectors.core.units import ByteSize, Duration, PositiveCount, PositiveDuration, Ratio
+from collectors.core.units import (
+    ByteSize,
+    Count,
+    Duration,
+    PositiveCount,
+    PositiveDuration,
+    Ratio,
+)
 
 
 class ConfigError(Exception):
@@ -130,3 +137,17 @@ def exactly_one(source: str, path: str, obj: object, keys: tuple[str, ...]) -> N
         wanted = " or ".join(keys)
         got = ", ".join(given) if given else "none"
         raise ConfigError(source, path, f"expected exactly one of {wanted}, got {got}")
+
+
+# The [http] section: settings of the one shared HTTP client (core/http.py), kept
+# here so loading a config does not import asyncio and ssl.
+class HttpConfig(Section, frozen=True):
+    concurrency: PositiveCount = 64
+    timeout: PositiveDuration = PositiveDuration(5)
+    max_body: ByteSize = ByteSize(1024 * 1024)
+    max_redirects: Count = 5
+    verify: bool = True
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    engine: Literal["aiohttp", "httpx"] = "aiohttp"  # httpx costs ms of CPU per request

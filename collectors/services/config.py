@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from collectors.core.http import HttpConfig
-from collectors.core.settings import HttpUrl, Name, ProcessMatch, Section, UrlPath
+from collectors.core.settings import HttpConfig, HttpUrl, Name, ProcessMatch, Section, UrlPath
 from collectors.core.units import ByteSize, Count, Duration, PositiveCount, PositiveDuration
 
 
