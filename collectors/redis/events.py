@@ -16,7 +16,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from collectors.redis.node import SIGNAL_PREFIX
+from collectors.redis.text import SIGNAL_PREFIX
 
 if TYPE_CHECKING:
     from collectors.redis.node import Node

@@ -32,12 +32,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from collectors.redis.config import RedisConfig
 from collectors.redis.data import NotLock
 from collectors.redis.resp import Replies, pack
-from collectors.redis.text import exact_text, node_name
+from collectors.redis.text import SIGNAL_PREFIX, exact_text, node_name
 
 if TYPE_CHECKING:
     from collectors.redis.events import Events
 
-SIGNAL_PREFIX = b"lock-signal:"  # python-redis-lock's wake-up lists: not locks
 READ_CHUNK = 1000  # keys per pipelined write outside the scan loop
 # Locks tracked per node at most: a leak creating millions of lock keys must not
 # grow our memory or our rounds without bound. Beyond it locks are only counted.

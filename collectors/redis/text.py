@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+SIGNAL_PREFIX = b"lock-signal:"  # python-redis-lock's wake-up lists: not locks
+
 OWNER_CHARS = 64  # display width of an owner token
 EXACT_LIMIT = 512  # longer raw values get no exact form in readings
 
