@@ -25,14 +25,13 @@ import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 import psycopg
 
 from collectors.config import Config
 from collectors.core.redact import dsn_secrets, printable, scrub
-from collectors.core.units import format_elapsed, iso_time
+from collectors.core.units import format_elapsed, iso_time, parse_iso
 from collectors.postgres.collector import APPLICATION_NAME
 from collectors.postgres.config import service_app_names
 from collectors.postgres.data import OTHER
@@ -370,14 +369,7 @@ def parse_backend_start(text: str) -> float | None:
     try:
         return float(text)
     except ValueError:
-        pass
-    try:
-        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
+        return parse_iso(text)
 
 
 def from_cli(config: Config, args: argparse.Namespace) -> BackendAction:
