@@ -31,7 +31,7 @@ from dashboard.demo.schema import NO_TTL_PRODUCT, STALE_PRODUCT, lock_key
 from tests.conftest import ULTRAWATCH, run_cli
 from tests.jwt_service import assert_no_secret
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]  # the whole platform, end to end
 
 SERVICES = ("product-service", "order-service", "payment-service", "user-service")
 

@@ -27,7 +27,7 @@ import pytest
 from tests.conftest import ULTRAWATCH
 from tests.test_demo import SERVICES, _gone, _read_config, _wait
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]  # the whole platform, end to end
 
 _ESCAPES = re.compile(rb"\x1b\[[0-9;?<>=]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>]")
 

@@ -16,7 +16,7 @@ from collectors.config import parse_config
 from dashboard.demo.schema import NO_TTL_PRODUCT, STALE_PRODUCT, lock_key
 from tests.test_demo import INCIDENT_CHECKS, running_demo
 
-pytestmark = pytest.mark.timeout(150)
+pytestmark = [pytest.mark.timeout(150), pytest.mark.slow]  # the whole platform, end to end
 
 
 async def _until(pilot, cond: Callable[[], object], seconds: float, what: str) -> object:  # type: ignore[no-untyped-def]
