@@ -6,8 +6,9 @@ iterate `TARGETS`; nothing else names the targets. Adding one: a folder under
 a `TargetSpec` below, and a panel in `dashboard/tui/widgets` (see README,
 "Adding a target").
 
-Collectors are imported inside `build` so `check --only redis` never imports
-psycopg or httpx; judges and data types are light and imported here.
+Each target's modules are imported inside its spec's functions, on first use, so a
+`check` pays only for the targets its config switches on (and `--only redis` never
+imports psycopg or httpx).
 """
 
 from __future__ import annotations
@@ -23,24 +24,14 @@ from collectors.config import Config
 from collectors.core.model import CheckResult, Reading
 from collectors.core.redact import dsn_secrets, mask_dsn, mask_url
 from collectors.core.units import Duration
-from collectors.postgres.config import ServiceRef
-from collectors.postgres.data import PostgresData
-from collectors.postgres.rules import judge_postgres
-from collectors.processes.config import ProcessConfig, ProcessTargets
-from collectors.processes.data import ProcessData
-from collectors.processes.rules import judge_processes
-from collectors.redis.data import RedisData
-from collectors.redis.rules import judge_redis
-from collectors.secrets.config import KeyService
-from collectors.secrets.data import SecretsData
-from collectors.secrets.rules import judge_secrets
-from collectors.services.config import ServicesRefs
-from collectors.services.data import ServiceData
-from collectors.services.rules import judge_services
 
 if TYPE_CHECKING:
     from collectors.core.http import HttpClient
     from collectors.poller import Collector
+    from collectors.postgres.config import ServiceRef
+    from collectors.processes.config import ProcessTargets
+    from collectors.secrets.config import KeyService
+    from collectors.services.config import ServicesRefs
 
 Judge = Callable[[Reading, Config], list[CheckResult]]
 T = TypeVar("T")
@@ -60,6 +51,12 @@ def _per_config(adapter: Callable[[Config], T]) -> Callable[[Config], T]:
 
     cached.__doc__ = adapter.__doc__
     return cached
+
+
+def _load(module: str, name: str) -> Any:
+    from importlib import import_module
+
+    return getattr(import_module(module), name)
 
 
 class Shared:
@@ -105,7 +102,7 @@ class TargetSpec:
     # Its connect/socket/statement timeouts capped below a one-shot round's deadline.
     capped: Callable[[Config, Callable[[float], Duration]], dict[str, Any]] = _no_caps
     # The typed payload of its readings (how a recording's JSON is read back).
-    data: type[msgspec.Struct] | None = None
+    data: Callable[[], type[msgspec.Struct]] | None = None
 
 
 # ------------------------------------------------------------------ postgres
@@ -114,6 +111,8 @@ class TargetSpec:
 def postgres_services(config: Config) -> list[ServiceRef]:
     """What the PostgreSQL target knows of the services: every configured service's
     name, pg_application_name and connection_budget, in config order."""
+    from collectors.postgres.config import ServiceRef
+
     return [
         ServiceRef(
             name=svc.name,
@@ -132,6 +131,8 @@ def _build_postgres(config: Config, shared: Shared, one_shot: bool) -> Collector
 
 
 def _judge_postgres(reading: Reading, config: Config) -> list[CheckResult]:
+    from collectors.postgres.rules import judge_postgres
+
     assert config.postgres is not None
     return judge_postgres(reading, config.postgres, postgres_services(config))
 
@@ -164,7 +165,7 @@ POSTGRES = TargetSpec(
     secrets=_postgres_secrets,
     redacted=_postgres_redacted,
     capped=_postgres_capped,
-    data=PostgresData,
+    data=lambda: _load("collectors.postgres.data", "PostgresData"),
 )
 
 # --------------------------------------------------------------------- redis
@@ -178,6 +179,8 @@ def _build_redis(config: Config, shared: Shared, one_shot: bool) -> Collector:
 
 
 def _judge_redis(reading: Reading, config: Config) -> list[CheckResult]:
+    from collectors.redis.rules import judge_redis
+
     assert config.redis is not None
     return judge_redis(reading, config.redis)
 
@@ -215,7 +218,7 @@ REDIS = TargetSpec(
     secrets=_redis_secrets,
     redacted=_redis_redacted,
     capped=_redis_capped,
-    data=RedisData,
+    data=lambda: _load("collectors.redis.data", "RedisData"),
 )
 
 # ------------------------------------------------------------------ services
@@ -224,6 +227,8 @@ REDIS = TargetSpec(
 @_per_config
 def services_refs(config: Config) -> ServicesRefs:
     """What the services collector and judge take from the whole Config."""
+    from collectors.services.config import ServicesRefs
+
     return ServicesRefs(
         services=tuple(config.services),
         window=float(config.dashboard.history),
@@ -238,12 +243,18 @@ def _build_services(config: Config, shared: Shared, one_shot: bool) -> Collector
     return ServicesCollector(services_refs(config), shared.http())
 
 
+def _judge_services(reading: Reading, config: Config) -> list[CheckResult]:
+    from collectors.services.rules import judge_services
+
+    return judge_services(reading, services_refs(config))
+
+
 SERVICES = TargetSpec(
     name="services",
     enabled=lambda c: bool(c.services),
     build=_build_services,
-    judge=lambda reading, config: judge_services(reading, services_refs(config)),
-    data=ServiceData,
+    judge=_judge_services,
+    data=lambda: _load("collectors.services.data", "ServiceData"),
 )
 
 # ----------------------------------------------------------------- processes
@@ -254,6 +265,8 @@ def process_targets(config: Config) -> ProcessTargets:
     """Every process target: the [[processes]] sections, then each service with a
     `process` match (named after the service, with its memory_limit; a [[processes]]
     entry of the same name wins)."""
+    from collectors.processes.config import ProcessConfig, ProcessTargets
+
     out = list(config.processes)
     names = {p.name for p in out}
     for s in config.services:
@@ -276,13 +289,19 @@ def _build_processes(config: Config, shared: Shared, one_shot: bool) -> Collecto
     return ProcessesCollector(process_targets(config))
 
 
+def _judge_processes(reading: Reading, config: Config) -> list[CheckResult]:
+    from collectors.processes.rules import judge_processes
+
+    return judge_processes(reading, process_targets(config))
+
+
 PROCESSES = TargetSpec(
     name="processes",
     # services with a `process` matcher are watched as processes too
     enabled=lambda c: bool(c.processes) or any(s.process for s in c.services),
     build=_build_processes,
-    judge=lambda reading, config: judge_processes(reading, process_targets(config)),
-    data=ProcessData,
+    judge=_judge_processes,
+    data=lambda: _load("collectors.processes.data", "ProcessData"),
 )
 
 # ------------------------------------------------------------------- secrets
@@ -290,6 +309,8 @@ PROCESSES = TargetSpec(
 
 def secrets_services(config: Config) -> list[KeyService]:
     """The services as the secrets target sees them: name, url, detail paths."""
+    from collectors.secrets.config import KeyService
+
     return [
         KeyService(name=str(s.name), url=str(s.url), detail_paths=tuple(map(str, s.detail_paths)))
         for s in config.services
@@ -315,6 +336,8 @@ def _build_secrets(config: Config, shared: Shared, one_shot: bool) -> Collector:
 
 
 def _judge_secrets(reading: Reading, config: Config) -> list[CheckResult]:
+    from collectors.secrets.rules import judge_secrets
+
     return judge_secrets(reading, config.secrets)
 
 
@@ -323,7 +346,7 @@ SECRETS = TargetSpec(
     enabled=lambda c: c.secrets is not None,
     build=_build_secrets,
     judge=_judge_secrets,
-    data=SecretsData,
+    data=lambda: _load("collectors.secrets.data", "SecretsData"),
 )
 
 # ---------------------------------------------------------------------------
@@ -331,8 +354,11 @@ SECRETS = TargetSpec(
 TARGETS: tuple[TargetSpec, ...] = (POSTGRES, REDIS, SERVICES, PROCESSES, SECRETS)
 BY_NAME: dict[str, TargetSpec] = {t.name: t for t in TARGETS}
 NAMES: tuple[str, ...] = tuple(BY_NAME)
-# component -> the Struct its readings carry (reading a recording back)
-DATA_TYPES: dict[str, type] = {t.name: t.data for t in TARGETS if t.data is not None}
+
+
+def data_types() -> dict[str, type]:
+    """component -> the Struct its readings carry (reading a recording back)."""
+    return {t.name: t.data() for t in TARGETS if t.data is not None}
 
 
 def config_secrets(config: Config) -> list[str]:

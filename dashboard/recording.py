@@ -33,7 +33,7 @@ import msgspec
 from collectors.config import Config
 from collectors.core.model import Report, Snapshot
 from collectors.core.settings import ConfigError, dec_hook
-from collectors.registry import DATA_TYPES, config_without_passwords
+from collectors.registry import config_without_passwords, data_types
 
 DEFAULT_KEEP = 24 * 3600.0  # seconds of rounds a recording keeps by default
 # A replay keeps the judged state every MARK_EVERY rounds, so stepping back or
@@ -190,7 +190,7 @@ class Recording:
             row = self.db.execute("select data from rounds where id = ?", (row_id,)).fetchone()
             if row is None:
                 raise KeyError(row_id)
-            return Snapshot.from_dict(json.loads(zlib.decompress(row[0])), DATA_TYPES)
+            return Snapshot.from_dict(json.loads(zlib.decompress(row[0])), data_types())
         except KeyError:
             raise
         except (sqlite3.DatabaseError, zlib.error, ValueError, TypeError, AttributeError) as e:

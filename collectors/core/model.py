@@ -175,7 +175,7 @@ class Snapshot:
     def from_dict(
         cls, d: Mapping[str, Any], data_types: Mapping[str, type] | None = None
     ) -> Snapshot:
-        """`data_types`: component -> its data Struct (collectors.registry.DATA_TYPES)."""
+        """`data_types`: component -> its data Struct (collectors.registry.data_types())."""
         types = data_types or {}
         return cls(
             round=d["round"],
