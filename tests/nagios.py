@@ -39,7 +39,7 @@ def derived_status(field: tuple[str, str, list[str]]) -> str:
     """The status a Nagios parser derives from one perfdata field: critical when the
     value is outside the critical range, else warning outside the warning range."""
     value, _, ranges = field
-    warn, crit = (ranges + ["", ""])[:2]
+    warn, crit = [*ranges, "", ""][:2]
     v = Range._parse_atom(value, 0)  # as the parser reads a range's numbers: int or float
     if crit and v not in Range(crit):
         return "critical"

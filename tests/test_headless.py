@@ -187,7 +187,7 @@ def test_nagios_perfdata_units_and_ranges(write_config, pg_dsn: str) -> None:
     result = run_cli("check", "--format", "nagios", "--config", str(write_config(_pg(pg_dsn))))
     out = nagios.parse(result.stdout)
     assert out.first.startswith("ULTRAWATCH OK - all ")
-    value, uom, (warn, crit) = out.perf["postgres.connections"]
+    _value, uom, (warn, crit) = out.perf["postgres.connections"]
     assert uom == "%" and warn == "80" and crit == "95"
     assert out.perf["postgres.reachable"][1] == "ms"
 
