@@ -189,6 +189,7 @@ def _check_consistency(config: Config, source: str) -> None:
     problem found is the one reported, in this order."""
     _check_services(config, source)
     _check_processes(config, source)
+    _check_id_collisions(config, source)
     _check_postgres(config, source)
     if config.http.max_body < 1:
         raise ConfigError(source, "http.max_body", "expected a size of at least 1 byte, got 0")
@@ -220,6 +221,29 @@ def _check_processes(config: Config, source: str) -> None:
             raise ConfigError(source, f"processes[{i}].name", f"duplicate name {proc.name!r}")
         names.add(proc.name)
         exactly_one(source, f"processes[{i}]", proc, ("cmdline", "pid", "pidfile"))
+
+
+def _check_id_collisions(config: Config, source: str) -> None:
+    """Two things one check id would name: refused, never one silently replacing the
+    other."""
+    for i, svc in enumerate(config.services):
+        if svc.name == "total" and svc.connection_budget is not None:
+            raise ConfigError(
+                source,
+                f"services[{i}].name",
+                "expected another name: a service 'total' with a connection_budget would be "
+                "postgres.budget.total, the platform's budget check",
+            )
+    watched = {s.name: i for i, s in enumerate(config.services) if s.process is not None}
+    for i, proc in enumerate(config.processes):
+        if proc.name in watched:
+            raise ConfigError(
+                source,
+                f"processes[{i}].name",
+                f"expected another name: services[{watched[proc.name]}] {proc.name!r} "
+                f"watches its process as process.{proc.name}.*; rename this entry or drop "
+                "the service's `process`",
+            )
 
 
 def _check_postgres(config: Config, source: str) -> None:

@@ -263,14 +263,13 @@ SERVICES = TargetSpec(
 @_per_config
 def process_targets(config: Config) -> ProcessTargets:
     """Every process target: the [[processes]] sections, then each service with a
-    `process` match (named after the service, with its memory_limit; a [[processes]]
-    entry of the same name wins)."""
+    `process` match (named after the service, with its memory_limit; the config
+    refuses a [[processes]] entry of the same name)."""
     from collectors.processes.config import ProcessConfig, ProcessTargets
 
     out = list(config.processes)
-    names = {p.name for p in out}
     for s in config.services:
-        if s.process is not None and s.name not in names:
+        if s.process is not None:
             out.append(
                 ProcessConfig(
                     name=s.name,

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -25,7 +25,7 @@ from typing import Any
 from msgspec.structs import replace
 
 from collectors.config import Config
-from collectors.core.model import Report, Snapshot, Status
+from collectors.core.model import CheckResult, Report, Snapshot, Status
 from collectors.core.units import Duration
 
 SCHEMA = "ultrawatch.check/v1"
@@ -121,37 +121,122 @@ def _nagios_num(v: float) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def _perf_range(threshold: float | None, below: bool, mult: float) -> str:
-    if threshold is None or not math.isfinite(threshold):
+def _exact_num(v: float) -> str:
+    """Fixed-point, every digit the float needs to read back as itself."""
+    if not math.isfinite(v):
+        return "U"
+    text = format(Decimal(repr(float(v))), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _scaled(limit: float | None, mult: float) -> float | None:
+    return limit * mult if limit is not None and math.isfinite(limit) else None
+
+
+def _nagios_range(
+    hi: float | None, lo: float | None, reach: bool, value: float, num: Callable[[float], str]
+) -> str:
+    """One Nagios range (`[@][start:][end]`, alert outside start..end, inside with `@`)
+    that alerts exactly when the value passes `hi` (reaches it, with `reach`) or falls
+    below `lo`."""
+    if hi is None and lo is None:
         return ""
-    # A plain N alerts outside 0..N (above N); "N:" alerts outside N..inf (below N).
-    n = _nagios_num(threshold * mult)
-    return f"{n}:" if below else n
+    if hi is None:
+        assert lo is not None
+        return f"{num(lo)}:"
+    if reach and lo is None:
+        # Plain N is 0..N, inclusive: the same verdict unless the value sits on N.
+        if 0 <= value != hi and hi >= 0:
+            return num(hi)
+        return f"@{num(hi)}:"
+    if lo is None:
+        return num(hi) if hi >= 0 and value >= 0 else f"~:{num(hi)}"
+    if lo > hi:  # below lo or above hi covers every number
+        return "@~:"
+    return f"{num(lo)}:{num(hi)}"
+
+
+def _range_alerts(spec: str, value: float) -> bool:
+    """Does `value` alert against the Nagios range `spec` (the plugin guidelines)."""
+    if not spec:
+        return False
+    invert = spec.startswith("@")
+    body = spec[1:] if invert else spec
+    start_s, _, end_s = body.rpartition(":") if ":" in body else ("", "", body)
+    start = -math.inf if start_s == "~" else float(start_s or 0)
+    end = float(end_s) if end_s else math.inf
+    return (value < start or value > end) != invert
+
+
+def _range_status(value: float, warn: str, crit: str) -> Status:
+    if _range_alerts(crit, value):
+        return Status.CRITICAL
+    if _range_alerts(warn, value):
+        return Status.WARNING
+    return Status.OK
+
+
+def _perf_field(c: CheckResult) -> str:
+    """`'label'=value[UOM];warn;crit` whose ranges say what the status says: the ranges
+    are written from every limit the value was judged against, in as few digits as keep
+    the verdict; a value whose status its limits do not decide (held by hysteresis,
+    rounded onto a limit) gets no ranges rather than ranges that contradict it."""
+    assert c.value is not None
+    uom, mult = _UOM.get(c.unit or "", ("", 1.0))
+    b = c.bounds
+    value = c.value * mult
+    warn_hi, crit_hi = _scaled(b.warn_above, mult), _scaled(b.crit_above, mult)
+    warn_lo, crit_lo = _scaled(b.warn_below, mult), _scaled(b.crit_below, mult)
+    fields = [f"{_nagios_num(value)}{uom}"]
+    for num in (_nagios_num, _exact_num):
+        shown = num(value)
+        warn = _nagios_range(warn_hi, warn_lo, b.reach, value, num)
+        crit = _nagios_range(crit_hi, crit_lo, b.reach, value, num)
+        if shown == "U" or c.status is Status.UNKNOWN:
+            fields = [f"{shown}{uom}", warn, crit]
+            break
+        if _range_status(float(shown), warn, crit) is c.status:
+            fields = [f"{shown}{uom}", warn, crit]
+            break
+    return f"{_perf_label(c.id)}={';'.join(fields).rstrip(';')}"
+
+
+# NRPE (before v3) carries 1 KiB of output: the first line stays well under it.
+NAGIOS_FIRST_LINE_MAX = 256
+
+
+def _nagios_head(report: Report, bad: list[CheckResult]) -> str:
+    head = f"ULTRAWATCH {_NAGIOS_WORD[report.status]} - "
+    if not bad:
+        return head + f"all {len(report.checks)} checks ok"
+    counts = report.counts
+    head += ", ".join(f"{counts[s.value]} {s.value}" for s in _NAGIOS_ORDER if counts[s.value])
+    ids: list[str] = []
+    for i, c in enumerate(bad):
+        more = f" (+{len(bad) - i - 1} more)" if i + 1 < len(bad) else ""
+        line = head + ": " + ", ".join([*ids, c.id]) + more
+        if len(line.encode()) > NAGIOS_FIRST_LINE_MAX:
+            break
+        ids.append(c.id)
+    if not ids:
+        return head
+    rest = len(bad) - len(ids)
+    return head + ": " + ", ".join(ids) + (f" (+{rest} more)" if rest else "")
 
 
 def format_nagios(report: Report) -> str:
-    status = report.status
+    """The plugin output format: one short first line (status, counts, the ids not ok),
+    then one long-output line per check not ok, then the perfdata after a `|`, one
+    label per line (Nagios joins them)."""
     bad = [c for c in _ordered(report) if c.status is not Status.OK]
-    if bad:
-        first = "; ".join(f"{c.id}: {c.summary}" for c in bad[:3])
-        more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
-        summary = f"{len(bad)} of {len(report.checks)} checks not ok: {first}{more}"
-    else:
-        summary = f"all {len(report.checks)} checks ok"
-    perf = []
-    for c in sorted(report.checks, key=lambda c: c.id):
-        if c.value is None:
-            continue
-        uom, mult = _UOM.get(c.unit or "", ("", 1.0))
-        fields = [
-            f"{_nagios_num(c.value * mult)}{uom}",
-            _perf_range(c.warn, c.below, mult),
-            _perf_range(c.crit, c.below, mult),
-        ]
-        perf.append(f"{_perf_label(c.id)}={';'.join(fields).rstrip(';')}")
-    summary = summary.replace("|", "/")
-    lines = [f"ULTRAWATCH {_NAGIOS_WORD[status]} - {summary} | {' '.join(perf)}".rstrip(" |")]
+    lines = [_nagios_head(report, bad).replace("|", "/")]
     lines += [f"{_NAGIOS_WORD[c.status]}: {c.id}: {c.summary}".replace("|", "/") for c in bad]
+    perf = [
+        _perf_field(c) for c in sorted(report.checks, key=lambda c: c.id) if c.value is not None
+    ]
+    if perf:
+        lines.append("| " + perf[0])
+        lines += perf[1:]
     return "\n".join(lines) + "\n"
 
 

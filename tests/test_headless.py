@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from collectors.core.model import CheckResult, Report, Snapshot, Status
 from dashboard.demo.embedded import free_port
 from dashboard.headless import format_nagios, format_prometheus
+from tests import nagios
 from tests.conftest import ULTRAWATCH, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -178,18 +179,17 @@ def test_nagios_format_with_perfdata(write_config) -> None:
     result = run_cli("check", "--format", "nagios", "--config", str(path))
     assert result.returncode == 2
     first = result.stdout.splitlines()[0]
-    assert first.startswith("ULTRAWATCH CRITICAL - 1 of 1 checks not ok: postgres.reachable")
+    assert first == "ULTRAWATCH CRITICAL - 1 critical: postgres.reachable"
     assert "CRITICAL: postgres.reachable" in result.stdout.splitlines()[1]
 
 
 def test_nagios_perfdata_units_and_ranges(write_config, pg_dsn: str) -> None:
     result = run_cli("check", "--format", "nagios", "--config", str(write_config(_pg(pg_dsn))))
-    head, _, perf = result.stdout.splitlines()[0].partition(" | ")
-    assert head.startswith("ULTRAWATCH OK - all ")
-    fields = dict(item.split("=", 1) for item in perf.split())
-    value, warn, crit = fields["postgres.connections"].split(";")
-    assert value.endswith("%") and warn == "80" and crit == "95"
-    assert fields["postgres.reachable"].endswith("ms")
+    out = nagios.parse(result.stdout)
+    assert out.first.startswith("ULTRAWATCH OK - all ")
+    _value, uom, (warn, crit) = out.perf["postgres.connections"]
+    assert uom == "%" and warn == "80" and crit == "95"
+    assert out.perf["postgres.reachable"][1] == "ms"
 
 
 def test_prometheus_format_parses(write_config, pg_dsn: str) -> None:
@@ -277,17 +277,8 @@ def test_prometheus_timestamp_of_a_real_round_is_not_rounded(write_config, pg_ds
     assert re.fullmatch(r"ultrawatch_last_round_timestamp_seconds \d{10}\.\d+", line)
 
 
-_PERF = re.compile(r"('(?:[^']|'')+'|[^\s=']+)=(-?[0-9.]+|U)([a-zA-Z%]*)((?:;[-0-9.:@~]*){0,4})")
-
-
 def _perfdata(stdout: str) -> dict[str, tuple[str, str, list[str]]]:
-    perf = stdout.splitlines()[0].partition(" | ")[2]
-    out = {}
-    for item in perf.split():
-        m = _PERF.fullmatch(item)
-        assert m, f"not valid perfdata: {item!r}"
-        out[m.group(1)] = (m.group(2), m.group(3), m.group(4).split(";")[1:])
-    return out
+    return nagios.parse(stdout).perf
 
 
 def test_nagios_perfdata_has_no_exponent() -> None:

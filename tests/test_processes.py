@@ -330,6 +330,7 @@ async def test_memory_growth_is_a_rate_in_every_format(
     procs: list[subprocess.Popen[str]],
 ) -> None:
     from dashboard.headless import format_nagios, format_prometheus
+    from tests import nagios
 
     p = spawn(GROW, str(4 * MiB))
     procs.append(p)
@@ -346,10 +347,8 @@ async def test_memory_growth_is_a_rate_in_every_format(
     prom = format_prometheus(report)
     assert 'ultrawatch_check_value_bytes_per_second{id="process.g.memory_growth"}' in prom
     assert 'ultrawatch_check_value_bytes{id="process.g.memory_growth"}' not in prom
-    perf = format_nagios(report).splitlines()[0].split(" | ")[1]
-    (field,) = [f for f in perf.split() if f.startswith("process.g.memory_growth=")]
-    value = field.split("=")[1].split(";")[0]
-    assert not value.endswith("B")  # a rate, not a size in bytes
+    value, uom, _ = nagios.parse(format_nagios(report)).perf["process.g.memory_growth"]
+    assert uom == ""  # a rate, not a size in bytes
     assert float(value) == pytest.approx(growth.value, rel=1e-5)  # 6 significant digits
 
 

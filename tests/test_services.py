@@ -332,9 +332,10 @@ async def test_draining_and_failing_health():
 
 
 async def test_unreachable_counts_and_flaps():
-    """Critical on the first poll; later failures warn twice, then critical at 3 in a row."""
+    """Critical on the first poll; later failures warn twice, then critical at 3 in a row
+    (after an answer that passed: one that failed stays critical, tests/test_health_words.py)."""
     plat = Platform()
-    states = iter(["pass", "fail", "pass", "fail"])
+    states = iter(["fail", "pass", "fail", "pass"])
 
     def flapping(req: BaseHTTPRequestHandler) -> None:
         plat.health["status"] = next(states, "pass")

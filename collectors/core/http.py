@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -200,6 +201,7 @@ def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000, 2)
 
 
+_SSL_NOTE = re.compile(r" ssl:(?:<[^>]*>|\S+)")
 _PLAIN = {
     "TooManyRedirects": "too many redirects",
     "ClientConnectorCertificateError": "TLS certificate not trusted",
@@ -210,7 +212,8 @@ def _describe(e: BaseException) -> str:
     """One line naming the failure and its root cause ("ServerDisconnectedError:
     connection reset by peer"): clients often wrap the useful OS error with empty text."""
     name = type(e).__name__
-    parts = [_PLAIN[name]] if name in _PLAIN else [str(e).strip()]
+    # aiohttp names its TLS setting in every connect error, "ssl:default" on plain HTTP too.
+    parts = [_PLAIN[name]] if name in _PLAIN else [_SSL_NOTE.sub("", str(e)).strip()]
     cause: BaseException | None = (
         getattr(e, "certificate_error", None) or e.__cause__ or e.__context__
     )

@@ -105,6 +105,43 @@ class Reading:
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """Every limit a number was judged against, in both directions.
+
+    A check whose status is its value against limits carries them, so the Nagios
+    perfdata ranges can be written to say exactly what the status says (an invariant
+    with `warn_above` and `crit_below` is one warning range and one critical range).
+    `reach`: reaching an upper limit alerts (80 % of the slots used is a warning),
+    not only passing it; it applies to upper limits alone.
+    """
+
+    warn_above: float | None = None
+    crit_above: float | None = None
+    warn_below: float | None = None
+    crit_below: float | None = None
+    reach: bool = False
+
+    def status(self, value: float) -> Status:
+        """The status of `value` against these limits (NaN is unknown: not a number)."""
+        if value != value:
+            return Status.UNKNOWN
+
+        def over(limit: float | None) -> bool:
+            if limit is None:
+                return False
+            return value >= limit if self.reach else value > limit
+
+        def under(limit: float | None) -> bool:
+            return limit is not None and value < limit
+
+        if over(self.crit_above) or under(self.crit_below):
+            return Status.CRITICAL
+        if over(self.warn_above) or under(self.warn_below):
+            return Status.WARNING
+        return Status.OK
+
+
+@dataclass(frozen=True, slots=True)
 class CheckResult:
     """One judged check with a stable id (see README for the list)."""
 
@@ -121,6 +158,18 @@ class CheckResult:
     # invariant's *_below), so Nagios ranges point the right way. Not in to_dict: the
     # JSON shape is fixed by DESIGN.md (its readers see it in the summary).
     below: bool = False
+    # Every limit the value was judged against, when warn/crit/below cannot say it all
+    # (both directions, or reaching a limit counts). Not in to_dict, like `below`.
+    limits: Limits | None = None
+
+    @property
+    def bounds(self) -> Limits:
+        """The limits the value was judged against: `limits`, else warn/crit/below."""
+        if self.limits is not None:
+            return self.limits
+        if self.below:
+            return Limits(warn_below=self.warn, crit_below=self.crit)
+        return Limits(warn_above=self.warn, crit_above=self.crit)
 
     def to_dict(self) -> dict[str, Any]:
         return {

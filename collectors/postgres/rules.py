@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from collectors.core.model import CheckResult, Reading, Status
-from collectors.core.thresholds import above, at_least, below, failure
+from collectors.core.model import CheckResult, Limits, Reading, Status
+from collectors.core.thresholds import at_least, failure
 from collectors.postgres.config import Invariant, PostgresConfig, ServiceRef
 from collectors.postgres.data import OTHER, InvariantResult, PostgresData, ServiceCount
 
@@ -93,6 +93,7 @@ def _pg_connections(
         unit="ratio",
         warn=pg.connections_warn,
         crit=pg.connections_crit,
+        limits=Limits(warn_above=pg.connections_warn, crit_above=pg.connections_crit, reach=True),
     )
 
 
@@ -201,7 +202,22 @@ def _pg_idle_in_transaction(d: PostgresData, pg: PostgresConfig, t: str) -> Chec
     status = at_least(age, warn, crit)
     if hidden and status is Status.OK:
         status, summary = Status.UNKNOWN, f"{summary}; {hidden}"
-    return _pg_check(cid, t, status, summary, value=round(age, 1), unit="s", warn=warn, crit=crit)
+    return _pg_check(
+        cid,
+        t,
+        status,
+        summary,
+        value=round(age, 1),
+        unit="s",
+        warn=warn,
+        crit=crit,
+        limits=_reach(warn, crit),
+    )
+
+
+def _reach(warn: float, crit: float) -> Limits:
+    """The limits of a duration judged with `at_least`: reaching one counts."""
+    return Limits(warn_above=warn, crit_above=crit, reach=True)
 
 
 def _pg_blocked(d: PostgresData, pg: PostgresConfig, t: str) -> CheckResult:
@@ -226,7 +242,15 @@ def _pg_blocked(d: PostgresData, pg: PostgresConfig, t: str) -> CheckResult:
     if hidden and status is Status.OK:
         status, summary = Status.UNKNOWN, f"{summary}; {hidden}"
     return _pg_check(
-        cid, t, status, summary, value=round(waited, 1), unit="s", warn=warn, crit=crit
+        cid,
+        t,
+        status,
+        summary,
+        value=round(waited, 1),
+        unit="s",
+        warn=warn,
+        crit=crit,
+        limits=_reach(warn, crit),
     )
 
 
@@ -236,9 +260,13 @@ def _pg_invariant(got: InvariantResult | None, inv: Invariant, t: str) -> CheckR
         why = (got.error if got else None) or "not run"
         return _pg_check(cid, t, Status.UNKNOWN, f"{inv.name}: not checked: {why}")
     value = got.value
-    hi = above(value, inv.warn_above, inv.crit_above)
-    lo = below(value, inv.warn_below, inv.crit_below)
-    status = Status.worst([hi, lo])
+    bounds = Limits(
+        warn_above=inv.warn_above,
+        crit_above=inv.crit_above,
+        warn_below=inv.warn_below,
+        crit_below=inv.crit_below,
+    )
+    status = bounds.status(value)
     limits = [
         f"{word} {v:g}"
         for word, v in (
@@ -253,7 +281,9 @@ def _pg_invariant(got: InvariantResult | None, inv: Invariant, t: str) -> CheckR
     warn = inv.warn_above if inv.warn_above is not None else inv.warn_below
     crit = inv.crit_above if inv.crit_above is not None else inv.crit_below
     falls = inv.warn_above is None and inv.crit_above is None  # only *_below limits
-    return _pg_check(cid, t, status, summary, value=value, warn=warn, crit=crit, below=falls)
+    return _pg_check(
+        cid, t, status, summary, value=value, warn=warn, crit=crit, below=falls, limits=bounds
+    )
 
 
 def _secs(s: float) -> str:

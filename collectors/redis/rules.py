@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from collectors.core.model import CheckResult, Reading, Status
+from collectors.core.model import CheckResult, Limits, Reading, Status
 from collectors.core.thresholds import above, at_least, failure
 from collectors.core.units import format_duration
 from collectors.redis.config import RedisConfig
@@ -271,6 +271,7 @@ def _memory(d: RedisData, warn: float, crit: float, check: Check) -> CheckResult
         unit="ratio",
         warn=warn,
         crit=crit,
+        limits=Limits(warn_above=warn, crit_above=crit, reach=True),
     )
 
 

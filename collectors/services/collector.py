@@ -48,6 +48,7 @@ class _ServiceState:
     consecutive_failures: int = 0
     polls: int = 0
     answered: bool = False  # /health has answered at least once since we started
+    last_answer: str | None = None  # what its last answer meant
     listeners_baseline: int | None = None
 
 
@@ -141,6 +142,7 @@ class ServicesCollector:
         st.consecutive_failures = 0
         st.answered = True
         health_seen = parse_health(main.status, main.content_type, main.body, main.truncated)
+        st.last_answer = health_seen.status
         self._note_status(st, now, health_seen.status)
         st.latency.append(now, main.elapsed_ms)
         data = ServiceData(
@@ -217,6 +219,7 @@ class ServicesCollector:
             "flap_window_s": self.window,
             "polls": st.polls,
             "ever_answered": st.answered,
+            "last_answer": st.last_answer,
         }
 
     def _details(

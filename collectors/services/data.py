@@ -97,6 +97,9 @@ class ServiceData(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     flap_window_s: float = 0.0
     polls: int = 0  # since ultrawatch started
     ever_answered: bool | None = None  # None: not recorded (then: polls <= 1)
+    # What /health's last answer meant (ok, warning, critical, unknown); while it is
+    # unreachable, the answer before it stopped answering. None: never answered.
+    last_answer: str | None = None
 
 
 EMPTY = ServiceData()

@@ -189,7 +189,11 @@ def _from_json(obj: dict[str, Any], ctype: str, code: int | None) -> Health:
     if word in _SPRING or (word.isupper() and isinstance(obj.get("components"), dict)):
         status = _SPRING.get(word, UNKNOWN)
         comps: list[dict[str, Any]] = []
-        _spring_components(obj.get("components") or obj.get("details"), "", comps, 0)
+        # 2.x: `components` (2.2+) or `details`; 1.x: each indicator at the top level.
+        tree = obj.get("components") or obj.get("details")
+        if not isinstance(tree, dict):
+            tree = {k: v for k, v in obj.items() if isinstance(v, dict) and "status" in v}
+        _spring_components(tree, "", comps, 0)
         msg = word if status != UNKNOWN or word == "UNKNOWN" else f"unrecognised status {word!r}"
         return Health(status, "spring", msg, comps, fields)
     if low in _ASPNET and (word[:1].isupper() or "entries" in obj):
@@ -205,11 +209,19 @@ def _from_json(obj: dict[str, Any], ctype: str, code: int | None) -> Health:
     return Health(UNKNOWN, "unknown", f"unrecognised status {_clip(word, 60)!r}", [], fields)
 
 
+def _words(value: object) -> str:
+    """A text field as words: a list (IETF `notes`) joined, empty entries dropped."""
+    if isinstance(value, list):
+        return "; ".join(w for v in value[:10] if (w := _words(v)))
+    if isinstance(value, dict) or value is None or isinstance(value, bool):
+        return ""
+    return _clip(value, 120)
+
+
 def _message(word: str, obj: dict[str, Any]) -> str:
-    extra = [obj[k] for k in ("output", "description", "message", "notes") if obj.get(k)]
-    if isinstance(obj.get("error"), str):
-        extra.append(obj["error"])
-    text = word + (": " + "; ".join(_clip(x, 120) for x in extra) if extra else "")
+    keys = ("output", "description", "message", "notes", "error")
+    extra = [w for k in keys if (w := _words(obj.get(k)))]
+    text = word + (": " + "; ".join(extra) if extra else "")
     return _clip(text, MAX_MESSAGE)
 
 
@@ -258,12 +270,11 @@ def _ietf_checks(checks: object) -> list[dict[str, Any]]:
             label = str(name)
             if item.get("componentId") and str(item["componentId"]) not in label:
                 label = f"{label} ({item['componentId']})"
-            parts = []
+            parts = [_words(item.get("output"))]
             if "observedValue" in item and not isinstance(item["observedValue"], dict | list):
                 unit = item.get("observedUnit") or ""
                 parts.append(f"{item['observedValue']} {unit}".strip())
-            if item.get("output"):
-                parts.append(str(item["output"]))
+            parts = [p for p in parts if p]
             out.append(_component(label, _status_word(item.get("status")), "; ".join(parts)))
     return out
 
@@ -278,12 +289,9 @@ def _spring_components(node: object, prefix: str, out: list[dict[str, Any]], dep
             continue
         label = f"{prefix}{name}"
         details = value.get("details")
-        detail = ""
-        if isinstance(details, dict):
-            detail = ", ".join(
-                f"{k}={v}" for k, v in list(details.items())[:6] if not isinstance(v, dict | list)
-            )
-        out.append(_component(label, _status_word(value.get("status")), detail))
+        if not isinstance(details, dict):  # 1.x: the details beside the status
+            details = {k: v for k, v in value.items() if k != "status"}
+        out.append(_component(label, _status_word(value.get("status")), _own_words(details)))
         _spring_components(value.get("components"), f"{label}/", out, depth + 1)
 
 
@@ -294,7 +302,8 @@ def _entries(obj: dict[str, Any]) -> list[dict[str, Any]]:
         return out
     for name, e in list(entries.items())[:MAX_COMPONENTS]:
         if isinstance(e, dict):
-            detail = e.get("description") or e.get("exception") or e.get("duration") or ""
+            words = [_words(e.get(k)) for k in ("description", "exception")]
+            detail = "; ".join(w for w in words if w) or _words(e.get("duration"))
             out.append(_component(name, _status_word(e.get("status")), detail))
     return out
 
@@ -318,9 +327,23 @@ def _terminus(obj: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for name, v in list(src.items())[:MAX_COMPONENTS]:
         if isinstance(v, dict):
-            detail = v.get("message") or v.get("error") or ""
-            out.append(_component(name, _status_word(v.get("status")), detail))
+            details = {k: x for k, x in v.items() if k != "status"}
+            out.append(_component(name, _status_word(v.get("status")), _own_words(details)))
     return out
+
+
+def _own_words(details: dict[str, Any]) -> str:
+    """A component's own account of itself: its error or message first (the root
+    cause), then its other plain fields as key=value."""
+    first = [
+        w for k in ("error", "message", "exception", "reason") if (w := _words(details.get(k)))
+    ]
+    rest = [
+        f"{k}={v}"
+        for k, v in list(details.items())[:8]
+        if k not in ("error", "message", "exception", "reason") and not isinstance(v, dict | list)
+    ]
+    return "; ".join(first + ([", ".join(rest[:6])] if rest else []))
 
 
 # ------------------------------------------------- UltraMarket detail endpoints

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from collectors.core.model import CheckResult, Reading, Status
+from collectors.core.model import CheckResult, Limits, Reading, Status
 from collectors.core.units import format_duration_spaced
 from collectors.services.config import ServiceConfig, ServicesRefs
 from collectors.services.data import Listeners, ListenerTrend, service_data
@@ -29,13 +29,14 @@ GROWTH_R2 = 0.8  # a listener total "keeps growing" when the fit is at least thi
 GROWTH_MIN_SAMPLES = 5
 
 Result = Callable[..., CheckResult]
+_STATUSES = {s.value for s in Status}
 
 
 def judge_services(reading: Reading, refs: ServicesRefs) -> list[CheckResult]:
     name = reading.target
     svc = refs.service(name)
 
-    def result(check: str, status: Status, summary: str, **kw: float | str | None) -> CheckResult:
+    def result(check: str, status: Status, summary: str, **kw: object) -> CheckResult:
         return CheckResult(f"service.{name}.{check}", "services", name, status, summary, **kw)  # type: ignore[arg-type]
 
     if not reading.ok:
@@ -58,17 +59,28 @@ def _unreachable(reading: Reading, result: Result) -> CheckResult:
     # critical from the first failure on, so it never dips to warning on the 2nd
     # poll. A service that did answer warns first: 3 failures in a row are critical.
     never = not (d.ever_answered if d.ever_answered is not None else polls <= 1)
-    crit = never or fails >= UNREACHABLE_CRIT_AFTER or not reading.data
+    # Critical already when it stopped answering (a failing or draining answer, then
+    # gone): it stays critical, never dips to warning until it answers again.
+    was_critical = d.last_answer == "critical"
+    crit = never or was_critical or fails >= UNREACHABLE_CRIT_AFTER or not reading.data
     times = f" ({fails} consecutive polls)" if fails > 1 else ""
     if never and polls > 1:
         times += ", never answered since ultrawatch started"
+    elif was_critical and fails < UNREACHABLE_CRIT_AFTER:
+        times += ", critical before it stopped answering"
+    # The failed polls against the limits that decided: any failure warns, the 3rd
+    # (or the first, when critical from the start) is critical; so the perfdata
+    # ranges say what the status says.
+    crit_above = 0.0 if crit else float(UNREACHABLE_CRIT_AFTER - 1)
     return result(
         "health",
         Status.CRITICAL if crit else Status.WARNING,
         f"unreachable{times}: {reading.error}",
         value=float(fails),
         unit="count",
-        crit=float(UNREACHABLE_CRIT_AFTER),
+        warn=0.0,
+        crit=crit_above,
+        limits=Limits(warn_above=0.0, crit_above=crit_above),
     )
 
 
@@ -81,9 +93,14 @@ def _health(reading: Reading, svc: ServiceConfig | None, result: Result) -> Chec
         parts.append("draining")
     if d.active_operations is not None:
         parts.append(f"{d.active_operations} active operations")
-    bad = [c.name for c in d.components if c.status != "ok"]
+    bad = [c for c in d.components if c.status != "ok"]
     if bad:
-        parts.append("not ok: " + ", ".join(bad[:5]))
+        # The failing component's own words (its error, output, exception): the root
+        # cause, not only its name. Worst first.
+        bad.sort(key=lambda c: -Status(c.status if c.status in _STATUSES else "unknown").severity)
+        named = [f"{c.name} ({c.detail})" if c.detail else c.name for c in bad[:3]]
+        more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
+        parts.append("not ok: " + ", ".join(named) + more)
     if d.detail_errors:
         failed = list(d.detail_errors.items())[:3]
         parts.append("detail paths failed: " + ", ".join(f"{p} ({e})" for p, e in failed))
