@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import math
 import pickle
 import signal
 import sqlite3
@@ -206,7 +207,7 @@ class Recording:
 def at_time(at: str, times: list[float]) -> float:
     """The moment `at` names: an ISO time, or seconds from the first round."""
     try:
-        return times[0] + float(at)
+        offset = float(at)
     except ValueError:
         try:
             return datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
@@ -214,6 +215,9 @@ def at_time(at: str, times: list[float]) -> float:
             raise ValueError(
                 f"expected an ISO time (2026-11-24T10:00:00Z) or seconds from the start, got {at!r}"
             ) from None
+    if not math.isfinite(offset):
+        raise ValueError(f"expected a finite number of seconds from the start, got {at!r}")
+    return times[0] + offset
 
 
 def parse_at(at: str | None, times: list[float]) -> int:

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from collectors.core.settings import Section
-from collectors.core.units import ByteSize, Count, PositiveCount, PositiveDuration
+from collectors.core.units import ByteSize, Count, PositiveCount, Timeout
 
 
 class HttpConfig(Section, frozen=True):
     concurrency: PositiveCount = 64
-    timeout: PositiveDuration = PositiveDuration(5)
+    timeout: Timeout = Timeout(5)
     max_body: ByteSize = ByteSize(1024 * 1024)
     max_redirects: Count = 5
     verify: bool = True

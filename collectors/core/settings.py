@@ -8,7 +8,16 @@ from typing import Any
 
 import msgspec
 
-from collectors.core.units import ByteSize, Duration, PositiveCount, PositiveDuration, Ratio
+from collectors.core.units import (
+    ByteSize,
+    Duration,
+    Interval,
+    Number,
+    PositiveCount,
+    PositiveDuration,
+    Ratio,
+    Timeout,
+)
 
 
 class ConfigError(Exception):
@@ -78,6 +87,9 @@ class SecretKey(str):
 _CUSTOM: dict[type, Any] = {
     Duration: Duration.parse,
     PositiveDuration: PositiveDuration.parse,
+    Interval: Interval.parse,
+    Timeout: Timeout.parse,
+    Number: Number.parse,
     SecretKey: SecretKey.parse,
     ByteSize: ByteSize.parse,
     HttpUrl: HttpUrl.parse,
