@@ -161,7 +161,13 @@ class Recording:
             ) from None
         if row is None:
             return None
-        return msgspec.json.decode(row[0], type=Config, dec_hook=dec_hook)
+        try:
+            return msgspec.json.decode(row[0], type=Config, dec_hook=dec_hook)
+        except msgspec.ValidationError as e:
+            # Made by a version with wider bounds (an interval under 100 ms, say).
+            raise ConfigError(
+                str(self.path), "", f"its configuration is refused today ({e}); give --config"
+            ) from None
 
     def index(self) -> list[tuple[int, float]]:
         """(row id, started_at) of every round, oldest first. A damaged file yields

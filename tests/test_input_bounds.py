@@ -6,6 +6,7 @@ a config with nothing to check, and an --output that is a directory or has no pa
 
 from __future__ import annotations
 
+import json
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
@@ -214,8 +215,7 @@ def test_config_numbers_out_of_bounds(text: str, words: list[str], write_config)
 
 def test_config_bounds_are_inclusive(write_config) -> None:
     cfg = write_config(
-        '[dashboard]\ninterval = "100ms"\ncollector_timeout = "24h"\n'
-        "[redis]\nscan_count = 100000\n"
+        '[dashboard]\ninterval = "100ms"\ncollector_timeout = "24h"\n[redis]\nscan_count = 100000\n'
     )
     r = run_cli("config", "check", "--config", str(cfg))
     assert r.returncode == 0, r.stderr
@@ -285,7 +285,7 @@ def test_a_config_with_nothing_to_check_is_refused(text: str, write_config) -> N
 def test_one_parser_per_kind() -> None:
     assert Duration.parse("90d") == 90 * 86400
     for bad in (float("nan"), float("inf"), "9" * 400 + "d", 11 * 365 * 86400):
-        with pytest.raises(ValueError, match="finite|at most"):
+        with pytest.raises(ValueError, match=r"finite|at most"):
             Duration.parse(bad)
     assert Interval.parse("100ms") == pytest.approx(0.1)
     with pytest.raises(ValueError, match="at least 100ms"):
@@ -296,3 +296,20 @@ def test_one_parser_per_kind() -> None:
     assert parse_count("100000", ScanCount) == 100000
     with pytest.raises(ValueError, match="from 1 to 100000"):
         parse_count("100001", ScanCount)
+
+
+def test_a_recording_made_with_wider_bounds_names_the_fix(write_config, tmp_path: Path) -> None:
+    """A recording keeps its configuration; one made before the floors (an interval of
+    10 ms) is refused with the reason, and replays with --config."""
+    import msgspec
+
+    old = td.config()
+    old = msgspec.structs.replace(
+        old, dashboard=msgspec.structs.replace(old.dashboard, interval=Interval(0.01))
+    )
+    path = td.record(tmp_path / "old.db", "ok", 3, cfg=old)
+    r = run_cli("check", "--replay", str(path), timeout=20)
+    refused(r, str(path), "dashboard.interval", "give --config")
+    cfg = write_config(DOWN_REDIS)
+    ok = run_cli("check", "--replay", str(path), "--config", str(cfg), "--format", "json")
+    assert ok.stderr == "" and json.loads(ok.stdout)["checks"]  # judged, whatever its status
