@@ -38,9 +38,13 @@ from collectors.core.units import (
     ByteSize,
     Count,
     Duration,
+    Interval,
+    Number,
     PositiveCount,
     PositiveDuration,
     Ratio,
+    ScanCount,
+    Timeout,
     format_duration,
 )
 from collectors.postgres.config import Invariant, PostgresConfig
@@ -59,8 +63,10 @@ __all__ = [
     "Duration",
     "HttpConfig",
     "HttpUrl",
+    "Interval",
     "Invariant",
     "Name",
+    "Number",
     "PositiveCount",
     "PositiveDuration",
     "PostgresConfig",
@@ -71,11 +77,14 @@ __all__ = [
     "RedisConfig",
     "Regex",
     "ReloadConfig",
+    "ScanCount",
     "SecretKey",
     "SecretStoreConfig",
     "SecretsConfig",
     "ServiceConfig",
+    "Timeout",
     "UrlPath",
+    "check_targets",
     "dec_hook",
     "format_duration",
     "load_config",
@@ -90,9 +99,9 @@ CONFIG_NAME = "ultrawatch.toml"
 
 
 class DashboardConfig(Section, frozen=True):
-    interval: PositiveDuration = PositiveDuration(2)
+    interval: Interval = Interval(2)
     production: bool = False  # actions ask to type the target's name
-    collector_timeout: PositiveDuration = PositiveDuration(5)  # per-collector deadline in a round
+    collector_timeout: Timeout = Timeout(5)  # per-collector deadline in a round
     raise_after: PositiveCount = 2  # consecutive rounds before an alert is raised (TUI)
     clear_after: PositiveCount = 2  # consecutive rounds before it clears
     history: PositiveDuration = PositiveDuration(900)  # window for trends and sparklines
@@ -161,13 +170,22 @@ def user_config_path() -> Path:
     return Path(platformdirs.user_config_dir("ultrawatch")) / CONFIG_NAME
 
 
-def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
+def load_config(explicit: str | os.PathLike[str] | None = None, *, watch: bool = False) -> Config:
+    """The configuration found (see find_config), validated. `watch`: it must have
+    something to check (see check_targets)."""
     path = find_config(explicit)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(str(path), "", f"cannot read: {e}") from None
-    return parse_config(text, str(path))
+    config = parse_config(text, str(path))
+    if watch:
+        check_targets(config, str(path))
+    return config
+
+
+# No section is nested deeper than a few tables; past this the file is not a config.
+MAX_DEPTH = 32
 
 
 def parse_config(text: str, source: str = CONFIG_NAME) -> Config:
@@ -175,6 +193,10 @@ def parse_config(text: str, source: str = CONFIG_NAME) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(source, "", f"not valid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(source, "", _too_deep()) from None
+    if _depth(raw) > MAX_DEPTH:
+        raise ConfigError(source, "", _too_deep())
     try:
         config = msgspec.convert(raw, Config, dec_hook=dec_hook)
     except msgspec.ValidationError as e:
@@ -182,6 +204,24 @@ def parse_config(text: str, source: str = CONFIG_NAME) -> Config:
         raise ConfigError(source, path, _redact_text(message, raw)) from None
     _check_consistency(config, source)
     return config
+
+
+def _too_deep() -> str:
+    return f"not a configuration: tables or arrays nested more than {MAX_DEPTH} levels deep"
+
+
+def _depth(value: Any) -> int:
+    """How deeply tables and arrays nest in `value` (iteratively: no recursion limit)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level + 1)
+            if level + 1 <= MAX_DEPTH:
+                stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _check_consistency(config: Config, source: str) -> None:
@@ -198,6 +238,64 @@ def _check_consistency(config: Config, source: str) -> None:
         _check_dsn(source, config.postgres.dsn)
     _check_redis(config, source)
     _check_secrets(config, source)
+    _check_paths(config, source)
+
+
+# Sections that set how ultrawatch works, not what it watches.
+_NOT_TARGETS = ("dashboard", "actions", "http")
+
+
+def check_targets(config: Config, source: str) -> None:
+    """A config that watches nothing would print "OK" with zero checks forever: the
+    commands that watch (`check`, the TUI, `record`, `config check`) refuse it. (An
+    action names its own target; a test may parse a config of one section.)"""
+    sections = [f for f in Config.__struct_fields__ if f not in _NOT_TARGETS]
+    if not any(getattr(config, f) for f in sections):
+        named = [f"[[{f}]]" if isinstance(getattr(config, f), list) else f"[{f}]" for f in sections]
+        raise ConfigError(
+            source, "", f"nothing to check: expected at least one of {', '.join(named)}"
+        )
+
+
+# What a configured path must be: "file" (exists, a regular file or a pipe: read now),
+# "not-dir" (may not exist yet; written or read later, but never a directory) or
+# "dir" (may not exist yet; if it does, a directory).
+PathKind = Literal["file", "not-dir", "dir"]
+
+
+def _check_paths(config: Config, source: str) -> None:
+    given: list[tuple[str, str | None, PathKind]] = [
+        ("dashboard.handoff_file", config.dashboard.handoff_file, "not-dir"),
+        ("actions.audit_log", config.actions.audit_log, "not-dir"),
+        ("http.ca_file", config.http.ca_file, "file"),
+        ("http.client_cert", config.http.client_cert, "file"),
+        ("http.client_key", config.http.client_key, "file"),
+    ]
+    for i, svc in enumerate(config.services):
+        pidfile = svc.process.pidfile if svc.process is not None else None
+        given.append((f"services[{i}].process.pidfile", pidfile, "not-dir"))
+    for i, proc in enumerate(config.processes):
+        given.append((f"processes[{i}].pidfile", proc.pidfile, "not-dir"))
+    if config.redis is not None:
+        given.append(("redis.ssl_ca_file", config.redis.ssl_ca_file, "file"))
+    if config.secrets is not None:
+        store = config.secrets.store
+        kind: PathKind = "dir" if store.kind == "dir" else "not-dir"
+        given.append(("secrets.store.path", store.path if store.kind != "env" else None, kind))
+        given.append(("secrets.wordlist", config.secrets.wordlist, "file"))
+    for key, value, want in given:
+        if value:
+            _check_path(source, key, value, want)
+
+
+def _check_path(source: str, key: str, value: str, want: PathKind) -> None:
+    path = Path(os.path.expanduser(value))
+    if want == "file" and not path.exists():
+        raise ConfigError(source, key, f"expected an existing file, got {value!r} (no such file)")
+    if want in ("file", "not-dir") and path.is_dir():
+        raise ConfigError(source, key, f"expected a file, got {value!r} (a directory)")
+    if want == "dir" and path.exists() and not path.is_dir():
+        raise ConfigError(source, key, f"expected a directory, got {value!r} (not a directory)")
 
 
 def _check_services(config: Config, source: str) -> None:
@@ -256,6 +354,13 @@ def _check_postgres(config: Config, source: str) -> None:
             "postgres.statement_timeout",
             "expected a duration of at least 1ms (0 would switch the timeout off), "
             f"got {pg.statement_timeout * 1000:g}ms",
+        )
+    if pg.statement_timeout > Timeout.ceiling:
+        raise ConfigError(
+            source,
+            "postgres.statement_timeout",
+            f"expected a duration of at most {format_duration(Timeout.ceiling)}, "
+            f"got {format_duration(pg.statement_timeout)}",
         )
     inv_names: set[str] = set()
     for i, inv in enumerate(pg.invariants):

@@ -74,9 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("--format", choices=("json", "text", "nagios", "prometheus"))
     p.add_argument("--only", metavar="C,..", help=f"collectors: {','.join(_target_names())}")
-    p.add_argument("--timeout", type=_positive, default=10.0, metavar="S", help="hard bound")
-    p.add_argument("--watch", type=_positive, metavar="S", help="a round every S seconds")
-    p.add_argument("--output", metavar="FILE", help="write the result atomically to FILE")
+    p.add_argument("--timeout", type=_timeout, default=10.0, metavar="S", help="hard bound")
+    p.add_argument("--watch", type=_interval, metavar="S", help="a round every S seconds")
+    p.add_argument(
+        "--output", type=_output, metavar="FILE", help="write the result atomically to FILE"
+    )
     p.add_argument("--replay", metavar="FILE", help="judge a recorded moment instead")
     p.add_argument("--at", metavar="TIME", help="with --replay: ISO time or seconds offset")
 
@@ -129,43 +131,94 @@ def build_parser() -> argparse.ArgumentParser:
         ("terminate", "end a PostgreSQL backend's session"),
     ):
         p = sub.add_parser(name, help=text)
-        p.add_argument("pid", type=int, metavar="PID")
+        p.add_argument("pid", type=_count, metavar="PID")
         p.add_argument("--backend-start", metavar="TIME", help="only if it started then")
         _add_action_flags(p)
 
     p = sub.add_parser("record", help="record every round's snapshot to a SQLite file")
     p.add_argument("file", metavar="FILE")
     _add_config(p)
-    p.add_argument("--rounds", type=int, help="stop after N rounds")
-    p.add_argument("--keep", type=_seconds, help="retention (seconds or duration)")
+    p.add_argument("--rounds", type=_count, help="stop after N rounds")
+    p.add_argument("--keep", type=_retention, help="retention (seconds or duration)")
 
     p = sub.add_parser("replay", help="open the console on a recording")
     p.add_argument("file", metavar="FILE")
     _add_config(p)
-    p.add_argument("--speed", type=float, default=1.0)
+    p.add_argument("--speed", type=_speed, default=1.0, help=f"{MIN_SPEED:g} to {MAX_SPEED:g}")
     return parser
 
 
-def _seconds(text: str) -> float:
-    from collectors.core.units import Duration
+# ------------------------------------------------------------ argument types
+# Each number on the command line goes through the parser its config counterpart
+# uses (collectors.core.units): the same floors, ceilings and words in the error.
 
+MIN_SPEED, MAX_SPEED = 0.01, 1000.0  # replay: 1 round per 100 s of recording .. 1000x
+
+
+def _duration(kind: Any, text: str) -> float:
     try:
-        return float(Duration.parse(float(text) if _is_number(text) else text))
+        return float(kind.parse(float(text) if _is_number(text) else text))
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _timeout(text: str) -> float:
+    from collectors.core.units import Timeout
+
+    return _duration(Timeout, text)
+
+
+def _interval(text: str) -> float:
+    from collectors.core.units import Interval
+
+    return _duration(Interval, text)
+
+
+def _retention(text: str) -> float:
+    from collectors.core.units import PositiveDuration
+
+    return _duration(PositiveDuration, text)
+
+
+def _count(text: str) -> int:
+    from collectors.core.units import PositiveCount, parse_count
+
+    try:
+        return parse_count(text, PositiveCount)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _speed(text: str) -> float:
+    from collectors.core.units import parse_factor
+
+    try:
+        return parse_factor(text, MIN_SPEED, MAX_SPEED)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _output(text: str) -> str:
+    """A file `check` may replace: not a directory, in a directory that exists (a
+    typo in the path must not create directories nobody will look in)."""
+    from pathlib import Path
+
+    path = Path(text)
+    if not text or path.is_dir():
+        raise argparse.ArgumentTypeError(f"expected a file path, got {text!r} (a directory)")
+    parent = path.parent
+    if not parent.is_dir():
+        why = "does not exist" if not parent.exists() else "is not a directory"
+        raise argparse.ArgumentTypeError(
+            f"expected a file in an existing directory, got {text!r} ({str(parent)!r} {why})"
+        )
+    return text
 
 
 def _sha1_hex(text: str) -> str:
     if len(text) != 40 or any(c not in "0123456789abcdefABCDEF" for c in text):
         raise argparse.ArgumentTypeError(f"expected 40 hexadecimal digits, got {text!r}")
     return text.lower()
-
-
-def _positive(text: str) -> float:
-    seconds = _seconds(text)
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"expected a duration above 0, got {text!r}")
-    return seconds
 
 
 def _is_number(text: str) -> bool:
@@ -176,8 +229,9 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _load(args: argparse.Namespace) -> Config:
-    return load_config(getattr(args, "config", None))
+def _load(args: argparse.Namespace, *, watch: bool = False) -> Config:
+    """The configuration; `watch`: for a command that watches, so it must name a target."""
+    return load_config(getattr(args, "config", None), watch=watch)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -211,7 +265,7 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
     if command == "tui":
         from dashboard.tui.app import run_tui
 
-        return run_tui(_load(args), read_only=args.read_only)
+        return run_tui(_load(args, watch=True), read_only=args.read_only)
     if command == "demo":
         from dashboard.demo.cli import run_demo
 
@@ -223,7 +277,7 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
     if command == "record":
         from dashboard.recording import run_record
 
-        return run_record(_load(args), args)
+        return run_record(_load(args, watch=True), args)
     if command == "replay":
         from dashboard.tui.replay import run_replay
 
@@ -240,18 +294,16 @@ def _check(args: argparse.Namespace) -> int:
     if args.replay and args.watch is not None:
         return _usage("check: --watch polls the live targets; it cannot be used with --replay")
     only = None
-    if args.only:
+    if args.only is not None:
         from collectors.registry import NAMES as COLLECTOR_NAMES
 
         only = [x.strip() for x in args.only.split(",") if x.strip()]
+        names = ",".join(COLLECTOR_NAMES)
+        if not only:
+            return _usage(f"--only: expected some of {names}, got {args.only!r}")
         bad = [x for x in only if x not in COLLECTOR_NAMES]
         if bad:
-            print(
-                f"ultrawatch: --only: unknown collector {bad[0]!r}; "
-                f"expected some of {','.join(COLLECTOR_NAMES)}",
-                file=sys.stderr,
-            )
-            return EXIT_UNKNOWN
+            return _usage(f"--only: unknown collector {bad[0]!r}; expected some of {names}")
     if args.replay:
         from dashboard.recording import report_at
 
@@ -263,7 +315,7 @@ def _check(args: argparse.Namespace) -> int:
         return headless.run_check(
             config or Config(), fmt=args.format, output=args.output, report=report
         )
-    config = _load(args)
+    config = _load(args, watch=True)
     return headless.run_check(
         config,
         fmt=args.format,
@@ -288,7 +340,7 @@ def _config(args: argparse.Namespace) -> int:
     from collectors.config import find_config
 
     path = find_config(args.config)
-    config = load_config(path)
+    config = load_config(path, watch=True)
     parts = [
         f"{len(config.services)} services",
         f"{len(config.processes)} processes",

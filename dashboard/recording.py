@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import math
 import pickle
 import signal
 import sqlite3
@@ -160,7 +161,13 @@ class Recording:
             ) from None
         if row is None:
             return None
-        return msgspec.json.decode(row[0], type=Config, dec_hook=dec_hook)
+        try:
+            return msgspec.json.decode(row[0], type=Config, dec_hook=dec_hook)
+        except msgspec.ValidationError as e:
+            # Made by a version with wider bounds (an interval under 100 ms, say).
+            raise ConfigError(
+                str(self.path), "", f"its configuration is refused today ({e}); give --config"
+            ) from None
 
     def index(self) -> list[tuple[int, float]]:
         """(row id, started_at) of every round, oldest first. A damaged file yields
@@ -206,7 +213,7 @@ class Recording:
 def at_time(at: str, times: list[float]) -> float:
     """The moment `at` names: an ISO time, or seconds from the first round."""
     try:
-        return times[0] + float(at)
+        offset = float(at)
     except ValueError:
         try:
             return datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
@@ -214,6 +221,9 @@ def at_time(at: str, times: list[float]) -> float:
             raise ValueError(
                 f"expected an ISO time (2026-11-24T10:00:00Z) or seconds from the start, got {at!r}"
             ) from None
+    if not math.isfinite(offset):
+        raise ValueError(f"expected a finite number of seconds from the start, got {at!r}")
+    return times[0] + offset
 
 
 def parse_at(at: str | None, times: list[float]) -> int:

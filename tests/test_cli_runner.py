@@ -32,7 +32,7 @@ def test_warm_runs_answer_as_executed_ones(monkeypatch, tmp_path: Path, write_co
     assert warm.returncode == executed.returncode == 3
     assert warm.stderr == executed.stderr and str(bad) in warm.stderr
     # the environment and working directory are the caller's
-    (tmp_path / "ultrawatch.toml").write_text('[dashboard]\ninterval = "5s"\n')
+    (tmp_path / "ultrawatch.toml").write_text('[dashboard]\ninterval = "5s"\n[redis]\n')
     monkeypatch.chdir(tmp_path)
     warm, executed = both("config", "check")
     assert warm.returncode == executed.returncode == 0, warm.stderr
@@ -49,7 +49,7 @@ def test_warm_runs_answer_as_executed_ones(monkeypatch, tmp_path: Path, write_co
 
 def test_stdin_and_a_kill_at_a_fault_point(write_config, tmp_path: Path) -> None:
     # stdin is the caller's: the config read from /dev/stdin
-    text = '[dashboard]\ninterval = "7s"\n'
+    text = '[dashboard]\ninterval = "7s"\n[redis]\n'
     warm, executed = both("config", "check", "--config", "/dev/stdin", input=text)
     assert warm.returncode == executed.returncode == 0, warm.stderr
     bad = '[dashboard]\ninterval = "7 parsecs"\n'

@@ -181,7 +181,10 @@ def test_service_urls_refuse_credentials_without_echoing_them() -> None:
     [
         ("[http]\nconcurrency = 0\n", "http.concurrency: expected an integer >= 1, got 0"),
         ("[http]\nconcurrency = -3\n", "http.concurrency: expected an integer >= 1, got -3"),
-        ('[dashboard]\ninterval = "0s"\n', "dashboard.interval: expected a duration above 0"),
+        (
+            '[dashboard]\ninterval = "0s"\n',
+            "dashboard.interval: expected an interval of at least 100ms and at most 24h",
+        ),
         ("[dashboard]\nraise_after = -1\n", "dashboard.raise_after: expected an integer >= 1"),
         ("[dashboard]\nclear_after = 0\n", "dashboard.clear_after: expected an integer >= 1"),
         ("[redis]\nscan_count = 0\n", "redis.scan_count: expected an integer >= 1, got 0"),

@@ -205,6 +205,7 @@ def test_prometheus_format_parses(write_config, pg_dsn: str) -> None:
 
 def test_output_file_is_written_atomically(write_config, pg_dsn: str, tmp_path: Path) -> None:
     target = tmp_path / "textfile" / "ultrawatch.prom"
+    target.parent.mkdir()  # node_exporter's textfile directory: --output never creates it
     path = write_config(_pg(pg_dsn))
     result = run_cli(
         "check", "--format", "prometheus", "--output", str(target), "--config", str(path)

@@ -276,7 +276,7 @@ def test_check_replay_judges_with_the_recordings_config_and_history(
 
     prefix = f"rec8:{tmp_path.name}:"
     cfg = write_config(
-        '[dashboard]\ninterval = "50ms"\nraise_after = 2\nclear_after = 2\n'
+        '[dashboard]\ninterval = "100ms"\nraise_after = 2\nclear_after = 2\n'
         f'[redis]\nurl = "{redis_url}"\nlock_patterns = ["{prefix}*"]\n'
     )
     out = tmp_path / "rec.db"
@@ -425,7 +425,7 @@ def test_recorder_killed_mid_write_leaves_a_readable_file(
 
     from tests.conftest import ULTRAWATCH
 
-    cfg = write_config(f'[dashboard]\ninterval = "10ms"\n[redis]\nurl = "{redis_url}"\n')
+    cfg = write_config(f'[dashboard]\ninterval = "100ms"\n[redis]\nurl = "{redis_url}"\n')
     out = tmp_path / "killed.db"
     proc = subprocess.Popen(
         [ULTRAWATCH, "record", str(out), "--config", str(cfg)],
@@ -434,7 +434,7 @@ def test_recorder_killed_mid_write_leaves_a_readable_file(
     )
     try:
         n = 0
-        for _ in range(600):  # until it has written a few rounds (it writes ~50/s)
+        for _ in range(600):  # until it has written a few rounds (it writes ~10/s)
             if out.exists():
                 try:
                     with Recording(out, keep=None) as rec:

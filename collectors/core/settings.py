@@ -12,9 +12,12 @@ from collectors.core.units import (
     ByteSize,
     Count,
     Duration,
+    Interval,
+    Number,
     PositiveCount,
     PositiveDuration,
     Ratio,
+    Timeout,
 )
 
 
@@ -85,6 +88,9 @@ class SecretKey(str):
 _CUSTOM: dict[type, Any] = {
     Duration: Duration.parse,
     PositiveDuration: PositiveDuration.parse,
+    Interval: Interval.parse,
+    Timeout: Timeout.parse,
+    Number: Number.parse,
     SecretKey: SecretKey.parse,
     ByteSize: ByteSize.parse,
     HttpUrl: HttpUrl.parse,
@@ -143,7 +149,7 @@ def exactly_one(source: str, path: str, obj: object, keys: tuple[str, ...]) -> N
 # here so loading a config does not import asyncio and ssl.
 class HttpConfig(Section, frozen=True):
     concurrency: PositiveCount = 64
-    timeout: PositiveDuration = PositiveDuration(5)
+    timeout: Timeout = Timeout(5)
     max_body: ByteSize = ByteSize(1024 * 1024)
     max_redirects: Count = 5
     verify: bool = True

@@ -7,24 +7,24 @@ from collections.abc import Iterable
 import msgspec
 
 from collectors.core.settings import Name, Section
-from collectors.core.units import Count, Duration, PositiveCount, PositiveDuration, Ratio
+from collectors.core.units import Count, Duration, Number, PositiveCount, Ratio, Timeout
 
 
 class Invariant(Section, frozen=True, kw_only=True):
     name: Name
     sql: str
-    warn_above: float | None = None
-    crit_above: float | None = None
-    warn_below: float | None = None
-    crit_below: float | None = None
+    warn_above: Number | None = None
+    crit_above: Number | None = None
+    warn_below: Number | None = None
+    crit_below: Number | None = None
 
 
 class PostgresConfig(Section, frozen=True, kw_only=True):
     dsn: str = ""  # empty: libpq defaults and PG* environment variables
     name: Name = Name("main")
     connection_budget: PositiveCount | None = None  # the platform's pooled total
-    statement_timeout: Duration = Duration(2)
-    connect_timeout: PositiveDuration = PositiveDuration(3)
+    statement_timeout: Duration = Duration(2)  # 1ms to 24h: collectors.config checks it
+    connect_timeout: Timeout = Timeout(3)
     connections_warn: Ratio = Ratio(0.8)
     connections_crit: Ratio = Ratio(0.95)
     idle_in_transaction_warn: Duration = Duration(30)

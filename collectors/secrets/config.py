@@ -9,7 +9,7 @@ from typing import Literal
 import msgspec
 
 from collectors.core.settings import Name, SecretKey, Section, UrlPath
-from collectors.core.units import Duration, PositiveDuration
+from collectors.core.units import Duration, Interval, PositiveDuration, Timeout
 
 # Where a service publishes its key fingerprints (the UltraMarket health contract).
 SECURITY_PATH = "/health/security"
@@ -35,12 +35,12 @@ class SecretsConfig(Section, frozen=True):
     max_age: Duration = Duration(90 * 86400)
     probe: ProbeConfig | None = None
     # forged-token probe re-runs at most this often
-    probe_every: PositiveDuration = PositiveDuration(300)
+    probe_every: Interval = Interval(300)
     wordlist: str | None = None
     access_token_lifetime: PositiveDuration | None = None
     grace_period: Duration | None = None  # default: access_token_lifetime, else 15m
     # rotation waits this long for services' new key
-    verify_timeout: PositiveDuration = PositiveDuration(10)
+    verify_timeout: Timeout = Timeout(10)
 
 
 def grace_period(s: SecretsConfig) -> float:

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 import msgspec
 
 from collectors.core.settings import HttpConfig, HttpUrl, Name, ProcessMatch, Section, UrlPath
-from collectors.core.units import ByteSize, Count, Duration, PositiveCount, PositiveDuration
+from collectors.core.units import ByteSize, Count, Duration, PositiveCount, Timeout
 
 
 class DrainConfig(Section, frozen=True):
     path: UrlPath | None = None
     signal: str | None = None
-    timeout: PositiveDuration = PositiveDuration(60)
+    timeout: Timeout = Timeout(60)
     undrain_path: UrlPath = UrlPath("/admin/undrain")  # `ultrawatch undrain` POSTs here
 
 
