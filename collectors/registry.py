@@ -315,7 +315,7 @@ def _build_secrets(config: Config, shared: Shared, one_shot: bool) -> Collector:
 
 
 def _judge_secrets(reading: Reading, config: Config) -> list[CheckResult]:
-    return judge_secrets(reading, config.secrets)
+    return judge_secrets(reading, config.secrets, secrets_services(config))
 
 
 SECRETS = TargetSpec(

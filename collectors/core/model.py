@@ -121,6 +121,10 @@ class CheckResult:
     # invariant's *_below), so Nagios ranges point the right way. Not in to_dict: the
     # JSON shape is fixed by DESIGN.md (its readers see it in the summary).
     below: bool = False
+    # True when the check's target could not be read this round: it is reported
+    # (unknown, with the reason) so every round has the same ids, but it is no
+    # verdict, so hysteresis neither raises nor clears on it. Not in to_dict either.
+    unread: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
