@@ -535,7 +535,8 @@ def _number(row: tuple[Any, ...] | None) -> tuple[float | None, str | None]:
     if isinstance(v, int | float | decimal.Decimal):
         f = float(v)
         if not math.isfinite(f):  # 'NaN'::float, 'Infinity', a numeric beyond a double
-            return None, f"returned {v} (expected a finite number)"
+            word = "NaN" if f != f else "Infinity" if f > 0 else "-Infinity"
+            return None, f"returned {word} (expected a finite number)"
         return f, None
     if v is None:
         return None, "returned NULL (expected one number)"

@@ -56,7 +56,12 @@ def judge_services(reading: Reading, refs: ServicesRefs) -> list[CheckResult]:
         out.append(_latency(d.latency_p95_ms, d.latency_p50_ms, d.latency_samples, svc, result))
     else:
         out.append(result("latency", Status.UNKNOWN, "no latency sample in the window yet"))
-    if d.listeners is not None:
+    odd = {k: v for k, v in d.odd_numbers.items() if k.startswith("listeners.")}
+    if odd:
+        # NaN or an absurd count is no count: never "0 listeners, ok"
+        why = "; ".join(f"{k} is {v}" for k, v in list(odd.items())[:3])
+        out.append(result("listeners", Status.UNKNOWN, f"listener counts unusable: {why}"))
+    elif d.listeners is not None:
         out.append(_listeners(d.listeners, d.listeners_trend, svc.max_per_event, result))
     elif publishes_listeners(svc):
         out.append(result("listeners", Status.UNKNOWN, _no_listeners(d.detail_errors)))
@@ -119,6 +124,9 @@ def _health(reading: Reading, svc: ServiceConfig | None, result: Result) -> Chec
     bad = [c.name for c in d.components if c.status != "ok"]
     if bad:
         parts.append("not ok: " + ", ".join(bad[:5]))
+    other = [f"{k} {v}" for k, v in d.odd_numbers.items() if not k.startswith("listeners.")]
+    if other:
+        parts.append("numbers not usable: " + ", ".join(other[:3]))
     if d.detail_errors:
         failed = list(d.detail_errors.items())[:3]
         parts.append("detail paths failed: " + ", ".join(f"{p} ({e})" for p, e in failed))
