@@ -337,7 +337,7 @@ def _build_secrets(config: Config, shared: Shared, one_shot: bool) -> Collector:
 def _judge_secrets(reading: Reading, config: Config) -> list[CheckResult]:
     from collectors.secrets.rules import judge_secrets
 
-    return judge_secrets(reading, config.secrets)
+    return judge_secrets(reading, config.secrets, secrets_services(config))
 
 
 SECRETS = TargetSpec(

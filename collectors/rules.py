@@ -72,8 +72,10 @@ class Rules:
         raw = [(r, c) for r in snapshot.readings for c in judge(r, self.config)]
         checks = tuple(self._hold(r, c) for r, c in raw)
         seen = {c.id for c in checks}
-        # A target that failed this round hides its other checks; their state is
-        # kept, so a one-round blip neither re-raises nor forgets them.
+        # A target that failed this round reports its other checks unknown, "not read"
+        # (`unread`): no verdict, so their held state is kept as it was and a
+        # one-round blip neither re-raises nor forgets them. A check a failed target
+        # did not report at all is kept the same way.
         blind = {(r.component, r.target) for r in snapshot.readings if not r.ok}
         for gone in self._held.keys() - seen:
             if self._held[gone].where not in blind:
@@ -81,6 +83,8 @@ class Rules:
         return Report(snapshot=snapshot, checks=checks)
 
     def _hold(self, reading: Reading, check: CheckResult) -> CheckResult:
+        if check.unread:
+            return check  # shown as it is (unknown: not read); the held state waits
         held = self._held.get(check.id)
         if held is None:
             # First sight: a fresh start has no history to smooth.

@@ -161,8 +161,11 @@ def test_a_collector_hanging_forever_reads_unknown_with_the_reason(tmp_path: Pat
         [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=ROOT
     )
     assert result.returncode == 3, result.stderr
-    (check,) = json.loads(result.stdout)["checks"]
-    assert check["status"] == "unknown" and "no answer within" in check["summary"]
+    checks = json.loads(result.stdout)["checks"]
+    assert all(c["status"] == "unknown" for c in checks)
+    assert "no answer within" in checks[0]["summary"]
+    # its other checks are there too, not read (a stable set of checks)
+    assert all(c["summary"].endswith(": not read") for c in checks[1:])
 
 
 def test_text_format(write_config, pg_dsn: str) -> None:
@@ -179,7 +182,8 @@ def test_nagios_format_with_perfdata(write_config) -> None:
     result = run_cli("check", "--format", "nagios", "--config", str(path))
     assert result.returncode == 2
     first = result.stdout.splitlines()[0]
-    assert first == "ULTRAWATCH CRITICAL - 1 critical: postgres.reachable"
+    # the checks that depend on the server are there, unknown: not read
+    assert first.startswith("ULTRAWATCH CRITICAL - 1 critical, 3 unknown: postgres.reachable")
     assert "CRITICAL: postgres.reachable" in result.stdout.splitlines()[1]
 
 
@@ -400,7 +404,7 @@ def test_watch_rounds_are_bounded_by_the_timeout(write_config, silent_port) -> N
         proc.send_signal(2)
         proc.wait(10)
     for line in lines:
-        (check,) = json.loads(line)["checks"]
+        check = json.loads(line)["checks"][0]
         assert check["id"] == "postgres.reachable" and check["status"] == "critical"
 
 

@@ -427,7 +427,10 @@ async def test_missing_store_file_is_a_clear_reading_and_never_created(
     store = checks["secrets.store"]
     assert store.status is Status.CRITICAL
     assert f"file not found: {env}" in store.summary
-    assert not [c for c in checks if c.endswith(".strength")]  # no "missing" per key
+    # no "missing" per key: each key's check is there, unknown, not read
+    strengths = [c for c in checks.values() if c.id.endswith(".strength")]
+    assert strengths and all(c.status is Status.UNKNOWN for c in strengths)
+    assert all(c.summary == "secret store unreachable: not read" for c in strengths)
     cfg = write_config(f'[secrets]\nstore = {{ kind = "dotenv", path = "{env}" }}\n')
     proc = run_cli("rotate-secret", "--config", str(cfg), "--yes")
     assert proc.returncode == 1

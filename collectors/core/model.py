@@ -171,6 +171,11 @@ class CheckResult:
             return Limits(warn_below=self.warn, crit_below=self.crit)
         return Limits(warn_above=self.warn, crit_above=self.crit)
 
+    # True when the check's target could not be read this round: it is reported
+    # (unknown, with the reason) so every round has the same ids, but it is no
+    # verdict, so hysteresis neither raises nor clears on it. Not in to_dict either.
+    unread: bool = False
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import decimal
+import math
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
@@ -532,7 +533,11 @@ def _number(row: tuple[Any, ...] | None) -> tuple[float | None, str | None]:
     if isinstance(v, bool):
         return float(v), None
     if isinstance(v, int | float | decimal.Decimal):
-        return float(v), None
+        f = float(v)
+        if not math.isfinite(f):  # 'NaN'::float, 'Infinity', a numeric beyond a double
+            word = "NaN" if f != f else "Infinity" if f > 0 else "-Infinity"
+            return None, f"returned {word} (expected a finite number)"
+        return f, None
     if v is None:
         return None, "returned NULL (expected one number)"
     return None, f"returned a {type(v).__name__} (expected one number)"

@@ -4,11 +4,12 @@ whole Config), to the raw facts a reading holds."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 from collectors.core.model import CheckResult, Limits, Reading, Status
-from collectors.core.thresholds import at_least, failure
+from collectors.core.thresholds import at_least, failure, not_read, why_unread
 from collectors.postgres.config import Invariant, PostgresConfig, ServiceRef
 from collectors.postgres.data import OTHER, InvariantResult, PostgresData, ServiceCount
 
@@ -17,7 +18,12 @@ def judge_postgres(
     reading: Reading, pg: PostgresConfig, services: Sequence[ServiceRef] = ()
 ) -> list[CheckResult]:
     if not reading.ok:
-        return [failure(reading, "postgres.reachable", "PostgreSQL")]
+        unread = check_ids(pg, services)[1:]
+        why = why_unread(reading, "PostgreSQL")
+        return [
+            failure(reading, "postgres.reachable", "PostgreSQL"),
+            *not_read(reading, unread, why),
+        ]
     d: PostgresData = reading.data
     t = reading.target
     budgets = _budgets(services)
@@ -38,6 +44,20 @@ def judge_postgres(
     out.append(_pg_blocked(d, pg, t))
     out += [_pg_invariant(d.invariants.get(inv.name), inv, t) for inv in pg.invariants]
     return out
+
+
+def check_ids(pg: PostgresConfig, services: Sequence[ServiceRef] = ()) -> list[str]:
+    """Every check id a reading judged with this config has, in the judge's order
+    (postgres.reachable first): the same whether or not the server could be read."""
+    return [
+        "postgres.reachable",
+        "postgres.connections",
+        *(f"postgres.budget.{s.name}" for s in services if s.connection_budget is not None),
+        *(["postgres.budget.total"] if pg.connection_budget is not None else []),
+        "postgres.idle_in_transaction",
+        "postgres.blocked",
+        *(f"postgres.invariant.{inv.name}" for inv in pg.invariants),
+    ]
 
 
 def _budgets(services: Sequence[ServiceRef]) -> dict[str, int]:
@@ -260,6 +280,11 @@ def _pg_invariant(got: InvariantResult | None, inv: Invariant, t: str) -> CheckR
         why = (got.error if got else None) or "not run"
         return _pg_check(cid, t, Status.UNKNOWN, f"{inv.name}: not checked: {why}")
     value = got.value
+    if not math.isfinite(value):
+        # 'NaN'::float or an infinity compares false with every threshold: no verdict.
+        return _pg_check(
+            cid, t, Status.UNKNOWN, f"{inv.name}: the query returned {value}, not a finite number"
+        )
     bounds = Limits(
         warn_above=inv.warn_above,
         crit_above=inv.crit_above,

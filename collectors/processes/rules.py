@@ -16,6 +16,7 @@ registry); every threshold is here or in the target's settings.
 from __future__ import annotations
 
 from collectors.core.model import CheckResult, Reading, Status
+from collectors.core.thresholds import not_read
 from collectors.core.units import format_duration_spaced
 from collectors.processes.config import ProcessConfig, ProcessTargets
 from collectors.processes.data import ProcessData, process_data
@@ -37,7 +38,12 @@ def judge_processes(reading: Reading, targets: ProcessTargets) -> list[CheckResu
         summary = (
             str(reading.error) if status is Status.CRITICAL else f"not checked: {reading.error}"
         )
-        return [CheckResult(f"{cid}.memory", "processes", name, status, summary)]
+        # The growth check stays, unknown: every round has the same ids.
+        why = "process not found" if status is Status.CRITICAL else "process not checked"
+        return [
+            CheckResult(f"{cid}.memory", "processes", name, status, summary),
+            *not_read(reading, [f"{cid}.memory_growth"], why),
+        ]
     d = process_data(reading.data)
     pc = targets.target(name)
     limit, source = _limit(d, pc)

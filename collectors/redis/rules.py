@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from collectors.core.model import CheckResult, Limits, Reading, Status
-from collectors.core.thresholds import above, at_least, failure
+from collectors.core.thresholds import above, at_least, failure, not_read, why_unread
 from collectors.core.units import format_duration
 from collectors.redis.config import RedisConfig
 from collectors.redis.data import Lock, NodeRow, RedisData, age_step
@@ -80,10 +80,33 @@ def _partial(d: RedisData) -> str:
     return _untracked(d) + scanned
 
 
+def is_redlock(rc: RedisConfig) -> bool:
+    """Several independent masters (`urls`), not a cluster: locks are Redlock's."""
+    return bool(rc.urls) and len(rc.urls or ()) > 1 and not rc.cluster
+
+
+def check_ids(rc: RedisConfig) -> list[str]:
+    """Every check id a reading judged with this config has (redis.reachable first),
+    whether or not Redis could be read."""
+    quorum = ["redis.locks.quorum"] if is_redlock(rc) else []
+    return [
+        "redis.reachable",
+        "redis.locks.no_ttl",
+        "redis.locks.stale",
+        *quorum,
+        "redis.memory",
+        "redis.evictions",
+    ]
+
+
 def judge_redis(reading: Reading, rc: RedisConfig) -> list[CheckResult]:
     """The checks of one reading, judged with the [redis] section `rc`."""
     if not reading.ok:
-        return [failure(reading, "redis.reachable", "Redis")]
+        why = why_unread(reading, "Redis")
+        return [
+            failure(reading, "redis.reachable", "Redis"),
+            *not_read(reading, check_ids(rc)[1:], why),
+        ]
     d: RedisData = reading.data
     t = reading.target
 
@@ -94,6 +117,8 @@ def judge_redis(reading: Reading, rc: RedisConfig) -> list[CheckResult]:
     out = [_reachable(d, check), _no_ttl(d, total, check), _stale(d, total, rc, check)]
     if d.topology == "redlock":
         out.append(_quorum(d, total, check))
+    elif is_redlock(rc):  # a reading from a single node, judged with a Redlock config
+        out.append(check("redis.locks.quorum", Status.UNKNOWN, "not a Redlock reading: not read"))
     out.append(_memory(d, rc.memory_warn, rc.memory_crit, check))
     out.append(_evictions(d, total, check))
     return out

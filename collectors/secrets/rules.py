@@ -7,10 +7,12 @@ period). Summaries hold lengths, fingerprints and reasons; never a value.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from collectors.core.model import CheckResult, Reading, Status
-from collectors.core.thresholds import failure
+from collectors.core.thresholds import failure, not_read, why_unread
 from collectors.core.units import format_duration
-from collectors.secrets.config import SecretsConfig, grace_period
+from collectors.secrets.config import KeyService, SecretsConfig, grace_period
 from collectors.secrets.data import KeyInfo, Probe, Rotation, SecretsData, ServiceKeys
 
 _STRENGTH_STATUS = {
@@ -22,32 +24,102 @@ _STRENGTH_STATUS = {
 }
 
 
-def judge_secrets(reading: Reading, settings: SecretsConfig | None) -> list[CheckResult]:
+def check_ids(settings: SecretsConfig, services: Sequence[KeyService] = ()) -> list[str]:
+    """Every check id a reading judged with this config has (secrets.store first),
+    whether or not the store could be read."""
+    ids = ["secrets.store", *(f"secrets.{key}.strength" for key in settings.keys)]
+    if settings.wordlist:
+        ids.append("secrets.wordlist")
+    if len(settings.keys) >= 2:
+        ids.append("secrets.distinct")
+    ids.append("secrets.age")
+    ids += [f"service.{s.name}.secret_fingerprint" for s in services if s.publishes_keys]
+    if settings.probe is not None:
+        ids.append("secrets.forged_token")
+    return ids
+
+
+def judge_secrets(
+    reading: Reading, settings: SecretsConfig | None, services: Sequence[KeyService] = ()
+) -> list[CheckResult]:
+    """`services`: the configured services (those publishing /health/security have a
+    secret_fingerprint check, read or not)."""
     if not reading.ok:
-        return [failure(reading, "secrets.store", "secret store")]
+        if settings is None:
+            return [failure(reading, "secrets.store", "secret store")]
+        why = why_unread(reading, "secret store")
+        unread = not_read(reading, check_ids(settings, services)[1:], why)
+        # a service's fingerprint check belongs to the service
+        unread = [_as_service(c) for c in unread]
+        return [failure(reading, "secrets.store", "secret store"), *unread]
     assert settings is not None, "a secrets reading needs the [secrets] section"
     d: SecretsData = reading.data
     t = reading.target
     where = f"{d.store.kind} store" + (f" {d.store.path}" if d.store.path else "")
-    out = [_strength(key, info, where, t) for key, info in d.keys.items()]
-    wl = d.wordlist
-    if wl is not None and wl.error:
-        out.append(
-            CheckResult(
-                "secrets.wordlist",
-                "secrets",
-                t,
-                Status.UNKNOWN,
-                f"known-weak wordlist {wl.path} unreadable: {wl.error}",
-            )
-        )
+    out = [_store(d, where, t)]
+    out += [_strength(key, info, where, t) for key, info in d.keys.items()]
+    out += [
+        _missing(f"secrets.{k}.strength", t, "not in the reading")
+        for k in settings.keys
+        if k not in d.keys
+    ]
+    if settings.wordlist or (d.wordlist is not None and d.wordlist.error):
+        out.append(_wordlist(d, t))
     if len(settings.keys) >= 2:
         out.append(_distinct(d.distinct, settings.keys[0], settings.keys[1], t))
     out.append(_age(d.keys, float(settings.max_age), t, where))
     out.extend(_services(d, _grace_ends(d.rotation, settings), reading.taken_at))
+    for svc in services:
+        if svc.publishes_keys and svc.name not in d.services:
+            cid = f"service.{svc.name}.secret_fingerprint"
+            out.append(_as_service(_missing(cid, svc.name, "fingerprints not read")))
     if d.probe is not None:
         out.append(_probe(d.probe, t))
+    elif settings.probe is not None:
+        out.append(_missing("secrets.forged_token", t, "the probe has not run yet"))
     return out
+
+
+def _missing(cid: str, t: str, why: str) -> CheckResult:
+    return CheckResult(cid, "secrets", t, Status.UNKNOWN, why)
+
+
+def _as_service(c: CheckResult) -> CheckResult:
+    """A service's fingerprint check is filed under the service (component, target)."""
+    if not c.id.endswith(".secret_fingerprint"):
+        return c
+    name = c.id.removeprefix("service.").removesuffix(".secret_fingerprint")
+    return CheckResult(c.id, "services", name, c.status, c.summary, unread=c.unread)
+
+
+def _store(d: SecretsData, where: str, t: str) -> CheckResult:
+    n = sum(1 for info in d.keys.values() if info.present)
+    return CheckResult(
+        "secrets.store", "secrets", t, Status.OK, f"{where} read: {n} of {len(d.keys)} keys present"
+    )
+
+
+def _wordlist(d: SecretsData, t: str) -> CheckResult:
+    wl = d.wordlist
+    if wl is None:
+        return _missing("secrets.wordlist", t, "known-weak wordlist not read")
+    if wl.error:
+        return CheckResult(
+            "secrets.wordlist",
+            "secrets",
+            t,
+            Status.UNKNOWN,
+            f"known-weak wordlist {wl.path} unreadable: {wl.error}",
+        )
+    return CheckResult(
+        "secrets.wordlist",
+        "secrets",
+        t,
+        Status.OK,
+        f"known-weak wordlist {wl.path}: {wl.entries} entries",
+        value=wl.entries,
+        unit="count",
+    )
 
 
 def _strength(key: str, info: KeyInfo, where: str, t: str) -> CheckResult:

@@ -15,6 +15,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from msgspec.structs import replace
+
 from collectors.core.history import RingBuffer, linear_trend, percentile
 from collectors.core.http import Fetched, HttpClient
 from collectors.core.model import Reading
@@ -151,6 +153,10 @@ class ServicesCollector:
             **self._details(svc, st, now, details),
             **self._common(st, now),
         )
+        odd_health = health_seen.fields.get("odd_numbers")
+        if odd_health:
+            where = {k: f"{v} in {svc.health_path}" for k, v in odd_health.items()}
+            data = replace(data, odd_numbers={**where, **data.odd_numbers})
         return Reading(self.component, svc.name, started, data=data, duration_ms=main.elapsed_ms)
 
     def _failed(
@@ -227,6 +233,7 @@ class ServicesCollector:
     ) -> dict[str, Any]:
         merged: dict[str, Any] = {}
         errors: dict[str, str] = {}
+        odd: dict[str, str] = {}
         for path, f in zip(svc.detail_paths, details, strict=True):
             if f.error is not None:
                 errors[path] = f.error
@@ -234,15 +241,19 @@ class ServicesCollector:
             got = parse_details(f.status, f.body, f.truncated)
             if not got:
                 errors[path] = f"HTTP {f.status}: no pool, memory, listeners or jwt data"
+            odd.update({k: f"{v} in {path}" for k, v in got.pop("odd_numbers", {}).items()})
             merged.update(got)
         pool, memory, security = merged.get("pool"), merged.get("memory"), merged.get("security")
         listeners = Listeners(**merged["listeners"]) if "listeners" in merged else None
+        if any(k.startswith("listeners.") for k in odd):
+            listeners = None  # counts we cannot trust: no verdict, and no trend point
         return {
             "pool": Pool(**pool) if pool is not None else None,
             "memory": Memory(**memory) if memory is not None else None,
             "listeners": listeners,
             "security": Security(**security) if security is not None else None,
             "detail_errors": errors,
+            "odd_numbers": odd,
             "listeners_trend": (
                 self._listener_trend(st, now, listeners.total) if listeners is not None else None
             ),

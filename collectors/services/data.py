@@ -91,6 +91,9 @@ class ServiceData(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     listeners: Listeners | None = None
     security: Security | None = None
     detail_errors: dict[str, str] = msgspec.field(default_factory=dict)  # path -> why
+    # Numbers the service sent that cannot be counts or sizes (NaN, Infinity, negative,
+    # absurd): "listeners.total" -> "NaN in /health/memory". Read as absent.
+    odd_numbers: dict[str, str] = msgspec.field(default_factory=dict)
     listeners_trend: ListenerTrend | None = None
     consecutive_failures: int = 0
     flaps: int = 0  # health state changes in the window

@@ -230,7 +230,10 @@ def _common_fields(obj: dict[str, Any]) -> dict[str, Any]:
     if isinstance(obj.get("draining"), bool):
         out["draining"] = obj["draining"]
     ops = obj.get("activeOperations")
-    if isinstance(ops, int) and not isinstance(ops, bool):
+    odd = odd_number(ops)
+    if odd is not None:
+        out["odd_numbers"] = {"activeOperations": odd}
+    elif isinstance(ops, int) and not isinstance(ops, bool):
         out["activeOperations"] = ops
     for key in ("serviceId", "version", "releaseId"):
         if isinstance(obj.get(key), str | int | float) and not isinstance(obj.get(key), bool):
@@ -350,7 +353,7 @@ def _own_words(details: dict[str, Any]) -> str:
 
 
 def _int(v: object) -> int | None:
-    if isinstance(v, bool):
+    if isinstance(v, bool) or odd_number(v) is not None:
         return None
     if isinstance(v, int):
         return v
@@ -359,11 +362,52 @@ def _int(v: object) -> int | None:
     return None
 
 
+MAX_COUNT = 2**53  # beyond any real count or byte size: an absurd number
+
+
+def odd_number(v: object) -> str | None:
+    """Why a number a target sent cannot be a count or a size: NaN, an infinity
+    (json accepts both literals), negative, or absurdly large; None when it can be
+    (or when it is no number at all: absent or of another type is said elsewhere)."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    if isinstance(v, float) and v != v:
+        return "NaN"
+    if v in (float("inf"), float("-inf")):
+        return "Infinity" if v > 0 else "-Infinity"
+    if v < 0:
+        return f"{v:g} (negative)"
+    if v > MAX_COUNT:
+        return f"{v:g} (absurdly large)"
+    return None
+
+
+def _odd_numbers(obj: dict[str, Any]) -> dict[str, str]:
+    """Every odd number in a detail answer, by where it is ("listeners.total")."""
+    out: dict[str, str] = {}
+    pool = obj.get("pool")
+    lis = obj.get("listeners")
+    places: list[tuple[str, object]] = [(k, obj.get(k)) for k in ("rss", "heapUsed")]
+    if isinstance(pool, dict):
+        places += [(f"pool.{k}", pool.get(k)) for k in ("max", "active", "idle", "waiting")]
+    if isinstance(lis, dict):
+        places += [(f"listeners.{k}", lis.get(k)) for k in ("total", "maxPerEvent")]
+        by = lis.get("byEvent")
+        if isinstance(by, dict):
+            places += [(f"listeners.byEvent.{_clip(k, 80)}", v) for k, v in by.items()]
+    for where, v in places:
+        why = odd_number(v)
+        if why is not None and len(out) < MAX_EVENTS:
+            out[where] = why
+    return out
+
+
 def parse_details(code: int | None, body: bytes, truncated: bool) -> dict[str, Any]:
     """What UltraMarket's /health/connections, /memory and /security say.
 
     Returns only the keys found (pool, memory, listeners, security); {} for
-    anything else. Never raises.
+    anything else. Never raises. NaN, infinities, negative or absurd numbers are
+    read as absent, and said under `odd_numbers` (where -> why).
     """
     if truncated or code is None or not 200 <= code < 400 or not body:
         return {}
@@ -374,6 +418,9 @@ def parse_details(code: int | None, body: bytes, truncated: bool) -> dict[str, A
     if not isinstance(obj, dict):
         return {}
     out: dict[str, Any] = {}
+    odd = _odd_numbers(obj)
+    if odd:
+        out["odd_numbers"] = odd
     pool = obj.get("pool")
     if isinstance(pool, dict):
         out["pool"] = {k: _int(pool.get(k)) for k in ("max", "active", "idle", "waiting")}

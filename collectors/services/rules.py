@@ -20,11 +20,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from collectors.core.model import CheckResult, Limits, Reading, Status
+from collectors.core.thresholds import not_read, why_unread
 from collectors.core.units import format_duration_spaced
 from collectors.services.config import ServiceConfig, ServicesRefs
 from collectors.services.data import Listeners, ListenerTrend, service_data
 
 UNREACHABLE_CRIT_AFTER = 3
+# Where a service publishes its listener counts (the UltraMarket health contract): a
+# service with this detail path always has a listeners check.
+MEMORY_PATH = "/health/memory"
 GROWTH_R2 = 0.8  # a listener total "keeps growing" when the fit is at least this good
 GROWTH_MIN_SAMPLES = 5
 
@@ -39,15 +43,51 @@ def judge_services(reading: Reading, refs: ServicesRefs) -> list[CheckResult]:
     def result(check: str, status: Status, summary: str, **kw: object) -> CheckResult:
         return CheckResult(f"service.{name}.{check}", "services", name, status, summary, **kw)  # type: ignore[arg-type]
 
-    if not reading.ok:
-        return [_unreachable(reading, result)]
     d = service_data(reading.data)
+    if not reading.ok:
+        unread = check_ids(svc)[1:] if svc is not None else []
+        why = why_unread(reading, name)
+        return [_unreachable(reading, result), *not_read(reading, unread, why)]
     out = [_health(reading, svc, result)]
-    if d.latency_p95_ms is not None and svc is not None:
+    if svc is None:  # a recorded service the config no longer has: what it shows
+        if d.listeners is not None:
+            out.append(_listeners(d.listeners, d.listeners_trend, 10, result))
+        return out
+    if d.latency_p95_ms is not None:
         out.append(_latency(d.latency_p95_ms, d.latency_p50_ms, d.latency_samples, svc, result))
-    if d.listeners is not None and svc is not None:
+    else:
+        out.append(result("latency", Status.UNKNOWN, "no latency sample in the window yet"))
+    odd = {k: v for k, v in d.odd_numbers.items() if k.startswith("listeners.")}
+    if odd:
+        # NaN or an absurd count is no count: never "0 listeners, ok"
+        why = "; ".join(f"{k} is {v}" for k, v in list(odd.items())[:3])
+        out.append(result("listeners", Status.UNKNOWN, f"listener counts unusable: {why}"))
+    elif d.listeners is not None:
         out.append(_listeners(d.listeners, d.listeners_trend, svc.max_per_event, result))
+    elif publishes_listeners(svc):
+        out.append(result("listeners", Status.UNKNOWN, _no_listeners(d.detail_errors)))
     return out
+
+
+def publishes_listeners(svc: ServiceConfig) -> bool:
+    return MEMORY_PATH in svc.detail_paths
+
+
+def check_ids(svc: ServiceConfig) -> list[str]:
+    """Every check id of this service a reading judged with its config has (health,
+    latency, and listeners when it has /health/memory), answered or not. A listeners
+    check also appears whenever another detail path carries the counts."""
+    ids = [f"service.{svc.name}.health", f"service.{svc.name}.latency"]
+    if publishes_listeners(svc):
+        ids.append(f"service.{svc.name}.listeners")
+    return ids
+
+
+def _no_listeners(detail_errors: dict[str, str]) -> str:
+    why = detail_errors.get(MEMORY_PATH)
+    if why:
+        return f"listener counts not read: {MEMORY_PATH}: {why}"
+    return f"no listener counts in {MEMORY_PATH}"
 
 
 def _unreachable(reading: Reading, result: Result) -> CheckResult:
@@ -101,6 +141,9 @@ def _health(reading: Reading, svc: ServiceConfig | None, result: Result) -> Chec
         named = [f"{c.name} ({c.detail})" if c.detail else c.name for c in bad[:3]]
         more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
         parts.append("not ok: " + ", ".join(named) + more)
+    other = [f"{k} {v}" for k, v in d.odd_numbers.items() if not k.startswith("listeners.")]
+    if other:
+        parts.append("numbers not usable: " + ", ".join(other[:3]))
     if d.detail_errors:
         failed = list(d.detail_errors.items())[:3]
         parts.append("detail paths failed: " + ", ".join(f"{p} ({e})" for p, e in failed))

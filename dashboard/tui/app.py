@@ -27,6 +27,7 @@ from textual.widgets import DataTable, Input, TabbedContent, TabPane
 
 from collectors.config import Config
 from collectors.core.model import Report, Snapshot, Status
+from collectors.core.units import format_duration
 from dashboard.tui.keys import NEEDS, bound_keys, palette_keys
 from dashboard.tui.viewmodel import STATUS_ICON, STATUS_STYLE, ViewModel, clock
 from dashboard.tui.widgets.alerts import AlertsPanel
@@ -127,6 +128,7 @@ class UltrawatchApp(App[int]):
         self._pg_lender: Any = None
         self._thread = 0
         self.last_outcome: Any = None  # the last action's Outcome (shown as a notification)
+        self._stale_note: str | None = None  # "3m" while the header says the round is old
 
     # --------------------------------------------------------------- layout
 
@@ -175,6 +177,8 @@ class UltrawatchApp(App[int]):
             self._replay_rebuild()
         elif self.poll:
             self.run_worker(self._poll_loop(), name="poll", group="poll", exit_on_error=False)
+        if self.replay is None:
+            self.set_interval(1.0, self._stale_tick)
 
     def _focus_first(self) -> None:
         tables = self.screen.query(SyncTable)
@@ -382,14 +386,43 @@ class UltrawatchApp(App[int]):
                 (f"{counts['unknown']} unknown", "magenta" if counts["unknown"] else "dim"),
                 f" │ {clock(snap.started_at)} in {snap.duration_ms:.0f} ms",
             ]
+        parts += self._header_notes()
+        return Content.assemble(*parts)
+
+    def _header_notes(self) -> list[Any]:
+        """What follows the counts: the round's age when old, the filter, the modes."""
+        m = self.model
+        parts: list[Any] = []
         sep = " │ "
+        stale = self._stale_for()
+        if stale is not None:
+            # No round for two intervals: what is shown is old, and the header says so.
+            parts += [sep, (f"last round {format_duration(stale)} ago", "bold black on yellow")]
         if m.filter:
             parts.append(f"{sep}filter: {m.filter}")
         if m.hide_idle:
             parts.append(f"{sep}idle hidden")
         if m.session_sort != "interest":
             parts.append(f"{sep}sort: {m.session_sort}")
-        return Content.assemble(*parts)
+        return parts
+
+    def _stale_for(self) -> float | None:
+        """How long ago the last live round ended, when that is more than two
+        intervals (rounds stopped, hang, or the interval is absurd); else None."""
+        report = self.model.report
+        if report is None or self.replay is not None:
+            return None
+        snap = report.snapshot
+        age = time.time() - (snap.started_at + snap.duration_ms / 1000)
+        return age if age > 2 * float(self.config.dashboard.interval) else None
+
+    def _stale_tick(self) -> None:
+        """Every second: redraw the header when its staleness note appears or changes."""
+        age = self._stale_for()
+        note = None if age is None else format_duration(age)
+        if note != self._stale_note and self.query("#header"):
+            self._stale_note = note
+            self._render_header()
 
     # ------------------------------------------------------------ bindings
 
