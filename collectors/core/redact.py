@@ -112,8 +112,8 @@ def dsn_secrets(dsn: str) -> list[str]:
     """The password pieces of a DSN, in every spelling an error message may quote."""
     found: list[str] = []
     if "://" in dsn:
-        for m in _QUERY_PASSWORD.finditer(dsn):
-            found += [m.group(2), unquote(m.group(2)), unquote(m.group(2).replace("+", " "))]
+        for q in _QUERY_PASSWORD.finditer(dsn):
+            found += [q.group(2), unquote(q.group(2)), unquote(q.group(2).replace("+", " "))]
         m = re.search(r"//[^:/@]*:([^@/]*)@", dsn)
         if m and m.group(1):
             found.append(m.group(1))
