@@ -43,6 +43,11 @@ def _add_read_only(p: argparse.ArgumentParser, default: Any = argparse.SUPPRESS)
 def _add_action_flags(p: argparse.ArgumentParser) -> None:
     _add_config(p)
     p.add_argument("--yes", action="store_true", help="do it without asking")
+    p.add_argument(
+        "--confirm",
+        metavar="TARGET",
+        help="do it if TARGET is the action's target (needed with production = true)",
+    )
     _add_read_only(p)
 
 
@@ -123,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HEX",
         help="only if the lock's value still has this SHA-1 (values over 512 bytes are "
         "shown by it)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="without --owner: release a lock that is not stuck too (still compare-and-delete)",
     )
     _add_action_flags(p)
 
@@ -373,9 +383,12 @@ def _action(command: str, args: argparse.Namespace) -> int:
     if why is not None:
         print(f"ultrawatch: refused: {why}", file=sys.stderr)
         return Result.REFUSED.exit_code
-    if not args.yes and not sys.stdin.isatty():
+    production = config.dashboard.production
+    given = args.confirm
+    if not args.yes and given is None and not sys.stdin.isatty():
+        need = "--confirm TARGET" if production else "--yes"
         print(
-            f"ultrawatch: refused: {command} needs --yes when stdin is not a terminal",
+            f"ultrawatch: refused: {command} needs {need} when stdin is not a terminal",
             file=sys.stderr,
         )
         return Result.REFUSED.exit_code
@@ -384,13 +397,7 @@ def _action(command: str, args: argparse.Namespace) -> int:
 
     async def confirm(plan: Plan) -> bool:
         _print_plan(plan)
-        if args.yes:
-            return True
-        if config.dashboard.production:
-            want = plan.confirm_name or plan.target
-            answer = input(f"production: type {want!r} to proceed: ")
-            return answer.strip() == want
-        return input("proceed? [y/N] ").strip().lower() in ("y", "yes")
+        return _confirmed(plan, given, yes=args.yes, production=production)
 
     def progress(message: str) -> None:
         print(f"  .. {message}", file=sys.stderr, flush=True)
@@ -398,10 +405,42 @@ def _action(command: str, args: argparse.Namespace) -> int:
     runner = ActionRunner(config, read_only=args.read_only)
     outcome: Outcome = asyncio.run(runner.run(action, confirm, progress))
     stream = sys.stdout if outcome.ok else sys.stderr
-    print(f"{outcome.result.value}: {outcome.message}", file=stream)
+    # Said once: a message that names its result already is not prefixed again.
+    label = f"{outcome.result.value}: "
+    print(
+        outcome.message if outcome.message.startswith(label) else label + outcome.message,
+        file=stream,
+    )
     for k, v in outcome.details:
         print(f"  {k}: {v}", file=stream)
     return outcome.result.exit_code
+
+
+def _confirmed(plan: Plan, given: str | None, *, yes: bool, production: bool) -> bool:
+    """The CLI's confirmation of a plan. `--confirm TARGET` must name the target
+    (the name the plan asks for, or the target as the plan says it); with
+    `production = true` nothing else will do but the name typed at a terminal:
+    `--yes` alone is refused, saying what to add."""
+    from dashboard.actions.base import ActionRefused
+
+    want = plan.confirm_name or plan.target
+    if given is not None:
+        if given.strip() in (want, plan.target):
+            return True
+        raise ActionRefused(
+            f"--confirm {given!r} is not the target: expected --confirm {want!r}; nothing was done"
+        )
+    if production:
+        if sys.stdin.isatty():
+            answer = input(f"production: type {want!r} to proceed: ")
+            return answer.strip() == want
+        raise ActionRefused(
+            f"production = true: --yes alone is not enough; add --confirm {want!r} "
+            "(the target's name); nothing was done"
+        )
+    if yes:
+        return True
+    return input("proceed? [y/N] ").strip().lower() in ("y", "yes")
 
 
 def _rotate_dry_run(args: argparse.Namespace) -> int:

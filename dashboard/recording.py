@@ -18,6 +18,7 @@ import asyncio
 import dataclasses
 import json
 import math
+import os
 import pickle
 import signal
 import sqlite3
@@ -71,6 +72,18 @@ def _clock(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _create_private(path: Path) -> None:
+    """A new recording is made 0600 before SQLite opens it (its -wal and -shm files
+    take the database file's mode): it holds query text, lock owners and names."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # SQLite says what is wrong with the path
+    os.close(fd)
+
+
 class Recording:
     """One recording file. Writes are small transactions; readers see whole rounds."""
 
@@ -82,6 +95,7 @@ class Recording:
         self.damage: str | None = None
         # Set when the file is damaged and open only for reading what is left.
         self.damaged_open: str | None = None
+        _create_private(self.path)
         self.db = sqlite3.connect(self.path)
         try:
             self.db.executescript(SCHEMA)

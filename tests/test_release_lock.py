@@ -100,7 +100,7 @@ async def test_owner_given_but_lock_taken_again_is_refused(
 async def test_race_between_plan_and_release_leaves_the_new_holder(
     server: EmbeddedRedis, r: redis.Redis, tmp_path: Path
 ) -> None:
-    r.set("lock:sku:2", "first", px=30_000)
+    r.set("lock:sku:2", "first")  # stuck: never expires
     config = cfg_for(server.url, tmp_path)
 
     def retaken() -> None:
@@ -142,7 +142,7 @@ async def test_redlock_release_on_every_master_holding_the_value(tmp_path: Path)
     clients = [redis.Redis.from_url(s.url) for s in servers]
     try:
         for c in clients[:2]:
-            c.set("lock:res", "mine", px=30_000)
+            c.set("lock:res", "mine")  # stuck: never expires
         clients[2].set("lock:res", "someone-else", px=30_000)
         config = cfg_for([s.url for s in servers], tmp_path)
         outcome, plans = await run(config, ReleaseLock(config, "lock:res"))
@@ -172,7 +172,7 @@ async def test_unreadable_master_at_verify_is_not_verified(tmp_path: Path) -> No
     s = EmbeddedRedis(tmp_path / "down").start()
     try:
         with redis.Redis.from_url(s.url) as c:
-            c.set("lock:gone", "mine", px=30_000)
+            c.set("lock:gone", "mine")  # stuck: never expires
         config = cfg_for(s.url, tmp_path)
         outcome, _ = await run(config, StopAfterExecute(config, "lock:gone", s))
         assert outcome.result is Result.NOT_VERIFIED, outcome.message
@@ -216,7 +216,7 @@ async def test_long_value_is_released_by_its_sha1_and_a_replaced_one_is_left(
 async def test_lock_gone_before_the_delete_is_said_so(
     server: EmbeddedRedis, r: redis.Redis, tmp_path: Path
 ) -> None:
-    r.set("lock:sku:3", "holder", px=30_000)
+    r.set("lock:sku:3", "holder")  # stuck: never expires
     config = cfg_for(server.url, tmp_path)
     outcome, _ = await run(
         config, ReleaseLock(config, "lock:sku:3"), on_confirm=lambda: r.delete("lock:sku:3")

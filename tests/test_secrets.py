@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import time
 from pathlib import Path
@@ -459,8 +460,8 @@ async def test_rotating_one_key_does_not_make_the_other_look_fresh(
     proc = run_cli("rotate-secret", "JWT_REFRESH_SECRET", "--config", str(cfg), "--yes")
     assert proc.returncode == 0, proc.stderr
     # the untouched key got its age from the file's old mtime, stamped by the write
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(old))
-    assert f"JWT_SECRET_ROTATED_AT={stamp}" in env.read_text()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(old))  # then .mmmZ
+    assert re.search(rf"^JWT_SECRET_ROTATED_AT={stamp}\.\d{{3}}Z$", env.read_text(), re.M)
     reading, checks = await audit(config)
     age = checks["secrets.age"]
     assert age.status is Status.WARNING and "JWT_SECRET rotated 400d" in age.summary

@@ -9,26 +9,45 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import msgspec
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0/C1 controls, and the invisible format characters (Unicode category Cf: the
+# bidirectional overrides and isolates U+202A-202E and U+2066-2069 that reorder what
+# a terminal shows, zero-width spaces and joiners U+200B-200F, U+2060-2064, U+FEFF,
+# soft hyphen, tag characters...), plus the line and paragraph separators.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _invisible(ch: str) -> bool:
+    return unicodedata.category(ch) == "Cf"
 
 
 def printable(text: str) -> str:
-    """`text` on one line: tabs and line breaks as spaces, every other C0/C1 control
-    character (ESC of a terminal escape sequence, BEL, ...) as `\\xNN`."""
+    """`text` on one line: tabs and line breaks (U+2028, U+2029 too) as spaces,
+    every other C0/C1 control character (ESC of a terminal escape sequence, BEL,
+    ...) as `\\xNN`, and every invisible format character (category Cf: U+202E
+    right-to-left override, U+200B zero-width space, ...) as `\\uNNNN`."""
     if text.isprintable():
         return text
-    return _CONTROL.sub(_escape_control, text)
+    text = _CONTROL.sub(_escape_control, text)
+    if text.isprintable():
+        return text
+    return "".join(_escape_format(ch) if _invisible(ch) else ch for ch in text)
+
+
+def _escape_format(ch: str) -> str:
+    n = ord(ch)
+    return f"\\u{n:04x}" if n <= 0xFFFF else f"\\U{n:08x}"
 
 
 def _escape_control(m: re.Match[str]) -> str:
     ch = m.group()
-    return " " if ch in "\t\n\r" else f"\\x{ord(ch):02x}"
+    return " " if ch in "\t\n\r\u2028\u2029" else f"\\x{ord(ch):02x}"
 
 
 def clean(value: Any) -> Any:
@@ -63,8 +82,14 @@ def clean(value: Any) -> Any:
     return value
 
 
+# A password in a URL's query (`redis://host/0?password=...`, which redis-py honours).
+_QUERY_PASSWORD = re.compile(r"(?i)([?&](?:password|passwd|pwd)=)([^&#]*)")
+
+
 def mask_url(url: str) -> str:
-    """The URL with its password (if any) replaced by `***`."""
+    """The URL with its password (if any, in the user part or as `?password=`)
+    replaced by `***`."""
+    url = _QUERY_PASSWORD.sub(lambda m: m.group(1) + "***" if m.group(2) else m.group(0), url)
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -87,6 +112,8 @@ def dsn_secrets(dsn: str) -> list[str]:
     """The password pieces of a DSN, in every spelling an error message may quote."""
     found: list[str] = []
     if "://" in dsn:
+        for q in _QUERY_PASSWORD.finditer(dsn):
+            found += [q.group(2), unquote(q.group(2)), unquote(q.group(2).replace("+", " "))]
         m = re.search(r"//[^:/@]*:([^@/]*)@", dsn)
         if m and m.group(1):
             found.append(m.group(1))

@@ -29,6 +29,7 @@ from redis.exceptions import (
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from collectors.core.redact import dsn_secrets
 from collectors.redis.config import RedisConfig
 from collectors.redis.data import NotLock
 from collectors.redis.resp import Replies, pack
@@ -125,7 +126,7 @@ def describe_error(e: BaseException, timeout: float, url: str = "") -> str:
     text = raw.strip().splitlines()[0] if raw.strip() else type(e).__name__
     upper = text.upper()
     cause = e.__cause__ or e.__context__
-    has_password = bool(urlsplit(url).password) if url else True
+    has_password = bool(urlsplit(url).password or dsn_secrets(url)) if url else True
     if "NOAUTH" in upper or (isinstance(e, AuthenticationError) and not has_password):
         return "authentication required: the server has a password and none was given"
     if isinstance(e, AuthenticationError) or "WRONGPASS" in upper or "INVALID PASSWORD" in upper:

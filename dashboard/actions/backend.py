@@ -121,6 +121,18 @@ class BackendAction:
         self.lender = lender
         self._secrets = dsn_secrets(config.postgres.dsn) if config.postgres else []
 
+    @property
+    def audit_target(self) -> str:
+        """What a run refused before its plan is audited under (as a plan names it)."""
+        return f"pid {self.pid}"
+
+    @property
+    def audit_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"pid": self.pid, "function": _SIGNAL_FUNCTION[self.mode]}
+        if self.backend_start is not None:
+            params["backend_start"] = self.backend_start
+        return params
+
     def _text(self, value: Any) -> Any:
         """A value from the server as it may be shown: one escaped line, no DSN secret."""
         return printable(scrub(value, self._secrets)) if isinstance(value, str) else value

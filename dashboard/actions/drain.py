@@ -78,6 +78,15 @@ class DrainAction:
         self._pids: list[Target] = []  # (pid, create_time) signalled
         self._before: _Seen | None = None
 
+    @property
+    def audit_target(self) -> str:
+        """What a run refused before its plan is audited under."""
+        return self.service_name
+
+    @property
+    def audit_params(self) -> dict[str, Any]:
+        return {"service": self.service_name}
+
     # ----------------------------------------------------------------- helpers
 
     def _service(self) -> tuple[ServiceConfig, DrainConfig]:

@@ -4,6 +4,12 @@ The plan reads the lock on every master (several for Redlock); execution runs a
 Lua compare-and-delete with that exact value, so a lock that was released and
 taken again by someone else in between is never deleted: the action refuses and
 says so. Verification reads the key again.
+
+Without an owner named (`--owner`, `--owner-sha1`, the TUI's row), only a lock the
+judge calls stuck is released: one that never expires, or one held longer than
+`redis.stale_after`. Otherwise two overlapping runs could each read "the" owner,
+the second reading the lock a new holder just took, and delete it. A young or
+healthy lock is refused unless `force` (which still compares the value).
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ from collectors.redis.text import display_text, exact_text, node_name, parse_exa
 from dashboard.actions.base import ActionRefused, Outcome, Plan, Progress, Result
 
 # Delete only if the value is still exactly the one the engineer saw (ARGV[2] = "sha1":
-# ARGV[1] is the SHA-1 of a value too long to carry exactly). 1 deleted, 0 another
-# value (left in place), -1 no such key any more.
+# ARGV[1] is the SHA-1 of a value too long to carry exactly). ARGV[3] = "no-ttl": it
+# was released for never expiring, so it must still never expire (a holder that set
+# a TTL since is alive). 1 deleted, 0 another value (left in place), -1 no such key
+# any more, -3 it expires now (left in place).
 CAS_DELETE = """
 local v = redis.call('get', KEYS[1])
 if v == false then
@@ -39,6 +47,9 @@ if ARGV[2] == 'sha1' then
   end
 elseif v ~= ARGV[1] then
   return 0
+end
+if ARGV[3] == 'no-ttl' and redis.call('pttl', KEYS[1]) ~= -1 then
+  return -3
 end
 return redis.call('del', KEYS[1])
 """
@@ -64,12 +75,14 @@ class ReleaseLock:
         *,
         age_s: float | None = None,
         expected_sha1: str | None = None,
+        force: bool = False,
     ) -> None:
         """`key` and `expected_owner` as bytes, or as the text a reading shows
         (`key`, `owner_exact`), which is decoded losslessly. A value too long for an
         exact form is named by its SHA-1 (`owner_sha1`). `age_s`: the lock's age as
         the caller's reading knows it (an idle time read now may have been reset by
-        an earlier GET)."""
+        an earlier GET). Without an owner, only a stuck lock is released unless
+        `force`."""
         self.config = config
         self.key = key if isinstance(key, bytes) else parse_exact(key)
         self.expected = (
@@ -79,6 +92,11 @@ class ReleaseLock:
         )
         self.expected_sha1 = expected_sha1.lower() if expected_sha1 else None
         self.age_s = age_s
+        self.force = force
+        # Why the lock may go without an owner named (set by plan), and the masters
+        # where it was released for never expiring.
+        self.stuck: str | None = None
+        self.no_ttl_on: set[str] = set()
         # Per master: CLIENT NO-TOUCH accepted, so our reads leave its idle times alone.
         self.touch_off: dict[str, bool] = {}
         self.clients: dict[str, Any] = {}
@@ -190,6 +208,8 @@ class ReleaseLock:
         assert self.value is not None
         self.targets = [s.master for s in mine]
         first = mine[0]
+        if self.expected is None and self.expected_sha1 is None:
+            self._judge_stuck(key, mine)
         ttl = "never expires" if first.pttl == -1 else format_duration(max(0, first.pttl) / 1000)
         details = [
             ("key", key),
@@ -207,22 +227,62 @@ class ReleaseLock:
                 )
         if failed:
             details.append(("unreadable", "; ".join(f"{s.master}: {s.error}" for s in failed)))
+        if self.stuck:
+            details.append(("stuck", self.stuck))
         where = f" on {len(mine)} master(s)" if masters > 1 else ""
-        params: dict[str, Any] = {
-            "key": key,
-            "owner": display_text(self.value),
-            "masters": self.targets,
-            "ttl_ms": first.pttl,
-        }
-        if self.expected_sha1:
-            params["owner_sha1"] = self.expected_sha1
         return Plan(
             action=self.name,
             target=key,
             summary=f"delete {key}{where} only if it still holds {display_text(self.value)}",
             details=details,
-            params=params,
+            params=self._params(key, first.pttl),
             confirm_name=key,
+        )
+
+    def _params(self, key: str, pttl: int) -> dict[str, Any]:
+        assert self.value is not None
+        params: dict[str, Any] = {
+            "key": key,
+            "owner": display_text(self.value),
+            "masters": self.targets,
+            "ttl_ms": pttl,
+        }
+        if self.expected_sha1:
+            params["owner_sha1"] = self.expected_sha1
+        if self.force:
+            params["force"] = True
+        if self.stuck:
+            params["stuck"] = self.stuck
+        return params
+
+    def _judge_stuck(self, key: str, mine: list[_Seen]) -> None:
+        """Without an owner named: refuse unless the lock is stuck as the judge says
+        (no TTL, or held longer than `stale_after`) on every master holding it. The
+        age is a lower bound (an idle time: any access resets it), so a lock taken a
+        moment ago is never taken for stale. Sets `stuck` (why, for the plan) and
+        `no_ttl_on` (masters where it must still never expire when deleted)."""
+        rc = self.config.redis
+        stale_after = float(rc.stale_after) if rc is not None else 30.0
+        ages = {s.master: max(self.age_s or 0.0, float(s.idle or 0)) for s in mine}
+        self.no_ttl_on = {s.master for s in mine if s.pttl == -1}
+        young = [s for s in mine if s.master not in self.no_ttl_on]
+        young = [s for s in young if ages[s.master] <= stale_after]
+        if not young:
+            stale = f"held longer than {format_duration(stale_after)} (redis.stale_after)"
+            self.stuck = "never expires" if len(self.no_ttl_on) == len(mine) else stale
+            return
+        if self.force:
+            self.no_ttl_on = set()
+            return
+        first = young[0]
+        ttl = format_duration(max(0, first.pttl) / 1000)
+        age = format_duration(ages[first.master])
+        seen = f"last used {age} ago" if self.age_s is None else f"held {age}"
+        raise ActionRefused(
+            f"{key} is not stuck (expires in {ttl}, {seen}; stale after "
+            f"{format_duration(stale_after)}): nothing was done; add --owner "
+            f"{display_text(self.value or b'')} to release this holder's lock anyway, "
+            "or --force"
         )
 
     def _age(self, idle: int | None, no_touch: bool) -> tuple[str, str]:
@@ -245,13 +305,24 @@ class ReleaseLock:
         else:
             args = (self.value, "exact")
         for name in self.targets:
-            n = int(await clients[name].eval(CAS_DELETE, 1, self.key, *args))
+            # Stuck for never expiring: it still must not expire when it is deleted.
+            when = "no-ttl" if name in self.no_ttl_on else "any"
+            n = int(await clients[name].eval(CAS_DELETE, 1, self.key, *args, when))
             self.deleted[name] = n
-            what = {1: "deleted", 0: "holds another value, left in place"}
+            what = {
+                1: "deleted",
+                0: "holds another value, left in place",
+                -3: "expires now (its holder set a TTL since the plan), left in place",
+            }
             progress(f"{name}: {what.get(n, 'no such key any more (expired or released)')}")
         results = set(self.deleted.values())
         if 1 in results:
             return
+        if -3 in results:
+            raise ActionRefused(
+                f"{plan.target} expires now (its holder set a TTL since the plan): it is "
+                "no longer stuck and was left in place; nothing was deleted"
+            )
         if results == {-1}:
             raise ActionRefused(
                 f"{plan.target} was gone before the delete (expired or released by its "
@@ -309,4 +380,10 @@ def _sha1(value: bytes | None) -> str | None:
 
 def from_cli(config: Config, args: argparse.Namespace) -> ReleaseLock:
     owner = getattr(args, "owner", None)
-    return ReleaseLock(config, args.key, owner, expected_sha1=getattr(args, "owner_sha1", None))
+    return ReleaseLock(
+        config,
+        args.key,
+        owner,
+        expected_sha1=getattr(args, "owner_sha1", None),
+        force=bool(getattr(args, "force", False)),
+    )

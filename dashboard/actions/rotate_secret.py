@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 from collectors.config import Config, ReloadConfig, ServiceConfig
 from collectors.core.http import HttpClient
 from collectors.core.redact import printable
-from collectors.core.units import format_duration
+from collectors.core.units import format_duration, iso_time
 from collectors.secrets.collector import (
     PREVIOUS,
     ROTATED_AT,
@@ -672,7 +672,9 @@ class RotateKeys(_Rotating):
 
     def _new_secrets(self, values: dict[str, str]) -> dict[str, str | None]:
         """The store updates that rotate the keys in `gen` (new values stay in here)."""
-        stamp = iso_now()
+        # Milliseconds: a grace period of a second must not come up to a second short
+        # (whole-second stamps written before still read).
+        stamp = iso_now("milliseconds")
         updates: dict[str, str | None] = {}
         for key in self.keys:
             if key not in self.gen:  # already rotated by an interrupted run
@@ -698,7 +700,7 @@ class RotateKeys(_Rotating):
         if mtime is None or (stamps and mtime >= max(stamps) - 1.0):
             return {}  # the mtime is another key's rotation: it dates nothing
         return {
-            k + ROTATED_AT: _iso(mtime)
+            k + ROTATED_AT: iso_time(mtime, "milliseconds")
             for k in self.settings.keys
             if k not in self.gen
             and values.get(k) is not None
@@ -962,6 +964,17 @@ class RotateSecret:
         self.http = HttpClient(config.http)
         self.audit = AuditLog(config.audit_log_path)
         self.chosen: _RotationAction | None = None
+
+    @property
+    def audit_target(self) -> str:
+        """What a run refused before its plan is audited under: the keys asked for,
+        or the configured ones."""
+        keys = self.requested or (self.config.secrets.keys if self.config.secrets else [])
+        return ", ".join(keys)
+
+    @property
+    def audit_params(self) -> dict[str, Any]:
+        return {"keys": self.requested or None, "finish": self.finish}
 
     async def close(self) -> None:
         await self.http.aclose()

@@ -572,9 +572,10 @@ class UltrawatchApp(App[int]):
     def action_handoff(self) -> None:
         path = os.path.expanduser(self.config.dashboard.handoff_file)
         try:
-            from dashboard.headless import write_atomically
+            from collectors.core.files import atomic_write
 
-            write_atomically(path, handoff_text(self.model))
+            # 0600: it names what is broken and who acknowledged it.
+            atomic_write(path, handoff_text(self.model), mode=0o600, make_parents=True)
         except OSError as e:
             self.notify(f"handoff not written: {e}", severity="error", markup=False)
             return
