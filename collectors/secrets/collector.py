@@ -15,7 +15,6 @@ import asyncio
 import json
 import re
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,10 +44,10 @@ from collectors.secrets.data import (
     Strength,
     Wordlist,
 )
+from collectors.secrets.forge import forged_tokens, public_keys
 from collectors.secrets.store import SecretStore, StoreError, fingerprint, open_store
 from collectors.secrets.weak import (
     MIN_BYTES,
-    PROBE_SECRETS,
     entropy_bits,
     known_weak,
     load_wordlist,
@@ -350,27 +349,6 @@ def read_store(s: SecretsConfig) -> tuple[SecretsData, Expected]:
 # ---------------------------------------------------------------- the probe
 
 
-def forged_tokens(algorithm: str) -> list[tuple[str, str]]:
-    """(label, token): admin tokens signed with known weak secrets, plus `alg: none`.
-
-    Labels name the forgery by fingerprint, never by value: the store's own
-    secret may be one of these.
-    """
-    import jwt
-
-    now = int(time.time())
-    payload = {"sub": "ultrawatch-forgery-probe", "role": "admin", "iat": now, "exp": now + 60}
-    out: list[tuple[str, str]] = []
-    with warnings.catch_warnings():  # PyJWT warns about short keys: that is the point
-        warnings.simplefilter("ignore")
-        for weak in PROBE_SECRETS:
-            token = jwt.encode(payload, weak, algorithm=algorithm)
-            out.append((f"{algorithm} with known weak secret {fingerprint(weak)}", token))
-        unsigned = jwt.encode(payload, None, algorithm="none")  # type: ignore[arg-type]
-        out.append(("alg none (unsigned)", unsigned))
-    return out
-
-
 def _inconclusive(unclear: list[str]) -> str:
     return (
         f"inconclusive: {len(unclear)} forged token(s) got neither 401/403 nor 2xx ("
@@ -479,7 +457,12 @@ class SecretsCollector:
     async def _run_probe(self) -> Probe:
         p = self.settings.probe
         assert p is not None
-        probe = Probe(service=str(p.service), path=str(p.path), at=time.time())
+        probe = Probe(
+            service=str(p.service),
+            path=str(p.path),
+            at=time.time(),
+            public_key_path=None if p.public_key_path is None else str(p.public_key_path),
+        )
         svc = next((s for s in self.services if s.name == p.service), None)
         if svc is None:  # config validation prevents it
             return replace(probe, error=f"service {p.service} is not configured")
@@ -499,16 +482,43 @@ class SecretsCollector:
                 error=f"{p.path} is not a protected path (HTTP {base.status}{extra})",
                 error_kind="not_protected",
             )
-        sent, accepted, unclear = await self._forge(url, timeout)
-        probe = replace(probe, tried=1 + sent, accepted=accepted, unclear=unclear)
+        keys, skipped = await self._public_keys(svc.url, timeout)
+        sent, accepted, unclear = await self._forge(url, timeout, keys)
+        probe = replace(
+            probe, tried=1 + sent, accepted=accepted, unclear=unclear, skipped=skipped
+        )
         if unclear and not accepted:
             return replace(probe, error=_inconclusive(unclear), error_kind="inconclusive")
         return probe
 
-    async def _forge(self, url: str, timeout: float) -> tuple[int, list[str], list[str]]:
+    async def _public_keys(
+        self, base_url: str, timeout: float
+    ) -> tuple[list[tuple[str, bytes]], list[str]]:
+        """The service's published public key(s) for the key confusion, or why that
+        forgery is skipped. None configured: nothing, nothing skipped."""
+        p = self.settings.probe
+        if p is None or p.public_key_path is None:
+            return [], []
+        where = str(p.public_key_path)
+        f = await self.http.get(base_url + where, timeout=timeout, max_body=64 * 1024)
+        why: str | None = None
+        if f.error:
+            why = f"{where} unreadable: {f.error}"
+        elif f.status != 200:
+            why = f"{where} answered HTTP {f.status}"
+        else:
+            try:
+                return public_keys(f.body, where), []
+            except ValueError as e:
+                why = str(e)
+        return [], [f"RS256->HS256 key confusion not tried: {why}"]
+
+    async def _forge(
+        self, url: str, timeout: float, keys: Sequence[tuple[str, bytes]] = ()
+    ) -> tuple[int, list[str], list[str]]:
         """Send each forged token once: (how many were sent, labels accepted, labels
-        with an unclear answer)."""
-        tokens = forged_tokens(self.settings.algorithm)
+        with an unclear answer). Variants of one forgery share a label: named once."""
+        tokens = forged_tokens(self.settings.algorithm, keys)
         accepted: list[str] = []
         unclear: list[str] = []
         for label, token in tokens:
@@ -517,7 +527,8 @@ class SecretsCollector:
                 url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout, max_body=4096
             )
             if f.status is not None and 200 <= f.status < 300:
-                accepted.append(label)
+                if label not in accepted:
+                    accepted.append(label)
             elif f.error or f.status not in (401, 403):
                 # only 401/403 is a rejection; anything else leaves the answer open
                 unclear.append(f"{label}: {f.error or f'HTTP {f.status}'}")

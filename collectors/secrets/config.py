@@ -24,6 +24,9 @@ class SecretStoreConfig(Section, frozen=True):
 class ProbeConfig(Section, frozen=True):
     service: Name
     path: UrlPath
+    # where the service publishes its public key (a JWKS, a JWK or a PEM): the probe
+    # then also tries RS256->HS256 key confusion with it
+    public_key_path: UrlPath | None = None
 
 
 class SecretsConfig(Section, frozen=True):

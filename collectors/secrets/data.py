@@ -83,6 +83,9 @@ class Probe(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None
     error_kind: ProbeErrorKind | None = None
     unclear: list[str] = msgspec.field(default_factory=list)  # neither 401/403 nor 2xx
+    public_key_path: str | None = None  # configured: the key confusion is tried with it
+    # forgeries that could not be tried, and why (the public key unreadable)
+    skipped: list[str] = msgspec.field(default_factory=list)
 
 
 class SecretsData(msgspec.Struct, frozen=True, kw_only=True):

@@ -74,7 +74,7 @@ def judge_secrets(
             cid = f"service.{svc.name}.secret_fingerprint"
             out.append(_as_service(_missing(cid, svc.name, "fingerprints not read")))
     if d.probe is not None:
-        out.append(_probe(d.probe, t))
+        out.append(_probe(d.probe, t, d.services))
     elif settings.probe is not None:
         out.append(_missing("secrets.forged_token", t, "the probe has not run yet"))
     return out
@@ -241,15 +241,31 @@ def _service(name: str, svc: ServiceKeys, ends: float | None, taken_at: float) -
     return CheckResult(cid, "services", name, status, summary)
 
 
-def _probe(probe: Probe, t: str) -> CheckResult:
+def _not_tried(probe: Probe, services: dict[str, ServiceKeys]) -> list[str]:
+    """Forgeries the probe could not try: its own notes, and the key confusion when
+    the service says it signs with a public key but no public_key_path is set."""
+    notes = list(probe.skipped)
+    svc = services.get(probe.service or "")
+    alg = svc.algorithm if svc is not None else None
+    if probe.public_key_path is None and alg and alg[:2] in ("RS", "PS", "ES"):
+        notes.append(
+            f"RS256->HS256 key confusion not tried: {probe.service} reports {alg}; "
+            "set public_key_path in probe"
+        )
+    return notes
+
+
+def _probe(probe: Probe, t: str, services: dict[str, ServiceKeys] | None = None) -> CheckResult:
     svc, path = probe.service, probe.path
+    notes = _not_tried(probe, services or {})
+    also = "".join(f"; {note}" for note in notes)
     if probe.accepted:
         return CheckResult(
             "secrets.forged_token",
             "secrets",
             t,
             Status.CRITICAL,
-            f"{svc} accepted forged admin tokens on {path}: {', '.join(probe.accepted)}",
+            f"{svc} accepted forged admin tokens on {path}: {', '.join(probe.accepted)}{also}",
             value=len(probe.accepted),
             unit="count",
             crit=0,
@@ -261,15 +277,16 @@ def _probe(probe: Probe, t: str) -> CheckResult:
         wrong_path = probe.error_kind == "not_protected" or "without any token" in err
         status = Status.WARNING if wrong_path else Status.UNKNOWN
         return CheckResult(
-            "secrets.forged_token", "secrets", t, status, f"probe of {svc} {path}: {err}"
+            "secrets.forged_token", "secrets", t, status, f"probe of {svc} {path}: {err}{also}"
         )
     tried = max(0, probe.tried - 1)  # minus the baseline request
+    # a configured public key the probe could not use is a configuration problem
     return CheckResult(
         "secrets.forged_token",
         "secrets",
         t,
-        Status.OK,
-        f"{svc} rejected all {tried} forged tokens on {path}",
+        Status.WARNING if probe.skipped else Status.OK,
+        f"{svc} rejected all {tried} forged tokens on {path}{also}",
         value=0,
         unit="count",
         crit=0,
