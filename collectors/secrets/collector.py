@@ -484,9 +484,7 @@ class SecretsCollector:
             )
         keys, skipped = await self._public_keys(svc.url, timeout)
         sent, accepted, unclear = await self._forge(url, timeout, keys)
-        probe = replace(
-            probe, tried=1 + sent, accepted=accepted, unclear=unclear, skipped=skipped
-        )
+        probe = replace(probe, tried=1 + sent, accepted=accepted, unclear=unclear, skipped=skipped)
         if unclear and not accepted:
             return replace(probe, error=_inconclusive(unclear), error_kind="inconclusive")
         return probe

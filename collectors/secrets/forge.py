@@ -58,9 +58,7 @@ def _unsigned(alg: str, payload: dict[str, object]) -> str:
     return f"{_segment({'alg': alg, 'typ': 'JWT'})}.{_segment(payload)}."
 
 
-def forged_tokens(
-    algorithm: str, keys: Sequence[tuple[str, bytes]] = ()
-) -> list[tuple[str, str]]:
+def forged_tokens(algorithm: str, keys: Sequence[tuple[str, bytes]] = ()) -> list[tuple[str, str]]:
     """(label, token) of every forged admin token. `keys`: (label, public key bytes)
     for the key confusion, each a variant of the service's published public key
     (several variants may share a label)."""
@@ -72,15 +70,16 @@ def forged_tokens(
         "exp": now + 60,
     }
     out = [
-        (f"{algorithm} with known weak secret {fingerprint(weak)}", _hmac_token(algorithm, weak.encode(), payload))
+        (
+            f"{algorithm} with known weak secret {fingerprint(weak)}",
+            _hmac_token(algorithm, weak.encode(), payload),
+        )
         for weak in PROBE_SECRETS
     ]
     out.append((f"{algorithm} with an empty secret", _hmac_token(algorithm, b"", payload)))
     signed = _hmac_token(algorithm, b"", payload)
     out.append((f"{algorithm} with an empty signature", signed[: signed.rindex(".") + 1]))
-    out += [
-(f"alg {alg} (unsigned)", _unsigned(alg, payload)) for alg in NONE_VARIANTS
-    ]
+    out += [(f"alg {alg} (unsigned)", _unsigned(alg, payload)) for alg in NONE_VARIANTS]
     out += [(label, _hmac_token("HS256", key, payload)) for label, key in keys]
     return out
 
