@@ -93,6 +93,7 @@ __all__ = [
 
 CONFIG_ENV = "ULTRAWATCH_CONFIG"
 CONFIG_NAME = "ultrawatch.toml"
+DEFAULT_PLATFORM = "ultrawatch"  # the platform of a config from a pipe or stdin
 
 
 # ------------------------------------------------------------------- sections
@@ -107,6 +108,10 @@ class DashboardConfig(Section, frozen=True):
     history: PositiveDuration = PositiveDuration(900)  # window for trends and sparklines
     handoff_file: str = "~/.local/state/ultrawatch/handoff.txt"  # TUI `w` writes it here
     snooze: PositiveDuration = PositiveDuration(900)  # how long TUI `z` silences an alert
+    # Names the platform in /metrics and alert labels (a `platform` label on every
+    # series), so two instances' textfiles on one node_exporter never collide. None:
+    # load_config fills in the config file's stem (see default_platform).
+    platform: Name | None = None
 
 
 class ActionsConfig(Section, frozen=True):
@@ -126,6 +131,12 @@ class Config(Section, frozen=True):
 
     def service(self, name: str) -> ServiceConfig | None:
         return next((s for s in self.services if s.name == name), None)
+
+    @property
+    def platform(self) -> str:
+        """The `platform` label: `[dashboard] platform`, else (a config not read from a
+        file: a test's, a recording's from before the key) DEFAULT_PLATFORM."""
+        return self.dashboard.platform or DEFAULT_PLATFORM
 
     @property
     def audit_log_path(self) -> Path:
@@ -179,9 +190,24 @@ def load_config(explicit: str | os.PathLike[str] | None = None, *, watch: bool =
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(str(path), "", f"cannot read: {e}") from None
     config = parse_config(text, str(path))
+    if config.dashboard.platform is None:
+        dashboard = msgspec.structs.replace(config.dashboard, platform=default_platform(path))
+        config = msgspec.structs.replace(config, dashboard=dashboard)
     if watch:
         check_targets(config, str(path))
     return config
+
+
+def default_platform(path: Path) -> Name:
+    """The platform a config file names by default: its stem (`shop-eu` for
+    `shop-eu.toml`), made a valid name (other characters become '-'); a config read
+    from a pipe or stdin (`--config <(...)`, `/dev/stdin`) has no name of its own:
+    DEFAULT_PLATFORM."""
+    special = path.is_absolute() and path.parts[1:2] in (("dev",), ("proc",))
+    if special or not path.is_file():
+        return Name(DEFAULT_PLATFORM)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem).lstrip("_.-")
+    return Name(stem or DEFAULT_PLATFORM)
 
 
 # No section is nested deeper than a few tables; past this the file is not a config.

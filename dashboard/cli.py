@@ -325,7 +325,12 @@ def _check(args: argparse.Namespace) -> int:
         return headless.run_check(
             config or Config(), fmt=args.format, output=args.output, report=report
         )
-    config = _load(args, watch=True)
+    from collectors.config import find_config
+
+    path = find_config(getattr(args, "config", None))
+    config = load_config(path, watch=True)
+    if only is not None:
+        _check_only(config, only, str(path))
     return headless.run_check(
         config,
         fmt=args.format,
@@ -334,6 +339,21 @@ def _check(args: argparse.Namespace) -> int:
         watch=args.watch,
         output=args.output,
     )
+
+
+def _check_only(config: Config, only: Sequence[str], source: str) -> None:
+    """`--only` naming no target the config switches on would print "OK" with zero
+    checks: "nothing to check", like an empty config (exit 3)."""
+    from collectors.registry import TARGETS
+
+    configured = [t.name for t in TARGETS if t.enabled(config)]
+    if not any(name in configured for name in only):
+        raise ConfigError(
+            source,
+            "",
+            f"nothing to check: --only {','.join(only)} names no configured target "
+            f"(configured: {', '.join(configured)})",
+        )
 
 
 def _usage(message: str) -> int:
@@ -352,6 +372,7 @@ def _config(args: argparse.Namespace) -> int:
     path = find_config(args.config)
     config = load_config(path, watch=True)
     parts = [
+        f"platform {config.platform}",
         f"{len(config.services)} services",
         f"{len(config.processes)} processes",
         "postgres" if config.postgres else "no postgres",

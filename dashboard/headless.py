@@ -24,7 +24,7 @@ from typing import Any
 
 from msgspec.structs import replace
 
-from collectors.config import Config
+from collectors.config import DEFAULT_PLATFORM, Config
 from collectors.core.model import CheckResult, Report, Snapshot, Status
 from collectors.core.units import Duration
 
@@ -273,63 +273,77 @@ _PROM_UNITS = {
 }
 
 
-def format_prometheus(report: Report, *, rounds: int = 1) -> str:
+def format_prometheus(report: Report, *, rounds: int = 1, platform: str = DEFAULT_PLATFORM) -> str:
+    """Text exposition format. Every series carries `platform` (`[dashboard] platform`):
+    two instances' textfiles on one node_exporter never name the same series."""
     out: list[str] = []
 
-    def block(name: str, kind: str, help_: str, samples: list[tuple[str, float]]) -> None:
+    def block(
+        name: str, kind: str, help_: str, samples: list[tuple[dict[str, str], float]]
+    ) -> None:
         if not samples:
             return
         out.append(f"# HELP {name} {help_}")
         out.append(f"# TYPE {name} {kind}")
-        out.extend(f"{name}{labels} {_prom_num(v)}" for labels, v in samples)
+        out.extend(
+            f"{name}{_labels(platform=platform, **labels)} {_prom_num(v)}" for labels, v in samples
+        )
 
+    checks = sorted(report.checks, key=lambda c: c.id)
     block(
         "ultrawatch_status",
         "gauge",
         "Overall status: 0 ok, 1 warning, 2 critical, 3 unknown.",
-        [("", report.status.exit_code)],
+        [({}, report.status.exit_code)],
     )
     block(
         "ultrawatch_check_status",
         "gauge",
         "Status of one check: 0 ok, 1 warning, 2 critical, 3 unknown.",
         [
-            (_labels(id=c.id, component=c.component, target=c.target), c.status.exit_code)
-            for c in sorted(report.checks, key=lambda c: c.id)
+            ({"id": c.id, "component": c.component, "target": c.target}, c.status.exit_code)
+            for c in checks
         ],
     )
-    by_metric: dict[str, list[tuple[str, float]]] = {}
-    for c in sorted(report.checks, key=lambda c: c.id):
+    by_metric: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for c in checks:
         if c.value is None:
             continue
         suffix, mult = _PROM_UNITS.get(c.unit or "", ("", 1.0))
         name = f"ultrawatch_check_value{suffix}"
-        by_metric.setdefault(name, []).append((_labels(id=c.id), c.value * mult))
+        by_metric.setdefault(name, []).append(({"id": c.id}, c.value * mult))
     for name in sorted(by_metric):
         block(name, "gauge", "The number a check judged, in base units.", by_metric[name])
     block(
         "ultrawatch_checks",
         "gauge",
         "Number of checks by status.",
-        [(_labels(status=s), float(n)) for s, n in report.counts.items()],
+        [({"status": s}, float(n)) for s, n in report.counts.items()],
     )
     block(
         "ultrawatch_round_duration_seconds",
         "gauge",
         "How long the poll round took.",
-        [("", report.snapshot.duration_ms / 1000)],
+        [({}, report.snapshot.duration_ms / 1000)],
     )
     block(
         "ultrawatch_last_round_timestamp_seconds",
         "gauge",
         "When the poll round started, as a Unix time.",
-        [("", report.snapshot.started_at)],
+        [({}, report.snapshot.started_at)],
     )
-    block("ultrawatch_rounds_total", "counter", "Poll rounds completed.", [("", float(rounds))])
+    block("ultrawatch_rounds_total", "counter", "Poll rounds completed.", [({}, float(rounds))])
     return "\n".join(out) + "\n"
 
 
-def render(report: Report, fmt: str, *, rounds: int = 1, compact: bool = False) -> str:
+def render(
+    report: Report,
+    fmt: str,
+    *,
+    rounds: int = 1,
+    compact: bool = False,
+    platform: str = DEFAULT_PLATFORM,
+) -> str:
     if fmt == "json":
         return format_json(report, indent=None if compact else 2)
     if fmt == "text":
@@ -337,7 +351,7 @@ def render(report: Report, fmt: str, *, rounds: int = 1, compact: bool = False) 
     if fmt == "nagios":
         return format_nagios(report)
     if fmt == "prometheus":
-        return format_prometheus(report, rounds=rounds)
+        return format_prometheus(report, rounds=rounds, platform=platform)
     raise ValueError(f"unknown format {fmt!r}")
 
 
@@ -489,7 +503,10 @@ async def check_watch(
         report = rules.evaluate(snapshot)
         watchdog.disarm()
         last = report.status
-        _emit(render(report, fmt, rounds=poller.rounds, compact=True), output)
+        _emit(
+            render(report, fmt, rounds=poller.rounds, compact=True, platform=config.platform),
+            output,
+        )
 
     try:
         # Until cancelled (a signal): each round under the watchdog, `interval` apart.
@@ -526,7 +543,7 @@ def run_check(
     loop = asyncio.new_event_loop()
     try:
         if report is not None:
-            _emit(render(report, fmt), output)
+            _emit(render(report, fmt, platform=config.platform), output)
             return report.status.exit_code
         if watch is not None:
             task = loop.create_task(
@@ -562,7 +579,7 @@ def run_check(
                     file=sys.stderr,
                 )
                 return Status.UNKNOWN.exit_code
-            _emit(render(result, fmt), output)
+            _emit(render(result, fmt, platform=config.platform), output)
             return result.status.exit_code
         finally:
             watchdog.disarm()

@@ -216,7 +216,7 @@ def test_output_file_is_written_atomically(write_config, pg_dsn: str, tmp_path: 
     )
     assert result.returncode == 0
     assert result.stdout == ""
-    assert "ultrawatch_status 0" in target.read_text()
+    assert 'ultrawatch_status{platform="ultrawatch"} 0' in target.read_text()
     assert [p.name for p in target.parent.iterdir()] == ["ultrawatch.prom"]  # no temp left
 
 
@@ -263,9 +263,13 @@ def test_prometheus_numbers_are_exact() -> None:
         _check("tiny.ratio", 0.000123456789, "ratio"),
     )
     text = format_prometheus(report)
-    assert "ultrawatch_last_round_timestamp_seconds 1795550000.123456\n" in text
-    assert 'ultrawatch_check_value_bytes{id="big.bytes"} 123456789\n' in text
-    assert 'ultrawatch_check_value_ratio{id="tiny.ratio"} 0.000123456789\n' in text
+    stamp_line = 'ultrawatch_last_round_timestamp_seconds{platform="ultrawatch"} 1795550000.123456'
+    assert stamp_line + "\n" in text
+    assert 'ultrawatch_check_value_bytes{platform="ultrawatch",id="big.bytes"} 123456789\n' in text
+    assert (
+        'ultrawatch_check_value_ratio{platform="ultrawatch",id="tiny.ratio"} 0.000123456789\n'
+        in text
+    )
     families = {f.name: f for f in text_string_to_metric_families(text)}
     (stamp,) = families["ultrawatch_last_round_timestamp_seconds"].samples
     assert stamp.value == 1795550000.123456
@@ -279,7 +283,9 @@ def test_prometheus_timestamp_of_a_real_round_is_not_rounded(write_config, pg_ds
         ln for ln in result.stdout.splitlines() if ln.startswith("ultrawatch_last_round_timestamp")
     ]
     # Seconds with the fraction: a 6-significant-digit form would end in 0000.
-    assert re.fullmatch(r"ultrawatch_last_round_timestamp_seconds \d{10}\.\d+", line)
+    assert re.fullmatch(
+        r'ultrawatch_last_round_timestamp_seconds\{platform="ultrawatch"\} \d{10}\.\d+', line
+    )
 
 
 def _perfdata(stdout: str) -> dict[str, tuple[str, str, list[str]]]:

@@ -345,8 +345,9 @@ async def test_memory_growth_is_a_rate_in_every_format(
     assert growth.value == r.data.growth_bytes_per_s  # per second, as the unit says
     assert growth.warn == round(1 * MiB / 60, 2)  # growth_warn 1 MiB per minute
     prom = format_prometheus(report)
-    assert 'ultrawatch_check_value_bytes_per_second{id="process.g.memory_growth"}' in prom
-    assert 'ultrawatch_check_value_bytes{id="process.g.memory_growth"}' not in prom
+    growth_labels = '{platform="ultrawatch",id="process.g.memory_growth"}'
+    assert "ultrawatch_check_value_bytes_per_second" + growth_labels in prom
+    assert "ultrawatch_check_value_bytes" + growth_labels not in prom
     value, uom, _ = nagios.parse(format_nagios(report)).perf["process.g.memory_growth"]
     assert uom == ""  # a rate, not a size in bytes
     assert float(value) == pytest.approx(growth.value, rel=1e-5)  # 6 significant digits
