@@ -39,7 +39,8 @@ def stale_count(d: RedisData, stale_after: float) -> tuple[int, bool]:
     exact: the rows carry their ages, the other locks are counted per age bucket,
     and a bucket straddling the threshold (one that is not a whole second, minute
     or hour as the bucket's width needs) may hold some that are."""
-    count = sum(1 for lock in d.locks if is_stale(lock, stale_after))
+    # is_stale inlined: 10,000 locks, judged and shown every round
+    count = sum(1 for lk in d.locks if lk.age_s is not None and lk.age_s > stale_after)
     exact = True
     for edge, n in d.unlisted_ages:
         if edge - age_step(edge) >= stale_after:
