@@ -14,8 +14,7 @@ imports psycopg or httpx).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import msgspec
 from msgspec.structs import replace
@@ -88,8 +87,7 @@ def _no_caps(config: Config, cap: Callable[[float], Duration]) -> dict[str, Any]
     return {}
 
 
-@dataclass(frozen=True)
-class TargetSpec:
+class TargetSpec(NamedTuple):
     name: str  # the component name in readings and check ids, and the --only word
     enabled: Callable[[Config], bool]  # is the target configured?
     build: Callable[[Config, Shared, bool], Collector]  # (config, shared, one_shot)

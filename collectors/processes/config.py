@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+
+import msgspec
+from msgspec.structs import force_setattr
 
 from collectors.core.settings import Name, Regex, Section
 from collectors.core.units import ByteSize, Duration, PositiveCount
@@ -20,8 +22,7 @@ class ProcessConfig(Section, frozen=True):
     growth_crit_ttl: Duration = Duration(3600)  # projected time to the limit: critical below
 
 
-@dataclass(frozen=True, slots=True)
-class ProcessTargets:
+class ProcessTargets(msgspec.Struct, frozen=True):
     """Every process to watch, each as a ProcessConfig (its match, memory limit and
     growth thresholds), plus the history window for the RSS trend. Built from the whole
     Config by `collectors.registry.process_targets`: the [[processes]] sections and each
@@ -30,10 +31,10 @@ class ProcessTargets:
 
     targets: tuple[ProcessConfig, ...]
     window: float = 900.0  # [dashboard] history
-    by_name: Mapping[str, ProcessConfig] = field(init=False, repr=False, compare=False)
+    by_name: Mapping[str, ProcessConfig] = msgspec.field(default_factory=dict)  # from `targets`
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "by_name", {p.name: p for p in self.targets})
+        force_setattr(self, "by_name", {p.name: p for p in self.targets})
 
     def target(self, name: str) -> ProcessConfig:
         """The target's settings; the defaults for a name no longer configured (a

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 import msgspec
+from msgspec.structs import force_setattr
 
 from collectors.core.settings import HttpConfig, HttpUrl, Name, ProcessMatch, Section, UrlPath
 from collectors.core.units import ByteSize, Count, Duration, PositiveCount, Timeout
@@ -40,8 +40,7 @@ class ServiceConfig(Section, frozen=True):
     memory_limit: ByteSize | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ServicesRefs:
+class ServicesRefs(msgspec.Struct, frozen=True):
     """What the services collector and judge take: the [[services]] sections plus the
     few settings of other sections they need. Built from the whole Config by
     `collectors.registry.services_refs` (a target never reads the Config itself)."""
@@ -49,11 +48,11 @@ class ServicesRefs:
     services: tuple[ServiceConfig, ...]
     window: float = 900.0  # [dashboard] history: latency percentiles, flaps, listener trend
     deadline: float = 5.0  # [dashboard] collector_timeout: a round's budget per collector
-    http: HttpConfig = field(default_factory=HttpConfig)  # for a client of its own
-    by_name: Mapping[str, ServiceConfig] = field(init=False, repr=False, compare=False)
+    http: HttpConfig = msgspec.field(default_factory=HttpConfig)  # for a client of its own
+    by_name: Mapping[str, ServiceConfig] = msgspec.field(default_factory=dict)  # from `services`
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "by_name", {s.name: s for s in self.services})
+        force_setattr(self, "by_name", {s.name: s for s in self.services})
 
     def service(self, name: str) -> ServiceConfig | None:
         return self.by_name.get(name)
