@@ -13,20 +13,18 @@ import os
 import re
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from msgspec.structs import replace
 
 from collectors.config import DEFAULT_PLATFORM, Config
+from collectors.core.files import atomic_write
 from collectors.core.model import CheckResult, Report, Snapshot, Status
-from collectors.core.units import Duration
+from collectors.core.units import Duration, iso_time
 
 SCHEMA = "ultrawatch.check/v1"
 FORMATS = ("json", "text", "nagios", "prometheus")
@@ -36,7 +34,7 @@ FORMATS = ("json", "text", "nagios", "prometheus")
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_time(ts, "milliseconds")
 
 
 def to_json_obj(report: Report) -> dict[str, Any]:
@@ -356,20 +354,10 @@ def render(
 
 
 def write_atomically(path: str | os.PathLike[str], text: str) -> None:
-    """Temp file in the same directory, fsync, rename: readers never see half a file."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """`check --output`: readers (node_exporter's textfile collector) never see half a
+    file. World-readable like any exposition file; two checks writing the same file
+    at once each leave their own temp file alone (no stale-temp cleanup)."""
+    atomic_write(path, text, mode=0o644, make_parents=True, clean_stale=False)
 
 
 # ---------------------------------------------------------------------- runs

@@ -26,7 +26,7 @@ import sys
 import zlib
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ import msgspec
 from collectors.config import Config
 from collectors.core.model import Report, Snapshot
 from collectors.core.settings import ConfigError, dec_hook
+from collectors.core.units import iso_time
 from collectors.registry import config_without_passwords, data_types
 
 DEFAULT_KEEP = 24 * 3600.0  # seconds of rounds a recording keeps by default
@@ -69,7 +70,7 @@ class DamagedRecording(ConfigError):
 
 
 def _clock(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso_time(ts)
 
 
 def _create_private(path: Path) -> None:

@@ -34,7 +34,6 @@ import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from collectors.config import Config, ReloadConfig, ServiceConfig
@@ -84,7 +83,7 @@ class _Told:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso_time(ts)
 
 
 def _fp(value: str | None) -> str | None:

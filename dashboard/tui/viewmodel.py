@@ -8,10 +8,10 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from collectors.core.model import CheckResult, Reading, Report, Status
+from collectors.core.units import clock_time
 
 HISTORY = 60  # points in the sparklines the TUI keeps itself
 
@@ -183,7 +183,7 @@ def rate(bytes_per_s: Any) -> str:
 def clock(ts: float | None) -> str:
     if ts is None:
         return DASH
-    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%SZ")
+    return clock_time(ts)
 
 
 def spark(values: Any, width: int = 12) -> str:
