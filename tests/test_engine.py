@@ -277,7 +277,7 @@ async def test_run_schedules_the_next_round_after_the_previous_ends() -> None:
     assert all(b - a >= 0.05 for a, b in itertools.pairwise(starts))
 
 
-def test_run_wakes_at_once_even_when_paused_and_stops_when_told() -> None:
+async def test_run_wakes_at_once_even_when_paused_and_stops_when_told() -> None:
     """The one loop: paused skips rounds but `wake` still starts one ("poll now"),
     `stop` ends it after the round under way, `rounds` bounds it."""
     poller = Poller([Quick()], deadline=1)
@@ -301,16 +301,16 @@ def test_run_wakes_at_once_even_when_paused_and_stops_when_told() -> None:
         stop.set()  # ends the 60 s rest at once
         return await asyncio.wait_for(task, 2)
 
-    assert asyncio.run(go()) == 2
+    assert (await go()) == 2
 
     async def bounded() -> int:
         return await poller.run(0.01, seen.append, rounds=3)
 
     before = len(seen)
-    assert asyncio.run(bounded()) == 3 and len(seen) == before + 3
+    assert (await bounded()) == 3 and len(seen) == before + 3
 
 
-def test_run_hands_errors_to_on_error_and_goes_on_or_ends_without_it() -> None:
+async def test_run_hands_errors_to_on_error_and_goes_on_or_ends_without_it() -> None:
     poller = Poller([Quick()], deadline=1)
     errors: list[Exception] = []
     starts: list[int] = []
@@ -323,10 +323,10 @@ def test_run_hands_errors_to_on_error_and_goes_on_or_ends_without_it() -> None:
         return await poller.run(0.01, judge, rounds=2, on_start=lambda: starts.append(1), **kw)
 
     # rounds 1 and 3 fail and are told; 2 and 4 count
-    assert asyncio.run(go(on_error=errors.append)) == 2
+    assert (await go(on_error=errors.append)) == 2
     assert [str(e) for e in errors] == ["round 1", "round 3"] and len(starts) == 4
     with pytest.raises(ValueError, match="round 5"):
-        asyncio.run(go())
+        (await go())
 
 
 async def _async_append(seen: list[Snapshot], snapshot: Snapshot) -> None:
@@ -334,10 +334,10 @@ async def _async_append(seen: list[Snapshot], snapshot: Snapshot) -> None:
     seen.append(snapshot)
 
 
-def test_run_awaits_an_async_callback() -> None:
+async def test_run_awaits_an_async_callback() -> None:
     poller = Poller([Quick()], deadline=1)
     seen: list[Snapshot] = []
-    n = asyncio.run(poller.run(0.01, lambda s: _async_append(seen, s), rounds=2))
+    n = await poller.run(0.01, lambda s: _async_append(seen, s), rounds=2)
     assert n == 2 and [s.round for s in seen] == [1, 2]
 
 

@@ -232,7 +232,7 @@ def test_row_is_built_positionally_as_add_row_does() -> None:
     assert (row.height, row.label, row.auto_height) == (1, None, False)
 
 
-def test_fast_table_renders_a_changed_cell_and_reuses_an_unchanged_one() -> None:
+async def test_fast_table_renders_a_changed_cell_and_reuses_an_unchanged_one() -> None:
     class Fast(App[None]):
         def compose(self) -> ComposeResult:
             yield FastTable()
@@ -254,7 +254,7 @@ def test_fast_table_renders_a_changed_cell_and_reuses_an_unchanged_one() -> None
             assert [r.key.value for r in t.ordered_rows] == ["r2", "r1"]
             assert t.virtual_size.height == 3
 
-    asyncio.run(go())
+    (await go())
 
 
 # ------------------------------------- public overrides that rely on internals
