@@ -5,7 +5,6 @@ relied-on behaviour of two public overrides elsewhere (KeyFooter, MainScreen).""
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -32,21 +31,17 @@ class One(App[None]):
 Check = Callable[[DataTable[Any]], Awaitable[None] | None]
 
 
-def _run(check: Check) -> None:
+async def _run(check: Check) -> None:
     """`check` on a mounted DataTable with two columns and one row (key "r1")."""
-
-    async def go() -> None:
-        app = One()
-        async with app.run_test(size=(60, 10)) as pilot:
-            table = app.query_one(DataTable)
-            table.add_column("A", key="a", width=5)
-            table.add_column("B", key="b", width=5)
-            await pilot.pause()
-            result = check(table)
-            if inspect.isawaitable(result):
-                await result
-
-    asyncio.run(go())
+    app = One()
+    async with app.run_test(size=(60, 10)) as pilot:
+        table = app.query_one(DataTable)
+        table.add_column("A", key="a", width=5)
+        table.add_column("B", key="b", width=5)
+        await pilot.pause()
+        result = check(table)
+        if inspect.isawaitable(result):
+            await result
 
 
 def _params(fn: Callable[..., Any]) -> list[str]:
@@ -222,8 +217,8 @@ def test_every_private_member_used_is_listed_and_checked() -> None:
 
 
 @pytest.mark.parametrize("member", list(CHECKS))
-def test_private_member_is_there_and_behaves(member: str) -> None:
-    _run(CHECKS[member])
+async def test_private_member_is_there_and_behaves(member: str) -> None:
+    await _run(CHECKS[member])
 
 
 def test_row_is_built_positionally_as_add_row_does() -> None:
