@@ -61,7 +61,8 @@ PRIVATE_MEMBERS: tuple[str, ...] = (
 )
 
 _BLANK = Style()
-_CACHE = 1200  # rendered cells kept per table (ours and DataTable's)
+_CACHE = 1200  # rendered cells kept per table (ours and DataTable's), at most
+_CACHE_MIN = 64  # ... and at least; in between, a few times the cells the table holds
 
 
 class FastTable(DataTable[Any]):
@@ -171,7 +172,7 @@ class FastTable(DataTable[Any]):
         click meta, instead of Rich rendering it again."""
         like = (id(value), *key[:1], *key[2:])
         if self._by_value is None:
-            self._by_value = LRUCache(_CACHE)
+            self._by_value = LRUCache(max(_CACHE_MIN, self._cell_render_cache.maxsize))
         found = self._by_value.get(like)
         if found is not None and found[0] is value:
             meta = Style.from_meta({"row": row_index, "column": column_index})
@@ -255,11 +256,27 @@ class FastTable(DataTable[Any]):
     def settle(self) -> None:
         """The scrollable size for rows added, now rather than on idle: the
         scrollbar changes in the same frame as the rows (a second frame came
-        ~30 ms later)."""
+        ~30 ms later). And the cell caches fitted to the rows held."""
+        self._fit_caches()
         if self._require_update_dimensions:
             self._require_update_dimensions = False
             self._new_rows.clear()
             self._update_dimensions(())
+
+    def _fit_caches(self) -> None:
+        """Size the caches keyed by cell object to a few times the cells the table
+        holds. Every changed cell (an age, a latency) leaves a dead entry there, so
+        a cache of 1,200 for a 4-row table filled for 10-20 minutes, a few KB a
+        round (issue 17); at this size it is full, and flat, within a few rounds.
+        The caches keyed by position (`_own_cells`) stay small by themselves."""
+        cells = self.row_count * max(1, len(self.columns))
+        size = max(_CACHE_MIN, min(_CACHE, 3 * cells))
+        for cache in (self._cell_render_cache, self._by_value):
+            # Grown at once; shrunk only to half or less (rows come and go each round).
+            if cache is not None and (cache.maxsize < size or 2 * size <= cache.maxsize):
+                if len(cache) > size:
+                    cache.clear()  # LRUCache evicts one entry per insert, never more
+                cache.maxsize = size
 
     # ------------------------------------------------------------ clicks
 
