@@ -90,3 +90,35 @@ async def test_services_rounds_keep_memory_flat_after_the_first() -> None:
     grown = _traced_in(last, "/collectors/") - _traced_in(first, "/collectors/")
     # Before issue 17: ~300 B a service a round (three tuples of samples), 270 KB here.
     assert grown < 16 * 1024, grown
+
+
+async def test_tui_caches_hold_what_is_shown_not_every_round_seen() -> None:
+    """300 rounds in which values change (an RSS growing, ages): the cell memo
+    holds the last two renders' cells and each table's caches keyed by cell object
+    a few times its cells, instead of growing with every value ever shown."""
+    from dashboard.tui.app import UltrawatchApp
+    from dashboard.tui.widgets import base
+    from dashboard.tui.widgets.table import FastTable
+    from tests import tui_data as td
+
+    config = td.config()
+    app = UltrawatchApp(config, poll=False)
+    rules = Rules(config)
+    async with app.run_test(size=(200, 50)) as pilot:
+        for n in range(300):
+            app.absorb(rules.evaluate(td.snapshot(n, kind="incident")))
+            app.render_now()
+            await pilot.pause()
+        rss = next(c for c in app.model.checks("processes") if c.id.endswith("memory"))
+        memo = len(base._CELLS) + len(getattr(base, "_CELLS_BEFORE", {}))
+        tables = list(app.query(FastTable))
+        held = {
+            t.id: (t.row_count * len(t.columns), len(t._cell_render_cache), len(t._by_value or ()))
+            for t in tables
+        }
+    assert app.model.rounds == 300 and rss is not None
+    # ~15 cells change each round here: 4,500 Text objects kept before issue 17.
+    assert memo < 600, memo
+    for name, (cells, rendered, by_value) in held.items():
+        limit = max(64, 3 * cells)
+        assert rendered <= limit and by_value <= limit, (name, cells, rendered, by_value)

@@ -257,13 +257,13 @@ class FastTable(DataTable[Any]):
         """The scrollable size for rows added, now rather than on idle: the
         scrollbar changes in the same frame as the rows (a second frame came
         ~30 ms later). And the cell caches fitted to the rows held."""
-        self._fit_caches()
+        self.fit_caches()
         if self._require_update_dimensions:
             self._require_update_dimensions = False
             self._new_rows.clear()
             self._update_dimensions(())
 
-    def _fit_caches(self) -> None:
+    def fit_caches(self) -> None:
         """Size the caches keyed by cell object to a few times the cells the table
         holds. Every changed cell (an age, a latency) leaves a dead entry there, so
         a cache of 1,200 for a 4-row table filled for 10-20 minutes, a few KB a
