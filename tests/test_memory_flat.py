@@ -113,12 +113,19 @@ async def test_tui_caches_hold_what_is_shown_not_every_round_seen() -> None:
         memo = len(base._CELLS) + len(getattr(base, "_CELLS_BEFORE", {}))
         tables = list(app.query(FastTable))
         held = {
-            t.id: (t.row_count * len(t.columns), len(t._cell_render_cache), len(t._by_value or ()))
+            t.id: (
+                t.row_count * len(t.columns),
+                len(t._cell_render_cache),
+                len(t._by_value or ()),
+                len(t._line_cache),
+                t.row_count,
+            )
             for t in tables
         }
     assert app.model.rounds == 300 and rss is not None
     # ~15 cells change each round here: 4,500 Text objects kept before issue 17.
     assert memo < 600, memo
-    for name, (cells, rendered, by_value) in held.items():
+    for name, (cells, rendered, by_value, lines, rows) in held.items():
         limit = max(64, 3 * cells)
         assert rendered <= limit and by_value <= limit, (name, cells, rendered, by_value)
+        assert lines <= max(16, 2 * (rows + 1)), (name, rows, lines)
