@@ -111,7 +111,9 @@ def report(w: Watched, warmup: float) -> bool:
     peak = max(s[1] for s in after)
     growth = rss1 - rss0
     minutes = max(1e-9, (t1 - t0) / 60)
-    ok = growth < TARGET_GROWTH and max(fds) == min(fds)
+    # fds flat: the same count at the end as after the warm-up (a connection being
+    # re-opened during one sample is shown in the range, not a trend).
+    ok = growth < TARGET_GROWTH and fds[-1] <= fds[0]
     print(
         f"{w.name}: RSS {mib(rss0)} at {t0 / 60:.1f} min -> {mib(rss1)} at {t1 / 60:.1f} min: "
         f"growth {growth / 1024:+.0f} KiB ({growth / 1024 / minutes:+.1f} KiB/min), "
