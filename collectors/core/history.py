@@ -7,50 +7,76 @@ computed over a time window of what the buffer holds.
 from __future__ import annotations
 
 import math
-from collections import deque
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 
 class RingBuffer:
-    """(time, value) samples, oldest dropped first once `capacity` is reached."""
+    """(time, value) samples, oldest dropped first once `capacity` is reached.
 
-    __slots__ = ("_items",)
+    Two arrays of doubles allocated in full up front (16 bytes a sample): the
+    buffer's memory is the same on the first round and after a week. A deque of
+    (time, value) tuples cost about 130 bytes a sample and kept growing until it
+    was full, which at one round a second took 10-15 minutes (issue 17).
+    """
+
+    __slots__ = ("_len", "_start", "_t", "_v")
 
     def __init__(self, capacity: int = 600) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
-        self._items: deque[tuple[float, float]] = deque(maxlen=capacity)
+        self._t = array("d", bytes(8 * capacity))
+        self._v = array("d", bytes(8 * capacity))
+        self._start = 0
+        self._len = 0
 
     @property
     def capacity(self) -> int:
-        return self._items.maxlen or 0
+        return len(self._t)
 
     def append(self, t: float, value: float) -> None:
-        self._items.append((t, float(value)))
+        cap = len(self._t)
+        if self._len < cap:
+            i = (self._start + self._len) % cap
+            self._len += 1
+        else:
+            i = self._start
+            self._start = (self._start + 1) % cap
+        self._t[i] = t
+        self._v[i] = float(value)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return self._len
+
+    def _order(self) -> Iterator[int]:
+        cap, start = len(self._t), self._start
+        return ((start + k) % cap for k in range(self._len))
 
     def __iter__(self) -> Iterator[tuple[float, float]]:
-        return iter(self._items)
+        t, v = self._t, self._v
+        return ((t[i], v[i]) for i in self._order())
 
     def last(self) -> tuple[float, float] | None:
-        return self._items[-1] if self._items else None
+        if not self._len:
+            return None
+        i = (self._start + self._len - 1) % len(self._t)
+        return self._t[i], self._v[i]
 
     def first(self) -> tuple[float, float] | None:
-        return self._items[0] if self._items else None
+        return (self._t[self._start], self._v[self._start]) if self._len else None
 
     def values(self) -> list[float]:
-        return [v for _, v in self._items]
+        v = self._v
+        return [v[i] for i in self._order()]
 
     def window(self, seconds: float, now: float | None = None) -> list[tuple[float, float]]:
         """Samples no older than `seconds` before `now` (default: the newest sample)."""
-        if not self._items:
+        last = self.last()
+        if last is None:
             return []
-        end = self._items[-1][0] if now is None else now
-        start = end - seconds
-        return [(t, v) for t, v in self._items if t >= start]
+        start = (last[0] if now is None else now) - seconds
+        return [(t, v) for t, v in self if t >= start]
 
 
 @dataclass(frozen=True, slots=True)

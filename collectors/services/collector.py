@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,13 +39,16 @@ from collectors.services.health_formats import (
 HISTORY_POINTS = 60  # latency_history kept in a reading (sparkline width)
 DETAIL_SHARE = 0.75  # detail paths time out at this share of the per-service budget
 DETAIL_MARGIN = 0.05  # s kept back from the budget to parse and build the reading
+# /health's meanings as numbers, so a round's status costs a slot in a RingBuffer.
+STATUS_CODES = {"ok": 0, "warning": 1, "critical": 2, "unknown": 3, "unreachable": 4}
 
 
 @dataclass
 class _ServiceState:
     latency: RingBuffer
     listeners: RingBuffer
-    statuses: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=600))
+    # What /health meant, round by round, as STATUS_CODES (flaps only compare them).
+    statuses: RingBuffer = field(default_factory=lambda: RingBuffer(600))
     consecutive_failures: int = 0
     polls: int = 0
     answered: bool = False  # /health has answered at least once since we started
@@ -214,10 +216,10 @@ class ServicesCollector:
         }
 
     def _note_status(self, st: _ServiceState, now: float, status: str) -> None:
-        st.statuses.append((now, status))
+        st.statuses.append(now, STATUS_CODES.get(status, -1))
 
     def _common(self, st: _ServiceState, now: float) -> dict[str, Any]:
-        seen = [s for t, s in st.statuses if t >= now - self.window]
+        seen = [s for _, s in st.statuses.window(self.window, now)]
         flaps = sum(1 for a, b in itertools.pairwise(seen) if a != b)
         return {
             "consecutive_failures": st.consecutive_failures,

@@ -31,7 +31,7 @@ from collectors.core.units import format_duration
 from dashboard.tui.keys import NEEDS, bound_keys, palette_keys
 from dashboard.tui.viewmodel import STATUS_ICON, STATUS_STYLE, ViewModel, clock
 from dashboard.tui.widgets.alerts import AlertsPanel
-from dashboard.tui.widgets.base import Line, Panel, SyncTable
+from dashboard.tui.widgets.base import Line, Panel, SyncTable, new_cell_generation
 from dashboard.tui.widgets.footer import KeyFooter
 from dashboard.tui.widgets.postgres import SORTS, PostgresPanel
 from dashboard.tui.widgets.processes import ProcessesPanel
@@ -291,6 +291,8 @@ class UltrawatchApp(App[int]):
         if self._relayout_pending and len(self.screen_stack) == 1:
             self.call_later(self._relayout)
         self.renders += 1
+        if only is None:
+            new_cell_generation()  # cells shown by neither this render nor the last: gone
         self._render_header()
         self._render_panels(only)
 

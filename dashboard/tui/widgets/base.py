@@ -23,8 +23,20 @@ from dashboard.tui.widgets.table import FastTable
 MAX_ROWS = 500  # rows a table shows; the rest are counted and reachable with the filter
 
 
+# Cells by (text, style), in two generations: this render's and the one before.
+# A full render starts a new generation (`new_cell_generation`), and a cell asked
+# for again moves up, so the memo holds what the last two renders showed and no
+# more. (One dict capped at 50,000 grew by every new age, latency and RSS shown,
+# ~10 Text objects a round, for hours: most of the TUI's growth in issue 17.)
 _CELLS: dict[tuple[str, str], Text] = {}
-_CELLS_MAX = 50_000  # distinct cells kept; beyond, the memo starts over (bounded memory)
+_CELLS_BEFORE: dict[tuple[str, str], Text] = {}
+_CELLS_MAX = 50_000  # distinct cells in one render at most (bounded memory)
+
+
+def new_cell_generation() -> None:
+    """Forget the cells no render asked for since the previous call (a full render)."""
+    global _CELLS, _CELLS_BEFORE
+    _CELLS_BEFORE, _CELLS = _CELLS, {}
 
 
 def cell(value: Any, style: str = "") -> Text:
@@ -39,7 +51,10 @@ def cell(value: Any, style: str = "") -> Text:
     if found is None:
         if len(_CELLS) >= _CELLS_MAX:
             _CELLS.clear()
-        found = _CELLS[key] = Text(text, style=style, end="")
+        found = _CELLS_BEFORE.get(key)
+        if found is None:
+            found = Text(text, style=style, end="")
+        _CELLS[key] = found
     return found
 
 

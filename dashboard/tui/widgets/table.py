@@ -61,7 +61,9 @@ PRIVATE_MEMBERS: tuple[str, ...] = (
 )
 
 _BLANK = Style()
-_CACHE = 1200  # rendered cells kept per table (ours and DataTable's)
+_CACHE = 1200  # rendered cells kept per table (ours and DataTable's), at most
+_CACHE_MIN = 64  # ... and at least; in between, a few times the cells the table holds
+_ROWS, _LINES = 150, 300  # rendered rows and lines kept per table, at most
 
 
 class FastTable(DataTable[Any]):
@@ -83,9 +85,9 @@ class FastTable(DataTable[Any]):
         # per table: tens of MB across six tables once warm. A panel shows at most
         # a screenful, so a few hundred entries keep the hit rate and bound memory.
         self._cell_render_cache = LRUCache(_CACHE)
-        self._row_render_cache = LRUCache(150)
-        self._row_renderable_cache = LRUCache(150)
-        self._line_cache = LRUCache(300)
+        self._row_render_cache = LRUCache(_ROWS)
+        self._row_renderable_cache = LRUCache(_ROWS)
+        self._line_cache = LRUCache(_LINES)
 
     def watch_virtual_size(self, size: Size) -> None:
         self._scroll_update(size)  # keep the scrollbar's thumb in step
@@ -171,7 +173,7 @@ class FastTable(DataTable[Any]):
         click meta, instead of Rich rendering it again."""
         like = (id(value), *key[:1], *key[2:])
         if self._by_value is None:
-            self._by_value = LRUCache(_CACHE)
+            self._by_value = LRUCache(max(_CACHE_MIN, self._cell_render_cache.maxsize))
         found = self._by_value.get(like)
         if found is not None and found[0] is value:
             meta = Style.from_meta({"row": row_index, "column": column_index})
@@ -255,11 +257,36 @@ class FastTable(DataTable[Any]):
     def settle(self) -> None:
         """The scrollable size for rows added, now rather than on idle: the
         scrollbar changes in the same frame as the rows (a second frame came
-        ~30 ms later)."""
+        ~30 ms later). And the cell caches fitted to the rows held."""
+        self.fit_caches()
         if self._require_update_dimensions:
             self._require_update_dimensions = False
             self._new_rows.clear()
             self._update_dimensions(())
+
+    def fit_caches(self) -> None:
+        """Size the caches keyed by cell object to a few times the cells the table
+        holds. Every changed cell (an age, a latency) leaves a dead entry there, so
+        a cache of 1,200 for a 4-row table filled for 10-20 minutes, a few KB a
+        round (issue 17); at this size it is full, and flat, within a few rounds.
+        DataTable's row and line caches likewise (300 lines of a 4-row table, all
+        but a few dead). The caches keyed by position (`_own_cells`) stay small."""
+        cells = self.row_count * max(1, len(self.columns))
+        rows = self.row_count + 1  # and the header
+        fits = (
+            (self._cell_render_cache, max(_CACHE_MIN, min(_CACHE, 3 * cells))),
+            (self._by_value, max(_CACHE_MIN, min(_CACHE, 3 * cells))),
+            # Keyed by DataTable's update counter: only this round's rows and lines hit.
+            (self._row_render_cache, max(16, min(_ROWS, 2 * rows))),
+            (self._row_renderable_cache, max(16, min(_ROWS, 2 * rows))),
+            (self._line_cache, max(16, min(_LINES, 2 * rows))),
+        )
+        for cache, size in fits:
+            # Grown at once; shrunk only to half or less (rows come and go each round).
+            if cache is not None and (cache.maxsize < size or 2 * size <= cache.maxsize):
+                if len(cache) > size:
+                    cache.clear()  # LRUCache evicts one entry per insert, never more
+                cache.maxsize = size
 
     # ------------------------------------------------------------ clicks
 

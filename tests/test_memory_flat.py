@@ -1,0 +1,131 @@
+"""Memory flat in long runs (issue 17): the histories a poll keeps cost their
+full size on the first round, so `check --watch` and the TUI do not grow while
+they fill (which at one round a second took 10-15 minutes). The long live run is
+bench/soak.py; these are the fast, failing-if-broken halves of it."""
+
+from __future__ import annotations
+
+import gc
+import json
+import tracemalloc
+from http.server import BaseHTTPRequestHandler
+
+from collectors.config import parse_config
+from collectors.core.history import RingBuffer
+from collectors.poller import Poller, build_collectors
+from collectors.rules import Rules
+from tests.helpers import http_server, respond
+
+
+def test_ring_buffer_allocates_once_and_keeps_the_newest() -> None:
+    tracemalloc.start()
+    try:
+        buf = RingBuffer(600)
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(5_000):
+            buf.append(float(i), i * 2)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 1024, grown  # a tuple a sample was ~130 bytes: 78 KB at 600
+    assert len(buf) == 600 and buf.capacity == 600
+    assert buf.first() == (4400.0, 8800.0) and buf.last() == (4999.0, 9998.0)
+    assert list(buf)[:2] == [(4400.0, 8800.0), (4401.0, 8802.0)]
+    assert buf.values()[-1] == 9998.0
+    assert buf.window(2) == [(4997.0, 9994.0), (4998.0, 9996.0), (4999.0, 9998.0)]
+    assert buf.window(1.5, now=5000.5) == [(4999.0, 9998.0)]
+    partly = RingBuffer(4)
+    partly.append(1, 10)
+    partly.append(2, 20)
+    assert list(partly) == [(1.0, 10.0), (2.0, 20.0)] and partly.last() == (2.0, 20.0)
+    assert RingBuffer(3).window(10) == [] and RingBuffer(3).last() is None
+
+
+def _platform(req: BaseHTTPRequestHandler) -> None:
+    if req.path == "/health/memory":
+        respond(req, 200, json.dumps({"listeners": {"total": 12}, "heapUsed": 1 << 20}))
+    else:
+        respond(req, 200, json.dumps({"status": "pass"}), "application/health+json")
+
+
+def _traced_in(snapshot: tracemalloc.Snapshot, folder: str) -> int:
+    return sum(
+        s.size
+        for s in snapshot.statistics("filename")
+        if folder in s.traceback[0].filename.replace("\\", "/")
+    )
+
+
+async def test_services_rounds_keep_memory_flat_after_the_first() -> None:
+    """Three services with /health and /health/memory: after a few rounds, 300 more
+    leave what the collectors hold (latency, listeners, statuses) the same size."""
+    with http_server(_platform) as base:
+        text = '[dashboard]\nhistory = "15m"\n[http]\ntimeout = "2s"\n'
+        for name in ("a", "b", "c"):
+            text += (
+                f'[[services]]\nname = "{name}"\nurl = "{base}"\n'
+                'detail_paths = ["/health/memory"]\n'
+            )
+        config = parse_config(text)
+        poller = Poller(build_collectors(config), deadline=5)
+        rules = Rules(config, raise_after=2, clear_after=2)
+        try:
+            for _ in range(5):
+                report = rules.evaluate(await poller.poll())
+            tracemalloc.start()
+            gc.collect()
+            first = tracemalloc.take_snapshot()
+            for _ in range(300):
+                report = rules.evaluate(await poller.poll())
+            gc.collect()
+            last = tracemalloc.take_snapshot()
+            tracemalloc.stop()
+        finally:
+            await poller.aclose()
+    # The rounds really read the services (and their listener trend filled up).
+    by = {c.id: c for c in report.checks}
+    assert by["service.a.health"].status == "ok", by["service.a.health"]
+    reading = next(r for r in report.snapshot.readings if r.target == "a")
+    assert reading.data.latency_samples == 305 and reading.data.listeners_trend.samples == 305
+    grown = _traced_in(last, "/collectors/") - _traced_in(first, "/collectors/")
+    # Before issue 17: ~300 B a service a round (three tuples of samples), 270 KB here.
+    assert grown < 16 * 1024, grown
+
+
+async def test_tui_caches_hold_what_is_shown_not_every_round_seen() -> None:
+    """300 rounds in which values change (an RSS growing, ages): the cell memo
+    holds the last two renders' cells and each table's caches keyed by cell object
+    a few times its cells, instead of growing with every value ever shown."""
+    from dashboard.tui.app import UltrawatchApp
+    from dashboard.tui.widgets import base
+    from dashboard.tui.widgets.table import FastTable
+    from tests import tui_data as td
+
+    config = td.config()
+    app = UltrawatchApp(config, poll=False)
+    rules = Rules(config)
+    async with app.run_test(size=(200, 50)) as pilot:
+        for n in range(300):
+            app.absorb(rules.evaluate(td.snapshot(n, kind="incident")))
+            app.render_now()
+            await pilot.pause()
+        rss = next(c for c in app.model.checks("processes") if c.id.endswith("memory"))
+        memo = len(base._CELLS) + len(getattr(base, "_CELLS_BEFORE", {}))
+        tables = list(app.query(FastTable))
+        held = {
+            t.id: (
+                t.row_count * len(t.columns),
+                len(t._cell_render_cache),
+                len(t._by_value or ()),
+                len(t._line_cache),
+                t.row_count,
+            )
+            for t in tables
+        }
+    assert app.model.rounds == 300 and rss is not None
+    # ~15 cells change each round here: 4,500 Text objects kept before issue 17.
+    assert memo < 600, memo
+    for name, (cells, rendered, by_value, lines, rows) in held.items():
+        limit = max(64, 3 * cells)
+        assert rendered <= limit and by_value <= limit, (name, cells, rendered, by_value)
+        assert lines <= max(16, 2 * (rows + 1)), (name, rows, lines)
