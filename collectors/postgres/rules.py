@@ -219,7 +219,16 @@ def _pg_idle_in_transaction(d: PostgresData, pg: PostgresConfig, t: str) -> Chec
     summary = (
         f"{count} idle in transaction; longest pid {worst.pid} ({worst.service}) for {_secs(age)}"
     )
-    status = at_least(age, warn, crit)
+    return _longest(cid, t, summary, age, warn, crit, hidden)
+
+
+def _longest(
+    cid: str, t: str, summary: str, seconds: float, warn: float, crit: float, hidden: str
+) -> CheckResult:
+    """The check of the longest wait of its kind (idle in transaction, blocked): its
+    duration against warn/crit, reaching a limit counts; unknown while sessions the
+    monitor cannot see may hide a worse one."""
+    status = at_least(seconds, warn, crit)
     if hidden and status is Status.OK:
         status, summary = Status.UNKNOWN, f"{summary}; {hidden}"
     return _pg_check(
@@ -227,17 +236,12 @@ def _pg_idle_in_transaction(d: PostgresData, pg: PostgresConfig, t: str) -> Chec
         t,
         status,
         summary,
-        value=round(age, 1),
+        value=round(seconds, 1),
         unit="s",
         warn=warn,
         crit=crit,
-        limits=_reach(warn, crit),
+        limits=Limits(warn_above=warn, crit_above=crit, reach=True),
     )
-
-
-def _reach(warn: float, crit: float) -> Limits:
-    """The limits of a duration judged with `at_least`: reaching one counts."""
-    return Limits(warn_above=warn, crit_above=crit, reach=True)
 
 
 def _pg_blocked(d: PostgresData, pg: PostgresConfig, t: str) -> CheckResult:
@@ -258,20 +262,7 @@ def _pg_blocked(d: PostgresData, pg: PostgresConfig, t: str) -> CheckResult:
         f"{total} waiting on a lock; longest pid {worst.pid} ({worst.service}) "
         f"for {_secs(waited)}, blocked by pid {by}"
     )
-    status = at_least(waited, warn, crit)
-    if hidden and status is Status.OK:
-        status, summary = Status.UNKNOWN, f"{summary}; {hidden}"
-    return _pg_check(
-        cid,
-        t,
-        status,
-        summary,
-        value=round(waited, 1),
-        unit="s",
-        warn=warn,
-        crit=crit,
-        limits=_reach(warn, crit),
-    )
+    return _longest(cid, t, summary, waited, warn, crit, hidden)
 
 
 def _pg_invariant(got: InvariantResult | None, inv: Invariant, t: str) -> CheckResult:
