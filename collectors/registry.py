@@ -13,6 +13,7 @@ imports psycopg or httpx).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -353,6 +354,7 @@ BY_NAME: dict[str, TargetSpec] = {t.name: t for t in TARGETS}
 NAMES: tuple[str, ...] = tuple(BY_NAME)
 
 
+@functools.cache  # asked once per recorded round read back
 def data_types() -> dict[str, type]:
     """component -> the Struct its readings carry (reading a recording back)."""
     return {t.name: t.data() for t in TARGETS if t.data is not None}
