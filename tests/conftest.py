@@ -16,6 +16,9 @@ import pytest
 from tests.cli_runner import WarmRunner
 from tests.helpers import ExternalPostgres, ExternalRedis
 
+# Fixtures of further real components, one module each (tests/*_fixtures.py).
+pytest_plugins: list[str] = []
+
 ULTRAWATCH = str(Path(sys.executable).with_name("ultrawatch"))
 
 
