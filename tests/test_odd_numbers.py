@@ -3,6 +3,14 @@ reason, never read as zero: real HTTP services and the real PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime as dt
+import re
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
 import pytest
 
 from collectors.config import parse_config
@@ -10,6 +18,7 @@ from collectors.core.model import Report, Status
 from collectors.poller import Poller, build_collectors
 from collectors.rules import Rules
 from tests.helpers import http_server, respond
+from tests.test_stable_checks import TcpProxy
 
 
 async def judged(text: str) -> Report:
@@ -133,3 +142,101 @@ crit_above = 0
         )
     fine = report.check("postgres.invariant.fine")
     assert fine is not None and fine.status is Status.OK
+
+
+class InfoRewriter(TcpProxy):
+    """A real Redis behind a proxy that rewrites one INFO field of each answer:
+    what a broken proxy or a Redis-speaking impostor can send, a real Redis cannot."""
+
+    def __init__(self, host: str, port: int, field: bytes, value: bytes) -> None:
+        super().__init__(host, port)
+        self.field, self.value = field, value
+
+    def rewrite(self, data: bytes) -> bytes:
+        # INFO is one bulk string `$<len>\r\n<body>\r\n`; the rewrite keeps it well framed.
+        head, _, rest = data.partition(b"\r\n")
+        if not (head.startswith(b"$") and b"\r\n" + self.field + b":" in rest):
+            return data
+        body = rest[: int(head[1:])]
+        tail = rest[int(head[1:]) :]
+        body = re.sub(rb"(\r\n" + self.field + rb":)[^\r]*", rb"\g<1>" + self.value, body)
+        return b"$%d\r\n" % len(body) + body + tail
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_r, up_w = await asyncio.open_connection(self.host, self.port)
+        self.writers += [writer, up_w]
+
+        async def pump(src, dst, change) -> None:  # type: ignore[no-untyped-def]
+            with contextlib.suppress(Exception):
+                while data := await src.read(1 << 20):
+                    dst.write(change(data))
+                    await dst.drain()
+            with contextlib.suppress(Exception):
+                dst.close()
+
+        await asyncio.gather(pump(reader, up_w, bytes), pump(up_r, writer, self.rewrite))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [
+        (b"used_memory", b"nan", "INFO used_memory is 'nan' (expected a whole number)"),
+        (b"evicted_keys", b"-3", "INFO evicted_keys is '-3' (expected a whole number)"),
+        (
+            b"maxmemory",
+            b"99999999999999999999999",
+            "INFO maxmemory is '99999999999999999999999' (expected a whole number)",
+        ),
+    ],
+)
+async def test_odd_redis_info_numbers_are_unknown_with_the_reason(
+    redis_url: str, field: bytes, value: bytes, why: str
+) -> None:
+    parts = urlsplit(redis_url)
+    assert parts.hostname and parts.port
+    proxy = InfoRewriter(parts.hostname, parts.port, field, value)
+    port = await proxy.start()
+    try:
+        report = await judged(
+            f"""
+[redis]
+url = "redis://127.0.0.1:{port}/0"
+keyspace_events = "off"
+lock_patterns = ["odd-{uuid.uuid4().hex}:*"]
+"""
+        )
+    finally:
+        await proxy.close()
+    checks = {c.id: c for c in report.checks}
+    reach = checks["redis.reachable"]
+    assert reach.status is Status.UNKNOWN, reach
+    assert why in reach.summary
+    # Its dependents are unknown too, with the reason: none reads "0 evictions", ok.
+    for cid in ("redis.memory", "redis.evictions", "redis.locks.no_ttl", "redis.locks.stale"):
+        assert checks[cid].status is Status.UNKNOWN, checks[cid]
+        assert "Redis gave an invalid answer" in checks[cid].summary
+
+
+async def test_a_rotation_stamp_in_the_future_leaves_the_age_unknown(tmp_path: Path) -> None:
+    strong = "k" * 20 + "Zq8#vT2!mW9$rB4^xL7&nP3*"
+    env = tmp_path / "secrets.env"
+    env.write_text(f"JWT_SECRET={strong}\nJWT_SECRET_ROTATED_AT=2096-01-01T00:00:00Z\n")
+    report = await judged(
+        f'[secrets]\nstore = {{ kind = "dotenv", path = "{env}" }}\nkeys = ["JWT_SECRET"]\n'
+    )
+    age = next(c for c in report.checks if c.id == "secrets.age")
+    assert age.status is Status.UNKNOWN, age
+    assert "JWT_SECRET_ROTATED_AT (2096-01-01T00:00:00Z) is" in age.summary
+    assert "in the future" in age.summary
+    # A stamp a few seconds ahead (clocks differ) is "just now", not unknown.
+    env.write_text(f"JWT_SECRET={strong}\nJWT_SECRET_ROTATED_AT={iso_after(5)}\n")
+    report = await judged(
+        f'[secrets]\nstore = {{ kind = "dotenv", path = "{env}" }}\nkeys = ["JWT_SECRET"]\n'
+    )
+    age = next(c for c in report.checks if c.id == "secrets.age")
+    assert age.status is Status.OK, age
+    assert "ago" in age.summary and "-" not in age.summary.split("rotated")[1]
+
+
+def iso_after(seconds: float) -> str:
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)).isoformat()

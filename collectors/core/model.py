@@ -49,7 +49,8 @@ _EXIT = {Status.OK: 0, Status.WARNING: 1, Status.CRITICAL: 2, Status.UNKNOWN: 3}
 # Why a reading failed. "unreachable": the target refused, timed out or
 # rejected us (a real result: critical on `*.reachable`). "timeout" and
 # "internal": the collector itself hung or broke (we cannot see: unknown).
-ErrorKind = Literal["unreachable", "timeout", "internal"]
+# invalid: the target answered, but with what it never answers (NaN, garbage)
+ErrorKind = Literal["unreachable", "timeout", "invalid", "internal"]
 
 
 @dataclass(frozen=True, slots=True)

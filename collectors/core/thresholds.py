@@ -67,6 +67,8 @@ def why_unread(reading: Reading, what: str) -> str:
         return f"{what} unreachable"
     if reading.error_kind == "timeout":
         return f"{what} did not answer in time"
+    if reading.error_kind == "invalid":
+        return f"{what} gave an invalid answer"
     return f"{what} not checked"
 
 

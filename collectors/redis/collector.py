@@ -92,7 +92,10 @@ class RedisLocksCollector:
                     now,
                     data=RedisData(nodes=node_rows, mode="scan"),
                     error=error,
-                    error_kind="unreachable",
+                    # every node answered, but with numbers no Redis gives: unknown, not down
+                    error_kind="invalid"
+                    if nodes and not self.cluster_error and all(n.answered_garbage for n in nodes)
+                    else "unreachable",
                     duration_ms=duration,
                 )
             ]

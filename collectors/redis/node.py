@@ -25,6 +25,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import (
     AuthenticationError,
     ConnectionError,
+    RedisError,
     ResponseError,
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -193,6 +194,7 @@ class Node:
         self.replies: Replies | None = None
         self.in_round = False  # a round is using the connection (cleared when it ends)
         self.error: str | None = None
+        self.answered_garbage = False  # the last failure was an answer no Redis gives
         self.failures = 0
         self.next_attempt = 0.0
         self.commands = 0  # commands this tool sent to this node
@@ -311,6 +313,7 @@ class Node:
 
     def failed(self, e: BaseException, now: float) -> None:
         self.error = describe_error(e, float(self.settings.socket_timeout), self.url)
+        self.answered_garbage = isinstance(e, GarbageAnswer)
         self.failures += 1
         # Reconnect with capped exponential backoff; the first retry is next round.
         delay = min(30.0, 2.0 ** (self.failures - 1)) if self.failures > 1 else 0.0
@@ -327,6 +330,7 @@ class Node:
     async def read_info(self, now: float) -> dict[str, Any]:
         raw = await self.call("INFO")
         info = parse_info(raw)
+        check_info_numbers(info)
         run_id = str(info.get("run_id", ""))
         self.restarted = self.run_id is not None and run_id != self.run_id
         if self.restarted:
@@ -727,6 +731,32 @@ def _touched(prev: LockState, pttl: int, idle: int | None, now: float) -> bool:
         return True  # TTL jumped: extended, or released and taken again
     # Idle time resolution is 1 s; our own GET at value_at is the last touch we know.
     return idle is not None and idle < (now - prev.value_at) - 1.5
+
+
+# The INFO fields the judges count with; a proxy or a broken server answering
+# `nan`, `-1` or 10**30 there must not read as "0 evictions".
+COUNTED_INFO = (
+    "used_memory",
+    "maxmemory",
+    "evicted_keys",
+    "connected_clients",
+    "blocked_clients",
+    "rejected_connections",
+)
+ABSURD = 2**63  # beyond any counter a Redis keeps (they are 64-bit)
+
+
+class GarbageAnswer(RedisError):
+    """The server answered, but not with what Redis answers: the reading is unknown."""
+
+
+def check_info_numbers(info: dict[str, Any]) -> None:
+    for key in COUNTED_INFO:
+        if key not in info:
+            continue
+        value = info[key]
+        if not isinstance(value, int) or not 0 <= value < ABSURD:
+            raise GarbageAnswer(f"INFO {key} is {str(value)[:40]!r} (expected a whole number)")
 
 
 def parse_info(raw: bytes | str) -> dict[str, Any]:

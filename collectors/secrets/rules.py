@@ -161,6 +161,11 @@ def _distinct(distinct: bool | None, a: str, b: str, t: str) -> CheckResult:
     return CheckResult("secrets.distinct", "secrets", t, status, summary)
 
 
+# How far ahead of this clock a rotation stamp may be before it is not believed
+# (hosts' clocks differ by seconds; NTP keeps them within this).
+CLOCK_SKEW = 300.0
+
+
 def _age(keys: dict[str, KeyInfo], max_age: float, t: str, where: str) -> CheckResult:
     present = {key: info for key, info in keys.items() if info.present}
     aged = [(info.age_s, key, info) for key, info in present.items() if info.age_s is not None]
@@ -176,7 +181,24 @@ def _age(keys: dict[str, KeyInfo], max_age: float, t: str, where: str) -> CheckR
             unit="s",
             warn=max_age,
         )
+    future = [(age, key, info) for age, key, info in aged if age < -CLOCK_SKEW]
+    if future:
+        # A stamp years ahead (a typo, a wrong clock) would keep the secret "young"
+        # for ever: its age is not known, and that is said.
+        age, key, info = min(future, key=lambda x: x[0])
+        what = f"{key}_ROTATED_AT ({info.rotated_at})" if info.rotated_at else f"{key}'s file"
+        return CheckResult(
+            "secrets.age",
+            "secrets",
+            t,
+            Status.UNKNOWN,
+            f"{what} is {format_duration(-age)} in the future: a wrong clock or a typo; "
+            "its age is not known",
+            unit="s",
+            warn=max_age,
+        )
     age, key, info = max(aged, key=lambda x: x[0])
+    age = max(0.0, age)  # within the clock skew allowed: just now
     source = "rotated" if info.age_source == "rotated_at" else "file last modified"
     summary = f"{key} {source} {format_duration(age)} ago"
     if age > max_age:
