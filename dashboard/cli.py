@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -498,8 +499,16 @@ def _print_plan(plan: Plan) -> None:
         print(f"  {k}: {v}", file=sys.stderr)
 
 
+def quiet_library_logs() -> None:
+    """Libraries' warnings never reach stderr: psycopg logs "query cancellation
+    failed" when a round's deadline cancels a query on a slow server, and cron
+    mails every line. What matters reaches the user as a reading's error."""
+    logging.getLogger().addHandler(logging.NullHandler())
+
+
 def entry() -> None:
     """Console-script entry point."""
+    quiet_library_logs()
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -435,3 +435,25 @@ def test_libpq_environment_is_used_without_a_dsn(write_config, pg_dsn: str) -> N
     assert moved.returncode == 2
     reach = next(c for c in json.loads(moved.stdout)["checks"] if c["id"] == "postgres.reachable")
     assert reach["status"] == "critical"
+
+
+def test_library_warnings_never_reach_stderr() -> None:
+    """psycopg logs "query cancellation failed" when a deadline cancels a query on a
+    slow server; without a handler Python prints it on stderr, and cron mails it."""
+    warn = "logging.getLogger('psycopg').warning('query cancellation failed: timeout expired')"
+    bare = subprocess.run(
+        [sys.executable, "-c", f"import logging; {warn}"], capture_output=True, text=True
+    )
+    assert "query cancellation failed" in bare.stderr  # what the user would have seen
+    quiet = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import logging; from dashboard.cli import quiet_library_logs; "
+            f"quiet_library_logs(); {warn}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""
