@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import json
+import subprocess
 import tracemalloc
 from http.server import BaseHTTPRequestHandler
 
@@ -129,3 +130,28 @@ async def test_tui_caches_hold_what_is_shown_not_every_round_seen() -> None:
         limit = max(64, 3 * cells)
         assert rendered <= limit and by_value <= limit, (name, cells, rendered, by_value)
         assert lines <= max(16, 2 * (rows + 1)), (name, rows, lines)
+
+
+async def test_a_process_lookup_keeps_no_copy_of_the_hosts_process_table() -> None:
+    """A cmdline target reads every process's command line each round; psutil's
+    process_iter would keep them all (and their Process objects) for as long as
+    those processes live: the monitor's memory grew with the host's process count."""
+    others = [
+        subprocess.Popen(["sh", "-c", "sleep 60", f"{i:03d}" + "x" * 4000]) for i in range(30)
+    ]
+    config = parse_config('[[processes]]\nname = "ghost"\ncmdline = "no-such-process-[0-9]{40}"\n')
+    poller = Poller(build_collectors(config), deadline=10)
+    tracemalloc.start()
+    try:
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        await poller.poll()
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        await poller.aclose()
+        for p in others:
+            p.kill()
+            p.wait()
+    assert kept < 60_000, f"{kept} bytes kept after one round (30 others' command lines: 120 KB)"
