@@ -145,6 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--backend-start", metavar="TIME", help="only if it started then")
         _add_action_flags(p)
 
+    p = sub.add_parser("pgbouncer", help="PAUSE, RESUME, RECONNECT or KILL a PgBouncer database")
+    p.add_argument(
+        "verb",
+        choices=("pause", "resume", "reconnect", "kill"),
+        metavar="COMMAND",
+        help="pause | resume | reconnect | kill",
+    )
+    p.add_argument("database", metavar="DATABASE", help="a database of PgBouncer's [databases]")
+    _add_action_flags(p)
+
     p = sub.add_parser("record", help="record every round's snapshot to a SQLite file")
     p.add_argument("file", metavar="FILE")
     _add_config(p)
@@ -391,6 +401,7 @@ ACTION_MODULES = {
     "release-lock": "dashboard.actions.release_lock",
     "cancel": "dashboard.actions.backend",
     "terminate": "dashboard.actions.backend",
+    "pgbouncer": "dashboard.actions.pgbouncer",
 }
 
 

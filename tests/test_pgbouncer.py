@@ -46,7 +46,9 @@ def config_for(pgb: Any, extra: str = "", *, user: str = "monitor", services: bo
     return parse_config(text)
 
 
-async def judged(config: Any, collector: PgBouncerCollector | None = None) -> dict[str, CheckResult]:
+async def judged(
+    config: Any, collector: PgBouncerCollector | None = None
+) -> dict[str, CheckResult]:
     own = collector is None
     c = collector or PgBouncerCollector(config.pgbouncer)
     try:
@@ -143,8 +145,10 @@ async def test_saturation_names_the_waiting_services_and_budgets_count_clients(
         checks = await until(
             config,
             collector,
-            lambda c: c["pgbouncer.pool.orders"].status is Status.OK
-            and c["pgbouncer.budget.order-service"].status is Status.OK,
+            lambda c: (
+                c["pgbouncer.pool.orders"].status is Status.OK
+                and c["pgbouncer.budget.order-service"].status is Status.OK
+            ),
         )
         assert checks["pgbouncer.pool.orders"].status is Status.OK
         assert checks["pgbouncer.budget.order-service"].status is Status.OK
