@@ -130,18 +130,24 @@ class EmbeddedPgBouncer:
         cmd = [self.binary, *self._run_as(), str(self.ini)]
         # Its own session, like the demo's Redis: a Ctrl+C in the terminal must not
         # reach it before the services behind it have stopped.
-        self.proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        # What it says before its log file is open (a bad ini) goes to stderr.
+        with open(self.base_dir / "pgbouncer.stderr", "wb") as stderr:
+            self.proc = subprocess.Popen(
+                cmd,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         try:
             wait_for_port("127.0.0.1", self.port, timeout)
         except OSError:
             self.stop()
-            tail = self.log_file.read_text()[-2000:] if self.log_file.exists() else ""
+            tail = "".join(
+                f.read_text(errors="replace")[-2000:]
+                for f in (self.log_file, self.base_dir / "pgbouncer.stderr")
+                if f.exists()
+            )
             raise EmbeddedUnavailable(f"pgbouncer did not start on {self.port}: {tail}") from None
         atexit.register(self.stop)
         return self
