@@ -115,3 +115,16 @@ async def test_read_only_hides_the_pgbouncer_keys(pgbouncer: Any, tmp_path: Path
     assert not paused(pgbouncer)
     assert [r for r in admin_rows(pgbouncer, "SHOW DATABASES") if r["name"] == DB]
     assert audit(tmp_path) == []
+
+
+async def test_the_keys_reach_their_actions(tmp_path: Path) -> None:
+    """b, n and K (shift+k, not k: terminate) are bound; without a [pgbouncer] section
+    each says so instead of acting."""
+    app = UltrawatchApp(_config(tmp_path, ""), poll=False)
+    async with app.run_test(size=WIDE, notifications=True) as pilot:
+        for key in ("b", "n", "K"):
+            await pilot.press(key)
+            await pilot.pause()
+        said = [n.message for n in app._notifications]
+        assert said.count("no [pgbouncer] section in the configuration") == 3
+        assert not app.query("#pgbouncer")  # no panel for a config without the section
