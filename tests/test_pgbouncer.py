@@ -111,7 +111,9 @@ async def test_a_quiet_pooler_reads_ok_with_every_check(pgbouncer: Any) -> None:
 async def test_saturation_names_the_waiting_services_and_budgets_count_clients(
     pgbouncer: Any,
 ) -> None:
-    config = config_for(pgbouncer, 'waiting_warn = "0.2s"\nwaiting_crit = "0.6s"')
+    # SHOW CLIENTS every round here (the default reads it every 15 s)
+    extra = 'waiting_warn = "0.2s"\nwaiting_crit = "0.6s"\nclients_every = "10ms"'
+    config = config_for(pgbouncer, extra)
     collector = PgBouncerCollector(config.pgbouncer)
     # pool_size 2: two order-service clients hold both servers, three more queue
     holders = ["order-service", "order-service"]
@@ -125,7 +127,8 @@ async def test_saturation_names_the_waiting_services_and_budgets_count_clients(
                 checks = await until(
                     config,
                     collector,
-                    lambda c: c["pgbouncer.pool.orders"].status is Status.CRITICAL,
+                    lambda c: c["pgbouncer.pool.orders"].status is Status.CRITICAL
+                    and "payment-service 2" in c["pgbouncer.pool.orders"].summary,
                 )
                 pool = checks["pgbouncer.pool.orders"]
                 assert pool.status is Status.CRITICAL, pool
@@ -259,3 +262,18 @@ def test_config_errors_name_the_key(write_config: Any, extra: str, key: str, wor
     assert r.returncode == 3
     assert f"{key}: " in r.stderr and words in r.stderr, r.stderr
     assert ":pw@" not in r.stderr
+
+
+async def test_show_clients_is_not_read_every_round(pgbouncer: Any) -> None:
+    """A row per client connection: read at connect, then every clients_every (15s)."""
+    config = config_for(pgbouncer)
+    collector = PgBouncerCollector(config.pgbouncer)
+    try:
+        (first,) = await collector.collect()
+        await asyncio.sleep(0.2)
+        (second,) = await collector.collect()
+    finally:
+        await collector.close()
+    assert first.data.clients_age_s is not None and first.data.clients_age_s < 0.2
+    assert second.data.clients_age_s >= 0.2  # the same SHOW CLIENTS, not read again
+    assert second.data.clients is first.data.clients

@@ -9,11 +9,13 @@ plain text without parameters and with `prepare=False`. It has no
 every command runs under `command_timeout`, and a command that overruns drops the
 connection, whose state is then unknown.
 
-A round reads SHOW POOLS, SHOW DATABASES and SHOW LISTS. SHOW CLIENTS costs a
-row per client connection (1,000 clients: ~40 times a SHOW POOLS), so it is read
-every CLIENTS_EVERY rounds, and every round while clients wait and the round after (then
-which services they belong to is the question); SHOW STATS goes with it. SHOW CONFIG
-and SHOW VERSION are read at connect and every CONFIG_EVERY rounds. Columns are
+A round reads SHOW POOLS and SHOW DATABASES (about twice a bare SHOW POOLS:
+bench/pgbouncer.py). SHOW CLIENTS costs a row per client connection (1,000
+clients: some 20 to 100 times a SHOW POOLS, and PgBouncer's one thread builds
+them), so it is read at most every `clients_every`, and once when clients start
+or stop waiting (at most every TRANSITION_FLOOR s): which services the waiting
+clients belong to is then the question. SHOW STATS goes with it. SHOW CONFIG and
+SHOW VERSION are read at connect and every CONFIG_EVERY rounds. Columns are
 looked up by name: they vary between PgBouncer versions.
 """
 
@@ -33,7 +35,7 @@ from collectors.pgbouncer.data import AppClients, Database, PgBouncerData, Pool
 
 APPLICATION_NAME = "ultrawatch"
 ADMIN_DB = "pgbouncer"  # the admin console's virtual database: not a pool to judge
-CLIENTS_EVERY = 5  # rounds between SHOW CLIENTS (and SHOW STATS) when nobody waits
+TRANSITION_FLOOR = 5.0  # s: SHOW CLIENTS when the waiting starts or ends, at most this often
 CONFIG_EVERY = 30  # rounds between SHOW CONFIG (a RELOAD may change max_client_conn)
 APPS_MAX = 200  # application names kept per reading (the most clients first)
 
@@ -110,7 +112,7 @@ class PgBouncerCollector:
         self._clients_total: int | None = None
         self._clients_at: float | None = None
         self._wait_time: dict[str, float] = {}
-        self._waited = False  # clients waited last round
+        self._waited = False  # did clients wait when SHOW CLIENTS was last read
         self._busy = asyncio.Lock()  # a round and a lent connection's user never interleave
 
     def targets(self) -> list[str]:
@@ -187,19 +189,13 @@ class PgBouncerCollector:
         pools_rows = await show(conn, "SHOW POOLS", timeout)
         latency_ms = (time.perf_counter() - t1) * 1000
         db_rows = await show(conn, "SHOW DATABASES", timeout)
-        lists = {
-            str(r.get("list")): _int(r.get("items"))
-            for r in await show(conn, "SHOW LISTS", timeout)
-        }
         databases = [_database(r) for r in db_rows if r.get("name") != ADMIN_DB]
         sizes = {d.name: d.pool_size for d in databases}
         pools = [_pool(r, sizes) for r in pools_rows if r.get("database") != ADMIN_DB]
         waiting = any(p.cl_waiting for p in pools)
-        due = self._clients_at is None or self.rounds % CLIENTS_EVERY == 0
-        # ... and once more when the queue is gone, so the services shown waiting clear
-        if waiting or due or self._waited:
+        if self._clients_due(waiting):
             await self._read_clients(conn, timeout)
-        self._waited = waiting
+            self._waited = waiting
         cfg = self._config
         return PgBouncerData(
             version=self._version,
@@ -207,7 +203,7 @@ class PgBouncerCollector:
             max_client_conn=_opt_int(cfg.get("max_client_conn")),
             default_pool_size=_opt_int(cfg.get("default_pool_size")),
             pool_mode=cfg.get("pool_mode"),
-            clients_used=lists.get("used_clients"),
+            clients_used=sum(_clients_of(r) for r in pools_rows),
             pools=pools,
             databases=databases,
             wait_time_s=dict(self._wait_time),
@@ -217,6 +213,14 @@ class PgBouncerCollector:
             else round(time.monotonic() - self._clients_at, 3),
             clients_total=self._clients_total,
         )
+
+    def _clients_due(self, waiting: bool) -> bool:
+        if self._clients_at is None:
+            return True
+        age = time.monotonic() - self._clients_at
+        every = float(self.settings.clients_every)
+        changed = waiting != self._waited
+        return age >= every or (changed and age >= min(every, TRANSITION_FLOOR))
 
     async def _read_clients(self, conn: psycopg.AsyncConnection[Any], timeout: float) -> None:
         rows = await show(conn, "SHOW CLIENTS", timeout)
@@ -276,6 +280,15 @@ class PgBouncerCollector:
                 await conn.close()
             except psycopg.Error:
                 pass
+
+
+def _clients_of(pool: Row) -> int:
+    """A SHOW POOLS row's client connections (the admin console's pool too: every
+    logged-in client is in one pool), whichever of these columns the version has."""
+    return sum(
+        _int(pool.get(k))
+        for k in ("cl_active", "cl_waiting", "cl_active_cancel_req", "cl_waiting_cancel_req")
+    )
 
 
 def _pool(r: Row, sizes: dict[str, int | None]) -> Pool:

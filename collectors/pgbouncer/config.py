@@ -23,6 +23,9 @@ class PgBouncerConfig(Section, frozen=True, kw_only=True):
     # The databases whose pool checks every round reports (unknown while PgBouncer
     # cannot be read); empty: every database PgBouncer serves, as it reports them.
     databases: list[Name] = msgspec.field(default_factory=list)
+    # SHOW CLIENTS (a row per client connection, for the per-service counts) at most
+    # this often; and once when clients start or stop waiting
+    clients_every: Duration = Duration(15)
     connect_timeout: Timeout = Timeout(3)
     command_timeout: Timeout = Timeout(2)  # per SHOW command (the console has no statement_timeout)
 

@@ -54,13 +54,14 @@ class PgBouncerData(msgspec.Struct, kw_only=True, frozen=True):
     max_client_conn: int | None = None
     default_pool_size: int | None = None
     pool_mode: str | None = None
-    clients_used: int | None = None  # SHOW LISTS used_clients (ours included)
+    clients_used: int | None = None  # logged-in clients of every pool (ours included)
     pools: list[Pool] = []
     databases: list[Database] = []
     # database -> total_wait_time in seconds (SHOW STATS), when read this round
     wait_time_s: dict[str, float] = {}
-    # application_name ("" when none given) -> its clients; from SHOW CLIENTS, which
-    # is read every few rounds and every round while clients wait (clients_age_s old)
+    # application_name ("" when none given) -> its clients; from SHOW CLIENTS, read
+    # every pgbouncer.clients_every and when clients start or stop waiting
+    # (clients_age_s old)
     clients: dict[str, AppClients] = {}
     clients_age_s: float | None = None  # None: SHOW CLIENTS not read yet
     clients_total: int | None = None  # rows of SHOW CLIENTS (ours excluded)
