@@ -127,8 +127,10 @@ async def test_saturation_names_the_waiting_services_and_budgets_count_clients(
                 checks = await until(
                     config,
                     collector,
-                    lambda c: c["pgbouncer.pool.orders"].status is Status.CRITICAL
-                    and "payment-service 2" in c["pgbouncer.pool.orders"].summary,
+                    lambda c: (
+                        c["pgbouncer.pool.orders"].status is Status.CRITICAL
+                        and "payment-service 2" in c["pgbouncer.pool.orders"].summary
+                    ),
                 )
                 pool = checks["pgbouncer.pool.orders"]
                 assert pool.status is Status.CRITICAL, pool
