@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="use --redis-url although it holds lock:inventory:* keys (the demo writes such locks)",
     )
+    p.add_argument(
+        "--pgbouncer",
+        action="store_true",
+        help="put the services behind a real PgBouncer (Debian's pgbouncer program)",
+    )
     _add_read_only(p)
 
     p = sub.add_parser("config", help="validate the configuration or print an example")
