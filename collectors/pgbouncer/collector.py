@@ -9,14 +9,17 @@ plain text without parameters and with `prepare=False`. It has no
 every command runs under `command_timeout`, and a command that overruns drops the
 connection, whose state is then unknown.
 
-A round reads SHOW POOLS and SHOW DATABASES (about twice a bare SHOW POOLS:
-bench/pgbouncer.py). SHOW CLIENTS costs a row per client connection (1,000
-clients: some 20 to 100 times a SHOW POOLS, and PgBouncer's one thread builds
-them), so it is read at most every `clients_every`, and once when clients start
-or stop waiting (at most every TRANSITION_FLOOR s): which services the waiting
-clients belong to is then the question. SHOW STATS goes with it. SHOW CONFIG and
-SHOW VERSION are read at connect and every CONFIG_EVERY rounds. Columns are
-looked up by name: they vary between PgBouncer versions.
+A round reads SHOW POOLS; SHOW DATABASES (paused, disabled, pool sizes) every
+DATABASES_EVERY rounds, and in every round where clients wait (paused or
+saturated: the judge must tell which) or a new database shows: a second command
+in a round costs about 1.6 bare round trips more (bench/pgbouncer.py).
+SHOW CLIENTS costs a row per client connection (1,000 clients: some 20 to 100
+times a SHOW POOLS, and PgBouncer's one thread builds them), so it is read at most
+every `clients_every`, and once when clients start or stop waiting (at most every
+TRANSITION_FLOOR s): which services the waiting clients belong to is then the
+question. SHOW STATS goes with it. SHOW CONFIG and SHOW VERSION are read at
+connect and every CONFIG_EVERY rounds. Columns are looked up by name: they vary
+between PgBouncer versions.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from collectors.pgbouncer.data import AppClients, Database, PgBouncerData, Pool
 
 APPLICATION_NAME = "ultrawatch"
 ADMIN_DB = "pgbouncer"  # the admin console's virtual database: not a pool to judge
+DATABASES_EVERY = 3  # rounds between SHOW DATABASES while nobody waits
 TRANSITION_FLOOR = 5.0  # s: SHOW CLIENTS when the waiting starts or ends, at most this often
 CONFIG_EVERY = 30  # rounds between SHOW CONFIG (a RELOAD may change max_client_conn)
 APPS_MAX = 200  # application names kept per reading (the most clients first)
@@ -113,6 +117,7 @@ class PgBouncerCollector:
         self._clients_at: float | None = None
         self._wait_time: dict[str, float] = {}
         self._waited = False  # did clients wait when SHOW CLIENTS was last read
+        self._databases: list[Database] | None = None  # SHOW DATABASES, last read
         self._busy = asyncio.Lock()  # a round and a lent connection's user never interleave
 
     def targets(self) -> list[str]:
@@ -131,6 +136,7 @@ class PgBouncerCollector:
         self.conn = conn
         self.rounds = 0
         self._clients_at = None  # a new PgBouncer process: read its clients at once
+        self._databases = None
         return conn
 
     async def _read_config(self, conn: psycopg.AsyncConnection[Any]) -> None:
@@ -188,11 +194,16 @@ class PgBouncerCollector:
         t1 = time.perf_counter()
         pools_rows = await show(conn, "SHOW POOLS", timeout)
         latency_ms = (time.perf_counter() - t1) * 1000
-        db_rows = await show(conn, "SHOW DATABASES", timeout)
-        databases = [_database(r) for r in db_rows if r.get("name") != ADMIN_DB]
+        rows = [r for r in pools_rows if r.get("database") != ADMIN_DB]
+        waiting = any(_int(r.get("cl_waiting")) for r in rows)
+        known = {d.name for d in self._databases or []}
+        fresh = self._databases is None or self.rounds % DATABASES_EVERY == 0
+        if fresh or waiting or any(r.get("database") not in known for r in rows):
+            db_rows = await show(conn, "SHOW DATABASES", timeout)
+            self._databases = [_database(r) for r in db_rows if r.get("name") != ADMIN_DB]
+        databases = self._databases or []
         sizes = {d.name: d.pool_size for d in databases}
-        pools = [_pool(r, sizes) for r in pools_rows if r.get("database") != ADMIN_DB]
-        waiting = any(p.cl_waiting for p in pools)
+        pools = [_pool(r, sizes) for r in rows]
         if self._clients_due(waiting):
             await self._read_clients(conn, timeout)
             self._waited = waiting
