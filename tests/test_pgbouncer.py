@@ -279,3 +279,21 @@ async def test_show_clients_is_not_read_every_round(pgbouncer: Any) -> None:
     assert first.data.clients_age_s is not None and first.data.clients_age_s < 0.2
     assert second.data.clients_age_s >= 0.2  # the same SHOW CLIENTS, not read again
     assert second.data.clients is first.data.clients
+
+
+async def test_a_recorded_reading_reads_back_and_judges_the_same(pgbouncer: Any) -> None:
+    import json
+
+    from collectors.core.model import Reading
+    from collectors.registry import data_types
+    from collectors.rules import judge
+
+    config = config_for(pgbouncer)
+    collector = PgBouncerCollector(config.pgbouncer)
+    try:
+        (reading,) = await collector.collect()
+    finally:
+        await collector.close()
+    back = Reading.from_dict(json.loads(json.dumps(reading.to_dict())), data_types()["pgbouncer"])
+    assert back.data == reading.data
+    assert judge(back, config) == judge(reading, config)
