@@ -297,3 +297,35 @@ async def test_a_recorded_reading_reads_back_and_judges_the_same(pgbouncer: Any)
     back = Reading.from_dict(json.loads(json.dumps(reading.to_dict())), data_types()["pgbouncer"])
     assert back.data == reading.data
     assert judge(back, config) == judge(reading, config)
+
+
+async def test_a_hung_pgbouncer_times_out_in_command_timeout_then_recovers(
+    own_pgbouncer: Any,
+) -> None:
+    """A PgBouncer that stops answering (SIGSTOP) costs a round command_timeout, not
+    psycopg's 5 s attempt to cancel the command on a server that answers nothing."""
+    import signal
+
+    pgb = own_pgbouncer()
+    config = config_for(pgb, 'command_timeout = "500ms"', services=False)
+    collector = PgBouncerCollector(config.pgbouncer)
+    try:
+        assert (await collector.collect())[0].ok
+        pgb.proc.send_signal(signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            (hung,) = await collector.collect()
+            took = time.monotonic() - t0
+        finally:
+            pgb.proc.send_signal(signal.SIGCONT)
+        assert hung.error_kind == "timeout"
+        assert "did not answer within 0.5s" in (hung.error or "")
+        assert took < 2.0
+        for _ in range(50):  # the next rounds reconnect
+            (again,) = await collector.collect()
+            if again.ok:
+                break
+            await asyncio.sleep(0.1)
+        assert again.ok, again.error
+    finally:
+        await collector.close()

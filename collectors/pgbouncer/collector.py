@@ -71,17 +71,46 @@ def _one_line(e: BaseException) -> str:
 
 
 async def show(conn: psycopg.AsyncConnection[Any], command: str, timeout: float) -> list[Row]:
-    """One admin console command's rows as dicts by column name (simple protocol)."""
+    """One admin console command's rows as dicts by column name (simple protocol).
+
+    A command that overruns `timeout` closes the connection before its coroutine is
+    cancelled: psycopg cancels an interrupted query with a cancel request to the
+    server and waits up to 5 s for it, and a PgBouncer that hangs answers neither.
+    The caller must then forget the connection (CommandTimeout)."""
+    task = asyncio.ensure_future(_rows(conn, command))
     try:
-        async with asyncio.timeout(timeout):
-            async with conn.cursor() as cur:
-                await cur.execute(command, prepare=False)
-                if cur.description is None:
-                    return []
-                names = [d.name for d in cur.description]
-                return [dict(zip(names, row, strict=False)) for row in await cur.fetchall()]
-    except TimeoutError:
-        raise CommandTimeout(f"{command} did not answer within {timeout:g}s") from None
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:
+        _abandon(conn, task)
+        raise
+    if not done:
+        _abandon(conn, task)
+        raise CommandTimeout(f"{command} did not answer within {timeout:g}s")
+    return task.result()
+
+
+async def _rows(conn: psycopg.AsyncConnection[Any], command: str) -> list[Row]:
+    async with conn.cursor() as cur:
+        await cur.execute(command, prepare=False)
+        if cur.description is None:
+            return []
+        names = [d.name for d in cur.description]
+        return [dict(zip(names, row, strict=False)) for row in await cur.fetchall()]
+
+
+def _abandon(conn: psycopg.AsyncConnection[Any], task: asyncio.Future[Any]) -> None:
+    """Close the socket, then cancel the command: no cancel request is attempted."""
+    try:
+        conn.pgconn.finish()
+    except Exception:  # best effort: already closed
+        pass
+    task.cancel()
+    task.add_done_callback(_consume)
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: no "exception was never retrieved" warning
 
 
 async def connect_admin(

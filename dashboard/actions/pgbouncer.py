@@ -178,12 +178,10 @@ class PgBouncerAction:
         command = f"{self.command.upper()} {quoted(self.database)}"
         progress(command)
         try:
-            conn = await self._connect()
-            async with asyncio.timeout(EXECUTE_TIMEOUT):
-                await conn.execute(command, prepare=False)
-        except TimeoutError:
+            await show(await self._connect(), command, EXECUTE_TIMEOUT)
+        except CommandTimeout:
             # PAUSE waits for the running transactions; PgBouncer goes on pausing
-            # without us, and verify says how far it got.
+            # without us (the connection is dropped), and verify says how far it got.
             await self.close()
             progress(f"{command}: no answer within {EXECUTE_TIMEOUT:g}s; checking its effect")
         except psycopg.Error as e:
