@@ -393,6 +393,7 @@ def _config(args: argparse.Namespace) -> int:
         "postgres" if config.postgres else "no postgres",
         "redis" if config.redis else "no redis",
         "secrets" if config.secrets else "no secrets",
+        *(["pgbouncer"] if config.pgbouncer else []),
     ]
     print(f"{path}: ok ({', '.join(parts)})")
     return 0
