@@ -82,6 +82,7 @@ def pool_totals(pools: Sequence[Pool]) -> dict[str, Any]:
         "sv_active": sum(p.sv_active for p in pools),
         "sv_idle": sum(p.sv_idle for p in pools),
         "sv_used": sum(p.sv_used for p in pools),
+        "sv_login": sum(p.sv_login for p in pools),
         "maxwait_s": max((p.maxwait_s for p in pools), default=0.0),
         "saturated": any(
             p.pool_size and p.sv_active >= p.pool_size and p.sv_idle == 0 for p in pools
@@ -118,6 +119,8 @@ def _pool_check(
     servers += f" of pool_size {size}" if size else ""
     if s["saturated"]:
         servers += " (saturated)"
+    if s["sv_login"]:  # stuck here: the server refuses PgBouncer's login, or DNS
+        servers += f", {s['sv_login']} logging in"
     if waits:
         who = waiting_services(d, db, apps)
         named = ", ".join(f"{k} {v}" for k, v in who.items())
