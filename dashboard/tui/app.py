@@ -699,10 +699,11 @@ class UltrawatchApp(App[int]):
 
         self._start_action(mode, make)
 
-    def _pgbouncer_database(self) -> tuple[str, bool] | None:
-        """(database, paused) the PgBouncer keys act on: the row selected in the
-        PgBouncer panel, or the database a selected pgbouncer.pool.<database> or
-        pgbouncer.paused alert names (the key is that alert's remedy)."""
+    def _pgbouncer_database(self) -> tuple[str, bool, bool] | None:
+        """(database, paused, from an alert) the PgBouncer keys act on: the row
+        selected in the PgBouncer panel, or the database a selected
+        pgbouncer.pool.<database> or pgbouncer.paused alert names (the key is that
+        alert's remedy)."""
         if not self.actions_enabled:
             return None
         reading = next(iter(self.model.readings("pgbouncer")), None)
@@ -713,9 +714,9 @@ class UltrawatchApp(App[int]):
             check = str((alerts.selected() or {}).get("check", ""))
             if check.startswith("pgbouncer.pool."):
                 db = check.removeprefix("pgbouncer.pool.")
-                return db, db in paused
+                return db, db in paused, True
             if check == "pgbouncer.paused" and paused:
-                return sorted(paused)[0], True
+                return sorted(paused)[0], True, True
             self.notify(
                 f"{check} has no PgBouncer remedy: select a pgbouncer.pool.* or "
                 "pgbouncer.paused alert, or a database in PgBouncer",
@@ -730,12 +731,24 @@ class UltrawatchApp(App[int]):
         if record is None:
             return None
         db = str(record["database"])
-        return db, db in paused
+        return db, db in paused, False
 
     def action_pgbouncer_pause(self) -> None:
         picked = self._pgbouncer_database()
-        if picked is not None:
-            self._pgbouncer(picked[0], "resume" if picked[1] else "pause")
+        if picked is None:
+            return
+        db, paused, from_alert = picked
+        if from_alert and not paused:
+            # A queue's remedy is never to make every client wait.
+            self.notify(
+                f"{db} is not paused: PAUSE is no remedy for a queue; K drops its "
+                "connections, n replaces its server connections (or pause it from the "
+                "PgBouncer panel)",
+                severity="warning",
+                markup=False,
+            )
+            return
+        self._pgbouncer(db, "resume" if paused else "pause")
 
     def action_pgbouncer_reconnect(self) -> None:
         picked = self._pgbouncer_database()
