@@ -710,8 +710,11 @@ class UltrawatchApp(App[int]):
         data = reading.data if reading is not None and reading.ok else None
         paused = {d.name for d in getattr(data, "databases", []) if d.paused}
         alerts = self.query_one("#alerts", AlertsPanel).query_one(SyncTable)
-        if alerts.screen.focused is alerts and alerts.selected() is not None:
-            check = str((alerts.selected() or {}).get("check", ""))
+        if alerts.screen.focused is alerts:
+            record = self._pick("alerts", "alert")  # says why when none is selected
+            if record is None:
+                return None
+            check = str(record.get("check", ""))
             if check.startswith("pgbouncer.pool."):
                 db = check.removeprefix("pgbouncer.pool.")
                 return db, db in paused, True
