@@ -47,6 +47,7 @@ from collectors.core.units import (
     Timeout,
     format_duration,
 )
+from collectors.pgbouncer.config import PgBouncerConfig
 from collectors.postgres.config import Invariant, PostgresConfig
 from collectors.processes.config import ProcessConfig
 from collectors.redis.config import RedisConfig
@@ -67,6 +68,7 @@ __all__ = [
     "Invariant",
     "Name",
     "Number",
+    "PgBouncerConfig",
     "PositiveCount",
     "PositiveDuration",
     "PostgresConfig",
@@ -126,6 +128,7 @@ class Config(Section, frozen=True):
     services: list[ServiceConfig] = msgspec.field(default_factory=list)
     processes: list[ProcessConfig] = msgspec.field(default_factory=list)
     secrets: SecretsConfig | None = None
+    pgbouncer: PgBouncerConfig | None = None
     actions: ActionsConfig = ActionsConfig()
     http: HttpConfig = HttpConfig()
 
@@ -262,6 +265,7 @@ def _check_consistency(config: Config, source: str) -> None:
     _check_memory_limits(config, source)
     if config.postgres is not None and config.postgres.dsn:
         _check_dsn(source, config.postgres.dsn)
+    _check_pgbouncer(config, source)
     _check_redis(config, source)
     _check_secrets(config, source)
     _check_paths(config, source)
@@ -448,7 +452,31 @@ def _check_redis_url(source: str, path: str, url: str) -> None:
         )
 
 
-def _check_dsn(source: str, dsn: str) -> None:
+def _check_pgbouncer(config: Config, source: str) -> None:
+    pb = config.pgbouncer
+    if pb is None:
+        return
+    _check_dsn(source, pb.dsn, "pgbouncer.dsn")
+    from psycopg.conninfo import conninfo_to_dict
+
+    dbname = conninfo_to_dict(pb.dsn).get("dbname")
+    if dbname not in (None, "pgbouncer"):
+        raise ConfigError(
+            source,
+            "pgbouncer.dsn",
+            f"expected the admin console, database 'pgbouncer', got database {dbname!r} "
+            "(the pooled databases are watched through it)",
+        )
+    if pb.waiting_warn > pb.waiting_crit:
+        raise ConfigError(
+            source,
+            "pgbouncer.waiting_warn",
+            f"expected at most waiting_crit ({format_duration(pb.waiting_crit)}), "
+            f"got {format_duration(pb.waiting_warn)}",
+        )
+
+
+def _check_dsn(source: str, dsn: str, key: str = "postgres.dsn") -> None:
     """A DSN libpq cannot parse is a config error (exit 3), not an unreachable server.
 
     libpq's own parser decides; psycopg is imported only for a configured DSN, which
@@ -465,7 +493,7 @@ def _check_dsn(source: str, dsn: str) -> None:
         why = " ".join(str(e).split())
     if why:
         shown = f"expected a libpq connection string: {why} (in {mask_dsn(dsn)!r})"
-        raise ConfigError(source, "postgres.dsn", scrub(shown, dsn_secrets(dsn)))
+        raise ConfigError(source, key, scrub(shown, dsn_secrets(dsn)))
 
 
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")

@@ -13,6 +13,7 @@ imports psycopg or httpx).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -27,6 +28,7 @@ from collectors.core.units import Duration
 
 if TYPE_CHECKING:
     from collectors.core.http import HttpClient
+    from collectors.pgbouncer.config import BouncerService
     from collectors.poller import Collector
     from collectors.postgres.config import ServiceRef
     from collectors.processes.config import ProcessTargets
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from collectors.services.config import ServicesRefs
 
 Judge = Callable[[Reading, Config], list[CheckResult]]
+replace_check = dataclasses.replace
 T = TypeVar("T")
 
 
@@ -133,7 +136,23 @@ def _judge_postgres(reading: Reading, config: Config) -> list[CheckResult]:
     from collectors.postgres.rules import judge_postgres
 
     assert config.postgres is not None
-    return judge_postgres(reading, config.postgres, postgres_services(config))
+    checks = judge_postgres(reading, config.postgres, postgres_services(config))
+    if config.pgbouncer is None:
+        return checks
+    # Behind a pooler a server connection keeps the application_name of the client
+    # that used it last: the per-service counts are the pooler's, not the services'.
+    return [
+        replace_check(c, summary=f"{c.summary}; {POOLED_NOTE}")
+        if c.id.startswith("postgres.budget.") and c.id != "postgres.budget.total"
+        else c
+        for c in checks
+    ]
+
+
+POOLED_NOTE = (
+    "behind PgBouncer these are its server connections, named after whichever client "
+    "used them last, not the service's own (see pgbouncer.budget.*)"
+)
 
 
 def _postgres_secrets(config: Config) -> list[str]:
@@ -347,9 +366,74 @@ SECRETS = TargetSpec(
     data=lambda: _load("collectors.secrets.data", "SecretsData"),
 )
 
+# ----------------------------------------------------------------- pgbouncer
+
+
+@_per_config
+def pgbouncer_services(config: Config) -> list[BouncerService]:
+    """The services as the PgBouncer target sees them: the application_name their
+    clients give (pg_application_name, else the service's name) and their budget of
+    client connections through the pooler (pgbouncer_budget, else connection_budget)."""
+    from collectors.pgbouncer.config import BouncerService
+
+    return [
+        BouncerService(
+            name=s.name,
+            application_name=s.pg_application_name or s.name,
+            budget=s.pgbouncer_budget if s.pgbouncer_budget is not None else s.connection_budget,
+        )
+        for s in config.services
+    ]
+
+
+def _build_pgbouncer(config: Config, shared: Shared, one_shot: bool) -> Collector:
+    from collectors.pgbouncer.collector import PgBouncerCollector
+
+    assert config.pgbouncer is not None
+    return PgBouncerCollector(config.pgbouncer)
+
+
+def _judge_pgbouncer(reading: Reading, config: Config) -> list[CheckResult]:
+    from collectors.pgbouncer.rules import judge_pgbouncer
+
+    assert config.pgbouncer is not None
+    return judge_pgbouncer(reading, config.pgbouncer, pgbouncer_services(config))
+
+
+def _pgbouncer_secrets(config: Config) -> list[str]:
+    return dsn_secrets(config.pgbouncer.dsn) if config.pgbouncer else []
+
+
+def _pgbouncer_redacted(config: Config) -> dict[str, Any]:
+    pb = config.pgbouncer
+    return {"pgbouncer": replace(pb, dsn=mask_dsn(pb.dsn))} if pb else {}
+
+
+def _pgbouncer_capped(config: Config, cap: Callable[[float], Duration]) -> dict[str, Any]:
+    pb = config.pgbouncer
+    if pb is None:
+        return {}
+    return {
+        "pgbouncer": replace(
+            pb, connect_timeout=cap(pb.connect_timeout), command_timeout=cap(pb.command_timeout)
+        )
+    }
+
+
+PGBOUNCER = TargetSpec(
+    name="pgbouncer",
+    enabled=lambda c: c.pgbouncer is not None,
+    build=_build_pgbouncer,
+    judge=_judge_pgbouncer,
+    secrets=_pgbouncer_secrets,
+    redacted=_pgbouncer_redacted,
+    capped=_pgbouncer_capped,
+    data=lambda: _load("collectors.pgbouncer.data", "PgBouncerData"),
+)
+
 # ---------------------------------------------------------------------------
 
-TARGETS: tuple[TargetSpec, ...] = (POSTGRES, REDIS, SERVICES, PROCESSES, SECRETS)
+TARGETS: tuple[TargetSpec, ...] = (POSTGRES, REDIS, SERVICES, PROCESSES, SECRETS, PGBOUNCER)
 BY_NAME: dict[str, TargetSpec] = {t.name: t for t in TARGETS}
 NAMES: tuple[str, ...] = tuple(BY_NAME)
 

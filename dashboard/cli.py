@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="use --redis-url although it holds lock:inventory:* keys (the demo writes such locks)",
     )
+    p.add_argument(
+        "--pgbouncer",
+        action="store_true",
+        help="put the services behind a real PgBouncer (Debian's pgbouncer program)",
+    )
     _add_read_only(p)
 
     p = sub.add_parser("config", help="validate the configuration or print an example")
@@ -145,6 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("pid", type=_count, metavar="PID")
         p.add_argument("--backend-start", metavar="TIME", help="only if it started then")
         _add_action_flags(p)
+
+    p = sub.add_parser("pgbouncer", help="PAUSE, RESUME, RECONNECT or KILL a PgBouncer database")
+    p.add_argument(
+        "verb",
+        choices=("pause", "resume", "reconnect", "kill"),
+        metavar="COMMAND",
+        help="pause | resume | reconnect | kill",
+    )
+    p.add_argument("database", metavar="DATABASE", help="a database of PgBouncer's [databases]")
+    _add_action_flags(p)
 
     p = sub.add_parser("record", help="record every round's snapshot to a SQLite file")
     p.add_argument("file", metavar="FILE")
@@ -379,6 +394,7 @@ def _config(args: argparse.Namespace) -> int:
         "postgres" if config.postgres else "no postgres",
         "redis" if config.redis else "no redis",
         "secrets" if config.secrets else "no secrets",
+        *(["pgbouncer"] if config.pgbouncer else []),
     ]
     print(f"{path}: ok ({', '.join(parts)})")
     return 0
@@ -392,6 +408,7 @@ ACTION_MODULES = {
     "release-lock": "dashboard.actions.release_lock",
     "cancel": "dashboard.actions.backend",
     "terminate": "dashboard.actions.backend",
+    "pgbouncer": "dashboard.actions.pgbouncer",
 }
 
 

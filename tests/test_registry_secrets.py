@@ -44,6 +44,7 @@ PG_PW = "Pg-Planted-Passw0rd"
 REDIS_PW = "Redis-Planted-Passw0rd"
 JWT_VALUE = "Planted-Jwt-Secret-0123456789-abcdefghijklmnop"
 REFRESH_VALUE = "Planted-Refresh-Secret-9876543210-zyxwvutsrqpo"
+PGB_PW = "Pgb-Planted-Passw0rd"
 
 PLANTED: dict[str, Planted] = {
     # The embedded PostgreSQL trusts local connections: the password is accepted and
@@ -54,6 +55,14 @@ PLANTED: dict[str, Planted] = {
     # Redis has no password set: AUTH fails and the error text is where it could leak.
     "redis": Planted(
         lambda s: f'[redis]\nurl = "{_with_password(s["redis"], REDIS_PW)}"\n', (REDIS_PW,)
+    ),
+    # The admin console's DSN, at a port nobody listens on: the error is where it could leak.
+    "pgbouncer": Planted(
+        lambda s: (
+            f'[pgbouncer]\ndsn = "postgresql://monitor:{PGB_PW}@127.0.0.1:{s["closed"]}'
+            '/pgbouncer"\n'
+        ),
+        (PGB_PW,),
     ),
     # Service URLs refuse credentials at load (config test); nothing to plant.
     "services": Planted(

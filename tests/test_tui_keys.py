@@ -29,6 +29,9 @@ Actions: DISABLED (replay); the keys do nothing
   x      release the selected Redis lock (only if its owner is unchanged)
   c      cancel the selected backend's query
   k      terminate the selected backend's session
+  b      pause / resume the selected PgBouncer database
+  n      reconnect the selected PgBouncer database's servers
+  K      kill every connection of the selected PgBouncer database
 
 Replay
   . / ,  step forward / back          g      seek to a time
@@ -78,6 +81,9 @@ def test_what_each_key_needs_decides_when_it_works() -> None:
         "release_lock",
         "cancel_query",
         "terminate_session",
+        "pgbouncer_pause",
+        "pgbouncer_reconnect",
+        "pgbouncer_kill",
     }
     assert {a for a, n in keys.NEEDS.items() if n == "replay"} == {
         "step",
@@ -104,6 +110,7 @@ def test_the_panel_map_names_each_panel_once_with_its_grid_place() -> None:
         "services",
         "processes",
         "security",
+        "pgbouncer",
     ]
     assert sorted(p.grid for p in PANELS) == list(range(len(PANELS)))
     assert len({p.cls for p in PANELS}) == len(PANELS)

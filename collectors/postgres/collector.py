@@ -101,6 +101,21 @@ _IDLE_IN_XACT = frozenset({"idle in transaction", "idle in transaction (aborted)
 _BUSY = _IDLE_IN_XACT | {"active"}
 
 
+# What PostgreSQL's own DSN reaching a pooler looks like (see BehindPooler).
+POOLER_NOTE = (
+    "postgres.dsn points at a PgBouncer: point it at the server, "
+    "and pgbouncer.dsn at the admin console"
+)
+_STARTUP_REFUSED = "unsupported startup parameter"
+
+
+class BehindPooler(Exception):
+    """postgres.dsn reaches a pooler, not the server: PgBouncer refuses the `options`
+    startup parameter that carries statement_timeout, or (told to ignore it) drops it
+    silently; either way pg_stat_activity through it would be the pooler's view and
+    the monitoring queries would run without their timeout, queued in its pool."""
+
+
 class PostgresCollector:
     component = "postgres"
 
@@ -153,6 +168,13 @@ class PostgresCollector:
             async with conn.cursor() as cur:
                 await cur.execute(CAPACITY_SQL)
                 self._capacity = tuple(await cur.fetchone() or ())
+                await cur.execute("select current_setting('statement_timeout')")
+                timeout = await cur.fetchone()
+            if timeout is not None and timeout[0] == "0":
+                raise BehindPooler(
+                    f"{POOLER_NOTE} (statement_timeout {s.statement_timeout} did not arrive: "
+                    "a pooler in between dropped the `options` startup parameter)"
+                )
             await self._load_names(conn)
         except BaseException:
             await conn.close()
@@ -201,8 +223,14 @@ class PostgresCollector:
         except psycopg.errors.QueryCanceled:  # connected, but the setup query was too slow
             await self.close()
             return [self._timed_out(started, t0)]
+        except BehindPooler as e:
+            await self.close()
+            return [self._error(started, t0, str(e), "internal")]
         except psycopg.Error as e:
             await self.close()
+            if _STARTUP_REFUSED in str(e):
+                note = f"{POOLER_NOTE} (it refused: {_one_line(e).split('FATAL:')[-1].strip()})"
+                return [self._error(started, t0, note, "internal")]
             return [self._error(started, t0, f"cannot connect: {_one_line(e)}", "unreachable")]
         try:
             t1 = time.perf_counter()

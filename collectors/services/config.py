@@ -30,6 +30,8 @@ class ServiceConfig(Section, frozen=True):
     detail_paths: list[UrlPath] = msgspec.field(default_factory=list)
     pg_application_name: str | None = None
     connection_budget: PositiveCount | None = None
+    # client connections through PgBouncer (default: connection_budget)
+    pgbouncer_budget: PositiveCount | None = None
     process: ProcessMatch | None = None
     drain: DrainConfig | None = None
     reload: ReloadConfig | None = None

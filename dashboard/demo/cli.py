@@ -71,6 +71,7 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 def run_demo(args: argparse.Namespace) -> int:
     try:
         scenario = get_scenario(args.scenario)
+        pooled, hint = _pooler_wanted(args)
     except ValueError as e:
         print(f"ultrawatch demo: {e}", file=sys.stderr)
         return 2
@@ -80,6 +81,8 @@ def run_demo(args: argparse.Namespace) -> int:
     else:
         state_dir, temporary = Path(tempfile.mkdtemp(prefix="ultrawatch-demo-")), True
     _setup_logging(state_dir, to_stderr=args.serve)
+    if hint:
+        log.info("%s", hint)
 
     from dashboard.demo.platform import Platform
 
@@ -89,6 +92,7 @@ def run_demo(args: argparse.Namespace) -> int:
         postgres_dsn=args.postgres_dsn,
         redis_url=args.redis_url,
         force_redis_locks=getattr(args, "force_redis_locks", False),
+        pgbouncer=pooled,
     )
     stopper = _Stopper()
     previous = {sig: signal.signal(sig, stopper) for sig in _STOP_SIGNALS}
@@ -138,6 +142,27 @@ def run_demo(args: argparse.Namespace) -> int:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     return code
+
+
+def _pooler_wanted(args: argparse.Namespace) -> tuple[bool, str | None]:
+    """(--pgbouncer: the services behind a real PgBouncer, else the one line that
+    says how to have it)."""
+    from dashboard.demo.pgbouncer import INSTALL, pgbouncer_binary
+
+    found = pgbouncer_binary() is not None
+    if getattr(args, "pgbouncer", False):
+        if not found:
+            raise ValueError(f"--pgbouncer: pgbouncer not found: {INSTALL}")
+        return True, None
+    if found:
+        return (
+            False,
+            "PgBouncer is installed: `ultrawatch demo --pgbouncer` puts the services behind it",
+        )
+    return (
+        False,
+        f"to put the services behind a PgBouncer: {INSTALL}, then `ultrawatch demo --pgbouncer`",
+    )
 
 
 def _setup_logging(state_dir: Path, *, to_stderr: bool) -> None:

@@ -35,6 +35,8 @@ def render_config(
     audit_log: Path,
     grace_s: float,
     invariants: dict[str, str],
+    pgbouncer_dsn: str | None = None,
+    pooled_database: str = "ultramarket",
 ) -> str:
     budget = sum(b for _, _, b in services)
     lines = [
@@ -70,6 +72,13 @@ def render_config(
             f"process = {{ cmdline = {_q(cmdline_pattern(name, _port(url)))} }}",
             'drain = { path = "/admin/drain", timeout = "60s" }',
             f"memory_limit = {_q(MEMORY_LIMIT)}",
+        ]
+    if pgbouncer_dsn is not None:
+        lines += [
+            "",
+            "[pgbouncer]",
+            f"dsn = {_q(pgbouncer_dsn)}",
+            f"databases = [{_q(pooled_database)}]",
         ]
     lines += [
         "",

@@ -29,6 +29,7 @@ from collectors.core.redact import mask_url
 from dashboard.demo import schema
 from dashboard.demo.demo_config import render_config
 from dashboard.demo.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedUnavailable, free_port
+from dashboard.demo.pgbouncer import EmbeddedPgBouncer
 from dashboard.demo.scenarios import Scenario
 from dashboard.demo.supervisor import ServiceProcess, Supervisor
 from dashboard.demo.workload import Workload
@@ -55,12 +56,15 @@ class Platform:
         postgres_dsn: str | None = None,
         redis_url: str | None = None,
         force_redis_locks: bool = False,
+        pgbouncer: bool = False,
     ) -> None:
         self.dir = state_dir.resolve()
         self.scenario = scenario
         self.external_dsn = postgres_dsn
         self.external_redis = redis_url
         self.force_redis_locks = force_redis_locks
+        self.use_pgbouncer = pgbouncer
+        self.pgbouncer: EmbeddedPgBouncer | None = None
         self.planted: dict[str, str] = {}  # the stuck locks we wrote: key -> token
         self.pg: EmbeddedPostgres | None = None
         self.redis: EmbeddedRedis | None = None
@@ -96,12 +100,18 @@ class Platform:
         finally:
             client.close()
         log.info("data stores ready in %.1fs", time.monotonic() - t0)
+        services_dsn = self.dsn
+        if self.use_pgbouncer:
+            self.pgbouncer = start_pooler(self.dir / "pgbouncer", self.dsn)
+            services_dsn = self.pgbouncer.dsn("app", DATABASE)
+            log.info("PgBouncer on port %d in front of PostgreSQL", self.pgbouncer.port)
 
         procs = []
         for name in SERVICES:
             port = free_port()
             self.urls[name] = f"http://127.0.0.1:{port}"
-            args = ["--dsn", self.dsn, "--redis-url", self.redis_url]
+            args = ["--dsn", services_dsn, "--redis-url", self.redis_url]
+            args += ["--pooled"] if self.pgbouncer is not None else []
             args += ["--env-file", str(self.env_path), "--budget", str(BUDGET)]
             args += ["--grace", str(GRACE_S)]
             procs.append(
@@ -128,6 +138,8 @@ class Platform:
             audit_log=self.dir / "audit.jsonl",
             grace_s=GRACE_S,
             invariants=schema.INVARIANTS,
+            pgbouncer_dsn=self.pgbouncer.admin_dsn() if self.pgbouncer else None,
+            pooled_database=DATABASE,
         )
         parse_config(text, str(self.config_path))  # never hand out a config we cannot read
         atomic_write(self.config_path, text.encode())  # 0600: a DSN may hold a password
@@ -212,6 +224,9 @@ class Platform:
                 schema.remove_planted(client, self.planted)
                 client.close()
             self.planted = {}
+        if self.pgbouncer is not None:
+            log.info("stopping PgBouncer")
+            self.pgbouncer.cleanup()
         if self.redis is not None:
             log.info("stopping Redis")
             self.redis.stop()
@@ -234,6 +249,24 @@ class Platform:
             },
             "workload": dict(self.workload.counts) if self.workload else {},
         }
+
+
+POOL_SIZE = 5  # the pooler's server connections for the services (PgBouncer's default is 20)
+
+
+def start_pooler(base: Path, dsn: str) -> EmbeddedPgBouncer:
+    """A real PgBouncer in transaction pooling in front of `dsn`'s server: the
+    services log in as `app`, ultrawatch reads as `admin` (its admin_users)."""
+    import secrets
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    server = conninfo_to_dict(dsn)
+    parts = {k: server[k] for k in ("host", "port", "user", "password") if server.get(k)}
+    conn = " ".join(f"{k}={v}" for k, v in parts.items())
+    users = {"admin": secrets.token_urlsafe(16), "app": secrets.token_urlsafe(16)}
+    pooled = {DATABASE: f"{conn} dbname={server.get('dbname') or DATABASE} pool_size={POOL_SIZE}"}
+    return EmbeddedPgBouncer(base, pooled, users, stats_users=()).start()
 
 
 def _stop_postgres(pg: EmbeddedPostgres) -> None:

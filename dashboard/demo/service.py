@@ -59,7 +59,7 @@ class Service:
             args.dsn,
             min_size=1,
             max_size=max(1, args.budget),
-            kwargs={"application_name": self.name, "autocommit": True},
+            kwargs={"application_name": self.name, "autocommit": True, **_pooled(args)},
             check=AsyncConnectionPool.check_connection,
             timeout=5,
             open=False,
@@ -167,13 +167,19 @@ class Service:
     # ---------------------------------------------------------------- faults
 
     async def _storm(self, n: int) -> None:
-        """The connection storm: idle connections outside the pool, never reopened."""
+        """The connection storm: idle connections outside the pool, never reopened.
+        Behind PgBouncer (--pooled) an idle client holds no server connection, so
+        there each one opens a transaction and sits in it: the first pool_size take
+        every server connection, the others queue in the pooler with everyone else."""
         for _ in range(n):
             try:
                 conn = await psycopg.AsyncConnection.connect(
-                    self.args.dsn, application_name=self.name, autocommit=True
+                    self.args.dsn, application_name=self.name, autocommit=True, **_pooled(self.args)
                 )
-                await conn.execute("select 1")
+                if self.args.pooled:
+                    self._spawn(_hold_transaction(conn))
+                else:
+                    await conn.execute("select 1")
                 self.storm.append(conn)
             except psycopg.Error as e:
                 log.warning("storm connection failed: %s", e)
@@ -459,6 +465,20 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pooled(args: argparse.Namespace) -> dict[str, Any]:
+    """Behind PgBouncer's transaction pooling a named prepared statement would land on
+    another server connection (1.18): psycopg must never prepare."""
+    return {"prepare_threshold": None} if args.pooled else {}
+
+
+async def _hold_transaction(conn: psycopg.AsyncConnection[Any]) -> None:
+    try:
+        await conn.execute("begin")
+        await conn.execute("select 1")
+    except psycopg.Error as e:
+        log.warning("storm transaction ended: %s", e)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="dashboard.demo.service")
     p.add_argument("--name", required=True)
@@ -470,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grace", type=float, default=10.0, help="seconds the previous secret lives")
     p.add_argument("--parent-pid", type=int)
     p.add_argument("--storm", type=int, default=0)
+    p.add_argument("--pooled", action="store_true", help="--dsn is a PgBouncer")
     p.add_argument("--leak", action="store_true")
     p.add_argument("--slow-ops", type=int, default=0)
     args = p.parse_args(argv)

@@ -33,6 +33,7 @@ from dashboard.tui.viewmodel import STATUS_ICON, STATUS_STYLE, ViewModel, clock
 from dashboard.tui.widgets.alerts import AlertsPanel
 from dashboard.tui.widgets.base import Line, Panel, SyncTable, new_cell_generation
 from dashboard.tui.widgets.footer import KeyFooter
+from dashboard.tui.widgets.pgbouncer import PgBouncerPanel
 from dashboard.tui.widgets.postgres import SORTS, PostgresPanel
 from dashboard.tui.widgets.processes import ProcessesPanel
 from dashboard.tui.widgets.redis import RedisPanel
@@ -64,6 +65,8 @@ class PanelSpec:
     id: str
     cls: type[Panel]
     grid: int
+    # Composed only for configs that watch its target (the others keep their layout).
+    wanted: Callable[[Config], bool] = lambda config: True
 
 
 # The one panel map, in tab order: composing, rendering, tabs and the action keys'
@@ -75,6 +78,7 @@ PANELS: tuple[PanelSpec, ...] = (
     PanelSpec("services", ServicesPanel, grid=2),
     PanelSpec("processes", ProcessesPanel, grid=3),
     PanelSpec("security", SecurityPanel, grid=5),
+    PanelSpec("pgbouncer", PgBouncerPanel, grid=6, wanted=lambda c: c.pgbouncer is not None),
 )
 PANEL = {p.id: p for p in PANELS}
 
@@ -133,6 +137,11 @@ class UltrawatchApp(App[int]):
     # --------------------------------------------------------------- layout
 
     @property
+    def panels(self) -> tuple[PanelSpec, ...]:
+        """The panels this config shows, in tab order."""
+        return tuple(p for p in PANELS if p.wanted(self.config))
+
+    @property
     def actions_enabled(self) -> bool:
         return not self.read_only and self.config.actions.enabled and self.replay is None
 
@@ -149,14 +158,17 @@ class UltrawatchApp(App[int]):
         self._narrow = self._is_narrow(self._next_size)
         self._next_size = None
         yield Line(id="header")
+        panels = self.panels
         if self._narrow:
             with TabbedContent(id="tabs"):
-                for p in PANELS:
+                for p in panels:
                     with TabPane(p.cls.TITLE, id=f"tab-{p.id}"):
                         yield p.cls(id=p.id)
         else:
-            with Grid(id="grid"):
-                for p in sorted(PANELS, key=lambda p: p.grid):
+            # one more row for the PgBouncer panel when it is there
+            extra = "-with-pgbouncer" if "pgbouncer" in {p.id for p in panels} else ""
+            with Grid(id="grid", classes=extra):
+                for p in sorted(panels, key=lambda p: p.grid):
                     yield p.cls(id=p.id)
         yield Input(
             placeholder="filter: text in any row (enter to keep, escape to clear)", id="filter"
@@ -304,7 +316,7 @@ class UltrawatchApp(App[int]):
                 active = self.query_one("#tabs", TabbedContent).active
             except Exception:
                 active = None
-        for p in PANELS:
+        for p in self.panels:
             try:
                 panel = self.query_one(f"#{p.id}", p.cls)
             except Exception:
@@ -686,6 +698,78 @@ class UltrawatchApp(App[int]):
             return cast("Action", action)
 
         self._start_action(mode, make)
+
+    def _pgbouncer_database(self) -> tuple[str, bool, bool] | None:
+        """(database, paused, from an alert) the PgBouncer keys act on: the row
+        selected in the PgBouncer panel, or the database a selected
+        pgbouncer.pool.<database> or pgbouncer.paused alert names (the key is that
+        alert's remedy)."""
+        if not self.actions_enabled:
+            return None
+        reading = next(iter(self.model.readings("pgbouncer")), None)
+        data = reading.data if reading is not None and reading.ok else None
+        paused = {d.name for d in getattr(data, "databases", []) if d.paused}
+        alerts = self.query_one("#alerts", AlertsPanel).query_one(SyncTable)
+        if alerts.screen.focused is alerts:
+            record = self._pick("alerts", "alert")  # says why when none is selected
+            if record is None:
+                return None
+            check = str(record.get("check", ""))
+            if check.startswith("pgbouncer.pool."):
+                db = check.removeprefix("pgbouncer.pool.")
+                return db, db in paused, True
+            if check == "pgbouncer.paused" and paused:
+                return sorted(paused)[0], True, True
+            self.notify(
+                f"{check} has no PgBouncer remedy: select a pgbouncer.pool.* or "
+                "pgbouncer.paused alert, or a database in PgBouncer",
+                severity="warning",
+                markup=False,
+            )
+            return None
+        if "pgbouncer" not in {p.id for p in self.panels}:
+            self.notify("no [pgbouncer] section in the configuration", severity="warning")
+            return None
+        record = self._pick("pgbouncer", "database")
+        if record is None:
+            return None
+        db = str(record["database"])
+        return db, db in paused, False
+
+    def action_pgbouncer_pause(self) -> None:
+        picked = self._pgbouncer_database()
+        if picked is None:
+            return
+        db, paused, from_alert = picked
+        if from_alert and not paused:
+            # A queue's remedy is never to make every client wait.
+            self.notify(
+                f"{db} is not paused: PAUSE is no remedy for a queue; K drops its "
+                "connections, n replaces its server connections (or pause it from the "
+                "PgBouncer panel)",
+                severity="warning",
+                markup=False,
+            )
+            return
+        self._pgbouncer(db, "resume" if paused else "pause")
+
+    def action_pgbouncer_reconnect(self) -> None:
+        picked = self._pgbouncer_database()
+        if picked is not None:
+            self._pgbouncer(picked[0], "reconnect")
+
+    def action_pgbouncer_kill(self) -> None:
+        picked = self._pgbouncer_database()
+        if picked is not None:
+            self._pgbouncer(picked[0], "kill")
+
+    def _pgbouncer(self, database: str, command: str) -> None:
+        def make() -> Action:
+            from dashboard.actions.pgbouncer import PgBouncerAction
+
+            return PgBouncerAction(self.config, database, command)
+
+        self._start_action(f"pgbouncer {command}", make)
 
     def _start_action(self, label: str, make: Callable[[], Action]) -> None:
         if not self.actions_enabled:
