@@ -8,8 +8,11 @@ from __future__ import annotations
 import gc
 import json
 import subprocess
+import sys
 import tracemalloc
 from http.server import BaseHTTPRequestHandler
+
+import pytest
 
 from collectors.config import parse_config
 from collectors.core.history import RingBuffer
@@ -155,3 +158,37 @@ async def test_a_process_lookup_keeps_no_copy_of_the_hosts_process_table() -> No
             p.kill()
             p.wait()
     assert kept < 60_000, f"{kept} bytes kept after one round (30 others' command lines: 120 KB)"
+
+
+TRIM_SCRIPT = """
+import sys, psutil
+from dashboard import memory
+rss = lambda: psutil.Process().memory_info().rss
+memory.limit_heaps()
+base = rss()
+blocks = [bytes(4000) + str(i).encode() for i in range(40_000)]  # ~160 MB through malloc
+kept = blocks[::64]  # a survivor every 64 blocks: the heap cannot shrink from its top
+del blocks
+before = rss()
+trimmed = memory.trim_now_and_then(10**9) if sys.argv[1] == "trim" else False
+print(trimmed, before - base, rss() - base)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc_trim")
+@pytest.mark.parametrize("trim", [True, False])
+def test_freed_memory_goes_back_to_the_system(trim: bool) -> None:
+    """What a round frees between survivors stays in glibc's heap, counted in the
+    console's RSS, until it is trimmed: the TUI trims once a minute."""
+    out = subprocess.run(
+        [sys.executable, "-c", TRIM_SCRIPT, "trim" if trim else "keep"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    trimmed, before, after = out[0] == "True", int(out[1]), int(out[2])
+    assert before > 100 << 20  # the blocks were resident
+    if trim:
+        assert trimmed and after < 20 << 20, (before, after)
+    else:
+        assert after > 100 << 20, (before, after)  # without it, nothing goes back

@@ -28,6 +28,7 @@ from textual.widgets import DataTable, Input, TabbedContent, TabPane
 from collectors.config import Config
 from collectors.core.model import Report, Snapshot, Status
 from collectors.core.units import format_duration
+from dashboard.memory import limit_heaps, trim_now_and_then
 from dashboard.tui.keys import NEEDS, bound_keys, palette_keys
 from dashboard.tui.viewmodel import STATUS_ICON, STATUS_STYLE, ViewModel, clock
 from dashboard.tui.widgets.alerts import AlertsPanel
@@ -108,6 +109,7 @@ class UltrawatchApp(App[int]):
         replay: Replayer | None = None,
         poll: bool = True,
     ) -> None:
+        limit_heaps()  # before Textual's threads allocate: see dashboard/memory.py
         super().__init__()
         self.config = config
         self.read_only = read_only
@@ -253,6 +255,7 @@ class UltrawatchApp(App[int]):
 
     def on_round_done(self, message: RoundDone) -> None:
         self.absorb(message.report)
+        trim_now_and_then()
 
     def absorb(self, report: Report) -> None:
         """Take one round into the model; render soon (throttled)."""
