@@ -354,6 +354,35 @@ BY_NAME: dict[str, TargetSpec] = {t.name: t for t in TARGETS}
 NAMES: tuple[str, ...] = tuple(BY_NAME)
 
 
+# ------------------------------------------------- sections that are not targets
+# [alertmanager] is where alerts go, not something watched, but its credentials are
+# secrets like a DSN's password: scrubbed from every error and output, never recorded.
+
+
+def alertmanager_secrets(config: Config) -> list[str]:
+    am = config.alertmanager
+    return [s for s in (am.password, am.bearer_token) if s] if am else []
+
+
+def _alertmanager_redacted(config: Config) -> dict[str, Any]:
+    am = config.alertmanager
+    if am is None:
+        return {}
+    hidden = {k: "***" for k in ("password", "bearer_token") if getattr(am, k)}
+    return {"alertmanager": replace(am, **hidden)} if hidden else {}
+
+
+class SecretSection(NamedTuple):
+    name: str
+    secrets: Callable[[Config], Iterable[str]]
+    redacted: Callable[[Config], dict[str, Any]]
+
+
+SECRET_SECTIONS: tuple[SecretSection, ...] = (
+    SecretSection("alertmanager", alertmanager_secrets, _alertmanager_redacted),
+)
+
+
 @functools.cache  # asked once per recorded round read back
 def data_types() -> dict[str, type]:
     """component -> the Struct its readings carry (reading a recording back)."""
@@ -362,13 +391,14 @@ def data_types() -> dict[str, type]:
 
 def config_secrets(config: Config) -> list[str]:
     """Every secret the config holds, for scrubbing text that may quote one."""
-    return [s for t in TARGETS for s in t.secrets(config) if s]
+    holders = [*TARGETS, *SECRET_SECTIONS]
+    return [s for t in holders for s in t.secrets(config) if s]
 
 
 def config_without_passwords(config: Config) -> Config:
     """The config as it may be stored with a recording: no password in it."""
     changes: dict[str, Any] = {}
-    for t in TARGETS:
+    for t in [*TARGETS, *SECRET_SECTIONS]:
         changes.update(t.redacted(config))
     return replace(config, **changes)
 

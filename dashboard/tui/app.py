@@ -103,9 +103,13 @@ class UltrawatchApp(App[int]):
         read_only: bool = False,
         replay: Replayer | None = None,
         poll: bool = True,
+        send_alerts: bool = False,
     ) -> None:
         super().__init__()
         self.config = config
+        # Alerts to [alertmanager] from the console too (--alertmanager or `tui = true`).
+        am = config.alertmanager
+        self.send_alerts = am is not None and (send_alerts or am.tui) and replay is None
         self.read_only = read_only
         self.replay = replay
         self.poll = poll and replay is None
@@ -862,7 +866,7 @@ def settle_gc() -> None:
 GC_THRESHOLDS = (20_000, 20, 10)
 
 
-def run_tui(config: Config, *, read_only: bool = False) -> int:
-    app = UltrawatchApp(config, read_only=read_only)
+def run_tui(config: Config, *, read_only: bool = False, alerts: bool = False) -> int:
+    app = UltrawatchApp(config, read_only=read_only, send_alerts=alerts)
     app.run()
     return app.return_code or 0

@@ -1,0 +1,407 @@
+"""`ultrawatch serve`: the engine running for good, for Prometheus and Alertmanager.
+
+One process polls (`Poller.run`, the one loop), serves `GET /metrics` (the metric
+names of `check --format prometheus`, made by prometheus-client from the latest
+judged round, every series with `platform`), `GET /health` (its own health as
+`application/health+json`), optionally records every round (`--record`) and sends
+alerts to `[alertmanager]`. SIGTERM / SIGINT stop it within a few seconds, exit 0,
+and resolve nothing on the way out. Never imports textual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from collectors.config import Config
+from collectors.core.model import Report, Snapshot, Status
+from collectors.core.redact import printable, scrub
+from collectors.core.units import iso_time
+
+# The value suffix and scale of each unit: the names `check --format prometheus` uses.
+from dashboard.headless import _PROM_UNITS as PROM_UNITS
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from dashboard.alertmanager import Alerter
+
+DEFAULT_LISTEN = ("127.0.0.1", 9469)
+HEALTH_TYPE = "application/health+json"
+
+
+@dataclass
+class State:
+    """What the server knows: the latest judged round and how the loop is doing."""
+
+    config: Config
+    started: float
+    latest: Report | None = None
+    rounds: int = 0
+    last_error: str | None = None
+    alerter: Alerter | None = None
+
+
+# ------------------------------------------------------------------ /metrics
+
+
+class ReportCollector(Collector):
+    """prometheus-client collector: metric families from the latest judged round."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def describe(self) -> list[Metric]:
+        return []  # not asked at registration: the families depend on the rounds
+
+    def collect(self) -> Iterator[Metric]:
+        report = self.state.latest
+        platform = self.state.config.platform
+        if report is None:
+            yield _gauge("ultrawatch_up", "1 while serve runs.", [], [([], 1.0)], platform)
+            return
+        checks = sorted(report.checks, key=lambda c: c.id)
+        yield _gauge(
+            "ultrawatch_status",
+            "Overall status: 0 ok, 1 warning, 2 critical, 3 unknown.",
+            [],
+            [([], float(report.status.exit_code))],
+            platform,
+        )
+        yield _gauge(
+            "ultrawatch_check_status",
+            "Status of one check: 0 ok, 1 warning, 2 critical, 3 unknown.",
+            ["id", "component", "target"],
+            [([c.id, c.component, c.target], float(c.status.exit_code)) for c in checks],
+            platform,
+        )
+        yield from _values(report, platform)
+        yield _gauge(
+            "ultrawatch_checks",
+            "Number of checks by status.",
+            ["status"],
+            [([s], float(n)) for s, n in report.counts.items()],
+            platform,
+        )
+        yield _gauge(
+            "ultrawatch_round_duration_seconds",
+            "How long the poll round took.",
+            [],
+            [([], report.snapshot.duration_ms / 1000)],
+            platform,
+        )
+        yield _gauge(
+            "ultrawatch_last_round_timestamp_seconds",
+            "When the poll round started, as a Unix time.",
+            [],
+            [([], report.snapshot.started_at)],
+            platform,
+        )
+        rounds = CounterMetricFamily(
+            "ultrawatch_rounds", "Poll rounds completed.", labels=["platform"]
+        )
+        rounds.add_metric([platform], float(self.state.rounds))
+        yield rounds
+        yield _gauge(
+            "ultrawatch_target_up",
+            "1 when the collector read the target this round, 0 when it failed.",
+            ["component", "target"],
+            [([r.component, r.target], 1.0 if r.ok else 0.0) for r in report.snapshot.readings],
+            platform,
+        )
+        if self.state.alerter is not None:
+            yield _gauge(
+                "ultrawatch_alertmanager_up",
+                "1 when the last delivery of alerts to this Alertmanager succeeded.",
+                ["url"],
+                [([u.base], 1.0 if u.ok else 0.0) for u in self.state.alerter.urls],
+                platform,
+            )
+
+
+def _gauge(
+    name: str,
+    help_: str,
+    labels: list[str],
+    samples: list[tuple[list[str], float]],
+    platform: str,
+) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, help_, labels=["platform", *labels])
+    for values, v in samples:
+        family.add_metric([platform, *values], v)
+    return family
+
+
+def _values(report: Report, platform: str) -> Iterator[Metric]:
+    by_name: dict[str, list[tuple[list[str], float]]] = {}
+    for c in sorted(report.checks, key=lambda c: c.id):
+        if c.value is None:
+            continue
+        suffix, mult = PROM_UNITS.get(c.unit or "", ("", 1.0))
+        by_name.setdefault(f"ultrawatch_check_value{suffix}", []).append(([c.id], c.value * mult))
+    for name in sorted(by_name):
+        yield _gauge(
+            name, "The number a check judged, in base units.", ["id"], by_name[name], platform
+        )
+
+
+class Exposition:
+    """The /metrics text in the format the scraper asks for (prometheus-client's
+    negotiation: the text format, OpenMetrics), made once per round and format on
+    the first scrape after it: scrapes between rounds (an HA pair of Prometheus
+    servers) cost a copy."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(ReportCollector(state))
+        self._made: dict[str, tuple[tuple[int, int], bytes]] = {}
+
+    def text(self, accept: str = "") -> tuple[bytes, str]:
+        from prometheus_client.exposition import choose_encoder
+
+        encoder, content_type = choose_encoder(accept)
+        alerter = self.state.alerter
+        # The alerter's state changes between rounds: the key counts its deliveries.
+        deliveries = sum(u.delivered + u.failures for u in alerter.urls) if alerter else 0
+        key = (self.state.rounds, deliveries)
+        made = self._made.get(content_type)
+        if made is None or made[0] != key:
+            made = self._made[content_type] = (key, encoder(self.registry))
+        return made[1], content_type
+
+
+# ------------------------------------------------------------------- /health
+
+
+def health(state: State, now: float) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body): pass, warn (collectors erroring, no round yet, alerts not
+    delivered) or fail (the last round is older than three intervals plus a deadline:
+    the loop is stuck). pass and warn answer 200, fail 503 (the draft's convention)."""
+    d = state.config.dashboard
+    stale_after = 3 * float(d.interval) + float(d.collector_timeout)
+    report = state.latest
+    checks: dict[str, list[dict[str, Any]]] = {}
+    status = "pass"
+    notes: list[str] = []
+    if report is None:
+        status = "warn" if now - state.started < stale_after else "fail"
+        notes.append("no round finished yet")
+    else:
+        age = max(0.0, now - report.snapshot.started_at - report.snapshot.duration_ms / 1000)
+        old = age > stale_after
+        checks["round:age"] = [
+            {
+                "componentType": "system",
+                "observedValue": round(age, 3),
+                "observedUnit": "s",
+                "status": "fail" if old else "pass",
+                "time": iso_time(report.snapshot.started_at),
+            }
+        ]
+        if old:
+            status = "fail"
+            notes.append(f"last round {age:.0f}s ago")
+        failed = [r for r in report.snapshot.readings if not r.ok]
+        checks["collectors:errors"] = [
+            {
+                "componentId": f"{r.component}/{r.target}",
+                "componentType": "component",
+                "status": "warn",
+                "output": r.error,
+            }
+            for r in failed
+        ] or [{"componentType": "component", "observedValue": 0, "status": "pass"}]
+        if failed and status == "pass":
+            status = "warn"
+        if failed:
+            notes.append(f"{len(failed)} targets not read")
+    if state.alerter is not None:
+        am = state.alerter.check()
+        checks["alertmanager:delivery"] = [
+            {
+                "componentType": "component",
+                "status": "pass" if am.status is Status.OK else "warn",
+                "output": am.summary,
+            }
+        ]
+        if am.status is not Status.OK and status == "pass":
+            status = "warn"
+    body: dict[str, Any] = {
+        "status": status,
+        "serviceId": f"ultrawatch/{state.config.platform}",
+        "description": "ultrawatch serve",
+        "checks": checks,
+    }
+    if notes:
+        body["notes"] = notes
+    if state.last_error:
+        body["output"] = state.last_error
+    return (503 if status == "fail" else 200), body
+
+
+# -------------------------------------------------------------------- server
+
+
+def make_app(state: State) -> web.Application:
+    from aiohttp import web
+
+    exposition = Exposition(state)
+
+    async def metrics(request: web.Request) -> web.Response:
+        body, content_type = exposition.text(request.headers.get("Accept", ""))
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def healthz(request: web.Request) -> web.Response:
+        code, body = health(state, time.time())
+        data = json.dumps(body).encode()
+        return web.Response(status=code, body=data, headers={"Content-Type": HEALTH_TYPE})
+
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(text="ultrawatch serve: /metrics /health\n")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/health", healthz)
+    app.router.add_get("/", index)
+    return app
+
+
+def run_serve(config: Config, args: argparse.Namespace) -> int:
+    host, port = args.listen or DEFAULT_LISTEN
+    return asyncio.run(
+        serve(config, host, port, record=args.record, keep=args.keep, alerts=not args.no_alerts)
+    )
+
+
+async def serve(
+    config: Config,
+    host: str,
+    port: int,
+    *,
+    record: str | None = None,
+    keep: float | None = None,
+    alerts: bool = True,
+) -> int:
+    from aiohttp import web
+
+    from collectors.poller import Poller, build_collectors
+    from collectors.registry import config_secrets
+    from collectors.rules import Rules
+
+    d = config.dashboard
+    state = State(config, started=time.time())
+    secrets = config_secrets(config)
+    rec = _open_recording(config, record, keep)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    runner = web.AppRunner(make_app(state), access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, shutdown_timeout=1.0)
+        await site.start()
+    except OSError as e:
+        await runner.cleanup()
+        print(
+            f"ultrawatch: serve: cannot listen on {host}:{port}: {e.strerror or e}", file=sys.stderr
+        )
+        return 3
+    bound = _bound_port(runner, port)
+    if alerts and config.alertmanager is not None:
+        from dashboard.alertmanager import Alerter
+
+        state.alerter = Alerter(config)
+    poller = Poller(build_collectors(config), deadline=d.collector_timeout)
+    rules = Rules(config, raise_after=d.raise_after, clear_after=d.clear_after)
+
+    def judged(snapshot: Snapshot) -> None:
+        from dashboard.alertmanager import with_self_check
+
+        report = with_self_check(rules.evaluate(snapshot), state.alerter)
+        state.latest, state.rounds, state.last_error = report, state.rounds + 1, None
+        if rec is not None:
+            rec.append(snapshot)
+        if state.alerter is not None:
+            state.alerter.observe(report)
+
+    def failed(e: Exception) -> None:
+        state.last_error = printable(scrub(f"round failed: {type(e).__name__}: {e}", secrets))
+        print(f"ultrawatch: serve: {state.last_error}", file=sys.stderr, flush=True)
+
+    sending = f", alerts to {', '.join(state.alerter.api.urls)}" if state.alerter else ""
+    print(
+        f"ultrawatch: serving http://{host}:{bound}/metrics and /health "
+        f"(platform {config.platform}{sending})",
+        file=sys.stderr,
+        flush=True,
+    )
+    tasks = [asyncio.create_task(poller.run(d.interval, judged, on_error=failed))]
+    if state.alerter is not None:
+        tasks.append(asyncio.create_task(state.alerter.run()))
+    try:
+        await _until(stop, tasks)
+    finally:
+        # Stop now, not after the round under way (its deadline may be seconds off):
+        # cancel, then close everything within bounds. Nothing is resolved.
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await _bounded(poller.aclose(), 2.0)
+        if state.alerter is not None:
+            await _bounded(state.alerter.aclose(), 1.0)
+        await _bounded(runner.cleanup(), 2.0)
+        if rec is not None:
+            rec.close()
+    print(f"ultrawatch: serve stopped after {state.rounds} rounds", file=sys.stderr)
+    return 0
+
+
+async def _until(stop: asyncio.Event, tasks: list[asyncio.Task[Any]]) -> None:
+    """Until a signal, or a task ended on its own (an error it could not carry on past)."""
+    waiter = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    for t in done:
+        if t is not waiter and not t.cancelled() and t.exception() is not None:
+            raise t.exception()  # type: ignore[misc]
+
+
+async def _bounded(aw: Any, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(aw, seconds)
+    except (TimeoutError, Exception):  # closing is best effort; the process is ending
+        pass
+
+
+def _bound_port(runner: web.AppRunner, asked: int) -> int:
+    """The port actually bound (`--listen 127.0.0.1:0` picks a free one)."""
+    for address in runner.addresses:
+        return int(address[1])
+    return asked
+
+
+def _open_recording(config: Config, record: str | None, keep: float | None) -> Any:
+    if record is None:
+        return None
+    from dashboard.recording import DEFAULT_KEEP, Recording
+
+    rec = Recording(record, keep=keep or DEFAULT_KEEP)
+    try:
+        rec.set_config(config)  # refuses a damaged file before any target is touched
+    except Exception:
+        rec.close()
+        raise
+    return rec
