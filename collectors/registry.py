@@ -391,15 +391,18 @@ def data_types() -> dict[str, type]:
 
 def config_secrets(config: Config) -> list[str]:
     """Every secret the config holds, for scrubbing text that may quote one."""
-    holders = [*TARGETS, *SECRET_SECTIONS]
-    return [s for t in holders for s in t.secrets(config) if s]
+    found = [s for t in TARGETS for s in t.secrets(config)]
+    found += [s for h in SECRET_SECTIONS for s in h.secrets(config)]
+    return [s for s in found if s]
 
 
 def config_without_passwords(config: Config) -> Config:
     """The config as it may be stored with a recording: no password in it."""
     changes: dict[str, Any] = {}
-    for t in [*TARGETS, *SECRET_SECTIONS]:
+    for t in TARGETS:
         changes.update(t.redacted(config))
+    for h in SECRET_SECTIONS:
+        changes.update(h.redacted(config))
     return replace(config, **changes)
 
 

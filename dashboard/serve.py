@@ -348,7 +348,9 @@ async def serve(
         file=sys.stderr,
         flush=True,
     )
-    tasks = [asyncio.create_task(poller.run(d.interval, judged, on_error=failed))]
+    tasks: list[asyncio.Task[Any]] = [
+        asyncio.create_task(poller.run(d.interval, judged, on_error=failed))
+    ]
     if state.alerter is not None:
         tasks.append(asyncio.create_task(state.alerter.run()))
     try:
