@@ -454,6 +454,8 @@ def _config(args: argparse.Namespace) -> int:
         "redis" if config.redis else "no redis",
         "secrets" if config.secrets else "no secrets",
     ]
+    if config.alertmanager is not None:
+        parts.append(f"alerts to {', '.join(config.alertmanager.all_urls)}")
     print(f"{path}: ok ({', '.join(parts)})")
     return 0
 

@@ -355,3 +355,28 @@ def test_credentials_reach_alertmanager_and_nothing_else(
             text = served.get("/health")[2] + served.metrics()
             assert stop(served)[0] == 0
     assert TOKEN not in text + served.stderr()
+
+
+def test_ha_pair_gets_every_alert_and_one_down_is_a_warning(
+    write_config, service, alertmanager: AlertmanagerServer
+) -> None:
+    from dashboard.demo.embedded import free_port
+
+    svc, url = service
+    svc.health = "fail"
+    down = f"http://127.0.0.1:{free_port()}"
+    am = f'urls = ["{alertmanager.url}", "{down}"]'
+    config = write_config(config_text(url, platform="shop-pair", am=am))
+    with serve(config) as served:
+        wait_for(lambda: am_alerts(alertmanager, "shop-pair", "service.order-service.health"))
+        # One of the pair takes alerts: a warning, saying which one does not.
+        pattern = r'ultrawatch_check_status\{[^}]*id="self\.alertmanager"[^}]*\} 1\.0'
+        wait_for(lambda: re.search(pattern, served.metrics()))
+        up = {
+            s.labels["url"]: s.value
+            for f in text_string_to_metric_families(served.metrics())
+            for s in f.samples
+            if s.name == "ultrawatch_alertmanager_up"
+        }
+        assert up == {alertmanager.url: 1.0, down: 0.0}
+        assert stop(served)[0] == 0
