@@ -284,6 +284,70 @@ def run_serve(config: Config, args: argparse.Namespace) -> int:
     )
 
 
+class Server:
+    """Everything `serve` does with a round (judge, keep for /metrics and /health,
+    record, alert) and its HTTP server, apart from the poll loop that feeds it
+    (`judged` is the loop's callback; bench/serve.py feeds it rounds itself)."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        record: str | None = None,
+        keep: float | None = None,
+        alerts: bool = True,
+    ) -> None:
+        from collectors.registry import config_secrets
+        from collectors.rules import Rules
+
+        d = config.dashboard
+        self.config = config
+        self.state = State(config, started=time.time())
+        self.secrets = config_secrets(config)
+        self.rules = Rules(config, raise_after=d.raise_after, clear_after=d.clear_after)
+        self.rec = _open_recording(config, record, keep)
+        if alerts and config.alertmanager is not None:
+            from dashboard.alertmanager import Alerter
+
+            self.state.alerter = Alerter(config)
+        self.runner: web.AppRunner | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen (OSError when it cannot); the port bound (`0` picks a free one)."""
+        from aiohttp import web
+
+        self.runner = web.AppRunner(make_app(self.state), access_log=None, handle_signals=False)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, host, port, shutdown_timeout=1.0).start()
+        for address in self.runner.addresses:
+            return int(address[1])
+        return port
+
+    def judged(self, snapshot: Snapshot) -> None:
+        from dashboard.alertmanager import with_self_check
+
+        state = self.state
+        report = with_self_check(self.rules.evaluate(snapshot), state.alerter)
+        state.latest, state.rounds, state.last_error = report, state.rounds + 1, None
+        if self.rec is not None:
+            self.rec.append(snapshot)
+        if state.alerter is not None:
+            state.alerter.observe(report)
+
+    def failed(self, e: Exception) -> None:
+        text = printable(scrub(f"round failed: {type(e).__name__}: {e}", self.secrets))
+        self.state.last_error = text
+        print(f"ultrawatch: serve: {text}", file=sys.stderr, flush=True)
+
+    async def aclose(self) -> None:
+        if self.state.alerter is not None:
+            await _bounded(self.state.alerter.aclose(), 1.0)
+        if self.runner is not None:
+            await _bounded(self.runner.cleanup(), 2.0)
+        if self.rec is not None:
+            self.rec.close()
+
+
 async def serve(
     config: Config,
     host: str,
@@ -293,66 +357,35 @@ async def serve(
     keep: float | None = None,
     alerts: bool = True,
 ) -> int:
-    from aiohttp import web
-
     from collectors.poller import Poller, build_collectors
-    from collectors.registry import config_secrets
-    from collectors.rules import Rules
 
-    d = config.dashboard
-    state = State(config, started=time.time())
-    secrets = config_secrets(config)
-    rec = _open_recording(config, record, keep)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-
-    runner = web.AppRunner(make_app(state), access_log=None, handle_signals=False)
-    await runner.setup()
+    server = Server(config, record=record, keep=keep, alerts=alerts)
     try:
-        site = web.TCPSite(runner, host, port, shutdown_timeout=1.0)
-        await site.start()
+        bound = await server.start(host, port)
     except OSError as e:
-        await runner.cleanup()
-        print(
-            f"ultrawatch: serve: cannot listen on {host}:{port}: {e.strerror or e}", file=sys.stderr
-        )
+        await server.aclose()
+        why = e.strerror or e
+        print(f"ultrawatch: serve: cannot listen on {host}:{port}: {why}", file=sys.stderr)
         return 3
-    bound = _bound_port(runner, port)
-    if alerts and config.alertmanager is not None:
-        from dashboard.alertmanager import Alerter
-
-        state.alerter = Alerter(config)
-    poller = Poller(build_collectors(config), deadline=d.collector_timeout)
-    rules = Rules(config, raise_after=d.raise_after, clear_after=d.clear_after)
-
-    def judged(snapshot: Snapshot) -> None:
-        from dashboard.alertmanager import with_self_check
-
-        report = with_self_check(rules.evaluate(snapshot), state.alerter)
-        state.latest, state.rounds, state.last_error = report, state.rounds + 1, None
-        if rec is not None:
-            rec.append(snapshot)
-        if state.alerter is not None:
-            state.alerter.observe(report)
-
-    def failed(e: Exception) -> None:
-        state.last_error = printable(scrub(f"round failed: {type(e).__name__}: {e}", secrets))
-        print(f"ultrawatch: serve: {state.last_error}", file=sys.stderr, flush=True)
-
-    sending = f", alerts to {', '.join(state.alerter.api.urls)}" if state.alerter else ""
+    alerter = server.state.alerter
+    sending = f", alerts to {', '.join(alerter.api.urls)}" if alerter else ""
     print(
         f"ultrawatch: serving http://{host}:{bound}/metrics and /health "
         f"(platform {config.platform}{sending})",
         file=sys.stderr,
         flush=True,
     )
+    d = config.dashboard
+    poller = Poller(build_collectors(config), deadline=d.collector_timeout)
     tasks: list[asyncio.Task[Any]] = [
-        asyncio.create_task(poller.run(d.interval, judged, on_error=failed))
+        asyncio.create_task(poller.run(d.interval, server.judged, on_error=server.failed))
     ]
-    if state.alerter is not None:
-        tasks.append(asyncio.create_task(state.alerter.run()))
+    if alerter is not None:
+        tasks.append(asyncio.create_task(alerter.run()))
     try:
         await _until(stop, tasks)
     finally:
@@ -362,12 +395,8 @@ async def serve(
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await _bounded(poller.aclose(), 2.0)
-        if state.alerter is not None:
-            await _bounded(state.alerter.aclose(), 1.0)
-        await _bounded(runner.cleanup(), 2.0)
-        if rec is not None:
-            rec.close()
-    print(f"ultrawatch: serve stopped after {state.rounds} rounds", file=sys.stderr)
+        await server.aclose()
+    print(f"ultrawatch: serve stopped after {server.state.rounds} rounds", file=sys.stderr)
     return 0
 
 
@@ -386,13 +415,6 @@ async def _bounded(aw: Any, seconds: float) -> None:
         await asyncio.wait_for(aw, seconds)
     except (TimeoutError, Exception):  # closing is best effort; the process is ending
         pass
-
-
-def _bound_port(runner: web.AppRunner, asked: int) -> int:
-    """The port actually bound (`--listen 127.0.0.1:0` picks a free one)."""
-    for address in runner.addresses:
-        return int(address[1])
-    return asked
 
 
 def _open_recording(config: Config, record: str | None, keep: float | None) -> Any:
