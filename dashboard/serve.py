@@ -15,6 +15,7 @@ import asyncio
 import json
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -156,29 +157,20 @@ def _values(report: Report, platform: str) -> Iterator[Metric]:
 
 
 class Exposition:
-    """The /metrics text in the format the scraper asks for (prometheus-client's
-    negotiation: the text format, OpenMetrics), made once per round and format on
-    the first scrape after it: scrapes between rounds (an HA pair of Prometheus
-    servers) cost a copy."""
+    """The /metrics text (the classic text format, which every Prometheus reads and
+    `promtool check metrics` lints), made once per round by the loop that judged it,
+    so a scrape only copies bytes and never waits for a round or a render."""
 
     def __init__(self, state: State) -> None:
-        self.state = state
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(ReportCollector(state))
-        self._made: dict[str, tuple[tuple[int, int], bytes]] = {}
+        self.body = b""
+        self.refresh()
 
-    def text(self, accept: str = "") -> tuple[bytes, str]:
-        from prometheus_client.exposition import choose_encoder
+    def refresh(self) -> None:
+        from prometheus_client import generate_latest
 
-        encoder, content_type = choose_encoder(accept)
-        alerter = self.state.alerter
-        # The alerter's state changes between rounds: the key counts its deliveries.
-        deliveries = sum(u.delivered + u.failures for u in alerter.urls) if alerter else 0
-        key = (self.state.rounds, deliveries)
-        made = self._made.get(content_type)
-        if made is None or made[0] != key:
-            made = self._made[content_type] = (key, encoder(self.registry))
-        return made[1], content_type
+        self.body = generate_latest(self.registry)
 
 
 # ------------------------------------------------------------------- /health
@@ -253,14 +245,14 @@ def health(state: State, now: float) -> tuple[int, dict[str, Any]]:
 # -------------------------------------------------------------------- server
 
 
-def make_app(state: State) -> web.Application:
+def make_app(state: State, exposition: Exposition) -> web.Application:
     from aiohttp import web
-
-    exposition = Exposition(state)
+    from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
     async def metrics(request: web.Request) -> web.Response:
-        body, content_type = exposition.text(request.headers.get("Accept", ""))
-        return web.Response(body=body, headers={"Content-Type": content_type})
+        return web.Response(
+            body=exposition.body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4}
+        )
 
     async def healthz(request: web.Request) -> web.Response:
         code, body = health(state, time.time())
@@ -275,6 +267,47 @@ def make_app(state: State) -> web.Application:
     app.router.add_get("/health", healthz)
     app.router.add_get("/", index)
     return app
+
+
+class HttpThread:
+    """The HTTP server on an event loop of its own thread: a scrape is answered while
+    the poll loop parses a round or judges it (CPU-bound Python holds the GIL for at
+    most the switch interval, 5 ms, before this thread runs), not after."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="ultrawatch-http", daemon=True
+        )
+        self.runner: web.AppRunner | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen (OSError when it cannot); the port bound (`0` picks a free one)."""
+        self.thread.start()
+        fut = asyncio.run_coroutine_threadsafe(self._start(host, port), self.loop)
+        return await asyncio.wrap_future(fut)
+
+    async def _start(self, host: str, port: int) -> int:
+        from aiohttp import web
+
+        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, host, port, shutdown_timeout=1.0).start()
+        for address in self.runner.addresses:
+            return int(address[1])
+        return port
+
+    async def stop(self) -> None:
+        if not self.thread.is_alive():
+            return
+        if self.runner is not None:
+            fut = asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop)
+            await _bounded(asyncio.wrap_future(fut), 2.0)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        await asyncio.to_thread(self.thread.join, 2.0)
+        if not self.thread.is_alive():
+            self.loop.close()
 
 
 def run_serve(config: Config, args: argparse.Namespace) -> int:
@@ -310,18 +343,12 @@ class Server:
             from dashboard.alertmanager import Alerter
 
             self.state.alerter = Alerter(config)
-        self.runner: web.AppRunner | None = None
+        self.exposition = Exposition(self.state)
+        self.http = HttpThread(make_app(self.state, self.exposition))
 
     async def start(self, host: str, port: int) -> int:
         """Listen (OSError when it cannot); the port bound (`0` picks a free one)."""
-        from aiohttp import web
-
-        self.runner = web.AppRunner(make_app(self.state), access_log=None, handle_signals=False)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, host, port, shutdown_timeout=1.0).start()
-        for address in self.runner.addresses:
-            return int(address[1])
-        return port
+        return await self.http.start(host, port)
 
     def judged(self, snapshot: Snapshot) -> None:
         from dashboard.alertmanager import with_self_check
@@ -334,6 +361,13 @@ class Server:
         if state.alerter is not None:
             state.alerter.observe(report)
 
+    async def round_done(self, snapshot: Snapshot) -> None:
+        """The poll loop's callback: the round judged, then its /metrics text made in a
+        worker thread (prometheus-client spends ~50-100 us a sample: 100 ms and more at
+        3,000 series), so neither the loop's timers nor a scrape wait for it."""
+        self.judged(snapshot)
+        await asyncio.to_thread(self.exposition.refresh)
+
     def failed(self, e: Exception) -> None:
         text = printable(scrub(f"round failed: {type(e).__name__}: {e}", self.secrets))
         self.state.last_error = text
@@ -342,8 +376,7 @@ class Server:
     async def aclose(self) -> None:
         if self.state.alerter is not None:
             await _bounded(self.state.alerter.aclose(), 1.0)
-        if self.runner is not None:
-            await _bounded(self.runner.cleanup(), 2.0)
+        await self.http.stop()
         if self.rec is not None:
             self.rec.close()
 
@@ -382,7 +415,7 @@ async def serve(
     d = config.dashboard
     poller = Poller(build_collectors(config), deadline=d.collector_timeout)
     tasks: list[asyncio.Task[Any]] = [
-        asyncio.create_task(poller.run(d.interval, server.judged, on_error=server.failed))
+        asyncio.create_task(poller.run(d.interval, server.round_done, on_error=server.failed))
     ]
     if alerter is not None:
         tasks.append(asyncio.create_task(alerter.run()))
