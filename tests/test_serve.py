@@ -20,7 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.alertmanager_fixtures import AlertmanagerServer, wait_for
-from tests.conftest import ULTRAWATCH
+from tests.conftest import ULTRAWATCH, run_cli
 from tests.external import require_program
 from tests.helpers import http_server, respond
 
@@ -191,8 +191,6 @@ def test_collector_errors_show_in_metrics_and_health(write_config, tmp_path: Pat
 
 
 def test_bad_listen_is_a_usage_error(write_config, service) -> None:
-    from tests.conftest import run_cli
-
     _, url = service
     config = write_config(config_text(url))
     r = run_cli("serve", "--config", str(config), "--listen", "nowhere")
@@ -345,6 +343,10 @@ def test_credentials_reach_alertmanager_and_nothing_else(
             outputs.append(served.stderr())
     outputs.append(recording.read_bytes().decode("latin-1"))
     assert all(TOKEN not in text for text in outputs)
+    # The recording serve made is a recording like `record`'s: a past moment judged.
+    replayed = run_cli("check", "--replay", str(recording), "--format", "json")
+    assert replayed.returncode == 2, replayed.stderr
+    assert "service.order-service.health" in replayed.stdout and TOKEN not in replayed.stdout
 
     # A wrong token: Alertmanager's refusal (which quotes it) is scrubbed.
     with http_server(gate) as am_url:

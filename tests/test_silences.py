@@ -126,3 +126,15 @@ def test_alertmanager_down_is_an_error(write_config) -> None:
     assert r.returncode == 3 and "ultrawatch: silences: http://127.0.0.1:" in r.stderr
     r = run_cli("silence", "a.b", "--for", "1h", "--comment", "c", "--config", str(config), "--yes")
     assert r.returncode == 3 and "error" in r.stdout + r.stderr
+
+
+def test_production_needs_the_check_id(write_config, alertmanager: AlertmanagerServer) -> None:
+    config = write_config(
+        f'[dashboard]\nproduction = true\nplatform = "shop-prod"\n'
+        f'[[processes]]\nname = "self"\npid = 1\n[alertmanager]\nurl = "{alertmanager.url}"\n'
+    )
+    args = ("silence", "redis.memory", "--for", "10m", "--comment", "c", "--config", str(config))
+    r = run_cli(*args, "--yes")
+    assert r.returncode == 1 and "--confirm 'redis.memory'" in r.stderr
+    r = run_cli(*args, "--confirm", "redis.memory")
+    assert r.returncode == 0, r.stderr

@@ -92,6 +92,8 @@ class SilenceAction:
                 "ends": iso_time(ends),
                 "comment": self.comment,
             },
+            # production = true: the check id is what the engineer types (else the matchers).
+            confirm_name=self.matchers.get("alertname", target),
             dangerous=False,
         )
 
