@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 from collectors.config import AlertmanagerConfig, Config, HttpConfig
@@ -35,6 +35,7 @@ from collectors.core.units import (
 )
 from collectors.registry import alertmanager_secrets
 
+T = TypeVar("T")
 SELF_CHECK = "self.alertmanager"
 # A check's status -> the alert's `severity`. Unknown is sent as a warning and says
 # so in a label of its own (`check_status`), so routes can tell a blind spot apart.
@@ -171,7 +172,7 @@ class AlertmanagerApi:
     async def expire_silence(self, base: str, silence_id: str) -> None:
         await self._call("DELETE", f"{base}/api/v2/silence/{quote(silence_id, safe='')}")
 
-    async def first(self, call: Any) -> Any:
+    async def first(self, call: Callable[[str], Awaitable[T]]) -> T:
         """`call(base)` against each URL in turn until one answers (an HA pair shares
         silences and alerts through its gossip); the last error if none does."""
         errors = []
