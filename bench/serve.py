@@ -196,6 +196,7 @@ async def rss_phase(
             await asyncio.sleep(0.2)
             gc.collect()
             rss[n] = me.memory_info().rss
+            show(f"  {n:,} rounds: RSS {rss[n] / 1e6:.1f} MB ({time.perf_counter() - t0:.0f} s)")
     return rss, time.perf_counter() - t0
 
 
@@ -233,6 +234,10 @@ async def delivery_phase(server: Server, hook: Webhook, base: list[Snapshot]) ->
     return lat
 
 
+def show(line: str) -> None:
+    print(line, flush=True)  # each phase as it ends: the RSS phase takes a while
+
+
 async def run(rounds: int, scrapes: int, every: float) -> None:
     state = Path(tempfile.mkdtemp(prefix="ultrawatch-bench-serve-"))
     hook = Webhook()
@@ -245,14 +250,19 @@ async def run(rounds: int, scrapes: int, every: float) -> None:
         port = await server.start("127.0.0.1", 0)
         assert server.state.alerter is not None
         sender = asyncio.ensure_future(server.state.alerter.run())
-        url = f"http://127.0.0.1:{port}"
         await feed(server, base, 0, 10, 0)
         checks = len(server.state.latest.checks) if server.state.latest else 0
-
-        s = await scrape_phase(server, url, base, scrapes, every)
-        lat = await delivery_phase(server, hook, base)
+        show(
+            f"ultrawatch serve bench: {N_SERVICES} services, {N_LOCKS:,} locks, {checks:,} "
+            f"checks per round; /metrics {len(server.exposition.body) / 1024:.0f} KiB"
+        )
+        show_scrapes(
+            await scrape_phase(server, f"http://127.0.0.1:{port}", base, scrapes, every), every
+        )
+        show_delivery(await delivery_phase(server, hook, base))
         rss, took = await rss_phase(server, base, rounds)
         delivered = sum(u.delivered for u in server.state.alerter.urls)
+        show_rss(rss, rounds, took, delivered)
         sender.cancel()
         await server.aclose()
     finally:
@@ -261,30 +271,34 @@ async def run(rounds: int, scrapes: int, every: float) -> None:
         await hook_runner.cleanup()
         shutil.rmtree(state, ignore_errors=True)
 
+
+def show_scrapes(s: dict[str, Any], every: float) -> None:
     m, i = s["metrics"], s["index"]
-    print(
-        f"ultrawatch serve bench: {N_SERVICES} services, {N_LOCKS:,} locks, {checks:,} checks "
-        f"per round; /metrics {s['bytes'] / 1024:.0f} KiB"
-    )
-    print(
+    show(
         f"/metrics scrape while a round is judged every {every:g} s: median "
         f"{statistics.median(m):.1f} ms, p95 {pct(m, 95):.1f} ms over {len(m)} scrapes "
         f"(target p95 < 50 ms); reference `/` median {statistics.median(i):.1f} ms, p95 "
         f"{pct(i, 95):.1f} ms: p95 ratio {pct(m, 95) / pct(i, 95):.1f}"
     )
+
+
+def show_delivery(lat: list[float]) -> None:
+    bound = INTERVAL + GROUP_WAIT
+    shown = ", ".join(f"{x:.2f}" for x in lat)
+    show(
+        f"alert raised -> Alertmanager's notification: {shown} s (max {max(lat):.2f} s; "
+        f"bound one round + group_wait = {bound:g} s)"
+    )
+
+
+def show_rss(rss: dict[int, int], rounds: int, took: float, delivered: int) -> None:
     curve = ", ".join(f"{n:,}: {v / 1e6:.1f}" for n, v in sorted(rss.items()))
     grow = (rss[rounds] - rss[100]) / 1e6
-    print(f"RSS (MB) by rounds: {curve}")
-    print(
+    show(f"RSS (MB) by rounds: {curve}")
+    show(
         f"RSS after 100 rounds {rss[100] / 1e6:.1f} MB, after {rounds:,} {rss[rounds] / 1e6:.1f} "
         f"MB: grew {grow:+.1f} MB (target < 10 MB); {rounds:,} rounds judged in {took:.0f} s, "
         f"{delivered} deliveries to Alertmanager"
-    )
-    bound = INTERVAL + GROUP_WAIT
-    shown = ", ".join(f"{x:.2f}" for x in lat)
-    print(
-        f"alert raised -> Alertmanager's notification: {shown} s (max {max(lat):.2f} s; "
-        f"bound one round + group_wait = {bound:g} s)"
     )
 
 

@@ -102,6 +102,10 @@ async def test_console_alerts_silences_and_shows_them(
             return str(record.get("alertmanager", ""))
 
         await until(pilot, lambda: ack_cell(a).startswith(f"silenced by {os_user()} until "))
+        # In the row itself: who, in the ack column; who and until when, before the summary.
+        row = table.get_row(a)
+        assert str(row[5]) == f"sil {os_user()}"
+        assert str(row[6]).startswith(f"silenced by {os_user()} until ")
         assert ack_cell(b) == "" or ack_cell(b) == "active"
 
         # Acknowledged in the console: confirmed, then a silence in Alertmanager.

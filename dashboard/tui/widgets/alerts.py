@@ -83,7 +83,8 @@ class AlertsPanel(Panel):
                         cell(clock(a.last_seen), dim),
                         cell(duration(a.last_seen - a.first_seen), dim),
                         cell(ack or None, dim),
-                        cell(c.summary, dim),
+                        # Alertmanager's word first: who silenced it and until when.
+                        cell(f"{said.text}: {c.summary}" if said and said.text else c.summary, dim),
                     ],
                 )
             )
