@@ -122,9 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LABEL=VALUE",
         help="match alerts by label (repeatable; platform is added)",
     )
-    p.add_argument("--for", dest="duration", type=_retention, required=True, metavar="D")
+    p.add_argument(
+        "--for", dest="duration", type=_retention, required=True, metavar="D", help="1h, 30m, ..."
+    )
     p.add_argument("--start", metavar="TIME", help="ISO time it starts (a maintenance window)")
-    p.add_argument("--comment", required=True, metavar="TEXT")
+    p.add_argument("--comment", required=True, metavar="TEXT", help="why (shown to the rota)")
     _add_action_flags(p)
 
     p = sub.add_parser("silences", help="list the platform's silences in Alertmanager")
