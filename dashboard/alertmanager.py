@@ -53,6 +53,7 @@ REMEDIES: tuple[tuple[str, str], ...] = (
     ("postgres.budget.", "ultrawatch drain SERVICE (the service over its budget)"),
     ("redis.locks.stale", "ultrawatch release-lock KEY (the stale lock)"),
     ("redis.locks.no_ttl", "ultrawatch release-lock KEY (after checking its owner is gone)"),
+    ("pgbouncer.paused", "ultrawatch pgbouncer resume DATABASE"),
     ("secrets.", "ultrawatch rotate-secret KEY"),
     ("service.", "ultrawatch drain SERVICE | undrain SERVICE"),
 )
