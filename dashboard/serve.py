@@ -311,6 +311,13 @@ class HttpThread:
 
 
 def run_serve(config: Config, args: argparse.Namespace) -> int:
+    if args.keep is not None and not args.record:
+        # An option that would be silently ignored is a usage error (exit 3), as in `check`.
+        print(
+            "ultrawatch: serve: --keep is the recording's retention; it needs --record FILE",
+            file=sys.stderr,
+        )
+        return 3
     host, port = args.listen or DEFAULT_LISTEN
     return asyncio.run(
         serve(config, host, port, record=args.record, keep=args.keep, alerts=not args.no_alerts)

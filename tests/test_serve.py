@@ -195,6 +195,8 @@ def test_bad_listen_is_a_usage_error(write_config, service) -> None:
     config = write_config(config_text(url))
     r = run_cli("serve", "--config", str(config), "--listen", "nowhere")
     assert r.returncode == 3 and "expected HOST:PORT" in r.stderr
+    r = run_cli("serve", "--config", str(config), "--keep", "1h")
+    assert r.returncode == 3 and "it needs --record FILE" in r.stderr
 
 
 # ------------------------------------------------------------- Alertmanager
