@@ -56,6 +56,7 @@ from collectors.services.config import DrainConfig, ReloadConfig, ServiceConfig
 
 # Re-exported: the dashboard and tests take the section types from here.
 __all__ = [
+    "AlertmanagerConfig",
     "ByteSize",
     "Config",
     "ConfigError",
@@ -121,6 +122,26 @@ class ActionsConfig(Section, frozen=True):
     audit_log: str = "~/.local/state/ultrawatch/audit.jsonl"
 
 
+class AlertmanagerConfig(Section, frozen=True):
+    """Where `serve` (and the TUI with --alertmanager) send alerts, and where silences
+    are made. Credentials here are secrets: the registry scrubs them everywhere."""
+
+    url: HttpUrl | None = None
+    urls: list[HttpUrl] | None = None  # an HA pair (or more): every alert goes to each
+    resend: PositiveDuration = PositiveDuration(60)  # open alerts re-sent this often
+    timeout: Timeout = Timeout(5)  # per request
+    username: str | None = None  # basic auth, with password
+    password: str | None = None
+    bearer_token: str | None = None  # or a bearer token (not both)
+    ca_file: str | None = None  # CA bundle for an https:// Alertmanager
+    tui: bool = False  # the TUI sends alerts too (like `ultrawatch --alertmanager`)
+    ack_for: PositiveDuration = PositiveDuration(4 * 3600)  # silence made by TUI `a`
+
+    @property
+    def all_urls(self) -> list[str]:
+        return [str(u) for u in ([self.url] if self.url else (self.urls or []))]
+
+
 class Config(Section, frozen=True):
     dashboard: DashboardConfig = DashboardConfig()
     postgres: PostgresConfig | None = None
@@ -131,6 +152,7 @@ class Config(Section, frozen=True):
     pgbouncer: PgBouncerConfig | None = None
     actions: ActionsConfig = ActionsConfig()
     http: HttpConfig = HttpConfig()
+    alertmanager: AlertmanagerConfig | None = None
 
     def service(self, name: str) -> ServiceConfig | None:
         return next((s for s in self.services if s.name == name), None)
@@ -268,11 +290,12 @@ def _check_consistency(config: Config, source: str) -> None:
     _check_pgbouncer(config, source)
     _check_redis(config, source)
     _check_secrets(config, source)
+    _check_alertmanager(config, source)
     _check_paths(config, source)
 
 
 # Sections that set how ultrawatch works, not what it watches.
-_NOT_TARGETS = ("dashboard", "actions", "http")
+_NOT_TARGETS = ("dashboard", "actions", "http", "alertmanager")
 
 
 def check_targets(config: Config, source: str) -> None:
@@ -301,6 +324,8 @@ def _check_paths(config: Config, source: str) -> None:
         ("http.client_cert", config.http.client_cert, "file"),
         ("http.client_key", config.http.client_key, "file"),
     ]
+    if config.alertmanager is not None:
+        given.append(("alertmanager.ca_file", config.alertmanager.ca_file, "file"))
     for i, svc in enumerate(config.services):
         pidfile = svc.process.pidfile if svc.process is not None else None
         given.append((f"services[{i}].process.pidfile", pidfile, "not-dir"))
@@ -433,6 +458,34 @@ def _check_secrets(config: Config, source: str) -> None:
             source,
             "secrets.probe.service",
             f"expected the name of a configured service ({known}), got {s.probe.service!r}",
+        )
+
+
+def _check_alertmanager(config: Config, source: str) -> None:
+    am = config.alertmanager
+    if am is None:
+        return
+    if am.url and am.urls:
+        raise ConfigError(source, "alertmanager.urls", "give either url or urls, not both")
+    if not am.all_urls:
+        raise ConfigError(source, "alertmanager.url", "required: the Alertmanager's URL (or urls)")
+    if len(set(am.all_urls)) != len(am.all_urls):
+        raise ConfigError(source, "alertmanager.urls", "expected distinct URLs")
+    if (am.username is None) != (am.password is None):
+        raise ConfigError(
+            source, "alertmanager.password", "basic auth needs both username and password"
+        )
+    if am.bearer_token is not None and am.username is not None:
+        raise ConfigError(
+            source,
+            "alertmanager.bearer_token",
+            "give either basic auth or a bearer token, not both",
+        )
+    if am.resend < 1:
+        raise ConfigError(
+            source,
+            "alertmanager.resend",
+            f"expected a duration of at least 1s, got {format_duration(am.resend)}",
         )
 
 

@@ -438,6 +438,35 @@ BY_NAME: dict[str, TargetSpec] = {t.name: t for t in TARGETS}
 NAMES: tuple[str, ...] = tuple(BY_NAME)
 
 
+# ------------------------------------------------- sections that are not targets
+# [alertmanager] is where alerts go, not something watched, but its credentials are
+# secrets like a DSN's password: scrubbed from every error and output, never recorded.
+
+
+def alertmanager_secrets(config: Config) -> list[str]:
+    am = config.alertmanager
+    return [s for s in (am.password, am.bearer_token) if s] if am else []
+
+
+def _alertmanager_redacted(config: Config) -> dict[str, Any]:
+    am = config.alertmanager
+    if am is None:
+        return {}
+    hidden = {k: "***" for k in ("password", "bearer_token") if getattr(am, k)}
+    return {"alertmanager": replace(am, **hidden)} if hidden else {}
+
+
+class SecretSection(NamedTuple):
+    name: str
+    secrets: Callable[[Config], Iterable[str]]
+    redacted: Callable[[Config], dict[str, Any]]
+
+
+SECRET_SECTIONS: tuple[SecretSection, ...] = (
+    SecretSection("alertmanager", alertmanager_secrets, _alertmanager_redacted),
+)
+
+
 @functools.cache  # asked once per recorded round read back
 def data_types() -> dict[str, type]:
     """component -> the Struct its readings carry (reading a recording back)."""
@@ -446,7 +475,9 @@ def data_types() -> dict[str, type]:
 
 def config_secrets(config: Config) -> list[str]:
     """Every secret the config holds, for scrubbing text that may quote one."""
-    return [s for t in TARGETS for s in t.secrets(config) if s]
+    found = [s for t in TARGETS for s in t.secrets(config)]
+    found += [s for h in SECRET_SECTIONS for s in h.secrets(config)]
+    return [s for s in found if s]
 
 
 def config_without_passwords(config: Config) -> Config:
@@ -454,6 +485,8 @@ def config_without_passwords(config: Config) -> Config:
     changes: dict[str, Any] = {}
     for t in TARGETS:
         changes.update(t.redacted(config))
+    for h in SECRET_SECTIONS:
+        changes.update(h.redacted(config))
     return replace(config, **changes)
 
 

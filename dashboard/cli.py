@@ -41,6 +41,15 @@ def _add_read_only(p: argparse.ArgumentParser, default: Any = argparse.SUPPRESS)
     )
 
 
+def _add_alertmanager(p: argparse.ArgumentParser, default: Any = argparse.SUPPRESS) -> None:
+    p.add_argument(
+        "--alertmanager",
+        action="store_true",
+        default=default,
+        help="the console sends alerts to [alertmanager] too (like `serve`)",
+    )
+
+
 def _add_action_flags(p: argparse.ArgumentParser) -> None:
     _add_config(p)
     p.add_argument("--yes", action="store_true", help="do it without asking")
@@ -70,11 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config(parser, default=None)
     _add_read_only(parser, default=False)
+    _add_alertmanager(parser, default=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("tui", help="the terminal console (the default)")
     _add_config(p)
     _add_read_only(p)
+    _add_alertmanager(p)
 
     p = sub.add_parser("check", help="one headless round; Nagios exit codes")
     _add_config(p)
@@ -87,6 +98,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--replay", metavar="FILE", help="judge a recorded moment instead")
     p.add_argument("--at", metavar="TIME", help="with --replay: ISO time or seconds offset")
+
+    p = sub.add_parser("serve", help="run for good: /metrics, /health, alerts to Alertmanager")
+    _add_config(p)
+    p.add_argument(
+        "--listen",
+        type=_listen,
+        metavar="HOST:PORT",
+        help="where /metrics and /health are served (default 127.0.0.1:9469)",
+    )
+    p.add_argument("--record", metavar="FILE", help="record every round to FILE too")
+    p.add_argument("--keep", type=_retention, help="with --record: retention (default 24h)")
+    p.add_argument(
+        "--no-alerts", action="store_true", help="do not send alerts even with [alertmanager]"
+    )
+
+    p = sub.add_parser("silence", help="silence alerts in Alertmanager for a while")
+    p.add_argument("check_id", nargs="?", metavar="CHECK_ID", help="the check whose alert to mute")
+    p.add_argument(
+        "--match",
+        action="append",
+        type=_matcher,
+        default=[],
+        metavar="LABEL=VALUE",
+        help="match alerts by label (repeatable; platform is added)",
+    )
+    p.add_argument(
+        "--for", dest="duration", type=_retention, required=True, metavar="D", help="1h, 30m, ..."
+    )
+    p.add_argument("--start", metavar="TIME", help="ISO time it starts (a maintenance window)")
+    p.add_argument("--comment", required=True, metavar="TEXT", help="why (shown to the rota)")
+    _add_action_flags(p)
+
+    p = sub.add_parser("silences", help="list the platform's silences in Alertmanager")
+    _add_config(p)
+    p.add_argument("--all", action="store_true", help="expired ones and other platforms' too")
+
+    p = sub.add_parser("unsilence", help="expire a silence in Alertmanager")
+    p.add_argument("silence_id", metavar="ID")
+    _add_action_flags(p)
 
     p = sub.add_parser("demo", help="an embedded UltraMarket in trouble, and the console on it")
     p.add_argument("--scenario", default="incident")
@@ -241,6 +291,25 @@ def _output(text: str) -> str:
     return text
 
 
+def _listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise argparse.ArgumentTypeError(
+            f"expected HOST:PORT (a port from 0 to 65535), got {text!r}"
+        )
+    return host, int(port)
+
+
+def _matcher(text: str) -> tuple[str, str]:
+    import re
+
+    name, sep, value = text.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or not value:
+        raise argparse.ArgumentTypeError(f"expected LABEL=VALUE, got {text!r}")
+    return name, value
+
+
 def _sha1_hex(text: str) -> str:
     if len(text) != 40 or any(c not in "0123456789abcdefABCDEF" for c in text):
         raise argparse.ArgumentTypeError(f"expected 40 hexadecimal digits, got {text!r}")
@@ -291,7 +360,15 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
     if command == "tui":
         from dashboard.tui.app import run_tui
 
-        return run_tui(_load(args, watch=True), read_only=args.read_only)
+        return run_tui(_load(args, watch=True), read_only=args.read_only, alerts=args.alertmanager)
+    if command == "serve":
+        from dashboard.serve import run_serve
+
+        return run_serve(_load(args, watch=True), args)
+    if command == "silences":
+        from dashboard.actions.silence import run_silences
+
+        return run_silences(_load(args), args)
     if command == "demo":
         from dashboard.demo.cli import run_demo
 
@@ -396,6 +473,8 @@ def _config(args: argparse.Namespace) -> int:
         "secrets" if config.secrets else "no secrets",
         *(["pgbouncer"] if config.pgbouncer else []),
     ]
+    if config.alertmanager is not None:
+        parts.append(f"alerts to {', '.join(config.alertmanager.all_urls)}")
     print(f"{path}: ok ({', '.join(parts)})")
     return 0
 
@@ -409,13 +488,15 @@ ACTION_MODULES = {
     "cancel": "dashboard.actions.backend",
     "terminate": "dashboard.actions.backend",
     "pgbouncer": "dashboard.actions.pgbouncer",
+    "silence": "dashboard.actions.silence",
+    "unsilence": "dashboard.actions.silence",
 }
 
 
 def _action(command: str, args: argparse.Namespace) -> int:
     import asyncio
 
-    from dashboard.actions.base import ActionRunner, Outcome, Result, refusal
+    from dashboard.actions.base import ActionRefused, ActionRunner, Outcome, Result, refusal
 
     config = _load(args)
     why = refusal(config, args.read_only)
@@ -432,7 +513,11 @@ def _action(command: str, args: argparse.Namespace) -> int:
         )
         return Result.REFUSED.exit_code
     module: Any = importlib.import_module(ACTION_MODULES[command])
-    action = module.from_cli(config, args)
+    try:
+        action = module.from_cli(config, args)
+    except ActionRefused as e:
+        print(f"ultrawatch: refused: {e}", file=sys.stderr)
+        return Result.REFUSED.exit_code
 
     async def confirm(plan: Plan) -> bool:
         _print_plan(plan)

@@ -43,7 +43,8 @@ from dashboard.tui.widgets.services import ServicesPanel
 
 if TYPE_CHECKING:
     from dashboard.actions.backend import Mode
-    from dashboard.actions.base import Action, Plan
+    from dashboard.actions.base import Action, Outcome, Plan
+    from dashboard.alertmanager import Silenced
     from dashboard.tui.replay import Replayer
 
 RENDER_EVERY = 0.25  # seconds between renders at most: a burst of rounds cannot pile up
@@ -92,6 +93,20 @@ class RoundDone(Message):
         self.report = report
 
 
+class AlertmanagerView(Message):
+    """What Alertmanager says of this platform's open alerts (silenced by whom, until
+    when; inhibited), or why it could not be read. Posted by the reading worker."""
+
+    def __init__(self, states: dict[str, Silenced] | None, error: str | None = None) -> None:
+        super().__init__()
+        self.states = states
+        self.error = error
+
+
+# How often the console asks Alertmanager which alerts it silences, at most.
+ALERTMANAGER_READ_EVERY = 2.0
+
+
 class UltrawatchApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "ultrawatch"
@@ -108,10 +123,15 @@ class UltrawatchApp(App[int]):
         read_only: bool = False,
         replay: Replayer | None = None,
         poll: bool = True,
+        send_alerts: bool = False,
     ) -> None:
         limit_heaps()  # before Textual's threads allocate: see dashboard/memory.py
         super().__init__()
         self.config = config
+        # Alerts to [alertmanager] from the console too (--alertmanager or `tui = true`).
+        am = config.alertmanager
+        self.send_alerts = am is not None and (send_alerts or am.tui) and replay is None
+        self._am_wake = asyncio.Event()
         self.read_only = read_only
         self.replay = replay
         self.poll = poll and replay is None
@@ -191,6 +211,10 @@ class UltrawatchApp(App[int]):
             self._replay_rebuild()
         elif self.poll:
             self.run_worker(self._poll_loop(), name="poll", group="poll", exit_on_error=False)
+            if self.config.alertmanager is not None:
+                self.run_worker(
+                    self._alertmanager_view(), name="am", group="am", exit_on_error=False
+                )
         if self.replay is None:
             self.set_interval(1.0, self._stale_tick)
 
@@ -237,9 +261,20 @@ class UltrawatchApp(App[int]):
         poller = Poller(build_collectors(self.config), deadline=d.collector_timeout)
         self._pg_lender = next((c for c in poller.collectors if c.component == "postgres"), None)
         rules = Rules(self.config, raise_after=d.raise_after, clear_after=d.clear_after)
+        alerter = None
+        if self.send_alerts:
+            from dashboard.alertmanager import Alerter, with_self_check
+
+            # The same labels as `serve`'s: Alertmanager makes one alert of the two.
+            alerter = Alerter(self.config)
+            self.run_worker(alerter.run(), name="alerts", group="alerts", exit_on_error=False)
 
         def judged(snapshot: Snapshot) -> None:
-            self.post_message(RoundDone(rules.evaluate(snapshot)))
+            report = rules.evaluate(snapshot)
+            if alerter is not None:
+                report = with_self_check(report, alerter)
+                alerter.observe(report)
+            self.post_message(RoundDone(report))
 
         def failed(e: Exception) -> None:  # keep polling; say what broke
             self.notify(
@@ -252,6 +287,36 @@ class UltrawatchApp(App[int]):
             )
         finally:
             await poller.aclose()
+            if alerter is not None:
+                await alerter.aclose()
+
+    async def _alertmanager_view(self) -> None:
+        """Ask Alertmanager which of this platform's alerts it silences or inhibits
+        (every few seconds, and at once after a silence is made here)."""
+        from dashboard.alertmanager import AlertmanagerApi, AlertmanagerError, alert_states
+
+        api = AlertmanagerApi.from_config(self.config)
+        every = max(ALERTMANAGER_READ_EVERY, float(self.config.dashboard.interval))
+        try:
+            while True:
+                self._am_wake.clear()
+                try:
+                    states = await alert_states(api, self.config.platform)
+                    self.post_message(AlertmanagerView(states))
+                except AlertmanagerError as e:
+                    self.post_message(AlertmanagerView(None, str(e)))
+                try:
+                    await asyncio.wait_for(self._am_wake.wait(), every)
+                except TimeoutError:
+                    pass
+        finally:
+            await api.aclose()
+
+    def on_alertmanager_view(self, message: AlertmanagerView) -> None:
+        if message.states is not None:
+            self.model.am_states = message.states
+        self.model.am_error = message.error
+        self.render_now(only=("alerts",))
 
     def on_round_done(self, message: RoundDone) -> None:
         self.absorb(message.report)
@@ -567,24 +632,92 @@ class UltrawatchApp(App[int]):
 
         check_id = self._selected_alert()
         alert = self.model.alerts.get(check_id or "")
-        if alert is None:
+        if alert is None or check_id is None:
             return
-        alert.acked_by, alert.acked_at = os_user(), time.time()
+
+        def acked(silence_id: str | None = None) -> None:
+            alert.acked_by, alert.acked_at = os_user(), time.time()
+            alert.silence_id = silence_id or alert.silence_id
+            self.render_now(only=("alerts",))
+
+        am = self.config.alertmanager
+        if am is not None and self._silences_here(check_id):
+            # The rota sees one truth: the acknowledgement is a silence in Alertmanager.
+            self._silence(check_id, float(am.ack_for), "acknowledged", acked)
+            return
+        acked()
         self.notify(f"acknowledged {check_id} as {alert.acked_by}", markup=False)
-        self.render_now(only=("alerts",))
 
     def action_snooze(self) -> None:
         check_id = self._selected_alert()
         alert = self.model.alerts.get(check_id or "")
-        if alert is None:
+        if alert is None or check_id is None:
             return
         if alert.snoozed(self.model.now):
+            if alert.silence_id and self._silences_here(check_id):
+                self._unsilence(alert.silence_id)
             alert.snoozed_until = None
             self.notify(f"{check_id}: snooze ended", markup=False)
-        else:
-            alert.snoozed_until = self.model.now + self.config.dashboard.snooze
-            self.notify(f"{check_id}: snoozed until {clock(alert.snoozed_until)}", markup=False)
-        self.render_now(only=("alerts",))
+            self.render_now(only=("alerts",))
+            return
+        seconds = float(self.config.dashboard.snooze)
+
+        def snoozed(silence_id: str | None = None) -> None:
+            alert.snoozed_until = self.model.now + seconds
+            alert.silence_id = silence_id or alert.silence_id
+            self.render_now(only=("alerts",))
+
+        if self._silences_here(check_id):
+            self._silence(check_id, seconds, "snoozed", snoozed)
+            return
+        snoozed()
+        self.notify(f"{check_id}: snoozed until {clock(alert.snoozed_until)}", markup=False)
+
+    def _silences_here(self, check_id: str) -> bool:
+        """Acknowledge and snooze make Alertmanager silences when [alertmanager] is
+        configured and actions may run; in read-only mode they stay in this console."""
+        if self.config.alertmanager is None:
+            return False
+        if not self.actions_enabled:
+            self.notify(
+                f"{check_id}: only in this console (actions are off: no silence in Alertmanager)",
+                severity="warning",
+                markup=False,
+            )
+            return False
+        return True
+
+    def _silence(
+        self, check_id: str, seconds: float, verb: str, done: Callable[[str | None], None]
+    ) -> None:
+        holder: list[Any] = []
+
+        def make() -> Action:
+            from dashboard.actions.silence import SilenceAction
+
+            action = SilenceAction(
+                self.config,
+                {"alertname": check_id},
+                duration=seconds,
+                comment=f"{verb} in the ultrawatch console",
+            )
+            holder.append(action)
+            return action
+
+        def then(outcome: Outcome) -> None:
+            if outcome.ok and holder:
+                done(holder[0].silence_id)
+            self._am_wake.set()  # show Alertmanager's word on it at once
+
+        self._start_action("silence", make, then=then)
+
+    def _unsilence(self, silence_id: str) -> None:
+        def make() -> Action:
+            from dashboard.actions.silence import UnsilenceAction
+
+            return UnsilenceAction(self.config, silence_id)
+
+        self._start_action("unsilence", make, then=lambda _: self._am_wake.set())
 
     def action_handoff(self) -> None:
         path = os.path.expanduser(self.config.dashboard.handoff_file)
@@ -774,16 +907,26 @@ class UltrawatchApp(App[int]):
 
         self._start_action(f"pgbouncer {command}", make)
 
-    def _start_action(self, label: str, make: Callable[[], Action]) -> None:
+    def _start_action(
+        self,
+        label: str,
+        make: Callable[[], Action],
+        then: Callable[[Outcome], None] | None = None,
+    ) -> None:
         if not self.actions_enabled:
             return
         if self._action_busy:
             self.notify("another action is still running", severity="warning")
             return
         self._action_busy = True
-        self.run_worker(self._run_action(label, make), group="action", exit_on_error=False)
+        self.run_worker(self._run_action(label, make, then), group="action", exit_on_error=False)
 
-    async def _run_action(self, label: str, make: Callable[[], Action]) -> None:
+    async def _run_action(
+        self,
+        label: str,
+        make: Callable[[], Action],
+        then: Callable[[Outcome], None] | None = None,
+    ) -> None:
         from dashboard.actions.base import ActionRunner, Result
         from dashboard.tui.screens.confirm import ConfirmScreen
 
@@ -819,6 +962,8 @@ class UltrawatchApp(App[int]):
                 timeout=8,
             )
             self.last_outcome = outcome
+            if then is not None:
+                then(outcome)
         finally:
             self._action_busy = False
             self._progress(None)
@@ -949,7 +1094,7 @@ def settle_gc() -> None:
 GC_THRESHOLDS = (20_000, 20, 10)
 
 
-def run_tui(config: Config, *, read_only: bool = False) -> int:
-    app = UltrawatchApp(config, read_only=read_only)
+def run_tui(config: Config, *, read_only: bool = False, alerts: bool = False) -> int:
+    app = UltrawatchApp(config, read_only=read_only, send_alerts=alerts)
     app.run()
     return app.return_code or 0

@@ -24,6 +24,7 @@ class Alert:
     acked_by: str | None = None
     acked_at: float | None = None
     snoozed_until: float | None = None
+    silence_id: str | None = None  # the Alertmanager silence made by acknowledge / snooze
 
     def snoozed(self, now: float) -> bool:
         return self.snoozed_until is not None and now < self.snoozed_until
@@ -39,6 +40,10 @@ class ViewModel:
     hide_idle: bool = False
     session_sort: str = "interest"
     rounds: int = 0
+    # Alertmanager's word on this platform's open alerts (alertname -> Silenced), when
+    # [alertmanager] is configured: None until read; am_error when the last read failed.
+    am_states: dict[str, Any] | None = None
+    am_error: str | None = None
     _by_target: dict[tuple[str, str | None], list[CheckResult]] = field(default_factory=dict)
     _status: dict[tuple[str, str | None], Status] = field(default_factory=dict)
 

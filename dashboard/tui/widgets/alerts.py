@@ -1,5 +1,6 @@
 """Alerts: every check not ok, newest first, with first/last seen and duration,
-acknowledgements and snoozes."""
+acknowledgements and snoozes, and (with [alertmanager]) which ones Alertmanager
+silences, by whom and until when, or inhibits: the rota's one truth."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class AlertsPanel(Panel):
         status = None if model.report is None else model.report.status
         self.set_status(status)
         rows = []
+        am = model.am_states or {}
         for a in alerts:
             c = a.check
             if not model.matches(c.id, c.summary):
@@ -44,7 +46,12 @@ class AlertsPanel(Panel):
             ack = f"ack {a.acked_by}" if a.acked_by else ""
             if snoozed:
                 ack = f"zz {clock(a.snoozed_until)}"
-            record = {
+            said = am.get(c.id)
+            if said is not None and said.silenced_by:
+                ack = f"sil {said.silenced_by[0][1]}"
+            elif said is not None and said.inhibited:
+                ack = "inhibited"
+            record: dict[str, Any] = {
                 "check": c.id,
                 "status": c.status.value,
                 "summary": c.summary,
@@ -59,7 +66,12 @@ class AlertsPanel(Panel):
                 "warn": c.warn,
                 "crit": c.crit,
             }
-            dim = "dim" if snoozed or a.acked_by else ""
+            if said is not None:
+                record["alertmanager"] = said.text or said.state
+                record["silences"] = ", ".join(
+                    f"{sid} by {who} until {clock(until)}" for sid, who, until in said.silenced_by
+                )
+            dim = "dim" if snoozed or a.acked_by or (said is not None and said.text) else ""
             rows.append(
                 (
                     c.id,
@@ -71,17 +83,24 @@ class AlertsPanel(Panel):
                         cell(clock(a.last_seen), dim),
                         cell(duration(a.last_seen - a.first_seen), dim),
                         cell(ack or None, dim),
-                        cell(c.summary, dim),
+                        # Alertmanager's word first: who silenced it and until when.
+                        cell(f"{said.text}: {c.summary}" if said and said.text else c.summary, dim),
                     ],
                 )
             )
         n = len(alerts)
         acked = sum(1 for a in alerts if a.acked_by)
-        self.query_one("#alerts-summary", Line).set(
+        line = (
             f"{n} open, {acked} acknowledged"
             if n
             else ("all checks ok" if model.report else "waiting for the first round…")
         )
+        if model.am_error is not None:
+            line += f"; Alertmanager not read: {model.am_error}"
+        elif model.am_states is not None and n:
+            muted = sum(1 for a in alerts if (s := am.get(a.check.id)) and s.text)
+            line += f", {muted} silenced or inhibited in Alertmanager"
+        self.query_one("#alerts-summary", Line).set(line)
         self.query_one(SyncTable).sync(rows)
 
     def selected(self) -> dict[str, Any] | None:
