@@ -15,7 +15,7 @@ from textual.content import Content
 from collectors.core.model import Status
 from collectors.secrets.data import Probe, SecretsData
 from dashboard.tui.viewmodel import DASH, STATUS_STYLE, ViewModel, duration
-from dashboard.tui.widgets.base import Line, Panel, SyncTable, cell, down_line
+from dashboard.tui.widgets.base import Fit, Line, Panel, SyncTable, cell, down_line
 
 
 class SecurityPanel(Panel):
@@ -35,6 +35,7 @@ class SecurityPanel(Panel):
                 ("reason", "reason", 40),
             ],
             id_column="key",
+            fit=Fit("reason", wrap=True, fold="key"),
             id="sec-table",
         )
 
