@@ -176,7 +176,7 @@ class SyncTable(FastTable):
         self._all_spec = self._spec  # `_spec` is what is shown: folded, fewer columns
         self.fitting = fit
         self._fit_widths: dict[str, int] = {}
-        self._folded = False
+        self._folded = 0  # the layout: 0 all columns, 1 folded, 2 folded and fewer (Fit)
         self.id_column = id_column
         self.records: dict[str, dict[str, Any]] = {}  # row key -> what the row shows
         self._order: list[str] = []
@@ -342,19 +342,32 @@ class SyncTable(FastTable):
             return
         pad = 2 * self.cell_padding
         fixed = self._content_widths({c[0] for c in self._all_spec} - {f.flex})
-        used = sum(w + pad for k, w in fixed.items() if not self._folded or k not in f.drop)
-        flex_width = avail - used - pad
-        fold = f.fold is not None and avail - sum(w + pad for w in fixed.values()) - pad < f.least
-        if fold != self._folded:
-            self._set_folded(fold)
-            return  # _set_folded syncs the rows again, then fits
+        layout, flex_width = self._layout(f, fixed, avail - pad)
+        if layout != self._folded:
+            self._set_folded(layout)
+            return  # _set_folded puts the rows back, then fits
         widths = dict(fixed)
         flex_key = f.fold if self._folded and f.fold is not None else f.flex
-        if self._folded:
-            flex_width += fixed[flex_key] + pad  # the fold column is the flex one
         widths[flex_key] = max(f.least, flex_width)
         heights = self._heights(flex_key, widths[flex_key]) if f.wrap else {}
         self.set_sizes(widths, heights)
+
+    def _layout(self, f: Fit, fixed: dict[str, int], avail: int) -> tuple[int, int]:
+        """The first layout whose flex text gets `least` cells or more: 0 all
+        columns, 1 folded (flex under the fold column), 2 folded without the
+        `drop` columns (else the last); and that flex width."""
+        pad = 2 * self.cell_padding
+        layouts = [(0, [k for k in fixed])]
+        if f.fold is not None:
+            layouts.append((1, [k for k in fixed if k != f.fold]))
+            if f.drop:
+                layouts.append((2, [k for k in fixed if k != f.fold and k not in f.drop]))
+        width = 0
+        for layout, others in layouts:
+            width = avail - sum(fixed[k] + pad for k in others)
+            if width >= f.least:
+                return layout, width
+        return layouts[-1][0], width
 
     def _content_widths(self, keys: set[str]) -> dict[str, int]:
         """The widest cell (or label) of each of these columns, never less than before."""
@@ -388,17 +401,17 @@ class SyncTable(FastTable):
             return None
         return cell if isinstance(cell, Text) else None
 
-    def _set_folded(self, folded: bool) -> None:
-        """Switch between the full and the folded columns: the rows are put back
-        shaped the new way, the cursor on the same row."""
+    def _set_folded(self, layout: int) -> None:
+        """Switch between the layouts of `_layout`: the rows are put back shaped
+        the new way, the cursor on the same row."""
         f = self.fitting
         assert f is not None
-        self._folded = folded
+        self._folded = layout
         keep = None if self.lost is not None else self.cursor_key()
-        if folded:
-            self._spec = [c for c in self._all_spec if c[0] != f.flex and c[0] not in f.drop]
-        else:
-            self._spec = self._all_spec
+        gone = {f.flex} if layout else set()
+        if layout == 2:
+            gone |= set(f.drop)
+        self._spec = [c for c in self._all_spec if c[0] not in gone]
         self.clear(columns=True)
         for key, label, width in self._spec:
             self.add_column(label, key=key, width=width)

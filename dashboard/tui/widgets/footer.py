@@ -24,6 +24,10 @@ class KeyFooter(Footer):
     def compose(self) -> ComposeResult:
         # A FooterKey (Textual's key widget in the footer) carries its action.
         widgets = list(super().compose())
+        if self.compact:
+            # Narrow: the palette's key gives its cells to the keys that act (the
+            # help lists ctrl+p).
+            widgets = [w for w in widgets if not w.has_class("-command-palette")]
         kept = [w for a in KEPT for w in widgets if getattr(w, "action", None) == a]
         yield from kept
         yield from (w for w in widgets if w not in kept)
