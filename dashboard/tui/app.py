@@ -613,9 +613,15 @@ class UltrawatchApp(App[int]):
         def make() -> Action:
             from dashboard.actions.rotate_secret import RotateSecret
 
-            return RotateSecret(self.config, finish=finish)
+            action = RotateSecret(self.config, finish=finish)
+            # The same key finishes it here: no CLI command to remember.
+            action.finish_hint = (
+                "press r again once the grace period is over (drops the previous secret)",
+                "press r to finish",
+            )
+            return action
 
-        self._start_action("rotate-secret (finish)" if finish else "rotate-secret", make)
+        self._start_action("finish rotation" if finish else "rotate secrets", make)
 
     def _selected_service(self) -> str | None:
         record = self._pick("services", "service")

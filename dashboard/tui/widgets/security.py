@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.content import Content
 
 from collectors.core.model import Status
-from collectors.secrets.data import Probe, SecretsData
+from collectors.secrets.data import Probe, Rotation, SecretsData
 from dashboard.tui.viewmodel import DASH, STATUS_STYLE, ViewModel, duration
 from dashboard.tui.widgets.base import Fit, Line, Panel, SyncTable, cell, down_line
 
@@ -107,7 +107,7 @@ class SecurityPanel(Panel):
             ("  services ", "bold"),
             (f"{len(services) - len(bad)}/{len(services)} match", bad_style),
             (f" (mismatch: {', '.join(bad)})" if bad else "", bad_style),
-            ("  rotation in progress" if rotation and rotation.in_progress else "", "yellow"),
+            _rotation_note(rotation, model.now),
         )
 
     @staticmethod
@@ -129,6 +129,25 @@ class SecurityPanel(Panel):
 
     def selected(self) -> dict[str, Any] | None:
         return self.query_one(SyncTable).selected()
+
+
+def _rotation_note(rotation: Rotation | None, now: float) -> tuple[str, str]:
+    """Why a rotation's alerts stay open and what ends them, without opening a row:
+    the previous secret is accepted until the rotation is finished (`r`)."""
+    if rotation is None or not rotation.in_progress:
+        return ("", "")
+    if rotation.can_finish:
+        return (
+            "  rotation: grace period over, r finishes it (drops the previous secret)",
+            "bold yellow",
+        )
+    if rotation.grace_ends_at is not None:
+        left = max(0.0, rotation.grace_ends_at - now)
+        return (
+            f"  rotation: previous secret accepted; r finishes it in {duration(left)}",
+            "yellow",
+        )
+    return ("  rotation in progress: previous secret still accepted", "yellow")
 
 
 def _style(status: Status | None) -> str:
