@@ -134,9 +134,11 @@ class FastTable(DataTable[Any]):
         if row_index < 0 or column_index < 0:  # header and labels: rare, not cached here
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         data: dict[Any, dict[Any, Any]] = self._data
+        row_key = self._row_locations.get_key(row_index)
         try:
-            row = data[self._row_locations.get_key(row_index)]
+            row = data[row_key]
             value = row[self._column_locations.get_key(column_index)]
+            height = self.rows[row_key].height  # type: ignore[index]  # found in _data
         except KeyError:
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         if self._own_cells is None:
@@ -144,7 +146,7 @@ class FastTable(DataTable[Any]):
         key = (
             column_index,
             row_index,  # baked into the cell's style meta (clicks find their row by it)
-            self.rows[self._row_locations.get_key(row_index)].height,  # wrapped cells: lines
+            height,  # a wrapped cell's lines
             base_style,
             width,
             cursor,
@@ -296,12 +298,12 @@ class FastTable(DataTable[Any]):
         """Column widths (by column key) and row heights (by row key; a row over
         one line wraps its cells), with one repaint when any changed."""
         changed = False
-        for key, col in self.columns.items():
-            width = widths.get(key.value or "")
+        for column_key, col in self.columns.items():
+            width = widths.get(column_key.value or "")
             if width is not None and width != col.width:
                 col.width, changed = width, True
-        for key, row in self.rows.items():
-            height = heights.get(key.value or "", 1)
+        for row_key, row in self.rows.items():
+            height = heights.get(row_key.value or "", 1)
             if height != row.height:
                 row.height, changed = height, True
         if changed:
