@@ -262,6 +262,15 @@ def heap_growing(trend: HeapTrend | None) -> bool:
 def _heap(d: ServiceData, result: Result) -> CheckResult:
     heap = d.memory.heapUsed if d.memory is not None else None
     trend = d.heap_trend
+    if heap is not None and trend is None:
+        # A reading recorded before the heap's trend was kept: the figure only.
+        return result(
+            "heap",
+            Status.OK,
+            f"heap {_mib(heap)}; no trend recorded",
+            value=float(heap),
+            unit="bytes",
+        )
     if heap is None or trend is None:
         why = d.detail_errors.get(MEMORY_PATH)
         if why:
