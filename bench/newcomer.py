@@ -55,7 +55,7 @@ class Term:
 
     def __init__(self, argv: list[str], width: int, height: int, env: dict[str, str]) -> None:
         exports = " ".join(f"{k}={v}" for k, v in env.items())
-        command = f"env {exports} {' '.join(argv)}"
+        command = f"env {exports} {' '.join(argv)}; sleep 60"  # the last lines stay readable
         subprocess.run(
             [
                 "tmux",
@@ -170,16 +170,27 @@ def settle(term: Term, timeout: float = 60) -> str:
     return term.wait(lambda s: DIALOG not in s and BUSY not in s, timeout, "the action to end")
 
 
-def answer(term: Term, wanted: Callable[[str], bool]) -> bool:
-    """A dialog is (about to be) open: `y` when it names what we meant, else `n`."""
+def answer(term: Term, wanted: Callable[[str], bool]) -> str | None:
+    """A dialog is (about to be) open: `y` when it names what we meant (the dialog's
+    text is returned), else `n` (None)."""
     try:
         dialog = term.wait(lambda s: DIALOG in s, 15, "the confirmation")
     except TimeoutError:
-        return False  # refused before a plan, or nothing selected: a toast said why
+        return None  # refused before a plan, or nothing selected: a toast said why
     ok = wanted(dialog)
     term.press("y" if ok else "n")
     settle(term)
-    return ok
+    return dialog if ok else None
+
+
+def gone(term: Term, dialog: str, pattern: str, row: str) -> None:
+    """Wait until the table row the dialog named (`row`, with {} for what `pattern`
+    found) has left the screen: until the next round the table still shows it, and
+    the cursor would choose it again."""
+    m = re.search(pattern, dialog)
+    if m:
+        what = re.compile(row.format(re.escape(m.group(1))))
+        term.wait(lambda s: not what.search(s), 15, f"{m.group(1)} to go")
 
 
 def learn_keys(term: Term) -> str:
@@ -201,7 +212,11 @@ def fix_storm(term: Term) -> None:
             return
         term.press("Up")  # row 0: the storm sorts first; after a terminate it re-chooses
         term.press("k")
-        answer(term, lambda d: "payment-service" in d and "select 1" in d and "Terminate" in d)
+        done = answer(
+            term, lambda d: "payment-service" in d and "select 1" in d and "Terminate" in d
+        )
+        if done:
+            gone(term, done, r"Terminate session pid (\d+)", r"\s{}\s+idle")
 
 
 def fix_locks(term: Term) -> None:
@@ -213,7 +228,9 @@ def fix_locks(term: Term) -> None:
         keys = {k for _, k in found}
         term.press("Up")
         term.press("x")
-        answer(term, lambda d, keys=keys: any(k in d for k in keys) and "Release lock" in d)
+        done = answer(term, lambda d, keys=keys: any(k in d for k in keys) and "Release lock" in d)
+        if done:
+            gone(term, done, r"Release lock (lock:\S+)", r"(NO TTL|STALE)\s+{}\s")
 
 
 def fix_leak(term: Term) -> None:
@@ -225,12 +242,24 @@ def fix_leak(term: Term) -> None:
         term.press("Down")
 
 
-def fix_secrets(term: Term) -> None:
-    term.press("r")
-    answer(term, lambda d: "Rotate" in d and "JWT_SECRET" in d)
-    term.wait(lambda s: "r finishes it (drops" in s, 60, "the grace period's end")
-    term.press("r")
-    answer(term, lambda d: "Finish rotation: drop" in d)
+def rotate(term: Term) -> None:
+    """`r`: new secrets, the old kept for the grace period. Refused while a service
+    cannot say which key it holds (restarting): the toast says so; try again."""
+    for _ in range(5):
+        term.press("r")
+        if answer(term, lambda d: "Rotate" in d and "JWT_SECRET" in d):
+            return
+        time.sleep(3)
+
+
+def finish_rotation(term: Term) -> None:
+    """`r` again once the Security panel says the grace period is over."""
+    term.wait(lambda s: "r finishes it (drops" in s, 90, "the grace period's end")
+    for _ in range(5):
+        term.press("r")
+        if answer(term, lambda d: "Finish rotation: drop" in d):
+            return
+        time.sleep(3)
 
 
 def by_panel(term: Term) -> None:
@@ -238,9 +267,10 @@ def by_panel(term: Term) -> None:
     fix_storm(term)
     term.press("Tab")
     fix_locks(term)
+    rotate(term)  # before the drain: a restarting service blocks a rotation
     term.press("Tab")
     fix_leak(term)
-    fix_secrets(term)
+    finish_rotation(term)
 
 
 def by_alert(term: Term) -> None:

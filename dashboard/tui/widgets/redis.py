@@ -90,7 +90,7 @@ class RedisPanel(Panel):
                 ("holders", "held on", 8),
             ],
             id_column="key",
-            fit=Fit("owner", least=12),
+            fit=Fit("owner", least=10),
             id="redis-locks",
         )
 
