@@ -457,6 +457,8 @@ _FOLDED: dict[tuple[int, int], tuple[Text, Text, Text]] = {}
 
 
 def _text_width(cell: Any) -> int:
-    if isinstance(cell, Text):
-        return max((cell_len(line) for line in cell.plain.split("\n")), default=0)
-    return cell_len(str(cell))
+    """The widest line of a cell, in terminal cells."""
+    plain = cell.plain if isinstance(cell, Text) else str(cell)
+    if "\n" not in plain:
+        return cell_len(plain)  # the common case, fast for ASCII
+    return max(cell_len(line) for line in plain.split("\n"))

@@ -137,10 +137,7 @@ def _rotation_note(rotation: Rotation | None, now: float) -> tuple[str, str]:
     if rotation is None or not rotation.in_progress:
         return ("", "")
     if rotation.can_finish:
-        return (
-            "  rotation: grace period over, r finishes it (drops the previous secret)",
-            "bold yellow",
-        )
+        return ("  rotation: grace over: r finishes it (drops the previous secret)", "bold yellow")
     if rotation.grace_ends_at is not None:
         left = max(0.0, rotation.grace_ends_at - now)
         return (
