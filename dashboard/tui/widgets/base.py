@@ -360,8 +360,8 @@ class SyncTable(FastTable):
         layouts = [(0, [k for k in fixed])]
         if f.fold is not None:
             layouts.append((1, [k for k in fixed if k != f.fold]))
-            if f.drop:
-                layouts.append((2, [k for k in fixed if k != f.fold and k not in f.drop]))
+        if f.drop:
+            layouts.append((2, [k for k in fixed if k != f.fold and k not in f.drop]))
         width = 0
         for layout, others in layouts:
             width = avail - sum(fixed[k] + pad for k in others)
@@ -408,7 +408,7 @@ class SyncTable(FastTable):
         assert f is not None
         self._folded = layout
         keep = None if self.lost is not None else self.cursor_key()
-        gone = {f.flex} if layout else set()
+        gone = {f.flex} if layout and f.fold is not None else set()
         if layout == 2:
             gone |= set(f.drop)
         self._spec = [c for c in self._all_spec if c[0] not in gone]
@@ -430,8 +430,9 @@ class Fit:
     cut), and the rest to `flex`, the text that explains (summary, query, reason).
     With `wrap`, a flex text longer than its column wraps onto more lines. When
     the flex column would get fewer than `least` cells, the table folds: `flex`
-    goes under the `fold` column's text, in one wrapping column, and the `drop`
-    columns are left out (they stay in the row's details)."""
+    goes under the `fold` column's text, in one wrapping column; if still too
+    narrow (or without `fold`), the `drop` columns are left out (they stay in the
+    row's details)."""
 
     flex: str
     wrap: bool = False

@@ -62,7 +62,8 @@ class PostgresPanel(Panel):
                 ("query", "query text", 80),
             ],
             id_column="pid",
-            fit=Fit("query", least=12),
+            # Narrow: the query text before the wait event and the query's age.
+            fit=Fit("query", least=16, drop=("wait", "query_age")),
             id="pg-sessions",
         )
 
