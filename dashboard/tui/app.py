@@ -443,7 +443,12 @@ class UltrawatchApp(App[int]):
         markup: bool = True,
     ) -> None:
         # Kept for the notification log (`l`): a toast vanishes after seconds.
-        text = Content.from_markup(message).plain if markup else message
+        text = message
+        if markup:
+            try:
+                text = Content.from_markup(message).plain
+            except Exception:  # not valid markup: the log keeps the raw text
+                text = message
         self.notes.append(Note(time.time(), severity, title, text))
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
