@@ -72,6 +72,16 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_UNKNOWN)
 
 
+def _version() -> str:
+    """The installed distribution's version (pyproject's), without importing anything heavy."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ultrawatch")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="ultrawatch",
@@ -80,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(parser, default=None)
     _add_read_only(parser, default=False)
     _add_alertmanager(parser, default=False)
+    parser.add_argument("--version", action="version", version=f"ultrawatch {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("tui", help="the terminal console (the default)")

@@ -95,6 +95,7 @@ def test_tui_demo_in_a_terminal_stops_on_q_sigterm_and_sighup(tmp_path: Path, ho
     if how != "SIGHUP":
         argv += ["--state-dir", str(state)]
     env = {**os.environ, "TERM": "xterm-256color", "TMPDIR": str(tmp)}
+    env["XDG_STATE_HOME"] = str(tmp_path / "xdg-state")  # a temporary demo's audit log
     term = Terminal(argv, env)
     try:
         if how == "SIGHUP":
@@ -121,6 +122,10 @@ def test_tui_demo_in_a_terminal_stops_on_q_sigterm_and_sighup(tmp_path: Path, ho
             os.kill(term.pid, getattr(signal, how))
         _wait(term.exited, 60, f"the demo to exit after {how}", every=0.1)
         assert term.status == 0, term.text()[-2000:]
+        # The terminal is not left blank while the platform stops.
+        tail = term.text()[-3000:]
+        assert "stopping: draining services, stopping Redis, PostgreSQL" in tail, tail
+        assert re.search(r"stopped in \d+\.\ds", tail), tail
         _wait(lambda: not _gone(procs), 10, f"every demo process to end: {_gone(procs)}")
         if how == "SIGHUP":
             assert not state.exists()  # the temporary state directory is removed

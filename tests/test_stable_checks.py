@@ -205,6 +205,7 @@ detail_paths = ["/health/memory"]
     first = ids(reports[0])
     assert first == [
         "service.order-service.health",
+        "service.order-service.heap",
         "service.order-service.latency",
         "service.order-service.listeners",
     ]
@@ -212,7 +213,11 @@ detail_paths = ["/health/memory"]
         assert ids(later) == first
         checks = by_id(later)
         assert "connection refused" in checks["service.order-service.health"].summary
-        for cid in ("service.order-service.latency", "service.order-service.listeners"):
+        for cid in (
+            "service.order-service.latency",
+            "service.order-service.listeners",
+            "service.order-service.heap",
+        ):
             assert checks[cid].status is Status.UNKNOWN
             assert checks[cid].summary == "order-service unreachable: not read"
 

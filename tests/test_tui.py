@@ -438,9 +438,14 @@ async def test_80x24_header_keeps_clock_and_modes_footer_shows_action_keys() -> 
             assert re.search(r"10:00:00Z \d+ms", header), header  # the round's duration
             assert "CRITICAL" in header and "4 crit" in header, header
             assert ("READ-ONLY" in header) is read_only, header
-            if not read_only:  # the keys that act come first in the footer
+            # How to learn the keys and how to leave come first, at any width.
+            assert footer.replace(" ", "").startswith("?HelpqQuit"), footer
+            if not read_only:  # then the keys that act
                 for word in ("r Rotate", "d Drain", "u Undrain", "x Release", "k Terminate"):
                     assert word.split()[1] in footer, footer
+            await pilot.resize_terminal(50, 24)
+            await pilot.pause(0.3)
+            assert screen_text(app).splitlines()[-1].replace(" ", "").startswith("?HelpqQuit")
             await pilot.resize_terminal(200, 60)
             await pilot.pause(0.3)
             header = screen_text(app).splitlines()[0]

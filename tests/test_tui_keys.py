@@ -16,8 +16,9 @@ Keys
   ?      this help                    q      quit
   p      pause / resume polling       space  poll now
   /      filter every panel           i      hide idle sessions
-  s      sort sessions                enter  details of the selected row
-  tab    next panel                   ctrl+p command palette
+  s      sort sessions                l      notification log
+  enter  details of the selected row  tab    next panel
+  ctrl+p command palette
   a      acknowledge the selected alert (recorded with your user name)
   z      snooze the selected alert for 30m
   w      write the handoff summary for the next on-call
@@ -98,7 +99,7 @@ def test_what_each_key_needs_decides_when_it_works() -> None:
 def test_help_is_made_from_the_table() -> None:
     assert help_text(1800, "replay") == HELP
     on = help_text(900)
-    assert "Actions (each asks for confirmation, Cancel focused)\n" in on
+    assert "Actions (each asks first: y confirms, n or Esc cancels; Cancel is focused)\n" in on
     assert "snooze the selected alert for 15m" in on
 
 

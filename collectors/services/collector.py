@@ -22,6 +22,7 @@ from collectors.core.model import Reading
 from collectors.services.config import ServiceConfig, ServicesRefs
 from collectors.services.data import (
     Component,
+    HeapTrend,
     Listeners,
     ListenerTrend,
     Memory,
@@ -54,6 +55,8 @@ class _ServiceState:
     answered: bool = False  # /health has answered at least once since we started
     last_answer: str | None = None  # what its last answer meant
     listeners_baseline: int | None = None
+    heap: RingBuffer = field(default_factory=lambda: RingBuffer(600))
+    heap_baseline: int | None = None
 
 
 class ServicesCollector:
@@ -259,7 +262,34 @@ class ServicesCollector:
             "listeners_trend": (
                 self._listener_trend(st, now, listeners.total) if listeners is not None else None
             ),
+            "heap_trend": self._heap_trend(st, now, memory),
         }
+
+    def _heap_trend(
+        self, st: _ServiceState, now: float, memory: dict[str, Any] | None
+    ) -> HeapTrend | None:
+        """The fit of the reported heap over the window (facts; the judge decides)."""
+        heap = None if memory is None else memory.get("heapUsed")
+        if heap is None:
+            return None
+        last = st.heap.last()
+        if last is not None and heap < last[1] / 2:
+            # Far less heap than a moment ago: a restart; start a new baseline.
+            st.heap = RingBuffer(st.heap.capacity)
+            st.heap_baseline = None
+        if st.heap_baseline is None:
+            st.heap_baseline = int(heap)
+        st.heap.append(now, heap)
+        samples = st.heap.window(self.window, now)
+        trend = linear_trend(samples)
+        return HeapTrend(
+            slope_per_s=round(trend.slope, 2) if trend else 0.0,
+            r2=round(trend.r2, 4) if trend else 0.0,
+            baseline=st.heap_baseline,
+            samples=len(samples),
+            span_s=round(samples[-1][0] - samples[0][0], 1),
+            rise=int(samples[-1][1] - samples[0][1]),
+        )
 
     def _listener_trend(self, st: _ServiceState, now: float, total: int) -> ListenerTrend:
         """The fit of the listener total over the window: facts only (whether that is

@@ -67,6 +67,19 @@ class ListenerTrend(msgspec.Struct, kw_only=True, frozen=True, gc=False, omit_de
     growing: bool | None = None
 
 
+class HeapTrend(msgspec.Struct, kw_only=True, frozen=True, gc=False):
+    """The least-squares fit of the heap the service reports (/health/memory
+    heapUsed) over the history window: the service's own view of a leak, there
+    long before the process RSS slope has its minutes of samples."""
+
+    slope_per_s: float  # bytes per second
+    r2: float
+    baseline: int  # the heap when this run of the service was first seen
+    samples: int = 0  # points in the window
+    span_s: float = 0.0  # from the window's first point to its last
+    rise: int = 0  # last minus first in the window
+
+
 class ServiceData(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     """One service in one round (a failed poll fills only url, status, message,
     the latency history and the failure counts)."""
@@ -95,6 +108,7 @@ class ServiceData(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     # absurd): "listeners.total" -> "NaN in /health/memory". Read as absent.
     odd_numbers: dict[str, str] = msgspec.field(default_factory=dict)
     listeners_trend: ListenerTrend | None = None
+    heap_trend: HeapTrend | None = None
     consecutive_failures: int = 0
     flaps: int = 0  # health state changes in the window
     flap_window_s: float = 0.0

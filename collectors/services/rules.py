@@ -10,6 +10,11 @@ service.<name>.listeners  an event above the service's maxPerEvent (else max_per
                           warning; total growing (at least 5 samples in the window, rising,
                           R^2 >= 0.8): warning; growing and doubled from its baseline:
                           critical.
+service.<name>.heap       the heap the service reports (/health/memory heapUsed) keeps
+                          growing: at least 6 samples over at least 30 s of the window,
+                          R^2 >= 0.8, rising faster than 1 MiB/min: warning; and doubled
+                          from its first value in this run: critical. Judged within the
+                          first minute, where the process RSS slope needs minutes.
 
 The judge takes the reading and the services' sections (ServicesRefs, built by the
 registry); every threshold is here or in the config, none in the collector.
@@ -23,7 +28,13 @@ from collectors.core.model import CheckResult, Limits, Reading, Status
 from collectors.core.thresholds import not_read, why_unread
 from collectors.core.units import format_duration_spaced
 from collectors.services.config import ServiceConfig, ServicesRefs
-from collectors.services.data import Listeners, ListenerTrend, service_data
+from collectors.services.data import (
+    HeapTrend,
+    Listeners,
+    ListenerTrend,
+    ServiceData,
+    service_data,
+)
 
 UNREACHABLE_CRIT_AFTER = 3
 # Where a service publishes its listener counts (the UltraMarket health contract): a
@@ -31,6 +42,12 @@ UNREACHABLE_CRIT_AFTER = 3
 MEMORY_PATH = "/health/memory"
 GROWTH_R2 = 0.8  # a listener total "keeps growing" when the fit is at least this good
 GROWTH_MIN_SAMPLES = 5
+# The reported heap: judged after HEAP_MIN_SPAN s (within the first minute), not the
+# minutes the RSS slope waits for: the service counts its own live objects, which
+# garbage collection makes steadier than RSS.
+HEAP_MIN_SAMPLES = 6
+HEAP_MIN_SPAN = 30.0
+HEAP_GROWTH_WARN = 1024 * 1024 / 60  # bytes per second: 1 MiB/min
 
 Result = Callable[..., CheckResult]
 _STATUSES = {s.value for s in Status}
@@ -66,6 +83,8 @@ def judge_services(reading: Reading, refs: ServicesRefs) -> list[CheckResult]:
         out.append(_listeners(d.listeners, d.listeners_trend, svc.max_per_event, result))
     elif publishes_listeners(svc):
         out.append(result("listeners", Status.UNKNOWN, _no_listeners(d.detail_errors)))
+    if publishes_listeners(svc):
+        out.append(_heap(d, result))
     return out
 
 
@@ -79,7 +98,7 @@ def check_ids(svc: ServiceConfig) -> list[str]:
     check also appears whenever another detail path carries the counts."""
     ids = [f"service.{svc.name}.health", f"service.{svc.name}.latency"]
     if publishes_listeners(svc):
-        ids.append(f"service.{svc.name}.listeners")
+        ids += [f"service.{svc.name}.listeners", f"service.{svc.name}.heap"]
     return ids
 
 
@@ -221,3 +240,65 @@ def _listeners(
             status = Status.CRITICAL
             parts.append("doubled from its baseline")
     return result("listeners", status, "; ".join(parts), value=float(total), unit="count")
+
+
+def _mib(n: float) -> str:
+    return f"{n / 1024 / 1024:.1f} MiB"
+
+
+def heap_growing(trend: HeapTrend | None) -> bool:
+    """Does the reported heap keep growing: enough samples over enough time in the
+    window, a good fit, faster than HEAP_GROWTH_WARN, rising first to last."""
+    return (
+        trend is not None
+        and trend.samples >= HEAP_MIN_SAMPLES
+        and trend.span_s >= HEAP_MIN_SPAN
+        and trend.r2 >= GROWTH_R2
+        and trend.slope_per_s > HEAP_GROWTH_WARN
+        and trend.rise > 0
+    )
+
+
+def _heap(d: ServiceData, result: Result) -> CheckResult:
+    heap = d.memory.heapUsed if d.memory is not None else None
+    trend = d.heap_trend
+    if heap is not None and trend is None:
+        # A reading recorded before the heap's trend was kept: the figure only.
+        return result(
+            "heap",
+            Status.OK,
+            f"heap {_mib(heap)}; no trend recorded",
+            value=float(heap),
+            unit="bytes",
+        )
+    if heap is None or trend is None:
+        why = d.detail_errors.get(MEMORY_PATH)
+        if why:
+            return result("heap", Status.UNKNOWN, f"heap not read: {MEMORY_PATH}: {why}")
+        return result("heap", Status.OK, f"no heapUsed in {MEMORY_PATH}: nothing to judge")
+    status = Status.OK
+    parts = [f"heap {_mib(heap)}"]
+    if trend.span_s < HEAP_MIN_SPAN or trend.samples < HEAP_MIN_SAMPLES:
+        parts.append(
+            f"trend judged after {HEAP_MIN_SPAN:.0f} s of samples ({trend.span_s:.0f} s so far)"
+        )
+    elif heap_growing(trend):
+        status = Status.WARNING
+        parts.append(
+            f"growing {_mib(trend.slope_per_s * 60)}/min (R^2 {trend.r2:.2f}) over "
+            f"{format_duration_spaced(trend.span_s)}, from {_mib(trend.baseline)}"
+        )
+        if trend.baseline > 0 and heap >= 2 * trend.baseline:
+            status = Status.CRITICAL
+            parts.append("doubled from its first value")
+    else:
+        parts.append(
+            f"steady ({'+' if trend.slope_per_s >= 0 else ''}{_mib(trend.slope_per_s * 60)}/min)"
+        )
+    return result(
+        "heap",
+        status,
+        "; ".join(parts),
+        value=float(heap),
+        unit="bytes",
+    )

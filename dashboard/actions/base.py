@@ -44,6 +44,31 @@ class Plan:
     params: dict[str, Any] = field(default_factory=dict)  # audited; never secret values
     confirm_name: str = ""  # what to type when production = true (default: target)
     dangerous: bool = True
+    # The action in words for the confirmation ("Finish rotation: drop
+    # JWT_SECRET_PREVIOUS"); default: the action's name in words and the target.
+    title: str = ""
+
+    @property
+    def heading(self) -> str:
+        return self.title or f"{self.verb} {self.target}"
+
+    @property
+    def verb(self) -> str:
+        """What the confirming button says: "Terminate session", "Finish rotation"."""
+        if self.title:
+            return self.title.split(":", 1)[0]
+        return ACTION_WORDS.get(self.action, self.action.replace("-", " ").capitalize())
+
+
+# Each action's name in words, for confirmations.
+ACTION_WORDS = {
+    "terminate": "Terminate session",
+    "cancel": "Cancel query",
+    "release-lock": "Release lock",
+    "drain": "Drain",
+    "undrain": "Undrain",
+    "rotate-secret": "Rotate secret",
+}
 
 
 @dataclass(frozen=True)

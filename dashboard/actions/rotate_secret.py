@@ -273,6 +273,9 @@ class _RotationAction:
 
     name = "rotate-secret"
     mode: ClassVar[str]  # "rotate" | "resume" | "finish": audited
+    # How the engineer finishes the rotation where this runs (the TUI: its key).
+    finish_hint = FINISH_HINT
+    finish_how = "run `ultrawatch rotate-secret --finish`"
 
     def __init__(
         self,
@@ -567,8 +570,7 @@ class _Rotating(_RotationAction):
         return Outcome(
             Result.VERIFIED,
             f"rotated {keys}: {len(checkable)} service(s) confirmed the new key; "
-            f"the previous secret is kept for the grace period: run "
-            f"`ultrawatch rotate-secret --finish`{after}",
+            f"the previous secret is kept for the grace period: {self.finish_how}{after}",
             details,
         )
 
@@ -606,7 +608,7 @@ class RotateKeys(_Rotating):
             )
         self.gen = gen
         details = self._key_details(sv, interrupted)
-        details += [("grace period", format_duration(grace)), ("then", FINISH_HINT)]
+        details += [("grace period", format_duration(grace)), ("then", self.finish_hint)]
         if self.dry_run:
             summary = "dry run: show the rotation plan; nothing will be changed"
         elif interrupted:
@@ -628,6 +630,8 @@ class RotateKeys(_Rotating):
             params=self._params(sv.store, grace),
             confirm_name=keys[0],
             dangerous=not self.dry_run,
+            title=f"{'Resume rotation' if interrupted else 'Rotate'}: new {', '.join(keys)}, "
+            f"previous kept for {format_duration(grace)}",
         )
 
     async def _execute(self, store: SecretStore, plan: Plan, progress: Progress) -> None:
@@ -749,7 +753,7 @@ class ResumeRotation(_Rotating):
         details += [
             ("waiting for", ", ".join(lagging)),
             ("grace period", format_duration(grace)),
-            ("then", FINISH_HINT),
+            ("then", self.finish_hint),
         ]
         summary = (
             "dry run: show the rotation plan; nothing will be changed"
@@ -765,6 +769,7 @@ class ResumeRotation(_Rotating):
             params=self._params(sv.store, grace),
             confirm_name=self.keys[0],
             dangerous=not self.dry_run,
+            title=f"Resume rotation: tell {', '.join(lagging)} to reload",
         )
 
 
@@ -822,6 +827,7 @@ class FinishRotation(_RotationAction):
             params=self._params(sv.store, grace),
             confirm_name=open_keys[0],
             dangerous=not self.dry_run,
+            title=f"Finish rotation: drop {', '.join(k + PREVIOUS for k in open_keys)}",
         )
 
     @staticmethod
@@ -857,6 +863,7 @@ class FinishRotation(_RotationAction):
             params=self._params(store, grace),
             confirm_name=keys[0],
             dangerous=False,
+            title="Finish rotation: tell the services to forget the previous secret",
         )
 
     async def _execute(self, store: SecretStore, plan: Plan, progress: Progress) -> None:
@@ -963,6 +970,8 @@ class RotateSecret:
         self.http = HttpClient(config.http)
         self.audit = AuditLog(config.audit_log_path)
         self.chosen: _RotationAction | None = None
+        # (plan's "then" line, outcome's "to finish, ..."): how the TUI says it
+        self.finish_hint: tuple[str, str] | None = None
 
     @property
     def audit_target(self) -> str:
@@ -990,6 +999,8 @@ class RotateSecret:
         self.chosen = kind(
             self.config, self.requested, self.dry_run, http=self.http, audit=self.audit
         )
+        if self.finish_hint is not None:
+            self.chosen.finish_hint, self.chosen.finish_how = self.finish_hint
         return self.chosen.plan_from(sv)
 
     def _action(self) -> _RotationAction:

@@ -1,7 +1,9 @@
 """`ultrawatch demo`: start the embedded UltraMarket, then the console on it (or just serve it).
 
 Whatever ends the demo (quitting the TUI, Ctrl+C, SIGTERM, a failed start),
-everything it started is stopped and a temporary state directory removed.
+everything it started is stopped and a temporary state directory removed; the
+audit log of its actions is kept (under the user's state dir when the state is
+temporary) and named at exit.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -80,6 +83,8 @@ def run_demo(args: argparse.Namespace) -> int:
         state_dir.mkdir(parents=True, exist_ok=True)
     else:
         state_dir, temporary = Path(tempfile.mkdtemp(prefix="ultrawatch-demo-")), True
+    # The temporary dir goes at exit; what was done in the console stays on record.
+    audit = demo_audit_path() if temporary and not args.serve else state_dir / "audit.jsonl"
     _setup_logging(state_dir, to_stderr=args.serve)
     if hint:
         log.info("%s", hint)
@@ -93,6 +98,7 @@ def run_demo(args: argparse.Namespace) -> int:
         redis_url=args.redis_url,
         force_redis_locks=getattr(args, "force_redis_locks", False),
         pgbouncer=pooled,
+        audit_log=audit,
     )
     stopper = _Stopper()
     previous = {sig: signal.signal(sig, stopper) for sig in _STOP_SIGNALS}
@@ -134,7 +140,7 @@ def run_demo(args: argparse.Namespace) -> int:
         if stopper.received is not None:
             log.info("%s received: stopping", signal.Signals(stopper.received).name)
         try:
-            platform.stop()
+            _stop(platform, audit, say=not args.serve)
         finally:
             logging.shutdown()
             if temporary:
@@ -163,6 +169,30 @@ def _pooler_wanted(args: argparse.Namespace) -> tuple[bool, str | None]:
         False,
         f"to put the services behind a PgBouncer: {INSTALL}, then `ultrawatch demo --pgbouncer`",
     )
+
+
+def demo_audit_path() -> Path:
+    """The demo's audit log when its state is temporary: under the user's state dir
+    (XDG_STATE_HOME), beside the console's own audit log."""
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("ultrawatch")) / "demo-audit.jsonl"
+
+
+def _stop(platform: Any, audit: Path, *, say: bool) -> None:
+    """Stop the platform; with the TUI gone, stopping takes seconds: say so on the
+    terminal (`say`), then where the audit log is."""
+    if say:
+        _say("stopping: draining services, stopping Redis, PostgreSQL…")
+    t0 = time.monotonic()
+    platform.stop()
+    if say:
+        where = f"; audit log of the actions taken: {audit}" if audit.exists() else ""
+        _say(f"stopped in {time.monotonic() - t0:.1f}s{where}")
+
+
+def _say(text: str) -> None:
+    print(f"ultrawatch demo: {text}", file=sys.stderr, flush=True)
 
 
 def _setup_logging(state_dir: Path, *, to_stderr: bool) -> None:

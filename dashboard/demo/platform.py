@@ -57,8 +57,11 @@ class Platform:
         redis_url: str | None = None,
         force_redis_locks: bool = False,
         pgbouncer: bool = False,
+        audit_log: Path | None = None,
     ) -> None:
         self.dir = state_dir.resolve()
+        # Where the console's actions are audited (default: in the state dir).
+        self.audit_log = audit_log or self.dir / "audit.jsonl"
         self.scenario = scenario
         self.external_dsn = postgres_dsn
         self.external_redis = redis_url
@@ -135,7 +138,7 @@ class Platform:
             redis_url=self.redis_url,
             services=[(p.name, self.urls[p.name], BUDGET) for p in procs],
             env_path=self.env_path,
-            audit_log=self.dir / "audit.jsonl",
+            audit_log=self.audit_log,
             grace_s=GRACE_S,
             invariants=schema.INVARIANTS,
             pgbouncer_dsn=self.pgbouncer.admin_dsn() if self.pgbouncer else None,

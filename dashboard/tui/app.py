@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, cast
@@ -22,6 +23,7 @@ from textual.containers import Grid
 from textual.content import Content
 from textual.geometry import Size
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, TabbedContent, TabPane
 
@@ -30,6 +32,7 @@ from collectors.core.model import Report, Snapshot, Status
 from collectors.core.units import format_duration
 from dashboard.memory import limit_heaps, trim_now_and_then
 from dashboard.tui.keys import NEEDS, bound_keys, palette_keys
+from dashboard.tui.screens.log import Note
 from dashboard.tui.viewmodel import STATUS_ICON, STATUS_STYLE, ViewModel, clock
 from dashboard.tui.widgets.alerts import AlertsPanel
 from dashboard.tui.widgets.base import Line, Panel, SyncTable, new_cell_generation
@@ -54,6 +57,7 @@ RENDER_EVERY = 0.25  # seconds between renders at most: a burst of rounds cannot
 INPUT_FIRST = 0.08
 INPUT_WAIT_MAX = 0.5
 INPUT_EVENTS = (events.Key, events.MouseDown, events.MouseScrollDown, events.MouseScrollUp)
+NOTES_KEPT = 200  # notifications the log (`l`) keeps
 NARROW_WIDTH = 150  # below this (or NARROW_HEIGHT) the panels become tabs
 NARROW_HEIGHT = 40
 
@@ -155,6 +159,7 @@ class UltrawatchApp(App[int]):
         self._thread = 0
         self.last_outcome: Any = None  # the last action's Outcome (shown as a notification)
         self._stale_note: str | None = None  # "3m" while the header says the round is old
+        self.notes: deque[Note] = deque(maxlen=NOTES_KEPT)  # every toast, for `l`
 
     # --------------------------------------------------------------- layout
 
@@ -506,6 +511,32 @@ class UltrawatchApp(App[int]):
             self._stale_note = note
             self._render_header()
 
+    # ------------------------------------------------------- notifications
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        # Kept for the notification log (`l`): a toast vanishes after seconds.
+        text = message
+        if markup:
+            try:
+                text = Content.from_markup(message).plain
+            except Exception:  # not valid markup: the log keeps the raw text
+                text = message
+        self.notes.append(Note(time.time(), severity, title, text))
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def action_notifications(self) -> None:
+        from dashboard.tui.screens.log import LogScreen
+
+        self.push_screen(LogScreen(list(self.notes)))
+
     # ------------------------------------------------------------ bindings
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -761,9 +792,15 @@ class UltrawatchApp(App[int]):
         def make() -> Action:
             from dashboard.actions.rotate_secret import RotateSecret
 
-            return RotateSecret(self.config, finish=finish)
+            action = RotateSecret(self.config, finish=finish)
+            # The same key finishes it here: no CLI command to remember.
+            action.finish_hint = (
+                "press r again once the grace period is over (drops the previous secret)",
+                "press r to finish",
+            )
+            return action
 
-        self._start_action("rotate-secret (finish)" if finish else "rotate-secret", make)
+        self._start_action("finish rotation" if finish else "rotate secrets", make)
 
     def _selected_service(self) -> str | None:
         record = self._pick("services", "service")

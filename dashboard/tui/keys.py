@@ -247,6 +247,16 @@ KEYS: tuple[Key, ...] = (
         footer=False,
     ),
     Key(
+        "l",
+        "notifications",
+        "Log",
+        "l",
+        "notification log",
+        name="Notification log",
+        about="Recent notifications and action results, newest first",
+        footer=False,
+    ),
+    Key(
         "plus",
         "faster",
         "Faster",

@@ -1,5 +1,7 @@
-"""The confirmation modal: names the exact target and what will happen; Cancel
-is focused; in production the engineer types the target's name to enable it."""
+"""The confirmation modal: names the action in words, the exact target and what
+will happen, and says its keys (`y` confirms, `n` or Esc cancels); Cancel is
+focused, so Enter cancels; in production the engineer types the target's name
+to enable it (and `y` does nothing until then)."""
 
 from __future__ import annotations
 
@@ -26,7 +28,11 @@ class ConfirmScreen(ModalScreen[bool]):
     ConfirmScreen Horizontal { height: auto; margin-top: 1; align-horizontal: right; }
     ConfirmScreen Button { margin-left: 2; }
     """
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("n", "cancel", "Cancel", show=False),
+        Binding("y", "confirm", "Confirm", show=False),
+    ]
 
     def __init__(self, plan: Plan, *, production: bool = False) -> None:
         super().__init__()
@@ -37,10 +43,11 @@ class ConfirmScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         p = self.plan
         with Vertical():
+            yield Static(Content.styled(p.heading, "bold"), markup=False, id="confirm-title")
             yield Static(
-                Content.assemble((f"{p.action} ", "bold"), (p.target, "bold reverse")),
+                Content.assemble(("target ", "dim"), (p.target, "bold reverse")),
                 markup=False,
-                id="confirm-title",
+                id="confirm-target",
             )
             yield Static(Content(p.summary), markup=False, classes="what", id="confirm-summary")
             for k, v in p.details:
@@ -53,10 +60,23 @@ class ConfirmScreen(ModalScreen[bool]):
                     markup=False,
                 )
                 yield Input(placeholder=self.expected, id="confirm-name")
+            yield Static(
+                Content.assemble(
+                    ("y", "bold"),
+                    f" {p.verb.lower()}" + (" (once the name is typed)" if self.production else ""),
+                    "  ·  ",
+                    ("n", "bold"),
+                    " or ",
+                    ("Esc", "bold"),
+                    " cancel  ·  Enter: the focused button (Cancel)",
+                ),
+                markup=False,
+                id="confirm-keys",
+            )
             with Horizontal():
-                yield Button("Cancel", id="cancel", variant="primary")
+                yield Button("Cancel (n)", id="cancel", variant="primary")
                 yield Button(
-                    f"{p.action.capitalize()}",
+                    f"{p.verb} (y)",
                     id="confirm",
                     variant="error",
                     disabled=self.production,
@@ -78,3 +98,9 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def action_cancel(self) -> None:
         self.dismiss(False)
+
+    def action_confirm(self) -> None:
+        # In production the button stays disabled until the name is typed; `y`
+        # typed into that box is text, not this key.
+        if not self.query_one("#confirm", Button).disabled:
+            self.dismiss(True)

@@ -21,7 +21,7 @@ An action applies to the row you selected, identified by what you saw
 if the row went away, nothing is selected until you move the cursor.
 """
 
-ACTIONS_ON = "Actions (each asks for confirmation, Cancel focused)"
+ACTIONS_ON = "Actions (each asks first: y confirms, n or Esc cancels; Cancel is focused)"
 
 
 def help_text(snooze_s: float, disabled: str | None = None) -> str:

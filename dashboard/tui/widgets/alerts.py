@@ -9,7 +9,7 @@ from typing import Any
 from textual.app import ComposeResult
 
 from dashboard.tui.viewmodel import ViewModel, clock, duration
-from dashboard.tui.widgets.base import Line, Panel, SyncTable, cell, status_cell
+from dashboard.tui.widgets.base import Fit, Line, Panel, SyncTable, cell, status_cell
 
 
 class AlertsPanel(Panel):
@@ -29,6 +29,9 @@ class AlertsPanel(Panel):
                 ("summary", "summary", 80),
             ],
             id_column="id",
+            # The summary in full: wrapped in the free width, or under the check id
+            # (first/last seen then only in the details) when too narrow.
+            fit=Fit("summary", wrap=True, fold="id", drop=("first", "last"), least=48),
             id="alerts-table",
         )
 

@@ -9,8 +9,10 @@ are `Content` built from plain strings.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.containers import Vertical
 from textual.content import Content
@@ -159,10 +161,22 @@ class SyncTable(FastTable):
 
     DEFAULT_CSS = "SyncTable { height: 1fr; overflow-y: scroll; }"
 
-    def __init__(self, columns: Sequence[tuple[str, str, int]], id_column: str, **kw: Any):
-        # Fixed column widths: measuring cells on every update is what costs most.
+    def __init__(
+        self,
+        columns: Sequence[tuple[str, str, int]],
+        id_column: str,
+        *,
+        fit: Fit | None = None,
+        **kw: Any,
+    ):
+        # Column widths are set by `fit` after a sync, not measured by DataTable on
+        # every update (what costs most).
         super().__init__(cursor_type="row", zebra_stripes=False, **kw)
         self._spec = list(columns)
+        self._all_spec = self._spec  # `_spec` is what is shown: folded, fewer columns
+        self.fitting = fit
+        self._fit_widths: dict[str, int] = {}
+        self._folded = 0  # the layout: 0 all columns, 1 folded, 2 folded and fewer (Fit)
         self.id_column = id_column
         self.records: dict[str, dict[str, Any]] = {}  # row key -> what the row shows
         self._order: list[str] = []
@@ -237,6 +251,7 @@ class SyncTable(FastTable):
         self.records = {k: self.records[k] for k in order}
         self.settle()
         self._keep_cursor(keep, order)
+        self.fit()
 
     def _capped(
         self, rows: Sequence[tuple[str, dict[str, Any], Sequence[Text]]]
@@ -274,9 +289,10 @@ class SyncTable(FastTable):
         for key, record, cells in rows:
             self.records[key] = record
             if key not in present:
-                new.append((key, cells))
+                new.append((key, self._shown(cells)))
             elif self._cells.get(key) is not cells:  # panels cache a row's cells per round
-                changed = self.set_cells(key, cols, self._cells.get(key), cells) or changed
+                old = None if self._folded else self._cells.get(key)
+                changed = self.set_cells(key, cols, old, self._shown(cells)) or changed
             self._cells[key] = cells
         if new:
             self.append_rows(new)
@@ -293,3 +309,157 @@ class SyncTable(FastTable):
             # is not what the engineer chose, so nothing is selected.
             self.lost = keep
             self.show_cursor = False
+
+    # ------------------------------------------------------------ widths (Fit)
+
+    def _shown(self, cells: Sequence[Text]) -> Sequence[Text]:
+        """A row's cells as the table shows them: folded, the flex text goes under
+        the fold column's and the dropped columns are left out."""
+        f = self.fitting
+        if f is None or not self._folded:
+            return cells
+        by_key = dict(zip((c[0] for c in self._all_spec), cells, strict=False))
+        shown = []
+        for key, _label, _width in self._spec:
+            if key == f.fold:
+                head, text = by_key[key], by_key[f.flex]
+                shown.append(_folded_cell(head, text))
+            else:
+                shown.append(by_key[key])
+        return shown
+
+    def on_resize(self) -> None:
+        self._fit_widths = {}  # a new width: columns may shrink again
+        self.fit()
+
+    def fit(self) -> None:
+        """Columns as wide as their content, the rest of the width to the flex
+        column; rows as tall as their wrapped flex text. Widths only grow between
+        resizes, so columns do not jump as ages and counts change."""
+        f = self.fitting
+        avail = self.scrollable_content_region.width
+        if f is None or avail <= 0 or not self.is_mounted:
+            return
+        pad = 2 * self.cell_padding
+        fixed = self._content_widths({c[0] for c in self._all_spec} - {f.flex})
+        layout, flex_width = self._layout(f, fixed, avail - pad)
+        if layout != self._folded:
+            self._set_folded(layout)
+            return  # _set_folded puts the rows back, then fits
+        widths = dict(fixed)
+        flex_key = f.fold if self._folded and f.fold is not None else f.flex
+        widths[flex_key] = max(f.least, flex_width)
+        heights = self._heights(flex_key, widths[flex_key]) if f.wrap else {}
+        self.set_sizes(widths, heights)
+
+    def _layout(self, f: Fit, fixed: dict[str, int], avail: int) -> tuple[int, int]:
+        """The first layout whose flex text gets `least` cells or more: 0 all
+        columns, 1 folded (flex under the fold column), 2 folded without the
+        `drop` columns (else the last); and that flex width."""
+        pad = 2 * self.cell_padding
+        layouts = [(0, [k for k in fixed])]
+        if f.fold is not None:
+            layouts.append((1, [k for k in fixed if k != f.fold]))
+        if f.drop:
+            layouts.append((2, [k for k in fixed if k != f.fold and k not in f.drop]))
+        width = 0
+        for layout, others in layouts:
+            width = avail - sum(fixed[k] + pad for k in others)
+            if width >= f.least:
+                return layout, width
+        return layouts[-1][0], width
+
+    def _content_widths(self, keys: set[str]) -> dict[str, int]:
+        """The widest cell (or label) of each of these columns, never less than before."""
+        widths: dict[str, int] = {}
+        for i, (key, label, _w) in enumerate(self._all_spec):
+            if key not in keys:
+                continue
+            most = max([cell_len(label), *(_text_width(c[i]) for c in self._cells.values())])
+            widths[key] = max(most, self._fit_widths.get(key, 0))
+        self._fit_widths.update(widths)
+        return widths
+
+    def _heights(self, key: str, width: int) -> dict[str, int]:
+        """Each row's lines: its cell of column `key` wrapped at `width`."""
+        assert self.fitting is not None
+        console = self.app.console
+        heights = {}
+        for row_key in self._order:
+            cell = self._data_cell(row_key, key)
+            if cell is None:
+                continue
+            one_line = _text_width(cell) <= width and "\n" not in cell.plain
+            lines = 1 if one_line else len(cell.wrap(console, width))
+            heights[row_key] = max(1, min(self.fitting.most_lines, lines))
+        return heights
+
+    def _data_cell(self, row_key: str, column: str) -> Text | None:
+        try:
+            cell = self.get_cell(row_key, column)
+        except Exception:
+            return None
+        return cell if isinstance(cell, Text) else None
+
+    def _set_folded(self, layout: int) -> None:
+        """Switch between the layouts of `_layout`: the rows are put back shaped
+        the new way, the cursor on the same row."""
+        f = self.fitting
+        assert f is not None
+        self._folded = layout
+        keep = None if self.lost is not None else self.cursor_key()
+        gone = {f.flex} if layout and f.fold is not None else set()
+        if layout == 2:
+            gone |= set(f.drop)
+        self._spec = [c for c in self._all_spec if c[0] not in gone]
+        self.clear(columns=True)
+        for key, label, width in self._spec:
+            self.add_column(label, key=key, width=width)
+        order, cells = self._order, self._cells
+        self._order, self._cells = [], {}
+        self.append_rows([(k, self._shown(cells[k])) for k in order])
+        self._order, self._cells = order, cells
+        self.settle()
+        self._keep_cursor(keep, order)
+        self.fit()
+
+
+@dataclass(frozen=True)
+class Fit:
+    """How a table shares its width: every column as wide as its content (never
+    cut), and the rest to `flex`, the text that explains (summary, query, reason).
+    With `wrap`, a flex text longer than its column wraps onto more lines. When
+    the flex column would get fewer than `least` cells, the table folds: `flex`
+    goes under the `fold` column's text, in one wrapping column; if still too
+    narrow (or without `fold`), the `drop` columns are left out (they stay in the
+    row's details)."""
+
+    flex: str
+    wrap: bool = False
+    fold: str | None = None
+    drop: tuple[str, ...] = ()
+    least: int = 24
+    most_lines: int = 6  # a wrapped cell's lines at most (the rest in the details)
+
+
+def _folded_cell(head: Text, text: Text) -> Text:
+    """The fold column's text, then the flex text on the lines below it."""
+    key = (id(head), id(text))
+    found = _FOLDED.get(key)
+    if found is None or found[0] is not head or found[1] is not text:
+        if len(_FOLDED) > _CELLS_MAX:
+            _FOLDED.clear()
+        cell = Text.assemble(head, "\n", text, end="")
+        found = _FOLDED[key] = (head, text, cell)
+    return found[2]
+
+
+_FOLDED: dict[tuple[int, int], tuple[Text, Text, Text]] = {}
+
+
+def _text_width(cell: Any) -> int:
+    """The widest line of a cell, in terminal cells."""
+    plain = cell.plain if isinstance(cell, Text) else str(cell)
+    if "\n" not in plain:
+        return cell_len(plain)  # the common case, fast for ASCII
+    return max(cell_len(line) for line in plain.split("\n"))

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer
+
+# First in the footer, so no width cuts them: how to learn the other keys, and
+# how to leave.
+KEPT = ("help", "quit")
 
 
 class KeyFooter(Footer):
@@ -15,6 +20,17 @@ class KeyFooter(Footer):
     it recomposes only when what it would show differs from what it shows."""
 
     _shown: Any = None
+
+    def compose(self) -> ComposeResult:
+        # A FooterKey (Textual's key widget in the footer) carries its action.
+        widgets = list(super().compose())
+        if self.compact:
+            # Narrow: the palette's key gives its cells to the keys that act (the
+            # help lists ctrl+p).
+            widgets = [w for w in widgets if not w.has_class("-command-palette")]
+        kept = [w for a in KEPT for w in widgets if getattr(w, "action", None) == a]
+        yield from kept
+        yield from (w for w in widgets if w not in kept)
 
     def _signature(self, screen: Screen[Any]) -> Any:
         return (

@@ -15,7 +15,7 @@ from textual.widgets import Sparkline
 from collectors.core.model import CheckResult, Status
 from collectors.postgres.data import PostgresData, Session
 from dashboard.tui.viewmodel import DASH, ViewModel, duration, gauge, num
-from dashboard.tui.widgets.base import Line, Panel, SyncTable, cell, down_line
+from dashboard.tui.widgets.base import Fit, Line, Panel, SyncTable, cell, down_line
 
 SORTS = ("interest", "age", "pid", "service", "state")
 
@@ -62,6 +62,8 @@ class PostgresPanel(Panel):
                 ("query", "query text", 80),
             ],
             id_column="pid",
+            # Narrow: the query text before the wait event and the query's age.
+            fit=Fit("query", least=16, drop=("wait", "query_age")),
             id="pg-sessions",
         )
 

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from collectors.core.model import Reading, Status
 from collectors.processes.data import ProcessData, process_data
 from dashboard.tui.viewmodel import STATUS_STYLE, ViewModel, duration, num, rate, size, spark
-from dashboard.tui.widgets.base import Line, Panel, SyncTable, cell
+from dashboard.tui.widgets.base import Fit, Line, Panel, SyncTable, cell
 from dashboard.tui.widgets.record import StructRecord
 
 
@@ -32,6 +32,7 @@ class ProcessesPanel(Panel):
                 ("note", "note", 60),
             ],
             id_column="name",
+            fit=Fit("note", least=8),
             id="proc-table",
         )
 

@@ -17,7 +17,7 @@ from collectors.redis.data import Info, Lock, RedisData
 from collectors.redis.rules import is_stale as is_stale_lock
 from collectors.redis.rules import stale_count
 from dashboard.tui.viewmodel import DASH, ViewModel, duration, num, size
-from dashboard.tui.widgets.base import Line, Panel, SyncTable, cell, down_line
+from dashboard.tui.widgets.base import Fit, Line, Panel, SyncTable, cell, down_line
 
 # Lock rows the table holds: the most alarming first (no-TTL, stale, then the
 # oldest). Every round replaces most of them (ages change), and 500 rows cost
@@ -90,6 +90,7 @@ class RedisPanel(Panel):
                 ("holders", "held on", 8),
             ],
             id_column="key",
+            fit=Fit("owner", least=10),
             id="redis-locks",
         )
 

@@ -13,9 +13,9 @@ from textual.app import ComposeResult
 from textual.content import Content
 
 from collectors.core.model import Status
-from collectors.secrets.data import Probe, SecretsData
+from collectors.secrets.data import Probe, Rotation, SecretsData
 from dashboard.tui.viewmodel import DASH, STATUS_STYLE, ViewModel, duration
-from dashboard.tui.widgets.base import Line, Panel, SyncTable, cell, down_line
+from dashboard.tui.widgets.base import Fit, Line, Panel, SyncTable, cell, down_line
 
 
 class SecurityPanel(Panel):
@@ -35,6 +35,7 @@ class SecurityPanel(Panel):
                 ("reason", "reason", 40),
             ],
             id_column="key",
+            fit=Fit("reason", wrap=True, fold="key"),
             id="sec-table",
         )
 
@@ -106,7 +107,7 @@ class SecurityPanel(Panel):
             ("  services ", "bold"),
             (f"{len(services) - len(bad)}/{len(services)} match", bad_style),
             (f" (mismatch: {', '.join(bad)})" if bad else "", bad_style),
-            ("  rotation in progress" if rotation and rotation.in_progress else "", "yellow"),
+            _rotation_note(rotation, model.now),
         )
 
     @staticmethod
@@ -128,6 +129,22 @@ class SecurityPanel(Panel):
 
     def selected(self) -> dict[str, Any] | None:
         return self.query_one(SyncTable).selected()
+
+
+def _rotation_note(rotation: Rotation | None, now: float) -> tuple[str, str]:
+    """Why a rotation's alerts stay open and what ends them, without opening a row:
+    the previous secret is accepted until the rotation is finished (`r`)."""
+    if rotation is None or not rotation.in_progress:
+        return ("", "")
+    if rotation.can_finish:
+        return ("  rotation: grace over: r finishes it (drops the previous secret)", "bold yellow")
+    if rotation.grace_ends_at is not None:
+        left = max(0.0, rotation.grace_ends_at - now)
+        return (
+            f"  rotation: previous secret accepted; r finishes it in {duration(left)}",
+            "yellow",
+        )
+    return ("  rotation in progress: previous secret still accepted", "yellow")
 
 
 def _style(status: Status | None) -> str:

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from collectors.core.model import Reading, Status
 from collectors.services.data import ServiceData, service_data
 from dashboard.tui.viewmodel import STATUS_STYLE, ViewModel, duration, num, spark
-from dashboard.tui.widgets.base import Line, Panel, SyncTable, cell, status_cell
+from dashboard.tui.widgets.base import Fit, Line, Panel, SyncTable, cell, status_cell
 from dashboard.tui.widgets.record import StructRecord
 
 
@@ -40,6 +40,7 @@ class ServicesPanel(Panel):
                 ("note", "note", 60),
             ],
             id_column="name",
+            fit=Fit("note", least=8),
             id="svc-table",
         )
 

@@ -134,9 +134,11 @@ class FastTable(DataTable[Any]):
         if row_index < 0 or column_index < 0:  # header and labels: rare, not cached here
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         data: dict[Any, dict[Any, Any]] = self._data
+        row_key = self._row_locations.get_key(row_index)
         try:
-            row = data[self._row_locations.get_key(row_index)]
+            row = data[row_key]
             value = row[self._column_locations.get_key(column_index)]
+            height = self.rows[row_key].height  # type: ignore[index]  # found in _data
         except KeyError:
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         if self._own_cells is None:
@@ -144,6 +146,7 @@ class FastTable(DataTable[Any]):
         key = (
             column_index,
             row_index,  # baked into the cell's style meta (clicks find their row by it)
+            height,  # a wrapped cell's lines
             base_style,
             width,
             cursor,
@@ -181,7 +184,7 @@ class FastTable(DataTable[Any]):
                 [Segment(s.text, (s.style or _BLANK) + meta, s.control) for s in line]
                 for line in found[1]
             ]
-        base_style, width = key[2], key[3]
+        base_style, width = key[3], key[4]
         lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         self._by_value[like] = (value, lines)
         return lines
@@ -192,7 +195,8 @@ class FastTable(DataTable[Any]):
         # only the scrollable size is needed.
         width = sum(c.get_render_width(self) for c in self.columns.values())
         header = self.header_height if self.show_header else 0
-        self.virtual_size = Size(width + self._row_label_column_width, len(self.rows) + header)
+        height = sum(row.height for row in self.rows.values())  # wrapped rows: several lines
+        self.virtual_size = Size(width + self._row_label_column_width, height + header)
 
     # ------------------------------------------------------------ bulk changes
 
@@ -287,6 +291,26 @@ class FastTable(DataTable[Any]):
                 if len(cache) > size:
                     cache.clear()  # LRUCache evicts one entry per insert, never more
                 cache.maxsize = size
+
+    # ------------------------------------------------------------ sizes
+
+    def set_sizes(self, widths: dict[str, int], heights: dict[str, int]) -> None:
+        """Column widths (by column key) and row heights (by row key; a row over
+        one line wraps its cells), with one repaint when any changed."""
+        changed = False
+        for column_key, col in self.columns.items():
+            width = widths.get(column_key.value or "")
+            if width is not None and width != col.width:
+                col.width, changed = width, True
+        for row_key, row in self.rows.items():
+            height = heights.get(row_key.value or "", 1)
+            if height != row.height:
+                row.height, changed = height, True
+        if changed:
+            self._clear_caches()
+            self._update_count += 1  # DataTable's line offsets are cached by this count
+            self._update_dimensions(())
+            self.refresh()
 
     # ------------------------------------------------------------ clicks
 
