@@ -103,9 +103,10 @@ async def test_console_alerts_silences_and_shows_them(
 
         await until(pilot, lambda: ack_cell(a).startswith(f"silenced by {os_user()} until "))
         # In the row itself: who, in the ack column; who and until when, before the summary.
-        row = table.get_row(a)
-        assert str(row[5]) == f"sil {os_user()}"
-        assert str(row[6]).startswith(f"silenced by {os_user()} until ")
+        row = [str(c) for c in table.get_row(a)]
+        assert f"sil {os_user()}" in row
+        # the summary is its own column, or folded under the check id when narrow
+        assert any(f"silenced by {os_user()} until " in c for c in row), row
         assert ack_cell(b) == "" or ack_cell(b) == "active"
 
         # Acknowledged in the console: confirmed, then a silence in Alertmanager.
