@@ -57,9 +57,10 @@ end
 return {t, redis.call('get', KEYS[1])}
 """
 PEEK_SHA = hashlib.sha1(PEEK).hexdigest()
-# A TTL longer than our extrapolation by more than this (ms) was set again since:
+# A TTL longer than our extrapolation (from the round's start) by more than this (ms)
+# was set again since:
 # extended by its holder, or released and taken again.
-TTL_JUMP_MS = 1000
+TTL_JUMP_MS = 250
 # redis-py's Lock token is uuid1().hex (also accepted: the dashed form).
 _UUID = re.compile(
     rb"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I
