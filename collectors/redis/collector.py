@@ -53,10 +53,8 @@ class RedisLocksCollector:
 
     def __init__(self, settings: RedisConfig, *, one_shot: bool = False) -> None:
         """`settings`: the [redis] section. `one_shot`: this collector runs one round
-        (`ultrawatch check`): on a server without CLIENT NO-TOUCH it reads no lock
-        values, since a GET would reset the idle time the next check's ages come
-        from; only locks touched in the last second are read, for a redis-py
-        token's time (see ReadPlan.collect)."""
+        (`ultrawatch check`). Reads are the same either way: none changes what
+        another observer sees (see Node.read_mode)."""
         self.one_shot = one_shot
         self.settings: RedisConfig = settings
         self.now = 0.0  # the round's time, for the rows' renewal ages

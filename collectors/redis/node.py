@@ -100,6 +100,7 @@ class LockState:
     # We saw the key free (or held by another value) at this time or later, so this
     # holding began after it.
     not_before: float | None = None
+    touched_at: float = 0.0  # the last touch by anyone (read time - idle time) we saw
     renewed_at: float | None = None  # when we last saw its owner extend its TTL
     renewals: int = 0  # TTL extensions by the same owner that we saw
 
@@ -562,13 +563,13 @@ class ReadPlan:
         idle = node.idle_supported
         always = full or self.mode == "get"
         locks = node.locks
-        peek = self.mode == "peek"
         out = []
         for k in keys:
             lk = locks.get(k)
-            # Unknown keys are read whole; with PEEK, so are locks whose owner is
-            # not known yet (a later round may find them touched this second).
-            out.append((k, always or lk is None or (peek and lk.value is None), idle))
+            # Unknown keys are read whole; known ones only when touched since (see
+            # _confirm): an untouched lock's idle time only grows, so PEEK would
+            # not read its value now either.
+            out.append((k, always or lk is None, idle))
         return out
 
     def take(self, keys: list[bytes], pass_seen: set[bytes]) -> list[Shape]:
@@ -681,6 +682,8 @@ class ReadPlan:
         """A known lock read whole again: the same holding, renewed by its holder,
         or taken by another (whose age starts afresh)."""
         jumped = _ttl_jumped(prev, pttl, now)
+        if idle is not None:
+            prev.touched_at = now - idle
         if got is not None and got == prev.value:
             if jumped and pttl >= 0:
                 prev.renewed_at = now  # its owner extended it: the holder is alive
@@ -705,6 +708,8 @@ class ReadPlan:
         """A known lock read without its value: still ours to extrapolate, or touched
         by someone (its value is fetched again)."""
         if _touched(prev, pttl, idle, now):
+            # Touched or set again: its value is read again (PEEK reads it if the
+            # touch was this second), by the round's follow-up reads.
             self.followup.append(k)
             return
         prev.pttl, prev.read_at = pttl, now
@@ -755,6 +760,7 @@ class ReadPlan:
         node.locks[k] = LockState(
             value, pttl, now, first, now, idle_s is not None, token_time(value, now), not_before
         )
+        node.locks[k].touched_at = first
         if self.in_scan:
             node.pass_seen.add(k)
 
@@ -814,8 +820,9 @@ def _touched(prev: LockState, pttl: int, idle: int | None, now: float) -> bool:
     """Did someone else write or read this lock since we last fetched its value?"""
     if _ttl_jumped(prev, pttl, now):
         return True
-    # Idle time resolution is 1 s; our own GET at value_at is the last touch we know.
-    return idle is not None and idle < (now - prev.value_at) - 1.5
+    # Our reads never touch a lock (see Node.read_mode): the last touch we know is
+    # the one its idle time showed at the last read (resolution 1 s).
+    return idle is not None and now - idle > prev.touched_at + 1.5
 
 
 def parse_info(raw: bytes | str) -> dict[str, Any]:
