@@ -34,6 +34,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 from redis.exceptions import RedisError, ResponseError
 
 from collectors.config import Config
@@ -296,7 +297,12 @@ class ReleaseLock:
         value = self.value
         self.kind = kind_of(self.key, value, len(seen) > 1) if value is not None else "unknown"
         if self.key.startswith(b"lock:"):
-            self.signal = SIGNAL_PREFIX + self.key[len(b"lock:") :]
+            signal = SIGNAL_PREFIX + self.key[len(b"lock:") :]
+            # One script takes keys of one cluster slot only (python-redis-lock's
+            # own release cannot run on a cluster either, unless hash-tagged).
+            cluster = bool(self.config.redis and self.config.redis.cluster)
+            if not cluster or key_slot(signal) == key_slot(self.key):
+                self.signal = signal
         if self.expected is None and self.expected_sha1 is None:
             self._judge_stuck(key, mine)
         for s in mine:
