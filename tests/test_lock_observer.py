@@ -17,6 +17,7 @@ import redis
 
 from collectors.config import parse_config
 from collectors.redis.collector import RedisLocksCollector
+from collectors.redis.node import PEEK
 from tests.conftest import ULTRAWATCH, run_cli
 
 ROUNDS = 60  # at the default 2 s interval, two minutes of watching
@@ -119,4 +120,42 @@ async def test_watching_leaves_every_lock_as_a_one_shot_check_sees_it(
         assert r.get(stuck) == b"worker-1" and r.get(young) == b"fresh-holder"
     finally:
         r.delete(*keys)
+        r.close()
+
+
+def test_the_commands_ultrawatch_reads_with_never_touch_a_key(
+    lock_url: str, lock_prefix: str
+) -> None:
+    """The facts the rule rests on, checked on each server: TYPE, PTTL, EXISTS, SCAN,
+    OBJECT and PEEK leave the idle time alone; GET (without CLIENT NO-TOUCH) does not."""
+    key = f"{lock_prefix}k"
+    r = redis.Redis.from_url(lock_url)
+    try:
+        reads = {
+            "TYPE": lambda: r.type(key),
+            "PTTL": lambda: r.pttl(key),
+            "EXISTS": lambda: r.exists(key),
+            "SCAN": lambda: list(r.scan_iter(f"{lock_prefix}*")),
+            "OBJECT": lambda: r.object("encoding", key),
+            "PEEK": lambda: r.eval(PEEK, 1, key),
+        }
+        for name, read in reads.items():
+            restore_idle(r, key, b"holder", 100)
+            answer = read()
+            assert r.object("idletime", key) >= 100, name
+            if name == "PEEK":
+                assert answer == [b"string"]  # idle: the value is not read
+        restore_idle(r, key, b"holder", 100)
+        r.get(key)  # what every read of a value did before: the age is gone
+        assert r.object("idletime", key) <= 1
+        # A lock touched this second: PEEK reads its value (within a few tries, as a
+        # second may turn between the SET and the script).
+        for _ in range(5):
+            r.set(key, "just-taken")
+            if r.eval(PEEK, 1, key) == [b"string", b"just-taken"]:
+                break
+        else:
+            raise AssertionError("PEEK never read a lock touched this second")
+    finally:
+        r.delete(key)
         r.close()
