@@ -35,12 +35,16 @@ def cfg_for(urls: str | list[str], patterns: list[str], tmp_path: Path) -> Confi
     )
 
 
-async def release(config: Config, action: ReleaseLock) -> tuple[Outcome, Plan, list[str]]:
+async def release(
+    config: Config, action: ReleaseLock, on_confirm=None
+) -> tuple[Outcome, Plan, list[str]]:
     plans: list[Plan] = []
     said: list[str] = []
 
     async def confirm(plan: Plan) -> bool:
         plans.append(plan)
+        if on_confirm is not None:
+            on_confirm()
         return True
 
     outcome = await ActionRunner(config).run(action, confirm, said.append)
@@ -242,3 +246,31 @@ def test_release_lock_refuses_keys_that_are_not_locks(
         assert r.get(cart) == b"3 items" and r.get(flag) == b"true" and r.llen(lst) == 1
     finally:
         r.delete(cart, flag, lst)
+
+
+async def test_a_lock_taken_again_while_the_plan_is_confirmed_is_left(
+    lock_url: str, lock_prefix: str, r: redis.Redis, tmp_path: Path
+) -> None:
+    """Redis 6.2 cannot show this owner without resetting its idle time: the plan
+    does not read it, and the release deletes only a key untouched since the plan.
+    Valkey reads it and compares the value. Either way the new holder stays."""
+    key = f"{lock_prefix}sku"
+    r.set("tmp:dump", "dead-holder")
+    dumped = r.dump("tmp:dump")
+    r.delete("tmp:dump")
+    r.restore(key, 0, dumped, idletime=100)  # stuck: no TTL, untouched for 100 s
+
+    def retake() -> None:  # released by someone and taken again meanwhile
+        r.delete(key)
+        r.set(key, "new-holder")
+
+    try:
+        config = cfg_for(lock_url, [f"{lock_prefix}*"], tmp_path)
+        outcome, plan, said = await release(config, ReleaseLock(config, key), retake)
+        assert outcome.result is Result.REFUSED, (outcome.message, said)
+        assert "left in place" in outcome.message
+        owner = dict(plan.details)["owner"]
+        assert owner == "dead-holder" or owner.startswith("not read (this server has no ")
+        assert r.get(key) == b"new-holder"
+    finally:
+        r.delete(key)

@@ -147,7 +147,8 @@ class ReleaseLock:
         self.watch_s = watch_s
         self.kind = "unknown"
         self.signal: bytes | None = None  # python-redis-lock's list, when its key shape
-        self.min_idle: dict[str, int] = {}  # per master, for an unread value: see CAS_DELETE
+        # Per master, for an unread value: (idle time at the plan, less one; when read).
+        self.unread_idle: dict[str, tuple[int, float]] = {}
         self.ttl_ms = -2  # as the plan saw it
         self.holder_may_renew = False  # a TTL renewed or touched lately: watched longer
         self.released_at = 0.0
@@ -231,7 +232,10 @@ class ReleaseLock:
         if self.touch_off.get(name) or idle is None:
             value = await client.get(self.key)  # no trace (NO-TOUCH, or no idle time: LFU)
             return _Seen(name, value, pttl, idle, at=at)
-        reply = await client.eval(PEEK, 1, self.key)
+        try:
+            reply = await client.eval(PEEK, 1, self.key)
+        except ResponseError:  # scripts refused to this user: not read
+            reply = []
         if len(reply) > 1:
             return _Seen(name, reply[1], pttl, idle, at=at)
         if idle <= 1 and self.expected is None and self.expected_sha1 is None:
@@ -307,8 +311,9 @@ class ReleaseLock:
             self._judge_stuck(key, mine)
         for s in mine:
             if s.value is None and self.expected is None and self.expected_sha1 is None:
-                # Unread: compared by "untouched since the plan" (see CAS_DELETE).
-                self.min_idle[s.master] = max(0, (s.idle or 0) - 1)
+                # Unread: compared by "untouched since the plan" (see CAS_DELETE):
+                # its idle time then, less one for the resolution, plus the time since.
+                self.unread_idle[s.master] = ((s.idle or 0) - 1, s.at)
         details = self._details(key, seen, held, mine, failed)
         where = f" on {len(mine)} master(s)" if len(seen) > 1 else ""
         return Plan(
@@ -485,7 +490,8 @@ class ReleaseLock:
             elif self.value is not None:
                 args = (self.value, "exact")
             else:
-                args = (self.min_idle.get(name, 0), "idle")
+                idle, at = self.unread_idle.get(name, (0, time.monotonic()))
+                args = (max(0, idle + int(time.monotonic() - at)), "idle")
             # Stuck for never expiring: it still must not expire when it is deleted.
             when = "no-ttl" if name in self.no_ttl_on else "any"
             keys = (self.key, self.signal) if self.signal is not None else (self.key,)
