@@ -57,10 +57,11 @@ end
 return {t, redis.call('get', KEYS[1])}
 """
 PEEK_SHA = hashlib.sha1(PEEK).hexdigest()
-# A TTL longer than our extrapolation (from the round's start) by more than this (ms)
-# was set again since:
-# extended by its holder, or released and taken again.
-TTL_JUMP_MS = 250
+# An expiry later than the last one seen by more than this (ms) was set again since:
+# extended by its holder, or released and taken again. Compared in the server's clock
+# (TIME) by 250 ms (python-redis-lock's expire=1 renews by 667 ms); without it, from
+# our round's start, by a fifth of the TTL up to 1 s (a busy client reads late).
+TTL_JUMP_MS = (250, 1000)
 # redis-py's Lock token is uuid1().hex (also accepted: the dashed form).
 _UUID = re.compile(
     rb"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I
@@ -101,6 +102,7 @@ class LockState:
     # holding began after it.
     not_before: float | None = None
     touched_at: float = 0.0  # the last touch by anyone (read time - idle time) we saw
+    expires_srv: int | None = None  # when it expires, in the server's clock (ms; TIME)
     renewed_at: float | None = None  # when we last saw its owner extend its TTL
     renewals: int = 0  # TTL extensions by the same owner that we saw
 
@@ -557,6 +559,10 @@ class ReadPlan:
         self.mode = node.read_mode  # fixed for the round: replies are read by shape
         self.wrong_type: list[bytes] = []  # GET refused: their TYPE is asked after
         self.noscript = False  # PEEK fell out of the script cache (SCRIPT FLUSH)
+        # The server's clock (ms) when the batch being read was run: each batch of
+        # reads starts with TIME, so TTLs compare in the server's time, not in ours
+        # (a busy client, the TUI rendering, reads its replies late).
+        self.srv_ms: int | None = None
 
     def shape(self, keys: list[bytes], full: bool = False) -> list[Shape]:
         node = self.node
@@ -585,7 +591,7 @@ class ReadPlan:
         return self.shape(fresh)
 
     def commands(self, keys: list[Shape]) -> list[tuple[Any, ...]]:
-        cmds: list[tuple[Any, ...]] = []
+        cmds: list[tuple[Any, ...]] = [("TIME",)] if keys else []
         mode = self.mode
         for k, full, idle in keys:
             if idle:
@@ -603,6 +609,10 @@ class ReadPlan:
         return cmds
 
     async def collect(self, node: Node, keys: list[Shape], stats: RoundStats, now: float) -> None:
+        if keys:
+            t = await node.reply()
+            ok = isinstance(t, list) and len(t) == 2
+            self.srv_ms = int(t[0]) * 1000 + int(t[1]) // 1000 if ok else None
         for k, full, asked_idle in keys:
             idle = await node.reply() if asked_idle else None
             pttl = await node.reply()
@@ -681,9 +691,11 @@ class ReadPlan:
     ) -> None:
         """A known lock read whole again: the same holding, renewed by its holder,
         or taken by another (whose age starts afresh)."""
-        jumped = _ttl_jumped(prev, pttl, now)
+        jumped = _ttl_jumped(prev, pttl, now, self.srv_ms)
         if idle is not None:
             prev.touched_at = now - idle
+        if not jumped or (got is not None and got == prev.value):
+            prev.expires_srv = self._expiry(pttl)
         if got is not None and got == prev.value:
             if jumped and pttl >= 0:
                 prev.renewed_at = now  # its owner extended it: the holder is alive
@@ -707,12 +719,13 @@ class ReadPlan:
     def _confirm(self, k: bytes, prev: LockState, pttl: int, idle: int | None, now: float) -> None:
         """A known lock read without its value: still ours to extrapolate, or touched
         by someone (its value is fetched again)."""
-        if _touched(prev, pttl, idle, now):
+        if _touched(prev, pttl, idle, now, self.srv_ms):
             # Touched or set again: its value is read again (PEEK reads it if the
             # touch was this second), by the round's follow-up reads.
             self.followup.append(k)
             return
         prev.pttl, prev.read_at = pttl, now
+        prev.expires_srv = self._expiry(pttl)
         if idle is not None:
             prev.first_seen = min(prev.first_seen, now - idle)
 
@@ -761,8 +774,12 @@ class ReadPlan:
             value, pttl, now, first, now, idle_s is not None, token_time(value, now), not_before
         )
         node.locks[k].touched_at = first
+        node.locks[k].expires_srv = self._expiry(pttl)
         if self.in_scan:
             node.pass_seen.add(k)
+
+    def _expiry(self, pttl: int) -> int | None:
+        return self.srv_ms + pttl if pttl >= 0 and self.srv_ms is not None else None
 
     async def types(self, stats: RoundStats) -> None:
         """The TYPE of the keys whose GET was refused (a hash or a list under the lock
@@ -808,17 +825,25 @@ def _make_room(node: Node, pttl: int) -> bool:
     return True
 
 
-def _ttl_jumped(prev: LockState, pttl: int, now: float) -> bool:
+def _ttl_jumped(prev: LockState, pttl: int, now: float, srv_ms: int | None = None) -> bool:
     """Was the TTL set again since the last read (extended by its holder, or the
     lock released and taken again)?"""
     if (pttl == -1) != (prev.pttl == -1):
         return True
-    return pttl >= 0 and pttl > prev.ttl_ms(now) + TTL_JUMP_MS
+    if pttl < 0:
+        return False
+    if srv_ms is not None and prev.expires_srv is not None:
+        # Both in the server's clock: only the server's own delays blur it.
+        return srv_ms + pttl > prev.expires_srv + TTL_JUMP_MS[0]
+    low, high = TTL_JUMP_MS
+    return pttl > prev.ttl_ms(now) + max(low, min(high, pttl // 5))
 
 
-def _touched(prev: LockState, pttl: int, idle: int | None, now: float) -> bool:
+def _touched(
+    prev: LockState, pttl: int, idle: int | None, now: float, srv_ms: int | None = None
+) -> bool:
     """Did someone else write or read this lock since we last fetched its value?"""
-    if _ttl_jumped(prev, pttl, now):
+    if _ttl_jumped(prev, pttl, now, srv_ms):
         return True
     # Our reads never touch a lock (see Node.read_mode): the last touch we know is
     # the one its idle time showed at the last read (resolution 1 s).
