@@ -17,7 +17,11 @@ from tests.cli_runner import WarmRunner
 from tests.helpers import ExternalPostgres, ExternalRedis
 
 # Fixtures of further real components, one module each (tests/*_fixtures.py).
-pytest_plugins: list[str] = ["tests.pgbouncer_fixtures", "tests.alertmanager_fixtures"]
+pytest_plugins: list[str] = [
+    "tests.pgbouncer_fixtures",
+    "tests.alertmanager_fixtures",
+    "tests.valkey_fixtures",
+]
 
 ULTRAWATCH = str(Path(sys.executable).with_name("ultrawatch"))
 

@@ -80,7 +80,12 @@ def test_young_lock_refused_without_force_and_released_with_it(
     proc = run_cli("release-lock", KEY, "--yes", "--config", str(path))
     assert proc.returncode == 1
     assert f"refused: {KEY} is not stuck (expires in " in proc.stderr
-    assert "stale after 30s): nothing was done; add --owner healthy" in proc.stderr
+    # The owner is named when it was read without a trace (Redis 6.2: only if the
+    # lock was touched this second, which a slow start of the CLI may miss).
+    assert any(
+        f"stale after 30s): nothing was done; add --owner {owner} to" in proc.stderr
+        for owner in ("healthy", "VALUE")
+    ), proc.stderr
     assert r.get(KEY) == b"healthy"
     entry = json.loads((path.parent / "audit.jsonl").read_text().splitlines()[-1])
     assert (entry["outcome"], entry["target"]) == ("refused", KEY)

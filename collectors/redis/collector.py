@@ -34,6 +34,7 @@ from collectors.redis.node import (
     ReadPlan,
     RoundStats,
     describe_error,
+    token_time,
 )
 from collectors.redis.text import EXACT_LIMIT, display_text, exact_text, host_port
 
@@ -41,6 +42,7 @@ TARGET = "main"
 MAX_LOCKS = 200  # lock rows in a reading
 MAX_NAMED = 50  # keys listed in no_ttl / stale
 _HEX32 = re.compile(rb"[0-9a-f]{32}")
+_UUID4 = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 # python-redis-lock: b64encode(urandom(18)), 24 chars of the standard alphabet (with
 # + and /); the URL-safe variant seen in forks is accepted too.
 _PRL_ID = re.compile(rb"[A-Za-z0-9+/_-]{24}")
@@ -51,12 +53,11 @@ class RedisLocksCollector:
 
     def __init__(self, settings: RedisConfig, *, one_shot: bool = False) -> None:
         """`settings`: the [redis] section. `one_shot`: this collector runs one round
-        (`ultrawatch check`): on a server without CLIENT NO-TOUCH it reads no lock
-        values, since a GET would reset the idle time the next check's ages come
-        from; only locks touched in the last second are read, for a redis-py
-        token's time (see ReadPlan.collect)."""
+        (`ultrawatch check`). Reads are the same either way: none changes what
+        another observer sees (see Node.read_mode)."""
         self.one_shot = one_shot
         self.settings: RedisConfig = settings
+        self.now = 0.0  # the round's time, for the rows' renewal ages
         self.patterns = list(self.settings.lock_patterns)
         self.urls = self.settings.resolved_urls()
         self.redlock = len(self.urls) > 1 and not self.settings.cluster
@@ -74,7 +75,7 @@ class RedisLocksCollector:
     # ----------------------------------------------------------------- round
 
     async def collect(self) -> list[Reading]:
-        now = time.time()
+        now = self.now = time.time()
         t0 = time.perf_counter()
         if self.settings.cluster:
             await self._discover(now)
@@ -364,6 +365,7 @@ class RedisLocksCollector:
             oldest_age_s=view.oldest_age_s,
             oldest_key=view.oldest_key,
             oldest_age_source=view.oldest_age_source,
+            oldest_renewed_ago_s=view.oldest_renewed_ago_s,
             below_quorum=view.below_quorum,
             below_quorum_total=view.below_quorum_total,
             conflict=view.conflict,
@@ -410,9 +412,10 @@ class RedisLocksCollector:
             unlisted_ages=age_buckets(-e[1] for e in entries if cut is not None and e > cut),
             no_ttl=sorted(exact_text(k) for k in no_ttl[: 4 * MAX_NAMED])[:MAX_NAMED],
             no_ttl_total=len(no_ttl),
-            oldest_age_s=round(-oldest[1], 1) if oldest else None,
+            oldest_age_s=max(0.0, round(-oldest[1], 1)) if oldest else None,
             oldest_key=exact_text(oldest[2]) if oldest else None,
             oldest_age_source=oldest[8] if oldest else None,
+            oldest_renewed_ago_s=_renewed(oldest[5], now)[0] if oldest else None,
             below_quorum=sorted(exact_text(k) for k in below[:MAX_NAMED]),
             below_quorum_total=len(below),
             conflict=sorted(exact_text(k) for k in conflicts[:MAX_NAMED]),
@@ -423,6 +426,7 @@ class RedisLocksCollector:
     def _row(self, e: _Entry, masters: int, need: int) -> Lock:
         _, neg_age, key, value, holders, group, ttl, conflict, source = e
         long = value is not None and len(value) > EXACT_LIMIT
+        renewed_ago, renewals = _renewed(group, self.now)
         return Lock(
             key=exact_text(key),
             owner=None if value is None else display_text(value),
@@ -431,12 +435,14 @@ class RedisLocksCollector:
             owner_sha1=hashlib.sha1(value).hexdigest() if long and value is not None else None,
             owner_read=value is not None,
             ttl_ms=ttl,
-            age_s=round(-neg_age, 1),
+            age_s=max(0.0, round(-neg_age, 1)),  # never -0.0 ("-0ms")
             # A token's time or an idle time is an age; our first sight of the lock
             # is only a lower bound.
             age_known=source != "first_seen",
             age_source=source,
-            kind=_kind(key, value, self.redlock),
+            kind=kind_of(key, value, self.redlock),
+            renewed_ago_s=renewed_ago,
+            renewals=renewals,
             holders=holders,
             masters=masters,
             quorum=holders >= need if self.redlock else None,
@@ -492,6 +498,7 @@ class _View:
     oldest_age_s: float | None
     oldest_key: str | None
     oldest_age_source: str | None
+    oldest_renewed_ago_s: float | None
     below_quorum: list[str]
     below_quorum_total: int
     conflict: list[str]
@@ -499,15 +506,32 @@ class _View:
     quorum_need: int | None
 
 
-def _kind(key: bytes, value: bytes | None, redlock: bool) -> str:
-    if redlock:
+def _renewed(group: list[tuple[Node, LockState]], now: float) -> tuple[float | None, int]:
+    """When any master last saw this lock's owner extend it (seconds ago), and how
+    many times."""
+    times = [lk.renewed_at for _, lk in group if lk.renewed_at is not None]
+    renewals = max((lk.renewals for _, lk in group), default=0)
+    return (round(max(0.0, now - max(times)), 1) if times else None), renewals
+
+
+def kind_of(key: bytes, value: bytes | None, redlock: bool = False) -> str:
+    """The lock library, from the shapes of its key and value (see Lock.kind)."""
+    kind = "unknown" if value is None else _value_kind(key, value)
+    if redlock and kind in ("generic", "unknown"):
         return "redlock"
-    if value is None:
-        return "unknown"  # the value was not read
+    return kind
+
+
+def _value_kind(key: bytes, value: bytes) -> str:
     if _HEX32.fullmatch(value):
-        return "redis-py"  # redis.lock.Lock: uuid1().hex
+        # redis.lock.Lock's uuid1().hex carries a plausible time; node-redlock's
+        # randomBytes(16) hex does not (but for 1 in ~64 values: then its time
+        # must also fall within the last 30 days).
+        return "redis-py" if token_time(value, time.time()) is not None else "node-redlock"
     if key.startswith(b"lock:") and _PRL_ID.fullmatch(value):
         return "python-redis-lock"
+    if _UUID4.fullmatch(value):
+        return "pottery" if key.startswith(b"redlock:") else "uuid4"
     return "generic"
 
 
@@ -540,14 +564,20 @@ def _info(nodes: list[Node]) -> Info:
 
 
 def _owners_unread(nodes: list[Node]) -> str | None:
-    unread = [n for n in nodes if not n.read_values]
+    unread = [
+        n for n in nodes if not n.read_values and any(lk.value is None for lk in n.locks.values())
+    ]
     if not unread:
         return None
+    how = (
+        "read only of locks touched within the same second"
+        if unread[0].read_mode == "peek"
+        else "not read (scripts refused)"
+    )
     return (
-        "owners not read (except of locks touched in the last second, for "
-        "a redis-py token's time): a one-shot check on Redis "
-        f"{unread[0].info.get('redis_version') or '< 7.2'} (no CLIENT NO-TOUCH) "
-        "would reset the idle time lock ages come from by reading them"
+        f"some owners not read: Redis {unread[0].info.get('redis_version') or '< 7.2'} "
+        "has no CLIENT NO-TOUCH, and reading a value would reset the idle time lock "
+        f"ages come from, for every observer; owners are {how}"
     )
 
 

@@ -33,7 +33,15 @@ class Lock(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     age_s: float | None = None  # rounded to 0.1 s
     age_known: bool = True  # False: a lower bound (our first sight of the lock)
     age_source: str = "idle"  # "idle" | "token" | "first_seen"
-    kind: str = "unknown"  # "redis-py" | "python-redis-lock" | "redlock" | "generic" | ...
+    # Its library, from the key's and value's shape: "redis-py" | "python-redis-lock"
+    # | "pottery" | "uuid4" (Redlock, aioredlock...) | "node-redlock" | "redlock"
+    # (several masters, another value) | "generic" | "unknown" (value not read)
+    kind: str = "unknown"
+    # Its TTL extended by the same owner while we watched (the holder is alive):
+    # how long ago we last saw that, and how many times. age_s is then how long
+    # that owner has held it (since first seen), not an idle time.
+    renewed_ago_s: float | None = None
+    renewals: int = 0
     holders: int = 1  # masters holding this value
     masters: int = 1
     quorum: bool | None = None  # Redlock only: held on a majority of masters
@@ -125,6 +133,7 @@ class RedisData(msgspec.Struct, kw_only=True, frozen=True):
     oldest_age_s: float | None = None
     oldest_key: str | None = None
     oldest_age_source: str | None = None
+    oldest_renewed_ago_s: float | None = None  # the oldest lock's last renewal seen
     below_quorum: list[str] = msgspec.field(default_factory=list)
     below_quorum_total: int | None = None
     conflict: list[str] = msgspec.field(default_factory=list)

@@ -9,6 +9,7 @@ as the next SCAN: the client parses replies while the server scans.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 import ssl
 import uuid
@@ -43,9 +44,25 @@ READ_CHUNK = 1000  # keys per pipelined write outside the scan loop
 # Locks tracked per node at most: a leak creating millions of lock keys must not
 # grow our memory or our rounds without bound. Beyond it locks are only counted.
 MAX_TRACKED = 50_000
-# One-shot reads before Redis 7.2 GET a lock's value only if it was touched within this
-# many seconds (see ReadPlan.collect): our GET then costs its idle time almost nothing.
-HOT_IDLE = 1
+# Before Redis 7.2 (no CLIENT NO-TOUCH) any read of a value resets the key's idle time,
+# for every observer. This script reads a lock's value only when its idle time is 0:
+# the server's LRU clock (1 s resolution) cannot tick during a script, so the GET
+# writes back the very clock value the key already had and nothing changes. TYPE and
+# OBJECT do not touch the key. Replies: {type} (a value not read, or not a string:
+# "none" when there is no key) or {"string", value}.
+PEEK = b"""
+local t = redis.call('type', KEYS[1])['ok']
+if t ~= 'string' or redis.call('object', 'idletime', KEYS[1]) ~= 0 then
+  return {t}
+end
+return {t, redis.call('get', KEYS[1])}
+"""
+PEEK_SHA = hashlib.sha1(PEEK).hexdigest()
+# An expiry later than the last one seen by more than this (ms) was set again since:
+# extended by its holder, or released and taken again. Compared in the server's clock
+# (TIME) by 250 ms (python-redis-lock's expire=1 renews by 667 ms); without it, from
+# our round's start, by a fifth of the TTL up to 1 s (a busy client reads late).
+TTL_JUMP_MS = (250, 1000)
 # redis-py's Lock token is uuid1().hex (also accepted: the dashed form).
 _UUID = re.compile(
     rb"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I
@@ -85,6 +102,10 @@ class LockState:
     # We saw the key free (or held by another value) at this time or later, so this
     # holding began after it.
     not_before: float | None = None
+    touched_at: float = 0.0  # the last touch by anyone (read time - idle time) we saw
+    expires_srv: int | None = None  # when it expires, in the server's clock (ms; TIME)
+    renewed_at: float | None = None  # when we last saw its owner extend its TTL
+    renewals: int = 0  # TTL extensions by the same owner that we saw
 
     def held_since(self) -> tuple[float, str]:
         """When this holding began as far as we know, and how we know it.
@@ -183,8 +204,8 @@ class Node:
         self, url: str, settings: RedisConfig, *, role: str = "master", one_shot: bool = False
     ) -> None:
         self.url = url
-        # One round and gone (`ultrawatch check`): no later round corrects an idle
-        # time our GET reset, so values are read only where the read leaves no trace.
+        # One round and gone (`ultrawatch check`). Reads are the same either way:
+        # no reading ever touches a lock (see read_mode).
         self.one_shot = one_shot
         self.name = node_name(url)
         self.role = role
@@ -199,6 +220,7 @@ class Node:
         self.next_attempt = 0.0
         self.commands = 0  # commands this tool sent to this node
         self.no_touch = False
+        self.peek_loaded = False  # PEEK is in the server's script cache
         self.idle_supported = True
         self.run_id: str | None = None
         self.restarted = False
@@ -263,7 +285,19 @@ class Node:
             self.no_touch = True
         except ResponseError:
             self.no_touch = False
+        self.peek_loaded = False
+        if not self.no_touch:
+            await self.load_peek()
         return self.conn
+
+    async def load_peek(self) -> None:
+        """Put PEEK in the script cache (again after a SCRIPT FLUSH); without it
+        (scripting refused to this user) values are not read at all."""
+        try:
+            await self.call("SCRIPT", "LOAD", PEEK)
+            self.peek_loaded = True
+        except ResponseError:
+            self.peek_loaded = False
 
     async def disconnect(self) -> None:
         pool, self.pool, self.conn, self.replies = self.pool, None, None, None
@@ -301,12 +335,20 @@ class Node:
             return e
 
     @property
+    def read_mode(self) -> str:
+        """How lock values are read, so that reading never changes what another
+        observer sees: "get" where a GET leaves no trace (CLIENT NO-TOUCH, Redis >=
+        7.2 and Valkey; or an LFU policy, which has no idle time to keep), "peek"
+        (PEEK: the value only of a lock touched within the same second) before 7.2,
+        "type" (values never read) where scripts are refused."""
+        if self.no_touch or not self.idle_supported:
+            return "get"
+        return "peek" if self.peek_loaded else "type"
+
+    @property
     def read_values(self) -> bool:
-        """May this round GET lock values? Not in a one-shot run on a server without
-        CLIENT NO-TOUCH (< 7.2) that has idle times: the GET would reset the idle
-        time, and the next one-shot check would see every lock as young. (Hot locks
-        are the exception: ReadPlan.peek.)"""
-        return not self.one_shot or self.no_touch or not self.idle_supported
+        """Every lock's value is read (see read_mode)."""
+        return self.read_mode == "get"
 
     def due(self, now: float) -> bool:
         return now >= self.next_attempt
@@ -496,18 +538,20 @@ class Node:
                 await read.collect(self, chunk, stats, now)
 
 
-# (key, full, idle): full reads the value (GET; TYPE instead when values may not
-# be read); idle asks OBJECT IDLETIME first.
+# (key, full, idle): full reads the value (GET, PEEK or TYPE: see Node.read_mode);
+# idle asks OBJECT IDLETIME first.
 Shape = tuple[bytes, bool, bool]
 
 
 class ReadPlan:
     """Which keys this round reads, and what the replies mean.
 
-    A GET makes a key look recently used (before Redis 7.2's CLIENT NO-TOUCH),
-    which would hide how long a lock has been idle. So a known lock is read with
-    OBJECT IDLETIME + PTTL only, and its value is fetched again only when someone
-    touched it (idle time shorter than our last read) or its TTL jumped.
+    No read may change what another observer sees (a lock's idle time is its age
+    for every one-shot check): values are read with GET only where the server
+    does not touch keys for us (CLIENT NO-TOUCH), else with PEEK, which reads a
+    value only when that leaves no trace. A known lock is read with OBJECT
+    IDLETIME + PTTL only, and its value again when someone touched it (idle time
+    shorter than our last read) or its TTL jumped, or while it is not yet known.
     """
 
     def __init__(self, node: Node, counting: bool) -> None:
@@ -516,16 +560,27 @@ class ReadPlan:
         self.followup: list[bytes] = []
         self.counting = counting  # churn is only counted once a full view exists
         self.in_scan = False  # replies being read belong to the SCAN pass
-        self.get = node.read_values  # fixed for the round: replies are read by shape
-        # Keys whose value is read although `get` is off: hot locks (see collect).
-        self.peek: set[bytes] = set()
+        self.mode = node.read_mode  # fixed for the round: replies are read by shape
         self.wrong_type: list[bytes] = []  # GET refused: their TYPE is asked after
+        self.noscript = False  # PEEK fell out of the script cache (SCRIPT FLUSH)
+        # The server's clock (ms) when the batch being read was run: each batch of
+        # reads starts with TIME, so TTLs compare in the server's time, not in ours
+        # (a busy client, the TUI rendering, reads its replies late).
+        self.srv_ms: int | None = None
 
     def shape(self, keys: list[bytes], full: bool = False) -> list[Shape]:
         node = self.node
         idle = node.idle_supported
-        always = full or node.no_touch or not idle
-        return [(k, always or k not in node.locks, idle) for k in keys]
+        always = full or self.mode == "get"
+        locks = node.locks
+        out = []
+        for k in keys:
+            lk = locks.get(k)
+            # Unknown keys are read whole; known ones only when touched since (see
+            # _confirm): an untouched lock's idle time only grows, so PEEK would
+            # not read its value now either.
+            out.append((k, always or lk is None, idle))
+        return out
 
     def take(self, keys: list[bytes], pass_seen: set[bytes]) -> list[Shape]:
         fresh = []
@@ -540,23 +595,49 @@ class ReadPlan:
         return self.shape(fresh)
 
     def commands(self, keys: list[Shape]) -> list[tuple[Any, ...]]:
-        cmds: list[tuple[Any, ...]] = []
+        cmds: list[tuple[Any, ...]] = [("TIME",)] if keys else []
+        mode = self.mode
         for k, full, idle in keys:
             if idle:
-                cmds.append(("OBJECT", "IDLETIME", k))  # before GET, which resets it
+                cmds.append(("OBJECT", "IDLETIME", k))  # before any read that may touch
             cmds.append(("PTTL", k))
             if full:
-                # TYPE looks the key up without touching it: it still tells a lock
-                # (a string) from a hash or a list under the lock pattern.
-                cmds.append(("GET", k) if self.get or k in self.peek else ("TYPE", k))
+                if mode == "get":
+                    cmds.append(("GET", k))
+                elif mode == "peek":
+                    cmds.append(("EVALSHA", PEEK_SHA, 1, k))
+                else:
+                    # TYPE looks the key up without touching it: it still tells a
+                    # lock (a string) from a hash or a list under the lock pattern.
+                    cmds.append(("TYPE", k))
         return cmds
 
     async def collect(self, node: Node, keys: list[Shape], stats: RoundStats, now: float) -> None:
+        if keys:
+            t = await node.reply()
+            ok = isinstance(t, list) and len(t) == 2
+            self.srv_ms = int(t[0]) * 1000 + int(t[1]) // 1000 if ok else None
         for k, full, asked_idle in keys:
             idle = await node.reply() if asked_idle else None
             pttl = await node.reply()
             value = await node.reply() if full else None
             self._apply(node, k, full, idle, pttl, value, stats, now)
+
+    def _value(self, reply: Any) -> tuple[str, bytes | None]:
+        """What a GET, PEEK or TYPE reply says: the key's type ("none": gone,
+        "string": a lock, "error": refused, else not a lock) and its value, None
+        when not read."""
+        if isinstance(reply, ResponseError):
+            if self.mode == "peek" and str(reply).startswith("NOSCRIPT"):
+                self.noscript = True
+                return "string?", None  # not known this round
+            return "error", None
+        if self.mode == "get":
+            return ("none", None) if reply is None else ("string", reply)
+        if self.mode == "peek" and isinstance(reply, list):
+            kind = _type_of(reply[0]) if reply else "none"
+            return kind, reply[1] if len(reply) > 1 else None
+        return _type_of(reply), None
 
     def _apply(
         self,
@@ -569,9 +650,9 @@ class ReadPlan:
         stats: RoundStats,
         now: float,
     ) -> None:
-        """What the replies for one key (OBJECT IDLETIME?, PTTL, GET or TYPE if full)
-        say: not a lock, gone, unchanged, touched, or a lock (new or taken again)."""
-        getting = self.get or k in self.peek
+        """What the replies for one key (OBJECT IDLETIME?, PTTL, GET/PEEK/TYPE if
+        full) say: not a lock, gone, unchanged, touched, renewed by its holder, or
+        a lock (new or taken again)."""
         if isinstance(idle, ResponseError):
             idle = None
             node.idle_supported = False  # LFU policy or OBJECT renamed away
@@ -580,11 +661,11 @@ class ReadPlan:
         prev = node.locks.get(k)
         if isinstance(pttl, ResponseError):
             pttl = -2
-        if full and self._not_a_lock(node, k, value, getting, stats):
+        kind, got = self._value(value) if full else ("string", None)
+        if kind not in ("string", "string?", "none"):
+            self._not_a_lock(node, k, kind, value, stats)
             return
-        if full and not getting and _type_of(value) == "none":
-            value = None  # gone between SCAN and TYPE
-        if pttl == -2 or (full and value is None):
+        if pttl == -2 or kind == "none":
             if prev is not None:
                 del node.locks[k]
                 stats.released += 1
@@ -592,50 +673,72 @@ class ReadPlan:
                 stats.vanished += 1  # deleted between SCAN and PTTL
             return
         idle_s = int(idle) if isinstance(idle, int) else None
+        pttl = int(pttl)
         if not full:
             assert prev is not None
-            self._confirm(k, prev, int(pttl), idle_s, now)
+            self._confirm(k, prev, pttl, idle_s, now)
+        elif prev is None:
+            self._store(node, k, None, got, pttl, idle_s, stats, now)
+        else:
+            self._again(node, k, prev, got, pttl, idle_s, stats, now)
+
+    def _again(
+        self,
+        node: Node,
+        k: bytes,
+        prev: LockState,
+        got: bytes | None,
+        pttl: int,
+        idle: int | None,
+        stats: RoundStats,
+        now: float,
+    ) -> None:
+        """A known lock read whole again: the same holding, renewed by its holder,
+        or taken by another (whose age starts afresh)."""
+        jumped = _ttl_jumped(prev, pttl, now, self.srv_ms)
+        if idle is not None:
+            prev.touched_at = now - idle
+        if not jumped or (got is not None and got == prev.value):
+            prev.expires_srv = self._expiry(pttl)
+        if got is not None and got == prev.value:
+            if jumped and pttl >= 0:
+                prev.renewed_at = now  # its owner extended it: the holder is alive
+                prev.renewals += 1
+            prev.pttl, prev.read_at, prev.value_at = pttl, now, now
             return
-        if not getting:
-            value = None  # a string: its value is not read this round
-            if idle_s is not None and idle_s <= HOT_IDLE:
-                # A one-shot check before Redis 7.2 reads no values, so that its
-                # GET keeps idle times (the ages) intact. But a lock touched in
-                # the last second is either just taken or hammered by clients
-                # retrying SET NX (redis-py's blocking acquire, every 0.1 s): a
-                # stuck, contended lock whose idle time says "young". Reading
-                # its value costs that idle time at most a second or two, and a
-                # redis-py token in it tells the real age. Locks idle for longer
-                # (the stale ones among them) are never read, so repeated checks
-                # keep seeing them age.
-                self.peek.add(k)
-                self.followup.append(k)
-        elif prev is not None and prev.value == value:
-            prev.pttl, prev.read_at, prev.value_at = int(pttl), now, now
+        if not jumped and (got is None or prev.value is None):
+            # Nothing says the holding changed: the owner is learnt (or still not
+            # read), the age kept.
+            if idle is not None:
+                prev.first_seen = min(prev.first_seen, now - idle)
+            prev.pttl, prev.read_at = pttl, now
+            if got is not None:
+                prev.value, prev.value_at = got, now
+                prev.token_at = token_time(got, now)
             return
-        self._store(node, k, prev, value, int(pttl), idle_s, stats, now)
+        # Another owner, or a TTL set again by an owner we could not read: a renewal
+        # or a new holder. Its age starts afresh: never older than we can show.
+        self._store(node, k, prev, got, pttl, idle, stats, now)
 
     def _confirm(self, k: bytes, prev: LockState, pttl: int, idle: int | None, now: float) -> None:
         """A known lock read without its value: still ours to extrapolate, or touched
         by someone (its value is fetched again)."""
-        if _touched(prev, pttl, idle, now):
+        if _touched(prev, pttl, idle, now, self.srv_ms):
+            # Touched or set again: its value is read again (PEEK reads it if the
+            # touch was this second), by the round's follow-up reads.
             self.followup.append(k)
             return
         prev.pttl, prev.read_at = pttl, now
+        prev.expires_srv = self._expiry(pttl)
         if idle is not None:
             prev.first_seen = min(prev.first_seen, now - idle)
 
-    def _not_a_lock(
-        self, node: Node, k: bytes, value: Any, getting: bool, stats: RoundStats
-    ) -> bool:
-        """A GET refused (WRONGTYPE) or a TYPE other than string: a key under the
+    def _not_a_lock(self, node: Node, k: bytes, kind: str, value: Any, stats: RoundStats) -> None:
+        """A GET refused (WRONGTYPE) or a type other than string: a key under the
         lock pattern that is not a lock. It is counted (the first few named)."""
-        if isinstance(value, ResponseError):
+        if kind == "error":
             row = NotLock(key=exact_text(k), error=_first_line(value))
         else:
-            kind = "string" if getting else _type_of(value)
-            if kind in ("none", "string"):
-                return False
             row = NotLock(key=exact_text(k), type=kind)
         node.locks.pop(k, None)
         stats.not_locks_total += 1
@@ -643,7 +746,6 @@ class ReadPlan:
             stats.not_locks.append(row)
             if row.error is not None:
                 self.wrong_type.append(k)  # its TYPE is asked after the round
-        return True
 
     def _store(
         self,
@@ -656,15 +758,12 @@ class ReadPlan:
         stats: RoundStats,
         now: float,
     ) -> None:
-        """A lock seen for the first time, taken again, or whose value was peeked."""
+        """A lock seen for the first time, or a new holding of a known one."""
         first = now - (idle_s or 0)
-        not_before = None
-        if prev is not None and prev.value is None:
-            first = min(first, prev.first_seen)  # the value peeked at (see above)
-            not_before = prev.not_before
-        elif prev is not None:
+        not_before: float | None
+        if prev is not None:
             stats.released += 1  # released and taken again between rounds
-            not_before = prev.value_at  # the last time we saw the previous holder
+            not_before = prev.read_at  # the last time we saw the previous holding
         else:
             not_before = node.free_since()
         full_table = prev is None and len(node.locks) >= MAX_TRACKED
@@ -673,17 +772,24 @@ class ReadPlan:
             if self.in_scan:
                 node.pass_untracked += 1
             return
-        if self.counting or (prev is not None and prev.value is not None):
+        if self.counting or prev is not None:
             stats.acquired += 1
         node.locks[k] = LockState(
             value, pttl, now, first, now, idle_s is not None, token_time(value, now), not_before
         )
+        node.locks[k].touched_at = first
+        node.locks[k].expires_srv = self._expiry(pttl)
         if self.in_scan:
             node.pass_seen.add(k)
+
+    def _expiry(self, pttl: int) -> int | None:
+        return self.srv_ms + pttl if pttl >= 0 and self.srv_ms is not None else None
 
     async def types(self, stats: RoundStats) -> None:
         """The TYPE of the keys whose GET was refused (a hash or a list under the lock
         pattern), asked after the round's pipeline: TYPE does not touch the key."""
+        if self.noscript:
+            await self.node.load_peek()  # for the next round
         keys, self.wrong_type = self.wrong_type, []
         if not keys:
             return
@@ -723,14 +829,29 @@ def _make_room(node: Node, pttl: int) -> bool:
     return True
 
 
-def _touched(prev: LockState, pttl: int, idle: int | None, now: float) -> bool:
-    """Did someone else write or read this lock since we last fetched its value?"""
+def _ttl_jumped(prev: LockState, pttl: int, now: float, srv_ms: int | None = None) -> bool:
+    """Was the TTL set again since the last read (extended by its holder, or the
+    lock released and taken again)?"""
     if (pttl == -1) != (prev.pttl == -1):
         return True
-    if pttl >= 0 and pttl > prev.ttl_ms(now) + 1000:
-        return True  # TTL jumped: extended, or released and taken again
-    # Idle time resolution is 1 s; our own GET at value_at is the last touch we know.
-    return idle is not None and idle < (now - prev.value_at) - 1.5
+    if pttl < 0:
+        return False
+    if srv_ms is not None and prev.expires_srv is not None:
+        # Both in the server's clock: only the server's own delays blur it.
+        return srv_ms + pttl > prev.expires_srv + TTL_JUMP_MS[0]
+    low, high = TTL_JUMP_MS
+    return pttl > prev.ttl_ms(now) + max(low, min(high, pttl // 5))
+
+
+def _touched(
+    prev: LockState, pttl: int, idle: int | None, now: float, srv_ms: int | None = None
+) -> bool:
+    """Did someone else write or read this lock since we last fetched its value?"""
+    if _ttl_jumped(prev, pttl, now, srv_ms):
+        return True
+    # Our reads never touch a lock (see Node.read_mode): the last touch we know is
+    # the one its idle time showed at the last read (resolution 1 s).
+    return idle is not None and now - idle > prev.touched_at + 1.5
 
 
 # The INFO fields the judges count with; a proxy or a broken server answering

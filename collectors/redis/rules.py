@@ -176,6 +176,12 @@ def _stale(d: RedisData, total: int, rc: RedisConfig, check: Check) -> CheckResu
     unknown = "at least " if d.age_unknown and not by_token else ""
     # A token's time is not an idle time: say where the age came from.
     source = " (from its redis-py token's time)" if by_token else ""
+    if d.oldest_renewed_ago_s is not None:
+        # Its holder keeps extending it: alive, or hung in a loop that renews.
+        source += (
+            f" (renewed by its holder {format_duration(d.oldest_renewed_ago_s)} ago: "
+            "held that long by the same owner)"
+        )
     # Ages are lower bounds when the server hides idle times; values unread: said so.
     notes = "".join(f"; {note}" for note in (d.age_unknown, d.owners_unread) if note)
     return check(

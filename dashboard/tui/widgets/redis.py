@@ -220,8 +220,15 @@ class RedisPanel(Panel):
         ttl = lk.ttl_ms
         is_no_ttl = ttl == -1 or lk.key in self._no_ttl
         is_stale = self._stale_after is not None and is_stale_lock(lk, self._stale_after)
+        renewed = lk.renewed_ago_s is not None  # its holder keeps extending it: alive
         flag = (
-            ("NO TTL", "bold red") if is_no_ttl else ("STALE", "yellow") if is_stale else ("", "")
+            ("NO TTL", "bold red")
+            if is_no_ttl
+            else ("STALE ↻" if renewed else "STALE", "yellow")
+            if is_stale
+            else ("RENEWED", "green")
+            if renewed
+            else ("", "")
         )
         return [
             cell(flag[0] or " ", flag[1]),
