@@ -39,6 +39,9 @@ class ViewModel:
     hide_idle: bool = False
     session_sort: str = "interest"
     rounds: int = 0
+    # check id -> the remedy `f` applies (dashboard.actions.fix.Remedy), filled by the
+    # app for the open alerts of each round when actions may run
+    remedies: dict[str, Any] = field(default_factory=dict)
     _by_target: dict[tuple[str, str | None], list[CheckResult]] = field(default_factory=dict)
     _status: dict[tuple[str, str | None], Status] = field(default_factory=dict)
 

@@ -63,6 +63,7 @@ class PostgresPanel(Panel):
             ],
             id_column="pid",
             id="pg-sessions",
+            markable=True,
         )
 
     def show(self, model: ViewModel) -> None:

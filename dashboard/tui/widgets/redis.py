@@ -91,6 +91,7 @@ class RedisPanel(Panel):
             ],
             id_column="key",
             id="redis-locks",
+            markable=True,
         )
 
     def show(self, model: ViewModel) -> None:
