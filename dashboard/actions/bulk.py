@@ -111,10 +111,11 @@ class Bulk:
         failed = [(s, o) for s, o in self.results if not o.ok]
         details = [(s.label, f"{o.result.value}: {o.message}") for s, o in failed]
         if not failed:
+            names = ", ".join(s.label for s in ok[:5]) + (f" (+{n - 5})" if n > 5 else "")
             return Outcome(
                 Result.VERIFIED,
-                f"{n} of {n} {self.noun} {self.done} and verified: "
-                + ", ".join(s.label for s in ok),
+                f"{n} of {n} {self.noun} {self.done} and verified: {names}",
+                [(s.label, o.message) for s, o in self.results],
             )
         errors = all(o.result is Result.ERROR for _, o in failed)
         result = Result.ERROR if errors and not ok else Result.NOT_VERIFIED

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
     from collectors.postgres.data import PostgresData, Session
     from collectors.redis.data import Lock, RedisData
+    from collectors.secrets.data import SecretsData
     from dashboard.actions.backend import ConnectionLender
     from dashboard.actions.bulk import Step
 
@@ -217,10 +218,33 @@ def _locks_remedy(check: CheckResult, which: str, readings: Sequence[Reading]) -
 # -------------------------------------------------------------- secrets
 
 
-def _rotate_remedy(check_id: str, keys: str, readings: Sequence[Reading], now: float) -> Remedy:
+def _rotation_helps(check_id: str, d: SecretsData) -> bool:
+    """With no rotation under way: does the reading still show what a rotation fixes?"""
+    if check_id == "secrets.distinct":
+        return d.distinct is False
+    if check_id == "secrets.forged_token":
+        # A probe from before the last rotation speaks of the old secrets.
+        began = d.rotation.started_at if d.rotation is not None else None
+        probe = d.probe
+        return bool(
+            probe and probe.accepted and (began is None or probe.at is None or probe.at > began)
+        )
+    if check_id == "secrets.age":
+        return True
+    if check_id.endswith(".strength"):
+        info = d.keys.get(check_id.removeprefix("secrets.").removesuffix(".strength"))
+        return info is None or info.strength != "ok" or bool(info.previous_weak)
+    return False  # a service's key fingerprint: only a rotation under way is resumed
+
+
+def _rotate_remedy(
+    check_id: str, keys: str, readings: Sequence[Reading], now: float
+) -> Remedy | None:
     d = _reading(readings, "secrets")
     rotation = d.rotation if d is not None else None
     if rotation is None or not rotation.in_progress:
+        if d is None or not _rotation_helps(check_id, d):
+            return None  # e.g. an alert held open for a round after the fix (clearing)
         return Remedy(
             check_id,
             "rotate",
@@ -403,8 +427,8 @@ class FixAction:
 
             return Step(
                 f"pid {s.pid}",
-                f"idle for {format_elapsed(s.state_age_s)}, backend started "
-                f"{iso_time(start, 'microseconds')}, {s.user}@{s.database}",
+                f"idle {format_elapsed(s.state_age_s)}, backend_start "
+                f"{iso_time(start, 'microseconds')}",
                 make,
                 {"pid": s.pid, "backend_start": start},
             )
