@@ -329,3 +329,26 @@ def test_fix_key_is_in_the_help_and_palette() -> None:
 
     assert BY_ACTION["fix"].key == "f" and BY_ACTION["fix"].needs == "actions"
     assert BY_ACTION["toggle_mark"].key == "space"
+
+
+async def test_a_plan_with_many_targets_keeps_its_title_and_buttons_in_view() -> None:
+    from textual.app import App
+
+    from dashboard.actions.base import Plan
+
+    targets = [
+        (f"pid {4000 + i}", "idle 31.5s, backend_start 2026-12-06T14:44:09Z") for i in range(15)
+    ]
+    plan = Plan("terminate", "15 idle sessions of pay", "terminate the 15 idle sessions", targets)
+
+    class Host(App[None]):
+        def on_mount(self) -> None:
+            self.push_screen(ConfirmScreen(plan))
+
+    app = Host()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        for wid in ("#confirm-title", "#confirm-summary", "#cancel", "#confirm"):
+            region = screen.query_one(wid).region
+            assert region.height and region.y + region.height <= 24, (wid, region)
