@@ -222,6 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("database", metavar="DATABASE", help="a database of PgBouncer's [databases]")
     _add_action_flags(p)
 
+    p = sub.add_parser("fix", help="apply the remedy an alert carries (see the check ids)")
+    p.add_argument("check_id", metavar="CHECK_ID")
+    p.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+    _add_action_flags(p)
+
     p = sub.add_parser("record", help="record every round's snapshot to a SQLite file")
     p.add_argument("file", metavar="FILE")
     _add_config(p)
@@ -384,8 +389,8 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
         from dashboard.demo.cli import run_demo
 
         return run_demo(args)
-    if command == "rotate-secret" and args.dry_run:
-        return _rotate_dry_run(args)
+    if command in ("rotate-secret", "fix") and args.dry_run:
+        return _dry_run(command, args)
     if command in ACTION_MODULES:
         return _action(command, args)
     if command == "record":
@@ -501,6 +506,7 @@ ACTION_MODULES = {
     "pgbouncer": "dashboard.actions.pgbouncer",
     "silence": "dashboard.actions.silence",
     "unsilence": "dashboard.actions.silence",
+    "fix": "dashboard.actions.fix",
 }
 
 
@@ -578,16 +584,17 @@ def _confirmed(plan: Plan, given: str | None, *, yes: bool, production: bool) ->
     return input("proceed? [y/N] ").strip().lower() in ("y", "yes")
 
 
-def _rotate_dry_run(args: argparse.Namespace) -> int:
-    """`rotate-secret --dry-run`: the plan, and nothing else. It changes nothing, so
-    it needs neither --yes nor actions enabled, and works under --read-only."""
+def _dry_run(command: str, args: argparse.Namespace) -> int:
+    """`rotate-secret --dry-run` / `fix --dry-run`: the plan, and nothing else. It
+    changes nothing, so it needs neither --yes nor actions enabled, and works under
+    --read-only."""
     import asyncio
 
     from collectors.core.redact import printable
-    from dashboard.actions.base import ActionRefused, Result
-    from dashboard.actions.rotate_secret import from_cli
+    from dashboard.actions.base import ActionError, ActionRefused, Result
 
-    action = from_cli(_load(args), args)
+    module: Any = importlib.import_module(ACTION_MODULES[command])
+    action = module.from_cli(_load(args), args)
 
     async def plan() -> Plan:
         try:
@@ -600,6 +607,9 @@ def _rotate_dry_run(args: argparse.Namespace) -> int:
     except ActionRefused as e:
         print(f"ultrawatch: refused: {printable(str(e))}", file=sys.stderr)
         return Result.REFUSED.exit_code
+    except ActionError as e:
+        print(f"ultrawatch: {printable(str(e))}", file=sys.stderr)
+        return Result.ERROR.exit_code
     print(f"{p.action} {printable(p.target)}: {printable(p.summary)}")
     for k, v in p.details:
         print(f"  {printable(k)}: {printable(v)}")

@@ -124,23 +124,23 @@ async def test_tui_shows_the_incident_and_fixes_every_failure_from_keys(tmp_path
             # for the previous secret is over, which the drain may outlast.)
             assert "postgres.budget.payment-service" in app.model.alerts, alerts()
 
-            # the storm: end each idle payment-service session seen in the PostgreSQL panel
+            # the storm: one `f` on its alert ends the idle sessions beyond the budget
             sessions = app.query_one("#pg-sessions", SyncTable)
             storm = [
-                k
-                for k, r in sessions.records.items()
+                r["pid"]
+                for r in sessions.records.values()
                 if r.get("service") == "payment-service" and r.get("state") == "idle"
             ]
             assert len(storm) > 5, storm
-            for row in storm:
-                outcome = await _act(
-                    pilot,
-                    app,
-                    "#pg-sessions",
-                    lambda r, row=row: f"{r.get('pid')}:{r.get('backend_start')}" == row,
-                    "k",
-                )
-                assert outcome.result.value == "verified", outcome.message
+            outcome = await _act(
+                pilot,
+                app,
+                "#alerts-table",
+                lambda r: r.get("check") == "postgres.budget.payment-service" and "remedy" in r,
+                "f",
+            )
+            assert outcome.result.value == "verified", outcome.message
+            assert "sessions terminated and verified" in outcome.message
 
             # after the grace period the same key finishes the rotation
             def can_finish() -> bool:

@@ -142,8 +142,9 @@ async def test_cursor_stays_on_its_row_when_rows_arrive() -> None:
         app.render_now()
         await pilot.pause()
         assert table.selected()["key"] == "lock:inventory:sku-3"
-        assert table.get_row_at(0)[1].plain == "lock:inventory:stuck"
-        assert table.get_row_at(0)[0].plain == "NO TTL"
+        # (the first column holds the marks)
+        assert table.get_row_at(0)[2].plain == "lock:inventory:stuck"
+        assert table.get_row_at(0)[1].plain == "NO TTL"
 
 
 async def test_hide_idle_sort_and_filter() -> None:
@@ -153,16 +154,16 @@ async def test_hide_idle_sort_and_filter() -> None:
         app.render_now()
         await pilot.pause()
         sessions = app.query_one("#pg-sessions", SyncTable)
-        states = lambda: [sessions.get_row_at(i)[2].plain for i in range(sessions.row_count)]  # noqa: E731
+        states = lambda: [sessions.get_row_at(i)[3].plain for i in range(sessions.row_count)]  # noqa: E731
         assert "idle" in states()
         await pilot.press("i")
         assert "idle" not in states() and "idle in transaction" in states()
         assert "idle hidden" in screen_text(app).splitlines()[0]
         await pilot.press("s")  # sort by age: the oldest transaction first
-        assert sessions.get_row_at(0)[1].plain == "4002"
+        assert sessions.get_row_at(0)[2].plain == "4002"
         await pilot.press("slash", *"sku-A", "enter")
         locks = app.query_one("#redis-locks", SyncTable)
-        assert locks.row_count == 1 and locks.get_row_at(0)[1].plain == "lock:inventory:sku-A-7"
+        assert locks.row_count == 1 and locks.get_row_at(0)[2].plain == "lock:inventory:sku-A-7"
         services = app.query_one("#svc-table", SyncTable)
         assert services.row_count == 0
         await pilot.press("slash", *["backspace"] * 5, *"pay", "enter")
@@ -207,8 +208,8 @@ async def test_alerts_bell_acknowledge_snooze_and_handoff(tmp_path: Path) -> Non
         assert first in text and f"acknowledged by {app.model.alerts[first].acked_by}" in text
         assert "snoozed until" in text
         # Alerts show first seen / last seen and duration, newest first.
-        row = alerts.get_row(first)
-        assert row[2].plain == "10:00:02Z" and row[3].plain == "10:00:04Z" and row[4].plain == "2s"
+        seen = [alerts.get_cell(first, column).plain for column in ("first", "last", "for")]
+        assert seen == ["10:00:02Z", "10:00:04Z", "2s"]
 
 
 def _with_handoff(cfg, path: Path):
@@ -502,7 +503,7 @@ async def test_queries_health_messages_and_errors_are_never_markup() -> None:
         sessions.focus()
         sessions.move_cursor(
             row=next(
-                i for i in range(sessions.row_count) if "[link=" in sessions.get_row_at(i)[6].plain
+                i for i in range(sessions.row_count) if "[link=" in sessions.get_row_at(i)[7].plain
             )
         )
         await pilot.press("enter")

@@ -33,7 +33,7 @@ from collectors.config import Config
 from collectors.core.redact import dsn_secrets, printable, scrub
 from collectors.core.units import format_elapsed, iso_time, parse_iso
 from collectors.postgres.collector import APPLICATION_NAME
-from collectors.postgres.config import service_app_names
+from collectors.postgres.config import PostgresConfig, service_app_names
 from collectors.postgres.data import OTHER
 from collectors.registry import postgres_services
 from dashboard.actions.base import ActionRefused, Outcome, Plan, Progress, Result
@@ -62,9 +62,12 @@ _SIGNAL_SQL = {
           and a.state = 'active'
           and abs(date_part('epoch', a.query_start) - %(qstart)s) < %(tol)s
     """,
+    # `idle`: a remedy ends only sessions still idle (never one that began a query
+    # or a transaction since the plan), checked by the same statement.
     "terminate": """
         select pg_terminate_backend(a.pid) from pg_stat_activity a
         where a.pid = %(pid)s and abs(date_part('epoch', a.backend_start) - %(start)s) < %(tol)s
+          and (not %(idle)s or a.state = 'idle')
     """,
 }
 
@@ -100,11 +103,13 @@ class BackendAction:
         *,
         conn: psycopg.AsyncConnection[Any] | None = None,
         lender: ConnectionLender | None = None,
+        only_idle: bool = False,
     ) -> None:
         """`conn`: an open connection to use instead of opening one (autocommit,
         under statement_timeout; never closed here). `lender`: borrow its
         connection per statement (the TUI's collector), opening one only when it
-        has none."""
+        has none. `only_idle` (terminate): refuse unless the session is idle, at
+        the plan and in the statement that signals it."""
         if mode not in _SIGNAL_SQL:
             raise ValueError(f"mode must be 'cancel' or 'terminate', got {mode!r}")
         # Problems found before planning are reported by plan(), through the runner.
@@ -119,6 +124,7 @@ class BackendAction:
         self.conn: psycopg.AsyncConnection[Any] | None = None  # our own, if we opened one
         self.given = conn
         self.lender = lender
+        self.only_idle = only_idle
         self._secrets = dsn_secrets(config.postgres.dsn) if config.postgres else []
 
     @property
@@ -176,13 +182,7 @@ class BackendAction:
         if self.conn is None or self.conn.closed:
             pg = self.config.postgres
             assert pg is not None
-            self.conn = await psycopg.AsyncConnection.connect(
-                pg.dsn,
-                application_name=ACTION_APPLICATION_NAME,
-                autocommit=True,
-                connect_timeout=max(1, round(pg.connect_timeout)),
-                options=f"-c statement_timeout={int(pg.statement_timeout * 1000)}",
-            )
+            self.conn = await action_connection(pg)
         return self.conn
 
     async def _look(self) -> tuple[tuple[Any, ...] | None, int]:
@@ -220,6 +220,10 @@ class BackendAction:
             raise ActionRefused(
                 f"pid {pid} now belongs to another session (started {_iso(start)}, "
                 f"expected {_iso(self.backend_start)}): nothing was done"
+            )
+        if self.only_idle and state != "idle":
+            raise ActionRefused(
+                f"pid {pid} is {state or 'in an unknown state'} now, not idle: left alone"
             )
         if self.mode == "cancel" and state != "active":
             raise ActionRefused(
@@ -259,6 +263,7 @@ class BackendAction:
                 "state": state,
                 "query_start": q_epoch,
                 "function": _SIGNAL_FUNCTION[self.mode],
+                **({"only_idle": True} if self.only_idle else {}),
             },
             confirm_name=str(pid),
             dangerous=self.mode == "terminate",
@@ -277,7 +282,13 @@ class BackendAction:
                 async with conn.cursor() as cur:
                     await cur.execute(
                         _SIGNAL_SQL[self.mode],
-                        {"pid": pid, "start": start, "qstart": q_start, "tol": SAME_START},
+                        {
+                            "pid": pid,
+                            "start": start,
+                            "qstart": q_start,
+                            "tol": SAME_START,
+                            "idle": self.only_idle,
+                        },
                     )
                     row = await cur.fetchone()
             if row is None and self.mode == "cancel":
@@ -301,8 +312,9 @@ class BackendAction:
                 + "): nothing was cancelled"
             )
         if row is None:
+            busy = " or is no longer idle" if self.only_idle else ""
             raise ActionRefused(
-                f"pid {pid} is gone or belongs to another session now: nothing was done"
+                f"pid {pid} is gone or belongs to another session now{busy}: nothing was done"
             )
         if not row[0]:
             raise ActionRefused(f"PostgreSQL could not signal pid {pid}: nothing was done")
@@ -348,6 +360,18 @@ class BackendAction:
         conn, self.conn = self.conn, None
         if conn is not None and not conn.closed:
             await conn.close()
+
+
+async def action_connection(pg: PostgresConfig) -> psycopg.AsyncConnection[Any]:
+    """An action's own short-lived connection (`ultrawatch-action`, autocommit,
+    under statement_timeout); the caller closes it."""
+    return await psycopg.AsyncConnection.connect(
+        pg.dsn,
+        application_name=ACTION_APPLICATION_NAME,
+        autocommit=True,
+        connect_timeout=max(1, round(pg.connect_timeout)),
+        options=f"-c statement_timeout={int(pg.statement_timeout * 1000)}",
+    )
 
 
 class CancelBackend(BackendAction):

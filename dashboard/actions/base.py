@@ -22,6 +22,11 @@ class ActionRefused(Exception):
     """The action will not run (switched off, target changed, unsafe); says why."""
 
 
+class ActionError(Exception):
+    """The action cannot be made at all (e.g. it names a check this config does not
+    have): an error (exit 3), its message said as it is."""
+
+
 class Result(enum.StrEnum):
     VERIFIED = "verified"  # done, and its effect was seen
     NOT_VERIFIED = "not_verified"  # done, but the effect was not seen
@@ -151,6 +156,8 @@ class ActionRunner:
                         outcome = await action.verify(plan, progress)
             except ActionRefused as e:
                 outcome = Outcome(Result.REFUSED, str(e))
+            except ActionError as e:
+                outcome = Outcome(Result.ERROR, str(e))
             except Exception as e:
                 outcome = Outcome(Result.ERROR, f"{type(e).__name__}: {e}")
             finally:

@@ -960,9 +960,12 @@ class RotateSecret:
         self,
         config: Config,
         keys: list[str] | None = None,
-        finish: bool = False,
+        finish: bool | None = False,
         dry_run: bool = False,
     ) -> None:
+        """`finish` None: decide from the store, as a remedy does: finish a rotation
+        whose previous secret is still kept and that every service has taken up;
+        otherwise rotate (or resume one that did not reach every service)."""
         self.config = config
         self.requested = list(keys or [])
         self.finish = finish
@@ -982,7 +985,7 @@ class RotateSecret:
 
     @property
     def audit_params(self) -> dict[str, Any]:
-        return {"keys": self.requested or None, "finish": self.finish}
+        return {"keys": self.requested or None, "finish": self.finish}  # None: decided
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -990,7 +993,7 @@ class RotateSecret:
     async def plan(self) -> Plan:
         sv = await survey(self.config, self.requested, self.http)
         kind: type[_RotationAction]
-        if self.finish:
+        if self.finish or (self.finish is None and _finishable(sv)):
             kind = FinishRotation
         elif not sv.interrupted() and sv.lagging():
             kind = ResumeRotation
@@ -1013,6 +1016,13 @@ class RotateSecret:
 
     async def verify(self, plan: Plan, progress: Progress) -> Outcome:
         return await self._action().verify(plan, progress)
+
+
+def _finishable(sv: Survey) -> bool:
+    """A rotation is open (a <KEY>_PREVIOUS kept, no write interrupted) and no
+    service lags behind it: what is left to do is the finish."""
+    open_keys = [k for k in sv.keys if sv.values.get(k + PREVIOUS) is not None]
+    return bool(open_keys) and not sv.interrupted() and not sv.lagging()
 
 
 def from_cli(config: Config, args: Any) -> RotateSecret:

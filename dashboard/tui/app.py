@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from textual import events, on
+from textual.actions import SkipAction
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Grid
@@ -29,7 +30,7 @@ from textual.widgets import DataTable, Input, TabbedContent, TabPane
 
 from collectors.config import Config
 from collectors.core.model import Report, Snapshot, Status
-from collectors.core.units import format_duration
+from collectors.core.units import format_duration, iso_time
 from dashboard.memory import limit_heaps, trim_now_and_then
 from dashboard.tui.keys import NEEDS, bound_keys, palette_keys
 from dashboard.tui.screens.log import Note
@@ -330,6 +331,7 @@ class UltrawatchApp(App[int]):
     def absorb(self, report: Report) -> None:
         """Take one round into the model; render soon (throttled)."""
         fresh = self.model.apply(report)
+        self._remedies(report)
         if fresh:
             self.bells += 1
             self.bell()
@@ -344,6 +346,20 @@ class UltrawatchApp(App[int]):
                 timeout=10,
             )
         self._schedule_render()
+
+    def _remedies(self, report: Report) -> None:
+        """The remedy of each open alert (the Alerts panel's fix column), when `f` works."""
+        if not self.actions_enabled:
+            return
+        from dashboard.actions.fix import remedy_for
+
+        readings = report.snapshot.readings
+        found = {}
+        for alert in self.model.alerts.values():
+            remedy = remedy_for(alert.check, readings, self.config, report.snapshot.started_at)
+            if remedy is not None:
+                found[alert.check.id] = remedy
+        self.model.remedies = found
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, INPUT_EVENTS):
@@ -542,6 +558,8 @@ class UltrawatchApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Keys that cannot work now are hidden (footer, palette) and do nothing."""
         needs = NEEDS.get(action)
+        if action in ("toggle_mark", "thaw"):
+            return self._table_can(action)
         if needs == "actions":
             return self.actions_enabled
         if needs == "replay":
@@ -549,6 +567,27 @@ class UltrawatchApp(App[int]):
         if needs == "live":
             return self.replay is None
         return True
+
+    def _table_can(self, action: str) -> bool:
+        """Space marks only in a markable table (else it polls); escape unfreezes
+        only a frozen table (else it is free for the filter box and the modals)."""
+        table = self.focused
+        if not isinstance(table, SyncTable):
+            return False
+        if action == "toggle_mark":
+            return self.actions_enabled and table.markable and table.row_count > 0
+        return table.frozen
+
+    def action_toggle_mark(self) -> None:
+        table = self.focused
+        if not isinstance(table, SyncTable) or not table.toggle_mark():
+            raise SkipAction()  # no row to mark: space polls now, as elsewhere
+
+    def action_thaw(self) -> None:
+        table = self.focused
+        if isinstance(table, SyncTable):
+            table.thaw()
+            self.render_now()  # re-sorted now, not at the next round
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -625,6 +664,21 @@ class UltrawatchApp(App[int]):
         i = SORTS.index(self.model.session_sort)
         self.model.session_sort = SORTS[(i + 1) % len(SORTS)]
         self.render_now(only=("postgres",))
+
+    def _picks(self, panel_id: str, noun: str) -> list[dict[str, Any]] | None:
+        """The rows marked in that panel's table (when it has focus), else the one
+        selected; None (and the engineer is told why) when there is none."""
+        panel = self.query_one(f"#{panel_id}", PANEL[panel_id].cls)
+        table = panel.query_one(SyncTable)
+        if panel.screen.focused is table and table.marks:
+            return table.marked()
+        record = self._pick(panel_id, noun)
+        return None if record is None else [record]
+
+    def _marks_done(self, panel_id: str) -> None:
+        """A confirmed action on the marked rows ran: the marks are spent."""
+        panel = self.query_one(f"#{panel_id}", PANEL[panel_id].cls)
+        panel.query_one(SyncTable).clear_marks()
 
     def _pick(self, panel_id: str, noun: str) -> dict[str, Any] | None:
         """The row the engineer selected in that panel's table, or None (and they are
@@ -829,9 +883,36 @@ class UltrawatchApp(App[int]):
     def action_release_lock(self) -> None:
         if not self.actions_enabled:
             return
-        record = self._pick("redis", "lock")
-        if record is None:
+        records = self._picks("redis", "lock")
+        if not records:
             return
+        makers = [self._release_maker(r) for r in records]
+        if len(records) == 1:
+            self._start_action("release-lock", makers[0])
+            return
+
+        def make() -> Action:
+            from dashboard.actions.bulk import Bulk, Step
+
+            steps = [
+                Step(str(r.get("key")), f"owner {r.get('owner')}", m, {"key": r.get("key")})
+                for r, m in zip(records, makers, strict=True)
+            ]
+            return Bulk(
+                self.config,
+                name="release-lock",
+                target=f"{len(steps)} marked locks",
+                summary=f"release the {len(steps)} marked locks, each only if it still "
+                "holds the owner shown",
+                steps=steps,
+                noun="locks",
+                done="released",
+                read_only=self.read_only,
+            )
+
+        self._start_action("release-lock", make, marked="redis")
+
+    def _release_maker(self, record: dict[str, Any]) -> Callable[[], Action]:
         # What the engineer saw: this key with this owner; a changed owner is refused.
         # `owner_exact` is the lossless value; `owner` is only for display.
         key, owner = str(record.get("key")), record.get("owner_exact")
@@ -848,7 +929,7 @@ class UltrawatchApp(App[int]):
                 self.config, key, owner, age_s=age, expected_sha1=sha1, renewed_ago_s=renewed
             )
 
-        self._start_action("release-lock", make)
+        return make
 
     def action_cancel_query(self) -> None:
         self._backend("cancel")
@@ -859,9 +940,43 @@ class UltrawatchApp(App[int]):
     def _backend(self, mode: Mode) -> None:
         if not self.actions_enabled:
             return
-        record = self._pick("postgres", "session")
-        if record is None:
+        records = self._picks("postgres", "session")
+        if not records:
             return
+        makers = [self._backend_maker(r, mode) for r in records]
+        if len(records) == 1:
+            self._start_action(mode, makers[0])
+            return
+        verb = "cancel the running queries of" if mode == "cancel" else "terminate"
+
+        def make() -> Action:
+            from dashboard.actions.bulk import Bulk, Step
+
+            steps = [
+                Step(
+                    f"pid {r['pid']}",
+                    f"{r.get('service')}, {r.get('state')}, backend started "
+                    f"{_iso(r.get('backend_start'))}",
+                    m,
+                    {"pid": r["pid"], "backend_start": r.get("backend_start")},
+                )
+                for r, m in zip(records, makers, strict=True)
+            ]
+            return Bulk(
+                self.config,
+                name=mode,
+                target=f"{len(steps)} marked sessions",
+                summary=f"{verb} the {len(steps)} marked sessions, each only if it still "
+                "has the backend start shown",
+                steps=steps,
+                noun="sessions",
+                done="cancelled" if mode == "cancel" else "terminated",
+                read_only=self.read_only,
+            )
+
+        self._start_action(mode, make, marked="postgres")
+
+    def _backend_maker(self, record: dict[str, Any], mode: Mode) -> Callable[[], Action]:
         # Identity of the backend the engineer saw: a reused pid is refused.
         pid, started = int(record["pid"]), record.get("backend_start")
 
@@ -874,7 +989,7 @@ class UltrawatchApp(App[int]):
             # An Action (its `name` is the mode, which mypy types as the Literal).
             return cast("Action", action)
 
-        self._start_action(mode, make)
+        return make
 
     def _pgbouncer_database(self) -> tuple[str, bool, bool] | None:
         """(database, paused, from an alert) the PgBouncer keys act on: the row
@@ -948,25 +1063,55 @@ class UltrawatchApp(App[int]):
 
         self._start_action(f"pgbouncer {command}", make)
 
+    def action_fix(self) -> None:
+        if not self.actions_enabled:
+            return
+        check_id = self._selected_alert()
+        if check_id is None:
+            return
+        # The round the engineer sees: the plan lists its exact targets, each of which
+        # is checked again when its turn comes.
+        report = self.model.report
+
+        def make() -> Action:
+            from dashboard.actions.fix import FixAction
+
+            return FixAction(
+                self.config,
+                check_id,
+                report=report,
+                lender=self._pg_lender,
+                read_only=self.read_only,
+            )
+
+        self._start_action(f"fix {check_id}", make)
+
     def _start_action(
         self,
         label: str,
         make: Callable[[], Action],
         then: Callable[[Outcome], None] | None = None,
+        *,
+        marked: str | None = None,
     ) -> None:
+        """`then`: called with the outcome; `marked`: the panel whose marked rows the
+        action is on (its marks are spent once the action ran)."""
         if not self.actions_enabled:
             return
         if self._action_busy:
             self.notify("another action is still running", severity="warning")
             return
         self._action_busy = True
-        self.run_worker(self._run_action(label, make, then), group="action", exit_on_error=False)
+        self.run_worker(
+            self._run_action(label, make, then, marked), group="action", exit_on_error=False
+        )
 
     async def _run_action(
         self,
         label: str,
         make: Callable[[], Action],
         then: Callable[[Outcome], None] | None = None,
+        marked: str | None = None,
     ) -> None:
         from dashboard.actions.base import ActionRunner, Result
         from dashboard.tui.screens.confirm import ConfirmScreen
@@ -1005,6 +1150,8 @@ class UltrawatchApp(App[int]):
             self.last_outcome = outcome
             if then is not None:
                 then(outcome)
+            if marked is not None and outcome.result in (Result.VERIFIED, Result.NOT_VERIFIED):
+                self._marks_done(marked)
         finally:
             self._action_busy = False
             self._progress(None)
@@ -1082,6 +1229,10 @@ class UltrawatchApp(App[int]):
             PromptScreen("Go to (ISO time, or seconds from the start):", "2026-11-24T10:00:00Z"),
             done,
         )
+
+
+def _iso(epoch: Any) -> str:
+    return iso_time(epoch, "microseconds") if isinstance(epoch, int | float) else "?"
 
 
 def handoff_text(model: ViewModel) -> str:

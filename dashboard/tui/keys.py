@@ -52,6 +52,16 @@ class Key:
 
 KEYS: tuple[Key, ...] = (
     Key(
+        "f",
+        "fix",
+        "Fix",
+        "f",
+        "fix the selected alert: its remedy, planned with every target (Alerts, fix column)",
+        name="Fix alert",
+        about="Apply the selected alert's remedy, with every exact target listed first",
+        needs="actions",
+    ),
+    Key(
         "r",
         "rotate_secret",
         "Rotate",
@@ -182,6 +192,30 @@ KEYS: tuple[Key, ...] = (
         "pause / resume polling",
         about="Pause or resume polling (replay: play or pause)",
         replay_help="play / pause",
+    ),
+    # Before poll_now: in the sessions and locks tables space marks (the first
+    # enabled binding of a key wins); elsewhere it polls.
+    Key(
+        "space",
+        "toggle_mark",
+        "Mark",
+        "space",
+        "mark / unmark the row (sessions, locks): c, k, x act on the marked rows",
+        name="Mark row",
+        about="Mark or unmark the selected session or lock; actions apply to the marked rows",
+        needs="actions",
+    ),
+    Key(
+        "escape",
+        "thaw",
+        "Unfreeze",
+        "esc",
+        "unfreeze a table: moving in a table freezes its order (new rows come last)",
+        about="Let the focused table re-sort again",
+        palette=False,
+        # Its panel's title says "frozen (esc)"; a footer changing with it would
+        # lay out the whole screen on the first cursor move.
+        footer=False,
     ),
     Key(
         "space",

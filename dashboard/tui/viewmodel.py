@@ -44,6 +44,9 @@ class ViewModel:
     # [alertmanager] is configured: None until read; am_error when the last read failed.
     am_states: dict[str, Any] | None = None
     am_error: str | None = None
+    # check id -> the remedy `f` applies (dashboard.actions.fix.Remedy), filled by the
+    # app for the open alerts of each round when actions may run
+    remedies: dict[str, Any] = field(default_factory=dict)
     _by_target: dict[tuple[str, str | None], list[CheckResult]] = field(default_factory=dict)
     _status: dict[tuple[str, str | None], Status] = field(default_factory=dict)
 

@@ -9,7 +9,7 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
@@ -23,8 +23,12 @@ class ConfirmScreen(ModalScreen[bool]):
     ConfirmScreen > Vertical {
         width: 76; max-width: 95%; height: auto; max-height: 90%;
         border: thick $error; background: $surface; padding: 1 2;
+        overflow-y: auto;  /* a plan with many targets scrolls; the buttons stay reachable */
     }
     ConfirmScreen .what { margin-bottom: 1; }
+    /* Many targets (a bulk remedy) scroll here: the title, the summary and the
+       buttons stay in view. */
+    ConfirmScreen #confirm-details { height: auto; max-height: 40vh; }
     ConfirmScreen Horizontal { height: auto; margin-top: 1; align-horizontal: right; }
     ConfirmScreen Button { margin-left: 2; }
     """
@@ -50,8 +54,9 @@ class ConfirmScreen(ModalScreen[bool]):
                 id="confirm-target",
             )
             yield Static(Content(p.summary), markup=False, classes="what", id="confirm-summary")
-            for k, v in p.details:
-                yield Static(Content.assemble((f"{k}: ", "bold"), str(v)), markup=False)
+            with VerticalScroll(id="confirm-details"):
+                for k, v in p.details:
+                    yield Static(Content.assemble((f"{k}: ", "bold"), str(v)), markup=False)
             if self.production:
                 yield Static(
                     Content.assemble(

@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from textual.app import ComposeResult
+from textual.content import Content
+from textual.widgets import DataTable
 
 from dashboard.tui.viewmodel import ViewModel, clock, duration
 from dashboard.tui.widgets.base import Fit, Line, Panel, SyncTable, cell, status_cell
@@ -15,13 +17,19 @@ from dashboard.tui.widgets.base import Fit, Line, Panel, SyncTable, cell, status
 class AlertsPanel(Panel):
     TITLE = "Alerts"
     COMPONENT = ""
+    fixes = False  # a column of remedies (`f`)
+    _counts = ""
 
     def compose(self) -> ComposeResult:
         yield Line(id="alerts-summary")
+        # The remedy `f` applies, when actions may run (not read-only, not a replay).
+        self.fixes = bool(getattr(self.app, "actions_enabled", False))
+        fix = [("fix", "fix", 5)] if self.fixes else []
         yield SyncTable(
             [
                 ("status", "status", 11),
                 ("id", "check", 30),
+                *fix,
                 ("first", "first seen", 10),
                 ("last", "last seen", 10),
                 ("for", "for", 6),
@@ -74,6 +82,9 @@ class AlertsPanel(Panel):
                 record["silences"] = ", ".join(
                     f"{sid} by {who} until {clock(until)}" for sid, who, until in said.silenced_by
                 )
+            remedy = model.remedies.get(c.id)
+            if remedy is not None:
+                record["remedy"] = remedy.description
             dim = "dim" if snoozed or a.acked_by or (said is not None and said.text) else ""
             rows.append(
                 (
@@ -82,6 +93,7 @@ class AlertsPanel(Panel):
                     [
                         status_cell(c.status),
                         cell(c.id, dim),
+                        *([_badge(remedy)] if self.fixes else []),
                         cell(clock(a.first_seen), dim),
                         cell(clock(a.last_seen), dim),
                         cell(duration(a.last_seen - a.first_seen), dim),
@@ -103,8 +115,33 @@ class AlertsPanel(Panel):
         elif model.am_states is not None and n:
             muted = sum(1 for a in alerts if (s := am.get(a.check.id)) and s.text)
             line += f", {muted} silenced or inhibited in Alertmanager"
-        self.query_one("#alerts-summary", Line).set(line)
+        self._counts = line
         self.query_one(SyncTable).sync(rows)
+        self._summary_line()
+
+    def _summary_line(self) -> None:
+        """The counts, then the selected alert's remedy in words (what `f` would do)."""
+        record = self.query_one(SyncTable).selected() if self.fixes else None
+        remedy = record.get("remedy") if record else None
+        line = Content(self._counts)
+        if record and remedy:
+            line = Content.assemble(
+                self._counts, " │ ", ("f", "bold reverse"), f" {record['check']}: {remedy}"
+            )
+        self.query_one("#alerts-summary", Line).set(line)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._summary_line()
 
     def selected(self) -> dict[str, Any] | None:
         return self.query_one(SyncTable).selected()
+
+
+def _badge(remedy: Any) -> Any:
+    """The fix column: `f` when the alert has a remedy; with the wait until it can
+    run (a rotation's grace period)."""
+    if remedy is None:
+        return cell(None)
+    if remedy.wait_s:
+        return cell(f"f {duration(remedy.wait_s)}", "yellow")
+    return cell("f", "bold reverse")

@@ -16,6 +16,7 @@ from rich.cells import cell_len
 from rich.text import Text
 from textual.containers import Vertical
 from textual.content import Content
+from textual.message import Message
 from textual.widget import Widget
 
 from collectors.core.model import Reading, Status
@@ -70,13 +71,18 @@ def status_cell(status: Status | str | None) -> Text:
     return cell(f"{STATUS_ICON[st]} {st.value}", STATUS_STYLE[st])
 
 
-def status_title(name: str, status: Status | None) -> Content:
+def status_title(name: str, status: Status | None, notes: Sequence[str] = ()) -> Content:
+    """The panel's title: its name, its status, then `notes` (marks, frozen order)."""
+    extra: list[Any] = []
+    for note in notes:
+        extra += [" · ", (note, "bold magenta")]
     if status is None:
-        return Content.assemble((name, "bold"), " · ", ("no data", "dim"))
+        return Content.assemble((name, "bold"), " · ", ("no data", "dim"), *extra)
     return Content.assemble(
         (name, "bold"),
         " · ",
         (f"{STATUS_ICON[status]} {status.value.upper()}", STATUS_STYLE[status]),
+        *extra,
     )
 
 
@@ -102,11 +108,26 @@ class Panel(Vertical):
     TITLE = "Panel"
     COMPONENT = ""
     _cap_text = ""  # what the bottom border says about rows not shown
+    _status: Status | None = None
 
     def set_status(self, status: Status | None) -> None:
-        self.border_title = status_title(self.TITLE, status)
+        self._status = status
+        self.border_title = status_title(self.TITLE, status, self._notes())
         self.set_class(status is Status.CRITICAL, "-critical")
         self.set_class(status is Status.WARNING, "-warning")
+
+    def _notes(self) -> list[str]:
+        """What the title says of the tables: rows marked, order frozen."""
+        notes = []
+        for t in self.tables():
+            if t.marks:
+                notes.append(f"{len(t.marks)} marked")
+            if t.frozen:
+                notes.append("❄ frozen (esc)")
+        return notes
+
+    def on_table_state_changed(self, message: TableStateChanged) -> None:
+        self.border_title = status_title(self.TITLE, self._status, self._notes())
 
     def show(self, model: ViewModel) -> None:
         raise NotImplementedError
@@ -150,6 +171,18 @@ class Line(Widget):
             self.refresh()
 
 
+_MARK = Text("●", style="bold magenta", end="")
+_NO_MARK = Text(" ", end="")
+
+
+class TableStateChanged(Message):
+    """A table's marks or freezing changed (its panel's title says them)."""
+
+    def __init__(self, table: SyncTable) -> None:
+        super().__init__()
+        self.table = table
+
+
 class SyncTable(FastTable):
     """A table updated by stable row keys: changed cells in place, only the
     difference added or removed, the cursor kept on the row it was on.
@@ -157,7 +190,15 @@ class SyncTable(FastTable):
     When the row under the cursor goes away, the selection is lost rather than
     passed to the row that moved into its place: the cursor is hidden, `lost`
     names the row that went, and `selected()` is None until the engineer moves
-    the cursor (a key or a click) and so chooses a row again."""
+    the cursor (a key or a click) and so chooses a row again; `down` then takes
+    the row after the one that went (it sits where the cursor is).
+
+    Once the engineer moves the cursor in the table, its order is frozen: rounds
+    change cells and remove rows that went away, but never move a row (new rows
+    come last), until the table loses focus or `thaw` (escape). A `markable`
+    table (with actions enabled) has a first column of marks (space): actions
+    apply to the marked rows; marks follow their row key through re-sorting and
+    go with their row."""
 
     DEFAULT_CSS = "SyncTable { height: 1fr; overflow-y: scroll; }"
 
@@ -167,6 +208,7 @@ class SyncTable(FastTable):
         id_column: str,
         *,
         fit: Fit | None = None,
+        markable: bool = False,
         **kw: Any,
     ):
         # Column widths are set by `fit` after a sync, not measured by DataTable on
@@ -183,10 +225,88 @@ class SyncTable(FastTable):
         self._cells: dict[str, Sequence[Text]] = {}  # row key -> the cells last synced
         self.lost: str | None = None  # the selected row's key, once that row went away
         self.cap: tuple[int, int] | None = None  # (rows shown, rows given) when capped
+        self.markable = markable
+        self.marks: set[str] = set()  # row keys marked (space)
+        self.frozen = False  # the order is kept while the engineer works in the table
+        # row key -> (the panel's cells, marked?, the cells with the mark column)
+        self._with_marks: dict[str, tuple[Sequence[Text], bool, tuple[Text, ...]]] = {}
 
     def on_mount(self) -> None:
+        if self.markable and getattr(self.app, "actions_enabled", False):
+            self._spec.insert(0, ("mark", "", 1))
+        else:
+            self.markable = False  # read-only, replay: no marking
         for key, label, width in self._spec:
             self.add_column(label, key=key, width=width)
+
+    # ---------------------------------------------------- marks and freezing
+
+    def _changed(self) -> None:
+        """Marks or freezing changed: the panel's title says so, the footer's keys follow."""
+        self.post_message(TableStateChanged(self))
+
+    def engage(self) -> None:
+        """The engineer works in this table: freeze its order."""
+        if not self.frozen:
+            self.frozen = True
+            self._changed()
+
+    def thaw(self) -> None:
+        if self.frozen:
+            self.frozen = False
+            self._changed()
+
+    def on_blur(self) -> None:
+        # Focus went to another widget of this screen (a modal on top keeps it here).
+        if self.screen.focused is not self:
+            self.thaw()
+
+    def toggle_mark(self) -> bool:
+        """Mark or unmark the row under the cursor, then go to the next row (as htop
+        does); False when there is no row to mark."""
+        key = None if self.lost is not None else self.cursor_key()
+        if not self.markable or key is None:
+            return False
+        self.engage()
+        self.marks ^= {key}
+        self._repaint_mark(key)
+        self._changed()
+        super().action_cursor_down()
+        return True
+
+    def clear_marks(self) -> None:
+        if self.marks:
+            marked, self.marks = self.marks, set()
+            for key in marked:
+                self._repaint_mark(key)
+            self._changed()
+
+    def marked(self) -> list[dict[str, Any]]:
+        """The records of the marked rows, in the order shown."""
+        return [self.records[k] for k in self._order if k in self.marks and k in self.records]
+
+    def _repaint_mark(self, key: str) -> None:
+        cells = self._cells.get(key)
+        if cells is None or not self.markable:
+            return
+        given = self._with_marks[key][0] if key in self._with_marks else cells[1:]
+        full = self._marked_cells(key, given)
+        old = None if self._folded else cells  # folded rows are shaped anew by _shown
+        if self.set_cells(key, [c[0] for c in self._spec], old, self._shown(full)):
+            self.cells_changed()
+        self._cells[key] = full
+
+    def _marked_cells(self, key: str, cells: Sequence[Text]) -> Sequence[Text]:
+        """The row's cells behind its mark (the same tuple while nothing changed)."""
+        if not self.markable:
+            return cells
+        mark = key in self.marks
+        hit = self._with_marks.get(key)
+        if hit is not None and hit[0] is cells and hit[1] == mark:
+            return hit[2]
+        full = (_MARK if mark else _NO_MARK, *cells)
+        self._with_marks[key] = (cells, mark, full)
+        return full
 
     def cursor_key(self) -> str | None:
         if not self.row_count:
@@ -203,11 +323,15 @@ class SyncTable(FastTable):
         key = self.cursor_key()
         return None if key is None else self.records.get(key)
 
-    def _choose(self) -> None:
-        """The engineer moved the cursor: a row is selected again."""
+    def _choose(self) -> bool:
+        """The engineer moved the cursor: a row is selected again, and the order is
+        frozen under it. True when this ended a lost selection."""
+        self.engage()
         if self.lost is not None:
             self.lost = None
             self.show_cursor = True
+            return True
+        return False
 
     # Every way the engineer moves the cursor ends a lost selection first (with
     # the cursor hidden, DataTable would scroll instead of moving it).
@@ -216,7 +340,8 @@ class SyncTable(FastTable):
         super().action_cursor_up()
 
     def action_cursor_down(self) -> None:
-        self._choose()
+        if self._choose():
+            return  # the row after the one that went already sits at the cursor
         super().action_cursor_down()
 
     def action_page_up(self) -> None:
@@ -243,6 +368,11 @@ class SyncTable(FastTable):
         rows = self._capped(rows)
         keep = None if self.lost is not None else self.cursor_key()
         wanted = {k for k, _, _ in rows}
+        if self.frozen:
+            rows = self._in_frozen_order(rows)
+        if self.marks - wanted:  # a marked row went away: its mark goes with it
+            self.marks &= wanted
+            self._changed()
         self._drop(wanted)
         self._update(rows, set(self._order) & wanted)
         order = [k for k, _, _ in rows]
@@ -252,6 +382,17 @@ class SyncTable(FastTable):
         self.settle()
         self._keep_cursor(keep, order)
         self.fit()
+
+    def _in_frozen_order(
+        self, rows: list[tuple[str, dict[str, Any], Sequence[Text]]]
+    ) -> list[tuple[str, dict[str, Any], Sequence[Text]]]:
+        """The rows in the order shown now; rows new to the table come last."""
+        where = {k: i for i, k in enumerate(self._order)}
+        last = len(where)
+        return [
+            row
+            for _, row in sorted(enumerate(rows), key=lambda ir: (where.get(ir[1][0], last), ir[0]))
+        ]
 
     def _capped(
         self, rows: Sequence[tuple[str, dict[str, Any], Sequence[Text]]]
@@ -278,6 +419,8 @@ class SyncTable(FastTable):
             self.remove_row(gone)
             self.records.pop(gone, None)
             self._cells.pop(gone, None)
+        for gone in [k for k in self._with_marks if k not in wanted]:
+            del self._with_marks[gone]
 
     def _update(
         self, rows: list[tuple[str, dict[str, Any], Sequence[Text]]], present: set[str]
@@ -286,8 +429,9 @@ class SyncTable(FastTable):
         cols = [c[0] for c in self._spec]
         changed = False
         new: list[tuple[str, Sequence[Text]]] = []
-        for key, record, cells in rows:
+        for key, record, given in rows:
             self.records[key] = record
+            cells = self._marked_cells(key, given)
             if key not in present:
                 new.append((key, self._shown(cells)))
             elif self._cells.get(key) is not cells:  # panels cache a row's cells per round

@@ -65,6 +65,7 @@ class PostgresPanel(Panel):
             # Narrow: the query text before the wait event and the query's age.
             fit=Fit("query", least=16, drop=("wait", "query_age")),
             id="pg-sessions",
+            markable=True,
         )
 
     def show(self, model: ViewModel) -> None:

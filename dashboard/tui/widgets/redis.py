@@ -92,6 +92,7 @@ class RedisPanel(Panel):
             id_column="key",
             fit=Fit("owner", least=10),
             id="redis-locks",
+            markable=True,
         )
 
     def show(self, model: ViewModel) -> None:
