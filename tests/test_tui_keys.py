@@ -20,11 +20,13 @@ Keys
   enter  details of the selected row  tab    next panel
   ctrl+p command palette
   a      acknowledge the selected alert (recorded with your user name)
+  esc    unfreeze a table: moving in a table freezes its order (new rows come last)
   z      snooze the selected alert for 30m
   w      write the handoff summary for the next on-call
   a, z and the action keys act on the focused panel's selected row only
 
 Actions: DISABLED (replay); the keys do nothing
+  f      fix the selected alert: its remedy, planned with every target (Alerts, fix column)
   r      rotate the JWT secrets (grace period for the old one)
   d / u  drain / undrain the selected service
   x      release the selected Redis lock (only if its owner is unchanged)
@@ -33,6 +35,7 @@ Actions: DISABLED (replay); the keys do nothing
   b      pause / resume the selected PgBouncer database
   n      reconnect the selected PgBouncer database's servers
   K      kill every connection of the selected PgBouncer database
+  space  mark / unmark the row (sessions, locks): c, k, x act on the marked rows
 
 Replay
   . / ,  step forward / back          g      seek to a time
@@ -45,7 +48,11 @@ if the row went away, nothing is selected until you move the cursor.
 
 
 def test_each_key_and_action_is_in_the_table_once() -> None:
-    assert [k for k, n in Counter(k.key for k in keys.KEYS).items() if n > 1] == []
+    # One key, two bindings: space marks a row in the sessions and locks tables (the
+    # first enabled binding wins) and polls everywhere else.
+    assert [k for k, n in Counter(k.key for k in keys.KEYS).items() if n > 1] == ["space"]
+    space = [k.action for k in keys.KEYS if k.key == "space"]
+    assert space == ["toggle_mark", "poll_now"]
     bound = [k.action for k in keys.KEYS if k.bound]
     assert [a for a, n in Counter(bound).items() if n > 1] == []
     for k in keys.KEYS:
@@ -61,7 +68,8 @@ def test_bindings_are_the_tables_bound_keys_in_footer_order() -> None:
     assert made == [(k.key, k.action, k.label, k.footer) for k in keys.KEYS if k.bound]
     # The keys that act on the platform come first: an 80-column footer shows them.
     shown = [k.action for k in keys.KEYS if k.bound and k.footer]
-    assert shown[:6] == [
+    assert shown[:7] == [
+        "fix",
         "rotate_secret",
         "drain",
         "undrain",
@@ -76,6 +84,8 @@ def test_bindings_are_the_tables_bound_keys_in_footer_order() -> None:
 
 def test_what_each_key_needs_decides_when_it_works() -> None:
     assert {a for a, n in keys.NEEDS.items() if n == "actions"} == {
+        "fix",
+        "toggle_mark",
         "rotate_secret",
         "drain",
         "undrain",
