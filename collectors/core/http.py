@@ -47,11 +47,23 @@ class HttpClient:
         self.settings = settings
         self._client: Any = None
         self._sem: asyncio.Semaphore | None = None
+        # The engine is imported here, when the collectors are built, not by the first
+        # request: aiohttp's import (~0.3 s cold, with the TLS contexts it loads) was
+        # counted in a one-shot check's round and delayed its first 64 requests.
+        if settings.engine == "httpx":
+            import httpx  # noqa: F401
+        else:
+            import aiohttp  # noqa: F401
 
     def _ssl(self) -> ssl.SSLContext | bool:
         s = self.settings
         if not s.verify and not s.client_cert:
             return False
+        if s.verify and not s.ca_file and not s.client_cert and s.engine != "httpx":
+            # The system's trust store, as create_default_context() loads it: aiohttp
+            # loaded it once at import (True selects that context); another load costs
+            # ~20 ms of a cold check and is needed by no http:// target.
+            return True
         ctx = ssl.create_default_context(cafile=s.ca_file if s.verify else None)
         if not s.verify:
             ctx.check_hostname = False
