@@ -7,7 +7,6 @@ stdout carries only the result; diagnostics go to stderr.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import os
 import re
@@ -19,6 +18,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 from msgspec.structs import replace
 
 from collectors.config import DEFAULT_PLATFORM, Config
@@ -48,8 +48,24 @@ def to_json_obj(report: Report) -> dict[str, Any]:
     }
 
 
+def _as_plain(value: object) -> object:
+    # Subclasses of str, int and float from the config (Name, Duration, ByteSize...)
+    # are written as their value, as json.dumps wrote them; msgspec takes exact types.
+    for base in (str, float, int):
+        if isinstance(value, base):
+            return base(value)
+    raise TypeError(f"cannot write a {type(value).__name__} as JSON")
+
+
+_JSON = msgspec.json.Encoder(enc_hook=_as_plain)
+
+
 def format_json(report: Report, *, indent: int | None = 2) -> str:
-    return json.dumps(to_json_obj(report), indent=indent, ensure_ascii=False) + "\n"
+    """The same text json.dumps(indent=..., ensure_ascii=False) wrote, made by msgspec
+    in C: 1,500 checks (500 services) cost ~40 ms of a cold check in Python's encoder.
+    indent=None is one line with json.dumps' separators (msgspec's indent 0)."""
+    raw = _JSON.encode(to_json_obj(report))
+    return msgspec.json.format(raw, indent=0 if indent is None else indent).decode() + "\n"
 
 
 def _ordered(report: Report) -> list[Any]:

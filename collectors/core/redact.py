@@ -50,10 +50,12 @@ def _escape_control(m: re.Match[str]) -> str:
     return " " if ch in "\t\n\r\u2028\u2029" else f"\\x{ord(ch):02x}"
 
 
-def _plain_str(value: Any) -> str:
-    """str subclasses (the config's `Name`) are encoded as their text."""
-    if isinstance(value, str):
-        return str(value)
+def _plain_str(value: Any) -> Any:
+    """Subclasses of str, int and float from the config (Name, Duration...) are
+    encoded as their value."""
+    for base in (str, float, int):
+        if isinstance(value, base):
+            return base(value)
     raise TypeError(type(value).__name__)
 
 
