@@ -458,7 +458,7 @@ async def check_once(
     only: Sequence[str] | None,
     timeout: float,
 ) -> Report:
-    from collectors.poller import Poller, build_collectors
+    from collectors.poller import Poller, build_collectors, judging_only
     from collectors.rules import Rules
 
     t0 = time.monotonic()
@@ -467,6 +467,7 @@ async def check_once(
     build_collectors(config, only, one_shot=True)
     deadline = round_deadline(config, timeout - (time.monotonic() - t0))
     collectors = build_collectors(bounded(config, deadline), only, one_shot=True)
+    judging_only(collectors)  # check prints checks, never a screen's detail
     poller = Poller(collectors, deadline=deadline)
     try:
         snapshot = await poller.poll()
@@ -488,7 +489,7 @@ async def check_watch(
     fmt: str,
     output: str | None,
 ) -> Status:
-    from collectors.poller import Poller, build_collectors
+    from collectors.poller import Poller, build_collectors, judging_only
     from collectors.rules import Rules
 
     rules = Rules(
@@ -498,7 +499,9 @@ async def check_watch(
     )
     # Every round is bounded by --timeout like a one-shot check.
     deadline = round_deadline(config, timeout)
-    poller = Poller(build_collectors(bounded(config, deadline), only), deadline=deadline)
+    collectors = build_collectors(bounded(config, deadline), only)
+    judging_only(collectors)
+    poller = Poller(collectors, deadline=deadline)
     watchdog = Watchdog(timeout)
     last = Status.UNKNOWN
 
