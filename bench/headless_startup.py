@@ -69,7 +69,8 @@ def main() -> None:
             f'[[services]]\nname = "svc"\nurl = "http://127.0.0.1:{http.server_address[1]}"\n\n'
             '[secrets]\nstore = { kind = "env" }\nkeys = ["JWT_SECRET"]\n'
         )
-        check = [userrun.EXE, "check", "--config", str(config)]
+        # --timeout 60: a saturated shared machine must not cut a run short
+        check = [userrun.EXE, "check", "--config", str(config), "--timeout", "60"]
         refs = {
             REFERENCE: [sys.executable, "-c", REFERENCE],
             ISSUE_REFERENCE: [sys.executable, "-c", ISSUE_REFERENCE],
