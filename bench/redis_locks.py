@@ -105,6 +105,7 @@ class Valkey:
             [
                 *(str(self.bin / "valkey-server"), "--port", str(self.port)),
                 *("--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", base_dir),
+                *("--enable-debug-command", "local"),  # DEBUG POPULATE loads the keys
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -164,7 +165,8 @@ def main() -> None:
         server = Valkey(tmp) if args.server == "valkey" else EmbeddedRedis(tmp).start()
         r = redis.Redis.from_url(server.url)
         try:
-            print(f"server: {args.server} {r.info('server').get('redis_version')}")
+            info = r.info("server")  # Valkey also reports the Redis version it matches
+            print(f"server: {args.server} {info.get('valkey_version') or info['redis_version']}")
             t0 = time.perf_counter()
             load(r, TOTAL - LOCKS)
             took = time.perf_counter() - t0
