@@ -41,6 +41,9 @@ class Collector(Protocol):
     # False for collectors whose targets are cheap to retry one by one (HTTP with a
     # timeout, a process lookup): every round tries again, so recovery shows at once.
     # backoff: bool  (optional attribute; True when absent)
+    # detail: bool  (optional attribute; True when absent): set False by a caller whose
+    # rounds only the judges read (`check`), a collector may then leave out what only
+    # screens and recordings show. `judging_only` sets it.
 
     def targets(self) -> list[str]:
         """Target names, so a collector that fails still yields one reading each."""
@@ -292,6 +295,14 @@ def _escaped(r: Reading, secrets: Sequence[str] = ()) -> Reading:
     if data is r.data and error is r.error and target is r.target:
         return r
     return dataclasses.replace(r, data=data, error=error, target=target)
+
+
+def judging_only(collectors: Sequence[Collector]) -> None:
+    """Rounds read by the judges alone: collectors that can leave out what only the
+    screens and recordings show (their `detail`) do."""
+    for c in collectors:
+        if hasattr(c, "detail"):
+            c.detail = False
 
 
 def build_collectors(

@@ -7,7 +7,6 @@ stdout carries only the result; diagnostics go to stderr.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import os
 import re
@@ -19,6 +18,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 from msgspec.structs import replace
 
 from collectors.config import DEFAULT_PLATFORM, Config
@@ -48,8 +48,24 @@ def to_json_obj(report: Report) -> dict[str, Any]:
     }
 
 
+def _as_plain(value: object) -> object:
+    # Subclasses of str, int and float from the config (Name, Duration, ByteSize...)
+    # are written as their value, as json.dumps wrote them; msgspec takes exact types.
+    for base in (str, float, int):
+        if isinstance(value, base):
+            return base(value)
+    raise TypeError(f"cannot write a {type(value).__name__} as JSON")
+
+
+_JSON = msgspec.json.Encoder(enc_hook=_as_plain)
+
+
 def format_json(report: Report, *, indent: int | None = 2) -> str:
-    return json.dumps(to_json_obj(report), indent=indent, ensure_ascii=False) + "\n"
+    """The same text json.dumps(indent=..., ensure_ascii=False) wrote, made by msgspec
+    in C: 1,500 checks (500 services) cost ~40 ms of a cold check in Python's encoder.
+    indent=None is one line with json.dumps' separators (msgspec's indent 0)."""
+    raw = _JSON.encode(to_json_obj(report))
+    return msgspec.json.format(raw, indent=0 if indent is None else indent).decode() + "\n"
 
 
 def _ordered(report: Report) -> list[Any]:
@@ -442,7 +458,7 @@ async def check_once(
     only: Sequence[str] | None,
     timeout: float,
 ) -> Report:
-    from collectors.poller import Poller, build_collectors
+    from collectors.poller import Poller, build_collectors, judging_only
     from collectors.rules import Rules
 
     t0 = time.monotonic()
@@ -451,6 +467,7 @@ async def check_once(
     build_collectors(config, only, one_shot=True)
     deadline = round_deadline(config, timeout - (time.monotonic() - t0))
     collectors = build_collectors(bounded(config, deadline), only, one_shot=True)
+    judging_only(collectors)  # check prints checks, never a screen's detail
     poller = Poller(collectors, deadline=deadline)
     try:
         snapshot = await poller.poll()
@@ -472,7 +489,7 @@ async def check_watch(
     fmt: str,
     output: str | None,
 ) -> Status:
-    from collectors.poller import Poller, build_collectors
+    from collectors.poller import Poller, build_collectors, judging_only
     from collectors.rules import Rules
 
     rules = Rules(
@@ -482,7 +499,9 @@ async def check_watch(
     )
     # Every round is bounded by --timeout like a one-shot check.
     deadline = round_deadline(config, timeout)
-    poller = Poller(build_collectors(bounded(config, deadline), only), deadline=deadline)
+    collectors = build_collectors(bounded(config, deadline), only)
+    judging_only(collectors)
+    poller = Poller(collectors, deadline=deadline)
     watchdog = Watchdog(timeout)
     last = Status.UNKNOWN
 

@@ -11,32 +11,39 @@ from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+_NONE = array("d")  # shared by every buffer until its first sample; never written
+
 
 class RingBuffer:
     """(time, value) samples, oldest dropped first once `capacity` is reached.
 
-    Two arrays of doubles allocated in full up front (16 bytes a sample): the
-    buffer's memory is the same on the first round and after a week. A deque of
-    (time, value) tuples cost about 130 bytes a sample and kept growing until it
-    was full, which at one round a second took 10-15 minutes (issue 17).
+    Two arrays of doubles allocated in full with the first sample (16 bytes a
+    sample): the buffer's memory is the same on the first round and after a week. A
+    deque of (time, value) tuples cost about 130 bytes a sample and kept growing until
+    it was full, which at one round a second took 10-15 minutes (issue 17). Not
+    before the first sample: a one-shot check builds 500 services' buffers (14 MB)
+    and fills one sample of some of them.
     """
 
-    __slots__ = ("_len", "_start", "_t", "_v")
+    __slots__ = ("_cap", "_len", "_start", "_t", "_v")
 
     def __init__(self, capacity: int = 600) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
-        self._t = array("d", bytes(8 * capacity))
-        self._v = array("d", bytes(8 * capacity))
+        self._cap = capacity
+        self._t = self._v = _NONE
         self._start = 0
         self._len = 0
 
     @property
     def capacity(self) -> int:
-        return len(self._t)
+        return self._cap
 
     def append(self, t: float, value: float) -> None:
-        cap = len(self._t)
+        cap = self._cap
+        if not self._t:
+            self._t = array("d", bytes(8 * cap))
+            self._v = array("d", bytes(8 * cap))
         if self._len < cap:
             i = (self._start + self._len) % cap
             self._len += 1
@@ -50,7 +57,7 @@ class RingBuffer:
         return self._len
 
     def _order(self) -> Iterator[int]:
-        cap, start = len(self._t), self._start
+        cap, start = self._cap, self._start
         return ((start + k) % cap for k in range(self._len))
 
     def __iter__(self) -> Iterator[tuple[float, float]]:
@@ -60,7 +67,7 @@ class RingBuffer:
     def last(self) -> tuple[float, float] | None:
         if not self._len:
             return None
-        i = (self._start + self._len - 1) % len(self._t)
+        i = (self._start + self._len - 1) % self._cap
         return self._t[i], self._v[i]
 
     def first(self) -> tuple[float, float] | None:

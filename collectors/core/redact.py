@@ -50,17 +50,51 @@ def _escape_control(m: re.Match[str]) -> str:
     return " " if ch in "\t\n\r\u2028\u2029" else f"\\x{ord(ch):02x}"
 
 
+def _plain_str(value: Any) -> Any:
+    """Subclasses of str, int and float from the config (Name, Duration...) are
+    encoded as their value."""
+    for base in (str, float, int):
+        if isinstance(value, base):
+            return base(value)
+    raise TypeError(type(value).__name__)
+
+
+_JSON = msgspec.json.Encoder(enc_hook=_plain_str)
+
+
 def clean(value: Any) -> Any:
     """`printable` applied to every string in a JSON-like structure or msgspec Struct.
     Returns the very same object when nothing needed escaping (the common case costs
     no copies)."""
     if isinstance(value, str):
         return printable(value)
+    if value is None or isinstance(value, int | float):
+        return value
+    # The common case, nothing to escape, is told by one pass in C: JSON escapes every
+    # C0 control with a backslash and writes every other character as itself, so a
+    # text with no backslash that is printable holds no string that needs escaping.
+    # A reading of 500 sessions took ~10 ms to walk in Python and ~0.5 ms this way
+    # (bench/postgres_collector.py); anything else (a backslash, a non-printable
+    # character, a type JSON cannot carry) takes the walk.
+    try:
+        raw = _JSON.encode(value)
+    except (TypeError, ValueError, msgspec.EncodeError):
+        return _clean(value)
+    if b"\\" in raw:
+        return _clean(value)
+    if raw.isascii():  # then only DEL (0x7f) is not printable
+        return value if b"\x7f" not in raw else _clean(value)
+    return value if raw.decode().isprintable() else _clean(value)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return printable(value)
     if isinstance(value, msgspec.Struct):
         changed = {}
         for name in value.__struct_fields__:
             v = getattr(value, name)
-            cv = clean(v)
+            cv = _clean(v)
             if cv is not v:
                 changed[name] = cv
         return msgspec.structs.replace(value, **changed) if changed else value
@@ -68,14 +102,14 @@ def clean(value: Any) -> Any:
         out = None
         for k, v in value.items():
             ck = printable(k) if isinstance(k, str) else k
-            cv = clean(v)
+            cv = _clean(v)
             if out is None and (ck is not k or cv is not v):
                 out = dict(list(value.items())[: list(value).index(k)])
             if out is not None:
                 out[ck] = cv
         return value if out is None else out
     if isinstance(value, list | tuple):
-        items = [clean(v) for v in value]
+        items = [_clean(v) for v in value]
         if all(a is b for a, b in zip(items, value, strict=True)):
             return value
         return items

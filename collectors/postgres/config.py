@@ -51,5 +51,7 @@ def service_app_names(services: Iterable[ServiceRef]) -> dict[str, str]:
     out: dict[str, str] = {}
     for svc in services:
         if svc.pg_application_name and svc.pg_application_name not in out:
-            out[svc.pg_application_name] = svc.name
+            # plain str: readings are JSON-encoded every round, and a str subclass
+            # (the config's Name) takes msgspec's slow hook path there
+            out[str(svc.pg_application_name)] = str(svc.name)
     return out

@@ -95,7 +95,8 @@ class ServicesCollector:
     async def _one(self, svc: ServiceConfig) -> Reading:
         started = time.time()
         try:
-            return await asyncio.wait_for(self._poll(svc, started), self.budget)
+            async with asyncio.timeout(self.budget):  # no extra task per service
+                return await self._poll(svc, started)
         except TimeoutError:
             # Queued behind other requests for too long: a failed poll of this service.
             return self._failed(svc, started, f"no answer within the {self.budget:g}s budget")
