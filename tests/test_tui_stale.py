@@ -53,13 +53,15 @@ async def test_header_says_the_last_round_is_old() -> None:
 async def test_header_turns_stale_without_a_new_round() -> None:
     """Rounds stopped (a huge interval, a hung loop): no new round comes to redraw
     the header, yet it says how old the shown round is once two intervals passed."""
-    app = app_with_interval(1)
+    # Stale after two intervals (4 s): the first look, a second after the round,
+    # has room for a loaded machine.
+    app = app_with_interval(2)
     async with app.run_test(size=WIDE) as pilot:
         app.absorb(report_ended(1.0, app.config))
         app.render_now()
         await pilot.pause()
         assert "last round" not in header(app), header(app)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 8
         while "last round" not in header(app) and time.monotonic() < deadline:
             await pilot.pause(0.25)
         assert "ago" in header(app).split("last round", 1)[-1], header(app)
