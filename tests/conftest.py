@@ -130,3 +130,12 @@ def exec_cli(
         input=input,
         stdin=None if input is not None else subprocess.DEVNULL,
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The end-to-end tests each start the whole platform (PostgreSQL, Redis, four
+    # services, a workload): under pytest-xdist they share one worker, one at a time,
+    # so two never fight for the two cores while other workers run the rest.
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.xdist_group("demo"))
