@@ -29,6 +29,7 @@ from collectors.core.units import Duration
 if TYPE_CHECKING:
     from collectors.core.http import HttpClient
     from collectors.pgbouncer.config import BouncerService
+    from collectors.pgbouncer.rules import Seen
     from collectors.poller import Collector
     from collectors.postgres.config import ServiceRef
     from collectors.processes.config import ProcessTargets
@@ -393,11 +394,21 @@ def _build_pgbouncer(config: Config, shared: Shared, one_shot: bool) -> Collecto
     return PgBouncerCollector(config.pgbouncer)
 
 
+@_per_config
+def pgbouncer_seen(config: Config) -> Seen:
+    """The pool databases each PgBouncer showed when last read under this config:
+    an unread one still reports their checks."""
+    from collectors.pgbouncer.rules import Seen as Seen_
+
+    return Seen_()
+
+
 def _judge_pgbouncer(reading: Reading, config: Config) -> list[CheckResult]:
     from collectors.pgbouncer.rules import judge_pgbouncer
 
     assert config.pgbouncer is not None
-    return judge_pgbouncer(reading, config.pgbouncer, pgbouncer_services(config))
+    seen = pgbouncer_seen(config)
+    return judge_pgbouncer(reading, config.pgbouncer, pgbouncer_services(config), seen)
 
 
 def _pgbouncer_secrets(config: Config) -> list[str]:

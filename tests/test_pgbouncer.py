@@ -329,3 +329,30 @@ async def test_a_hung_pgbouncer_times_out_in_command_timeout_then_recovers(
         assert again.ok, again.error
     finally:
         await collector.close()
+
+
+async def test_a_pooler_down_keeps_the_pool_checks_of_its_last_reading(
+    own_pgbouncer: Any,
+) -> None:
+    """Without `databases` the pool checks are those PgBouncer shows: taken down
+    between rounds, the same ids stay, unknown and saying why."""
+    from tests.test_stable_checks import (
+        assert_same_ids_dependents_unknown,
+        ids,
+        rounds_before_and_after,
+    )
+
+    pgb = own_pgbouncer()
+    text = section(pgb.admin_dsn("monitor"), 'connect_timeout = "1s"') + SERVICES
+    reports = await rounds_before_and_after(text, pgb.stop)
+    first = ids(reports[0])
+    assert {"pgbouncer.pool.shop", "pgbouncer.pool.orders", "pgbouncer.pool.actions"} <= set(first)
+    assert "pgbouncer.budget.order-service" in first
+    assert_same_ids_dependents_unknown(
+        reports, "pgbouncer.reachable", "pgbouncer.", "PgBouncer unreachable"
+    )
+    # and read again, the pools are judged again
+    pgb.start()
+    config = parse_config(text)
+    checks = await judged(config)
+    assert checks["pgbouncer.pool.shop"].status is Status.OK
