@@ -322,6 +322,27 @@ class PgBouncerCollector:
                 pass
 
 
+class PgBouncerFleet:
+    """Several PgBouncers ([[pgbouncer]]): one connection each, read concurrently,
+    one reading each; one that is down or slow leaves the others' readings whole
+    (each is bounded by its own connect and command timeouts)."""
+
+    component = "pgbouncer"
+
+    def __init__(self, settings: list[PgBouncerConfig]) -> None:
+        self.members = [PgBouncerCollector(s) for s in settings]
+
+    def targets(self) -> list[str]:
+        return [m.settings.name for m in self.members]
+
+    async def collect(self) -> list[Reading]:
+        rounds = await asyncio.gather(*(m.collect() for m in self.members))
+        return [r for readings in rounds for r in readings]
+
+    async def close(self) -> None:
+        await asyncio.gather(*(m.close() for m in self.members))
+
+
 def _clients_of(pool: Row) -> int:
     """A SHOW POOLS row's client connections (the admin console's pool too: every
     logged-in client is in one pool), whichever of these columns the version has."""

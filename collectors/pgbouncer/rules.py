@@ -5,6 +5,7 @@ the raw facts a reading holds."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from collectors.core.model import CheckResult, Limits, Reading, Status
@@ -58,8 +59,19 @@ def judge_pgbouncer(
     cfg: PgBouncerConfig,
     services: Sequence[BouncerService] = (),
     seen: Seen | None = None,
+    prefix: str = "pgbouncer",
 ) -> list[CheckResult]:
-    seen = seen if seen is not None else Seen()
+    """The reading's checks; their ids start with `prefix` (`pgbouncer.<name>` when
+    the config has several PgBouncers: see config.check_prefix)."""
+    checks = _judge(reading, cfg, services, seen if seen is not None else Seen())
+    if prefix == "pgbouncer":
+        return checks
+    return [replace(c, id=prefix + c.id.removeprefix("pgbouncer")) for c in checks]
+
+
+def _judge(
+    reading: Reading, cfg: PgBouncerConfig, services: Sequence[BouncerService], seen: Seen
+) -> list[CheckResult]:
     if not reading.ok:
         why = why_unread(reading, "PgBouncer")
         known = seen.databases.get(reading.target, ())
