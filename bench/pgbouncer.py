@@ -3,7 +3,7 @@ trip on the same admin-console connection, with 1,000 client connections through
 real PgBouncer (Debian's package) in front of an embedded PostgreSQL. Rounds and
 bare round trips alternate; prints medians and their ratio (target: at most 3).
 
-A round reads SHOW POOLS, and SHOW DATABASES every third round; SHOW CLIENTS (a row per client) and
+A round reads SHOW POOLS, and SHOW DATABASES every fifth round; SHOW CLIENTS (a row per client) and
 SHOW STATS are read every `clients_every` (15 s by default) and when clients start
 or stop waiting. Their cost is measured too (alternating with the bare round trip),
 and the amortised cost of a round at the default interval (2 s) is printed.

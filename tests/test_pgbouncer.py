@@ -356,3 +356,33 @@ async def test_a_pooler_down_keeps_the_pool_checks_of_its_last_reading(
     config = parse_config(text)
     checks = await judged(config)
     assert checks["pgbouncer.pool.shop"].status is Status.OK
+
+
+async def test_a_round_the_poller_gives_up_on_leaves_no_stall(own_pgbouncer: Any) -> None:
+    """The poller's deadline passing before command_timeout cancels the round: the
+    socket is closed first, so psycopg does not spend 5 s asking a hung PgBouncer to
+    cancel the command (the collector would stay "still busy"); the next round tries
+    again, and once PgBouncer answers, reads it."""
+    import signal
+
+    pgb = own_pgbouncer()
+    config = config_for(pgb, 'command_timeout = "5s"\nconnect_timeout = "5s"', services=False)
+    collector = PgBouncerCollector(config.pgbouncer)
+    poller = Poller([collector], deadline=0.3, backoff_base=0.01)
+    try:
+        assert (await poller.poll()).readings[0].ok
+        pgb.proc.send_signal(signal.SIGSTOP)
+        try:
+            hung = (await poller.poll()).readings[0]
+            assert hung.error_kind == "timeout", hung.error
+            await asyncio.sleep(0.2)
+            still = (await poller.poll()).readings[0]
+            assert "still busy" not in (still.error or ""), still.error
+        finally:
+            pgb.proc.send_signal(signal.SIGCONT)
+        t0 = time.monotonic()
+        while not (again := (await poller.poll()).readings[0]).ok:
+            assert time.monotonic() - t0 < 5, again.error
+            await asyncio.sleep(0.05)
+    finally:
+        await poller.aclose()
