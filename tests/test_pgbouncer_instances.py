@@ -145,3 +145,25 @@ async def test_the_panel_shows_each_instance(
             # east's rows stay, west's go
             assert any(k.startswith("east:") for k in pools.records)
             assert not any(k.startswith("west:") for k in pools.records)
+
+
+def test_every_instance_s_password_is_kept_out_of_output(write_config: Any) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on: the errors are where it leaks
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    secrets = ("east-pw-Hq83v", "west-pw-Zm27k")
+    body = "".join(
+        f'[[pgbouncer]]\nname = "{n}"\ndsn = "postgresql://monitor:{pw}@127.0.0.1:{port}'
+        f'/pgbouncer"\nconnect_timeout = "1s"\n'
+        for n, pw in zip(("east", "west"), secrets, strict=True)
+    )
+    path: Path = write_config(body)
+    r = run_cli("check", "--config", str(path), "--format", "json", timeout=60)
+    assert r.returncode == 2, r.stderr
+    checks = {c["id"]: c for c in json.loads(r.stdout)["checks"]}
+    assert checks["pgbouncer.east.reachable"]["status"] == "critical"
+    assert checks["pgbouncer.west.reachable"]["status"] == "critical"
+    for pw in secrets:
+        assert pw not in r.stdout + r.stderr
