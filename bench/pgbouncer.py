@@ -3,7 +3,7 @@ trip on the same admin-console connection, with 1,000 client connections through
 real PgBouncer (Debian's package) in front of an embedded PostgreSQL. Rounds and
 bare round trips alternate; prints medians and their ratio (target: at most 3).
 
-A round reads SHOW POOLS, and SHOW DATABASES every third round; SHOW CLIENTS (a row per client) and
+A round reads SHOW POOLS, and SHOW DATABASES every fifth round; SHOW CLIENTS (a row per client) and
 SHOW STATS are read every `clients_every` (15 s by default) and when clients start
 or stop waiting. Their cost is measured too (alternating with the bare round trip),
 and the amortised cost of a round at the default interval (2 s) is printed.
@@ -25,6 +25,7 @@ import psycopg
 
 from collectors.config import parse_config
 from collectors.pgbouncer.collector import DATABASES_EVERY, show
+from collectors.pgbouncer.config import instances
 from collectors.poller import build_collectors
 from dashboard.demo.embedded import EmbeddedPostgres
 from dashboard.demo.pgbouncer import EmbeddedPgBouncer, pgbouncer_binary
@@ -120,7 +121,7 @@ async def bench(pgb: EmbeddedPgBouncer, clients: int, rounds: int) -> None:
     ratio = statistics.mean(places) / mb
     shown = ", ".join(f"{x * 1000:.3f}" for x in places[-offset:] + places[:-offset])
     clients = statistics.median(x / y for x, y in zip(c, bc, strict=True))
-    every = float(config.pgbouncer.clients_every)
+    every = float(instances(config.pgbouncer)[0].clients_every)
     print(f"bare SHOW POOLS round trip       : median {mb * 1000:7.3f} ms over {rounds}")
     print(f"collector round                  : median {statistics.median(f) * 1000:7.3f} ms")
     print(f"median round by place in the cycle: {shown} ms")

@@ -149,7 +149,8 @@ class Config(Section, frozen=True):
     services: list[ServiceConfig] = msgspec.field(default_factory=list)
     processes: list[ProcessConfig] = msgspec.field(default_factory=list)
     secrets: SecretsConfig | None = None
-    pgbouncer: PgBouncerConfig | None = None
+    # [pgbouncer] (one) or [[pgbouncer]] (one or more, each its own name)
+    pgbouncer: PgBouncerConfig | list[PgBouncerConfig] | None = None
     actions: ActionsConfig = ActionsConfig()
     http: HttpConfig = HttpConfig()
     alertmanager: AlertmanagerConfig | None = None
@@ -506,24 +507,42 @@ def _check_redis_url(source: str, path: str, url: str) -> None:
 
 
 def _check_pgbouncer(config: Config, source: str) -> None:
-    pb = config.pgbouncer
-    if pb is None:
-        return
-    _check_dsn(source, pb.dsn, "pgbouncer.dsn")
+    from collectors.pgbouncer.config import instances
+
+    several = isinstance(config.pgbouncer, list)
+    found = instances(config.pgbouncer)
+    if several and not found:
+        raise ConfigError(source, "pgbouncer", "expected at least one [[pgbouncer]] table")
+    names: set[str] = set()
+    for i, pb in enumerate(found):
+        at = f"pgbouncer[{i}]" if several else "pgbouncer"
+        if pb.name in names:
+            raise ConfigError(
+                source,
+                f"{at}.name",
+                f"expected a name of its own for each [[pgbouncer]], got {pb.name!r} twice "
+                "(the default is 'main')",
+            )
+        names.add(pb.name)
+        _check_one_pgbouncer(pb, source, at)
+
+
+def _check_one_pgbouncer(pb: PgBouncerConfig, source: str, at: str) -> None:
+    _check_dsn(source, pb.dsn, f"{at}.dsn")
     from psycopg.conninfo import conninfo_to_dict
 
     dbname = conninfo_to_dict(pb.dsn).get("dbname")
     if dbname not in (None, "pgbouncer"):
         raise ConfigError(
             source,
-            "pgbouncer.dsn",
+            f"{at}.dsn",
             f"expected the admin console, database 'pgbouncer', got database {dbname!r} "
             "(the pooled databases are watched through it)",
         )
     if pb.waiting_warn > pb.waiting_crit:
         raise ConfigError(
             source,
-            "pgbouncer.waiting_warn",
+            f"{at}.waiting_warn",
             f"expected at most waiting_crit ({format_duration(pb.waiting_crit)}), "
             f"got {format_duration(pb.waiting_warn)}",
         )

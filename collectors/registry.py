@@ -29,6 +29,7 @@ from collectors.core.units import Duration
 if TYPE_CHECKING:
     from collectors.core.http import HttpClient
     from collectors.pgbouncer.config import BouncerService
+    from collectors.pgbouncer.rules import Seen
     from collectors.poller import Collector
     from collectors.postgres.config import ServiceRef
     from collectors.processes.config import ProcessTargets
@@ -387,37 +388,61 @@ def pgbouncer_services(config: Config) -> list[BouncerService]:
 
 
 def _build_pgbouncer(config: Config, shared: Shared, one_shot: bool) -> Collector:
-    from collectors.pgbouncer.collector import PgBouncerCollector
+    from collectors.pgbouncer.collector import PgBouncerCollector, PgBouncerFleet
+    from collectors.pgbouncer.config import instances
 
-    assert config.pgbouncer is not None
-    return PgBouncerCollector(config.pgbouncer)
+    found = instances(config.pgbouncer)
+    assert found
+    return PgBouncerCollector(found[0]) if len(found) == 1 else PgBouncerFleet(found)
+
+
+@_per_config
+def pgbouncer_seen(config: Config) -> Seen:
+    """The pool databases each PgBouncer showed when last read under this config:
+    an unread one still reports their checks."""
+    from collectors.pgbouncer.rules import Seen as Seen_
+
+    return Seen_()
 
 
 def _judge_pgbouncer(reading: Reading, config: Config) -> list[CheckResult]:
+    from collectors.pgbouncer.config import check_prefix, instance
     from collectors.pgbouncer.rules import judge_pgbouncer
 
-    assert config.pgbouncer is not None
-    return judge_pgbouncer(reading, config.pgbouncer, pgbouncer_services(config))
+    pb = instance(config.pgbouncer, reading.target)
+    if pb is None:  # a recorded instance the config no longer has
+        return []
+    prefix = check_prefix(config.pgbouncer, pb.name)
+    seen = pgbouncer_seen(config)
+    return judge_pgbouncer(reading, pb, pgbouncer_services(config), seen, prefix)
 
 
 def _pgbouncer_secrets(config: Config) -> list[str]:
-    return dsn_secrets(config.pgbouncer.dsn) if config.pgbouncer else []
+    from collectors.pgbouncer.config import instances
+
+    return [s for pb in instances(config.pgbouncer) for s in dsn_secrets(pb.dsn)]
 
 
 def _pgbouncer_redacted(config: Config) -> dict[str, Any]:
     pb = config.pgbouncer
-    return {"pgbouncer": replace(pb, dsn=mask_dsn(pb.dsn))} if pb else {}
+    if pb is None:
+        return {}
+    if isinstance(pb, list):
+        return {"pgbouncer": [replace(x, dsn=mask_dsn(x.dsn)) for x in pb]}
+    return {"pgbouncer": replace(pb, dsn=mask_dsn(pb.dsn))}
 
 
 def _pgbouncer_capped(config: Config, cap: Callable[[float], Duration]) -> dict[str, Any]:
     pb = config.pgbouncer
     if pb is None:
         return {}
-    return {
-        "pgbouncer": replace(
-            pb, connect_timeout=cap(pb.connect_timeout), command_timeout=cap(pb.command_timeout)
+
+    def capped(x: Any) -> Any:
+        return replace(
+            x, connect_timeout=cap(x.connect_timeout), command_timeout=cap(x.command_timeout)
         )
-    }
+
+    return {"pgbouncer": [capped(x) for x in pb] if isinstance(pb, list) else capped(pb)}
 
 
 PGBOUNCER = TargetSpec(

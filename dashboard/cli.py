@@ -220,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="pause | resume | reconnect | kill",
     )
     p.add_argument("database", metavar="DATABASE", help="a database of PgBouncer's [databases]")
+    p.add_argument(
+        "--instance",
+        metavar="NAME",
+        help="which [[pgbouncer]] (its name); required when the config has several",
+    )
     _add_action_flags(p)
 
     p = sub.add_parser("fix", help="apply the remedy an alert carries (see the check ids)")

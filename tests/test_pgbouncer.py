@@ -329,3 +329,60 @@ async def test_a_hung_pgbouncer_times_out_in_command_timeout_then_recovers(
         assert again.ok, again.error
     finally:
         await collector.close()
+
+
+async def test_a_pooler_down_keeps_the_pool_checks_of_its_last_reading(
+    own_pgbouncer: Any,
+) -> None:
+    """Without `databases` the pool checks are those PgBouncer shows: taken down
+    between rounds, the same ids stay, unknown and saying why."""
+    from tests.test_stable_checks import (
+        assert_same_ids_dependents_unknown,
+        ids,
+        rounds_before_and_after,
+    )
+
+    pgb = own_pgbouncer()
+    text = section(pgb.admin_dsn("monitor"), 'connect_timeout = "1s"') + SERVICES
+    reports = await rounds_before_and_after(text, pgb.stop)
+    first = ids(reports[0])
+    assert {"pgbouncer.pool.shop", "pgbouncer.pool.orders", "pgbouncer.pool.actions"} <= set(first)
+    assert "pgbouncer.budget.order-service" in first
+    assert_same_ids_dependents_unknown(
+        reports, "pgbouncer.reachable", "pgbouncer.", "PgBouncer unreachable"
+    )
+    # and read again, the pools are judged again
+    pgb.start()
+    config = parse_config(text)
+    checks = await judged(config)
+    assert checks["pgbouncer.pool.shop"].status is Status.OK
+
+
+async def test_a_round_the_poller_gives_up_on_leaves_no_stall(own_pgbouncer: Any) -> None:
+    """The poller's deadline passing before command_timeout cancels the round: the
+    socket is closed first, so psycopg does not spend 5 s asking a hung PgBouncer to
+    cancel the command (the collector would stay "still busy"); the next round tries
+    again, and once PgBouncer answers, reads it."""
+    import signal
+
+    pgb = own_pgbouncer()
+    config = config_for(pgb, 'command_timeout = "5s"\nconnect_timeout = "5s"', services=False)
+    collector = PgBouncerCollector(config.pgbouncer)
+    poller = Poller([collector], deadline=0.3, backoff_base=0.01)
+    try:
+        assert (await poller.poll()).readings[0].ok
+        pgb.proc.send_signal(signal.SIGSTOP)
+        try:
+            hung = (await poller.poll()).readings[0]
+            assert hung.error_kind == "timeout", hung.error
+            await asyncio.sleep(0.2)
+            still = (await poller.poll()).readings[0]
+            assert "still busy" not in (still.error or ""), still.error
+        finally:
+            pgb.proc.send_signal(signal.SIGCONT)
+        t0 = time.monotonic()
+        while not (again := (await poller.poll()).readings[0]).ok:
+            assert time.monotonic() - t0 < 5, again.error
+            await asyncio.sleep(0.05)
+    finally:
+        await poller.aclose()

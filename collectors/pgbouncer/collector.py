@@ -12,7 +12,9 @@ connection, whose state is then unknown.
 A round reads SHOW POOLS; SHOW DATABASES (paused, disabled, pool sizes) every
 DATABASES_EVERY rounds, and in every round where clients wait (paused or
 saturated: the judge must tell which) or a new database shows: a second command
-in a round costs about 1.6 bare round trips more (bench/pgbouncer.py).
+in a round costs 1.5 to 8 bare round trips more under load (bench/pgbouncer.py).
+The round runs in one task of its own (see `collect`); its commands have no task
+each (`timed`): a task per command made a round twice a bare round trip.
 SHOW CLIENTS costs a row per client connection (1,000 clients: some 20 to 100
 times a SHOW POOLS, and PgBouncer's one thread builds them), so it is read at most
 every `clients_every`, and once when clients start or stop waiting (at most every
@@ -38,7 +40,9 @@ from collectors.pgbouncer.data import AppClients, Database, PgBouncerData, Pool
 
 APPLICATION_NAME = "ultrawatch"
 ADMIN_DB = "pgbouncer"  # the admin console's virtual database: not a pool to judge
-DATABASES_EVERY = 3  # rounds between SHOW DATABASES while nobody waits
+# rounds between SHOW DATABASES while nobody waits: a PAUSE with traffic makes
+# clients wait, which reads it that round; a quiet one shows within 5 rounds
+DATABASES_EVERY = 5
 TRANSITION_FLOOR = 5.0  # s: SHOW CLIENTS when the waiting starts or ends, at most this often
 CONFIG_EVERY = 30  # rounds between SHOW CONFIG (a RELOAD may change max_client_conn)
 APPS_MAX = 200  # application names kept per reading (the most clients first)
@@ -87,6 +91,32 @@ async def show(conn: psycopg.AsyncConnection[Any], command: str, timeout: float)
         _abandon(conn, task)
         raise CommandTimeout(f"{command} did not answer within {timeout:g}s")
     return task.result()
+
+
+async def timed(conn: psycopg.AsyncConnection[Any], command: str, timeout: float) -> list[Row]:
+    """`show` without a task of its own, for the round's commands: a command that
+    overruns `timeout` has its socket closed by a timer, which makes psycopg's wait
+    fail at once (OperationalError) without a cancel request; the caller must then
+    forget the connection (CommandTimeout). A task per command cost a round ~2x a
+    bare round trip, and more with a second command (bench/pgbouncer.py)."""
+    fired: list[bool] = []
+
+    def expire() -> None:
+        fired.append(True)
+        try:
+            conn.pgconn.finish()
+        except Exception:  # best effort: already closed
+            pass
+
+    handle = asyncio.get_running_loop().call_later(timeout, expire)
+    try:
+        return await _rows(conn, command)
+    except psycopg.Error:
+        if fired:
+            raise CommandTimeout(f"{command} did not answer within {timeout:g}s") from None
+        raise
+    finally:
+        handle.cancel()
 
 
 async def _rows(conn: psycopg.AsyncConnection[Any], command: str) -> list[Row]:
@@ -170,15 +200,26 @@ class PgBouncerCollector:
 
     async def _read_config(self, conn: psycopg.AsyncConnection[Any]) -> None:
         timeout = float(self.settings.command_timeout)
-        rows = await show(conn, "SHOW CONFIG", timeout)
+        rows = await timed(conn, "SHOW CONFIG", timeout)
         self._config = {str(r.get("key")): str(r.get("value")) for r in rows}
-        version = await show(conn, "SHOW VERSION", timeout)
+        version = await timed(conn, "SHOW VERSION", timeout)
         text = str(version[0].get("version", "")) if version else ""
         self._version = text.removeprefix("PgBouncer ").split()[0] if text else None
 
     async def collect(self) -> list[Reading]:
         async with self._busy:
-            return await self._collect()
+            # The round in a task of its own: the poller cancelling us (its deadline)
+            # lands here, not inside psycopg, which would first try to cancel the
+            # command on the server and wait up to 5 s for one that answers nothing.
+            task = asyncio.ensure_future(self._collect())
+            try:
+                await asyncio.wait({task})
+            except asyncio.CancelledError:
+                self._drop()  # the command in flight then fails at once, no cancel request
+                task.cancel()
+                task.add_done_callback(_consume)
+                raise
+            return task.result()
 
     async def _collect(self) -> list[Reading]:
         started = time.time()
@@ -221,14 +262,14 @@ class PgBouncerCollector:
         if self.rounds % CONFIG_EVERY == 0:
             await self._read_config(conn)
         t1 = time.perf_counter()
-        pools_rows = await show(conn, "SHOW POOLS", timeout)
+        pools_rows = await timed(conn, "SHOW POOLS", timeout)
         latency_ms = (time.perf_counter() - t1) * 1000
         rows = [r for r in pools_rows if r.get("database") != ADMIN_DB]
         waiting = any(_int(r.get("cl_waiting")) for r in rows)
         known = {d.name for d in self._databases or []}
         fresh = self._databases is None or self.rounds % DATABASES_EVERY == 0
         if fresh or waiting or any(r.get("database") not in known for r in rows):
-            db_rows = await show(conn, "SHOW DATABASES", timeout)
+            db_rows = await timed(conn, "SHOW DATABASES", timeout)
             self._databases = [_database(r) for r in db_rows if r.get("name") != ADMIN_DB]
         databases = self._databases or []
         sizes = {d.name: d.pool_size for d in databases}
@@ -263,7 +304,7 @@ class PgBouncerCollector:
         return age >= every or (changed and age >= min(every, TRANSITION_FLOOR))
 
     async def _read_clients(self, conn: psycopg.AsyncConnection[Any], timeout: float) -> None:
-        rows = await show(conn, "SHOW CLIENTS", timeout)
+        rows = await timed(conn, "SHOW CLIENTS", timeout)
         counts: Counter[str] = Counter()
         waiting: dict[str, Counter[str]] = {}
         total = 0
@@ -287,7 +328,7 @@ class PgBouncerCollector:
         }
         self._clients_total = total
         self._clients_at = time.monotonic()
-        stats = await show(conn, "SHOW STATS", timeout)
+        stats = await timed(conn, "SHOW STATS", timeout)
         self._wait_time = {
             str(r.get("database")): _int(r.get("total_wait_time")) / 1e6
             for r in stats
@@ -320,6 +361,27 @@ class PgBouncerCollector:
                 await conn.close()
             except psycopg.Error:
                 pass
+
+
+class PgBouncerFleet:
+    """Several PgBouncers ([[pgbouncer]]): one connection each, read concurrently,
+    one reading each; one that is down or slow leaves the others' readings whole
+    (each is bounded by its own connect and command timeouts)."""
+
+    component = "pgbouncer"
+
+    def __init__(self, settings: list[PgBouncerConfig]) -> None:
+        self.members = [PgBouncerCollector(s) for s in settings]
+
+    def targets(self) -> list[str]:
+        return [m.settings.name for m in self.members]
+
+    async def collect(self) -> list[Reading]:
+        rounds = await asyncio.gather(*(m.collect() for m in self.members))
+        return [r for readings in rounds for r in readings]
+
+    async def close(self) -> None:
+        await asyncio.gather(*(m.close() for m in self.members))
 
 
 def _clients_of(pool: Row) -> int:

@@ -30,6 +30,30 @@ class PgBouncerConfig(Section, frozen=True, kw_only=True):
     command_timeout: Timeout = Timeout(2)  # per SHOW command (the console has no statement_timeout)
 
 
+Instances = PgBouncerConfig | list[PgBouncerConfig] | None
+
+
+def instances(value: Instances) -> list[PgBouncerConfig]:
+    """The configured PgBouncers: `[pgbouncer]` is one, `[[pgbouncer]]` one or more."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def check_prefix(value: Instances, name: str) -> str:
+    """The start of an instance's check ids: `pgbouncer` when it is the only one,
+    else `pgbouncer.<name>` (so the ids depend on the config alone)."""
+    return "pgbouncer" if len(instances(value)) <= 1 else f"pgbouncer.{name}"
+
+
+def instance(value: Instances, name: str | None) -> PgBouncerConfig | None:
+    """The instance named `name`; with one instance `name` may be omitted."""
+    found = instances(value)
+    if name is None:
+        return found[0] if len(found) == 1 else None
+    return next((x for x in found if x.name == name), None)
+
+
 class BouncerService(msgspec.Struct, frozen=True, kw_only=True):
     """A configured service as the PgBouncer target sees it: the application_name
     its clients give and its budget of client connections through the pooler.

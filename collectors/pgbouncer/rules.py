@@ -5,6 +5,7 @@ the raw facts a reading holds."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from collectors.core.model import CheckResult, Limits, Reading, Status
@@ -15,43 +16,74 @@ from collectors.pgbouncer.data import PgBouncerData, Pool
 NO_APP = "(no application_name)"
 
 
+class Seen:
+    """The pool databases each PgBouncer target showed in its last good reading, so
+    that a round where it cannot be read still reports their checks, `unknown` "not
+    read" (the ids of a config stay the same when `databases` is not set). One per
+    Config (collectors.registry); bounded by the targets of that config."""
+
+    def __init__(self) -> None:
+        self.databases: dict[str, list[str]] = {}
+
+
 def check_ids(
     cfg: PgBouncerConfig,
     services: Sequence[BouncerService] = (),
     data: PgBouncerData | None = None,
+    known: Sequence[str] = (),
 ) -> list[str]:
     """Every check id a reading judged with this config has, in the judge's order.
     The pool checks are the configured `databases`, else the databases the reading
-    shows (so without `databases`, an unread PgBouncer reports no pool checks)."""
+    shows, else (an unread PgBouncer) `known`: those of the last good reading."""
     return [
         "pgbouncer.reachable",
-        *(f"pgbouncer.pool.{db}" for db in pool_databases(cfg, data)),
+        *(f"pgbouncer.pool.{db}" for db in pool_databases(cfg, data, known)),
         "pgbouncer.clients",
         *(f"pgbouncer.budget.{s.name}" for s in services if s.budget is not None),
         "pgbouncer.paused",
     ]
 
 
-def pool_databases(cfg: PgBouncerConfig, data: PgBouncerData | None) -> list[str]:
+def pool_databases(
+    cfg: PgBouncerConfig, data: PgBouncerData | None, known: Sequence[str] = ()
+) -> list[str]:
     if cfg.databases:
         return list(dict.fromkeys(cfg.databases))
     if data is None:
-        return []
+        return list(known)
     return sorted({p.database for p in data.pools} | {d.name for d in data.databases})
 
 
 def judge_pgbouncer(
-    reading: Reading, cfg: PgBouncerConfig, services: Sequence[BouncerService] = ()
+    reading: Reading,
+    cfg: PgBouncerConfig,
+    services: Sequence[BouncerService] = (),
+    seen: Seen | None = None,
+    prefix: str = "pgbouncer",
+) -> list[CheckResult]:
+    """The reading's checks; their ids start with `prefix` (`pgbouncer.<name>` when
+    the config has several PgBouncers: see config.check_prefix)."""
+    checks = _judge(reading, cfg, services, seen if seen is not None else Seen())
+    if prefix == "pgbouncer":
+        return checks
+    return [replace(c, id=prefix + c.id.removeprefix("pgbouncer")) for c in checks]
+
+
+def _judge(
+    reading: Reading, cfg: PgBouncerConfig, services: Sequence[BouncerService], seen: Seen
 ) -> list[CheckResult]:
     if not reading.ok:
         why = why_unread(reading, "PgBouncer")
+        known = seen.databases.get(reading.target, ())
         return [
             failure(reading, "pgbouncer.reachable", "PgBouncer"),
-            *not_read(reading, check_ids(cfg, services)[1:], why),
+            *not_read(reading, check_ids(cfg, services, known=known)[1:], why),
         ]
     d: PgBouncerData = reading.data
     t = reading.target
     apps = app_services(services)
+    databases = pool_databases(cfg, d)
+    seen.databases[t] = databases
     out = [
         _check(
             "pgbouncer.reachable",
@@ -62,7 +94,7 @@ def judge_pgbouncer(
             unit="ms",
         )
     ]
-    out += [_pool_check(d, db, cfg, apps, t) for db in pool_databases(cfg, d)]
+    out += [_pool_check(d, db, cfg, apps, t) for db in databases]
     out.append(_clients(d, cfg, t))
     out += [_budget(d, s, t) for s in services if s.budget is not None]
     out.append(_paused(d, t))

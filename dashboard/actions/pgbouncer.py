@@ -1,5 +1,6 @@
 """PAUSE, RESUME, RECONNECT or KILL one database of PgBouncer:
-`ultrawatch pgbouncer pause|resume|reconnect|kill DATABASE`.
+`ultrawatch pgbouncer pause|resume|reconnect|kill DATABASE [--instance NAME]`
+(`--instance` is required when the config has several [[pgbouncer]]).
 
 The action opens its own short connection to the admin console with
 `pgbouncer.dsn` (application_name `ultrawatch-action`); its user must be in
@@ -27,6 +28,8 @@ import psycopg
 from collectors.config import Config
 from collectors.core.redact import dsn_secrets, printable, scrub
 from collectors.pgbouncer.collector import ADMIN_DB, CommandTimeout, connect_admin, show
+from collectors.pgbouncer.config import instance as pick_instance
+from collectors.pgbouncer.config import instances
 from dashboard.actions.base import ActionRefused, Outcome, Plan, Progress, Result
 
 Command = Literal["pause", "resume", "reconnect", "kill"]
@@ -66,7 +69,9 @@ def quoted(database: str) -> str:
 
 
 class PgBouncerAction:
-    def __init__(self, config: Config, database: str, command: str) -> None:
+    def __init__(
+        self, config: Config, database: str, command: str, instance: str | None = None
+    ) -> None:
         if command not in COMMANDS:
             raise ValueError(f"command must be one of {', '.join(COMMANDS)}, got {command!r}")
         self.config = config
@@ -74,20 +79,36 @@ class PgBouncerAction:
         self.command: Command = command  # type: ignore[assignment]
         self.name = f"pgbouncer-{command}"
         self.problem: str | None = None
-        if config.pgbouncer is None:
+        found = instances(config.pgbouncer)
+        self.settings = pick_instance(config.pgbouncer, instance)
+        # With several PgBouncers the target names the instance too.
+        self.instance = self.settings.name if self.settings and len(found) > 1 else None
+        if not found:
             self.problem = "no [pgbouncer] section in the configuration"
+        elif self.settings is None:
+            names = ", ".join(x.name for x in found)
+            self.problem = (
+                f"several PgBouncers are configured: --instance NAME, one of {names}"
+                if instance is None
+                else f"no PgBouncer instance {printable(instance)!r} (configured: {names})"
+            )
         elif database == ADMIN_DB:
             self.problem = "'pgbouncer' is the admin console, not a pooled database"
         self.conn: psycopg.AsyncConnection[Any] | None = None
-        self._secrets = dsn_secrets(config.pgbouncer.dsn) if config.pgbouncer else []
+        self._secrets = [s for pb in found for s in dsn_secrets(pb.dsn)]
+
+    @property
+    def _where(self) -> str:
+        return f"pgbouncer {self.instance} " if self.instance else "pgbouncer "
 
     @property
     def audit_target(self) -> str:
-        return f"pgbouncer database {printable(self.database)}"
+        return f"{self._where}database {printable(self.database)}"
 
     @property
     def audit_params(self) -> dict[str, Any]:
-        return {"database": printable(self.database), "command": self.command.upper()}
+        params = {"database": printable(self.database), "command": self.command.upper()}
+        return {**params, "instance": self.instance} if self.instance else params
 
     def _text(self, value: Any) -> Any:
         return printable(scrub(value, self._secrets)) if isinstance(value, str) else value
@@ -100,13 +121,13 @@ class PgBouncerAction:
 
     @property
     def _timeout(self) -> float:
-        assert self.config.pgbouncer is not None
-        return float(self.config.pgbouncer.command_timeout)
+        assert self.settings is not None
+        return float(self.settings.command_timeout)
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         if self.conn is None or self.conn.closed or self.conn.broken:
-            assert self.config.pgbouncer is not None
-            self.conn = await connect_admin(self.config.pgbouncer, APPLICATION_NAME)
+            assert self.settings is not None
+            self.conn = await connect_admin(self.settings, APPLICATION_NAME)
         return self.conn
 
     async def _show(self, command: str) -> list[dict[str, Any]]:
@@ -159,7 +180,7 @@ class PgBouncerAction:
         ]
         return Plan(
             action=self.name,
-            target=f"pgbouncer database {db}",
+            target=f"{self._where}database {db}",
             summary=_SUMMARY[self.command].format(db=db),
             details=details,
             params={
@@ -259,4 +280,4 @@ _POOL_COUNTS = ("cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_used")
 
 
 def from_cli(config: Config, args: argparse.Namespace) -> PgBouncerAction:
-    return PgBouncerAction(config, args.database, args.verb)
+    return PgBouncerAction(config, args.database, args.verb, getattr(args, "instance", None))

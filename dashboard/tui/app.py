@@ -31,6 +31,7 @@ from textual.widgets import DataTable, Input, TabbedContent, TabPane
 from collectors.config import Config
 from collectors.core.model import Report, Snapshot, Status
 from collectors.core.units import format_duration, iso_time
+from collectors.pgbouncer.config import instances
 from dashboard.memory import limit_heaps, trim_now_and_then
 from dashboard.tui.keys import NEEDS, bound_keys, palette_keys
 from dashboard.tui.screens.log import Note
@@ -991,27 +992,32 @@ class UltrawatchApp(App[int]):
 
         return make
 
-    def _pgbouncer_database(self) -> tuple[str, bool, bool] | None:
-        """(database, paused, from an alert) the PgBouncer keys act on: the row
-        selected in the PgBouncer panel, or the database a selected
+    def _pgbouncer_database(self) -> tuple[str, bool, bool, str | None] | None:
+        """(database, paused, from an alert, instance) the PgBouncer keys act on: the
+        row selected in the PgBouncer panel, or the database a selected
         pgbouncer.pool.<database> or pgbouncer.paused alert names (the key is that
-        alert's remedy)."""
+        alert's remedy); the instance is None with a single [pgbouncer]."""
         if not self.actions_enabled:
             return None
-        reading = next(iter(self.model.readings("pgbouncer")), None)
-        data = reading.data if reading is not None and reading.ok else None
-        paused = {d.name for d in getattr(data, "databases", []) if d.paused}
+        paused: dict[str | None, set[str]] = {}
+        several = len(instances(self.config.pgbouncer)) > 1
+        for reading in self.model.readings("pgbouncer"):
+            data = reading.data if reading.ok else None
+            names = {d.name for d in getattr(data, "databases", []) if d.paused}
+            paused[reading.target if several else None] = names
         alerts = self.query_one("#alerts", AlertsPanel).query_one(SyncTable)
         if alerts.screen.focused is alerts:
             record = self._pick("alerts", "alert")  # says why when none is selected
             if record is None:
                 return None
             check = str(record.get("check", ""))
-            if check.startswith("pgbouncer.pool."):
-                db = check.removeprefix("pgbouncer.pool.")
-                return db, db in paused, True
-            if check == "pgbouncer.paused" and paused:
-                return sorted(paused)[0], True, True
+            where, rest = self._pgbouncer_instance_of(check, several)
+            held = paused.get(where, set())
+            if rest.startswith("pool."):
+                db = rest.removeprefix("pool.")
+                return db, db in held, True, where
+            if rest == "paused" and held:
+                return sorted(held)[0], True, True, where
             self.notify(
                 f"{check} has no PgBouncer remedy: select a pgbouncer.pool.* or "
                 "pgbouncer.paused alert, or a database in PgBouncer",
@@ -1026,13 +1032,25 @@ class UltrawatchApp(App[int]):
         if record is None:
             return None
         db = str(record["database"])
-        return db, db in paused, False
+        where = str(record["instance"]) if several and "instance" in record else None
+        return db, db in paused.get(where, set()), False, where
+
+    def _pgbouncer_instance_of(self, check: str, several: bool) -> tuple[str | None, str]:
+        """A pgbouncer check id split into (instance, the rest after it): ids carry
+        the instance only when the config has several (`pgbouncer.<name>.pool.x`)."""
+        rest = check.removeprefix("pgbouncer.") if check.startswith("pgbouncer.") else ""
+        if not several:
+            return None, rest
+        for pb in instances(self.config.pgbouncer):
+            if rest.startswith(pb.name + "."):
+                return pb.name, rest.removeprefix(pb.name + ".")
+        return None, ""
 
     def action_pgbouncer_pause(self) -> None:
         picked = self._pgbouncer_database()
         if picked is None:
             return
-        db, paused, from_alert = picked
+        db, paused, from_alert, where = picked
         if from_alert and not paused:
             # A queue's remedy is never to make every client wait.
             self.notify(
@@ -1043,25 +1061,26 @@ class UltrawatchApp(App[int]):
                 markup=False,
             )
             return
-        self._pgbouncer(db, "resume" if paused else "pause")
+        self._pgbouncer(db, "resume" if paused else "pause", where)
 
     def action_pgbouncer_reconnect(self) -> None:
         picked = self._pgbouncer_database()
         if picked is not None:
-            self._pgbouncer(picked[0], "reconnect")
+            self._pgbouncer(picked[0], "reconnect", picked[3])
 
     def action_pgbouncer_kill(self) -> None:
         picked = self._pgbouncer_database()
         if picked is not None:
-            self._pgbouncer(picked[0], "kill")
+            self._pgbouncer(picked[0], "kill", picked[3])
 
-    def _pgbouncer(self, database: str, command: str) -> None:
+    def _pgbouncer(self, database: str, command: str, instance: str | None = None) -> None:
         def make() -> Action:
             from dashboard.actions.pgbouncer import PgBouncerAction
 
-            return PgBouncerAction(self.config, database, command)
+            return PgBouncerAction(self.config, database, command, instance)
 
-        self._start_action(f"pgbouncer {command}", make)
+        label = f"pgbouncer {command}" + (f" ({instance})" if instance else "")
+        self._start_action(label, make)
 
     def action_fix(self) -> None:
         if not self.actions_enabled:

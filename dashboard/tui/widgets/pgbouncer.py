@@ -9,8 +9,10 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.content import Content
 
 from collectors.core.model import CheckResult, Reading, Status
+from collectors.pgbouncer.config import check_prefix, instances
 from collectors.pgbouncer.data import PgBouncerData, Pool
 from collectors.pgbouncer.rules import NO_APP, service_clients
 from collectors.registry import pgbouncer_services
@@ -63,8 +65,7 @@ class PgBouncerPanel(Panel):
             self.query_one("#pgb-pools", SyncTable),
             self.query_one("#pgb-services", SyncTable),
         )
-        r = readings[0] if readings else None
-        if r is None:
+        if not readings:
             summary.set(
                 "no [pgbouncer] section configured"
                 if model.report
@@ -73,59 +74,77 @@ class PgBouncerPanel(Panel):
             pools.sync([])
             services.sync([])
             return
-        if not r.ok or not isinstance(r.data, PgBouncerData):
-            summary.set(down_line(model, r))
-            pools.sync([])
-            services.sync([])
-            return
-        d = r.data
-        summary.set(_summary(model, r, d))
-        pools.sync(self._pool_rows(model, r, d))
-        services.sync(self._service_rows(model, r, d))
+        config = getattr(self.app, "config", None)
+        pb = config.pgbouncer if config is not None else None
+        # Several [[pgbouncer]]: each row and each summary names its instance.
+        several = len(instances(pb)) > 1 or len(readings) > 1
+        lines: list[Content] = []
+        pool_rows: list[Any] = []
+        service_rows: list[Any] = []
+        for r in readings:
+            prefix = check_prefix(pb, r.target) if several else "pgbouncer"
+            who = f"{r.target}: " if several else ""
+            if not r.ok or not isinstance(r.data, PgBouncerData):
+                lines.append(down_line(model, r))
+                continue
+            lines.append(Content(who + _summary(model, r, r.data)))
+            pool_rows += self._pool_rows(model, r, r.data, prefix, several)
+            service_rows += self._service_rows(model, r, r.data, prefix, several)
+        summary.set(Content(" | ").join(lines))
+        pools.sync(pool_rows)
+        services.sync(service_rows)
 
-    def _pool_rows(self, model: ViewModel, r: Reading, d: PgBouncerData) -> list[Any]:
+    def _pool_rows(
+        self, model: ViewModel, r: Reading, d: PgBouncerData, prefix: str, several: bool
+    ) -> list[Any]:
         judged = {c.id: c.status for c in model.checks("pgbouncer", r.target)}
         dbs = {x.name: x for x in d.databases}
+        where = {"instance": r.target} if several else {}
+        key = f"{r.target}:" if several else ""
         rows = []
         seen = set()
         for p in d.pools:
             seen.add(p.database)
-            if not model.matches(p.database, p.user):
+            if not model.matches(p.database, p.user, *where.values()):
                 continue
             db = dbs.get(p.database)
             note = _note(db.paused if db else False, db.disabled if db else False)
-            status = judged.get(f"pgbouncer.pool.{p.database}")
-            record = StructRecord({"database": p.database}, p, {"note": note})
-            rows.append((f"{p.database}/{p.user}", record, _pool_cells(p, status, note)))
+            status = judged.get(f"{prefix}.pool.{p.database}")
+            record = StructRecord({"database": p.database, **where}, p, {"note": note})
+            cells = _pool_cells(p, status, note, key)
+            rows.append((f"{key}{p.database}/{p.user}", record, cells))
         for x in d.databases:  # served, but no client yet: no pool row in SHOW POOLS
-            if x.name in seen or not model.matches(x.name):
+            if x.name in seen or not model.matches(x.name, *where.values()):
                 continue
             note = _note(x.paused, x.disabled) or "no clients yet"
-            status = judged.get(f"pgbouncer.pool.{x.name}")
+            status = judged.get(f"{prefix}.pool.{x.name}")
             empty = Pool(database=x.name, user="", pool_mode=x.pool_mode, pool_size=x.pool_size)
-            record = StructRecord({"database": x.name}, empty, {"note": note})
-            rows.append((f"{x.name}/", record, _pool_cells(empty, status, note)))
+            record = StructRecord({"database": x.name, **where}, empty, {"note": note})
+            rows.append((f"{key}{x.name}/", record, _pool_cells(empty, status, note, key)))
         return rows
 
-    def _service_rows(self, model: ViewModel, r: Reading, d: PgBouncerData) -> list[Any]:
+    def _service_rows(
+        self, model: ViewModel, r: Reading, d: PgBouncerData, prefix: str, several: bool
+    ) -> list[Any]:
         """The configured services first (their budget check's status), then the
         other application names PgBouncer's clients give."""
         config = getattr(self.app, "config", None)
         services = pgbouncer_services(config) if config is not None else []
         judged = {c.id: c for c in model.checks("pgbouncer", r.target)}
+        key = f"{r.target}: " if several else ""
         rows = []
         claimed = set()
         for svc in services:
             claimed.add(svc.application_name)
             n, waiting = service_clients(d, svc)
-            check = judged.get(f"pgbouncer.budget.{svc.name}")
-            rows.append(_service_row(model, svc.name, svc.application_name, n, waiting, check))
+            check = judged.get(f"{prefix}.budget.{svc.name}")
+            rows.append(_service_row(model, svc.name, svc.application_name, n, waiting, check, key))
         others = sorted(
             ((a, c) for a, c in d.clients.items() if a not in claimed),
             key=lambda kv: (-kv[1].count, kv[0]),
         )
         for app, c in others:
-            rows.append(_service_row(model, app or NO_APP, app, c.count, c.waiting, None))
+            rows.append(_service_row(model, app or NO_APP, app, c.count, c.waiting, None, key))
         return [row for row in rows if row is not None]
 
     def selected(self) -> dict[str, Any] | None:
@@ -133,7 +152,13 @@ class PgBouncerPanel(Panel):
 
 
 def _service_row(
-    model: ViewModel, name: str, app: str, n: int, waiting: int, check: CheckResult | None
+    model: ViewModel,
+    name: str,
+    app: str,
+    n: int,
+    waiting: int,
+    check: CheckResult | None,
+    key: str = "",
 ) -> tuple[str, dict[str, Any], list[Text]] | None:
     if not model.matches(name, app):
         return None
@@ -141,24 +166,24 @@ def _service_row(
     budget = check.warn if check is not None else None
     record = {"service": name, "application_name": app, "clients": n, "waiting": waiting}
     cells = [
-        cell(name),
+        cell(key + name),
         cell(n, STATUS_STYLE[check.status] if check is not None and over else ""),
         cell(waiting or None, "yellow" if waiting else ""),
         cell(None if budget is None else int(budget)),
         status_cell(check.status if check is not None else None),
     ]
-    return name, record, cells
+    return key + name, record, cells
 
 
 def _note(paused: bool, disabled: bool) -> str:
     return ", ".join(w for w, on in (("PAUSED", paused), ("DISABLED", disabled)) if on)
 
 
-def _pool_cells(p: Pool, status: Status | None, note: str) -> list[Text]:
+def _pool_cells(p: Pool, status: Status | None, note: str, key: str = "") -> list[Text]:
     warn = STATUS_STYLE[status] if status and status is not Status.OK else ""
     saturated = bool(p.pool_size) and p.sv_active >= (p.pool_size or 0) and p.sv_idle == 0
     return [
-        cell(p.database),
+        cell(key + p.database),
         cell(p.user),
         status_cell(status),
         cell(p.cl_active),
@@ -173,7 +198,7 @@ def _pool_cells(p: Pool, status: Status | None, note: str) -> list[Text]:
     ]
 
 
-def _summary(model: ViewModel, r: Reading, d: PgBouncerData) -> Any:
+def _summary(model: ViewModel, r: Reading, d: PgBouncerData) -> str:
     parts = [f"PgBouncer {d.version or '?'}"]
     if d.clients_used is not None and d.max_client_conn:
         parts.append(f"clients {d.clients_used}/{d.max_client_conn}")
