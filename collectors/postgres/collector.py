@@ -292,8 +292,10 @@ class PostgresCollector:
             assert self._judge_query is not None
             await cur.execute(self._judge_query, prepare=True)
             found = await cur.fetchall()
-        named = sorted((r for r in found if r[COUNT] is None), key=itemgetter(SLOT))
-        return named, [r for r in found if r[COUNT] is not None]
+        named = {r[PID]: r for r in found if r[COUNT] is None}  # once each
+        return sorted(named.values(), key=itemgetter(SLOT)), [
+            r for r in found if r[COUNT] is not None
+        ]
 
     def _timed_out(self, started: float, t0: float) -> Reading:
         """The server is there but too slow for our statement_timeout: we cannot see."""
