@@ -5,7 +5,9 @@ is excluded from every count. A round is one prepared query returning one row
 per client backend (filtered on the server), from which Python derives the
 counts by service, state, database and user, the stuck and blocked sessions and
 the ranked session list; then one read-only transaction per configured
-invariant. Capacity settings and role/database names are read at connect.
+invariant. When only judges read the rounds (`check`, `detail` False) the query
+is JUDGE_SQL instead: the server counts, and only the rows a judge names come
+back. Capacity settings and role/database names are read at connect.
 `pg_blocking_pids` and `pg_locks` are only consulted for sessions actually
 waiting on a lock, and query texts only travel when the query is new since the
 last round, so a round costs about three bare `count(*)`s of `pg_stat_activity`
