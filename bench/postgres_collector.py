@@ -4,7 +4,9 @@ open on an embedded server. Prints medians and their ratios (target: at most 3).
 
 1. In process: the collector alone, and the whole poll round (`Poller.poll`, the
    `duration_ms` a round reports), each alternating with the bare query on the same
-   connection; with a cProfile summary of the rounds (`--profile`).
+   connection; with a cProfile summary of the rounds (`--profile`). Twice: with the
+   session list, as the TUI and recordings poll (ROUND_SQL), then for judges alone,
+   as `check` polls (JUDGE_SQL, counted on the server).
 2. As the user runs it: the warm rounds of `ultrawatch check --watch 1 --only
    postgres` (their `duration_ms`), each followed by the bare query on the bench's
    own connection; and cold one-shot `check --only postgres` processes alternating
