@@ -4,7 +4,9 @@ open on an embedded server. Prints medians and their ratios (target: at most 3).
 
 1. In process: the collector alone, and the whole poll round (`Poller.poll`, the
    `duration_ms` a round reports), each alternating with the bare query on the same
-   connection; with a cProfile summary of the rounds (`--profile`).
+   connection; with a cProfile summary of the rounds (`--profile`). Twice: with the
+   session list, as the TUI and recordings poll (ROUND_SQL), then for judges alone,
+   as `check` polls (JUDGE_SQL, counted on the server).
 2. As the user runs it: the warm rounds of `ultrawatch check --watch 1 --only
    postgres` (their `duration_ms`), each followed by the bare query on the bench's
    own connection; and cold one-shot `check --only postgres` processes alternating
@@ -138,24 +140,28 @@ async def bench(
         assert r.ok, r.error
         return elapsed
 
-    for _ in range(5):  # warm up both paths
-        await bare()
-        await full()
-    b: list[float] = []
-    f: list[float] = []
-    ratios: list[float] = []
-    for _ in range(rounds):
-        x, y = await bare(), await full()
-        b.append(x)
-        f.append(y)
-        ratios.append(y / x)
-    mb, mf = statistics.median(b), statistics.median(f)
-    print(f"bare count(*) round trip : median {mb * 1000:7.2f} ms over {rounds}")
-    print(f"collector alone          : median {mf * 1000:7.2f} ms over {rounds}")
-    print(f"ratio of medians         : {mf / mb:5.2f}  (target <= 3)")
-    print(f"median of paired ratios  : {statistics.median(ratios):5.2f}")
-
-    await poll_rounds(collector, bare, rounds, profile)
+    # As the TUI and recordings poll (every row, the session list), then as `check`
+    # and `check --watch` poll (judging_only: JUDGE_SQL counts on the server).
+    for detail, label in ((True, "with the session list (TUI)"), (False, "judges only (check)")):
+        collector.detail = detail  # type: ignore[attr-defined]
+        print(f"\n-- rounds {label}")
+        for _ in range(5):  # warm up both paths
+            await bare()
+            await full()
+        b: list[float] = []
+        f: list[float] = []
+        ratios: list[float] = []
+        for _ in range(rounds):
+            x, y = await bare(), await full()
+            b.append(x)
+            f.append(y)
+            ratios.append(y / x)
+        mb, mf = statistics.median(b), statistics.median(f)
+        print(f"bare count(*) round trip : median {mb * 1000:7.2f} ms over {rounds}")
+        print(f"collector alone          : median {mf * 1000:7.2f} ms over {rounds}")
+        print(f"ratio of medians         : {mf / mb:5.2f}  (target <= 3)")
+        print(f"median of paired ratios  : {statistics.median(ratios):5.2f}")
+        await poll_rounds(collector, bare, rounds, profile)
 
     await collector.close()
     for resource in built.shared:

@@ -259,7 +259,7 @@ def services_refs(config: Config) -> ServicesRefs:
 def _build_services(config: Config, shared: Shared, one_shot: bool) -> Collector:
     from collectors.services.collector import ServicesCollector
 
-    return ServicesCollector(services_refs(config), shared.http())
+    return ServicesCollector(services_refs(config), shared.http(), one_shot=one_shot)
 
 
 def _judge_services(reading: Reading, config: Config) -> list[CheckResult]:

@@ -5,7 +5,9 @@ is excluded from every count. A round is one prepared query returning one row
 per client backend (filtered on the server), from which Python derives the
 counts by service, state, database and user, the stuck and blocked sessions and
 the ranked session list; then one read-only transaction per configured
-invariant. Capacity settings and role/database names are read at connect.
+invariant. When only judges read the rounds (`check`, `detail` False) the query
+is JUDGE_SQL instead: the server counts, and only the rows a judge names come
+back. Capacity settings and role/database names are read at connect.
 `pg_blocking_pids` and `pg_locks` are only consulted for sessions actually
 waiting on a lock, and query texts only travel when the query is new since the
 last round, so a round costs about three bare `count(*)`s of `pg_stat_activity`
@@ -36,7 +38,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from msgspec.structs import replace
@@ -58,6 +60,7 @@ from collectors.postgres.queries import (
     APP,
     BLOCKERS,
     CAPACITY_SQL,
+    COUNT,
     DATID,
     HIDDEN,
     NAMES_SQL,
@@ -65,6 +68,7 @@ from collectors.postgres.queries import (
     PID,
     QUERY,
     QUERY_START,
+    SLOT,
     START,
     STATE,
     STATE_CHANGE,
@@ -74,6 +78,7 @@ from collectors.postgres.queries import (
     WAITING,
     XACT_START,
     XMIN_AGE,
+    judge_query,
     round_query,
 )
 
@@ -128,6 +133,7 @@ class PostgresCollector:
         self.pid: int | None = None  # our backend, for tests and the actions' refusal
         self.services = service_app_names(self.service_refs)  # application_name -> service
         self._query: sql.Composed | None = None
+        self._judge_query: sql.Composed | None = None
         self._capacity: tuple[Any, ...] = ()
         self._users: dict[int, str] = {}  # oid -> role name
         self._dbs: dict[int, str] = {}  # oid -> database name
@@ -186,6 +192,7 @@ class PostgresCollector:
         self.conn = conn
         self.pid = conn.info.backend_pid
         self._query = round_query(self.settings, conn.info.server_version)
+        self._judge_query = judge_query(self.settings, conn.info.server_version)
         self._texts, self._since = {}, 0.0
         self._session_cache = {}
         return conn
@@ -238,19 +245,15 @@ class PostgresCollector:
             return [self._error(started, t0, f"cannot connect: {_one_line(e)}", "unreachable")]
         try:
             t1 = time.perf_counter()
-            assert self._query is not None
-            async with conn.cursor(binary=True) as cur:
-                # prepared: planned once per connection, not every round
-                since = datetime.fromtimestamp(self._since, UTC)
-                await cur.execute(self._query, {"since": since}, prepare=True)
-                rows = await cur.fetchall()
+            rows, groups = await self._read(conn)
             latency_ms = (time.perf_counter() - t1) * 1000
-            texts = self._query_texts(rows)
-            data = self._shape(rows, texts, latency_ms)
+            # the judges' named rows carry their query text every round
+            texts = self._query_texts(rows) if groups is None else {r[PID]: r[QUERY] for r in rows}
+            data = self._shape(rows, texts, latency_ms, groups)
             if "?" in data.by_database or "?" in data.by_user:
                 await self._load_names(conn)  # a database or role created since we looked
                 self._session_cache = {}  # they hold the names not found
-                data = self._shape(rows, texts, latency_ms)
+                data = self._shape(rows, texts, latency_ms, groups)
             if self.settings.invariants:
                 data = replace(data, invariants=await self._invariants(conn))
         except psycopg.errors.QueryCanceled:
@@ -273,6 +276,27 @@ class PostgresCollector:
                 data=data,
                 duration_ms=(time.perf_counter() - t0) * 1000,
             )
+        ]
+
+    async def _read(
+        self, conn: psycopg.AsyncConnection[Any]
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]] | None]:
+        """The round's rows. With every detail: one row per client backend, and no
+        groups (None). For judges alone: the rows a judge names, in backend slot
+        order, and the group rows counted on the server (JUDGE_SQL)."""
+        async with conn.cursor(binary=True) as cur:
+            # prepared: planned once per connection, not every round
+            if self.detail:
+                assert self._query is not None
+                since = datetime.fromtimestamp(self._since, UTC)
+                await cur.execute(self._query, {"since": since}, prepare=True)
+                return await cur.fetchall(), None
+            assert self._judge_query is not None
+            await cur.execute(self._judge_query, prepare=True)
+            found = await cur.fetchall()
+        named = {r[PID]: r for r in found if r[COUNT] is None}  # once each
+        return sorted(named.values(), key=itemgetter(SLOT)), [
+            r for r in found if r[COUNT] is not None
         ]
 
     def _timed_out(self, started: float, t0: float) -> Reading:
@@ -313,28 +337,33 @@ class PostgresCollector:
         return {pid: text for pid, (_, text) in new.items()}
 
     def _shape(
-        self, rows: list[tuple[Any, ...]], texts: dict[int, str | None], latency_ms: float
+        self,
+        rows: list[tuple[Any, ...]],
+        texts: dict[int, str | None],
+        latency_ms: float,
+        groups: list[tuple[Any, ...]] | None = None,
     ) -> PostgresData:
-        """Counts, the stuck and the blocked, and the session list, from the rows.
-        Counting goes through Counter (C) and only the listed sessions become Structs:
-        the monitor's own cost stays small next to the server's."""
+        """Counts, the stuck and the blocked, and the session list, from the rows
+        (every client backend), or from the server's `groups` and the rows a judge
+        names (JUDGE_SQL). Counting goes through Counter (C) and only the listed
+        sessions become Structs: the monitor's own cost stays small next to the
+        server's."""
         version, max_conn, su_reserved, reserved = self._capacity
         users, dbs = self._users, self._dbs
-        hidden = sum(1 for r in rows if r[HIDDEN])
+        c = _count(rows) if groups is None else _count_groups(groups)
+        hidden = c.per_hidden.total()
         visible = [r for r in rows if not r[HIDDEN]] if hidden else rows
-        per_app = Counter(r[APP] for r in rows)
-        hidden_per_app = Counter(r[APP] for r in rows if r[HIDDEN]) if hidden else Counter()
         idle = [r for r in visible if r[STATE] in _IDLE_IN_XACT]
         idle = [r for r in idle if r[STATE_CHANGE] is not None]
         idlest = min(idle, key=itemgetter(STATE_CHANGE)) if idle else None
         in_xact = [r for r in visible if r[XACT_START] is not None]
         oldest = min(in_xact, key=itemgetter(XACT_START)) if in_xact else None
-        now = rows[0][NOW] if rows else 0.0
+        now = (groups or rows)[0][NOW] if (groups or rows) else 0.0
         with_xmin = [r for r in visible if r[XMIN_AGE] is not None]
         xmin = max(with_xmin, key=lambda r: r[XMIN_AGE]) if with_xmin else None
         waiting = [r for r in rows if r[BLOCKERS]]
         blocked = self._blocked(waiting, texts, now)
-        listed = _most_interesting(rows, waiting, visible) if self.detail else []
+        listed = _most_interesting(rows, waiting, visible) if groups is None and self.detail else []
         return PostgresData(
             server_version=version,
             latency_ms=round(latency_ms, 2),
@@ -342,12 +371,12 @@ class PostgresCollector:
             superuser_reserved=su_reserved,
             reserved=reserved,
             usable=max_conn - su_reserved - reserved,
-            connections_used=len(rows),
+            connections_used=c.per_app.total(),
             connection_budget=self.settings.connection_budget,
-            by_service=self._by_service(per_app, hidden_per_app),
-            by_state=dict(Counter(r[STATE] for r in visible)),
-            by_database=_named(Counter(r[DATID] for r in rows), dbs),
-            by_user=_named(Counter(r[USESYSID] for r in rows), users),
+            by_service=self._by_service(c.per_app, c.per_hidden),
+            by_state=dict(c.per_state),
+            by_database=_named(c.per_db, dbs),
+            by_user=_named(c.per_user, users),
             sessions=self._sessions(listed, texts, now),
             oldest_xact=self._who(oldest, XACT_START, now),
             longest_idle_in_xact=self._who(idlest, STATE_CHANGE, now),
@@ -527,6 +556,42 @@ def _most_interesting(
     if len(out) < SESSIONS_MAX and len(visible) < len(rows):
         out += [r for r in rows if r[HIDDEN]]
     return out[:SESSIONS_MAX]
+
+
+class _Counts(NamedTuple):
+    per_app: Counter[Any]  # every row
+    per_hidden: Counter[Any]  # per application name, the rows this role cannot see
+    per_state: Counter[Any]  # visible rows
+    per_db: Counter[Any]
+    per_user: Counter[Any]
+
+
+def _count(rows: list[tuple[Any, ...]]) -> _Counts:
+    """ROUND_SQL's rows counted, one per backend."""
+    hidden = [r for r in rows if r[HIDDEN]]
+    visible = [r for r in rows if not r[HIDDEN]] if hidden else rows
+    return _Counts(
+        Counter(r[APP] for r in rows),
+        Counter(r[APP] for r in hidden),
+        Counter(r[STATE] for r in visible),
+        Counter(r[DATID] for r in rows),
+        Counter(r[USESYSID] for r in rows),
+    )
+
+
+def _count_groups(groups: list[tuple[Any, ...]]) -> _Counts:
+    """JUDGE_SQL's group rows counted, each by its COUNT."""
+    c = _Counts(Counter(), Counter(), Counter(), Counter(), Counter())
+    for g in groups:
+        n = g[COUNT]
+        c.per_app[g[APP]] += n
+        if g[HIDDEN]:
+            c.per_hidden[g[APP]] += n
+        else:
+            c.per_state[g[STATE]] += n
+        c.per_db[g[DATID]] += n
+        c.per_user[g[USESYSID]] += n
+    return c
 
 
 def _hidden_note(hidden: int) -> str:
