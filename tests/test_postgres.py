@@ -148,6 +148,18 @@ async def test_groups_by_service_state_database_user_and_budgets(pg_dsn: str, pg
         admin.execute("create role uw_shopper login")
     if not admin.execute("select 1 from pg_database where datname = 'uw_shop'").fetchone():
         admin.execute("create database uw_shop")
+    # Another test's sessions of these services may still be ending on this server
+    # (a backend outlives its client's close briefly): counts start from none.
+    deadline = time.monotonic() + 10
+    while (
+        admin.execute(
+            "select count(*) from pg_stat_activity where application_name = any(%s)"
+            " or usename = 'uw_shopper' or datname = 'uw_shop'",
+            (["order-service", "user-service", "adhoc-report"],),
+        ).fetchone()[0]
+        and time.monotonic() < deadline
+    ):  # type: ignore[index]
+        time.sleep(0.05)
     admin.close()
     shop_dsn = pg_dsn.rsplit("/", 1)[0] + "/uw_shop"
     shopper_dsn = pg_dsn.replace("postgres@", "uw_shopper@", 1)
