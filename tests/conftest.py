@@ -16,6 +16,12 @@ import pytest
 from tests.cli_runner import WarmRunner
 from tests.helpers import ExternalPostgres, ExternalRedis
 
+# pytest-xdist's workers run with COLUMNS=80 and LINES=24 in their environment, which
+# every console started from a test inherits and prefers to its terminal's real size
+# (shutil.get_terminal_size): a demo in a 180x50 pty drew itself at 80x24.
+for _var in ("COLUMNS", "LINES"):
+    os.environ.pop(_var, None)
+
 # Fixtures of further real components, one module each (tests/*_fixtures.py).
 pytest_plugins: list[str] = [
     "tests.pgbouncer_fixtures",

@@ -38,9 +38,12 @@ class Terminal:
 
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
         self.pid, self.fd = pty.fork()
-        if self.pid == 0:  # the child: straight to exec
+        if self.pid == 0:  # the child: its window size, then straight to exec
+            # Set here, not by the parent after the fork: the console reads its size
+            # at start, and a parent that came second left it at 80x24 (tabs, no
+            # services on the first screen) whenever the child was quicker.
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 180, 0, 0))
             os.execve(argv[0], argv, env)
-        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 180, 0, 0))
         self.screen = bytearray()
         self.status: int | None = None
         self._reader = threading.Thread(target=self._read, daemon=True)
