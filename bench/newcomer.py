@@ -331,16 +331,23 @@ def to_fix(
     screen: str, done: set[tuple[str, str]], refused: dict[str, float], here: str | None
 ) -> list[int]:
     """The alert rows (indices on screen) showing `f` that were not fixed yet (a
-    rotated alert's `f` again is its finish), nor refused in the last 3 s."""
+    rotated alert's `f` again is its finish, once the grace period is over), nor
+    refused in the last 3 s."""
     fixed_verbs: dict[str, set[str]] = {}
     for c, v in done:
         fixed_verbs.setdefault(c, set()).add(v)
     now = time.monotonic()
+    # Until the Security panel says the grace period is over, a rotated alert's `f`
+    # is the rotation just made (its badge turns to `f 9s` a round later).
+    fresh = "grace over" in screen
+    rotated = any(v == "rotate" for _, v in done)
     return [
         i
         for i, (badge, c) in enumerate(ROW.findall(screen))
         if badge == "f"
-        and fixed_verbs.get(c, {"rotate"}) == {"rotate"}
+        and fixed_verbs.get(c, set()) in (set(), {"rotate"} if fresh else set())
+        # One rotation covers every secrets alert: until its grace is over, none is left.
+        and not (rotated and not fresh and c.startswith("secrets."))
         and now - refused.get(c, -10.0) > 3
         and c != here
     ]
@@ -355,6 +362,7 @@ def by_alert(term: Term) -> None:
     after 2 rounds; a rotation's finish waits for its grace period, `f 8s`)."""
     focus(term)
     done: set[tuple[str, str]] = set()  # (alert, remedy verb) confirmed
+    order: list[tuple[str, str]] = []  # the same, in the order applied (printed)
     refused: dict[str, float] = {}  # alert -> when its plan was refused (retry later)
     end = time.monotonic() + 150
     move = "Down"  # when the cursor's row is unknown (no remedy, or its row went)
@@ -362,6 +370,7 @@ def by_alert(term: Term) -> None:
     while time.monotonic() < end:
         screen = term.screen()
         if fixed(screen):
+            print("  fixed: " + ", ".join(f"{c} ({v})" for c, v in order))
             return
         if FOCUSED.findall(screen) != ["Alerts"]:
             focus(term)
@@ -377,6 +386,7 @@ def by_alert(term: Term) -> None:
                 term.press("f")
                 if answer(term, lambda d, check=check: f"fixes: {check}" in d):
                     done.add((check, m.group(2)))
+                    order.append((check, m.group(2)))
                 else:
                     refused[check] = time.monotonic()  # the toast says why
                 continue
