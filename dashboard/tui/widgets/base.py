@@ -177,7 +177,7 @@ class Line(Widget):
                 width > 0
                 and self.styles.height is not None
                 and self.styles.height.is_auto
-                and content.get_height(self.styles, width) != height
+                and max(1, len(content.wrap(width))) != height
             )
             self.refresh(layout=grows)
 
