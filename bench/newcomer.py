@@ -192,8 +192,9 @@ def answer(term: Term, wanted: Callable[[str], bool]) -> str | None:
     asked = time.monotonic()
 
     def over(s: str) -> bool:
-        # The dialog, or the planning over without one (its progress line gone).
-        return DIALOG in s or (time.monotonic() - asked > 1.5 and BUSY not in s)
+        # The dialog, or the planning over without one (its progress line gone; on a
+        # loaded machine the line comes late, so not before 4 s).
+        return DIALOG in s or (time.monotonic() - asked > 4 and BUSY not in s)
 
     dialog = term.wait(over, 20, "the confirmation")
     if DIALOG not in dialog:
@@ -327,6 +328,19 @@ def focus(term: Term) -> None:
 ROW = re.compile(r"[✖▲?] \w+\s+(f(?: \S+)?|—)\s+([a-z]\S*\.\S+)")  # fix column, check id
 
 
+ROW_IDS = re.compile(r"[✖▲?] \w+\s+f\s+([a-z]\S*\.\S+)")  # alerts showing `f`
+
+
+def late_plan_or_focus(term: Term, screen: str) -> None:
+    """A plan that came after the script gave up on it is read as any other (`y`
+    when it fixes an alert showing `f`); else the focus goes back to Alerts."""
+    if DIALOG in screen:
+        ids = ROW_IDS.findall(screen)
+        answer(term, lambda d: any(f"fixes: {c}" in d for c in ids))
+    else:
+        focus(term)
+
+
 def to_fix(
     screen: str, done: set[tuple[str, str]], refused: dict[str, float], here: str | None
 ) -> list[int]:
@@ -341,13 +355,14 @@ def to_fix(
     # is the rotation just made (its badge turns to `f 9s` a round later).
     fresh = "grace over" in screen
     rotated = any(v == "rotate" for _, v in done)
+    finished = any(v == "finish" for _, v in done)
     return [
         i
         for i, (badge, c) in enumerate(ROW.findall(screen))
         if badge == "f"
         and fixed_verbs.get(c, set()) in (set(), {"rotate"} if fresh else set())
         # One rotation covers every secrets alert: until its grace is over, none is left.
-        and not (rotated and not fresh and c.startswith("secrets."))
+        and not (rotated and (finished or not fresh) and c.startswith("secrets."))
         and now - refused.get(c, -10.0) > 3
         and c != here
     ]
@@ -372,15 +387,14 @@ def by_alert(term: Term) -> None:
         if fixed(screen):
             print("  fixed: " + ", ".join(f"{c} ({v})" for c, v in order))
             return
-        if FOCUSED.findall(screen) != ["Alerts"]:
-            focus(term)
+        if DIALOG in screen or FOCUSED.findall(screen) != ["Alerts"]:
+            late_plan_or_focus(term, screen)
             continue
         m = REMEDY.search(screen)
         now = time.monotonic()
-        rotated = any(v == "rotate" for _, v in done)
         if m and (m.group(1), m.group(2)) not in done and not waits(m):
-            if m.group(2) == "rotate" and rotated:
-                refused[m.group(1)] = now  # one rotation for all the secrets' alerts
+            if m.group(2) in ("rotate", "finish") and any(v == m.group(2) for _, v in done):
+                refused[m.group(1)] = now  # one rotation (and finish) for the secrets' alerts
             check = m.group(1)
             if now - refused.get(check, -10.0) > 3:
                 term.press("f")
