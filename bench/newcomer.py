@@ -10,10 +10,15 @@
    help (`?`), then fixes them, counting every key it sends, and stops the clock
    when the header says OK with no critical or warning.
 
-When the footer or the help offers `f` (fix the selected alert: part A of issue
-13), it uses `f` on each alert; otherwise it goes panel by panel (`k` on each
+When the footer offers `f` (else the help, `?`, is read for it), it fixes from
+the Alerts panel: Tab until the heavy focus border is on Alerts, then the cursor
+to each alert whose fix column shows `f`, `f`, and `y` once the plan names that
+alert (the rotation's `f` again once its grace period is over). The line above
+the alerts names the selected alert's remedy: that is how the script knows where
+the cursor is. Without `f` (an older build) it goes panel by panel (`k` on each
 storm session, `x` on each stuck lock, `d` on order-service, `r` twice). Every
 dialog is read before `y`: a target that is not what the script meant gets `n`.
+The keys sent are printed.
 
 What bounds the time: the rotation's grace period (10 s in the demo), the
 order-service drain (its jobs take up to 4.5 s, then a restart), and the alerts'
@@ -72,6 +77,7 @@ class Term:
             check=True,
         )
         self.keys = 0
+        self.sent: list[str] = []  # every key, in order (printed with the figures)
 
     def screen(self) -> str:
         out = subprocess.run(
@@ -83,6 +89,7 @@ class Term:
         for key in keys:
             subprocess.run(["tmux", "send-keys", "-t", SESSION, key], check=True)
             self.keys += 1
+            self.sent.append(key)
             time.sleep(0.05)
 
     def resize(self, width: int, height: int) -> None:
@@ -125,13 +132,16 @@ def narrow_check(term: Term, config: Path) -> list[str]:
     )
     summaries = {c["id"]: c["summary"] for c in json.loads(out.stdout)["checks"]}
     lines = [re.sub(r"^[┃│]\s?|\s?[┃│]$", "", line) for line in screen.splitlines()]
-    problems, seen, same = [], 0, 0
+    problems, seen, same, cut = [], 0, 0, 0
     for i, line in enumerate(lines):
-        m = re.search(r"[✖▲?]\s+\w+\s+(\S+)", line)
+        m = re.search(r"[✖▲?]\s+\w+\s+(?:f(?: \d\S*)?\s+|—\s+)?(\S+)", line)
         if not m or m.group(1) not in summaries:
             continue
-        seen += 1
         check = m.group(1)
+        if i + 1 < len(lines) and lines[i + 1].lstrip().startswith(("┗", "╰")):
+            cut += 1  # the panel's last line: a row cut by its edge (the table scrolls)
+            continue
+        seen += 1
         # The summary starts on its row (wide) or on the line below the id (folded):
         # text there, not the next alert's row.
         after = line[m.end() :].strip()
@@ -148,7 +158,8 @@ def narrow_check(term: Term, config: Path) -> list[str]:
         problems.append("no alert row on the first screen")
     print(
         f"80x24: {seen} alert rows on the first screen, {seen - len(problems)} with their "
-        f"summary; {same} start as the one-shot check's summary does"
+        f"summary; {same} start as the one-shot check's summary does; {cut} cut by the "
+        "panel's bottom edge"
     )
     return problems
 
@@ -178,9 +189,15 @@ def settle(term: Term, timeout: float = 60) -> str:
 def answer(term: Term, wanted: Callable[[str], bool]) -> str | None:
     """A dialog is (about to be) open: `y` when it names what we meant (the dialog's
     text is returned), else `n` (None)."""
-    try:
-        dialog = term.wait(lambda s: DIALOG in s, 15, "the confirmation")
-    except TimeoutError:
+    asked = time.monotonic()
+
+    def over(s: str) -> bool:
+        # The dialog, or the planning over without one (its progress line gone; on a
+        # loaded machine the line comes late, so not before 4 s).
+        return DIALOG in s or (time.monotonic() - asked > 4 and BUSY not in s)
+
+    dialog = term.wait(over, 20, "the confirmation")
+    if DIALOG not in dialog:
         return None  # refused before a plan, or nothing selected: a toast said why
     ok = wanted(dialog)
     term.press("y" if ok else "n")
@@ -202,11 +219,14 @@ def learn_keys(term: Term) -> str:
     term.press("?")
     text = term.wait(lambda s: "Keys" in s and "quit" in s, 10, "the help")
     term.press("Escape")
-    return text + "\n" + term.screen().splitlines()[-1]
+    time.sleep(0.5)  # a lone Esc: a key right after it would read as Alt+key
+    return text + "\n" + term.screen()
 
 
 def offered(keys_text: str, key: str, word: str) -> bool:
-    return re.search(rf"(^|\s){re.escape(key)}\s+{word}", keys_text, re.M | re.I) is not None
+    # The footer separates a key from its name with a no-break space.
+    found = re.search(rf"(^|\s){re.escape(key)}[\s\xa0]+{word}", keys_text, re.M | re.I)
+    return found is not None
 
 
 def fix_storm(term: Term) -> None:
@@ -278,24 +298,136 @@ def by_panel(term: Term) -> None:
     finish_rotation(term)
 
 
-def by_alert(term: Term) -> None:
-    """Part A's `f`: fix from each alert, the first one first, until none is left."""
-    for _ in range(4):  # PostgreSQL -> Redis -> Services -> Processes -> Alerts
+# The Alerts panel's first line names the selected alert's remedy: "│ f CHECK: what".
+REMEDY = re.compile(r"\d+ open, \d+ acknowledged.*?│ f (\S+): (\w+)(.*)")
+# An alert row with `f` in its fix column (a remedy that can run now; "f 9s" waits).
+FIX_ROW = re.compile(r"[✖▲?] \w+\s+f\s+([a-z]\S*\.\S+)")
+
+
+def waits(m: re.Match[str] | None) -> bool:
+    """The selected alert's remedy is a finish planned before it can run: "finish the
+    rotation (drop ...) once its grace period is over" (ready: "finish the rotation:")."""
+    return m is not None and m.group(2) == "finish" and m.group(3).startswith(" the rotation (")
+
+
+FOCUSED = re.compile(r"┏━ (\w[\w ]*?) ·")  # the heavy border: the focused panel
+
+
+def focus(term: Term) -> None:
+    """Tab until the heavy (focus) border is the Alerts panel's; each Tab waits for
+    the border to move (a loaded machine paints late)."""
+    for _ in range(8):
+        now = FOCUSED.findall(term.screen())
+        if now == ["Alerts"]:
+            return
         term.press("Tab")
-    end = time.monotonic() + 120
-    row = 0
-    while time.monotonic() < end and not all_green(term.screen()):
-        term.press("f")
-        if answer(term, lambda d: True):
-            row = 0
-            term.press("Up")
+        term.wait(lambda s, now=now: FOCUSED.findall(s) not in ([], now), 10, "the focus to move")
+    raise TimeoutError("Tab never reached the Alerts panel")
+
+
+ROW = re.compile(r"[✖▲?] \w+\s+(f(?: \S+)?|—)\s+([a-z]\S*\.\S+)")  # fix column, check id
+
+
+ROW_IDS = re.compile(r"[✖▲?] \w+\s+f\s+([a-z]\S*\.\S+)")  # alerts showing `f`
+
+
+def late_plan_or_focus(term: Term, screen: str) -> None:
+    """A plan that came after the script gave up on it is read as any other (`y`
+    when it fixes an alert showing `f`); else the focus goes back to Alerts."""
+    if DIALOG in screen:
+        ids = ROW_IDS.findall(screen)
+        answer(term, lambda d: any(f"fixes: {c}" in d for c in ids))
+    else:
+        focus(term)
+
+
+def to_fix(
+    screen: str, done: set[tuple[str, str]], refused: dict[str, float], here: str | None
+) -> list[int]:
+    """The alert rows (indices on screen) showing `f` that were not fixed yet (a
+    rotated alert's `f` again is its finish, once the grace period is over), nor
+    refused in the last 3 s."""
+    fixed_verbs: dict[str, set[str]] = {}
+    for c, v in done:
+        fixed_verbs.setdefault(c, set()).add(v)
+    now = time.monotonic()
+    # Until the Security panel says the grace period is over, a rotated alert's `f`
+    # is the rotation just made (its badge turns to `f 9s` a round later).
+    fresh = "grace over" in screen
+    rotated = any(v == "rotate" for _, v in done)
+    finished = any(v == "finish" for _, v in done)
+    return [
+        i
+        for i, (badge, c) in enumerate(ROW.findall(screen))
+        if badge == "f"
+        and fixed_verbs.get(c, set()) in (set(), {"rotate"} if fresh else set())
+        # One rotation covers every secrets alert: until its grace is over, none is left.
+        and not (rotated and (finished or not fresh) and c.startswith("secrets."))
+        and now - refused.get(c, -10.0) > 3
+        and c != here
+    ]
+
+
+def by_alert(term: Term) -> None:
+    """Part A's `f`, from the Alerts panel. The line above the alerts names the
+    selected alert's remedy (so where the cursor is, when that alert has one); the
+    fix column shows which alerts have one. The script moves the cursor to the
+    nearest alert showing `f` that it has not fixed yet, presses `f`, and `y` once
+    the plan names that alert. With none left on screen it waits (alerts clear
+    after 2 rounds; a rotation's finish waits for its grace period, `f 8s`)."""
+    focus(term)
+    done: set[tuple[str, str]] = set()  # (alert, remedy verb) confirmed
+    order: list[tuple[str, str]] = []  # the same, in the order applied (printed)
+    refused: dict[str, float] = {}  # alert -> when its plan was refused (retry later)
+    end = time.monotonic() + 150
+    move = "Down"  # when the cursor's row is unknown (no remedy, or its row went)
+    blind = 0  # moves made without knowing the cursor's row
+    while time.monotonic() < end:
+        screen = term.screen()
+        if fixed(screen):
+            print("  fixed: " + ", ".join(f"{c} ({v})" for c, v in order))
+            return
+        if DIALOG in screen or FOCUSED.findall(screen) != ["Alerts"]:
+            late_plan_or_focus(term, screen)
             continue
-        term.press("Down")  # no remedy (or not yet: a grace period): the next alert
-        row += 1
-        if row > 12:
-            time.sleep(2)
-            term.press(*["Up"] * row)
-            row = 0
+        m = REMEDY.search(screen)
+        now = time.monotonic()
+        if m and (m.group(1), m.group(2)) not in done and not waits(m):
+            if m.group(2) in ("rotate", "finish") and any(v == m.group(2) for _, v in done):
+                refused[m.group(1)] = now  # one rotation (and finish) for the secrets' alerts
+            check = m.group(1)
+            if now - refused.get(check, -10.0) > 3:
+                term.press("f")
+                if answer(term, lambda d, check=check: f"fixes: {check}" in d):
+                    done.add((check, m.group(2)))
+                    order.append((check, m.group(2)))
+                else:
+                    refused[check] = time.monotonic()  # the toast says why
+                continue
+        rows = [check for _, check in ROW.findall(screen)]
+        targets = to_fix(screen, done, refused, m.group(1) if m else None)
+        here = rows.index(m.group(1)) if m and m.group(1) in rows else None
+        if not targets:
+            n = re.search(r"(\d+) open,", screen)
+            if n and int(n.group(1)) > len(rows) and not waits(m):
+                term.press(move)  # alerts below the panel's edge: the table scrolls
+                time.sleep(0.3)
+            else:
+                time.sleep(0.5)  # nothing to fix on screen yet
+            continue
+        if here is None:
+            # Not on an alert with a remedy: step on; past the last row, turn round.
+            blind += 1
+            if blind > len(rows):
+                move, blind = ("Up" if move == "Down" else "Down"), 0
+            term.press(move)
+            time.sleep(0.3)
+            continue
+        blind = 0
+        goal = min(targets, key=lambda i: abs(i - here))
+        move = "Down" if goal > here else "Up"
+        term.press(move)
+        time.sleep(0.3)  # the remedy line follows the cursor
 
 
 def run(keep: bool) -> int:
@@ -316,7 +448,12 @@ def run(keep: bool) -> int:
         term.wait(five_visible, 120, "all five failures")
         t0, keys0 = time.monotonic(), term.keys
         print("200x60: all five visible; fixing")
-        keys_text = learn_keys(term)
+        # The footer first: `?` only when it does not offer `f`.
+        try:  # (the footer is repainted after the resize)
+            keys_text = term.wait(lambda s: offered(s, "f", "fix"), 5, "`f` in the footer")
+        except TimeoutError as e:
+            print(f"  no `f` in the footer: {str(e).splitlines()[-1][:100]!r}")
+            keys_text = learn_keys(term)
         if offered(keys_text, "f", "fix"):
             print("  `f` is offered: fixing from each alert")
             by_alert(term)
@@ -324,6 +461,7 @@ def run(keep: bool) -> int:
             print("  no `f` on this build: panel by panel (k, x, d, r)")
             by_panel(term)
         keys = term.keys - keys0
+        print(f"  keys: {' '.join(term.sent[keys0:])}")
         term.wait(fixed, 180, "the five fixed")
         fixed_s = time.monotonic() - t0
         print(

@@ -256,6 +256,8 @@ async def test_narrow_terminal_uses_tabs_wide_uses_grid() -> None:
         await pilot.pause()
         assert not app.query(TabbedContent)
         assert app.query_one("#grid")
+        # The resize keeps the focus where it was: the Alerts panel's table.
+        assert app.focused is app.query_one("#alerts-table")
         assert "PostgreSQL" in screen_text(app) and "Redis locks" in screen_text(app)
         await pilot.press("slash", *"sku", "enter")
         await pilot.press("question_mark")  # a modal is open while the terminal shrinks

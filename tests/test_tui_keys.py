@@ -17,7 +17,7 @@ Keys
   p      pause / resume polling       space  poll now
   /      filter every panel           i      hide idle sessions
   s      sort sessions                l      notification log
-  enter  details of the selected row  tab    next panel
+  enter  details of the selected row  tab / shift+tab next / previous panel
   ctrl+p command palette
   a      acknowledge the selected alert (recorded with your user name)
   esc    unfreeze a table: moving in a table freezes its order (new rows come last)

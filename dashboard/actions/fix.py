@@ -209,7 +209,11 @@ def _locks_remedy(check: CheckResult, which: str, readings: Sequence[Reading]) -
     if not keys:
         return None
     n = len(keys)
-    why = "that never expire" if which == "no_ttl" else "held longer than stale_after"
+    why = (
+        f"that never expire{'s' if n == 1 else ''}"
+        if which == "no_ttl"
+        else "held longer than stale_after"
+    )
     return Remedy(
         check.id,
         "release-locks",
@@ -508,7 +512,12 @@ class FixAction:
         key, age = lk.key, lk.age_s
         ttl = "no TTL" if lk.ttl_ms == -1 else f"TTL {format_elapsed((lk.ttl_ms or 0) / 1000)}"
         text = display_text(owner) if isinstance(owner, bytes) else owner
-        who = f"owner {text}" if text is not None else f"owner with SHA-1 {sha1}"
+        if text is not None:
+            who = f"owner {text}"
+        elif sha1 is not None:
+            who = f"owner with SHA-1 {sha1}"
+        else:  # Redis < 7.2 read no value (reading it would reset the lock's age)
+            who = "owner not read: released only if untouched since this plan"
 
         def make() -> Action:
             return ReleaseLock(self.config, key, owner, age_s=age, expected_sha1=sha1)

@@ -225,10 +225,25 @@ class UltrawatchApp(App[int]):
         if self.replay is None:
             self.set_interval(1.0, self._stale_tick)
 
-    def _focus_first(self) -> None:
+    def _focus_first(self, panel: str | None = None) -> None:
+        """Focus the first table of `panel` (its tab shown when narrow), else the
+        first table there is."""
+        mine = self.screen.query(f"#{panel} SyncTable") if panel else None
+        if mine:
+            tabs = self.query(TabbedContent)
+            if tabs:
+                tabs.first().active = f"tab-{panel}"
+            mine.first().focus()
+            return
         tables = self.screen.query(SyncTable)
         if tables:
             tables.first().focus()
+
+    def _focused_panel(self) -> str | None:
+        node = self.focused
+        while node is not None and not isinstance(node, Panel):
+            node = node.parent  # type: ignore[assignment]
+        return node.id if node is not None else None
 
     async def on_resize(self, event: events.Resize) -> None:
         # The event carries the new size; self.size catches up a moment later.
@@ -250,13 +265,15 @@ class UltrawatchApp(App[int]):
         self._relayout_pending = False
         if self._next_size is None:
             self._next_size = self.size
+        # A resize keeps the engineer where they were: the same panel has the focus.
+        panel = self._focused_panel()
         await self.recompose()
         box = self.query_one("#filter", Input)
         box.value = self.model.filter
         box.display = bool(self.model.filter)
         self.query_one("#progress", Line).display = self._action_busy
         self.render_now()
-        self._focus_first()
+        self._focus_first(panel)
 
     # --------------------------------------------------------------- polling
 

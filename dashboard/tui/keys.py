@@ -313,7 +313,7 @@ KEYS: tuple[Key, ...] = (
     ),
     # Textual's own keys (the tables' `enter`, focus, the palette): documented only.
     Key("enter", "", "", "enter", "details of the selected row"),
-    Key("tab", "", "", "tab", "next panel"),
+    Key("tab", "", "", "tab / shift+tab", "next / previous panel"),
     Key("ctrl+p", "", "", "ctrl+p", "command palette"),
 )
 

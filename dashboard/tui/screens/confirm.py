@@ -22,13 +22,13 @@ class ConfirmScreen(ModalScreen[bool]):
     ConfirmScreen { align: center middle; }
     ConfirmScreen > Vertical {
         width: 76; max-width: 95%; height: auto; max-height: 90%;
-        border: thick $error; background: $surface; padding: 1 2;
+        border: thick $error; background: $surface; padding: 0 2;
         overflow-y: auto;  /* a plan with many targets scrolls; the buttons stay reachable */
     }
     ConfirmScreen .what { margin-bottom: 1; }
     /* Many targets (a bulk remedy) scroll here: the title, the summary and the
        buttons stay in view. */
-    ConfirmScreen #confirm-details { height: auto; max-height: 40vh; }
+    ConfirmScreen #confirm-details { height: auto; max-height: 30vh; }
     ConfirmScreen Horizontal { height: auto; margin-top: 1; align-horizontal: right; }
     ConfirmScreen Button { margin-left: 2; }
     """

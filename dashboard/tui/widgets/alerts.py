@@ -28,8 +28,10 @@ class AlertsPanel(Panel):
         yield SyncTable(
             [
                 ("status", "status", 11),
-                ("id", "check", 30),
+                # Beside the status: in a folded row the check id column takes the
+                # free width, and an `f` after it would sit far from its alert.
                 *fix,
+                ("id", "check", 30),
                 ("first", "first seen", 10),
                 ("last", "last seen", 10),
                 ("for", "for", 6),
@@ -92,8 +94,8 @@ class AlertsPanel(Panel):
                     record,
                     [
                         status_cell(c.status),
-                        cell(c.id, dim),
                         *([_badge(remedy)] if self.fixes else []),
+                        cell(c.id, dim),
                         cell(clock(a.first_seen), dim),
                         cell(clock(a.last_seen), dim),
                         cell(duration(a.last_seen - a.first_seen), dim),

@@ -23,6 +23,7 @@ from collectors.core.model import Reading, Status
 from dashboard.tui.viewmodel import STATUS_ICON, STATUS_STYLE, ViewModel, duration
 from dashboard.tui.widgets.table import FastTable
 
+_FLOOR = 12  # the explaining text's width at least, when even the last layout is narrow
 MAX_ROWS = 500  # rows a table shows; the rest are counted and reachable with the filter
 
 
@@ -168,7 +169,17 @@ class Line(Widget):
             content = Content(content)
         if content != self._content:
             self._content = content
-            self.refresh()
+            # A line that wraps (height auto: the alerts' remedy, the forged-token
+            # verdict) relayouts when it needs more or fewer lines than it has;
+            # otherwise only this line repaints.
+            width, height = self.size
+            grows = (
+                width > 0
+                and self.styles.height is not None
+                and self.styles.height.is_auto
+                and max(1, len(content.wrap(width))) != height
+            )
+            self.refresh(layout=grows)
 
 
 _MARK = Text("●", style="bold magenta", end="")
@@ -492,7 +503,9 @@ class SyncTable(FastTable):
             return  # _set_folded puts the rows back, then fits
         widths = dict(fixed)
         flex_key = f.fold if self._folded and f.fold is not None else f.flex
-        widths[flex_key] = max(f.least, flex_width)
+        # `least` chooses the layout; when even the last one leaves less, the text
+        # takes what is left (down to a floor), so no column is pushed off the right.
+        widths[flex_key] = max(min(f.least, _FLOOR), flex_width)
         heights = self._heights(flex_key, widths[flex_key]) if f.wrap else {}
         self.set_sizes(widths, heights)
 
