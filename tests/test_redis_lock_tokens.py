@@ -63,12 +63,12 @@ def restore_idle(r: redis.Redis, key: str, value: bytes, idle_s: int) -> None:
 
 
 class Contender:
-    """Another service's redis-py blocking acquire on a held lock: SET NX every 0.1 s
+    """Another service's redis-py blocking acquire on a held lock: SET NX every 20 ms
     (each try touches the key, so its idle time stays near zero)."""
 
     def __init__(self, url: str, key: str) -> None:
         self.client = redis.Redis.from_url(url)
-        self.lock = self.client.lock(key, timeout=3600)
+        self.lock = self.client.lock(key, timeout=3600, sleep=0.02)
         self.stop = threading.Event()
         self.tries = 0
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -118,11 +118,19 @@ def test_check_sees_a_contended_stuck_redis_py_lock_by_its_token(
         with Contender(server.url, KEY):
             assert r.object("idletime", KEY) <= 1  # what idle time alone would say
             for _ in range(3):  # a cron job: every check sees it
-                proc = run_cli(
-                    "check", "--config", str(path), "--only", "redis", "--format", "json"
-                )
-                assert proc.returncode == 2, proc.stderr
-                stale = {c["id"]: c for c in json.loads(proc.stdout)["checks"]}["redis.locks.stale"]
+                # On 6.2 the owner is read only while the lock's idle time is 0: a
+                # check that lands as the server's 1 s idle clock ticks past the
+                # contender's last try reads it 1 s idle, and is run again (the
+                # documented limit; the next try comes within 20 ms).
+                for _attempt in range(2):
+                    proc = run_cli(
+                        "check", "--config", str(path), "--only", "redis", "--format", "json"
+                    )
+                    assert proc.returncode == 2, proc.stderr
+                    checks = {c["id"]: c for c in json.loads(proc.stdout)["checks"]}
+                    stale = checks["redis.locks.stale"]
+                    if "2 of 2 locks" in stale["summary"]:
+                        break
                 assert stale["status"] == "critical", stale["summary"]
                 assert "2 of 2 locks held longer than 30s" in stale["summary"]
                 assert f"oldest {KEY} for 10m (from its redis-py token's time)" in stale["summary"]
