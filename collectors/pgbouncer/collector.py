@@ -34,6 +34,7 @@ from typing import Any
 import psycopg
 
 from collectors.core.model import ErrorKind, Reading
+from collectors.core.pgconn import close_quietly, close_socket, drop
 from collectors.core.redact import dsn_secrets, scrub
 from collectors.pgbouncer.config import PgBouncerConfig
 from collectors.pgbouncer.data import AppClients, Database, PgBouncerData, Pool
@@ -103,10 +104,7 @@ async def timed(conn: psycopg.AsyncConnection[Any], command: str, timeout: float
 
     def expire() -> None:
         fired.append(True)
-        try:
-            conn.pgconn.finish()
-        except Exception:  # best effort: already closed
-            pass
+        close_socket(conn)
 
     handle = asyncio.get_running_loop().call_later(timeout, expire)
     try:
@@ -130,10 +128,7 @@ async def _rows(conn: psycopg.AsyncConnection[Any], command: str) -> list[Row]:
 
 def _abandon(conn: psycopg.AsyncConnection[Any], task: asyncio.Future[Any]) -> None:
     """Close the socket, then cancel the command: no cancel request is attempted."""
-    try:
-        conn.pgconn.finish()
-    except Exception:  # best effort: already closed
-        pass
+    close_socket(conn)
     task.cancel()
     task.add_done_callback(_consume)
 
@@ -346,21 +341,12 @@ class PgBouncerCollector:
         )
 
     def _drop(self) -> None:
-        """Forget a connection whose state is unknown; closed without waiting."""
         conn, self.conn = self.conn, None
-        if conn is not None and not conn.closed:
-            try:
-                conn.pgconn.finish()
-            except Exception:  # best effort: the socket may be gone already
-                pass
+        drop(conn)
 
     async def close(self) -> None:
         conn, self.conn = self.conn, None
-        if conn is not None and not conn.closed:
-            try:
-                await conn.close()
-            except psycopg.Error:
-                pass
+        await close_quietly(conn)
 
 
 class PgBouncerFleet:

@@ -45,6 +45,7 @@ from msgspec.structs import replace
 from psycopg import sql
 
 from collectors.core.model import ErrorKind, Reading
+from collectors.core.pgconn import close_quietly, drop
 from collectors.core.redact import dsn_secrets, scrub
 from collectors.postgres.config import PostgresConfig, ServiceRef, service_app_names
 from collectors.postgres.data import (
@@ -517,21 +518,12 @@ class PostgresCollector:
         return out
 
     def _drop(self) -> None:
-        """Forget a connection whose state is unknown; it is closed without waiting."""
         conn, self.conn = self.conn, None
-        if conn is not None and not conn.closed:
-            try:
-                conn.pgconn.finish()
-            except Exception:  # best effort: the socket may already be gone
-                pass
+        drop(conn)
 
     async def close(self) -> None:
         conn, self.conn = self.conn, None
-        if conn is not None and not conn.closed:
-            try:
-                await conn.close()
-            except psycopg.Error:
-                pass
+        await close_quietly(conn)
 
 
 def _most_interesting(
