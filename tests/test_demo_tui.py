@@ -7,6 +7,7 @@ confirm modal and the real actions, until the console shows the platform healthy
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -95,7 +96,12 @@ async def test_tui_shows_the_incident_and_fixes_every_failure_from_keys(tmp_path
         app.absorb = watch  # type: ignore[method-assign]
 
         def alerts() -> str:
-            return f"(have {sorted(app.model.alerts)})"
+            """The open alerts with their summaries, and whether rounds still arrive
+            (a failure names what was seen, not only which ids)."""
+            have = {k: f"{a.check.status}: {a.check.summary}" for k, a in app.model.alerts.items()}
+            report = app.model.report
+            age = time.time() - report.snapshot.started_at if report else -1.0
+            return f"(have {have}; {app.model.rounds} rounds, the last {age:.1f}s ago)"
 
         async with app.run_test(size=(200, 60), notifications=True) as pilot:
             await _until(
