@@ -394,22 +394,45 @@ WATCHDOG_GRACE = 0.5
 class Watchdog:
     """Ends the process (UNKNOWN) when a round overruns its bound. asyncio's own
     timeouts cannot fire while a collector blocks the event loop (time.sleep, a
-    blocking C call); a thread's timer still can."""
+    blocking C call); a thread's timer still can.
+
+    One thread for the whole run, not a `threading.Timer` per round: starting and
+    ending a thread every round was a fifth of a `--watch` round's CPU."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self._timer: threading.Timer | None = None
+        self._deadline: float | None = None  # monotonic; None: disarmed
+        self._idle = False  # the thread waits with no deadline: arming must wake it
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
 
     def arm(self) -> None:
-        self.disarm()
-        self._timer = threading.Timer(self.seconds + WATCHDOG_GRACE, self._fire)
-        self._timer.daemon = True
-        self._timer.start()
+        with self._cond:
+            self._deadline = time.monotonic() + self.seconds + WATCHDOG_GRACE
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="watchdog", daemon=True)
+                self._thread.start()
+            elif self._idle:
+                self._cond.notify()
+            # else the thread wakes at the earlier deadline it sleeps towards and
+            # finds this later one: no wake-up per round
 
     def disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        with self._cond:
+            self._deadline = None
+
+    def _watch(self) -> None:
+        with self._cond:
+            while True:
+                deadline = self._deadline
+                self._idle = deadline is None
+                if deadline is None:
+                    self._cond.wait()
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._fire()
+                self._cond.wait(left)
 
     def _fire(self) -> None:
         line = f"ultrawatch: check did not finish within {self.seconds:g}s (a collector blocked)\n"

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,6 +154,52 @@ def test_a_collector_blocking_the_event_loop_cannot_outlive_the_timeout(tmp_path
     assert result.returncode == 3
     assert result.stdout == ""
     assert result.stderr == "ultrawatch: check did not finish within 1s (a collector blocked)\n"
+
+
+def test_watch_ends_when_a_later_round_blocks_the_event_loop(tmp_path: Path) -> None:
+    """The watchdog is re-armed each round (one thread for the run): rounds that end in
+    time never trip it, the first one that blocks ends the process within its bound."""
+    script = tmp_path / "watch_block.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys, time
+            import collectors.poller as poller
+            from collectors.config import parse_config
+            from collectors.core.model import Reading
+            from dashboard import headless
+
+            class BlocksOnRoundThree:
+                component = "processes"
+                rounds = 0
+                def targets(self): return ["worker"]
+                async def collect(self):
+                    self.rounds += 1
+                    if self.rounds == 3:
+                        time.sleep(3600)
+                    return [Reading("processes", "worker", time.time(), error="down",
+                                    error_kind="invalid")]
+                async def close(self): pass
+
+            def build(config, only=None, **kw):
+                out = poller.Collectors([BlocksOnRoundThree()])
+                out.shared = []
+                return out
+
+            poller.build_collectors = build
+            config = parse_config('[[processes]]\\nname = "worker"\\npid = 1\\n')
+            sys.exit(headless.run_check(config, fmt="json", timeout=1, watch=0.3))
+            """
+        )
+    )
+    t0 = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert result.returncode == 3, result.stderr
+    assert len(result.stdout.splitlines()) == 2  # the two rounds that ended
+    assert result.stderr == "ultrawatch: check did not finish within 1s (a collector blocked)\n"
+    assert time.monotonic() - t0 < 15
 
 
 def test_a_collector_hanging_forever_reads_unknown_with_the_reason(tmp_path: Path) -> None:
