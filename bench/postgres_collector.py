@@ -239,7 +239,7 @@ async def user_figures(dsn: str, conn: psycopg.AsyncConnection, args: argparse.N
             for _ in range(args.watch_rounds):
                 got, used = await asyncio.to_thread(watch.rounds, 1)
                 rounds.append(got[0]["duration_ms"] / 1000)
-                cpu += used
+                cpu += used  # the round read after the one `rounds` skips
                 bares.append(await bare())
         mr, mb = statistics.median(rounds), statistics.median(bares)
         print(

@@ -59,9 +59,21 @@ def cold_check(args: Sequence[str]) -> dict[str, Any]:
 
 
 def proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system) a running process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds a running process has used so far, to the nanosecond: the sum of
+    its live threads' run time (/proc/PID/task/*/schedstat). /proc/PID/stat counts
+    whole clock ticks (10 ms), coarser than a round of a millisecond or two; a thread
+    that has ended is not counted, and ultrawatch keeps its threads for the run."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except (OSError, IndexError, ValueError):
+                continue  # the thread ended meanwhile
+    except OSError:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total / 1e9
 
 
 class Watch:
