@@ -25,6 +25,9 @@ from dashboard.actions.base import (
     Result,
 )
 
+# The verb of a bulk plan's heading and confirming button, before its count and noun.
+BULK_VERBS = {"terminate": "Terminate", "cancel": "Cancel", "release-lock": "Release"}
+
 
 @dataclass(frozen=True)
 class Step:
@@ -86,6 +89,8 @@ class Bulk:
         return Plan(
             action=self.name,
             target=self.target,
+            # "Release 2 locks", not the single action's words ("Release lock 2 locks")
+            title=f"{BULK_VERBS.get(self.name, self.name.capitalize())} {self.target}",
             summary=self.summary,
             details=[*self.head, *((s.label, s.shown) for s in self.steps)],
             params={**self.audit_params, "count": len(self.steps)},
