@@ -164,6 +164,16 @@ KEYS: tuple[Key, ...] = (
         name="Acknowledge alert",
         about="Acknowledge the selected alert (recorded with your user name)",
     ),
+    # the alert keys together in the help
+    Key(
+        "z",
+        "snooze",
+        "Snooze",
+        "z",
+        "snooze the selected alert for {snooze}",
+        about="Silence the selected alert for a while",
+        footer=False,
+    ),
     Key(
         "full_stop",
         "step",
@@ -260,15 +270,6 @@ KEYS: tuple[Key, ...] = (
         "s",
         "sort sessions",
         about="Change the order of the sessions table",
-        footer=False,
-    ),
-    Key(
-        "z",
-        "snooze",
-        "Snooze",
-        "z",
-        "snooze the selected alert for {snooze}",
-        about="Silence the selected alert for a while",
         footer=False,
     ),
     Key(
