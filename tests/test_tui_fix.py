@@ -191,6 +191,7 @@ def test_drain_remedies_are_the_services_with_a_drain() -> None:
         "drain.toml",
     )
     assert remedy_kind("service.orders.listeners", cfg) == ("drain", "orders")
+    assert remedy_kind("service.orders.heap", cfg) == ("drain", "orders")
     assert remedy_kind("process.orders.memory_growth", cfg) == ("drain", "orders")
     assert remedy_kind("process.orders.memory", cfg) == ("drain", "orders")
     assert remedy_kind("service.users.listeners", cfg) is None  # no drain configured

@@ -15,7 +15,7 @@ already exist:
 - `secrets.<KEY>.strength`, `secrets.distinct`, `secrets.age`, `secrets.forged_token`,
   `service.<name>.secret_fingerprint`: rotate; once the grace period is over the
   same alert finishes the rotation (until then it says how long is left);
-- `service.<name>.listeners`, `process.<name>.memory_growth`, `process.<name>.memory`:
+- `service.<name>.listeners`, `service.<name>.heap`, `process.<name>.memory_growth`, `process.<name>.memory`:
   drain that service (a graceful restart), when it has a drain configured.
 
 Never imports textual.
@@ -48,7 +48,7 @@ Kind = Literal["terminate-idle", "release-locks", "rotate", "drain"]
 
 _ROTATE_IDS = ("secrets.distinct", "secrets.age", "secrets.forged_token")
 _DRAIN_SUFFIXES = {
-    "service": (".listeners",),
+    "service": (".listeners", ".heap"),  # a leak: a graceful restart frees it
     "process": (".memory_growth", ".memory"),
 }
 
