@@ -77,7 +77,9 @@ async def test_tui_shows_the_incident_and_fixes_every_failure_from_keys(tmp_path
     from dashboard.tui.app import UltrawatchApp
     from dashboard.tui.widgets.base import SyncTable
 
-    with running_demo("incident", tmp_path) as demo:
+    # Straight to PostgreSQL on purpose: the storm is ended from the PostgreSQL
+    # panel's sessions (behind PgBouncer see tests/test_demo_pgbouncer.py).
+    with running_demo("incident", tmp_path, extra=["--no-pgbouncer"]) as demo:
         # Quick rounds; the forged-token probe re-runs every 2 s instead of every
         # 5 min, so the finished rotation is seen within the test.
         text = demo.text.replace(
