@@ -311,25 +311,21 @@ class PooledStorm:
                     f"{held} hold a server, {queued} waiting",
                 )
             )
-        if not stuck:
-            young = [h for h in holders if h.state.startswith("idle in transaction")]
-            more = (
-                f" ({len(young)} idle in a transaction for less than {IDLE_IN_TX_AFTER:g}s: "
-                "try again in a few seconds)"
-                if young
-                else ""
-            )
+        young = [h for h in holders if h.state.startswith("idle in transaction") and h not in stuck]
+        if not stuck and not young:
             raise ActionRefused(
                 f"no client of {', '.join(s.name for s in self.services)} holds a server "
-                f"connection idle in a transaction{more}: nothing to end"
+                "connection idle in a transaction: nothing to end"
             )
         rows = [
             (
                 f"pid {h.pid}",
                 f"{h.service} client {h.addr} on {h.database}: {h.state} "
-                f"{format_elapsed(h.idle_s)}, backend_start {iso_time(h.start, 'microseconds')}",
+                f"{format_elapsed(h.idle_s)}"
+                + ("" if h in stuck else f" (ended once past {IDLE_IN_TX_AFTER:g}s)")
+                + f", backend_start {iso_time(h.start, 'microseconds')}",
             )
-            for h in stuck
+            for h in [*stuck, *young]
         ]
         if waiting:
             rows.append(
@@ -347,11 +343,12 @@ class PooledStorm:
             details=[*head, *rows],
             params={
                 **self.audit_params,
-                "first_pass": [{"pid": h.pid, "backend_start": h.start} for h in stuck],
+                "first_pass": [{"pid": h.pid, "backend_start": h.start} for h in [*stuck, *young]],
                 "idle_in_transaction_after_s": IDLE_IN_TX_AFTER,
             },
             confirm_name=self.confirm_name,
-            title=f"End pooled clients: {len(stuck)} idle in a transaction, then the queue",
+            title=f"End pooled clients: {len(stuck) + len(young)} idle in a transaction, "
+            "then the queue",
         )
 
     # ----------------------------------------------------------- execute
@@ -359,7 +356,7 @@ class PooledStorm:
     async def execute(self, plan: Plan, progress: Progress) -> None:
         for n in range(1, PASSES + 1):
             self.passes = n
-            stuck = await self._next_stuck(progress, first=n == 1)
+            stuck = await self._next_stuck(progress)
             if not stuck:
                 return
             progress(f"pass {n}: ending {len(stuck)} backends idle in a transaction")
@@ -367,11 +364,11 @@ class PooledStorm:
             await self._gone(ended)
             self.ended += ended
 
-    async def _next_stuck(self, progress: Progress, *, first: bool) -> list[Holder]:
-        """The holders to end in this pass: at once on the first; later, once the
-        clients that took the freed servers have been idle in a transaction long
-        enough (none when the service is done, or nothing qualifies within PASS_WAIT)."""
-        deadline = time.monotonic() + (0 if first else PASS_WAIT)
+    async def _next_stuck(self, progress: Progress) -> list[Holder]:
+        """The holders to end in this pass, once they have been idle in a transaction
+        long enough (the clients that took the freed servers have just begun); none
+        when the service is done, or nothing qualifies within PASS_WAIT."""
+        deadline = time.monotonic() + PASS_WAIT
         while True:
             holders, mine, _counts = await self._holders()
             stuck = self.stuck(holders)
