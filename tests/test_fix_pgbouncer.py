@@ -256,3 +256,41 @@ async def test_the_pool_alert_names_the_services_over_budget_and_fixes_them(
     assert f"ended {STORM} pooler clients" in out.message
     assert apps(bouncer).get(storm.app) == 1 and waiting(bouncer) == 0
     assert storm.good_errors == []
+
+
+async def test_tui_f_on_the_pooler_alert_and_why_none_without_postgres(
+    storm: PooledStorm, bouncer: Any, tmp_path: Path
+) -> None:
+    from dashboard.tui.app import UltrawatchApp
+    from tests.test_tui import screen_text
+    from tests.test_tui_actions import _config, audit, cancel_then_confirm, select_row, until
+
+    check = f"pgbouncer.budget.{storm.app}"
+    services = (
+        f'[pgbouncer]\ndsn = "{bouncer.admin_dsn()}"\ndatabases = ["{DB}"]\nclients_every = "1s"\n'
+        f'[[services]]\nname = "{storm.app}"\nurl = "http://127.0.0.1:9"\n'
+        f'pg_application_name = "{storm.app}"\nconnection_budget = 2\n'
+    )
+    # Without [postgres]: no `f` on the alert, and its detail says why.
+    bare = UltrawatchApp(_config(tmp_path, services))
+    async with bare.run_test(size=(200, 60)) as pilot:
+        record = await select_row(pilot, bare, "#alerts-table", lambda r: r.get("check") == check)
+        assert record is not None and "remedy" not in record
+        assert "there is no [postgres] section" in record["no_remedy"]
+        assert check not in bare.model.remedies
+
+    app = UltrawatchApp(_config(tmp_path, f'[postgres]\ndsn = "{storm.pg_dsn}"\n{services}'))
+    async with app.run_test(size=(200, 60), notifications=True) as pilot:
+        await select_row(
+            pilot, app, "#alerts-table", lambda r: r.get("check") == check and "remedy" in r
+        )
+        assert f"f {check}: end the pooler clients of {storm.app}" in screen_text(app)
+        outcome, plan = await cancel_then_confirm(
+            pilot, app, "f", untouched=lambda: apps(bouncer)[storm.app] == STORM + 1
+        )
+        assert "End pooled clients" in plan and "idle in transaction" in plan
+        assert outcome.result.value == "verified", outcome.message
+        await until(pilot, lambda: check not in app.model.alerts)
+    assert apps(bouncer).get(storm.app) == 1 and waiting(bouncer) == 0
+    assert storm.good_errors == []
+    assert len([e for e in audit(tmp_path) if e["action"] == "terminate"]) == STORM
