@@ -133,6 +133,10 @@ def description(services: Sequence[str], database: str | None) -> str:
     )
 
 
+class StormError(Exception):
+    """A failure while ending the storm, already escaped and without secrets."""
+
+
 @dataclass(frozen=True)
 class Holder:
     """A client of a service holding a server connection, and the backend behind it."""
@@ -354,15 +358,21 @@ class PooledStorm:
     # ----------------------------------------------------------- execute
 
     async def execute(self, plan: Plan, progress: Progress) -> None:
-        for n in range(1, PASSES + 1):
-            self.passes = n
-            stuck = await self._next_stuck(progress)
-            if not stuck:
-                return
-            progress(f"pass {n}: ending {len(stuck)} backends idle in a transaction")
-            ended = await self._end(stuck)
-            await self._gone(ended)
-            self.ended += ended
+        try:
+            for n in range(1, PASSES + 1):
+                self.passes = n
+                stuck = await self._next_stuck(progress)
+                if not stuck:
+                    return
+                progress(f"pass {n}: ending {len(stuck)} backends idle in a transaction")
+                ended = await self._end(stuck)
+                await self._gone(ended)
+                self.ended += ended
+        except (psycopg.Error, CommandTimeout) as e:
+            # Said without the DSNs' secrets; the backends ended so far are audited.
+            raise StormError(
+                f"{self._said()}, then PgBouncer or PostgreSQL failed: {self._error(e)}"
+            ) from None
 
     async def _next_stuck(self, progress: Progress) -> list[Holder]:
         """The holders to end in this pass, once they have been idle in a transaction
