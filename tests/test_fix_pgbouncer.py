@@ -120,15 +120,19 @@ class PooledStorm:
             ).fetchone()
         return bool(rows and rows[0] >= POOL_SIZE) and waiting(self.pgb) >= STORM - POOL_SIZE
 
-    def config(self, write_config: Any, *, postgres: bool = True, budget: int = 2) -> Path:
+    def config(
+        self, write_config: Any, *, postgres: bool = True, budget: int = 2, production: bool = False
+    ) -> Path:
         pg = f'[postgres]\ndsn = "{self.pg_dsn}"\n\n' if postgres else ""
+        prod = "[dashboard]\nproduction = true\n\n" if production else ""
         path: Path = write_config(
-            f"{pg}"
+            f"{prod}{pg}"
             f'[pgbouncer]\ndsn = "{self.pgb.admin_dsn()}"\ndatabases = ["{DB}"]\n\n'
             f'[[services]]\nname = "{self.app}"\nurl = "http://127.0.0.1:9"\n'
             f'pg_application_name = "{self.app}"\nconnection_budget = {budget}\n\n'
             f'[[services]]\nname = "{self.other}"\nurl = "http://127.0.0.1:9"\n'
-            f'pg_application_name = "{self.other}"\nconnection_budget = 2\n'
+            f'pg_application_name = "{self.other}"\nconnection_budget = 2\n',
+            "production.toml" if production else "ultrawatch.toml",
         )
         return path
 
@@ -184,6 +188,12 @@ def test_fix_ends_the_pooled_storm_and_nothing_else(
     assert apps(bouncer) == before  # neither changed anything
     assert [e["outcome"] for e in _audit(path)] == ["refused"]  # the read-only refusal
 
+    # With production = true, --yes alone is not enough: the service is named.
+    prod = storm.config(write_config, production=True)
+    r = run_cli("fix", check, "--yes", "--config", str(prod))
+    assert r.returncode == 1 and f"add --confirm '{storm.app}'" in r.stderr, r.stderr
+    assert apps(bouncer) == before
+
     done = run_cli("fix", check, "--yes", "--config", str(path), timeout=90)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"ended {STORM} pooler clients idle in a transaction" in done.stdout
@@ -210,7 +220,8 @@ def test_fix_ends_the_pooled_storm_and_nothing_else(
     assert all(e["params"]["service"] == storm.app for e in ended)
     assert {e["params"]["pid"] for e in ended} >= set(held)
     fix = [e for e in entries if e["action"] == "end-pooled-clients"]
-    assert [e["outcome"] for e in fix] == ["started", "verified"]
+    # the production refusal (after its plan), then the fix
+    assert [e["outcome"] for e in fix] == ["refused", "started", "verified"]
     assert fix[0]["params"]["fixes"] == check
     assert all(bouncer.users["admin"] not in json.dumps(e) for e in entries)
 
