@@ -197,7 +197,8 @@ def test_fix_ends_the_pooled_storm_and_nothing_else(
     done = run_cli("fix", check, "--yes", "--config", str(path), timeout=90)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"ended {STORM} pooler clients idle in a transaction" in done.stdout
-    assert f"{storm.app} 1 clients, within its budget of 2" in done.stdout
+    assert f"{storm.app} 1 client, within its budget of 2" in done.stdout
+    assert "in 3 passes" in done.stdout  # 2 holders, 2 that took their servers, the last
     assert f"{DB}: 0 waiting" in done.stdout
 
     after = apps(bouncer)

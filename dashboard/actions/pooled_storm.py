@@ -360,10 +360,10 @@ class PooledStorm:
     async def execute(self, plan: Plan, progress: Progress) -> None:
         try:
             for n in range(1, PASSES + 1):
-                self.passes = n
                 stuck = await self._next_stuck(progress)
                 if not stuck:
                     return
+                self.passes = n
                 progress(f"pass {n}: ending {len(stuck)} backends idle in a transaction")
                 ended = await self._end(stuck)
                 await self._gone(ended)
@@ -379,6 +379,7 @@ class PooledStorm:
         long enough (the clients that took the freed servers have just begun); none
         when the service is done, or nothing qualifies within PASS_WAIT."""
         deadline = time.monotonic() + PASS_WAIT
+        said = ""
         while True:
             holders, mine, _counts = await self._holders()
             stuck = self.stuck(holders)
@@ -392,7 +393,10 @@ class PooledStorm:
             # transaction, a short transaction ends by itself before IDLE_IN_TX_AFTER.
             if time.monotonic() >= deadline:
                 return []
-            progress(f"waiting for {len(idle_tx)} new holders to pass {IDLE_IN_TX_AFTER:g}s")
+            line = f"waiting for {len(idle_tx)} new holders to pass {IDLE_IN_TX_AFTER:g}s"
+            if line != said:  # once, not every poll
+                progress(line)
+                said = line
             await asyncio.sleep(0.25)
 
     async def _end(self, stuck: Sequence[Holder]) -> list[Holder]:
@@ -482,7 +486,7 @@ class PooledStorm:
         holders, _, _ = await self._holders()
         stuck = self.stuck(holders)
         parts = [
-            f"{s.name} {counts[s.name]} clients, "
+            f"{s.name} {counts[s.name]} client{'' if counts[s.name] == 1 else 's'}, "
             + ("within" if counts[s.name] <= (s.budget or 0) else "over")
             + f" its budget of {s.budget}"
             for s in self.services
