@@ -45,7 +45,10 @@ SESSION = f"uw-newcomer-{os.getpid()}"
 # Each failure as the screen shows it (the Alerts panel cannot hold every alert at
 # once: the panels show them too).
 FIVE = {
-    "connection storm": r"postgres\.budget\.payment-service|payment-service (1\d|[2-9]\d)/5",
+    # straight to PostgreSQL its budget alert; behind PgBouncer (the default) the
+    # pooler's budget or pool alert
+    "connection storm": r"(postgres|pgbouncer)\.budget\.payment-service|"
+    r"pgbouncer\.pool\.ultramarket|payment-service (1\d|[2-9]\d)/5",
     "memory leak": r"service\.order-service\.(listeners|heap)|order-service\s+✖ critical",
     "lock without TTL": r"NO TTL\s+lock:",
     "stale lock": r"STALE\s+lock:",
@@ -368,6 +371,27 @@ def to_fix(
     ]
 
 
+def pooler_first(rows: list[str], targets: list[int], done: set[tuple[str, str]]) -> list[int]:
+    """The pooler's alerts showing `f`, to fix before any other: behind PgBouncer the
+    pool's alert says every service's clients wait behind the storm, and a drain
+    would wait for work queued there. One fix ends the storm (then none)."""
+    if any(c.startswith("pgbouncer.") for c, _ in done):
+        return []
+    return [i for i in targets if rows[i].startswith("pgbouncer.")]
+
+
+def nothing_on_screen(term: Term, screen: str, shown: int, move: str, hold: bool) -> None:
+    """No alert on screen to fix: scroll when more are open than shown (alerts below
+    the panel's edge), unless `hold` (a finish that waits, or alerts just fixed still
+    clearing: clear_after is 2 rounds of 2 s); else wait a little."""
+    n = re.search(r"(\d+) open,", screen)
+    if n and int(n.group(1)) > shown and not hold:
+        term.press(move)
+        time.sleep(0.3)
+    else:
+        time.sleep(0.5)  # nothing to fix on screen yet
+
+
 def by_alert(term: Term) -> None:
     """Part A's `f`, from the Alerts panel. The line above the alerts names the
     selected alert's remedy (so where the cursor is, when that alert has one); the
@@ -382,6 +406,7 @@ def by_alert(term: Term) -> None:
     end = time.monotonic() + 150
     move = "Down"  # when the cursor's row is unknown (no remedy, or its row went)
     blind = 0  # moves made without knowing the cursor's row
+    last = 0.0  # when the last fix was confirmed
     while time.monotonic() < end:
         screen = term.screen()
         if fixed(screen):
@@ -392,6 +417,11 @@ def by_alert(term: Term) -> None:
             continue
         m = REMEDY.search(screen)
         now = time.monotonic()
+        rows = [check for _, check in ROW.findall(screen)]
+        targets = to_fix(screen, done, refused, m.group(1) if m else None)
+        pooler = pooler_first(rows, targets, done)
+        if pooler and m and not m.group(1).startswith("pgbouncer."):
+            m = None  # not this one yet: move to the pooler's alert
         if m and (m.group(1), m.group(2)) not in done and not waits(m):
             if m.group(2) in ("rotate", "finish") and any(v == m.group(2) for _, v in done):
                 refused[m.group(1)] = now  # one rotation (and finish) for the secrets' alerts
@@ -401,19 +431,14 @@ def by_alert(term: Term) -> None:
                 if answer(term, lambda d, check=check: f"fixes: {check}" in d):
                     done.add((check, m.group(2)))
                     order.append((check, m.group(2)))
+                    last = time.monotonic()
                 else:
                     refused[check] = time.monotonic()  # the toast says why
                 continue
-        rows = [check for _, check in ROW.findall(screen)]
-        targets = to_fix(screen, done, refused, m.group(1) if m else None)
+        m = REMEDY.search(screen)
         here = rows.index(m.group(1)) if m and m.group(1) in rows else None
         if not targets:
-            n = re.search(r"(\d+) open,", screen)
-            if n and int(n.group(1)) > len(rows) and not waits(m):
-                term.press(move)  # alerts below the panel's edge: the table scrolls
-                time.sleep(0.3)
-            else:
-                time.sleep(0.5)  # nothing to fix on screen yet
+            nothing_on_screen(term, screen, len(rows), move, waits(m) or now - last < 5)
             continue
         if here is None:
             # Not on an alert with a remedy: step on; past the last row, turn round.
@@ -424,7 +449,7 @@ def by_alert(term: Term) -> None:
             time.sleep(0.3)
             continue
         blind = 0
-        goal = min(targets, key=lambda i: abs(i - here))
+        goal = min(pooler or targets, key=lambda i: abs(i - here))
         move = "Down" if goal > here else "Up"
         term.press(move)
         time.sleep(0.3)  # the remedy line follows the cursor

@@ -162,8 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--pgbouncer",
-        action="store_true",
-        help="put the services behind a real PgBouncer (Debian's pgbouncer program)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the services behind a real PgBouncer (Debian's pgbouncer program): the "
+        "default when it is installed; --no-pgbouncer: straight to PostgreSQL",
     )
     _add_read_only(p)
 

@@ -1,6 +1,7 @@
-"""`ultrawatch demo --pgbouncer`: the services behind a real PgBouncer; the
-connection storm queues in the pooler, ultrawatch names whose clients wait, and
-the pgbouncer actions clear it."""
+"""`ultrawatch demo`, with pgbouncer installed: the services behind a real PgBouncer
+by default; the connection storm queues in the pooler, ultrawatch names whose
+clients wait, and `f` / `ultrawatch fix` on its alert clears it. `--no-pgbouncer` goes straight
+to PostgreSQL and says so in one line."""
 
 from __future__ import annotations
 
@@ -9,14 +10,20 @@ from pathlib import Path
 import pytest
 
 from tests.external import require_program
-from tests.test_demo import _wait, running_demo
+from tests.test_demo import INCIDENT_CHECKS, _wait, running_demo
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
+# The incident's failures behind PgBouncer: the storm is seen by the pooler.
+POOLED_CHECKS = tuple(
+    "pgbouncer.budget.payment-service" if c == "postgres.budget.payment-service" else c
+    for c in INCIDENT_CHECKS
+)
 
-def test_the_storm_queues_in_the_pooler_and_kill_then_resume_clears_it(tmp_path: Path) -> None:
+
+def test_the_storm_queues_in_the_pooler_and_its_fix_clears_it(tmp_path: Path) -> None:
     require_program("pgbouncer")
-    with running_demo("connection-storm", tmp_path, extra=["--pgbouncer"]) as demo:
+    with running_demo("connection-storm", tmp_path) as demo:  # the default when installed
         assert demo.config.pgbouncer is not None
         assert "PgBouncer on port" in demo.log()
 
@@ -34,19 +41,54 @@ def test_the_storm_queues_in_the_pooler_and_kill_then_resume_clears_it(tmp_path:
         assert checks["pgbouncer.budget.payment-service"]["status"] == "warning"
         assert "behind PgBouncer" in checks["postgres.budget.payment-service"]["summary"]
 
-        killed = demo.cli("pgbouncer", "kill", "ultramarket")
-        assert killed.returncode == 0, killed.stderr
-        resumed = demo.cli("pgbouncer", "resume", "ultramarket")
-        assert resumed.returncode == 0, resumed.stderr
+        # The remedy: only payment-service's clients holding a server idle in a
+        # transaction are ended, pass after pass as its queued ones take the servers.
+        storm = "pgbouncer.budget.payment-service"
+        dry = demo.cli("fix", storm, "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert "payment-service client 127.0.0.1:" in dry.stdout
+        assert "idle in transaction" in dry.stdout
+        fixed = demo.cli("fix", storm)
+        assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+        assert "pooler clients idle in a transaction" in fixed.stdout
+        assert "ultramarket: 0 waiting" in fixed.stdout
+        audit = Path(demo.config.audit_log_path).read_text()
+        assert audit.count('"action": "terminate"') >= 10  # the storm's 15, each on its own
 
         def cleared() -> bool:
             _, checks = demo.check()
             return checks["pgbouncer.pool.ultramarket"]["status"] == "ok"
 
         _wait(cleared, 60, "the pool to drain once the storm's connections are gone")
+        _, checks = demo.check()
+        assert checks[storm]["status"] == "ok", checks[storm]
 
 
-def test_without_the_flag_one_line_says_how(tmp_path: Path) -> None:
-    with running_demo("healthy", tmp_path) as demo:
+def test_no_pgbouncer_goes_straight_to_postgres_and_says_so(tmp_path: Path) -> None:
+    with running_demo("healthy", tmp_path, extra=["--no-pgbouncer"]) as demo:
         assert demo.config.pgbouncer is None
-        assert "ultrawatch demo --pgbouncer" in demo.log()
+        assert "--no-pgbouncer: the services reach PostgreSQL directly" in demo.log()
+
+
+def test_the_default_says_the_services_go_through_pgbouncer(tmp_path: Path) -> None:
+    require_program("pgbouncer")
+    with running_demo("healthy", tmp_path) as demo:
+        assert demo.config.pgbouncer is not None
+        assert "through PgBouncer (--no-pgbouncer: directly)" in demo.log()
+
+
+def test_the_incident_behind_pgbouncer_shows_all_five_failures(tmp_path: Path) -> None:
+    """The default demo (behind PgBouncer): the storm shows in the pooler, the other
+    failures as without it."""
+    require_program("pgbouncer")
+    pooled = POOLED_CHECKS
+    with running_demo("incident", tmp_path) as demo:
+        assert demo.config.pgbouncer is not None
+
+        def all_failing() -> dict | None:
+            code, checks = demo.check()
+            failing = {k: v["summary"] for k, v in checks.items() if v["status"] != "ok"}
+            return failing if code == 2 and set(pooled) <= set(failing) else None
+
+        failing = _wait(all_failing, 60, "the incident's five failures")
+        assert "payment-service" in failing["pgbouncer.budget.payment-service"]

@@ -15,8 +15,12 @@ already exist:
 - `secrets.<KEY>.strength`, `secrets.distinct`, `secrets.age`, `secrets.forged_token`,
   `service.<name>.secret_fingerprint`: rotate; once the grace period is over the
   same alert finishes the rotation (until then it says how long is left);
-- `service.<name>.listeners`, `service.<name>.heap`, `process.<name>.memory_growth`, `process.<name>.memory`:
-  drain that service (a graceful restart), when it has a drain configured.
+- `service.<name>.listeners`, `service.<name>.heap`, `process.<name>.memory_growth`,
+  `process.<name>.memory`:
+  drain that service (a graceful restart), when it has a drain configured;
+- `pgbouncer.budget.<service>`, and `pgbouncer.pool.<database>` when its waiting
+  clients belong to services over budget: end those services' pooler clients that
+  hold a server idle in a transaction (dashboard.actions.pooled_storm).
 
 Never imports textual.
 """
@@ -44,7 +48,7 @@ if TYPE_CHECKING:
     from dashboard.actions.backend import ConnectionLender
     from dashboard.actions.bulk import Step
 
-Kind = Literal["terminate-idle", "release-locks", "rotate", "drain"]
+Kind = Literal["terminate-idle", "release-locks", "rotate", "drain", "end-pooled"]
 
 _ROTATE_IDS = ("secrets.distinct", "secrets.age", "secrets.forged_token")
 _DRAIN_SUFFIXES = {
@@ -75,6 +79,8 @@ def remedy_kind(check_id: str, config: Config) -> tuple[Kind, str] | None:
         return None
     if check_id in ("redis.locks.no_ttl", "redis.locks.stale"):
         return ("release-locks", check_id.rsplit(".", 1)[1]) if config.redis else None
+    if check_id.startswith("pgbouncer."):
+        return _pooled_kind(check_id, config)
     if config.secrets is not None and (
         check_id in _ROTATE_IDS
         or (check_id.startswith("secrets.") and check_id.endswith(".strength"))
@@ -82,6 +88,44 @@ def remedy_kind(check_id: str, config: Config) -> tuple[Kind, str] | None:
     ):
         return "rotate", ", ".join(config.secrets.keys)
     return _drain_kind(check_id, config)
+
+
+def _pooled_kind(check_id: str, config: Config) -> tuple[Kind, str] | None:
+    from collectors.registry import pgbouncer_services
+    from dashboard.actions.pooled_storm import parse_check
+
+    found = parse_check(check_id, config)
+    if found is None or config.postgres is None:
+        return None
+    _pb, kind, name = found
+    if kind == "budget":
+        svc = next((s for s in pgbouncer_services(config) if s.name == name), None)
+        return ("end-pooled", name) if svc is not None and svc.budget is not None else None
+    return "end-pooled", name
+
+
+def why_no_remedy(check: CheckResult, readings: Sequence[Reading], config: Config) -> str | None:
+    """For an open alert that has no remedy here, why, when it is worth saying (the
+    detail view); None otherwise."""
+    if check.id.startswith("pgbouncer.") and check.status in (Status.WARNING, Status.CRITICAL):
+        from dashboard.actions.pooled_storm import parse_check, unable
+
+        found = parse_check(check.id, config)
+        if found is None:
+            return None
+        d = next(
+            (r.data for r in readings if r.component == "pgbouncer" and r.target == found[0].name),
+            None,
+        )
+        why = unable(config, getattr(d, "version", None))
+        if why is not None:
+            return why
+        if found[1] == "pool":
+            return (
+                "no remedy here: the clients waiting belong to no service over its budget "
+                "(see the PgBouncer panel: K drops the database's connections)"
+            )
+    return None
 
 
 def _drain_kind(check_id: str, config: Config) -> tuple[Kind, str] | None:
@@ -116,6 +160,8 @@ def remedy_for(
         return _locks_remedy(check, subject, readings)
     if kind == "rotate":
         return _rotate_remedy(check.id, subject, readings, at)
+    if kind == "end-pooled":
+        return _pooled_remedy(check.id, readings, config)
     return Remedy(
         check.id,
         "drain",
@@ -176,6 +222,56 @@ def _terminate_remedy(
         f"f: terminate {n} idle session{_s(n)}",
         f"terminate the {n} idle session{_s(n)} of {service} beyond its budget of {budget}, "
         f"oldest idle first, never an active or in-transaction one{also}",
+    )
+
+
+# ------------------------------------------------------ pooled storm
+
+
+def pooled_targets(
+    check_id: str, readings: Sequence[Reading], config: Config
+) -> tuple[list[str], str | None] | None:
+    """(the services over their pooler budget the remedy ends the stuck clients of, the
+    database it is limited to) for a pgbouncer.budget / pgbouncer.pool alert; None when
+    the remedy has nothing to act on (or cannot run: no [postgres], an old PgBouncer)."""
+    from collectors.pgbouncer.config import app_services
+    from collectors.pgbouncer.rules import waiting_services
+    from collectors.registry import pgbouncer_services
+    from dashboard.actions.pooled_storm import over_budget, parse_check, unable
+
+    found = parse_check(check_id, config)
+    if found is None:
+        return None
+    pb, kind, name = found
+    d = next(
+        (r.data for r in readings if r.component == "pgbouncer" and r.target == pb.name and r.ok),
+        None,
+    )
+    if d is None or unable(config, d.version) is not None:
+        return None
+    services = pgbouncer_services(config)
+    over = over_budget(d, services)
+    if kind == "budget":
+        return ([name], None) if name in over else None
+    waiting = waiting_services(d, name, app_services(services))
+    named = [s for s in waiting if s in over]
+    return (named, name) if named else None
+
+
+def _pooled_remedy(check_id: str, readings: Sequence[Reading], config: Config) -> Remedy | None:
+    from dashboard.actions.pooled_storm import description
+
+    found = pooled_targets(check_id, readings, config)
+    if found is None:
+        return None
+    services, database = found
+    who = ", ".join(services)
+    return Remedy(
+        check_id,
+        "end-pooled",
+        who,
+        f"f: end {who}'s stuck pooled clients",
+        description(services, database),
     )
 
 
@@ -310,6 +406,7 @@ def components_for(check_id: str) -> list[str] | None:
         "service": "services",
         "process": "processes",
         "secrets": "secrets",
+        "pgbouncer": "pgbouncer",
     }
     return [word[head]] if head in word else None
 
@@ -378,7 +475,9 @@ class FixAction:
         readings = report.snapshot.readings
         remedy = remedy_for(check, readings, self.config)
         if remedy is None:
-            why = "ultrawatch has no remedy for it" if found is None else "nothing to act on"
+            why = why_no_remedy(check, readings, self.config) or (
+                "ultrawatch has no remedy for it" if found is None else "nothing to act on"
+            )
             raise ActionRefused(f"{self.check_id} is {check.status.value} ({check.summary}): {why}")
         self.remedy = remedy
         self.inner = await self._inner(remedy, readings)
@@ -394,6 +493,8 @@ class FixAction:
             return await self._terminate(remedy, readings)
         if remedy.kind == "release-locks":
             return await self._release(remedy, readings)
+        if remedy.kind == "end-pooled":
+            return self._pooled(readings)
         if remedy.kind == "rotate":
             from dashboard.actions.rotate_secret import RotateSecret
 
@@ -461,6 +562,17 @@ class FixAction:
             confirm_name=service,
             params={"service": service, "budget": svc.connection_budget},
         )
+
+    def _pooled(self, readings: Sequence[Reading]) -> Action:
+        from collectors.registry import pgbouncer_services
+        from dashboard.actions.pooled_storm import PooledStorm, parse_check
+
+        found = pooled_targets(self.check_id, readings, self.config)
+        parsed = parse_check(self.check_id, self.config)
+        assert found is not None and parsed is not None
+        names, database = found
+        services = [s for s in pgbouncer_services(self.config) if s.name in names]
+        return PooledStorm(self.config, services, parsed[0], database=database, lender=self.lender)
 
     async def _release(self, remedy: Remedy, readings: Sequence[Reading]) -> Action:
         from dashboard.actions.bulk import Bulk

@@ -151,23 +151,23 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _pooler_wanted(args: argparse.Namespace) -> tuple[bool, str | None]:
-    """(--pgbouncer: the services behind a real PgBouncer, else the one line that
-    says how to have it)."""
+    """(the services behind a real PgBouncer?, the one line said about it). The
+    default: behind one when `pgbouncer` is installed; `--pgbouncer` insists on it,
+    `--no-pgbouncer` goes straight to PostgreSQL."""
     from dashboard.demo.pgbouncer import INSTALL, pgbouncer_binary
 
+    wanted = getattr(args, "pgbouncer", None)
+    if wanted is False:
+        return False, "--no-pgbouncer: the services reach PostgreSQL directly"
     found = pgbouncer_binary() is not None
-    if getattr(args, "pgbouncer", False):
-        if not found:
-            raise ValueError(f"--pgbouncer: pgbouncer not found: {INSTALL}")
-        return True, None
+    if wanted and not found:
+        raise ValueError(f"--pgbouncer: pgbouncer not found: {INSTALL}")
     if found:
-        return (
-            False,
-            "PgBouncer is installed: `ultrawatch demo --pgbouncer` puts the services behind it",
-        )
+        return True, "the services reach PostgreSQL through PgBouncer (--no-pgbouncer: directly)"
     return (
         False,
-        f"to put the services behind a PgBouncer: {INSTALL}, then `ultrawatch demo --pgbouncer`",
+        f"PgBouncer is not installed, the services reach PostgreSQL directly; to put them "
+        f"behind one: {INSTALL}",
     )
 
 

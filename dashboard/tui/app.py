@@ -369,15 +369,19 @@ class UltrawatchApp(App[int]):
         """The remedy of each open alert (the Alerts panel's fix column), when `f` works."""
         if not self.actions_enabled:
             return
-        from dashboard.actions.fix import remedy_for
+        from dashboard.actions.fix import remedy_for, why_no_remedy
 
         readings = report.snapshot.readings
         found = {}
+        why: dict[str, str] = {}
         for alert in self.model.alerts.values():
             remedy = remedy_for(alert.check, readings, self.config, report.snapshot.started_at)
             if remedy is not None:
                 found[alert.check.id] = remedy
+            elif (said := why_no_remedy(alert.check, readings, self.config)) is not None:
+                why[alert.check.id] = said
         self.model.remedies = found
+        self.model.no_remedy = why
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, INPUT_EVENTS):

@@ -47,6 +47,9 @@ class ViewModel:
     # check id -> the remedy `f` applies (dashboard.actions.fix.Remedy), filled by the
     # app for the open alerts of each round when actions may run
     remedies: dict[str, Any] = field(default_factory=dict)
+    # check id -> why an open alert has no remedy, where that is worth saying (the
+    # alert's detail view): e.g. a pooler alert without [postgres]
+    no_remedy: dict[str, str] = field(default_factory=dict)
     _by_target: dict[tuple[str, str | None], list[CheckResult]] = field(default_factory=dict)
     _status: dict[tuple[str, str | None], Status] = field(default_factory=dict)
 

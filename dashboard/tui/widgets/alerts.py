@@ -87,6 +87,8 @@ class AlertsPanel(Panel):
             remedy = model.remedies.get(c.id)
             if remedy is not None:
                 record["remedy"] = remedy.description
+            elif c.id in model.no_remedy:
+                record["no_remedy"] = model.no_remedy[c.id]
             dim = "dim" if snoozed or a.acked_by or (said is not None and said.text) else ""
             rows.append(
                 (
