@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.containers import Container
 from textual.content import Content
 
 from collectors.core.model import CheckResult, Reading, Status
@@ -27,6 +28,13 @@ class PgBouncerPanel(Panel):
 
     def compose(self) -> ComposeResult:
         yield Line(id="pgb-summary")
+        # Side by side across the wide grid (every service's row in view), one above
+        # the other in a tab (app.tcss).
+        with Container(id="pgb-tables"):
+            yield from self._tables()
+
+    @staticmethod
+    def _tables() -> ComposeResult:
         yield SyncTable(
             [
                 ("database", "database", 14),
@@ -40,7 +48,7 @@ class PgBouncerPanel(Panel):
                 ("maxwait", "maxwait", 8),
                 ("size", "size", 5),
                 ("mode", "mode", 11),
-                ("note", "note", 30),
+                ("note", "note", 22),
             ],
             id_column="database",
             id="pgb-pools",
