@@ -251,7 +251,7 @@ async def test_narrow_terminal_uses_tabs_wide_uses_grid() -> None:
         tabs = app.query_one(TabbedContent)
         assert tabs.active == "tab-alerts"
         labels = screen_text(app).splitlines()[1]
-        assert "Alerts" in labels and "PostgreSQL" in labels and "Security" in labels
+        assert "Alerts" in labels and "Postgres" in labels and "Security" in labels
         await pilot.resize_terminal(200, 60)
         await pilot.pause()
         assert not app.query(TabbedContent)

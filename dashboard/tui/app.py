@@ -191,7 +191,7 @@ class UltrawatchApp(App[int]):
         if self._narrow:
             with TabbedContent(id="tabs"):
                 for p in panels:
-                    with TabPane(p.cls.TITLE, id=f"tab-{p.id}"):
+                    with TabPane(p.cls.TAB_TITLE or p.cls.TITLE, id=f"tab-{p.id}"):
                         yield p.cls(id=p.id)
         else:
             # one more row for the PgBouncer panel when it is there
@@ -433,7 +433,7 @@ class UltrawatchApp(App[int]):
             except Exception:
                 continue  # recomposing
             if narrow:
-                self._label_tab(p.id, p.cls.TITLE, panel)
+                self._label_tab(p.id, p.cls.TAB_TITLE or p.cls.TITLE, panel)
             if only is not None and p.id not in only:
                 continue
             if narrow and active is not None and active != f"tab-{p.id}":

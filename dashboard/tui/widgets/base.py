@@ -107,6 +107,8 @@ class Panel(Vertical):
     Panel > DataTable { height: 1fr; }
     """
     TITLE = "Panel"
+    # Its tab's label at 80 columns, where every tab must fit beside the others.
+    TAB_TITLE = ""
     COMPONENT = ""
     _cap_text = ""  # what the bottom border says about rows not shown
     _status: Status | None = None

@@ -44,6 +44,7 @@ def _age(s: Session) -> float:
 
 class PostgresPanel(Panel):
     TITLE = "PostgreSQL"
+    TAB_TITLE = "Postgres"
     COMPONENT = "postgres"
 
     def compose(self) -> ComposeResult:

@@ -61,6 +61,7 @@ def _judged(model: ViewModel, target: str) -> dict[str, CheckResult]:
 
 class RedisPanel(Panel):
     TITLE = "Redis locks"
+    TAB_TITLE = "Redis"
     COMPONENT = "redis"
 
     def __init__(self, *args: Any, **kw: Any) -> None:
