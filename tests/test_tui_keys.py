@@ -20,8 +20,8 @@ Keys
   enter  details of the selected row  tab / shift+tab next / previous panel
   ctrl+p command palette
   a      acknowledge the selected alert (recorded with your user name)
-  esc    unfreeze a table: moving in a table freezes its order (new rows come last)
   z      snooze the selected alert for 30m
+  esc    unfreeze a table: moving in a table freezes its order (new rows come last)
   w      write the handoff summary for the next on-call
   a, z and the action keys act on the focused panel's selected row only
 
