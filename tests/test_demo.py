@@ -464,6 +464,8 @@ def test_incident_end_to_end_fixed_by_ultrawatch(tmp_path: Path) -> None:
     # backends (tests/test_demo_pgbouncer.py runs the incident behind PgBouncer).
     direct = ["--no-pgbouncer"]
     with running_demo("incident", tmp_path, state_dir=tmp_path / "state", extra=direct) as demo:
+        assert demo.config.pgbouncer is None
+        assert "--no-pgbouncer: the services reach PostgreSQL directly" in demo.log()
         order_url = demo.url("order-service")
 
         def leaked() -> bool:

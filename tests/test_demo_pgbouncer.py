@@ -1,7 +1,8 @@
 """`ultrawatch demo`, with pgbouncer installed: the services behind a real PgBouncer
 by default; the connection storm queues in the pooler, ultrawatch names whose
 clients wait, and `f` / `ultrawatch fix` on its alert clears it. `--no-pgbouncer` goes straight
-to PostgreSQL and says so in one line."""
+to PostgreSQL and says so in one line (tests/test_demo.py's incident runs that way).
+All five failures behind PgBouncer, fixed from the keys: tests/test_demo_tui.py."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def test_the_storm_queues_in_the_pooler_and_its_fix_clears_it(tmp_path: Path) ->
     with running_demo("connection-storm", tmp_path) as demo:  # the default when installed
         assert demo.config.pgbouncer is not None
         assert "PgBouncer on port" in demo.log()
+        assert "through PgBouncer (--no-pgbouncer: directly)" in demo.log()
 
         def queued() -> dict | None:
             _, checks = demo.check()
@@ -62,33 +64,3 @@ def test_the_storm_queues_in_the_pooler_and_its_fix_clears_it(tmp_path: Path) ->
         _wait(cleared, 60, "the pool to drain once the storm's connections are gone")
         _, checks = demo.check()
         assert checks[storm]["status"] == "ok", checks[storm]
-
-
-def test_no_pgbouncer_goes_straight_to_postgres_and_says_so(tmp_path: Path) -> None:
-    with running_demo("healthy", tmp_path, extra=["--no-pgbouncer"]) as demo:
-        assert demo.config.pgbouncer is None
-        assert "--no-pgbouncer: the services reach PostgreSQL directly" in demo.log()
-
-
-def test_the_default_says_the_services_go_through_pgbouncer(tmp_path: Path) -> None:
-    require_program("pgbouncer")
-    with running_demo("healthy", tmp_path) as demo:
-        assert demo.config.pgbouncer is not None
-        assert "through PgBouncer (--no-pgbouncer: directly)" in demo.log()
-
-
-def test_the_incident_behind_pgbouncer_shows_all_five_failures(tmp_path: Path) -> None:
-    """The default demo (behind PgBouncer): the storm shows in the pooler, the other
-    failures as without it."""
-    require_program("pgbouncer")
-    pooled = POOLED_CHECKS
-    with running_demo("incident", tmp_path) as demo:
-        assert demo.config.pgbouncer is not None
-
-        def all_failing() -> dict | None:
-            code, checks = demo.check()
-            failing = {k: v["summary"] for k, v in checks.items() if v["status"] != "ok"}
-            return failing if code == 2 and set(pooled) <= set(failing) else None
-
-        failing = _wait(all_failing, 60, "the incident's five failures")
-        assert "payment-service" in failing["pgbouncer.budget.payment-service"]
