@@ -619,3 +619,18 @@ def parse_dotenv_text(text: str) -> dict[str, str]:
     from collectors.secrets.store import parse_dotenv
 
     return parse_dotenv(text)
+
+
+def test_free_ports_are_below_the_ephemeral_range_and_bindable() -> None:
+    """The demo's servers take ports an outgoing connection can never get as its source
+    port (one taken between the pick and the bind made a demo exit 3)."""
+    import socket
+
+    from dashboard.demo.embedded import _ephemeral_low, free_port
+
+    ports = {free_port() for _ in range(20)}
+    assert len(ports) > 10  # spread, not one port again and again
+    assert all(1024 < p < _ephemeral_low() for p in ports), sorted(ports)
+    for p in ports:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", p))

@@ -12,6 +12,7 @@ import contextlib
 import importlib.util
 import os
 import pwd
+import random
 import shutil
 import socket
 import stat
@@ -37,9 +38,34 @@ def _package_dir(name: str) -> Path:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
+    """A port nothing listens on, for a server started next. Taken below the kernel's
+    ephemeral range: a port the kernel hands out (bind to port 0) is free again once
+    we return, and any outgoing connection (the demo opens hundreds) may get it as its
+    source port before the server binds it; a port outside that range never is."""
+    low = _ephemeral_low()
+    rng = random.SystemRandom()
+    for _ in range(64):
+        port = rng.randrange(PORTS_FROM, low) if low > PORTS_FROM + 1000 else 0
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue  # someone listens there (or holds it): another one
+            return int(s.getsockname()[1])
+    with socket.socket() as s:  # a crowded range: the kernel's choice after all
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+PORTS_FROM = 20000  # free_port's range starts here (well above the common services)
+
+
+def _ephemeral_low() -> int:
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def wait_for_port(host: str, port: int, timeout: float) -> None:
