@@ -114,6 +114,9 @@ async def test_python_redis_lock_live_renewing_holder_is_seen_alive(
     name = lock_prefix.removeprefix("lock:") + "renewed"
     key = f"lock:{name}"
     holder = redis_lock.Lock(redis.Redis.from_url(lock_url), name, expire=1, auto_renewal=True)
+    lost: list[type[BaseException]] = []  # what ends the holder's renewal thread
+    hook = threading.excepthook
+    threading.excepthook = lambda a: lost.append(a.exc_type)
     assert holder.acquire(blocking=False)  # renews every 0.67 s
     config = cfg_for(lock_url, [f"{lock_prefix}*"], tmp_path)
     assert config.redis is not None
@@ -142,9 +145,15 @@ async def test_python_redis_lock_live_renewing_holder_is_seen_alive(
         warning = dict(plan.details)["warning"]
         assert warning.startswith("TTL renewed ") and "the holder may re-take it" in warning
         assert outcome.result is Result.VERIFIED, (outcome.message, said)
+        # The holder learns it lost the lock: its renewal thread stops on NotAcquired.
+        deadline = time.monotonic() + 5
+        while not lost and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert lost == [redis_lock.NotAcquired], lost
     finally:
         await col.close()
         holder._stop_lock_renewer()
+        threading.excepthook = hook
         r.delete(key, f"lock-signal:{name}")
 
 
