@@ -353,3 +353,22 @@ async def test_a_plan_with_many_targets_keeps_its_title_and_buttons_in_view() ->
         for wid in ("#confirm-title", "#confirm-summary", "#cancel", "#confirm"):
             region = screen.query_one(wid).region
             assert region.height and region.y + region.height <= 24, (wid, region)
+
+
+def test_idle_in_transaction_behind_pgbouncer_points_at_the_pooler_alert() -> None:
+    """Its backends are the pooler's server connections: the detail view and `fix`
+    say which alert's `f` ends the clients holding them."""
+    from collectors.config import parse_config
+    from collectors.core.model import CheckResult, Status
+    from dashboard.actions.fix import why_no_remedy
+
+    check = CheckResult(
+        "postgres.idle_in_transaction", "postgres", "main", Status.WARNING, "5 idle in tx"
+    )
+    base = '[postgres]\ndsn = "postgresql://u@127.0.0.1:9/db"\n'
+    pooled = parse_config(
+        base + '[pgbouncer]\ndsn = "postgresql://a@127.0.0.1:9/pgbouncer"\n', "p.toml"
+    )
+    why = why_no_remedy(check, [], pooled)
+    assert why is not None and "f on the pgbouncer.budget.<service>" in why
+    assert why_no_remedy(check, [], parse_config(base, "d.toml")) is None

@@ -107,6 +107,14 @@ def _pooled_kind(check_id: str, config: Config) -> tuple[Kind, str] | None:
 def why_no_remedy(check: CheckResult, readings: Sequence[Reading], config: Config) -> str | None:
     """For an open alert that has no remedy here, why, when it is worth saying (the
     detail view); None otherwise."""
+    if check.id == "postgres.idle_in_transaction" and config.pgbouncer is not None:
+        # Behind a pooler these backends are its server connections, held by a client:
+        # ending one here drops that client; the pooler's alert names whose they are.
+        return (
+            "behind PgBouncer these are the pooler's server connections: f on the "
+            "pgbouncer.budget.<service> (or pgbouncer.pool.<database>) alert ends the "
+            "clients that hold them idle; k ends one session in the PostgreSQL panel"
+        )
     if check.id.startswith("pgbouncer.") and check.status in (Status.WARNING, Status.CRITICAL):
         from dashboard.actions.pooled_storm import parse_check, unable
 
