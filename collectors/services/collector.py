@@ -301,13 +301,7 @@ class ServicesCollector:
         heap = None if memory is None else memory.get("heapUsed")
         if heap is None:
             return None
-        last = st.heap.last()
-        if last is not None and heap < last[1] / 2:
-            # Far less heap than a moment ago: a restart; start a new baseline.
-            st.heap = RingBuffer(st.heap.capacity)
-            st.heap_baseline = None
-        if st.heap_baseline is None:
-            st.heap_baseline = int(heap)
+        st.heap, st.heap_baseline = _after_restart(st.heap, st.heap_baseline, heap)
         st.heap.append(now, heap)
         samples = st.heap.window(self.window, now)
         trend = linear_trend(samples)
@@ -323,13 +317,9 @@ class ServicesCollector:
     def _listener_trend(self, st: _ServiceState, now: float, total: int) -> ListenerTrend:
         """The fit of the listener total over the window: facts only (whether that is
         a leak is the judge's call)."""
-        last = st.listeners.last()
-        if last is not None and total < last[1] / 2:
-            # Far fewer listeners than a moment ago: a restart; start a new baseline.
-            st.listeners = RingBuffer(st.listeners.capacity)
-            st.listeners_baseline = None
-        if st.listeners_baseline is None:
-            st.listeners_baseline = total
+        st.listeners, st.listeners_baseline = _after_restart(
+            st.listeners, st.listeners_baseline, total
+        )
         st.listeners.append(now, total)
         samples = st.listeners.window(self.window, now)
         trend = linear_trend(samples)
@@ -340,3 +330,14 @@ class ServicesCollector:
             samples=len(samples),
             rise=int(samples[-1][1] - samples[0][1]),
         )
+
+
+def _after_restart(
+    history: RingBuffer, baseline: int | None, value: float
+) -> tuple[RingBuffer, int]:
+    """The history and baseline to add `value` to: less than half the last sample is
+    a restart (heap, listeners), so a new history and a new baseline start there."""
+    last = history.last()
+    if last is not None and value < last[1] / 2:
+        return RingBuffer(history.capacity), int(value)
+    return history, int(value) if baseline is None else baseline
